@@ -1,0 +1,41 @@
+// The commander program: one executable, several jobs sharing one core.
+import { Command, CommanderError } from 'commander'
+import { VERSION } from './version.js'
+import { serveCommand } from './commands/serve.js'
+import { hashPasswordCommand } from './commands/hash-password.js'
+import { notYetCommand } from './commands/not-yet.js'
+import { BrokerHaError, exitStatusFor } from './errors.js'
+
+export function buildProgram (): Command {
+  const program = new Command('broker-ha')
+    .description('Highly available, clustered MQTT 3.1/3.1.1/5.0 broker')
+    .version(VERSION, '-v, --version')
+    .showHelpAfterError()
+    .exitOverride()
+  program.addCommand(serveCommand())
+  program.addCommand(notYetCommand('admin', 'interactive cluster-aware terminal UI for operators'))
+  program.addCommand(notYetCommand('chaos', 'start a local cluster, inject failures and check the guarantees'))
+  program.addCommand(hashPasswordCommand())
+  for (const command of program.commands) command.exitOverride()
+  return program
+}
+
+/** Runs the CLI; resolves with the exit status instead of calling process.exit. */
+export async function main (argv: string[]): Promise<number> {
+  const program = buildProgram()
+  try {
+    await program.parseAsync(argv)
+    return typeof process.exitCode === 'number' ? process.exitCode : 0
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end in a "graceful" CommanderError with code 0.
+      return err.exitCode === 0 ? 0 : 2
+    }
+    if (err instanceof BrokerHaError) {
+      process.stderr.write(`broker-ha: ${err.message}\n`)
+      return exitStatusFor(err)
+    }
+    process.stderr.write(`broker-ha: ${(err as Error).stack ?? String(err)}\n`)
+    return 1
+  }
+}

@@ -1,0 +1,123 @@
+// The one description of broker-ha's configuration. It gives validation (ajv),
+// defaults, the TypeScript type, the BROKER_* environment variable names and
+// the README's reference table. Add a key here and all of those follow.
+//
+// Durations are milliseconds, as in the seed (memberlist's unit), unless the
+// key name says otherwise.
+import { Type, type Static } from '@sinclair/typebox'
+
+const port = (def: number, description: string) =>
+  Type.Integer({ minimum: 1, maximum: 65535, default: def, description })
+
+const ms = (def: number, description: string, minimum = 1, maximum = 86_400_000) =>
+  Type.Integer({ minimum, maximum, default: def, description: `${description} (ms)` })
+
+const bindAddress = (description: string) =>
+  Type.String({ minLength: 1, default: '0.0.0.0', description })
+
+/** Bus subscriber buffer sizes, keyed by channel name (seed: `*.subscription_size`). */
+const subscriptionSize = (defaults: Record<string, number>, description: string) =>
+  Type.Record(Type.String({ minLength: 1 }), Type.Integer({ minimum: 1, maximum: 1_000_000 }), {
+    default: defaults,
+    description
+  })
+
+// A trailing `*` in a matched field means "any suffix" (seed auth semantics).
+const AuthRule = Type.Object({
+  username: Type.Optional(Type.String({ description: 'MQTT username; trailing * matches any suffix' })),
+  password: Type.Optional(Type.String({ description: 'plain text, or a scrypt hash from `broker-ha hash-password`', secret: true })),
+  client: Type.Optional(Type.String({ description: 'MQTT client id; trailing * matches any suffix' })),
+  remote: Type.Optional(Type.String({ description: 'client IP, IP:port, CIDR, or prefix with trailing *' })),
+  allow: Type.Boolean({ description: 'decision when every given field matches' })
+}, { additionalProperties: false })
+
+const AclRule = Type.Object({
+  username: Type.Optional(Type.String()),
+  client: Type.Optional(Type.String()),
+  remote: Type.Optional(Type.String()),
+  filters: Type.Optional(Type.Record(Type.String({ minLength: 1 }), Type.Integer({ minimum: 0, maximum: 3 }), {
+    description: 'MQTT filter -> 0 deny, 1 read, 2 write, 3 read-write'
+  }))
+}, { additionalProperties: false })
+
+export const ConfigSchema = Type.Object({
+  api: Type.Object({
+    bind: bindAddress('HTTP API listen address'),
+    port: port(8080, 'HTTP API port (metrics, probes, REST, SSE, /proxy)'),
+    user: Type.Record(Type.String({ minLength: 1 }), Type.String(), {
+      default: {},
+      secret: true,
+      description: 'HTTP basic auth users for /api and /debug, name -> password (plain or scrypt hash); empty: open'
+    }),
+    proxy_timeout: ms(5000, 'per-member timeout of /proxy fan-out requests', 100, 600_000)
+  }, { additionalProperties: false, default: {} }),
+
+  discovery: Type.Object({
+    domain: Type.String({ default: '', description: 'DNS name whose SRV records list the cluster members (Kubernetes headless Service); empty: no DNS discovery' }),
+    seeds: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'static list of members to join, host:port (port defaults to cluster.port)' }),
+    dns_server: Type.String({ default: '', description: 'DNS server (host or host:port) for the SRV lookup; empty: the system resolver' }),
+    resolve_interval: ms(30_000, 'how often SRV records and seeds are resolved again, so clusters that formed apart merge', 1000),
+    formation_wait_min: ms(1000, 'least time a node waits for peers before forming a cluster on its own', 0, 600_000),
+    formation_wait_max: ms(5000, 'most time a node waits for peers before forming a cluster on its own (randomised between min and max)', 0, 600_000),
+    subscription_size: subscriptionSize({ 'cluster:message_to': 1024 }, 'event bus buffer per channel for the cluster side')
+  }, { additionalProperties: false, default: {} }),
+
+  mqtt: Type.Object({
+    bind: bindAddress('MQTT listen address'),
+    port: port(1883, 'MQTT TCP port'),
+    subscription_size: subscriptionSize({ 'cluster:message_from': 1024, 'cluster:new_member': 10 }, 'event bus buffer per channel for the broker side'),
+    auth: Type.Array(AuthRule, { default: [], secret: true, description: 'authentication rules, first match decides; empty: anonymous access' }),
+    acl: Type.Array(AclRule, { default: [], description: 'topic access rules, first applicable rule decides; empty: everything allowed' }),
+    max_connections: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 10_000, description: 'most concurrent MQTT connections on this node; 0: unlimited' }),
+    max_packet_size: Type.Integer({ minimum: 64, maximum: 268_435_455, default: 4_194_304, description: 'largest MQTT packet accepted, bytes (advertised to MQTT 5 clients)' }),
+    max_queued_messages: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 1000, description: 'most QoS 1/2 messages queued for one offline session; older ones are dropped first; 0: unlimited' }),
+    max_inflight: Type.Integer({ minimum: 1, maximum: 65_535, default: 100, description: 'most unacknowledged QoS 1/2 publishes a client may send at once (MQTT 5 Receive Maximum)' }),
+    max_retained_messages: Type.Integer({ minimum: 0, maximum: 100_000_000, default: 200_000, description: 'most retained messages held; 0: unlimited' }),
+    max_retained_bytes: Type.Integer({ minimum: 0, maximum: 68_719_476_736, default: 268_435_456, description: 'most bytes of retained payloads held; 0: unlimited' }),
+    max_client_id_length: Type.Integer({ minimum: 23, maximum: 65_535, default: 256, description: 'longest client id accepted' }),
+    max_keepalive: Type.Integer({ minimum: 0, maximum: 65_535, default: 0, description: 'largest keep alive accepted (s); larger requests get this as MQTT 5 Server Keep Alive; 0: no limit' }),
+    topic_alias_maximum: Type.Integer({ minimum: 0, maximum: 65_535, default: 64, description: 'topic aliases an MQTT 5 client may use towards the broker; 0: none' }),
+    max_session_expiry: Type.Integer({ minimum: 0, maximum: 4_294_967_295, default: 0, description: 'cap on the session expiry interval an MQTT 5 client may ask for (s); 0: no cap' }),
+    connect_timeout: ms(30_000, 'time a new connection has to send CONNECT'),
+    shutdown_grace_period: ms(10_000, 'time given to connections to close on SIGTERM/SIGINT before they are cut', 0, 600_000)
+  }, { additionalProperties: false, default: {} }),
+
+  cluster: Type.Object({
+    name: Type.String({ default: '', description: 'member name, unique in the cluster; empty: the host name (the pod name)' }),
+    bind: bindAddress('cluster (gossip and peer link) listen address, UDP and TCP'),
+    port: port(7946, 'cluster port, UDP and TCP'),
+    advertise: Type.String({ default: '', description: 'address announced to other members; empty: the bind address, or the first non-loopback IPv4 when bound to all interfaces' }),
+    expected_members: Type.Integer({ minimum: 1, maximum: 1000, default: 3, description: 'members the cluster should have; /healthz fails while fewer are known' }),
+    config: Type.Object({
+      secret_key: Type.String({ default: '', secret: true, description: 'key (16, 24 or 32 bytes) that encrypts and authenticates all cluster traffic; empty: plain text' }),
+      secondary_keys: Type.Array(Type.String(), { default: [], secret: true, description: 'further keys accepted for decryption, for key rotation' }),
+      tcp_timeout: ms(10_000, 'timeout of TCP exchanges (join, push/pull)'),
+      push_pull_interval: ms(30_000, 'interval of the full state exchange with one random member', 0),
+      probe_interval: ms(500, 'interval between failure-detection probes'),
+      probe_timeout: ms(400, 'time to wait for an ack before indirect probes'),
+      gossip_interval: ms(200, 'interval of gossip rounds'),
+      gossip_nodes: Type.Integer({ minimum: 1, maximum: 64, default: 3, description: 'members gossiped to per round' }),
+      gossip_to_the_dead_time: ms(30_000, 'how long dead members still receive gossip', 0),
+      indirect_checks: Type.Integer({ minimum: 0, maximum: 64, default: 3, description: 'members asked to probe a node that missed an ack' }),
+      retransmit_mult: Type.Integer({ minimum: 1, maximum: 64, default: 4, description: 'each update is gossiped retransmit_mult * log10(N+1) times' }),
+      suspicion_mult: Type.Integer({ minimum: 1, maximum: 64, default: 4, description: 'suspicion timeout = suspicion_mult * log10(N) * probe_interval' }),
+      suspicion_max_timeout_mult: Type.Integer({ minimum: 1, maximum: 64, default: 6, description: 'upper bound of the suspicion timeout, as a multiple of its minimum' }),
+      awareness_max_multiplier: Type.Integer({ minimum: 1, maximum: 64, default: 8, description: 'most the local health score stretches probe timeouts' })
+    }, { additionalProperties: false, default: {} })
+  }, { additionalProperties: false, default: {} }),
+
+  log: Type.Object({
+    level: Type.Union([
+      Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),
+      Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')
+    ], { default: 'info', description: 'log level' }),
+    format: Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('pretty')], {
+      default: 'auto',
+      description: 'json, pretty, or auto (pretty on a terminal, JSON otherwise)'
+    })
+  }, { additionalProperties: false, default: {} })
+}, { additionalProperties: false })
+
+export type Config = Static<typeof ConfigSchema>
+export type AuthRuleConfig = Static<typeof AuthRule>
+export type AclRuleConfig = Static<typeof AclRule>

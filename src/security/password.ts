@@ -1,0 +1,78 @@
+// Password storage and comparison shared by MQTT authentication and the API's
+// basic auth. Config files may hold a salted scrypt hash instead of the
+// plain password, so a leaked ConfigMap does not leak credentials.
+//
+// Hash format (all fields in one string, so it fits a YAML scalar):
+//   scrypt$<log2 N>$<r>$<p>$<salt, base64>$<key, base64>
+import { randomBytes, scrypt, scryptSync, timingSafeEqual, createHash } from 'node:crypto'
+import { promisify } from 'node:util'
+
+const scryptAsync = promisify(scrypt) as (password: Buffer, salt: Buffer, keylen: number, options: { N: number, r: number, p: number, maxmem: number }) => Promise<Buffer>
+
+const PREFIX = 'scrypt$'
+const KEY_LENGTH = 32
+// N = 2^15, r = 8, p = 1: ~30 ms per check on a laptop core, the cost
+// OWASP recommends for scrypt; memory 32 MiB is within scrypt's maxmem below.
+const DEFAULT_LOG_N = 15
+const DEFAULT_R = 8
+const DEFAULT_P = 1
+const MAX_MEM = 256 * 1024 * 1024
+
+interface ParsedHash {
+  logN: number
+  r: number
+  p: number
+  salt: Buffer
+  key: Buffer
+}
+
+export function isPasswordHash (value: string): boolean {
+  return value.startsWith(PREFIX)
+}
+
+/** Parses a stored hash; returns an error message when it is malformed. */
+export function parsePasswordHash (value: string): ParsedHash | string {
+  const parts = value.split('$')
+  if (parts.length !== 6 || parts[0] !== 'scrypt') {
+    return 'expected scrypt$<log2 N>$<r>$<p>$<salt>$<key> (make one with `broker-ha hash-password`)'
+  }
+  const [, logN, r, p, salt, key] = parts.map((part, i) => (i >= 1 && i <= 3 ? Number(part) : part)) as [string, number, number, number, string, string]
+  if (!Number.isInteger(logN) || logN < 10 || logN > 20) return 'log2 N must be an integer from 10 to 20'
+  if (!Number.isInteger(r) || r < 1 || r > 32) return 'r must be an integer from 1 to 32'
+  if (!Number.isInteger(p) || p < 1 || p > 16) return 'p must be an integer from 1 to 16'
+  const saltBuf = Buffer.from(salt, 'base64')
+  const keyBuf = Buffer.from(key, 'base64')
+  if (saltBuf.length < 8) return 'salt must be at least 8 bytes (base64)'
+  if (keyBuf.length < 16) return 'key must be at least 16 bytes (base64)'
+  return { logN, r, p, salt: saltBuf, key: keyBuf }
+}
+
+export function hashPassword (password: string, logN = DEFAULT_LOG_N): string {
+  const salt = randomBytes(16)
+  const key = scryptSync(password, salt, KEY_LENGTH, { N: 2 ** logN, r: DEFAULT_R, p: DEFAULT_P, maxmem: MAX_MEM })
+  return `${PREFIX}${logN}$${DEFAULT_R}$${DEFAULT_P}$${salt.toString('base64')}$${key.toString('base64')}`
+}
+
+/**
+ * Checks a presented password against a stored one (plain or hashed) in time
+ * that does not depend on where the two differ. Plain values are compared as
+ * SHA-256 digests so that their lengths do not leak either.
+ */
+export async function verifyPassword (presented: string | Buffer, stored: string): Promise<boolean> {
+  const given = typeof presented === 'string' ? Buffer.from(presented, 'utf8') : presented
+  if (isPasswordHash(stored)) {
+    const parsed = parsePasswordHash(stored)
+    if (typeof parsed === 'string') return false
+    // Asynchronous: scrypt is deliberately slow and must not block the event loop.
+    const derived = await scryptAsync(given, parsed.salt, parsed.key.length, { N: 2 ** parsed.logN, r: parsed.r, p: parsed.p, maxmem: MAX_MEM })
+    return timingSafeEqual(derived, parsed.key)
+  }
+  return constantTimeEqual(given, Buffer.from(stored, 'utf8'))
+}
+
+/** Constant-time equality for values of any length (both sides are digested first). */
+export function constantTimeEqual (a: Buffer | string, b: Buffer | string): boolean {
+  const da = createHash('sha256').update(a).digest()
+  const db = createHash('sha256').update(b).digest()
+  return timingSafeEqual(da, db)
+}

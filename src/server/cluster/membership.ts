@@ -1,0 +1,66 @@
+// What the rest of a node sees of cluster membership. The SWIM implementation
+// (issue: membership) and the single-node stand-in both provide it, so the
+// API, probes and metrics are written once against this interface.
+import { EventEmitter } from 'node:events'
+
+/** Seed/memberlist numbering, kept in /api/discovery/members `State`. */
+export const MEMBER_STATE_CODE = { alive: 0, suspect: 1, dead: 2, left: 3 } as const
+export type MemberState = keyof typeof MEMBER_STATE_CODE
+
+/** What a member tells others about itself (memberlist's node meta). */
+export interface MemberMeta {
+  /** HTTP API port, for /proxy fan-out. */
+  api: number
+  /** MQTT port. */
+  mqtt: number
+  /** broker-ha version. */
+  version: string
+}
+
+export interface Member {
+  name: string
+  /** Address other members reach it at (its advertise address). */
+  addr: string
+  /** Cluster (gossip) port. */
+  port: number
+  meta: MemberMeta
+  state: MemberState
+  incarnation: number
+  /** When the state last changed, ms since the epoch. */
+  since: number
+}
+
+export interface MembershipEvents {
+  /** A member became alive for the first time, or again after dead/left. Not emitted for ourselves. */
+  join: [member: Member]
+  /** A member's state or meta changed (suspect, refuted, ...). */
+  update: [member: Member]
+  /** A member was declared dead or left gracefully. */
+  leave: [member: Member]
+}
+
+export interface Membership extends EventEmitter<MembershipEvents> {
+  readonly self: Member
+  /** Every known member, ourselves included, dead and left ones until they are reaped. */
+  members (): Member[]
+  /** Lifeguard local health score: 0 is healthy, higher means this node is struggling. */
+  healthScore (): number
+  start (): Promise<void>
+  /** Graceful leave: members see "left", not "dead". */
+  stop (): Promise<void>
+}
+
+/** A node with no peers configured: a cluster of one. */
+export class SoloMembership extends EventEmitter<MembershipEvents> implements Membership {
+  readonly self: Member
+
+  constructor (self: Omit<Member, 'state' | 'incarnation' | 'since'>) {
+    super()
+    this.self = { ...self, state: 'alive', incarnation: 0, since: Date.now() }
+  }
+
+  members (): Member[] { return [this.self] }
+  healthScore (): number { return 0 }
+  async start (): Promise<void> {}
+  async stop (): Promise<void> {}
+}

@@ -1,0 +1,72 @@
+// One broker node: the composition root. It builds the parts from the config,
+// starts them in dependency order and stops them in reverse.
+import { Registry, collectDefaultMetrics } from 'prom-client'
+import type { Config } from '../config/index.js'
+import type { Logger } from '../log.js'
+import { Bus } from './bus.js'
+import { MqttServer } from './mqtt/index.js'
+import { SoloMembership, type Membership } from './cluster/membership.js'
+import { VERSION } from '../version.js'
+
+export interface Lifecycle {
+  start (): Promise<void>
+  stop (): Promise<void>
+}
+
+export class BrokerNode {
+  readonly config: Config
+  readonly log: Logger
+  readonly bus = new Bus()
+  readonly registry = new Registry()
+  readonly mqtt: MqttServer
+  readonly membership: Membership
+  readonly startedAt = Date.now()
+  private readonly started: Array<{ name: string, part: Lifecycle }> = []
+  private stopping: Promise<void> | undefined
+
+  constructor (config: Config, log: Logger) {
+    this.config = config
+    this.log = log
+    collectDefaultMetrics({ register: this.registry })
+    this.mqtt = new MqttServer({ config, log: log.child({ component: 'mqtt' }), bus: this.bus, registry: this.registry })
+    this.membership = new SoloMembership({
+      name: config.cluster.name,
+      addr: config.cluster.advertise !== '' ? config.cluster.advertise : config.cluster.bind,
+      port: config.cluster.port,
+      meta: { api: config.api.port, mqtt: config.mqtt.port, version: VERSION }
+    })
+  }
+
+  /** Starts every part; if one fails, the ones already started are stopped again. */
+  async start (): Promise<void> {
+    const parts: Array<[string, Lifecycle]> = [
+      ['membership', this.membership],
+      ['mqtt', this.mqtt]
+    ]
+    for (const [name, part] of parts) {
+      try {
+        await part.start()
+      } catch (err) {
+        await this.stop()
+        throw err
+      }
+      this.started.push({ name, part })
+    }
+    this.log.info({ name: this.config.cluster.name, version: VERSION }, 'broker-ha node started')
+  }
+
+  /** Stops in reverse start order; safe to call more than once. */
+  stop (): Promise<void> {
+    this.stopping ??= (async () => {
+      for (const { name, part } of this.started.reverse()) {
+        try {
+          await part.stop()
+        } catch (err) {
+          this.log.error({ err, part: name }, 'error while stopping')
+        }
+      }
+      this.started.length = 0
+    })()
+    return this.stopping
+  }
+}
