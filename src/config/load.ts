@@ -49,7 +49,7 @@ export function loadConfig (options: LoadOptions = {}): LoadedConfig {
     doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true })
     if (doc.errors.length > 0) {
       const err = doc.errors[0]!
-      const line = err.linePos?.[0]?.line
+      const line = lines.linePos(err.pos[0]).line
       throw new BrokerHaError('CONFIG_UNREADABLE', `config error: ${source}${line === undefined ? '' : ` line ${line}`}: ${err.message.split('\n')[0]}`)
     }
     raw = doc.toJS() ?? {}

@@ -66,7 +66,7 @@ export const ConfigSchema = Type.Object({
     bind: bindAddress('MQTT listen address'),
     port: port(1883, 'MQTT TCP port'),
     subscription_size: subscriptionSize({ 'cluster:message_from': 1024, 'cluster:new_member': 10 }, 'event bus buffer per channel for the broker side'),
-    auth: Type.Array(AuthRule, { default: [], secret: true, description: 'authentication rules, first match decides; empty: anonymous access' }),
+    auth: Type.Array(AuthRule, { default: [], description: 'authentication rules, first match decides; empty: anonymous access' }),
     acl: Type.Array(AclRule, { default: [], description: 'topic access rules, first applicable rule decides; empty: everything allowed' }),
     max_connections: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 10_000, description: 'most concurrent MQTT connections on this node; 0: unlimited' }),
     max_packet_size: Type.Integer({ minimum: 64, maximum: 268_435_455, default: 4_194_304, description: 'largest MQTT packet accepted, bytes (advertised to MQTT 5 clients)' }),
