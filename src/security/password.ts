@@ -4,7 +4,7 @@
 //
 // Hash format (all fields in one string, so it fits a YAML scalar):
 //   scrypt$<log2 N>$<r>$<p>$<salt, base64>$<key, base64>
-import { randomBytes, scrypt, scryptSync, timingSafeEqual, createHash } from 'node:crypto'
+import { randomBytes, scrypt, scryptSync, timingSafeEqual, createHash, createHmac } from 'node:crypto'
 import { promisify } from 'node:util'
 
 const scryptAsync = promisify(scrypt) as (password: Buffer, salt: Buffer, keylen: number, options: { N: number, r: number, p: number, maxmem: number }) => Promise<Buffer>
@@ -75,4 +75,45 @@ export function constantTimeEqual (a: Buffer | string, b: Buffer | string): bool
   const da = createHash('sha256').update(a).digest()
   const db = createHash('sha256').update(b).digest()
   return timingSafeEqual(da, db)
+}
+
+/**
+ * verifyPassword with a bounded memory of successful hash checks, for paths
+ * where the same credentials come back often (a fleet reconnecting after a
+ * node restart): each distinct correct password costs one scrypt, later
+ * checks one HMAC. Concurrent checks of the same pair share one scrypt.
+ * Failures are not remembered, so a changed config or a guess is always
+ * verified for real. Keys are an HMAC (per-process key) of stored + presented,
+ * so the memory holds no password and nothing reusable outside this process.
+ */
+export function cachedPasswordVerifier (options: { maxEntries?: number, verify?: typeof verifyPassword } = {}): ((presented: Buffer, stored: string) => Promise<boolean>) & { readonly size: number } {
+  const maxEntries = options.maxEntries ?? 1024
+  const verify = options.verify ?? verifyPassword
+  const secret = randomBytes(32)
+  const verified = new Map<string, true>() // insertion order = least recently used first
+  const pending = new Map<string, Promise<boolean>>()
+
+  const check = async (presented: Buffer, stored: string): Promise<boolean> => {
+    // Plain passwords are as cheap to compare as a cache lookup.
+    if (!isPasswordHash(stored)) return await verifyPassword(presented, stored)
+    const key = createHmac('sha256', secret).update(stored).update('\0').update(presented).digest('base64')
+    if (verified.has(key)) {
+      verified.delete(key)
+      verified.set(key, true)
+      return true
+    }
+    let run = pending.get(key)
+    if (run === undefined) {
+      run = verify(presented, stored).then((ok) => {
+        if (ok) {
+          verified.set(key, true)
+          if (verified.size > maxEntries) verified.delete(verified.keys().next().value!)
+        }
+        return ok
+      }).finally(() => pending.delete(key))
+      pending.set(key, run)
+    }
+    return await run
+  }
+  return Object.defineProperty(check, 'size', { get: () => verified.size }) as typeof check & { readonly size: number }
 }
