@@ -99,8 +99,8 @@ export const ConfigSchema = Type.Object({
       gossip_nodes: Type.Integer({ minimum: 1, maximum: 64, default: 3, description: 'members gossiped to per round' }),
       gossip_to_the_dead_time: ms(30_000, 'how long dead members still receive gossip', 0),
       indirect_checks: Type.Integer({ minimum: 0, maximum: 64, default: 3, description: 'members asked to probe a node that missed an ack' }),
-      retransmit_mult: Type.Integer({ minimum: 1, maximum: 64, default: 4, description: 'each update is gossiped retransmit_mult * log10(N+1) times' }),
-      suspicion_mult: Type.Integer({ minimum: 1, maximum: 64, default: 4, description: 'suspicion timeout = suspicion_mult * log10(N) * probe_interval' }),
+      retransmit_mult: Type.Integer({ minimum: 1, maximum: 64, default: 4, description: 'each update is gossiped retransmit_mult * ceil(log10(N+1)) times (gossip rounds and piggybacked packets)' }),
+      suspicion_mult: Type.Integer({ minimum: 1, maximum: 64, default: 4, description: 'suspicion timeout = suspicion_mult * max(1, log10(N)) * probe_interval' }),
       suspicion_max_timeout_mult: Type.Integer({ minimum: 1, maximum: 64, default: 6, description: 'upper bound of the suspicion timeout, as a multiple of its minimum' }),
       awareness_max_multiplier: Type.Integer({ minimum: 1, maximum: 64, default: 8, description: 'most the local health score stretches probe timeouts' })
     }, { additionalProperties: false, default: {} })

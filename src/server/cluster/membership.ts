@@ -28,6 +28,12 @@ export interface Member {
   incarnation: number
   /** When the state last changed, ms since the epoch. */
   since: number
+  /**
+   * Protocol versions the member speaks, [PMin, PMax, PCur, DMin, DMax, DCur]
+   * as in the seed's /api/discovery/members answer. Absent for the
+   * single-node stand-in.
+   */
+  vsn?: readonly [number, number, number, number, number, number]
 }
 
 export interface MembershipEvents {

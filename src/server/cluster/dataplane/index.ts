@@ -1,0 +1,15 @@
+// The cluster data plane's building blocks (not wired into the node yet; see
+// docs/data-plane.md for how they fit and what integration must do).
+export { HybridLogicalClock, ClockDriftError, compareStamps, encodeStamp, decodeStamp, type Stamp, type HlcOptions } from './hlc.js'
+export {
+  RetainedStore, diffBuckets,
+  type RetainedEntry, type RetainedMessage, type RetainedStoreOptions, type MergeResult, type BucketSummary, type Qos
+} from './retained-store.js'
+export { RoutingTable, type RouteDelta, type RouteTable, type DeltaResult, type SharedTarget, type RoutingTableOptions } from './routing-table.js'
+export { FilterTrie, topicMatches, parseShared, isValidFilter, type SharedFilter } from './topic-filter.js'
+export {
+  PREAMBLE, LINK_PROTOCOL_VERSION, LinkProtocolError, plainCipher,
+  type FrameCipher, type Hello, type LinkErrorReason
+} from './frame-codec.js'
+export { PeerLink, dialsTo, type PeerLinkOptions, type LinkState, type LinkStats, type SendResult, type DeliveryInfo } from './peer-link.js'
+export { LinkAcceptor, LinkListener, type LinkAcceptorOptions } from './link-acceptor.js'

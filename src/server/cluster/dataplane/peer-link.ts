@@ -1,0 +1,545 @@
+// One long-lived TCP link to one peer: the data plane's transport.
+//
+// What it promises (see docs/data-plane.md):
+// - Reliable messages (QoS 1/2 publishes, route deltas, retained entries) are
+//   delivered to the peer's handler once each, in send order, across
+//   connection drops: each gets a sequence number, the sender keeps it until a
+//   cumulative ACK covers it and resends the unacknowledged ones after every
+//   reconnect; the receiver drops anything at or below the highest sequence it
+//   delivered for the sender's incarnation (the sender's process lifetime).
+//   The receiver's state lives in this object, so a restart of the receiving
+//   process loses it: then the sender resends what was unacked, which the
+//   restarted node has never seen.
+// - Unreliable messages (QoS 0) share the ordered stream but are not kept:
+//   when the link is down or the send buffer is full they are shed (counted).
+// - Memory is bounded: unacked reliable bytes plus queued unreliable bytes
+//   stay under maxBufferedBytes. Past it, send() sheds unreliable messages and
+//   answers 'backpressure' for reliable ones (not queued: the caller holds the
+//   message and waits for whenWritable(), which is how a slow peer slows
+//   the publishers instead of growing the heap).
+// - Batching: messages sent in one turn of the event loop leave in one frame
+//   and one write (flushed on setImmediate: a lone message waits for no timer).
+// - One link per pair: the node whose name sorts lower dials and redials with
+//   backoff; the other side only accepts (LinkAcceptor hands it sockets).
+import { randomBytes } from 'node:crypto'
+import type { Socket } from 'node:net'
+import {
+  DATA_HEADER, FrameDecoder, LINK_PROTOCOL_VERSION, LinkProtocolError, MAX_SEQ, PREAMBLE,
+  decodeRecords, encodeRecord, frame, writeDataHeader,
+  type FrameCipher, type Hello, type LinkErrorReason, type LinkRecord
+} from './frame-codec.js'
+
+export type LinkState = 'idle' | 'connecting' | 'handshaking' | 'up' | 'backoff' | 'waiting' | 'stopped'
+
+export type SendResult = 'queued' | 'backpressure' | 'shed'
+
+export interface DeliveryInfo { reliable: boolean }
+
+/** Counters and gauges of one link, read at scrape time by the metrics adapter. */
+export interface LinkStats {
+  state: LinkState
+  messagesSent: number
+  messagesReceived: number
+  bytesSent: number
+  bytesReceived: number
+  /** Reliable messages sent again after a reconnect. */
+  retransmitted: number
+  /** Reliable messages received again and dropped. */
+  duplicates: number
+  /** Unreliable messages dropped (link down or buffer full). */
+  shed: number
+  /** Reliable sends answered 'backpressure'. */
+  backpressured: number
+  /** socket.write calls (batching makes this much lower than messagesSent). */
+  writes: number
+  frames: number
+  /** Reliable messages not yet acknowledged plus unreliable ones not yet written. */
+  queueDepth: number
+  bufferedBytes: number
+  connects: number
+  /** Connections closed for bad bytes, by reason. */
+  protocolErrors: Partial<Record<LinkErrorReason | 'idle', number>>
+}
+
+export interface PeerLinkOptions {
+  localName: string
+  peerName: string
+  cipher: FrameCipher
+  /** Opens a connection to the peer. Required on the dialing side (the lower name). */
+  connect?: () => Socket
+  /** Called for each delivered message, in order. */
+  onMessage: (payload: Buffer, info: DeliveryInfo) => void
+  /** Called when a connection finished its handshake: send the full route table here. */
+  onUp?: () => void
+  onStateChange?: (state: LinkState) => void
+  /** Bound of unacked reliable bytes plus queued unreliable bytes (default 8 MiB). */
+  maxBufferedBytes?: number
+  /** Largest single message (default 16 MiB). */
+  maxMessageBytes?: number
+  /** A batch is cut into frames of about this many bytes (default 256 KiB). */
+  frameBytes?: number
+  minBackoffMs?: number
+  maxBackoffMs?: number
+  /** A PING is sent when nothing was written for this long (default 1000). */
+  pingIntervalMs?: number
+  /** A connection with nothing received for this long is dropped (default 5000). */
+  idleTimeoutMs?: number
+  handshakeTimeoutMs?: number
+  random?: () => number
+  /** Called on connection-level problems (already counted in stats). */
+  onError?: (err: Error) => void
+}
+
+interface Outgoing { seq: number, payload: Buffer }
+
+/** Which side of a pair dials: the lower name, so there is one link per pair. */
+export function dialsTo (localName: string, peerName: string): boolean {
+  return localName < peerName
+}
+
+export class PeerLink {
+  readonly localName: string
+  readonly peerName: string
+  readonly dialer: boolean
+  /** This process's sender identity on this link. */
+  readonly incarnation = randomBytes(8).toString('hex')
+  private readonly opts: Required<Omit<PeerLinkOptions, 'connect' | 'onUp' | 'onStateChange' | 'onError'>> & PeerLinkOptions
+  private stateValue: LinkState = 'idle'
+  private socket: Socket | undefined
+  private decoder: FrameDecoder | undefined
+
+  // sender side
+  private nextSeq = 1
+  /** Highest sequence ever written to a socket: what is resent below it is a retransmission. */
+  private highestWritten = 0
+  private readonly unacked: Outgoing[] = []
+  private unackedHead = 0
+  private unackedBytes = 0
+  /** Records waiting to be written on the current connection (reliable ones are also in unacked). */
+  private outbox: Outgoing[] = []
+  private outboxUnreliableBytes = 0
+  private ackDue = false
+  private pingDue = false
+  private flushScheduled: NodeJS.Immediate | undefined
+  private waitingDrain = false
+  private drainWaiters: Array<() => void> = []
+
+  // receiver side
+  private recvIncarnation: string | null = null
+  private delivered = 0
+
+  // timers
+  private attempt = 0
+  private retryTimer: NodeJS.Timeout | undefined
+  private handshakeTimer: NodeJS.Timeout | undefined
+  private heartbeat: NodeJS.Timeout | undefined
+  private lastReceived = 0
+  private lastWritten = 0
+
+  private readonly counters: Omit<LinkStats, 'state' | 'queueDepth' | 'bufferedBytes'> = {
+    messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0, retransmitted: 0, duplicates: 0,
+    shed: 0, backpressured: 0, writes: 0, frames: 0, connects: 0, protocolErrors: {}
+  }
+
+  constructor (options: PeerLinkOptions) {
+    if (options.localName === options.peerName) throw new RangeError('a peer link needs two different names')
+    this.localName = options.localName
+    this.peerName = options.peerName
+    this.dialer = dialsTo(options.localName, options.peerName)
+    if (this.dialer && options.connect === undefined) throw new RangeError(`${options.localName} dials ${options.peerName}: connect is required`)
+    this.opts = {
+      maxBufferedBytes: 8 * 1024 * 1024,
+      maxMessageBytes: 16 * 1024 * 1024,
+      frameBytes: 256 * 1024,
+      minBackoffMs: 50,
+      maxBackoffMs: 5000,
+      pingIntervalMs: 1000,
+      idleTimeoutMs: 5000,
+      handshakeTimeoutMs: 5000,
+      random: Math.random,
+      ...options
+    }
+  }
+
+  get state (): LinkState { return this.stateValue }
+
+  /** Largest sealed frame this link accepts from its peer. */
+  get maxFrameBytes (): number {
+    return Math.max(this.opts.frameBytes, this.opts.maxMessageBytes) + DATA_HEADER + 1024
+  }
+
+  start (): void {
+    if (this.stateValue !== 'idle') return
+    if (this.dialer) this.dial()
+    else this.setState('waiting')
+  }
+
+  stop (): void {
+    if (this.stateValue === 'stopped') return
+    this.setState('stopped')
+    clearTimeout(this.retryTimer)
+    this.dropConnection()
+    this.releaseDrainWaiters()
+  }
+
+  /**
+   * Queues a message. Reliable: kept until acknowledged, 'backpressure' (not
+   * queued) when the buffer is full. Unreliable: 'shed' when the link is not
+   * up or the buffer is full.
+   */
+  send (payload: Buffer, reliable: boolean): SendResult {
+    if (payload.length > this.opts.maxMessageBytes) throw new RangeError(`message of ${payload.length} bytes exceeds maxMessageBytes`)
+    if (this.stateValue === 'stopped') throw new Error('peer link is stopped')
+    const size = payload.length + DATA_HEADER
+    const full = this.bufferedBytes > 0 && this.bufferedBytes + size > this.opts.maxBufferedBytes
+    if (!reliable) {
+      if (full || this.stateValue !== 'up') { this.counters.shed++; return 'shed' }
+      this.outbox.push({ seq: 0, payload })
+      this.outboxUnreliableBytes += size
+      this.scheduleFlush()
+      return 'queued'
+    }
+    if (full) { this.counters.backpressured++; return 'backpressure' }
+    if (this.nextSeq > MAX_SEQ) throw new Error('sequence space exhausted')
+    const out = { seq: this.nextSeq++, payload }
+    this.unacked.push(out)
+    this.unackedBytes += size
+    if (this.stateValue === 'up') {
+      this.outbox.push(out)
+      this.scheduleFlush()
+    }
+    return 'queued'
+  }
+
+  /** Resolves when the buffer is below half its bound (or the link stopped). */
+  async whenWritable (): Promise<void> {
+    if (this.bufferedBytes <= this.opts.maxBufferedBytes / 2 || this.stateValue === 'stopped') return
+    await new Promise<void>((resolve) => this.drainWaiters.push(resolve))
+  }
+
+  get bufferedBytes (): number { return this.unackedBytes + this.outboxUnreliableBytes }
+
+  /** Reliable messages sent and not yet acknowledged. */
+  get unackedCount (): number { return this.unacked.length - this.unackedHead }
+
+  stats (): LinkStats {
+    let unreliableQueued = 0
+    for (const o of this.outbox) if (o.seq === 0) unreliableQueued++
+    return {
+      ...this.counters,
+      protocolErrors: { ...this.counters.protocolErrors },
+      state: this.stateValue,
+      queueDepth: this.unackedCount + unreliableQueued,
+      bufferedBytes: this.bufferedBytes
+    }
+  }
+
+  /** Drops the current connection (tests, and an operator's "reset link"); the link reconnects. */
+  dropConnection (): void {
+    const s = this.socket
+    if (s === undefined) return
+    this.onClosed(s)
+    s.destroy()
+  }
+
+  // ---- connection setup --------------------------------------------------------------
+
+  private dial (): void {
+    this.setState('connecting')
+    const socket = this.opts.connect!()
+    this.useSocket(socket)
+    socket.once('connect', () => {
+      if (socket !== this.socket) return
+      this.setState('handshaking')
+      socket.write(Buffer.concat([PREAMBLE, this.helloFrame()]))
+    })
+  }
+
+  /**
+   * Takes an inbound connection whose preamble and HELLO the acceptor already
+   * read and authenticated; `rest` are bytes that followed the HELLO frame.
+   */
+  adopt (socket: Socket, hello: Hello, rest: Buffer): void {
+    if (this.stateValue === 'stopped' || this.dialer) {
+      socket.destroy()
+      return
+    }
+    // The peer redialled: whatever we thought was our connection is dead (a
+    // half-open TCP connection can linger until the idle timeout).
+    if (this.socket !== undefined) this.dropConnection()
+    this.useSocket(socket, true)
+    socket.write(Buffer.concat([PREAMBLE, this.helloFrame()]))
+    try {
+      this.connectionUp(hello)
+    } catch (err) {
+      this.fail(socket, err as Error)
+      return
+    }
+    if (rest.length > 0) this.onData(socket, rest)
+  }
+
+  private useSocket (socket: Socket, preambleRead = false): void {
+    this.socket = socket
+    this.decoder = new FrameDecoder(this.maxFrameBytes)
+    if (preambleRead) this.decoder.push(PREAMBLE)
+    socket.setNoDelay(true)
+    socket.on('data', (chunk: Buffer) => this.onData(socket, chunk))
+    socket.on('error', (err) => { if (socket === this.socket) this.opts.onError?.(err) })
+    socket.once('close', () => { if (socket === this.socket) this.onClosed(socket) })
+    this.lastReceived = Date.now()
+    this.handshakeTimer = setTimeout(() => {
+      if (socket === this.socket && this.stateValue !== 'up') this.fail(socket, new LinkProtocolError('handshake', 'handshake timed out'))
+    }, this.opts.handshakeTimeoutMs)
+    this.handshakeTimer.unref()
+  }
+
+  private helloFrame (): Buffer {
+    const hello: Hello = {
+      proto: LINK_PROTOCOL_VERSION,
+      name: this.localName,
+      incarnation: this.incarnation,
+      recv: { incarnation: this.recvIncarnation, seq: this.delivered }
+    }
+    return frame(this.opts.cipher.seal(encodeRecord({ type: 'hello', hello })))
+  }
+
+  private checkHello (hello: Hello): void {
+    if (hello.proto !== LINK_PROTOCOL_VERSION) throw new LinkProtocolError('handshake', `peer speaks link protocol ${hello.proto}, we speak ${LINK_PROTOCOL_VERSION}`)
+    if (hello.name !== this.peerName) throw new LinkProtocolError('handshake', `expected ${this.peerName}, got ${hello.name}`)
+  }
+
+  private connectionUp (hello: Hello): void {
+    clearTimeout(this.handshakeTimer)
+    this.checkHello(hello)
+    if (hello.incarnation !== this.recvIncarnation) {
+      // A new sender lifetime: its sequence numbers start again.
+      this.recvIncarnation = hello.incarnation
+      this.delivered = 0
+    }
+    // What the peer already delivered needs no resending.
+    if (hello.recv.incarnation === this.incarnation) this.acknowledge(hello.recv.seq)
+    this.outbox = this.unacked.slice(this.unackedHead)
+    this.outboxUnreliableBytes = 0
+    for (const o of this.outbox) if (o.seq <= this.highestWritten) this.counters.retransmitted++
+    this.counters.connects++
+    this.attempt = 0
+    this.lastReceived = Date.now()
+    this.lastWritten = Date.now()
+    this.heartbeat = setInterval(() => this.onHeartbeat(), Math.max(10, Math.min(this.opts.pingIntervalMs, this.opts.idleTimeoutMs / 2)))
+    this.heartbeat.unref()
+    this.setState('up')
+    this.opts.onUp?.()
+    this.scheduleFlush()
+  }
+
+  private onHeartbeat (): void {
+    const socket = this.socket
+    if (socket === undefined) return
+    const now = Date.now()
+    if (now - this.lastReceived > this.opts.idleTimeoutMs) {
+      this.count('idle')
+      this.opts.onError?.(new Error(`link to ${this.peerName} idle for ${now - this.lastReceived} ms`))
+      this.dropConnection()
+      return
+    }
+    if (now - this.lastWritten >= this.opts.pingIntervalMs) {
+      this.pingDue = true
+      this.scheduleFlush()
+    }
+  }
+
+  private onClosed (socket: Socket): void {
+    if (socket !== this.socket) return
+    this.socket = undefined
+    this.decoder = undefined
+    clearTimeout(this.handshakeTimer)
+    clearInterval(this.heartbeat)
+    if (this.flushScheduled !== undefined) { clearImmediate(this.flushScheduled); this.flushScheduled = undefined }
+    this.waitingDrain = false
+    this.ackDue = false
+    this.pingDue = false
+    // Unreliable messages not yet written are lost with the connection; reliable ones stay in unacked.
+    for (const o of this.outbox) if (o.seq === 0) this.counters.shed++
+    this.outbox = []
+    this.outboxUnreliableBytes = 0
+    this.releaseDrainWaitersIfBelow()
+    if (this.stateValue === 'stopped') return
+    if (this.dialer) {
+      this.setState('backoff')
+      const base = Math.min(this.opts.maxBackoffMs, this.opts.minBackoffMs * 2 ** Math.min(this.attempt, 20))
+      this.attempt++
+      // Jitter so two links that broke together do not redial in lockstep.
+      this.retryTimer = setTimeout(() => { if (this.stateValue === 'backoff') this.dial() }, base * (0.5 + this.opts.random() / 2))
+      this.retryTimer.unref()
+    } else {
+      this.setState('waiting')
+    }
+  }
+
+  private fail (socket: Socket, err: Error): void {
+    if (err instanceof LinkProtocolError) this.count(err.reason)
+    this.opts.onError?.(err)
+    if (socket === this.socket) this.onClosed(socket)
+    socket.destroy()
+  }
+
+  private count (reason: LinkErrorReason | 'idle'): void {
+    this.counters.protocolErrors[reason] = (this.counters.protocolErrors[reason] ?? 0) + 1
+  }
+
+  // ---- receiving -----------------------------------------------------------------------
+
+  private onData (socket: Socket, chunk: Buffer): void {
+    if (socket !== this.socket || this.decoder === undefined) return
+    this.counters.bytesReceived += chunk.length
+    this.lastReceived = Date.now()
+    try {
+      for (const sealed of this.decoder.push(chunk)) {
+        let plain: Buffer
+        try {
+          plain = this.opts.cipher.open(sealed)
+        } catch (err) {
+          throw new LinkProtocolError('auth', `frame does not authenticate: ${(err as Error).message}`)
+        }
+        for (const record of decodeRecords(plain)) {
+          this.onRecord(record)
+          // A handler may have stopped the link or dropped the connection.
+          if (socket !== this.socket) return
+        }
+      }
+    } catch (err) {
+      this.fail(socket, err instanceof Error ? err : new Error(String(err)))
+    }
+  }
+
+  private onRecord (r: LinkRecord): void {
+    switch (r.type) {
+      case 'hello':
+        if (this.stateValue === 'up') throw new LinkProtocolError('handshake', 'second hello')
+        this.connectionUp(r.hello)
+        return
+      case 'refuse':
+        throw new LinkProtocolError('refused', `${r.refuse.code}: ${r.refuse.message}`)
+      case 'ping':
+        return
+      case 'ack':
+        if (this.stateValue !== 'up') throw new LinkProtocolError('handshake', 'ack before hello')
+        this.acknowledge(r.seq)
+        return
+      case 'data':
+        if (this.stateValue !== 'up') throw new LinkProtocolError('handshake', 'data before hello')
+        if (r.seq !== 0) {
+          if (r.seq <= this.delivered) { this.counters.duplicates++; return }
+          this.delivered = r.seq
+          this.ackDue = true
+          this.scheduleFlush()
+        }
+        this.counters.messagesReceived++
+        try {
+          this.opts.onMessage(r.payload, { reliable: r.seq !== 0 })
+        } catch (err) {
+          // The message counts as delivered: redelivering would hit the same bug forever.
+          this.opts.onError?.(err instanceof Error ? err : new Error(String(err)))
+        }
+    }
+  }
+
+  private acknowledge (seq: number): void {
+    while (this.unackedHead < this.unacked.length && this.unacked[this.unackedHead]!.seq <= seq) {
+      this.unackedBytes -= this.unacked[this.unackedHead]!.payload.length + DATA_HEADER
+      this.unackedHead++
+    }
+    if (this.unackedHead > 1024 && this.unackedHead * 2 > this.unacked.length) {
+      this.unacked.splice(0, this.unackedHead)
+      this.unackedHead = 0
+    }
+    this.releaseDrainWaitersIfBelow()
+  }
+
+  private releaseDrainWaitersIfBelow (): void {
+    if (this.drainWaiters.length > 0 && this.bufferedBytes <= this.opts.maxBufferedBytes / 2) this.releaseDrainWaiters()
+  }
+
+  private releaseDrainWaiters (): void {
+    const waiters = this.drainWaiters
+    this.drainWaiters = []
+    for (const w of waiters) w()
+  }
+
+  // ---- sending -------------------------------------------------------------------------
+
+  private scheduleFlush (): void {
+    if (this.flushScheduled !== undefined || this.waitingDrain || this.stateValue !== 'up') return
+    this.flushScheduled = setImmediate(() => {
+      this.flushScheduled = undefined
+      this.flush()
+    })
+  }
+
+  /**
+   * Writes what is queued: control records first, then messages in order,
+   * cut into frames of about frameBytes, all frames of this turn in one
+   * write. Stops at about 4 frames per turn so acks from the peer get read
+   * in between, and while the socket asks us to wait for 'drain'.
+   */
+  private flush (): void {
+    const socket = this.socket
+    if (socket === undefined || this.stateValue !== 'up' || this.waitingDrain) return
+    const frames: Buffer[] = []
+    let total = 0
+    let i = 0
+    while ((this.ackDue || this.pingDue || i < this.outbox.length) && total < 4 * this.opts.frameBytes) {
+      const parts: Buffer[] = []
+      let size = 0
+      if (this.ackDue) { parts.push(encodeRecord({ type: 'ack', seq: this.delivered })); size += 7; this.ackDue = false }
+      if (this.pingDue) { parts.push(encodeRecord({ type: 'ping' })); size += 1; this.pingDue = false }
+      const start = i
+      let dataBytes = 0
+      while (i < this.outbox.length && (i === start || size + dataBytes + DATA_HEADER + this.outbox[i]!.payload.length <= this.opts.frameBytes)) {
+        dataBytes += DATA_HEADER + this.outbox[i]!.payload.length
+        i++
+      }
+      if (i > start) {
+        const data = Buffer.allocUnsafe(dataBytes)
+        let off = 0
+        for (let k = start; k < i; k++) {
+          const o = this.outbox[k]!
+          off = writeDataHeader(data, off, o.seq, o.payload.length)
+          o.payload.copy(data, off)
+          off += o.payload.length
+          if (o.seq === 0) this.outboxUnreliableBytes -= DATA_HEADER + o.payload.length
+          else if (o.seq > this.highestWritten) this.highestWritten = o.seq
+        }
+        parts.push(data)
+        this.counters.messagesSent += i - start
+      }
+      const f = frame(this.opts.cipher.seal(parts.length === 1 ? parts[0]! : Buffer.concat(parts)))
+      frames.push(f)
+      total += f.length
+    }
+    this.outbox = i === this.outbox.length ? [] : this.outbox.slice(i)
+    if (frames.length === 0) return
+    this.counters.frames += frames.length
+    this.counters.writes++
+    this.counters.bytesSent += total
+    this.lastWritten = Date.now()
+    const ok = socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames))
+    this.releaseDrainWaitersIfBelow()
+    if (!ok) {
+      this.waitingDrain = true
+      socket.once('drain', () => {
+        if (socket !== this.socket) return
+        this.waitingDrain = false
+        this.scheduleFlush()
+      })
+    } else if (this.outbox.length > 0) {
+      this.scheduleFlush()
+    }
+  }
+
+  private setState (state: LinkState): void {
+    if (this.stateValue === state) return
+    this.stateValue = state
+    this.opts.onStateChange?.(state)
+  }
+}
