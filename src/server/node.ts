@@ -5,7 +5,8 @@ import type { Config } from '../config/index.js'
 import type { Logger } from '../log.js'
 import { Bus } from './bus.js'
 import { MqttServer } from './mqtt/index.js'
-import { SoloMembership, type Membership } from './cluster/membership.js'
+import { SwimMembership, type Membership } from './cluster/index.js'
+import { ApiServer } from './api/index.js'
 import { VERSION } from '../version.js'
 
 export interface Lifecycle {
@@ -20,6 +21,7 @@ export class BrokerNode {
   readonly registry = new Registry()
   readonly mqtt: MqttServer
   readonly membership: Membership
+  readonly api: ApiServer
   readonly startedAt = Date.now()
   private readonly started: Array<{ name: string, part: Lifecycle }> = []
   private stopping: Promise<void> | undefined
@@ -29,11 +31,23 @@ export class BrokerNode {
     this.log = log
     collectDefaultMetrics({ register: this.registry })
     this.mqtt = new MqttServer({ config, log: log.child({ component: 'mqtt' }), bus: this.bus, registry: this.registry })
-    this.membership = new SoloMembership({
-      name: config.cluster.name,
-      addr: config.cluster.advertise !== '' ? config.cluster.advertise : config.cluster.bind,
-      port: config.cluster.port,
+    // Always the real membership: a node without discovery is a cluster of one
+    // that others can still join through their own seeds.
+    this.membership = new SwimMembership({
+      config,
+      log: log.child({ component: 'cluster' }),
+      registry: this.registry,
       meta: { api: config.api.port, mqtt: config.mqtt.port, version: VERSION }
+    })
+    this.membership.on('join', (member) => this.bus.publish('cluster:new_member', member))
+    this.api = new ApiServer({
+      config,
+      log: log.child({ component: 'api' }),
+      bus: this.bus,
+      registry: this.registry,
+      mqtt: this.mqtt,
+      membership: this.membership,
+      startedAt: this.startedAt
     })
   }
 
@@ -41,7 +55,9 @@ export class BrokerNode {
   async start (): Promise<void> {
     const parts: Array<[string, Lifecycle]> = [
       ['membership', this.membership],
-      ['mqtt', this.mqtt]
+      ['mqtt', this.mqtt],
+      // After MQTT, so it is stopped before it: the API never reports on a broker that is gone.
+      ['api', this.api]
     ]
     for (const [name, part] of parts) {
       try {

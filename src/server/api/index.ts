@@ -1,0 +1,112 @@
+// The HTTP API of a node (issue 3): fastify on api.bind:api.port with
+// probes, metrics, REST, SSE, profiling and /proxy fan-out. Started after
+// MQTT and stopped before it, so the API never reports on a broker that is
+// not there.
+import type { FastifyInstance } from 'fastify'
+import type { Registry } from 'prom-client'
+import { Agent } from 'undici'
+import type { Aedes } from 'aedes'
+import type { Config } from '../../config/index.js'
+import type { Logger } from '../../log.js'
+import type { Bus } from '../bus.js'
+import type { Membership } from '../cluster/membership.js'
+import { MqttIntrospection } from '../mqtt/introspection.js'
+import { BrokerHaError } from '../../errors.js'
+import { buildApp } from './app.js'
+import { BasicAuth } from './auth.js'
+import { ProbeCache } from './probes.js'
+import { ApiMetrics } from './metrics.js'
+import { SseStreams } from './routes/sse.js'
+import { Profiler } from './routes/debug.js'
+import { LocalClientControl, type ClientControl } from './routes/mqtt.js'
+
+export type { ClientControl } from './routes/mqtt.js'
+export { LocalClientControl } from './routes/mqtt.js'
+
+export interface ApiServerOptions {
+  config: Config
+  log: Logger
+  bus: Bus
+  registry: Registry
+  mqtt: { aedes: Aedes }
+  membership: Membership
+  /** Node start time, ms since the epoch (broker_uptime). */
+  startedAt: number
+  /** How /api/mqtt/client/stop reaches a client; node-local when absent. */
+  clientControl?: ClientControl
+  /** Interval of SSE keepalive events (default 15 s; tests shorten it). */
+  sseKeepaliveMs?: number
+}
+
+export class ApiServer {
+  readonly introspection: MqttIntrospection
+  private readonly options: ApiServerOptions
+  private readonly streams = new SseStreams()
+  private readonly profiler = new Profiler()
+  private app: FastifyInstance | undefined
+  private metrics: ApiMetrics | undefined
+  private dispatcher: Agent | undefined
+
+  constructor (options: ApiServerOptions) {
+    this.options = options
+    this.introspection = new MqttIntrospection(options.mqtt.aedes)
+  }
+
+  async start (): Promise<void> {
+    const { config, log, registry, bus, membership } = this.options
+    this.introspection.install()
+    this.profiler.start()
+    // Registered at start, after the membership started, so the cluster gauges it owns are already there.
+    this.metrics = new ApiMetrics({ registry, introspection: this.introspection, bus, membership, startedAt: this.options.startedAt })
+    // One pool for /proxy fan-out; a few connections per member are plenty for an admin API.
+    this.dispatcher = new Agent({ connections: 4, keepAliveTimeout: 10_000 })
+    const auth = new BasicAuth(config.api.user)
+    if (!auth.enabled) log.warn('HTTP API /api, /proxy and /debug are open to anyone who reaches api.port: set api.user to require basic auth')
+    const { bind, port } = config.api
+    try {
+      this.app = await buildApp({
+        log,
+        registry,
+        bus,
+        membership,
+        introspection: this.introspection,
+        clientControl: this.options.clientControl ?? new LocalClientControl(this.introspection, membership.self.name),
+        auth,
+        probes: new ProbeCache({ membership, config }),
+        metrics: this.metrics,
+        streams: this.streams,
+        profiler: this.profiler,
+        dispatcher: this.dispatcher,
+        proxyTimeoutMs: config.api.proxy_timeout,
+        sseKeepaliveMs: this.options.sseKeepaliveMs ?? 15_000
+      })
+      await this.app.listen({ host: bind, port })
+    } catch (err) {
+      await this.stop()
+      throw new BrokerHaError('LISTEN_FAILED', `cannot listen for HTTP on ${bind}:${port}: ${(err as Error).message}`, { key: 'api.port', cause: err })
+    }
+    log.info({ bind, port }, 'HTTP API listening')
+  }
+
+  address (): { address: string, port: number } {
+    const a = this.app?.server.address()
+    if (a === null || a === undefined || typeof a === 'string') throw new Error('HTTP API is not listening')
+    return { address: a.address, port: a.port }
+  }
+
+  /** Open SSE streams (for tests and the runtime summary). */
+  get sseStreams (): number { return this.streams.size }
+
+  async stop (): Promise<void> {
+    this.streams.closeAll()
+    this.profiler.stop()
+    const app = this.app
+    this.app = undefined
+    if (app !== undefined) await app.close()
+    await this.dispatcher?.close()
+    this.dispatcher = undefined
+    this.metrics?.unregister()
+    this.metrics = undefined
+    this.introspection.uninstall()
+  }
+}

@@ -1,0 +1,106 @@
+// /proxy/api/...: one request, every member's answer (seed: the endpoints
+// marked `| /proxy/...`). Members are asked concurrently through the typed
+// client, each with its own deadline (api.proxy_timeout); the answer is
+// `{memberName: answer}`, and a member that fails or times out appears as
+// `{"error": "..."}` instead of failing the whole answer. The caller's
+// Authorization header is forwarded, so each member applies its own auth.
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Dispatcher } from 'undici'
+import { ApiClient, ApiClientError } from '../../../client/index.js'
+import { proxyAnswer, type MemberError } from '../../../client/contract.js'
+import type { Member, Membership } from '../../cluster/membership.js'
+import { responses } from '../errors.js'
+import type { ProxiedRoute } from './mqtt.js'
+
+export interface ProxyDeps {
+  membership: Membership
+  dispatcher: Dispatcher
+  timeoutMs: number
+}
+
+/** Members worth asking: alive or merely suspected (a suspect may still answer). */
+export function proxyTargets (members: Member[]): Member[] {
+  return members.filter((m) => m.state === 'alive' || m.state === 'suspect')
+}
+
+export function memberApiUrl (member: Member): string {
+  const host = member.addr.includes(':') ? `[${member.addr}]` : member.addr
+  return `http://${host}:${member.meta.api}`
+}
+
+function describe (err: unknown): string {
+  if (err instanceof ApiClientError) {
+    if (err.kind === 'http') return `HTTP ${err.status}${err.serverMessage === undefined ? '' : `: ${err.serverMessage}`}`
+    return `${err.kind}: ${err.message}`
+  }
+  return (err as Error).message ?? String(err)
+}
+
+/** Asks every target concurrently; never rejects. */
+export async function fanOut (targets: Member[], ask: (member: Member) => Promise<unknown>): Promise<Record<string, unknown>> {
+  const answers = await Promise.all(targets.map(async (member): Promise<[string, unknown]> => {
+    try {
+      return [member.name, await ask(member)]
+    } catch (err) {
+      const failed: MemberError = { error: describe(err) }
+      return [member.name, failed]
+    }
+  }))
+  return Object.fromEntries(answers)
+}
+
+export function proxyRoutes (app: FastifyInstance, routes: ProxiedRoute[], deps: ProxyDeps): void {
+  const self = deps.membership.self.name
+  const askSelf = async (route: ProxiedRoute, request: FastifyRequest): Promise<unknown> => {
+    // Ourselves: through the same route handler in-process, no network hop.
+    const headers: Record<string, string> = {}
+    if (request.headers.authorization !== undefined) headers.authorization = request.headers.authorization
+    const res = await app.inject({
+      method: route.method,
+      url: route.url,
+      headers,
+      ...(route.method === 'POST' ? { payload: request.body as object } : {})
+    })
+    const body = res.json() as { error?: string }
+    if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}${typeof body.error === 'string' ? `: ${body.error}` : ''}`)
+    return body
+  }
+
+  for (const route of routes) {
+    app.route({
+      method: route.method,
+      url: `/proxy${route.url}`,
+      schema: {
+        summary: `Every member's answer to ${route.method} ${route.url}: {memberName: answer}; a failed member holds {"error": "..."}`,
+        tags: ['proxy'],
+        ...(route.body === undefined ? {} : { body: route.body }),
+        response: responses(proxyAnswer(route.response), route.body === undefined ? [401] : [400, 401])
+      },
+      handler: async (request) => {
+        const authorization = request.headers.authorization
+        return await fanOut(proxyTargets(deps.membership.members()), async (member) => {
+          if (member.name === self) return await withDeadline(askSelf(route, request), deps.timeoutMs)
+          const client = new ApiClient({
+            baseUrl: memberApiUrl(member),
+            timeoutMs: deps.timeoutMs,
+            dispatcher: deps.dispatcher,
+            ...(authorization === undefined ? {} : { authorization })
+          })
+          return await client.request(route.method, route.url, route.method === 'POST' ? request.body : undefined)
+        })
+      }
+    })
+  }
+}
+
+async function withDeadline<T> (promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timeout: no answer within ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([promise, deadline])
+  } finally {
+    clearTimeout(timer)
+  }
+}
