@@ -1,6 +1,7 @@
-// The API of a three-node cluster: /proxy gathers every member's answer,
-// and /healthz flips to 503 when members die (one killed with SIGKILL, one
-// left gracefully), with a real SWIM membership over loopback.
+// The API of a three-node cluster: /proxy gathers every member's answer;
+// when the others die (one killed with SIGKILL, one left gracefully) the
+// survivor becomes ready again (it keeps serving) while /healthz reports that
+// its seeds cannot be joined. A real SWIM membership over loopback.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import mqtt from 'mqtt'
@@ -12,11 +13,11 @@ import { ApiClient, isMemberError, type ClientInfo } from '../../src/client/inde
 const cleanups: Array<() => Promise<unknown>> = []
 after(async () => { for (const c of cleanups.reverse()) await c().catch(() => {}) })
 
-test('proxy answers from every member; /healthz goes 503 when the others die', async () => {
+test('proxy answers from every member; the survivor stays ready and reports unjoinable seeds', async () => {
   const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress()]
   const config = (host: string): ConfigOverrides => ({
     cluster: { expected_members: 3, config: { probe_interval: 200, probe_timeout: 100, gossip_interval: 50, push_pull_interval: 1000 } },
-    discovery: { seeds: hosts.filter((h) => h !== host).map((h) => `${h}:7946`), formation_wait_min: 0, formation_wait_max: 200 },
+    discovery: { seeds: hosts.filter((h) => h !== host).map((h) => `${h}:7946`), formation_wait_min: 0, formation_wait_max: 200, resolve_interval: 1000 },
     api: { proxy_timeout: 1000 }
   })
   const [a, b, c] = await Promise.all([
@@ -55,7 +56,7 @@ test('proxy answers from every member; /healthz goes 503 when the others die', a
   assert.equal(health.result.details.liveness_cluster_discovered_members!.status, 'down')
   assert.equal(health.result.details.liveness_member_in_cluster!.status, 'up')
   await waitFor(async () => Object.keys(await api.proxyClients()).length === 1, { timeout: 15_000, message: 'dead and left members no longer asked' })
-  // Readiness is not asserted: the survivor's health score rose while its
-  // probes to B failed, and with nobody left to probe it does not decay
-  // (reported to the membership owner).
+  // The last node standing must stay in the Service: its health score rose
+  // while its probes to B failed, and decays once nobody is left to probe.
+  await waitFor(async () => (await api.ready()).ok, { timeout: 15_000, interval: 100, message: 'the survivor ready again' })
 })

@@ -27,6 +27,8 @@ class FakeMembership extends EventEmitter<MembershipEvents> implements Membershi
   constructor (self: Member) { super(); this.self = self }
   members (): Member[] { return [this.self, ...this.others] }
   healthScore (): number { return this.score }
+  unjoined = 0
+  unjoinedPeers (): number { return this.unjoined }
   async start (): Promise<void> {}
   async stop (): Promise<void> {}
 }
@@ -64,12 +66,17 @@ describe('probes', () => {
   before(async () => { h = await startApi({ cluster: { expected_members: 2 }, discovery: { seeds: ['127.0.0.1:1'] } }) })
   after(async () => { await h.stop() })
 
-  test('too few members: /healthz 503 on liveness_cluster_discovered_members, /ready 200', async () => {
-    const health = await h.api.healthz()
+  test('alone, but nobody else discovered: the last node standing stays live', async () => {
+    assert.equal((await h.api.healthz()).ok, true)
+  })
+
+  test('alone while discovery lists peers it cannot join: /healthz 503 on liveness_cluster_discovered_members, /ready 200', async () => {
+    h.membership.unjoined = 1
+    const health = await waitFor(async () => { const a = await h.api.healthz(); return a.ok ? undefined : a }, { interval: 100, message: '/healthz down' })
     assert.equal(health.ok, false)
     assert.equal(health.result.status, 'down')
     assert.deepEqual(down(health), ['liveness_cluster_discovered_members'])
-    assert.match(health.result.details.liveness_cluster_discovered_members!.error!, /1 alive members known, expected at least 2/)
+    assert.match(health.result.details.liveness_cluster_discovered_members!.error!, /alone in the cluster \(expected 2 members\) while discovery lists 1 peer\(s\) it cannot join/)
     assert.deepEqual(Object.keys(health.result.details).sort(), ['liveness_cluster_discovered_members', 'liveness_cluster_health', 'liveness_member_in_cluster'])
     const ready = await h.api.ready()
     assert.equal(ready.ok, true)

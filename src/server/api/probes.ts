@@ -3,8 +3,9 @@
 //
 // readiness_cluster_health            health score == 0 (memberlist GetHealthScore() == 0, as the seed)
 // liveness_cluster_health             health score not at its ceiling (see livenessHealthBound)
-// liveness_cluster_discovered_members alive members >= cluster.expected_members, unless the node
-//                                     has no discovery configured (a deliberate cluster of one)
+// liveness_cluster_discovered_members down when the node is alone although expected_members > 1 and
+//                                     discovery lists peers it cannot join (the seed: alone while
+//                                     more are expected); never for a node without discovery
 // liveness_member_in_cluster          this node is alive in its own member list
 //
 // The checks are pure functions of a membership snapshot; ProbeCache runs
@@ -20,6 +21,8 @@ export interface ProbeInput {
   expectedMembers: number
   /** discovery.domain or discovery.seeds is set: the node is meant to find peers. */
   discoveryConfigured: boolean
+  /** Peers discovery found but this node could not join (Membership.unjoinedPeers). */
+  unjoinedPeers: number
   /** Largest health score still considered live. */
   livenessHealthBound: number
 }
@@ -46,13 +49,18 @@ export const READINESS_CHECKS: Record<string, Check> = {
 export const LIVENESS_CHECKS: Record<string, Check> = {
   liveness_cluster_health: ({ healthScore, livenessHealthBound: bound }) =>
     healthScore <= bound ? undefined : `health score is ${healthScore}, above the liveness bound ${bound}`,
-  liveness_cluster_discovered_members: ({ members, expectedMembers, discoveryConfigured }) => {
-    // A node with neither discovery.domain nor discovery.seeds is a cluster of
-    // one by configuration (`npx broker-ha serve`): restarting it would never
-    // find more members, so expected_members does not apply.
-    if (!discoveryConfigured) return undefined
+  liveness_cluster_discovered_members: ({ members, expectedMembers, discoveryConfigured, unjoinedPeers }) => {
+    // The seed fails this check when the node is alone while more members are
+    // expected (its guard for a whole cluster restarted at once). Two
+    // refinements: a node without discovery is a cluster of one by
+    // configuration (`npx broker-ha serve`), and a node is only "split" if
+    // discovery lists peers it cannot join. Fewer members than expected is not
+    // enough: restarting the survivors of a failure would throw away the only
+    // copies of their sessions and retained messages.
+    if (!discoveryConfigured || expectedMembers <= 1) return undefined
     const alive = members.filter((m) => m.state === 'alive').length
-    return alive >= expectedMembers ? undefined : `${alive} alive members known, expected at least ${expectedMembers}`
+    if (alive > 1 || unjoinedPeers === 0) return undefined
+    return `alone in the cluster (expected ${expectedMembers} members) while discovery lists ${unjoinedPeers} peer(s) it cannot join`
   },
   liveness_member_in_cluster: ({ members, self }) => {
     const me = members.find((m) => m.name === self.name)
@@ -118,6 +126,7 @@ export class ProbeCache {
       self: this.membership.self,
       expectedMembers: this.config.cluster.expected_members,
       discoveryConfigured: discovery.domain !== '' || discovery.seeds.length > 0,
+      unjoinedPeers: this.membership.unjoinedPeers(),
       livenessHealthBound: livenessHealthBound(this.config)
     }
   }

@@ -51,6 +51,12 @@ export interface Membership extends EventEmitter<MembershipEvents> {
   members (): Member[]
   /** Lifeguard local health score: 0 is healthy, higher means this node is struggling. */
   healthScore (): number
+  /**
+   * Peer addresses that discovery found at its last resolution but that this
+   * node could not join: with no live peer, a sign that it is split from its
+   * cluster (liveness_cluster_discovered_members).
+   */
+  unjoinedPeers (): number
   start (): Promise<void>
   /** Graceful leave: members see "left", not "dead". */
   stop (): Promise<void>
@@ -67,6 +73,7 @@ export class SoloMembership extends EventEmitter<MembershipEvents> implements Me
 
   members (): Member[] { return [this.self] }
   healthScore (): number { return 0 }
+  unjoinedPeers (): number { return 0 }
   async start (): Promise<void> {}
   async stop (): Promise<void> {}
 }

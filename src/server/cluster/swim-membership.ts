@@ -55,6 +55,8 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
   private readonly discovery: DiscoverySource
   private resolveTimer: TimerHandle | undefined
   private running = false
+  /** Addresses discovery found at the last resolution that no live member is at and that did not answer a join. */
+  private unjoined = 0
 
   constructor (opts: SwimMembershipOptions) {
     super()
@@ -142,6 +144,7 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
   get self (): Member { return this.state.local }
   members (): Member[] { return this.state.list() }
   healthScore (): number { return this.state.awareness.getHealthScore() }
+  unjoinedPeers (): number { return this.unjoined }
   setDelegate (delegate: UserStateDelegate | undefined): void { this.state.setDelegate(delegate) }
 
   /**
@@ -195,6 +198,7 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
         return
       }
       const left = deadline - this.clock.now()
+      this.unjoined = addresses.length
       if (left <= 0) {
         this.log.info({ waitedMs: wait }, 'no peers answered: forming a cluster alone')
         return
@@ -223,8 +227,10 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
     const { addresses } = await resolvePeers(this.discovery, this.excluded())
     const known = new Set(this.state.list().filter((m) => m.state === 'alive' || m.state === 'suspect').map((m) => `${m.addr}:${m.port}`))
     const unknown = addresses.filter((a) => !known.has(`${a.host}:${a.port}`))
+    this.unjoined = unknown.length
     if (unknown.length === 0 || !this.running) return
     const result = await this.state.join(unknown)
+    this.unjoined = unknown.length - result.joined
     if (result.joined > 0) this.log.info({ joined: result.joined, addresses: unknown.map((a) => `${a.host}:${a.port}`) }, 'merged with peers found by re-resolution')
   }
 }

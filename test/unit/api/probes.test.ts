@@ -16,6 +16,7 @@ const input = (over: Partial<ProbeInput> = {}): ProbeInput => ({
   self: member('a'),
   expectedMembers: 3,
   discoveryConfigured: true,
+  unjoinedPeers: 0,
   livenessHealthBound: 6,
   ...over
 })
@@ -51,12 +52,15 @@ test('the liveness bound is one below the awareness ceiling', () => {
   assert.equal(livenessHealthBound(config(1)), 0)
 })
 
-test('discovered members: counts alive ones, and does not apply without discovery', () => {
-  const few = input({ members: [member('a'), member('b'), member('c', 'dead')] })
-  const r = runChecks(LIVENESS_CHECKS, few, NOW)
-  assert.equal(r.details.liveness_cluster_discovered_members!.error, '2 alive members known, expected at least 3')
-  assert.equal(runChecks(LIVENESS_CHECKS, { ...few, discoveryConfigured: false }, NOW).status, 'up')
-  assert.equal(runChecks(LIVENESS_CHECKS, { ...few, expectedMembers: 2 }, NOW).status, 'up')
+test('discovered members: down only when alone while discovery lists peers it cannot join', () => {
+  const alone = input({ members: [member('a'), member('b', 'dead'), member('c', 'left')], unjoinedPeers: 2 })
+  const r = runChecks(LIVENESS_CHECKS, alone, NOW)
+  assert.equal(r.details.liveness_cluster_discovered_members!.error, 'alone in the cluster (expected 3 members) while discovery lists 2 peer(s) it cannot join')
+  assert.equal(runChecks(LIVENESS_CHECKS, { ...alone, discoveryConfigured: false }, NOW).status, 'up', 'no discovery: a cluster of one by design')
+  assert.equal(runChecks(LIVENESS_CHECKS, { ...alone, expectedMembers: 1 }, NOW).status, 'up')
+  assert.equal(runChecks(LIVENESS_CHECKS, { ...alone, unjoinedPeers: 0 }, NOW).status, 'up', 'the last node standing with nobody else discovered stays live')
+  const fewer = input({ members: [member('a'), member('b'), member('c', 'dead')], unjoinedPeers: 1 })
+  assert.equal(runChecks(LIVENESS_CHECKS, fewer, NOW).status, 'up', 'fewer members than expected is not a reason to restart survivors')
 })
 
 test('member in cluster: self missing or not alive is down', () => {
@@ -78,6 +82,7 @@ test('ProbeCache recomputes at most once per second', () => {
     readonly self = member('a')
     members (): Member[] { return [this.self] }
     healthScore (): number { this.calls++; return this.score }
+    unjoinedPeers (): number { return 0 }
     async start (): Promise<void> {}
     async stop (): Promise<void> {}
   }
