@@ -13,3 +13,6 @@ export {
 } from './frame-codec.js'
 export { PeerLink, dialsTo, type PeerLinkOptions, type LinkState, type LinkStats, type SendResult, type DeliveryInfo } from './peer-link.js'
 export { LinkAcceptor, LinkListener, type LinkAcceptorOptions } from './link-acceptor.js'
+export { RetainedSync, type RetainedSyncStats, type RetainedSyncOptions } from './retained-sync.js'
+export { encodeMessage, decodeMessage, MessageDecodeError, type DataPlaneMessage, type ForwardedPublish, type PublishProperties } from './messages.js'
+export { registerDataPlaneMetrics, type DataPlaneSources } from './metrics.js'

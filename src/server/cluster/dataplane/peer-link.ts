@@ -123,6 +123,9 @@ export class PeerLink {
   private flushScheduled: NodeJS.Immediate | undefined
   private waitingDrain = false
   private drainWaiters: Array<() => void> = []
+  /** whenAcked() waiters, in ascending seq order. */
+  private ackWaiters: Array<{ seq: number, resolve: (acked: boolean) => void }> = []
+  private ackedUpTo = 0
 
   // receiver side
   private recvIncarnation: string | null = null
@@ -180,6 +183,9 @@ export class PeerLink {
     clearTimeout(this.retryTimer)
     this.dropConnection()
     this.releaseDrainWaiters()
+    const waiters = this.ackWaiters
+    this.ackWaiters = []
+    for (const w of waiters) w.resolve(false)
   }
 
   /**
@@ -209,6 +215,25 @@ export class PeerLink {
       this.scheduleFlush()
     }
     return 'queued'
+  }
+
+  /** Sequence number of the last reliable message queued (0: none yet). */
+  get lastQueuedSeq (): number { return this.nextSeq - 1 }
+
+  /**
+   * Resolves true once the peer acknowledged (delivered) reliable message
+   * `seq`, false if the link stops first. For a QoS 1/2 publish whose PUBACK
+   * should wait until another node holds it.
+   */
+  async whenAcked (seq: number): Promise<boolean> {
+    if (seq <= this.ackedUpTo) return true
+    if (this.stateValue === 'stopped') return false
+    return await new Promise<boolean>((resolve) => {
+      const w = { seq, resolve }
+      const last = this.ackWaiters[this.ackWaiters.length - 1]
+      if (last === undefined || last.seq <= seq) this.ackWaiters.push(w)
+      else this.ackWaiters.splice(this.ackWaiters.findIndex((x) => x.seq > seq), 0, w)
+    })
   }
 
   /** Resolves when the buffer is below half its bound (or the link stopped). */
@@ -246,7 +271,15 @@ export class PeerLink {
 
   private dial (): void {
     this.setState('connecting')
-    const socket = this.opts.connect!()
+    let socket: Socket
+    try {
+      socket = this.opts.connect!()
+    } catch (err) {
+      // A connect function that throws (bad address) is retried like a refused connection.
+      this.opts.onError?.(err instanceof Error ? err : new Error(String(err)))
+      this.scheduleRedial()
+      return
+    }
     this.useSocket(socket)
     socket.once('connect', () => {
       if (socket !== this.socket) return
@@ -260,7 +293,7 @@ export class PeerLink {
    * read and authenticated; `rest` are bytes that followed the HELLO frame.
    */
   adopt (socket: Socket, hello: Hello, rest: Buffer): void {
-    if (this.stateValue === 'stopped' || this.dialer) {
+    if (this.stateValue === 'stopped' || this.stateValue === 'idle' || this.dialer) {
       socket.destroy()
       return
     }
@@ -364,16 +397,17 @@ export class PeerLink {
     this.outboxUnreliableBytes = 0
     this.releaseDrainWaitersIfBelow()
     if (this.stateValue === 'stopped') return
-    if (this.dialer) {
-      this.setState('backoff')
-      const base = Math.min(this.opts.maxBackoffMs, this.opts.minBackoffMs * 2 ** Math.min(this.attempt, 20))
-      this.attempt++
-      // Jitter so two links that broke together do not redial in lockstep.
-      this.retryTimer = setTimeout(() => { if (this.stateValue === 'backoff') this.dial() }, base * (0.5 + this.opts.random() / 2))
-      this.retryTimer.unref()
-    } else {
-      this.setState('waiting')
-    }
+    if (this.dialer) this.scheduleRedial()
+    else this.setState('waiting')
+  }
+
+  private scheduleRedial (): void {
+    this.setState('backoff')
+    const base = Math.min(this.opts.maxBackoffMs, this.opts.minBackoffMs * 2 ** Math.min(this.attempt, 20))
+    this.attempt++
+    // Jitter so two links that broke together do not redial in lockstep.
+    this.retryTimer = setTimeout(() => { if (this.stateValue === 'backoff') this.dial() }, base * (0.5 + this.opts.random() / 2))
+    this.retryTimer.unref()
   }
 
   private fail (socket: Socket, err: Error): void {
@@ -449,6 +483,10 @@ export class PeerLink {
       this.unackedBytes -= this.unacked[this.unackedHead]!.payload.length + DATA_HEADER
       this.unackedHead++
     }
+    if (seq > this.ackedUpTo) this.ackedUpTo = Math.min(seq, this.nextSeq - 1)
+    let n = 0
+    while (n < this.ackWaiters.length && this.ackWaiters[n]!.seq <= this.ackedUpTo) this.ackWaiters[n++]!.resolve(true)
+    if (n > 0) this.ackWaiters.splice(0, n)
     if (this.unackedHead > 1024 && this.unackedHead * 2 > this.unacked.length) {
       this.unacked.splice(0, this.unackedHead)
       this.unackedHead = 0

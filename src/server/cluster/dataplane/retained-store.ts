@@ -73,6 +73,8 @@ export class RetainedStore {
   private liveBytes = 0
   /** New topics refused because a limit was reached (a metric). */
   refused = 0
+  /** Merged entries stamped too far ahead of our clock (merged, but our clock did not follow). */
+  clockDrift = 0
 
   constructor (options: RetainedStoreOptions) {
     this.clock = options.clock
@@ -117,6 +119,7 @@ export class RetainedStore {
     } catch {
       // Too far in the future (ClockDriftError): the entry still merges by its
       // stamp, only our clock refuses to jump.
+      this.clockDrift++
     }
     const current = this.entries.get(entry.topic)
     if (current !== undefined && compareStamps(entry.stamp, current.entry.stamp) <= 0) return 'stale'

@@ -1,0 +1,283 @@
+// What the data plane says over a peer link: the payload of one DATA record.
+// The link moves opaque bytes; this file gives them meaning.
+//
+//   message = kind (uint8) | body
+//   str8/str16 = length (uint8/uint16 BE) | UTF-8;  bytes = length (uint32 BE) | bytes
+//   PUBLISH       0x01 flags (uint8: qos bits 0-1, retain 2, plain 3) | origin str16 | topic str16
+//                      | shared count (uint16) | shared keys str16... | properties bytes (JSON, empty: none) | payload bytes
+//   RETAINED      0x02 entry
+//   ROUTE_DELTA   0x03 JSON bytes {version, filter, count}
+//   ROUTE_TABLE   0x04 JSON bytes {version, filters}
+//   SYNC_DIGEST   0x05 JSON bytes {round} | digest bytes
+//   SYNC_SUMMARY  0x06 JSON bytes {round, buckets, summary}
+//   SYNC_PUSH     0x07 JSON bytes {round, pull} | entry count (uint32) | entries
+//   SYNC_ENTRIES  0x08 JSON bytes {round} | entry count (uint32) | entries
+//   entry = topic str16 | stamp str16 (encodeStamp) | qos uint8 | properties bytes | payload bytes
+//
+// Publishes and retained entries are binary (payloads are not copied into
+// JSON); control messages are JSON, readable in a capture. MQTT 5 properties
+// travel as JSON with Buffers (correlation data) as {"$b64": "..."};
+// hop-local properties (topic alias, subscription identifiers) are dropped:
+// the delivering node sets them per subscriber.
+import { decodeStamp, encodeStamp } from './hlc.js'
+import type { BucketSummary, Qos, RetainedEntry } from './retained-store.js'
+import type { RouteDelta, RouteTable } from './routing-table.js'
+
+/** MQTT 5 PUBLISH properties that cross a hop (section 3.3.2.3). */
+export type PublishProperties = Record<string, unknown>
+
+/** A publish sent to a peer for delivery to its local subscribers; never forwarded further. */
+export interface ForwardedPublish {
+  /** The node the client published on (the bus channels' `Node`). */
+  origin: string
+  topic: string
+  payload: Buffer
+  qos: Qos
+  retain: boolean
+  properties?: PublishProperties
+  /** Deliver to the receiving node's ordinary (non-shared) subscribers. */
+  plain: boolean
+  /** `$share/g/f` keys for which the receiving node was picked to deliver to one of its members. */
+  shared: string[]
+}
+
+export type DataPlaneMessage =
+  | { kind: 'publish', publish: ForwardedPublish }
+  | { kind: 'retained', entry: RetainedEntry }
+  | { kind: 'route-delta', delta: RouteDelta }
+  | { kind: 'route-table', table: RouteTable }
+  | { kind: 'sync-digest', round: number, digest: Buffer }
+  | { kind: 'sync-summary', round: number, buckets: number[], summary: BucketSummary }
+  | { kind: 'sync-push', round: number, pull: string[], entries: RetainedEntry[] }
+  | { kind: 'sync-entries', round: number, entries: RetainedEntry[] }
+
+const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8 } as const
+const HOP_LOCAL = new Set(['topicAlias', 'subscriptionIdentifier'])
+
+/** A DATA payload that is not a valid data-plane message (counted; the link stays up). */
+export class MessageDecodeError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'MessageDecodeError'
+  }
+}
+
+class Writer {
+  private readonly parts: Buffer[] = []
+  u8 (v: number): void { this.parts.push(Buffer.from([v])) }
+  u16 (v: number): void { const b = Buffer.allocUnsafe(2); b.writeUInt16BE(v); this.parts.push(b) }
+  u32 (v: number): void { const b = Buffer.allocUnsafe(4); b.writeUInt32BE(v); this.parts.push(b) }
+  str16 (s: string): void {
+    const b = Buffer.from(s, 'utf8')
+    if (b.length > 0xffff) throw new RangeError('string longer than 65535 bytes')
+    this.u16(b.length)
+    this.parts.push(b)
+  }
+
+  bytes (b: Buffer): void { this.u32(b.length); this.parts.push(b) }
+  json (v: unknown): void { this.bytes(Buffer.from(JSON.stringify(v, bufferReplacer), 'utf8')) }
+  done (): Buffer { return Buffer.concat(this.parts) }
+}
+
+class Reader {
+  private off = 0
+  constructor (private readonly b: Buffer) {}
+  private need (n: number): void { if (this.off + n > this.b.length) throw new MessageDecodeError('truncated message') }
+  u8 (): number { this.need(1); return this.b[this.off++]! }
+  u16 (): number { this.need(2); const v = this.b.readUInt16BE(this.off); this.off += 2; return v }
+  u32 (): number { this.need(4); const v = this.b.readUInt32BE(this.off); this.off += 4; return v }
+  str16 (): string { const n = this.u16(); this.need(n); const s = this.b.toString('utf8', this.off, this.off + n); this.off += n; return s }
+  bytes (): Buffer { const n = this.u32(); this.need(n); const s = this.b.subarray(this.off, this.off + n); this.off += n; return s }
+  json (): unknown {
+    try {
+      return JSON.parse(this.bytes().toString('utf8'), bufferReviver)
+    } catch (err) {
+      if (err instanceof MessageDecodeError) throw err
+      throw new MessageDecodeError('bad JSON in message')
+    }
+  }
+
+  end (): void { if (this.off !== this.b.length) throw new MessageDecodeError('trailing bytes in message') }
+}
+
+function bufferReplacer (this: unknown, key: string, value: unknown): unknown {
+  // JSON.stringify calls toJSON before the replacer: a Buffer arrives as {type: 'Buffer', data}.
+  const raw = (this as Record<string, unknown>)[key]
+  if (Buffer.isBuffer(raw)) return { $b64: raw.toString('base64') }
+  return value
+}
+
+function bufferReviver (_key: string, value: unknown): unknown {
+  if (typeof value === 'object' && value !== null && typeof (value as { $b64?: unknown }).$b64 === 'string' && Object.keys(value).length === 1) {
+    return Buffer.from((value as { $b64: string }).$b64, 'base64')
+  }
+  return value
+}
+
+function forwardable (properties: PublishProperties | undefined): PublishProperties | undefined {
+  if (properties === undefined) return undefined
+  const out: PublishProperties = {}
+  let any = false
+  for (const [k, v] of Object.entries(properties)) {
+    if (HOP_LOCAL.has(k) || v === undefined) continue
+    out[k] = v
+    any = true
+  }
+  return any ? out : undefined
+}
+
+function writeProperties (w: Writer, properties: PublishProperties | undefined): void {
+  const p = forwardable(properties)
+  if (p === undefined) w.u32(0)
+  else w.json(p)
+}
+
+function writeEntry (w: Writer, e: RetainedEntry): void {
+  w.str16(e.topic)
+  w.str16(encodeStamp(e.stamp))
+  w.u8(e.qos)
+  writeProperties(w, e.properties)
+  w.bytes(e.payload)
+}
+
+export function encodeMessage (m: DataPlaneMessage): Buffer {
+  const w = new Writer()
+  w.u8(KIND[m.kind])
+  switch (m.kind) {
+    case 'publish': {
+      const p = m.publish
+      w.u8((p.qos & 3) | (p.retain ? 4 : 0) | (p.plain ? 8 : 0))
+      w.str16(p.origin)
+      w.str16(p.topic)
+      w.u16(p.shared.length)
+      for (const s of p.shared) w.str16(s)
+      writeProperties(w, p.properties)
+      w.bytes(p.payload)
+      break
+    }
+    case 'retained': writeEntry(w, m.entry); break
+    case 'route-delta': w.json(m.delta); break
+    case 'route-table': w.json(m.table); break
+    case 'sync-digest': w.json({ round: m.round }); w.bytes(m.digest); break
+    case 'sync-summary': w.json({ round: m.round, buckets: m.buckets, summary: m.summary }); break
+    case 'sync-push':
+    case 'sync-entries':
+      w.json(m.kind === 'sync-push' ? { round: m.round, pull: m.pull } : { round: m.round })
+      w.u32(m.entries.length)
+      for (const e of m.entries) writeEntry(w, e)
+      break
+  }
+  return w.done()
+}
+
+/** Parses a data-plane message; throws MessageDecodeError on anything malformed. */
+export function decodeMessage (b: Buffer): DataPlaneMessage {
+  const r = new Reader(b)
+  const kind = r.u8()
+  let m: DataPlaneMessage
+  switch (kind) {
+    case KIND.publish: {
+      const flags = r.u8()
+      const qos = flags & 3
+      if (qos === 3 || (flags & ~15) !== 0) throw new MessageDecodeError('bad publish flags')
+      const origin = r.str16()
+      const topic = r.str16()
+      const shared: string[] = []
+      for (let n = r.u16(); n > 0; n--) shared.push(r.str16())
+      const properties = readProperties(r)
+      const payload = r.bytes()
+      m = { kind: 'publish', publish: { origin, topic, payload, qos: qos as Qos, retain: (flags & 4) !== 0, plain: (flags & 8) !== 0, shared, ...(properties === undefined ? {} : { properties }) } }
+      break
+    }
+    case KIND.retained: m = { kind: 'retained', entry: readEntry(r) }; break
+    case KIND['route-delta']: m = { kind: 'route-delta', delta: checkDelta(r.json()) }; break
+    case KIND['route-table']: m = { kind: 'route-table', table: checkTable(r.json()) }; break
+    case KIND['sync-digest']: {
+      const h = object(r.json())
+      m = { kind: 'sync-digest', round: int(h.round), digest: Buffer.from(r.bytes()) }
+      break
+    }
+    case KIND['sync-summary']: {
+      const h = object(r.json())
+      if (!Array.isArray(h.buckets) || !Array.isArray(h.summary)) throw new MessageDecodeError('bad sync summary')
+      const summary: BucketSummary = h.summary.map((p: unknown) => {
+        if (!Array.isArray(p) || p.length !== 2 || typeof p[0] !== 'string' || typeof p[1] !== 'string') throw new MessageDecodeError('bad summary pair')
+        return [p[0], p[1]] as [string, string]
+      })
+      m = { kind: 'sync-summary', round: int(h.round), buckets: h.buckets.map(int), summary }
+      break
+    }
+    case KIND['sync-push']:
+    case KIND['sync-entries']: {
+      const h = object(r.json())
+      const entries: RetainedEntry[] = []
+      for (let n = r.u32(); n > 0; n--) entries.push(readEntry(r))
+      if (kind === KIND['sync-push']) {
+        if (!Array.isArray(h.pull) || !h.pull.every((t: unknown) => typeof t === 'string')) throw new MessageDecodeError('bad pull list')
+        m = { kind: 'sync-push', round: int(h.round), pull: h.pull as string[], entries }
+      } else {
+        m = { kind: 'sync-entries', round: int(h.round), entries }
+      }
+      break
+    }
+    default:
+      throw new MessageDecodeError(`unknown message kind ${kind}`)
+  }
+  r.end()
+  return m
+}
+
+/** Properties: a zero length means none (JSON is at least 2 bytes). */
+function readProperties (r: Reader): PublishProperties | undefined {
+  const raw = r.bytes()
+  if (raw.length === 0) return undefined
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(raw.toString('utf8'), bufferReviver)
+  } catch {
+    throw new MessageDecodeError('bad properties JSON')
+  }
+  return object(parsed)
+}
+
+function readEntry (r: Reader): RetainedEntry {
+  const topic = r.str16()
+  let stamp
+  try {
+    stamp = decodeStamp(r.str16())
+  } catch {
+    throw new MessageDecodeError('bad stamp')
+  }
+  const qos = r.u8()
+  if (qos > 2) throw new MessageDecodeError('bad qos')
+  const properties = readProperties(r)
+  // Copy: the entry outlives the frame buffer it was cut from.
+  const payload = Buffer.from(r.bytes())
+  return { topic, stamp, qos: qos as Qos, payload, ...(properties === undefined ? {} : { properties }) }
+}
+
+function object (v: unknown): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new MessageDecodeError('expected an object')
+  return v as Record<string, unknown>
+}
+
+function int (v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new MessageDecodeError('expected a non-negative integer')
+  return v
+}
+
+function checkDelta (v: unknown): RouteDelta {
+  const o = object(v)
+  if (typeof o.filter !== 'string') throw new MessageDecodeError('bad route delta')
+  return { version: int(o.version), filter: o.filter, count: int(o.count) }
+}
+
+function checkTable (v: unknown): RouteTable {
+  const o = object(v)
+  if (!Array.isArray(o.filters)) throw new MessageDecodeError('bad route table')
+  const filters = o.filters.map((p: unknown): [string, number] => {
+    if (!Array.isArray(p) || p.length !== 2 || typeof p[0] !== 'string') throw new MessageDecodeError('bad route table entry')
+    return [p[0], int(p[1])]
+  })
+  return { version: int(o.version), filters }
+}

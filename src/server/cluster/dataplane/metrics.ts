@@ -1,0 +1,123 @@
+// Prometheus metrics of the data plane, registered into the node's registry.
+// Everything is read at scrape time from the components' own counters
+// (PeerLink.stats(), RoutingTable.size, RetainedStore, RetainedSync.stats), so
+// the hot paths carry no metric calls. Per-peer counters survive a link being
+// replaced (a member that left and came back): a counter that went down is a
+// new source and is added whole.
+import { Counter, Gauge, type Registry } from 'prom-client'
+import type { LinkStats } from './peer-link.js'
+import type { RetainedSyncStats } from './retained-sync.js'
+
+export interface DataPlaneSources {
+  /** Stats of every current peer link, by peer name. */
+  links: () => Array<[peer: string, stats: LinkStats]>
+  /** Connections the acceptor refused, by reason. */
+  refused: () => Record<string, number>
+  routes: () => number
+  retained: () => { count: number, bytes: number, tombstones: number, refused: number }
+  sync: () => RetainedSyncStats
+}
+
+type LinkCounterField = 'messagesSent' | 'messagesReceived' | 'bytesSent' | 'bytesReceived' | 'retransmitted' | 'duplicates' | 'shed' | 'backpressured'
+
+const LINK_COUNTERS: Array<[LinkCounterField, string, string]> = [
+  ['messagesSent', 'broker_cluster_link_messages_sent_total', 'Messages written to a peer link (retransmissions included)'],
+  ['messagesReceived', 'broker_cluster_link_messages_received_total', 'Messages delivered from a peer link'],
+  ['bytesSent', 'broker_cluster_link_bytes_sent_total', 'Bytes written to a peer link'],
+  ['bytesReceived', 'broker_cluster_link_bytes_received_total', 'Bytes read from a peer link'],
+  ['retransmitted', 'broker_cluster_link_retransmissions_total', 'Reliable messages sent again after a reconnect'],
+  ['duplicates', 'broker_cluster_link_duplicates_total', 'Reliable messages received again and discarded'],
+  ['shed', 'broker_cluster_link_shed_total', 'QoS 0 messages dropped because the link was down or its buffer full'],
+  ['backpressured', 'broker_cluster_link_backpressure_total', 'Reliable sends refused because the link buffer was full']
+]
+
+/** Turns a cumulative source into counter increments, per label set. */
+function follow (counter: Counter<string>, seen: Map<string, number>, labels: Record<string, string>, value: number): void {
+  const key = JSON.stringify(labels)
+  const last = seen.get(key) ?? 0
+  const delta = value >= last ? value - last : value
+  if (delta > 0) counter.inc(labels, delta)
+  seen.set(key, value)
+}
+
+export function registerDataPlaneMetrics (registry: Registry, live: DataPlaneSources): void {
+  for (const [field, name, help] of LINK_COUNTERS) {
+    const seen = new Map<string, number>()
+    new Counter({
+      name,
+      help,
+      labelNames: ['peer'] as const,
+      registers: [registry],
+      collect () { for (const [peer, s] of live.links()) follow(this, seen, { peer }, s[field]) }
+    })
+  }
+  const errorsSeen = new Map<string, number>()
+  new Counter({
+    name: 'broker_cluster_link_protocol_errors_total',
+    help: 'Peer link connections closed for bad bytes or silence, by reason',
+    labelNames: ['peer', 'reason'] as const,
+    registers: [registry],
+    collect () {
+      for (const [peer, s] of live.links()) for (const [reason, n] of Object.entries(s.protocolErrors)) follow(this, errorsSeen, { peer, reason }, n ?? 0)
+    }
+  })
+  const refusedSeen = new Map<string, number>()
+  new Counter({
+    name: 'broker_cluster_link_refused_total',
+    help: 'Inbound peer link connections refused before the handshake completed, by reason',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect () { for (const [reason, n] of Object.entries(live.refused())) follow(this, refusedSeen, { reason }, n) }
+  })
+  new Gauge({
+    name: 'broker_cluster_link_queue_depth',
+    help: 'Reliable messages awaiting acknowledgement plus QoS 0 messages not yet written, per peer',
+    labelNames: ['peer'] as const,
+    registers: [registry],
+    collect () { this.reset(); for (const [peer, s] of live.links()) this.set({ peer }, s.queueDepth) }
+  })
+  new Gauge({
+    name: 'broker_cluster_link_buffered_bytes',
+    help: 'Bytes held by a peer link (unacknowledged plus unwritten)',
+    labelNames: ['peer'] as const,
+    registers: [registry],
+    collect () { this.reset(); for (const [peer, s] of live.links()) this.set({ peer }, s.bufferedBytes) }
+  })
+  new Gauge({
+    name: 'broker_cluster_link_up',
+    help: 'Whether the peer link is connected and past its handshake (1) or not (0)',
+    labelNames: ['peer'] as const,
+    registers: [registry],
+    collect () { this.reset(); for (const [peer, s] of live.links()) this.set({ peer }, s.state === 'up' ? 1 : 0) }
+  })
+  new Gauge({
+    name: 'broker_cluster_routes',
+    help: 'Topic filters held by peers (routing table size)',
+    registers: [registry],
+    collect () { this.set(live.routes()) }
+  })
+  new Gauge({ name: 'broker_retained_messages', help: 'Retained messages held', registers: [registry], collect () { this.set(live.retained().count) } })
+  new Gauge({ name: 'broker_retained_bytes', help: 'Payload bytes of retained messages held', registers: [registry], collect () { this.set(live.retained().bytes) } })
+  new Gauge({ name: 'broker_retained_tombstones', help: 'Cleared retained topics remembered until their tombstone expires', registers: [registry], collect () { this.set(live.retained().tombstones) } })
+  const retainedRefused = new Map<string, number>()
+  new Counter({
+    name: 'broker_retained_refused_total',
+    help: 'New retained topics refused by max_retained_messages or max_retained_bytes',
+    registers: [registry],
+    collect () { follow(this, retainedRefused, {}, live.retained().refused) }
+  })
+  const roundsSeen = new Map<string, number>()
+  new Counter({
+    name: 'broker_retained_sync_rounds_total',
+    help: 'Retained anti-entropy rounds this node started',
+    registers: [registry],
+    collect () { follow(this, roundsSeen, {}, live.sync().rounds) }
+  })
+  const repairedSeen = new Map<string, number>()
+  new Counter({
+    name: 'broker_retained_sync_repaired_total',
+    help: 'Retained entries that anti-entropy changed on this node (differences repaired)',
+    registers: [registry],
+    collect () { follow(this, repairedSeen, {}, live.sync().repaired) }
+  })
+}

@@ -1,0 +1,63 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { MessageDecodeError, decodeMessage, encodeMessage, type DataPlaneMessage } from '../../../src/server/cluster/dataplane/messages.js'
+import { seededRandom } from '../../../src/server/cluster/clock.js'
+
+const stamp = { wall: 1_700_000_000_123, logical: 4, node: 'node-b' }
+
+test('every message kind round-trips', () => {
+  const messages: DataPlaneMessage[] = [
+    { kind: 'publish', publish: { origin: 'node-a', topic: 'home/ä/temp', payload: Buffer.from([0, 1, 2, 255]), qos: 2, retain: true, plain: true, shared: ['$share/g/home/+/temp'] } },
+    { kind: 'publish', publish: { origin: 'node-a', topic: 't', payload: Buffer.alloc(0), qos: 0, retain: false, plain: false, shared: [] } },
+    { kind: 'retained', entry: { topic: 'r', stamp, qos: 1, payload: Buffer.from('v') } },
+    { kind: 'retained', entry: { topic: 'r', stamp, qos: 0, payload: Buffer.alloc(0) } },
+    { kind: 'route-delta', delta: { version: 7, filter: '$share/g/a/#', count: 3 } },
+    { kind: 'route-table', table: { version: 9, filters: [['a/+', 1], ['$share/g/x', 2]] } },
+    { kind: 'sync-digest', round: 3, digest: randomBytes(64) },
+    { kind: 'sync-summary', round: 3, buckets: [1, 5], summary: [['a', '000000000001.00000000.n']] },
+    { kind: 'sync-push', round: 3, pull: ['x', 'y'], entries: [{ topic: 'z', stamp, qos: 2, payload: Buffer.from('zz') }] },
+    { kind: 'sync-entries', round: 3, entries: [] }
+  ]
+  for (const m of messages) assert.deepEqual(decodeMessage(encodeMessage(m)), m, m.kind)
+})
+
+test('MQTT 5 properties survive the hop; hop-local ones are dropped', () => {
+  const properties = {
+    payloadFormatIndicator: true,
+    messageExpiryInterval: 120,
+    contentType: 'application/json',
+    responseTopic: 'reply/here',
+    correlationData: Buffer.from([1, 2, 3, 0, 250]),
+    userProperties: { a: '1', multi: ['x', 'y'] },
+    topicAlias: 5,
+    subscriptionIdentifier: [1, 2]
+  }
+  const m = decodeMessage(encodeMessage({ kind: 'publish', publish: { origin: 'a', topic: 't', payload: Buffer.from('p'), qos: 1, retain: false, plain: true, shared: [], properties } }))
+  assert.equal(m.kind, 'publish')
+  if (m.kind !== 'publish') return
+  const { topicAlias: _a, subscriptionIdentifier: _s, ...crossing } = properties
+  assert.deepEqual(m.publish.properties, crossing)
+  assert.ok(Buffer.isBuffer(m.publish.properties?.correlationData), 'correlation data stays binary')
+  const e = decodeMessage(encodeMessage({ kind: 'retained', entry: { topic: 't', stamp, qos: 1, payload: Buffer.from('p'), properties: { contentType: 'text/plain', topicAlias: 3 } } }))
+  assert.ok(e.kind === 'retained')
+  assert.deepEqual(e.entry.properties, { contentType: 'text/plain' })
+})
+
+test('malformed messages throw MessageDecodeError and nothing else', () => {
+  const random = seededRandom(3)
+  const good = encodeMessage({ kind: 'sync-push', round: 1, pull: ['a'], entries: [{ topic: 'z', stamp, qos: 2, payload: Buffer.from('zz') }] })
+  for (let i = 0; i < 3000; i++) {
+    let b: Buffer
+    if (i % 3 === 0) b = randomBytes(Math.floor(random() * 64))
+    else if (i % 3 === 1) b = good.subarray(0, Math.floor(random() * good.length))
+    else { b = Buffer.from(good); const at = Math.floor(random() * b.length); b[at] = b[at]! ^ (1 + Math.floor(random() * 255)) }
+    try {
+      decodeMessage(b)
+    } catch (err) {
+      assert.ok(err instanceof MessageDecodeError, `input ${b.toString('hex')}: ${String(err)}`)
+    }
+  }
+  assert.throws(() => decodeMessage(Buffer.from([0x09])), MessageDecodeError)
+  assert.throws(() => decodeMessage(Buffer.concat([encodeMessage({ kind: 'route-delta', delta: { version: 1, filter: 'a', count: 1 } }), Buffer.from([0])])), MessageDecodeError)
+})

@@ -1,0 +1,48 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Registry } from 'prom-client'
+import { registerDataPlaneMetrics } from '../../../src/server/cluster/dataplane/metrics.js'
+import type { LinkStats } from '../../../src/server/cluster/dataplane/peer-link.js'
+
+function stats (over: Partial<LinkStats>): LinkStats {
+  return {
+    state: 'up', messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0, retransmitted: 0, duplicates: 0, shed: 0,
+    backpressured: 0, writes: 0, frames: 0, queueDepth: 0, bufferedBytes: 0, connects: 1, protocolErrors: {}, ...over
+  }
+}
+
+async function value (registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
+  const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name)
+  const v = (metric?.values as Array<{ value: number, labels: Record<string, string> }> | undefined)?.find((x) => Object.entries(labels).every(([k, l]) => x.labels[k] === l))
+  return v?.value
+}
+
+test('data-plane metrics are read from the components at scrape time', async () => {
+  const registry = new Registry()
+  let links: Array<[string, LinkStats]> = [['b', stats({ messagesSent: 10, shed: 2, queueDepth: 5, protocolErrors: { auth: 1 } })], ['c', stats({ state: 'backoff', messagesSent: 3 })]]
+  const sync = { rounds: 4, repaired: 9, sent: 0, rejected: 0 }
+  registerDataPlaneMetrics(registry, {
+    links: () => links,
+    refused: () => ({ auth: 2 }),
+    routes: () => 42,
+    retained: () => ({ count: 7, bytes: 700, tombstones: 1, refused: 3 }),
+    sync: () => sync
+  })
+  assert.equal(await value(registry, 'broker_cluster_link_messages_sent_total', { peer: 'b' }), 10)
+  assert.equal(await value(registry, 'broker_cluster_link_shed_total', { peer: 'b' }), 2)
+  assert.equal(await value(registry, 'broker_cluster_link_queue_depth', { peer: 'b' }), 5)
+  assert.equal(await value(registry, 'broker_cluster_link_up', { peer: 'b' }), 1)
+  assert.equal(await value(registry, 'broker_cluster_link_up', { peer: 'c' }), 0)
+  assert.equal(await value(registry, 'broker_cluster_link_protocol_errors_total', { peer: 'b', reason: 'auth' }), 1)
+  assert.equal(await value(registry, 'broker_cluster_link_refused_total', { reason: 'auth' }), 2)
+  assert.equal(await value(registry, 'broker_cluster_routes'), 42)
+  assert.equal(await value(registry, 'broker_retained_messages'), 7)
+  assert.equal(await value(registry, 'broker_retained_refused_total'), 3)
+  assert.equal(await value(registry, 'broker_retained_sync_repaired_total'), 9)
+  // A link replaced by a new one (its counters start again) keeps the metric monotonic; a gone peer leaves the gauges.
+  links = [['b', stats({ messagesSent: 4 })]]
+  sync.repaired = 12
+  assert.equal(await value(registry, 'broker_cluster_link_messages_sent_total', { peer: 'b' }), 14)
+  assert.equal(await value(registry, 'broker_cluster_link_up', { peer: 'c' }), undefined)
+  assert.equal(await value(registry, 'broker_retained_sync_repaired_total'), 12)
+})

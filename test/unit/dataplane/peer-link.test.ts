@@ -1,0 +1,461 @@
+// Peer links over real loopback TCP (127.0.0.1, ephemeral ports, so parallel
+// test files never collide).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { connect, type Socket } from 'node:net'
+import { once } from 'node:events'
+import { setImmediate as yieldLoop } from 'node:timers/promises'
+import { randomBytes } from 'node:crypto'
+import { PeerLink, type PeerLinkOptions } from '../../../src/server/cluster/dataplane/peer-link.js'
+import { LinkAcceptor, LinkListener } from '../../../src/server/cluster/dataplane/link-acceptor.js'
+import {
+  FrameDecoder, PREAMBLE, decodeRecords, encodeRecord, frame, plainCipher,
+  type FrameCipher, type LinkRecord
+} from '../../../src/server/cluster/dataplane/frame-codec.js'
+import { Keyring } from '../../../src/server/cluster/keyring.js'
+import { waitFor } from '../../helpers/wait.js'
+
+const HOST = '127.0.0.1'
+
+interface Received { payload: Buffer, reliable: boolean }
+
+interface Side {
+  link: PeerLink
+  received: Received[]
+}
+
+interface Pair {
+  a: Side // dials (lower name)
+  b: Side // accepts
+  acceptor: LinkAcceptor
+  port: number
+  close: () => Promise<void>
+}
+
+type LinkTuning = Partial<Omit<PeerLinkOptions, 'localName' | 'peerName' | 'cipher' | 'connect' | 'onMessage'>>
+
+async function startAcceptorSide (name: string, peer: string, cipher: FrameCipher, tuning: LinkTuning = {}): Promise<{ side: Side, acceptor: LinkAcceptor, listener: LinkListener, port: number }> {
+  const received: Received[] = []
+  const link = new PeerLink({ localName: name, peerName: peer, cipher, onMessage: (payload, info) => received.push({ payload: Buffer.from(payload), reliable: info.reliable }), ...tuning })
+  const acceptor = new LinkAcceptor({ localName: name, cipher, lookup: (n) => (n === peer ? link : undefined) })
+  const listener = new LinkListener(acceptor)
+  const { port } = await listener.start(HOST, 0)
+  link.start()
+  return { side: { link, received }, acceptor, listener, port }
+}
+
+function startDialerSide (name: string, peer: string, cipher: FrameCipher, port: number, tuning: LinkTuning = {}): Side {
+  const received: Received[] = []
+  const link = new PeerLink({
+    localName: name,
+    peerName: peer,
+    cipher,
+    connect: () => connect({ host: HOST, port }),
+    onMessage: (payload, info) => received.push({ payload: Buffer.from(payload), reliable: info.reliable }),
+    minBackoffMs: 10,
+    maxBackoffMs: 100,
+    ...tuning
+  })
+  link.start()
+  return { link, received }
+}
+
+async function startPair (options: { cipherA?: FrameCipher, cipherB?: FrameCipher, tuningA?: LinkTuning, tuningB?: LinkTuning, waitUp?: boolean } = {}): Promise<Pair> {
+  const { side: b, acceptor, listener, port } = await startAcceptorSide('b', 'a', options.cipherB ?? plainCipher, options.tuningB)
+  const a = startDialerSide('a', 'b', options.cipherA ?? plainCipher, port, options.tuningA)
+  const pair = {
+    a,
+    b,
+    acceptor,
+    port,
+    close: async () => {
+      a.link.stop()
+      b.link.stop()
+      await listener.stop()
+    }
+  }
+  if (options.waitUp !== false) await waitFor(() => a.link.state === 'up' && b.link.state === 'up', { message: 'link up' })
+  return pair
+}
+
+const seqPayload = (i: number, size = 8): Buffer => {
+  const b = Buffer.alloc(Math.max(4, size))
+  b.writeUInt32BE(i, 0)
+  return b
+}
+const indices = (r: Received[]): number[] => r.map((m) => m.payload.readUInt32BE(0))
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i)
+
+/** A hand-driven peer named 'a' speaking the wire format directly, for misbehaviour the real link never shows. */
+async function rawPeer (port: number, cipher: FrameCipher = plainCipher): Promise<{ socket: Socket, records: LinkRecord[], send: (...r: LinkRecord[]) => void }> {
+  const socket = connect({ host: HOST, port })
+  await once(socket, 'connect')
+  const records: LinkRecord[] = []
+  const decoder = new FrameDecoder(64 * 1024 * 1024)
+  socket.on('data', (chunk: Buffer) => { for (const f of decoder.push(chunk)) records.push(...decodeRecords(cipher.open(f))) })
+  socket.on('error', () => {})
+  const send = (...r: LinkRecord[]): void => { socket.write(frame(cipher.seal(Buffer.concat(r.map(encodeRecord))))) }
+  socket.write(PREAMBLE)
+  send({ type: 'hello', hello: { proto: 1, name: 'a', incarnation: 'raw-1', recv: { incarnation: null, seq: 0 } } })
+  await waitFor(() => records.some((r) => r.type === 'hello'), { message: 'hello from b' })
+  return { socket, records, send }
+}
+
+/** Sockets, servers and (ref'd) timers alive in this process. */
+const resources = (): string[] => process.getActiveResourcesInfo().filter((r) => r.startsWith('TCP') || r === 'Timeout').sort()
+
+test('reliable and unreliable messages arrive in order, both ways, encrypted; stop() leaves nothing running', async () => {
+  const key = randomBytes(32)
+  const before = resources()
+  const p = await startPair({ cipherA: new Keyring([key]), cipherB: new Keyring([key]) })
+  try {
+    for (let i = 0; i < 500; i++) p.a.link.send(seqPayload(i), i % 3 !== 0)
+    for (let i = 0; i < 500; i++) p.b.link.send(seqPayload(i), true)
+    await waitFor(() => p.b.received.length === 500 && p.a.received.length === 500, { message: 'all delivered' })
+    assert.deepEqual(indices(p.b.received), range(500))
+    assert.deepEqual(p.b.received.map((m) => m.reliable), range(500).map((i) => i % 3 !== 0))
+    assert.deepEqual(indices(p.a.received), range(500))
+    await waitFor(() => p.a.link.unackedCount === 0 && p.b.link.unackedCount === 0, { message: 'all acknowledged' })
+    assert.equal(p.a.link.stats().bufferedBytes, 0)
+  } finally {
+    await p.close()
+  }
+  await waitFor(() => resources().length === before.length, { message: `no sockets or timers left (before ${before.join()}, now ${resources().join()})` })
+})
+
+test('no loss and no duplicates across connection drops in the middle of a burst', async () => {
+  const p = await startPair()
+  try {
+    const total = 20_000
+    let sent = 0
+    let drops = 0
+    const dropAt = [3000, 9000, 15_000]
+    // Send in slices so drops land mid-burst with messages queued, in flight and
+    // unacknowledged; sending goes on while the link is down (those queue too).
+    const bothUp = (): boolean => p.a.link.state === 'up' && p.b.link.state === 'up'
+    while (sent < total || drops < dropAt.length) {
+      for (let k = 0; k < 500 && sent < total; k++) {
+        const r = p.a.link.send(seqPayload(sent, 64), true)
+        assert.equal(r, 'queued')
+        sent++
+      }
+      if (drops < dropAt.length && sent >= dropAt[drops]! && bothUp()) {
+        // Alternate which end loses the socket: the dialer, then the acceptor.
+        if (drops % 2 === 0) p.a.link.dropConnection()
+        else p.b.link.dropConnection()
+        drops++
+      } else if (sent >= total && drops < dropAt.length) {
+        await waitFor(bothUp, { message: 'link back up' })
+      }
+      await yieldLoop()
+    }
+    await waitFor(() => p.b.received.length >= total && p.a.link.unackedCount === 0 && p.a.link.stats().connects === drops + 1, { timeout: 15_000, message: 'burst delivered' })
+    assert.deepEqual(indices(p.b.received), range(total), 'every message once, in order')
+    const s = p.a.link.stats()
+    assert.equal(drops, 3)
+    assert.equal(s.connects, 4, 'reconnected after each drop')
+    console.log(`# drops: ${drops}, connects ${s.connects}, retransmitted ${s.retransmitted}, duplicates discarded ${p.b.link.stats().duplicates}`)
+  } finally {
+    await p.close()
+  }
+})
+
+test('whenAcked() resolves once the peer delivered the message, false when the link stops first', async () => {
+  const { side: b, listener, port } = await startAcceptorSide('b', 'a', plainCipher)
+  try {
+    const raw = await rawPeer(port)
+    assert.equal(b.link.send(seqPayload(1), true), 'queued')
+    const first = b.link.lastQueuedSeq
+    b.link.send(seqPayload(2), true)
+    const second = b.link.lastQueuedSeq
+    assert.equal(second, first + 1)
+    let firstAcked: boolean | undefined
+    const p1 = b.link.whenAcked(first).then((v) => { firstAcked = v })
+    const p2 = b.link.whenAcked(second)
+    await waitFor(() => raw.records.filter((r) => r.type === 'data').length === 2, { message: 'written' })
+    assert.equal(firstAcked, undefined, 'written is not acknowledged')
+    raw.send({ type: 'ack', seq: first })
+    await p1
+    assert.equal(firstAcked, true)
+    b.link.stop()
+    assert.equal(await p2, false)
+    raw.socket.destroy()
+  } finally {
+    b.link.stop()
+    await listener.stop()
+  }
+})
+
+test('the receiver discards duplicates by sequence number and acks cumulatively', async () => {
+  const { side: b, listener, port } = await startAcceptorSide('b', 'a', plainCipher)
+  try {
+    const raw = await rawPeer(port)
+    raw.send(
+      { type: 'data', seq: 1, payload: seqPayload(1) },
+      { type: 'data', seq: 2, payload: seqPayload(2) },
+      { type: 'data', seq: 1, payload: seqPayload(1) },
+      { type: 'data', seq: 3, payload: seqPayload(3) },
+      { type: 'data', seq: 2, payload: seqPayload(2) },
+      { type: 'data', seq: 0, payload: seqPayload(99) }
+    )
+    await waitFor(() => b.received.length === 4, { message: 'delivery' })
+    assert.deepEqual(indices(b.received), [1, 2, 3, 99])
+    assert.equal(b.link.stats().duplicates, 2)
+    await waitFor(() => raw.records.some((r) => r.type === 'ack' && r.seq === 3), { message: 'cumulative ack 3' })
+    // The same sender lifetime reconnecting: its retransmissions are still recognised.
+    raw.socket.destroy()
+    await waitFor(() => b.link.state === 'waiting', { message: 'b notices the drop' })
+    const again = await rawPeer(port)
+    const hello = again.records.find((r) => r.type === 'hello')
+    assert.ok(hello?.type === 'hello')
+    assert.deepEqual(hello.hello.recv, { incarnation: 'raw-1', seq: 3 }, 'b tells the sender what it already has')
+    again.send({ type: 'data', seq: 3, payload: seqPayload(3) }, { type: 'data', seq: 4, payload: seqPayload(4) })
+    await waitFor(() => b.received.length === 5, { message: 'seq 4' })
+    assert.deepEqual(indices(b.received), [1, 2, 3, 99, 4])
+    again.socket.destroy()
+  } finally {
+    b.link.stop()
+    await listener.stop()
+  }
+})
+
+test('a restarted sender (new incarnation) starts its sequence again and is delivered', async () => {
+  const p = await startPair()
+  try {
+    for (let i = 0; i < 10; i++) p.a.link.send(seqPayload(i), true)
+    await waitFor(() => p.b.received.length === 10 && p.a.link.unackedCount === 0, { message: 'first lifetime' })
+    p.a.link.stop()
+    const a2 = startDialerSide('a', 'b', plainCipher, p.port)
+    try {
+      for (let i = 10; i < 20; i++) a2.link.send(seqPayload(i), true)
+      await waitFor(() => p.b.received.length === 20, { message: 'second lifetime delivered' })
+      assert.deepEqual(indices(p.b.received), range(20))
+    } finally {
+      a2.link.stop()
+    }
+  } finally {
+    await p.close()
+  }
+})
+
+test('a wrong cluster key is refused and never reaches the handler', async () => {
+  const p = await startPair({ cipherA: new Keyring([randomBytes(16)]), cipherB: new Keyring([randomBytes(16)]), waitUp: false })
+  try {
+    p.a.link.send(seqPayload(1), true)
+    await waitFor(() => (p.acceptor.refused.auth ?? 0) >= 2, { message: 'two refused attempts' })
+    assert.notEqual(p.a.link.state, 'up')
+    assert.equal(p.b.link.state, 'waiting')
+    assert.equal(p.b.received.length, 0)
+    // Plain text against an encrypted node is refused the same way.
+    const plain = startDialerSide('a', 'b', plainCipher, p.port)
+    try {
+      await waitFor(() => (p.acceptor.refused.auth ?? 0) >= 4, { message: 'plain text refused' })
+      assert.notEqual(plain.link.state, 'up')
+    } finally {
+      plain.link.stop()
+    }
+  } finally {
+    await p.close()
+  }
+})
+
+test('garbage bytes are refused without crashing, before and after the handshake', async () => {
+  const p = await startPair()
+  try {
+    const before = (reason: string): number => (p.acceptor.refused as Record<string, number>)[reason] ?? 0
+    // Before the handshake: random bytes, a huge length after a valid preamble, a bad hello.
+    for (const junk of [randomBytes(4096), Buffer.concat([PREAMBLE, Buffer.from([0xff, 0xff, 0xff, 0xff])]), Buffer.concat([PREAMBLE, frame(Buffer.from([0x01, 0, 0, 0, 2, 0x7b, 0x7d]))])]) {
+      const s = connect({ host: HOST, port: p.port })
+      s.on('error', () => {})
+      await once(s, 'connect')
+      s.write(junk)
+      await once(s, 'close')
+    }
+    assert.equal(before('preamble'), 1)
+    assert.equal(before('size'), 1)
+    assert.equal(before('handshake'), 1)
+    // After the handshake: a sender that turns to garbage loses its connection, counted.
+    p.a.link.stop()
+    await waitFor(() => p.b.link.state === 'waiting', { message: 'b waiting' })
+    const raw = await rawPeer(p.port)
+    raw.socket.write(Buffer.from([0, 0, 0, 3, 0x09, 0x09, 0x09]))
+    await once(raw.socket, 'close')
+    assert.equal(p.b.link.stats().protocolErrors.decode, 1)
+    assert.equal(p.b.link.state, 'waiting')
+    // And b still takes a good connection afterwards.
+    const a2 = startDialerSide('a', 'b', plainCipher, p.port)
+    try {
+      a2.link.send(seqPayload(7), true)
+      await waitFor(() => p.b.received.length === 1, { message: 'delivery after garbage' })
+    } finally {
+      a2.link.stop()
+    }
+  } finally {
+    await p.close()
+  }
+})
+
+test('a slow reader: QoS 0 is shed and counted, reliable sends report backpressure, memory stays bounded', async () => {
+  const maxBufferedBytes = 256 * 1024
+  const { side: b, listener, port } = await startAcceptorSide('b', 'a', plainCipher, { maxBufferedBytes, frameBytes: 16 * 1024 })
+  try {
+    const raw = await rawPeer(port)
+    raw.socket.pause() // reads nothing: the kernel buffers fill, then ours
+    let shed = 0
+    let queued = 0
+    for (let round = 0; round < 2000 && shed === 0; round++) {
+      for (let k = 0; k < 64; k++) if (b.link.send(seqPayload(queued, 1024), false) === 'shed') shed++; else queued++
+      await yieldLoop()
+    }
+    const s = b.link.stats()
+    console.log(`# slow reader: ${queued} QoS 0 messages queued before shedding began, ${s.shed} shed, ${s.bufferedBytes} bytes buffered`)
+    assert.ok(s.shed > 0, 'QoS 0 was shed')
+    assert.ok(s.bufferedBytes <= maxBufferedBytes, `buffer bounded: ${s.bufferedBytes}`)
+    // Reliable messages are never shed: while the buffer is full they are refused with backpressure.
+    assert.equal(b.link.send(seqPayload(0, 1024), true), 'backpressure')
+    assert.equal(b.link.stats().backpressured, 1)
+    // The reader catches up: everything queued arrives, in order, none of the shed ones.
+    raw.socket.resume()
+    await waitFor(() => raw.records.filter((r) => r.type === 'data').length === queued, { timeout: 10_000, message: 'reader drained' })
+    const got = raw.records.flatMap((r) => (r.type === 'data' ? [r.payload.readUInt32BE(0)] : []))
+    assert.deepEqual(got, range(queued))
+    raw.socket.destroy()
+  } finally {
+    b.link.stop()
+    await listener.stop()
+  }
+})
+
+test('unacknowledged reliable messages fill the buffer; whenWritable() resolves once acks arrive', async () => {
+  const maxBufferedBytes = 64 * 1024
+  const { side: b, listener, port } = await startAcceptorSide('b', 'a', plainCipher, { maxBufferedBytes })
+  try {
+    const raw = await rawPeer(port)
+    let accepted = 0
+    while (b.link.send(seqPayload(accepted, 1000), true) === 'queued') accepted++
+    assert.ok(accepted > 10 && accepted * 1011 <= maxBufferedBytes + 1011, `${accepted} accepted`)
+    let writable = false
+    const w = b.link.whenWritable().then(() => { writable = true })
+    await waitFor(() => raw.records.filter((r) => r.type === 'data').length === accepted, { message: 'all written' })
+    assert.equal(writable, false, 'written is not acknowledged')
+    raw.send({ type: 'ack', seq: accepted })
+    await w
+    assert.equal(b.link.unackedCount, 0)
+    assert.equal(b.link.send(seqPayload(0), true), 'queued')
+    raw.socket.destroy()
+  } finally {
+    b.link.stop()
+    await listener.stop()
+  }
+})
+
+test('a burst leaves in few writes; a lone message is not held back', async () => {
+  const p = await startPair()
+  try {
+    const w0 = p.a.link.stats().writes
+    for (let i = 0; i < 2000; i++) p.a.link.send(seqPayload(i, 100), i % 2 === 0)
+    await waitFor(() => p.b.received.length === 2000, { message: 'burst delivered' })
+    const writes = p.a.link.stats().writes - w0
+    console.log(`# batching: 2000 messages of 100 bytes in ${writes} socket writes`)
+    assert.ok(writes <= 4, `${writes} writes`)
+    // A lone message goes out on the next turn of the event loop.
+    await waitFor(() => p.a.link.unackedCount === 0, { message: 'acks' })
+    const t = performance.now()
+    p.a.link.send(seqPayload(5000), true)
+    await waitFor(() => p.b.received.length === 2001, { interval: 1, message: 'lone message' })
+    const ms = performance.now() - t
+    console.log(`# lone message delivered in ${ms.toFixed(2)} ms`)
+    assert.ok(ms < 250, `lone message took ${ms} ms`)
+  } finally {
+    await p.close()
+  }
+})
+
+test('a silent peer is dropped after the idle timeout; a live idle link stays up on pings', async () => {
+  const { side: b, listener, port } = await startAcceptorSide('b', 'a', plainCipher, { idleTimeoutMs: 300, pingIntervalMs: 50 })
+  try {
+    const raw = await rawPeer(port)
+    await waitFor(() => b.link.state === 'waiting', { message: 'idle drop' })
+    assert.equal(b.link.stats().protocolErrors.idle, 1)
+    assert.ok(raw.records.some((r) => r.type === 'ping'), 'b pinged while idle')
+    raw.socket.destroy()
+  } finally {
+    b.link.stop()
+    await listener.stop()
+  }
+  const p = await startPair({ tuningA: { idleTimeoutMs: 700, pingIntervalMs: 50 }, tuningB: { idleTimeoutMs: 700, pingIntervalMs: 50 } })
+  try {
+    const until = Date.now() + 1200
+    await waitFor(() => Date.now() > until || p.a.link.state !== 'up', { message: 'observation window' })
+    assert.equal(p.a.link.state, 'up')
+    assert.equal(p.a.link.stats().connects, 1, 'never reconnected')
+  } finally {
+    await p.close()
+  }
+})
+
+test('the dialer redials with growing backoff while the peer is unreachable, then connects', async () => {
+  let attempts = 0
+  const times: number[] = []
+  let listenerPort = 0
+  const a = new PeerLink({
+    localName: 'a',
+    peerName: 'b',
+    cipher: plainCipher,
+    onMessage: () => {},
+    minBackoffMs: 5,
+    maxBackoffMs: 40,
+    random: () => 1, // no jitter: delays 5, 10, 20, 40, 40...
+    connect: () => {
+      attempts++
+      times.push(performance.now())
+      if (listenerPort === 0) throw new Error('no address yet')
+      return connect({ host: HOST, port: listenerPort })
+    }
+  })
+  let b: Awaited<ReturnType<typeof startAcceptorSide>> | undefined
+  try {
+    a.start()
+    a.send(seqPayload(1), true)
+    await waitFor(() => attempts >= 6, { message: 'redials' })
+    assert.equal(a.state, 'backoff')
+    const gaps = times.slice(1, 6).map((t, i) => t - times[i]!)
+    // Timers fire late under load, never early: each gap is at least its backoff step (1 ms for rounding).
+    for (const [i, min] of [5, 10, 20, 40, 40].entries()) assert.ok(gaps[i]! >= min - 1, `gap ${i}: ${gaps[i]} ms, want >= ${min}`)
+    b = await startAcceptorSide('b', 'a', plainCipher)
+    listenerPort = b.port
+    await waitFor(() => b!.side.received.length === 1, { message: 'queued message delivered after connecting' })
+    assert.equal(a.state, 'up')
+  } finally {
+    a.stop()
+    b?.side.link.stop()
+    await b?.listener.stop()
+  }
+})
+
+test('microbench: throughput over loopback, plain and AES-256-GCM (printed, not asserted)', async () => {
+  const key = randomBytes(32)
+  for (const [label, cipher] of [['plain', plainCipher], ['aes-256-gcm', new Keyring([key])]] as const) {
+    const p = await startPair({ cipherA: cipher, cipherB: cipher })
+    try {
+      const n = 200_000
+      const payload = Buffer.alloc(100, 7)
+      const t = performance.now()
+      let i = 0
+      while (i < n) {
+        const r = p.a.link.send(payload, true)
+        if (r === 'backpressure') { await p.a.link.whenWritable(); continue }
+        i++
+        if (i % 5000 === 0) await yieldLoop()
+      }
+      await waitFor(() => p.b.received.length === n && p.a.link.unackedCount === 0, { timeout: 20_000, interval: 5, message: 'bench delivered' })
+      const s = (performance.now() - t) / 1000
+      const st = p.a.link.stats()
+      console.log(`# throughput ${label}: ${n} reliable messages of 100 bytes in ${s.toFixed(2)} s = ${Math.round(n / s)} msg/s, ` +
+        `${(st.bytesSent / s / 1e6).toFixed(1)} MB/s, ${st.writes} writes, ${st.frames} frames`)
+      assert.equal(p.b.received.length, n)
+    } finally {
+      await p.close()
+    }
+  }
+})
