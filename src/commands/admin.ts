@@ -1,0 +1,196 @@
+// `broker-ha admin`: the operator's view of a cluster through any one node's
+// API. Without a subcommand it opens the full-screen UI; with one it prints
+// the same data for scripts (table, or JSON with --json).
+//
+// Exit statuses: 0 done; 1 failed (unreachable, credentials refused, client
+// not found, no member answered); 2 bad usage or a bad clusters file; 3
+// partial answer (data printed, but some members did not answer).
+//
+// This is the only admin code that reads process.env and the clusters file.
+import { existsSync, readFileSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { Command, Option } from 'commander'
+import { BrokerHaError } from '../errors.js'
+import {
+  ApiClusterSource, VIEWS, clientRows, clientsJson, clientsTable, describeError, kickClient, kickJson, kickText,
+  memberRows, membersJson, membersTable, resolveTarget, retainedJson, retainedRows, retainedTable, runAdminApp,
+  subscriberRows, subscribersJson, subscribersTable, type ClusterSource, type ViewName
+} from '../tui/index.js'
+
+export const EXIT_FAILED = 1
+export const EXIT_PARTIAL = 3
+
+interface ConnectionFlags { url?: string, user?: string, cluster?: string, clusters?: string, timeout?: string }
+
+function clustersFilePath (flags: ConnectionFlags): string | undefined {
+  if (flags.clusters !== undefined) return flags.clusters
+  const base = process.env.XDG_CONFIG_HOME !== undefined && process.env.XDG_CONFIG_HOME !== '' ? process.env.XDG_CONFIG_HOME : join(homedir(), '.config')
+  return join(base, 'broker-ha', 'admin.yaml')
+}
+
+function readClustersFile (flags: ConnectionFlags): { path: string, text: string } | undefined {
+  const path = clustersFilePath(flags)
+  if (path === undefined) return undefined
+  if (!existsSync(path)) {
+    if (flags.clusters !== undefined) throw new BrokerHaError('CONFIG_UNREADABLE', `--clusters: ${path} does not exist`)
+    return undefined
+  }
+  try {
+    return { path, text: readFileSync(path, 'utf8') }
+  } catch (err) {
+    throw new BrokerHaError('CONFIG_UNREADABLE', `${path}: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+function positiveInt (value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (!Number.isInteger(n) || n <= 0) throw new BrokerHaError('USAGE', `${flag} must be a positive whole number, got "${value}"`)
+  return n
+}
+
+function openSource (flags: ConnectionFlags): ClusterSource {
+  const target = resolveTarget({
+    flags,
+    env: {
+      BROKER_ADMIN_URL: process.env.BROKER_ADMIN_URL,
+      BROKER_ADMIN_USER: process.env.BROKER_ADMIN_USER,
+      BROKER_ADMIN_PASSWORD: process.env.BROKER_ADMIN_PASSWORD,
+      BROKER_ADMIN_CLUSTER: process.env.BROKER_ADMIN_CLUSTER
+    },
+    file: readClustersFile(flags)
+  })
+  return new ApiClusterSource(target, { timeoutMs: positiveInt(flags.timeout, '--timeout', 5000) })
+}
+
+function addConnectionOptions (command: Command): Command {
+  return command
+    .option('--url <url>', 'API of any cluster member (env BROKER_ADMIN_URL; default http://127.0.0.1:8080)')
+    .option('--user <name:password>', 'API basic auth; without ":password", BROKER_ADMIN_PASSWORD is used (env BROKER_ADMIN_USER)')
+    .option('--cluster <name>', 'a named cluster from the clusters file (env BROKER_ADMIN_CLUSTER)')
+    .option('--clusters <file>', 'clusters file (default ~/.config/broker-ha/admin.yaml)')
+    .option('--timeout <ms>', 'deadline of each API request', '5000')
+}
+
+/** Options given before or after the subcommand name; the subcommand's win. */
+function connectionFlags (command: Command): ConnectionFlags {
+  const parent = command.parent?.opts<ConnectionFlags>() ?? {}
+  const own = command.opts<ConnectionFlags>()
+  const pick = (key: keyof ConnectionFlags): string | undefined => (command.getOptionValueSource(key) === 'cli' ? own[key] : undefined) ?? parent[key] ?? own[key]
+  return { url: pick('url'), user: pick('user'), cluster: pick('cluster'), clusters: pick('clusters'), timeout: pick('timeout') }
+}
+
+function print (json: boolean, value: unknown, table: string): void {
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : table)
+}
+
+/** Members that failed go to stderr; some failing is a partial answer, all failing a failure. */
+function warnUnreachable (unreachable: Record<string, string>, asked: number): void {
+  for (const [node, why] of Object.entries(unreachable)) process.stderr.write(`broker-ha admin: no answer from ${node}: ${why}\n`)
+  const failed = Object.keys(unreachable).length
+  if (failed > 0) process.exitCode = failed >= asked ? EXIT_FAILED : EXIT_PARTIAL
+}
+
+/** Runs a subcommand body; API failures become a message and exit status 1. */
+async function withSource (command: Command, body: (source: ClusterSource) => Promise<void>): Promise<void> {
+  const source = openSource(connectionFlags(command))
+  try {
+    await body(source)
+  } catch (err) {
+    if (err instanceof BrokerHaError) throw err
+    process.stderr.write(`broker-ha admin: ${describeError(err, source.currentUrl)}\n`)
+    process.exitCode = EXIT_FAILED
+  } finally {
+    await source.close()
+  }
+}
+
+function subcommand (name: string, description: string): Command {
+  return addConnectionOptions(new Command(name).description(description)).option('--json', 'machine-readable JSON instead of a table')
+}
+
+export function adminCommand (): Command {
+  const admin = addConnectionOptions(new Command('admin'))
+    .description('interactive cluster-aware terminal UI for operators, and scriptable subcommands')
+    .addOption(new Option('--view <name>', 'view to open').choices([...VIEWS]).default('overview'))
+    .option('--refresh <ms>', 'poll interval', '2000')
+    .option('--expect <members>', 'alert when fewer members are alive (default: the most seen alive)')
+    .addHelpText('after', '\nExit status: 0 done, 1 failed (unreachable, credentials refused, not found), 2 bad usage, 3 partial answer.')
+    .action(async function (this: Command) {
+      const opts = this.opts<{ view: ViewName, refresh: string, expect?: string }>()
+      if (process.stdin.isTTY !== true || process.stdout.isTTY !== true) {
+        throw new BrokerHaError('USAGE', 'admin: the interactive UI needs a terminal; in scripts use a subcommand (members, clients, retained, subscribers, kick), see --help')
+      }
+      const refreshMs = positiveInt(opts.refresh, '--refresh', 2000)
+      const expectMembers = opts.expect === undefined ? undefined : positiveInt(opts.expect, '--expect', 1)
+      const source = openSource(connectionFlags(this))
+      try {
+        await runAdminApp({ source, refreshMs, expectMembers, initialView: opts.view })
+      } finally {
+        await source.close()
+      }
+    })
+
+  admin.addCommand(subcommand('members', 'cluster members as the entry node sees them').action(async function (this: Command) {
+    const { json } = this.opts<{ json?: boolean }>()
+    await withSource(this, async (source) => {
+      const rows = memberRows(await source.members())
+      print(json === true, membersJson(rows), membersTable(rows))
+    })
+  }))
+
+  admin.addCommand(subcommand('clients', 'connected clients of every member').action(async function (this: Command) {
+    const { json } = this.opts<{ json?: boolean }>()
+    await withSource(this, async (source) => {
+      const answer = await source.clients()
+      const { rows, failures } = clientRows(answer)
+      print(json === true, clientsJson(rows, failures), clientsTable(rows))
+      warnUnreachable(failures, Object.keys(answer).length)
+    })
+  }))
+
+  admin.addCommand(subcommand('retained', 'retained messages matching an MQTT filter, on every member')
+    .argument('[filter]', 'topic filter, wildcards allowed', '#')
+    .action(async function (this: Command, filter: string) {
+      const { json } = this.opts<{ json?: boolean }>()
+      await withSource(this, async (source) => {
+        const answer = await source.retained(filter)
+        const { rows, failures } = retainedRows(answer)
+        print(json === true, retainedJson(rows, failures), retainedTable(rows))
+        warnUnreachable(failures, Object.keys(answer).length)
+      })
+    }))
+
+  admin.addCommand(subcommand('subscribers', 'who would receive a message published to a topic, on every member')
+    .argument('<topic>', 'topic name (no wildcards)')
+    .action(async function (this: Command, topic: string) {
+      const { json } = this.opts<{ json?: boolean }>()
+      await withSource(this, async (source) => {
+        const answer = await source.subscribers(topic)
+        const { rows, failures } = subscriberRows(answer)
+        print(json === true, subscribersJson(rows, failures), subscribersTable(rows))
+        warnUnreachable(failures, Object.keys(answer).length)
+      })
+    }))
+
+  admin.addCommand(subcommand('kick', 'disconnect a client from whichever member it is connected to')
+    .argument('<client-id>', 'MQTT client id')
+    .action(async function (this: Command, clientId: string) {
+      const { json } = this.opts<{ json?: boolean }>()
+      await withSource(this, async (source) => {
+        const outcome = await kickClient(source, clientId)
+        print(json === true, kickJson(outcome), kickText(outcome))
+        if (outcome.stopped.length === 0) {
+          for (const [node, why] of Object.entries(outcome.unreachable)) process.stderr.write(`broker-ha admin: no answer from ${node} (the client may be there): ${why}\n`)
+          process.exitCode = EXIT_FAILED
+        } else if (Object.keys(outcome.failed).length > 0) {
+          process.exitCode = EXIT_FAILED
+        }
+      })
+    }))
+
+  // Bad usage of a subcommand must end in exit status 2 like the rest of the CLI.
+  for (const command of admin.commands) command.exitOverride()
+  return admin
+}

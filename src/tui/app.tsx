@@ -1,0 +1,192 @@
+// The admin app: data from hooks (polling the cluster source, SSE for
+// events), views that render it, and the global keys. Everything the screen
+// shows fits the terminal: the root box is as wide as the terminal and one
+// row shorter (Ink repaints the whole screen, flickering, once its output
+// reaches the terminal's height).
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
+import { Box, Text, useApp, useInput } from 'ink'
+import type { ClusterSource } from './cluster-source.js'
+import { describeError, isAuthError } from './cluster-source.js'
+import { clientRows, clientsPerNode, inflightRows, memberRows, retainedRows, subscriberRows, type ClientRow } from './cluster-model.js'
+import { clusterAlerts } from './alerts.js'
+import { usePoll } from './hooks/use-poll.js'
+import { useKeyState } from './hooks/use-key-state.js'
+import { useMetricsHistory } from './hooks/use-metrics-history.js'
+import { useEvents } from './hooks/use-events.js'
+import { useTerminalSize } from './hooks/use-terminal-size.js'
+import { OverviewView } from './views/overview-view.js'
+import { ClientsView } from './views/clients-view.js'
+import { TopicsView } from './views/topics-view.js'
+import { EventsView } from './views/events-view.js'
+import { MetricsView } from './views/metrics-view.js'
+import { HelpView } from './views/help-view.js'
+import { kickClient } from './kick.js'
+import { VIEWS, type ViewName } from './view-names.js'
+
+const TITLES: Record<ViewName, string> = { overview: 'Overview', clients: 'Clients', topics: 'Topics', events: 'Events', metrics: 'Metrics' }
+const CHANNELS = [undefined, 'cluster:message_to', 'cluster:message_from', 'cluster:new_member']
+
+const FOOTERS: Record<ViewName, string> = {
+  overview: '',
+  clients: '↑↓ select  / filter  d disconnect',
+  topics: '/ filter  s subscribers  ↑↓ select  v payload view',
+  events: 'space pause  n members  f channel  / filter  c clear',
+  metrics: ''
+}
+
+export interface AppProps {
+  source: ClusterSource
+  /** Poll interval, ms. */
+  refreshMs?: number
+  /** Alert when fewer members are alive (default: the most seen alive this session). */
+  expectMembers?: number | undefined
+  initialView?: ViewName
+}
+
+function clock (ms: number | undefined): string {
+  return ms === undefined ? '-' : new Date(ms).toISOString().slice(11, 19)
+}
+
+export function App ({ source, refreshMs = 2000, expectMembers, initialView = 'overview' }: AppProps) {
+  const app = useApp()
+  const { columns, rows } = useTerminalSize()
+  const [view, setView, getView] = useKeyState<ViewName>(initialView)
+  const [help, setHelp, getHelp] = useKeyState(false)
+  // Whether the view takes every key (typing a filter, a dialog). A ref, set
+  // by the view's key handler itself, so the next key of the same chunk
+  // already goes to the view only.
+  const captureRef = useRef(false)
+  const setCapture = useCallback((c: boolean) => { captureRef.current = c }, [])
+  const [now, setNow] = useState(Date.now())
+
+  // ---- data ---------------------------------------------------------------
+  const members = usePoll(() => source.members(), refreshMs)
+  const clients = usePoll(() => source.clients(), refreshMs)
+  const memberList = useMemo(() => (members.data === undefined ? undefined : memberRows(members.data)), [members.data])
+  const [maxSeenAlive, setMaxSeenAlive] = useState(0)
+  const aliveCount = memberList?.filter((m) => m.state === 'alive').length ?? 0
+  useEffect(() => { if (aliveCount > maxSeenAlive) setMaxSeenAlive(aliveCount) }, [aliveCount, maxSeenAlive])
+  const history = useMetricsHistory(source, memberList, refreshMs)
+  const clientList = useMemo(() => (clients.data === undefined ? undefined : clientRows(clients.data)), [clients.data])
+
+  const [selectedClient, setSelectedClient] = useState<string | undefined>(undefined)
+  // The answer carries its client id: after a selection change the previous
+  // client's messages must not be shown as the new one's.
+  const inflight = usePoll(async () => (selectedClient === undefined ? undefined : { clientId: selectedClient, ...inflightRows(await source.inflight(selectedClient)) }), refreshMs * 2, [selectedClient], view === 'clients' && selectedClient !== undefined)
+
+  const [retainedFilter, setRetainedFilter] = useState('#')
+  const retained = usePoll(async () => retainedRows(await source.retained(retainedFilter)), refreshMs * 2, [retainedFilter], view === 'topics')
+  const [subscribersTopic, setSubscribersTopic] = useState('')
+  const subscribers = usePoll(async () => subscriberRows(await source.subscribers(subscribersTopic)), refreshMs * 2, [subscribersTopic], view === 'topics' && subscribersTopic !== '')
+
+  const [paused, setPaused] = useState(false)
+  const [nodeChoice, setNodeChoice] = useState(0)
+  const [channelChoice, setChannelChoice] = useState(0)
+  const [cleared, setCleared] = useState(0)
+  const eventCandidates = (memberList ?? []).filter((m) => (m.state === 'alive' || m.state === 'suspect') && m.apiUrl !== undefined)
+  const chosen = nodeChoice === 0 || nodeChoice > eventCandidates.length ? eventCandidates : [eventCandidates[nodeChoice - 1]!]
+  const streams = useEvents(source, chosen.map((m) => ({ name: m.name, apiUrl: m.apiUrl! })), paused, view === 'events')
+
+  useEffect(() => {
+    const t = setInterval(() => setNow(Date.now()), 1000)
+    return () => clearInterval(t)
+  }, [])
+
+  const onDisconnect = useCallback(async (row: ClientRow): Promise<string> => {
+    const outcome = await kickClient(source, row.id)
+    clients.refresh()
+    if (outcome.stopped.length > 0) return `${row.id} disconnected from ${outcome.stopped.join(', ')}`
+    const failed = Object.entries(outcome.failed).map(([n, e]) => `${n}: ${e}`).join('; ')
+    return `disconnect failed: ${failed === '' ? `${row.id} is no longer connected` : failed}`
+  }, [source, clients])
+
+  // ---- keys ---------------------------------------------------------------
+  useInput((input, key) => {
+    if (getHelp()) { setHelp(false); return }
+    if (captureRef.current) return
+    if (input === 'q') { app.exit(); return }
+    if (input === '?') { setHelp(true); return }
+    if (input === 'r') { members.refresh(); clients.refresh(); return }
+    if (key.tab) {
+      const i = VIEWS.indexOf(getView())
+      setView(VIEWS[(i + (key.shift ? VIEWS.length - 1 : 1)) % VIEWS.length]!)
+      return
+    }
+    const n = Number(input)
+    if (Number.isInteger(n) && n >= 1 && n <= VIEWS.length) setView(VIEWS[n - 1]!)
+  })
+
+  // ---- screen -------------------------------------------------------------
+  const width = Math.max(20, columns)
+  const height = Math.max(8, rows - 1)
+  const status = statusLine(source.currentUrl, members, clients.error, memberList?.length, clientList?.rows.length, now)
+  // An error may take a few lines: the operator must be able to read all of it.
+  const statusLines = status.color === 'red' ? Math.min(3, Math.ceil([...status.text].length / width)) : 1
+  const bodyHeight = height - 2 - statusLines
+  const body = (() => {
+    switch (view) {
+      case 'overview':
+        return <OverviewView members={memberList} alerts={memberList === undefined ? [] : clusterAlerts(memberList, expectMembers, maxSeenAlive, clientList?.failures)} clientsPerNode={clientsPerNode(clients.data)} unanswered={clientList?.failures ?? {}} history={history} width={width} height={bodyHeight} />
+      case 'clients':
+        return (
+          <ClientsView
+            active={!help} rows={clientList?.rows} failures={clientList?.failures ?? {}} width={width} height={bodyHeight}
+            inflight={{ clientId: inflight.data?.clientId ?? selectedClient, rows: inflight.data?.clientId === selectedClient ? inflight.data?.rows : undefined, error: inflight.error === undefined ? undefined : describeError(inflight.error) }}
+            onSelect={setSelectedClient} onDisconnect={onDisconnect} onCapture={setCapture}
+          />
+        )
+      case 'topics':
+        return (
+          <TopicsView
+            active={!help} width={width} height={bodyHeight} onCapture={setCapture}
+            filter={retainedFilter} onFilterChange={setRetainedFilter}
+            retained={{ rows: retained.data?.rows, failures: retained.data?.failures ?? {}, error: retained.error === undefined ? undefined : describeError(retained.error) }}
+            topic={subscribersTopic} onTopicChange={setSubscribersTopic}
+            subscribers={{ rows: subscribers.data?.rows, failures: subscribers.data?.failures ?? {}, error: subscribers.error === undefined ? undefined : describeError(subscribers.error) }}
+          />
+        )
+      case 'events':
+        return (
+          <EventsView
+            active={!help} width={width} height={bodyHeight} onCapture={setCapture}
+            events={streams.events.filter((e) => e.seq > cleared)} held={streams.held} errors={streams.errors} paused={paused}
+            nodesLabel={chosen.length === eventCandidates.length ? `all (${chosen.length})` : chosen.map((m) => m.name).join(', ')}
+            channel={CHANNELS[channelChoice]}
+            onTogglePause={() => setPaused((p) => !p)}
+            onCycleNodes={() => setNodeChoice((c) => (c + 1) % (eventCandidates.length + 1))}
+            onCycleChannel={() => setChannelChoice((c) => (c + 1) % CHANNELS.length)}
+            onClear={() => setCleared(streams.events.at(-1)?.seq ?? cleared)}
+          />
+        )
+      case 'metrics':
+        return <MetricsView members={memberList} history={history} width={width} height={bodyHeight} />
+    }
+  })()
+
+  return (
+    <Box flexDirection='column' width={width} height={height}>
+      <Text wrap='truncate'>
+        <Text bold color='cyan'>broker-ha admin </Text>
+        {VIEWS.map((v, i) => (
+          <Text key={v} inverse={v === view}>{` ${i + 1} ${TITLES[v]} `}</Text>
+        ))}
+      </Text>
+      <Box height={statusLines}><Text wrap={statusLines > 1 ? 'wrap' : 'truncate'} color={status.color}>{status.text}</Text></Box>
+      <Box flexDirection='column' height={bodyHeight} overflow='hidden'>
+        {help ? <HelpView width={width} /> : body}
+      </Box>
+      <Text wrap='truncate' dimColor>{FOOTERS[view] === '' ? '1-5 views  ? help  q quit' : `${FOOTERS[view]}  │  ? help  q quit`}</Text>
+    </Box>
+  )
+}
+
+function statusLine (url: string, members: { error: unknown, updatedAt: number | undefined, retryAt: number | undefined, failures: number }, clientsError: unknown, memberCount: number | undefined, clientCount: number | undefined, now: number): { text: string, color: string } {
+  if (members.error !== undefined) {
+    const retry = members.retryAt === undefined ? '' : ` · retrying in ${Math.max(0, Math.ceil((members.retryAt - now) / 1000))}s`
+    const stale = members.updatedAt === undefined ? '' : ` · showing data from ${clock(members.updatedAt)}`
+    return { text: `✖ ${describeError(members.error, url)}${isAuthError(members.error) ? '' : retry}${stale}`, color: 'red' }
+  }
+  if (members.updatedAt === undefined) return { text: `connecting to ${url}…`, color: 'yellow' }
+  const clientsNote = clientsError === undefined ? `${clientCount ?? '?'} clients` : `clients: ${describeError(clientsError, url)}`
+  return { text: `● ${url} · ${memberCount ?? 0} members · ${clientsNote} · updated ${clock(members.updatedAt)}`, color: clientsError === undefined ? 'green' : 'yellow' }
+}

@@ -1,0 +1,113 @@
+// Topics: retained messages matching a filter (one row per topic, with the
+// members holding it), a payload preview of the selected one as text, JSON
+// or hex, and the subscribers of a topic across the cluster.
+import { useEffect, useState } from 'react'
+import { Box, Text, useInput } from 'ink'
+import { useKeyState } from '../hooks/use-key-state.js'
+import type { RetainedRow, SubscriberRow } from '../cluster-model.js'
+import { PREVIEW_MODES, previewPayload, type PreviewMode } from '../payload-preview.js'
+import { fit, formatCells, layoutColumns, windowStart } from '../text-layout.js'
+
+export interface Listing<T> { rows: T[] | undefined, failures: Record<string, string>, error: string | undefined }
+
+export interface TopicsViewProps {
+  filter: string
+  onFilterChange: (filter: string) => void
+  retained: Listing<RetainedRow>
+  topic: string
+  onTopicChange: (topic: string) => void
+  subscribers: Listing<SubscriberRow>
+  onCapture: (capturing: boolean) => void
+  /** False while an overlay (help) has the keyboard. */
+  active?: boolean
+  width: number
+  height: number
+}
+
+type Editing = 'filter' | 'topic' | undefined
+
+export function TopicsView ({ active = true, filter, onFilterChange, retained, topic, onTopicChange, subscribers, onCapture, width, height }: TopicsViewProps) {
+  const [editing, setEditing, getEditing] = useKeyState<Editing>(undefined)
+  const [draft, setDraft, getDraft] = useKeyState('')
+  const [selected, setSelected, getSelected] = useKeyState(0)
+  const [mode, setMode] = useState<PreviewMode>('auto')
+  const rows = retained.rows ?? []
+  const index = Math.min(selected, Math.max(0, rows.length - 1))
+  const current = rows[index]
+
+  useEffect(() => { onCapture(editing !== undefined) }, [editing, onCapture])
+  useEffect(() => () => onCapture(false), [onCapture])
+
+  useInput((input, key) => {
+    const field = getEditing()
+    if (field !== undefined) {
+      if (key.return) {
+        const value = getDraft().trim()
+        if (value !== '') {
+          if (field === 'filter') { onFilterChange(value); setSelected(0) } else onTopicChange(value)
+        }
+        setEditing(undefined)
+      } else if (key.escape) setEditing(undefined)
+      else if (key.backspace || key.delete) setDraft((d) => d.slice(0, -1))
+      else if (input !== '' && !key.ctrl && !key.meta && !key.upArrow && !key.downArrow && !key.tab) setDraft((d) => d + input)
+      onCapture(getEditing() !== undefined)
+      return
+    }
+    const at = Math.min(getSelected(), Math.max(0, rows.length - 1))
+    if (input === '/') { setDraft(filter); setEditing('filter') } else if (input === 's') { setDraft(topic); setEditing('topic') } else if (input === 'v') setMode((m) => PREVIEW_MODES[(PREVIEW_MODES.indexOf(m) + 1) % PREVIEW_MODES.length]!)
+    else if (key.downArrow || input === 'j') setSelected(Math.min(at + 1, Math.max(0, rows.length - 1)))
+    else if (key.upArrow || input === 'k') setSelected(Math.max(0, at - 1))
+    else if (key.return && rows[at] !== undefined) onTopicChange(rows[at].topic)
+    onCapture(getEditing() !== undefined)
+  }, { isActive: active })
+
+  const retainedColumns = layoutColumns([
+    { title: 'RETAINED TOPIC', width: 0 },
+    { title: 'QOS', width: 3, align: 'right' },
+    { title: 'BYTES', width: 7, align: 'right' },
+    { title: 'HELD BY', width: Math.max(12, Math.floor(width / 4)) }
+  ], width - 2)
+  const subColumns = layoutColumns([
+    { title: 'SUBSCRIBER', width: 0 },
+    { title: 'NODE', width: Math.min(24, Math.max(4, ...(subscribers.rows ?? []).map((r) => r.node.length))) },
+    { title: 'FILTER', width: 0 },
+    { title: 'QOS', width: 3, align: 'right' }
+  ], width)
+  const previewLines = Math.max(2, Math.min(8, Math.floor((height - 8) / 3)))
+  const subRoom = Math.max(1, Math.min((subscribers.rows?.length ?? 0) || 1, Math.floor((height - 8) / 3)))
+  const retainedRoom = Math.max(1, height - previewLines - subRoom - 7)
+  const start = windowStart(rows.length, index, retainedRoom)
+  const preview = current === undefined ? undefined : previewPayload(current.payload, mode, previewLines)
+  const editLine = (which: Editing, label: string, value: string) => editing === which
+    ? <Text color='cyan'>{`${label}: ${draft}█`}</Text>
+    : <Text>{`${label}: `}<Text bold>{value}</Text></Text>
+  const failedNote = (l: Listing<unknown>) => {
+    if (l.error !== undefined) return <Text color='red' wrap='truncate'>{l.error}</Text>
+    const failed = Object.entries(l.failures)
+    return failed.length === 0 ? null : <Text color='yellow' wrap='truncate'>{`no answer from ${failed.map(([n, e]) => `${n} (${e})`).join(', ')}`}</Text>
+  }
+  return (
+    <Box flexDirection='column'>
+      <Text wrap='truncate'>{editLine('filter', 'retained filter (/)', filter)}<Text dimColor>{`   ${rows.length} topics`}</Text></Text>
+      {failedNote(retained)}
+      <Text bold>{`  ${formatCells(retainedColumns.map((c) => c.title), retainedColumns)}`}</Text>
+      {retained.rows === undefined && retained.error === undefined && <Text dimColor>loading…</Text>}
+      {retained.rows !== undefined && rows.length === 0 && <Text dimColor>no retained message matches</Text>}
+      {rows.slice(start, start + retainedRoom).map((r, i) => (
+        <Text key={r.topic} inverse={start + i === index} wrap='truncate'>
+          {`${start + i === index ? '›' : ' '} `}{formatCells([r.topic, String(r.qos), String(r.payload.length), `${r.nodes.length} node${r.nodes.length === 1 ? '' : 's'}${r.differs ? ' (differ!)' : ''}`], retainedColumns)}
+        </Text>
+      ))}
+      <Text dimColor wrap='truncate'>{preview === undefined ? '' : fit(`── payload of ${current!.topic} as ${preview.mode} (v: ${mode}) `, width).replace(/ +$/, (s) => '─'.repeat(s.length))}</Text>
+      {preview?.lines.map((l, i) => <Text key={i} wrap='truncate'>{l === '' ? ' ' : l}</Text>)}
+      <Text> </Text>
+      <Text wrap='truncate'>{editLine('topic', 'subscribers of (s)', topic)}<Text dimColor>{`   ${subscribers.rows?.length ?? 0} subscriptions`}</Text></Text>
+      {failedNote(subscribers)}
+      <Text bold>{formatCells(subColumns.map((c) => c.title), subColumns)}</Text>
+      {subscribers.rows !== undefined && subscribers.rows.length === 0 && <Text dimColor>nobody would receive a message on this topic</Text>}
+      {(subscribers.rows ?? []).slice(0, subRoom).map((s) => (
+        <Text key={`${s.node}/${s.clientId}/${s.filter}`} wrap='truncate'>{formatCells([s.clientId, s.node, s.filter, String(s.qos)], subColumns)}</Text>
+      ))}
+    </Box>
+  )
+}

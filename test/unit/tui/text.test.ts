@@ -1,0 +1,53 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { previewPayload, hexDump } from '../../../src/tui/payload-preview.js'
+import { fit, formatCells, layoutColumns, windowStart, formatBytes, formatDuration } from '../../../src/tui/text-layout.js'
+import { clusterAlerts } from '../../../src/tui/alerts.js'
+import { nextDelay, MAX_BACKOFF_MS } from '../../../src/tui/hooks/use-poll.js'
+import type { MemberRow } from '../../../src/tui/cluster-model.js'
+
+test('payload preview: JSON indented, text as is, binary as hex; forced modes', () => {
+  assert.deepEqual(previewPayload(Buffer.from('{"a":[1]}'), 'auto').lines, ['{', '  "a": [', '    1', '  ]', '}'])
+  assert.deepEqual(previewPayload(Buffer.from('21.5 C\nok'), 'auto'), { mode: 'text', lines: ['21.5 C', 'ok'] })
+  const bin = previewPayload(Buffer.from([0, 1, 0xff, 0x41]), 'auto')
+  assert.equal(bin.mode, 'hex')
+  assert.equal(bin.lines[0], `000000  ${'00 01 ff 41'.padEnd(47)}  ...A`)
+  assert.equal(previewPayload(Buffer.from('{"a":1}'), 'text').lines[0], '{"a":1}')
+  assert.equal(previewPayload(Buffer.from('not json'), 'json').mode, 'hex')
+  assert.equal(previewPayload(Buffer.from('\x1b[2Jx'), 'text').lines[0], '.[2Jx', 'escape sequences cannot reach the terminal')
+  assert.equal(hexDump(Buffer.alloc(100), 2).length, 2)
+})
+
+test('cells are cut or padded to their columns; flexible columns share the rest', () => {
+  assert.equal(fit('abcdef', 4), 'abc…')
+  assert.equal(fit('ab', 4), 'ab  ')
+  assert.equal(fit('a\nb', 3), 'a b')
+  const cols = layoutColumns([{ title: 'A', width: 0 }, { title: 'B', width: 3, align: 'right' }, { title: 'C', width: 0 }], 20)
+  assert.deepEqual(cols.map((c) => c.width), [7, 3, 7])
+  assert.equal(formatCells(['x', '7', 'long text here'], cols), 'x         7 long t…')
+  assert.equal(windowStart(100, 0, 10), 0)
+  assert.equal(windowStart(100, 50, 10), 45)
+  assert.equal(windowStart(100, 99, 10), 90)
+  assert.equal(windowStart(5, 4, 10), 0)
+  assert.equal(formatBytes(1536), '1.5 KiB')
+  assert.equal(formatDuration(3725), '1h02m')
+})
+
+const row = (name: string, state: MemberRow['state']): MemberRow => ({ name, addr: '127.0.0.1', port: 7946, state, version: '', apiUrl: undefined, mqttPort: undefined })
+
+test('alerts: suspect and dead members, and a cluster smaller than expected or than seen', () => {
+  assert.deepEqual(clusterAlerts([row('a', 'alive'), row('b', 'alive')], undefined, 2), [])
+  const alerts = clusterAlerts([row('a', 'alive'), row('b', 'suspect'), row('c', 'dead')], undefined, 3)
+  assert.deepEqual(alerts.map((a) => a.text), ['b is suspect (probes failing)', 'c is dead', 'cluster has 1 alive member, had 3'])
+  assert.deepEqual(clusterAlerts([row('a', 'alive')], 3, 1).map((a) => a.text), ['cluster has 1 alive member, expected 3'])
+  assert.deepEqual(clusterAlerts([row('a', 'alive'), row('b', 'alive'), row('c', 'dead')], 2, 2, { b: 'network: connection refused', c: 'timeout' }).map((a) => a.text), ['b does not answer: network: connection refused', 'c is dead'])
+})
+
+test('polling backs off while failures repeat, up to a ceiling', () => {
+  assert.equal(nextDelay(2000, 0), 2000)
+  assert.equal(nextDelay(2000, 1), 2000)
+  assert.equal(nextDelay(2000, 2), 4000)
+  assert.equal(nextDelay(2000, 3), 8000)
+  assert.equal(nextDelay(2000, 50), MAX_BACKOFF_MS)
+  assert.equal(nextDelay(100, 1), 1000, 'a failing URL is not retried faster than once a second')
+})
