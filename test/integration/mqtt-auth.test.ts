@@ -276,11 +276,9 @@ describe('refused QoS 2 and Receive Maximum', () => {
   })
 
   // MQTT 5 §4.3.3: a PUBREC with a reason code >= 0x80 ends the QoS 2 flow, so
-  // the packet id is free again and no PUBREL follows. inbound.ts counts the
-  // id as unreleased until a PUBREL and so disconnects the client (0x93) after
-  // max_inflight refused QoS 2 publishes. Marked todo until inbound.ts
-  // releases ids on a failing PUBREC; it then passes as is.
-  test('v5: refused QoS 2 publishes do not use up the Receive Maximum', { ...T, todo: 'inbound.ts keeps refused QoS 2 ids as unreleased' }, async () => {
+  // the packet id is free again and no PUBREL follows; counting it as
+  // unreleased would disconnect the client (0x93) after max_inflight refusals.
+  test('v5: refused QoS 2 publishes do not use up the Receive Maximum', T, async () => {
     const c = await connect(node, { protocolVersion: 5 })
     const closed = new Promise<never>((_resolve, reject) => c.client.once('close', () => reject(new Error('connection closed'))))
     closed.catch(() => {})

@@ -1,0 +1,35 @@
+// Local publishes onto the event bus channel `cluster:message_to` (seed: "event
+// is generated when new MQTT message is published to broker"), in the seed's
+// SSE shape. Built only while somebody listens, so the publish hot path pays
+// one property check otherwise.
+import type { Aedes } from 'aedes'
+import type { Bus } from '../bus.js'
+
+/** The seed's event body, field for field. */
+export interface MessageToEvent {
+  Node: string[]
+  Payload: string
+  Topic: string
+  Retain: boolean
+  Qos: number
+}
+
+export function messageToEvent (packet: { topic: string, payload: Buffer | string, retain?: boolean, qos?: number }): MessageToEvent {
+  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+  return { Node: ['all'], Payload: payload.toString('base64'), Topic: packet.topic, Retain: packet.retain === true, Qos: packet.qos ?? 0 }
+}
+
+/**
+ * Hooks aedes' `published` handler (called once per accepted publish, after
+ * delivery was started). Only messages from clients (including their wills)
+ * count; aedes' own $SYS traffic, which has no client, never appears.
+ */
+export function installMessageToEvents (aedes: Aedes, bus: Bus): void {
+  const inner = aedes.published.bind(aedes)
+  aedes.published = function published (packet, client, done) {
+    if (client !== null && client !== undefined && bus.hasSubscribers('cluster:message_to') && packet.topic.charCodeAt(0) !== 36) {
+      bus.publish('cluster:message_to', messageToEvent(packet))
+    }
+    inner(packet, client, done)
+  }
+}

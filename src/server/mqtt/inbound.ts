@@ -1,0 +1,287 @@
+// The per-connection inbound pipeline in front of aedes: every packet a client
+// sends passes here after mqtt-packet parsed it and before aedes handles it.
+//
+// Why it exists (each is an aedes 2.0.0-beta.1 gap, see the MqttServer docs):
+//  - Ordering. aedes handles all packets parsed from one read concurrently.
+//    A SUBSCRIBE whose handling waits on the persistence (a persistent
+//    session) is overtaken by the PUBLISHes behind it, so a client that
+//    subscribes and at once publishes QoS 0, 1 and 2 to that topic gets only
+//    the QoS 1 and 2 ones back. Here CONNECT, SUBSCRIBE and UNSUBSCRIBE are
+//    barriers: later packets wait until aedes has finished them. PUBLISH,
+//    the hot path, passes straight through as before.
+//  - Protocol errors aedes only drops silently: a second CONNECT, packets
+//    before CONNECT, server-to-client packet types. Counted, and an MQTT 5
+//    client is told why (DISCONNECT 0x82) where it is connected.
+//  - Malformed bytes: counted and, for a connected MQTT 5 client, answered
+//    with DISCONNECT 0x81 before aedes closes the socket; a half-received
+//    packet at close (truncated, then silence or close) is counted too.
+//  - Receive Maximum: aedes advertises max_inflight but does not enforce it.
+//    More unreleased QoS 2 publishes than that: DISCONNECT 0x93, counted.
+//    The client's own acknowledgements open its window (delivery.ts).
+//  - Client id length: aedes checks it for MQTT 3.1 only.
+//  - Shared subscriptions: `$share/g/f` becomes a marker topic aedes accepts
+//    (shared-subscriptions.ts), and the CONNACK stops saying they are
+//    unavailable (connack.ts).
+import { createRequire } from 'node:module'
+import type { Client } from 'aedes'
+import { internals, type InboundPacket, type PacketParser } from './aedes-internals.js'
+import type { BadPacketReason, LimitName } from './metrics.js'
+import { toMarker } from './shared-subscriptions.js'
+import { advertiseSharedSubscriptions } from './connack.js'
+import { outboundAck } from './delivery.js'
+import { refuseConnect, CLIENT_ID_NOT_VALID, SERVER_UNAVAILABLE } from './refusal.js'
+
+const require = createRequire(import.meta.url)
+const mqttPacket = require('mqtt-packet') as { generate: (packet: object, opts: { protocolVersion: number }) => Buffer }
+// Pre-built: written with one plain write (mqtt-packet's writeToStream corks
+// until the next tick, by which time aedes has destroyed the socket).
+const DISCONNECT_MALFORMED = mqttPacket.generate({ cmd: 'disconnect', reasonCode: 0x81 }, { protocolVersion: 5 })
+
+// MQTT 5 reason codes used here (§2.4).
+export const PROTOCOL_ERROR = 0x82
+export const RECEIVE_MAXIMUM_EXCEEDED = 0x93
+
+export interface InboundOptions {
+  /** Most unreleased inbound QoS 2 publishes per connection (mqtt.max_inflight). */
+  maxInflight: number
+  maxClientIdLength: number
+  /** mqtt.max_keepalive (s); 0: no limit. */
+  maxKeepalive: number
+  /** A CONNECT refused by configuration (not bad input). */
+  onRefused: (client: Client, detail: string) => void
+  onBad: (client: Client, reason: BadPacketReason, detail: string) => void
+  onLimit: (client: Client, limit: LimitName) => void
+}
+
+/** Per-connection state kept next to aedes' client. */
+export class ConnectionGuard {
+  private badCounted = false
+  private readonly client: Client
+  private readonly options: InboundOptions
+
+  constructor (client: Client, options: InboundOptions) {
+    this.client = client
+    this.options = options
+  }
+
+  /** Counts the connection as dropped for bad input, once. */
+  bad (reason: BadPacketReason, detail: string): void {
+    if (this.badCounted) return
+    this.badCounted = true
+    this.options.onBad(this.client, reason, detail)
+  }
+
+  get counted (): boolean {
+    return this.badCounted
+  }
+}
+
+const guards = new WeakMap<Client, ConnectionGuard>()
+
+export function guardOf (client: Client): ConnectionGuard | undefined {
+  return guards.get(client)
+}
+
+/** Ends a connection for a protocol violation, with a reason code on MQTT 5. */
+function dropClient (client: Client, reasonCode: number): void {
+  const c = internals(client)
+  if (client.version === 5 && client.connected && !client.closed) client.disconnect({ reasonCode })
+  else c.conn.destroy()
+}
+
+/**
+ * A QoS 2 publish the broker refused (aedes marks it `_notAuthorized` and
+ * answers PUBREC 0x87) ends its flow there: no PUBREL follows (MQTT 5 §4.3.3),
+ * so its packet id is free again and must not count as in flight.
+ */
+function pruneRefused (unreleased: Map<number, InboundPacket>): void {
+  for (const [id, packet] of unreleased) {
+    if (packet._notAuthorized === true) unreleased.delete(id)
+  }
+}
+
+/** MQTT 3.1/3.1.1 CONNECTs whose keep alive (0 is "none") exceeds the limit. MQTT 5 gets Server Keep Alive instead. */
+export function keepaliveRefused (packet: InboundPacket, maxKeepalive: number): boolean {
+  if (maxKeepalive <= 0 || (packet.protocolVersion ?? 4) >= 5) return false
+  const keepalive = packet.keepalive ?? 0
+  return keepalive === 0 || keepalive > maxKeepalive
+}
+
+function rewriteShares (packet: InboundPacket): void {
+  if (packet.subscriptions !== undefined) {
+    for (const sub of packet.subscriptions) {
+      if (sub.topic.charCodeAt(0) === 36) sub.topic = toMarker(sub.topic) ?? sub.topic
+    }
+  }
+  if (packet.unsubscriptions !== undefined) {
+    packet.unsubscriptions = packet.unsubscriptions.map((t) => t.charCodeAt(0) === 36 ? (toMarker(t) ?? t) : t)
+  }
+}
+
+/** Puts the pipeline between the client's parser and aedes. Call right after aedes.handle(). */
+export function guardInbound (client: Client, options: InboundOptions): ConnectionGuard {
+  const c = internals(client)
+  const guard = new ConnectionGuard(client, options)
+  guards.set(client, guard)
+  const parser: PacketParser = c._parser
+  const [enqueue] = parser.listeners('packet') as Array<(this: PacketParser, packet: InboundPacket) => void>
+  if (enqueue === undefined) throw new Error('aedes client has no packet listener: aedes internals changed')
+  parser.removeAllListeners('packet')
+  const nextBatch = c._nextBatch
+
+  const held: InboundPacket[] = []
+  let barrier = false
+  let paused = false
+  let sawConnect = false
+  // QoS 2 publishes received and not yet released by PUBREL, by packet id.
+  let unreleased: Map<number, InboundPacket> | undefined
+
+  const flush = (): void => {
+    while (!barrier && held.length > 0) {
+      if (client.closed) {
+        held.length = 0
+        break
+      }
+      dispatch(held.shift()!)
+    }
+    if (held.length === 0 && paused) {
+      paused = false
+      if (!client.closed) c.resume()
+    }
+  }
+
+  // Stands in for aedes' nextBatch for a barrier packet: releases what
+  // queued up behind it, then lets aedes read on.
+  const afterBarrier = (err?: Error | null): void => {
+    if (err) {
+      held.length = 0
+      nextBatch(err)
+      return
+    }
+    barrier = false
+    flush()
+    nextBatch(null)
+  }
+
+  const dispatch = (packet: InboundPacket): void => {
+    switch (packet.cmd) {
+      case 'connect':
+        barrier = true
+        if (packet.protocolVersion === 5) advertiseSharedSubscriptions(c.conn)
+        client.once('connected', () => {
+          barrier = false
+          flush()
+        })
+        enqueue.call(parser, packet)
+        return
+      case 'subscribe':
+      case 'unsubscribe':
+        barrier = true
+        // aedes passes `client._nextBatch` as this packet's done callback,
+        // reading the property at the call.
+        c._nextBatch = afterBarrier
+        try {
+          enqueue.call(parser, packet)
+        } finally {
+          c._nextBatch = nextBatch
+        }
+        return
+      default:
+        enqueue.call(parser, packet)
+    }
+  }
+
+  const protocolError = (detail: string): void => {
+    guard.bad('protocol_error', detail)
+    held.length = 0
+    dropClient(client, PROTOCOL_ERROR)
+  }
+
+  parser.on('packet', function inbound (packet: InboundPacket) {
+    switch (packet.cmd) {
+      case 'publish':
+        if (packet.qos === 2 && packet.messageId !== undefined) {
+          unreleased ??= new Map()
+          unreleased.set(packet.messageId, packet)
+          if (unreleased.size > options.maxInflight) pruneRefused(unreleased)
+          if (unreleased.size > options.maxInflight) {
+            options.onLimit(client, 'inflight')
+            guard.bad('protocol_error', 'receive maximum exceeded')
+            held.length = 0
+            dropClient(client, RECEIVE_MAXIMUM_EXCEEDED)
+            return
+          }
+        }
+        break
+      case 'pubrel':
+        if (packet.messageId !== undefined) unreleased?.delete(packet.messageId)
+        break
+      case 'puback':
+      case 'pubcomp':
+        outboundAck(client)
+        break
+      case 'pubrec':
+        // A failing PUBREC ends the QoS 2 flow (MQTT 5 §4.3.3); a good one
+        // keeps the slot until PUBCOMP.
+        if (typeof packet.reasonCode === 'number' && packet.reasonCode >= 0x80) outboundAck(client)
+        break
+      case 'connect':
+        if (sawConnect) return protocolError('second CONNECT') // [MQTT-3.1.0-2]
+        sawConnect = true
+        if (typeof packet.clientId === 'string' && packet.clientId.length > options.maxClientIdLength) {
+          guard.bad('protocol_error', 'client id too long')
+          refuseConnect(c.conn, packet.protocolVersion ?? 4, CLIENT_ID_NOT_VALID)
+          return
+        }
+        if (keepaliveRefused(packet, options.maxKeepalive)) {
+          // aedes refuses these with return code 6, which MQTT 3.1.1 does not
+          // define (clients report "unknown error"); 3.1.1 has no Server Keep
+          // Alive to impose the limit instead, so refuse with a defined code.
+          options.onRefused(client, `keep alive ${String(packet.keepalive)} s over max_keepalive ${options.maxKeepalive} s`)
+          refuseConnect(c.conn, packet.protocolVersion ?? 4, SERVER_UNAVAILABLE)
+          return
+        }
+        break
+      case 'subscribe':
+      case 'unsubscribe':
+        rewriteShares(packet)
+        break
+      case 'connack':
+      case 'suback':
+      case 'unsuback':
+      case 'pingresp':
+      case 'auth':
+        // Server-to-client types, and AUTH which needs an authentication
+        // method we never accept.
+        return protocolError(`unexpected ${packet.cmd}`)
+    }
+    if (!sawConnect) return protocolError(`${packet.cmd} before CONNECT`) // [MQTT-3.1.0-1]
+    if (barrier || held.length > 0) {
+      held.push(packet)
+      if (!paused) {
+        // Stop reading until the barrier lifts: what is held is bounded by
+        // one read.
+        paused = true
+        c.pause()
+      }
+      return
+    }
+    dispatch(packet)
+  })
+
+  // Ahead of aedes' own listener, which destroys the socket at once.
+  parser.prependListener('error', (err: Error) => {
+    guard.bad('malformed', err.message)
+    held.length = 0
+    if (client.version === 5 && client.connected && !client.closed && !c.conn.destroyed) {
+      c.conn.write(DISCONNECT_MALFORMED)
+    }
+  })
+
+  c.conn.once('close', () => {
+    if (!guard.counted && (parser._stateCounter !== 0 || parser._list.length > 0)) {
+      guard.bad('truncated', `${parser._list.length} bytes of an unfinished packet`)
+    }
+  })
+  return guard
+}

@@ -1,0 +1,135 @@
+// Small helpers for the MQTT integration tests (mqtt-*.test.ts): real mqtt.js
+// clients and raw sockets against a node, messages collected for assertions.
+import { createConnection, type Socket } from 'node:net'
+import { createRequire } from 'node:module'
+import mqtt, { type MqttClient, type IClientOptions, type IPublishPacket, type IConnackPacket, type Packet } from 'mqtt'
+import type { Registry } from 'prom-client'
+import { waitFor } from '../helpers/wait.js'
+
+const require = createRequire(import.meta.url)
+interface RawParser { on (event: 'packet', fn: (p: Packet) => void): void, on (event: 'error', fn: (e: Error) => void): void, parse (buf: Buffer): number }
+const mqttPacket = require('mqtt-packet') as {
+  parser: (opts?: object) => RawParser
+  generate: (packet: object, opts?: { protocolVersion: number }) => Buffer
+}
+
+let seq = 0
+export function uniqueId (prefix = 'c'): string {
+  return `${prefix}-${process.pid}-${++seq}-${Math.random().toString(36).slice(2, 8)}`
+}
+
+/** Connects and waits for CONNACK; no automatic reconnects in tests. */
+export async function connect (url: string, options: IClientOptions = {}): Promise<MqttClient> {
+  return await mqtt.connectAsync(url, { clientId: uniqueId(), reconnectPeriod: 0, connectTimeout: 5000, ...options })
+}
+
+/** Connects and resolves with the CONNACK (to look at session present and properties). */
+export async function connectWithConnack (url: string, options: IClientOptions = {}): Promise<{ client: MqttClient, connack: IConnackPacket }> {
+  const client = mqtt.connect(url, { clientId: uniqueId(), reconnectPeriod: 0, connectTimeout: 5000, ...options })
+  try {
+    const connack = await new Promise<IConnackPacket>((resolve, reject) => {
+      client.once('connect', resolve)
+      client.once('error', reject)
+    })
+    return { client, connack }
+  } catch (err) {
+    client.end(true)
+    throw err
+  }
+}
+
+export interface Received {
+  topic: string
+  payload: string
+  qos: number
+  retain: boolean
+  properties: IPublishPacket['properties']
+}
+
+/** Everything the client receives, in order. */
+export function collect (client: MqttClient): Received[] {
+  const got: Received[] = []
+  client.on('message', (topic, payload, packet) => {
+    got.push({ topic, payload: payload.toString(), qos: packet.qos, retain: packet.retain, properties: packet.properties })
+  })
+  return got
+}
+
+export async function waitForCount<T> (items: T[], n: number, message = `${n} messages`, timeout = 5000): Promise<T[]> {
+  await waitFor(() => items.length >= n, { timeout, message: `${message} (have ${items.length})` })
+  return items
+}
+
+/** Resolves with the next DISCONNECT the server sends (MQTT 5), or undefined if the connection just closes. */
+export function nextDisconnect (client: MqttClient): Promise<Packet | undefined> {
+  return new Promise((resolve) => {
+    client.once('disconnect', (packet) => resolve(packet))
+    client.once('close', () => setImmediate(() => resolve(undefined)))
+  })
+}
+
+export async function endAll (...clients: Array<MqttClient | undefined>): Promise<void> {
+  await Promise.all(clients.map(async (c) => { if (c !== undefined) await c.endAsync(true).catch(() => {}) }))
+}
+
+/** A raw TCP connection speaking bytes, reading back decoded MQTT packets. */
+export class RawClient {
+  readonly socket: Socket
+  readonly packets: Packet[] = []
+  closed = false
+  private readonly parser: RawParser
+
+  private constructor (socket: Socket, protocolVersion: number) {
+    this.socket = socket
+    this.parser = mqttPacket.parser({ protocolVersion })
+    this.parser.on('packet', (p) => this.packets.push(p))
+    this.parser.on('error', () => {})
+    socket.on('data', (d: Buffer) => this.parser.parse(d))
+    socket.on('error', () => {})
+    socket.on('close', () => { this.closed = true })
+  }
+
+  static async open (host: string, port: number, protocolVersion = 4): Promise<RawClient> {
+    const socket = createConnection({ host, port })
+    await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+    return new RawClient(socket, protocolVersion)
+  }
+
+  write (bytes: Buffer): void {
+    this.socket.write(bytes)
+  }
+
+  send (packet: object, protocolVersion = 4): void {
+    this.socket.write(mqttPacket.generate(packet, { protocolVersion }))
+  }
+
+  async connect (clientId: string, protocolVersion = 4, extra: object = {}): Promise<Packet> {
+    this.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion, clientId, clean: true, keepalive: 60, ...extra }, protocolVersion)
+    return await this.waitFor('connack')
+  }
+
+  async waitFor (cmd: string, timeout = 5000): Promise<Packet> {
+    return await waitFor(() => this.packets.find((p) => p.cmd === cmd), { timeout, message: `raw client to receive ${cmd}` })
+  }
+
+  async waitClosed (timeout = 5000): Promise<void> {
+    await waitFor(() => this.closed, { timeout, message: 'raw connection to close' })
+  }
+
+  destroy (): void {
+    this.socket.destroy()
+  }
+}
+
+export function encode (packet: object, protocolVersion = 4): Buffer {
+  return mqttPacket.generate(packet, { protocolVersion })
+}
+
+/** Current value of a counter/gauge series, 0 when absent. */
+export async function metricValue (registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const metric = registry.getSingleMetric(name)
+  if (metric === undefined) throw new Error(`no metric ${name}`)
+  const { values } = await metric.get()
+  const match = values.find((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val))
+  return match?.value ?? 0
+}
