@@ -10,6 +10,7 @@ import { ConfigSchema, type Config } from './schema.js'
 import { leafKeys, type LeafKey } from './keys.js'
 import { BrokerHaError } from '../errors.js'
 import { parsePasswordHash, isPasswordHash } from '../security/password.js'
+import { filterProblem } from '../topic-filter.js'
 
 /** Where the embedded defaults give way to a file, in this order (seed: /config/config.yaml). */
 export const DEFAULT_CONFIG_PATHS = ['/config/config.yaml', './config.yaml']
@@ -279,15 +280,6 @@ export function parseHostPort (value: string, defaultPort: number): { host: stri
   const port = m[2] === undefined ? defaultPort : Number(m[2])
   if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined
   return { host: m[1]!, port }
-}
-
-function filterProblem (filter: string): string | undefined {
-  const levels = filter.split('/')
-  for (const [i, level] of levels.entries()) {
-    if (level.includes('#') && (level !== '#' || i !== levels.length - 1)) return '# must be a whole level and the last one'
-    if (level.includes('+') && level !== '+') return '+ must be a whole level'
-  }
-  return undefined
 }
 
 function remoteProblem (remote: string): string | undefined {

@@ -7,6 +7,7 @@
 // operator-facing description of the same rules.
 import { BlockList, isIP } from 'node:net'
 import type { AuthRuleConfig, AclRuleConfig } from '../../config/index.js'
+import { levelsMatch, stripSharePrefix } from '../../topic-filter.js'
 
 /** Who a client is, as far as rules can tell. */
 export interface ClientIdentity {
@@ -148,17 +149,6 @@ function identityMatches (m: IdentityMatchers, who: ClientIdentity): boolean {
 // ---------------------------------------------------------------------------
 // Topic filters
 
-/**
- * `$share/<group>/<filter>` (MQTT 5 §4.8.2) is checked as `<filter>`: the ACL
- * is about which messages a client may receive, not which group it joins.
- */
-export function stripSharePrefix (filter: string): string {
-  if (!filter.startsWith('$share/')) return filter
-  const rest = filter.slice('$share/'.length)
-  const slash = rest.indexOf('/')
-  return slash === -1 ? filter : rest.slice(slash + 1)
-}
-
 const isWildcard = (level: string | undefined): boolean => level === '+' || level === '#'
 
 /**
@@ -167,17 +157,6 @@ const isWildcard = (level: string | undefined): boolean => level === '+' || leve
  */
 function dollarBlocked (filter: string[], other: string[]): boolean {
   return isWildcard(filter[0]) && other[0] !== undefined && other[0].startsWith('$')
-}
-
-/** Does filter `f` match topic name `t` (no wildcards in `t`)? */
-export function filterMatchesTopic (f: string[], t: string[]): boolean {
-  if (dollarBlocked(f, t)) return false
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true // also matches the parent level: `a/#` matches `a`
-    if (i >= t.length) return false
-    if (f[i] !== '+' && f[i] !== t[i]) return false
-  }
-  return f.length === t.length
 }
 
 /** Is every topic matched by subscription `s` also matched by filter `f`? */
@@ -258,7 +237,7 @@ function compileAclRule (rule: AclRuleConfig, index: number): CompiledAclRule {
 function decideTopic (rule: CompiledAclRule, topic: string[], need: number): Decision {
   if (rule.filters === undefined) return 'allow'
   for (const f of rule.filters) {
-    if (filterMatchesTopic(f.levels, topic)) return (f.access & need) !== 0 ? 'allow' : 'deny'
+    if (levelsMatch(f.levels, topic)) return (f.access & need) !== 0 ? 'allow' : 'deny'
   }
   return 'no-match'
 }

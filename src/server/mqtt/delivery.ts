@@ -3,7 +3,7 @@
 import { createRequire } from 'node:module'
 import type { Aedes, Client } from 'aedes'
 import { internals, type DeliveredPacket } from './aedes-internals.js'
-import { filterMatches } from './topic-filter.js'
+import { topicMatches } from '../../topic-filter.js'
 import { isMarker } from './shared-subscriptions.js'
 
 const require = createRequire(import.meta.url)
@@ -18,7 +18,7 @@ export function grantedQos (subscriptions: Record<string, { qos: number }>, topi
   for (const filter in subscriptions) {
     if (isMarker(filter)) continue
     const qos = subscriptions[filter]!.qos
-    if (qos > best && filterMatches(filter, topic)) {
+    if (qos > best && topicMatches(filter, topic)) {
       best = qos
       if (best === 2) break
     }

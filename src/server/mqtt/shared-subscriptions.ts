@@ -19,21 +19,14 @@
 import type { Aedes, Client } from 'aedes'
 import { internals, type DeliveredPacket, type DeliverFunc } from './aedes-internals.js'
 import type { AedesPersistence } from './persistence.js'
+import { parseShared, SHARE_PREFIX } from '../../topic-filter.js'
 
-export const SHARE_PREFIX = '$share/'
 export const SHARE_MARKER = '$share-group/'
 
 /** `$share/g/f` -> `$share-group/g/f`; undefined when not a valid shared subscription. */
 export function toMarker (topic: string): string | undefined {
-  if (!topic.startsWith(SHARE_PREFIX)) return undefined
-  const rest = topic.slice(SHARE_PREFIX.length)
-  const slash = rest.indexOf('/')
-  // [MQTT-4.8.2-1] the ShareName is at least one character and holds no / + #;
-  // [MQTT-4.8.2-2] a filter follows it.
-  if (slash < 1 || slash === rest.length - 1) return undefined
-  const group = rest.slice(0, slash)
-  if (group.includes('+') || group.includes('#')) return undefined
-  return SHARE_MARKER + rest
+  const shared = parseShared(topic)
+  return shared === undefined ? undefined : `${SHARE_MARKER}${shared.group}/${shared.filter}`
 }
 
 export function isMarker (topic: string): boolean {

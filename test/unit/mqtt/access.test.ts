@@ -2,8 +2,8 @@
 import { test, describe } from 'node:test'
 import assert from 'node:assert/strict'
 import {
-  AccessPolicy, remoteMatcher, normaliseAddress, stripSharePrefix,
-  filterMatchesTopic, filterCovers, filtersOverlap, compareSpecificity,
+  AccessPolicy, remoteMatcher, normaliseAddress,
+  filterCovers, filtersOverlap, compareSpecificity,
   type ClientIdentity, type PasswordCheck
 } from '../../../src/server/mqtt/access.js'
 import type { AuthRuleConfig, AclRuleConfig } from '../../../src/config/index.js'
@@ -181,19 +181,6 @@ describe('remote matching', () => {
 })
 
 describe('topic filter algebra', () => {
-  test('filter matches topic', () => {
-    assert.equal(filterMatchesTopic(L('a/#'), L('a/b/c')), true)
-    assert.equal(filterMatchesTopic(L('a/#'), L('a')), true, '# matches the parent level')
-    assert.equal(filterMatchesTopic(L('a/+'), L('a/b')), true)
-    assert.equal(filterMatchesTopic(L('a/+'), L('a/b/c')), false)
-    assert.equal(filterMatchesTopic(L('a/+/c'), L('a/x/c')), true)
-    assert.equal(filterMatchesTopic(L('a/b'), L('a/b')), true)
-    assert.equal(filterMatchesTopic(L('a/b'), L('a/bc')), false)
-    assert.equal(filterMatchesTopic(L('#'), L('$SYS/x')), false, '[MQTT-4.7.2-1]')
-    assert.equal(filterMatchesTopic(L('+/x'), L('$SYS/x')), false)
-    assert.equal(filterMatchesTopic(L('$SYS/#'), L('$SYS/x')), true)
-  })
-
   test('filter covers subscription', () => {
     assert.equal(filterCovers(L('a/#'), L('a/b/#')), true)
     assert.equal(filterCovers(L('a/b/#'), L('a/#')), false)
@@ -223,12 +210,6 @@ describe('topic filter algebra', () => {
     assert.deepEqual(sorted, ['a/b', 'a/b/#', 'a/+', 'a/+/#', 'a/#', '+/b', '#'])
   })
 
-  test('$share prefix stripped', () => {
-    assert.equal(stripSharePrefix('$share/g/a/b'), 'a/b')
-    assert.equal(stripSharePrefix('$share/g/#'), '#')
-    assert.equal(stripSharePrefix('a/b'), 'a/b')
-    assert.equal(stripSharePrefix('$share/g'), '$share/g')
-  })
 })
 
 describe('ACL', () => {

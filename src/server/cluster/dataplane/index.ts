@@ -6,7 +6,7 @@ export {
   type RetainedEntry, type RetainedMessage, type RetainedStoreOptions, type MergeResult, type BucketSummary, type Qos
 } from './retained-store.js'
 export { RoutingTable, type RouteDelta, type RouteTable, type DeltaResult, type SharedTarget, type RoutingTableOptions } from './routing-table.js'
-export { FilterTrie, topicMatches, parseShared, isValidFilter, type SharedFilter } from './topic-filter.js'
+export { FilterTrie } from './filter-trie.js'
 export {
   PREAMBLE, LINK_PROTOCOL_VERSION, LinkProtocolError, plainCipher,
   type FrameCipher, type Hello, type LinkErrorReason

@@ -21,7 +21,7 @@
 //
 // Pure: the wall clock (for tombstone age) and the HLC are injected.
 import { compareStamps, encodeStamp, type HybridLogicalClock, type Stamp } from './hlc.js'
-import { topicMatches } from './topic-filter.js'
+import { topicMatches } from '../../../topic-filter.js'
 
 export type Qos = 0 | 1 | 2
 

@@ -17,7 +17,8 @@
 //   the message reaches one member of the group cluster-wide.
 //
 // Pure: no I/O, no timers; the peer link carries deltas and tables.
-import { FilterTrie, parseShared } from './topic-filter.js'
+import { FilterTrie } from './filter-trie.js'
+import { parseShared } from '../../../topic-filter.js'
 
 /** One change of this node's subscriptions: `count` 0 removes the filter. */
 export interface RouteDelta {

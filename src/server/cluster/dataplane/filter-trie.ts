@@ -1,52 +1,5 @@
-// MQTT topic filter matching (MQTT 5 section 4.7) and shared subscription
-// names (section 4.8.2), shared by the routing table and the retained store.
-
-export interface SharedFilter {
-  /** The share name `g` of `$share/g/f`. */
-  group: string
-  /** The topic filter `f` of `$share/g/f`. */
-  filter: string
-}
-
-/** Splits `$share/g/f` into group and filter; undefined for an ordinary filter or a malformed share. */
-export function parseShared (filter: string): SharedFilter | undefined {
-  if (!filter.startsWith('$share/')) return undefined
-  const rest = filter.slice('$share/'.length)
-  const slash = rest.indexOf('/')
-  // 4.8.2: the share name is at least one character, no '/', '+' or '#', and a filter follows.
-  if (slash <= 0 || slash === rest.length - 1) return undefined
-  const group = rest.slice(0, slash)
-  if (group.includes('+') || group.includes('#')) return undefined
-  return { group, filter: rest.slice(slash + 1) }
-}
-
-/** Whether `filter` is a syntactically valid topic filter (4.7.1). */
-export function isValidFilter (filter: string): boolean {
-  if (filter.length === 0) return false
-  const levels = filter.split('/')
-  for (let i = 0; i < levels.length; i++) {
-    const level = levels[i]!
-    if (level === '#') { if (i !== levels.length - 1) return false; continue }
-    if (level === '+') continue
-    if (level.includes('#') || level.includes('+')) return false
-  }
-  return true
-}
-
-/** Whether `topic` (a topic name, no wildcards) matches `filter`. */
-export function topicMatches (filter: string, topic: string): boolean {
-  const f = filter.split('/')
-  const t = topic.split('/')
-  // 4.7.2: a filter starting with a wildcard does not match topics starting with '$'.
-  if (topic.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false
-  for (let i = 0; i < f.length; i++) {
-    const level = f[i]!
-    if (level === '#') return true
-    if (i >= t.length) return false
-    if (level !== '+' && level !== t[i]) return false
-  }
-  return f.length === t.length
-}
+// A trie of MQTT topic filters for routing: which peers need a publish.
+// Matching semantics are those of src/topic-filter.ts (MQTT 5 section 4.7).
 
 interface TrieNode<V> {
   children: Map<string, TrieNode<V>>
