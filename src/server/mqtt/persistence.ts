@@ -201,19 +201,26 @@ export class LimitedPersistence implements AedesPersistence {
 
   async outgoingUpdate (client: ClientRef, packet: StoredPacket): Promise<void> {
     const queue = this.outgoing.get(client.id) ?? []
-    for (let i = 0; i < queue.length; i++) {
-      const entry = queue[i]!
-      if (entry.brokerId === packet.brokerId) {
-        if (entry.brokerCounter === packet.brokerCounter) {
-          // The message got its packet identifier for this delivery.
-          entry.messageId = packet.messageId
+    // A PUBREL carries no broker stamp: it is matched by packet identifier
+    // alone and replaces its PUBLISH (QoS 2, second phase). aedes-persistence
+    // matches on brokerId first, and undefined === undefined makes a PUBREL
+    // match an earlier stored PUBREL and rewrite its identifier in place:
+    // two PUBRECs handled back to back then send PUBREL N+1 twice and never
+    // PUBREL N, and message N is never released to the subscriber.
+    if (packet.brokerId === undefined) {
+      for (let i = 0; i < queue.length; i++) {
+        if (queue[i]!.messageId === packet.messageId) {
+          queue[i] = packet
           return
         }
-        // Same broker, other message: packet identifiers wrap at 65535, so
-        // only the (brokerId, brokerCounter) pair is unique; keep looking.
-      } else if (entry.messageId === packet.messageId) {
-        // A PUBREL replacing its PUBLISH (QoS 2, second phase).
-        queue[i] = packet
+      }
+      throw new Error('no such packet')
+    }
+    for (const entry of queue) {
+      // Packet identifiers wrap at 65535: only (brokerId, brokerCounter) is unique.
+      if (entry.brokerId === packet.brokerId && entry.brokerCounter === packet.brokerCounter) {
+        // The message got its packet identifier for this delivery.
+        entry.messageId = packet.messageId
         return
       }
     }

@@ -94,6 +94,23 @@ test('a PUBREL replaces its PUBLISH in the queue (QoS 2 second phase)', async ()
   assert.equal(p.queuedCount, 0)
 })
 
+test('two PUBRELs in a row each replace their own PUBLISH (aedes-persistence rewrote the first one)', async () => {
+  const { p } = make()
+  await p.setup({ id: 'b' })
+  const client = { id: 'c' }
+  for (const [counter, id] of [[1, 7], [2, 8]] as const) {
+    await p.outgoingEnqueue({ clientId: 'c' }, packet('t', `m${counter}`, { brokerId: 'b', brokerCounter: counter, qos: 2 }))
+    await p.outgoingUpdate(client, packet('t', `m${counter}`, { brokerId: 'b', brokerCounter: counter, messageId: id, qos: 2 }))
+  }
+  const first = { cmd: 'pubrel', messageId: 7, topic: '', payload: Buffer.alloc(0) }
+  await p.outgoingUpdate(client, first)
+  await p.outgoingUpdate(client, { cmd: 'pubrel', messageId: 8, topic: '', payload: Buffer.alloc(0) })
+  const q: StoredPacket[] = []
+  for await (const e of p.outgoingStream(client)) q.push(e as StoredPacket)
+  assert.deepEqual(q.map((e) => `${e.cmd}:${e.messageId}`), ['pubrel:7', 'pubrel:8'])
+  assert.equal(first.messageId, 7, 'the first PUBREL (whose write may still be pending) keeps its identifier')
+})
+
 test('replay drops unsent duplicate entries of one message (overlapping subscriptions)', async () => {
   const { p } = make()
   await p.setup({ id: 'b' })
