@@ -3,7 +3,8 @@ import { Command, CommanderError } from 'commander'
 import { VERSION } from './version.js'
 import { serveCommand } from './commands/serve.js'
 import { hashPasswordCommand } from './commands/hash-password.js'
-import { notYetCommand } from './commands/not-yet.js'
+import { adminCommand } from './commands/admin.js'
+import { chaosCommand } from './commands/chaos.js'
 import { BrokerHaError, exitStatusFor } from './errors.js'
 
 export function buildProgram (): Command {
@@ -13,8 +14,8 @@ export function buildProgram (): Command {
     .showHelpAfterError()
     .exitOverride()
   program.addCommand(serveCommand())
-  program.addCommand(notYetCommand('admin', 'interactive cluster-aware terminal UI for operators'))
-  program.addCommand(notYetCommand('chaos', 'start a local cluster, inject failures and check the guarantees'))
+  program.addCommand(adminCommand())
+  program.addCommand(chaosCommand())
   program.addCommand(hashPasswordCommand())
   for (const command of program.commands) command.exitOverride()
   return program

@@ -1,4 +1,6 @@
-import { Command } from 'commander'
+import { Command, Option } from 'commander'
+import { isIP } from 'node:net'
+import { BrokerHaError } from '../errors.js'
 import { stringify } from 'yaml'
 import { loadConfig, maskSecrets } from '../config/index.js'
 import { createLogger } from '../log.js'
@@ -9,7 +11,10 @@ export function serveCommand (): Command {
     .description('run a broker node (config: --config, else /config/config.yaml, else ./config.yaml, else built-in defaults)')
     .option('-c, --config <path>', 'YAML config file')
     .option('--check-config', 'validate the config, print the effective config (secrets masked) and exit')
-    .action(async (opts: { config?: string, checkConfig?: boolean }) => {
+    // For `broker-ha chaos` only (issue 6): fault hook in the cluster transport,
+    // /chaos/faults on the API, exit when the runner's stdin pipe closes.
+    .addOption(new Option('--chaos-control').hideHelp())
+    .action(async (opts: { config?: string, checkConfig?: boolean, chaosControl?: boolean }) => {
       const loaded = loadConfig({ path: opts.config, env: process.env })
       if (opts.checkConfig === true) {
         for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`)
@@ -19,7 +24,19 @@ export function serveCommand (): Command {
       const log = createLogger(loaded.config.log)
       for (const w of loaded.warnings) log.warn(w)
       log.info({ source: loaded.source }, 'config loaded')
-      const node = new BrokerNode(loaded.config, log)
+      const chaosControl = opts.chaosControl === true
+      if (chaosControl) {
+        const c = loaded.config
+        const open = [['api.bind', c.api.bind], ['mqtt.bind', c.mqtt.bind], ['cluster.bind', c.cluster.bind]].filter(([, v]) => !isLoopbackHost(v!))
+        if (open.length > 0) throw new BrokerHaError('USAGE', `--chaos-control needs loopback binds, not ${open.map(([k, v]) => `${k}=${v}`).join(', ')}`, { key: open[0]![0] })
+        // If the chaos runner dies without cleaning up (kill -9), its pipe closes and we go with it.
+        // Unreferenced, so the open pipe does not keep the process alive after a stop.
+        process.stdin.once('end', () => process.kill(process.pid, 'SIGTERM'))
+        process.stdin.resume()
+        ;(process.stdin as { unref?: () => void }).unref?.()
+        log.warn('started with --chaos-control: fault injection is enabled (loopback only)')
+      }
+      const node = new BrokerNode(loaded.config, log, { chaosControl })
       await node.start()
       await waitForSignal(log)
       await node.stop()
@@ -39,4 +56,9 @@ function waitForSignal (log: ReturnType<typeof createLogger>): Promise<void> {
     process.once('SIGTERM', onSignal)
     process.once('SIGINT', onSignal)
   })
+}
+
+function isLoopbackHost (host: string): boolean {
+  if (isIP(host) === 4) return host.startsWith('127.')
+  return host === '::1'
 }

@@ -14,6 +14,15 @@ export interface Lifecycle {
   stop (): Promise<void>
 }
 
+export interface BrokerNodeOptions {
+  /**
+   * Started by `broker-ha chaos` (hidden `serve --chaos-control`): the cluster
+   * transport gets the fault-injection wrapper and the API its /chaos/faults
+   * route. Never a config key, so a deployment cannot switch it on by accident.
+   */
+  chaosControl?: boolean
+}
+
 export class BrokerNode {
   readonly config: Config
   readonly log: Logger
@@ -26,19 +35,21 @@ export class BrokerNode {
   private readonly started: Array<{ name: string, part: Lifecycle }> = []
   private stopping: Promise<void> | undefined
 
-  constructor (config: Config, log: Logger) {
+  constructor (config: Config, log: Logger, options: BrokerNodeOptions = {}) {
     this.config = config
     this.log = log
     collectDefaultMetrics({ register: this.registry })
     this.mqtt = new MqttServer({ config, log: log.child({ component: 'mqtt' }), bus: this.bus, registry: this.registry })
     // Always the real membership: a node without discovery is a cluster of one
     // that others can still join through their own seeds.
-    this.membership = new SwimMembership({
+    const swim = new SwimMembership({
       config,
       log: log.child({ component: 'cluster' }),
       registry: this.registry,
-      meta: { api: config.api.port, mqtt: config.mqtt.port, version: VERSION }
+      meta: { api: config.api.port, mqtt: config.mqtt.port, version: VERSION },
+      faultInjection: options.chaosControl === true
     })
+    this.membership = swim
     this.membership.on('join', (member) => this.bus.publish('cluster:new_member', member))
     this.api = new ApiServer({
       config,
@@ -47,7 +58,8 @@ export class BrokerNode {
       registry: this.registry,
       mqtt: this.mqtt,
       membership: this.membership,
-      startedAt: this.startedAt
+      startedAt: this.startedAt,
+      faults: swim.faults
     })
   }
 

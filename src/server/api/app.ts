@@ -20,6 +20,7 @@ import { mqttRoutes, MQTT_PROXIED_ROUTES, type ClientControl } from './routes/mq
 import { sseRoutes, type SseStreams } from './routes/sse.js'
 import { debugRoutes, type Profiler } from './routes/debug.js'
 import { proxyRoutes } from './routes/proxy.js'
+import { chaosFaultRoutes, type FaultControl } from './routes/chaos-faults.js'
 
 export interface AppDeps {
   log: Logger
@@ -36,6 +37,8 @@ export interface AppDeps {
   dispatcher: Dispatcher
   proxyTimeoutMs: number
   sseKeepaliveMs: number
+  /** Only for nodes started with `serve --chaos-control` (loopback only): the chaos runner's fault hook. */
+  faults?: FaultControl | undefined
 }
 
 /**
@@ -125,5 +128,6 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   sseRoutes(app, { bus: deps.bus, streams: deps.streams, keepaliveMs: deps.sseKeepaliveMs })
   debugRoutes(app, { profiler: deps.profiler, nodeName: deps.membership.self.name })
   proxyRoutes(app, [MEMBERS_ROUTE, ...MQTT_PROXIED_ROUTES], { membership: deps.membership, dispatcher: deps.dispatcher, timeoutMs: deps.proxyTimeoutMs })
+  if (deps.faults !== undefined) chaosFaultRoutes(app, { faults: deps.faults })
   return app
 }

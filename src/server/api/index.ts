@@ -19,6 +19,7 @@ import { ApiMetrics } from './metrics.js'
 import { SseStreams } from './routes/sse.js'
 import { Profiler } from './routes/debug.js'
 import { LocalClientControl, type ClientControl } from './routes/mqtt.js'
+import type { FaultControl } from './routes/chaos-faults.js'
 
 export type { ClientControl } from './routes/mqtt.js'
 export { LocalClientControl } from './routes/mqtt.js'
@@ -36,6 +37,8 @@ export interface ApiServerOptions {
   clientControl?: ClientControl
   /** Interval of SSE keepalive events (default 15 s; tests shorten it). */
   sseKeepaliveMs?: number
+  /** The chaos fault hook (`serve --chaos-control` only): adds /chaos/faults. */
+  faults?: FaultControl | undefined
 }
 
 export class ApiServer {
@@ -78,7 +81,8 @@ export class ApiServer {
         profiler: this.profiler,
         dispatcher: this.dispatcher,
         proxyTimeoutMs: config.api.proxy_timeout,
-        sseKeepaliveMs: this.options.sseKeepaliveMs ?? 15_000
+        sseKeepaliveMs: this.options.sseKeepaliveMs ?? 15_000,
+        faults: this.options.faults
       })
       await this.app.listen({ host: bind, port })
     } catch (err) {

@@ -1,0 +1,10 @@
+// The chaos harness's public surface, for src/commands/chaos.ts and tests.
+export { runChaos, type ChaosOptions, type ChaosProgress, type ChaosResult } from './runner.js'
+export { checkHistory, DEFAULT_CHECK_OPTIONS, type CheckOptions, type CheckResult, type Verdict } from './checker.js'
+export { DATA_PLANE_INTEGRATED, INVARIANTS, defaultScope, type InvariantId } from './invariants.js'
+export { FAULT_KINDS, FAULT_DESCRIPTIONS, planSchedule, describeFault, type FaultKind, type PlannedFault } from './schedule.js'
+export { History, type HistoryEvent } from './history.js'
+export { parseDuration, parseFaults, parseNodes, parseSeed, checkFaultsForNodes } from './options.js'
+export { formatReport, jsonReport, verdictTable } from './report.js'
+export { startLiveView } from './live-view.js'
+export { convergenceBoundMs } from './cluster-config.js'

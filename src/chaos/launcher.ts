@@ -1,0 +1,217 @@
+// The launcher: real `broker-ha serve` processes of this very package, one per
+// node, each with a generated config in the run folder and its log next to
+// it. It owns the processes: start, signals, restarts, and a stop() that
+// leaves nothing behind, also when the run is interrupted.
+//
+// Every node runs with the hidden `--chaos-control` flag: fault injection in
+// its cluster transport, /chaos/faults on its (loopback) API, and an exit
+// when its stdin pipe closes, so even a runner killed with -9 takes its
+// nodes with it.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { stringify } from 'yaml'
+import { ApiClient } from '../client/index.js'
+import { nodeConfig, type NodeEndpoint } from './cluster-config.js'
+import { allocateEndpoints, type AllocateOptions } from './addresses.js'
+import type { NodeState } from './history.js'
+
+/** bin/broker-ha.js of the package this module belongs to (dist/src/chaos/ -> ../../../bin). */
+export const BROKER_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'broker-ha.js')
+
+export interface ChaosNode extends NodeEndpoint {
+  index: number
+  mqttUrl: string
+  apiUrl: string
+  api: ApiClient
+  state: NodeState
+  pid: number | undefined
+  starts: number
+  configPath: string
+  logPath: string
+}
+
+export interface LauncherOptions extends AllocateOptions {
+  nodes: number
+  runDir: string
+  bin?: string
+  /** How long a node may take from spawn to answering its API. */
+  startTimeoutMs?: number
+  /** Told about every state change (history, live view). */
+  onState?: (node: ChaosNode, state: NodeState) => void
+  /** Told when a node exits without being asked to. */
+  onUnexpectedExit?: (node: ChaosNode, code: number | null, signal: string | null) => void
+}
+
+export class LaunchError extends Error {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'LaunchError'
+  }
+}
+
+export class ChaosCluster {
+  readonly nodes: ChaosNode[] = []
+  /** Every process id ever spawned, restarts included (tests check none is left). */
+  readonly spawned: number[] = []
+  private readonly options: LauncherOptions
+  private readonly children = new Map<number, { child: ChildProcess, exited: Promise<void>, expected: boolean }>()
+  private stopped = false
+
+  constructor (options: LauncherOptions) {
+    this.options = options
+  }
+
+  /** Picks free addresses, writes configs, starts every node and waits until each API answers. */
+  async start (): Promise<void> {
+    mkdirSync(this.options.runDir, { recursive: true })
+    const endpoints = await allocateEndpoints(this.options.nodes, this.options)
+    for (const [index, e] of endpoints.entries()) {
+      const configPath = join(this.options.runDir, `${e.name}.yaml`)
+      writeFileSync(configPath, stringify(nodeConfig(e, endpoints)))
+      const apiUrl = `http://${e.host}:${e.apiPort}`
+      this.nodes.push({
+        ...e,
+        index,
+        mqttUrl: `mqtt://${e.host}:${e.mqttPort}`,
+        apiUrl,
+        api: new ApiClient({ baseUrl: apiUrl, timeoutMs: 1000 }),
+        state: 'stopped',
+        pid: undefined,
+        starts: 0,
+        configPath,
+        logPath: join(this.options.runDir, `${e.name}.log`)
+      })
+    }
+    await Promise.all(this.nodes.map((n) => this.startNode(n.index)))
+  }
+
+  node (index: number): ChaosNode {
+    const n = this.nodes[index]
+    if (n === undefined) throw new Error(`no node #${index}`)
+    return n
+  }
+
+  /** Spawns the node's process (again) and waits until its API answers. */
+  async startNode (index: number): Promise<void> {
+    if (this.stopped) throw new LaunchError('cluster is stopped')
+    const node = this.node(index)
+    if (this.children.has(index)) throw new LaunchError(`${node.name} is already running`)
+    this.setState(node, 'starting')
+    const log = openSync(node.logPath, 'a')
+    let child: ChildProcess
+    try {
+      child = spawn(process.execPath, [this.options.bin ?? BROKER_BIN, 'serve', '--config', node.configPath, '--chaos-control'], {
+        // stdin stays an open pipe: the node exits when it closes (runner gone).
+        stdio: ['pipe', log, log],
+        env: { PATH: process.env.PATH ?? '' }
+      })
+    } finally {
+      closeSync(log)
+    }
+    node.starts++
+    node.pid = child.pid
+    if (child.pid !== undefined) this.spawned.push(child.pid)
+    const entry = { child, expected: false, exited: Promise.resolve() }
+    entry.exited = once(child, 'exit').then(([code, signal]) => {
+      this.children.delete(index)
+      node.pid = undefined
+      if (!entry.expected && !this.stopped) {
+        this.setState(node, 'stopped')
+        this.options.onUnexpectedExit?.(node, code as number | null, signal as string | null)
+      }
+    })
+    // A write to the pipe of a node that died must not crash the runner.
+    child.stdin?.on('error', () => {})
+    this.children.set(index, entry)
+    const deadline = Date.now() + (this.options.startTimeoutMs ?? 20_000)
+    for (;;) {
+      if (!this.children.has(index) || child.exitCode !== null) throw new LaunchError(`${node.name} exited during start (see ${node.logPath})`)
+      try {
+        await node.api.members()
+        break
+      } catch (err) {
+        if (Date.now() > deadline) {
+          await this.signal(index, 'SIGKILL', 'killed')
+          throw new LaunchError(`${node.name} did not answer on ${node.apiUrl} within ${this.options.startTimeoutMs ?? 20_000} ms (see ${node.logPath})`, { cause: err })
+        }
+        await sleep(100)
+      }
+    }
+    this.setState(node, 'up')
+  }
+
+  /**
+   * Sends `signal` and waits for the exit. SIGTERM is a graceful stop (the
+   * node leaves the cluster and closes its clients); after `graceMs` the node
+   * is killed.
+   */
+  async signal (index: number, signal: 'SIGKILL' | 'SIGTERM', state: 'killed' | 'stopped', graceMs = 10_000): Promise<void> {
+    const entry = this.children.get(index)
+    const node = this.node(index)
+    if (entry === undefined) return
+    entry.expected = true
+    if (node.state === 'paused') entry.child.kill('SIGCONT')
+    entry.child.kill(signal)
+    // The node stops serving from the signal on (a graceful stop closes its clients at once), so that is the state change.
+    this.setState(node, state)
+    const timer = setTimeout(() => entry.child.kill('SIGKILL'), graceMs)
+    await entry.exited
+    clearTimeout(timer)
+  }
+
+  pause (index: number): void {
+    const entry = this.children.get(index)
+    if (entry === undefined) return
+    entry.child.kill('SIGSTOP')
+    this.setState(this.node(index), 'paused')
+  }
+
+  resume (index: number): void {
+    const entry = this.children.get(index)
+    if (entry === undefined) return
+    entry.child.kill('SIGCONT')
+    this.setState(this.node(index), 'up')
+  }
+
+  /**
+   * Sets which peers each node drops cluster traffic to and from (both ways
+   * must be set for a symmetric partition). An empty map heals everything.
+   */
+  async setBlocked (blocked: ReadonlyMap<number, number[]>): Promise<void> {
+    // Per-host addresses block the peer's whole address; shared 127.0.0.1 blocks by host:port.
+    const key = (n: ChaosNode): string => this.nodes.filter((m) => m.host === n.host).length > 1 ? `${n.host}:${n.clusterPort}` : n.host
+    await Promise.all(this.nodes.map(async (n) => {
+      if (n.state !== 'up') return
+      const peers = (blocked.get(n.index) ?? []).map((i) => key(this.node(i)))
+      await n.api.request('POST', '/chaos/faults', { blocked: peers })
+    }))
+  }
+
+  /** Kills every process (resuming paused ones first), waits for the exits. Safe to call twice. */
+  async stop (): Promise<void> {
+    this.stopped = true
+    const entries = [...this.children.values()]
+    for (const e of entries) {
+      e.expected = true
+      e.child.kill('SIGCONT')
+      e.child.kill('SIGKILL')
+    }
+    await Promise.all(entries.map((e) => e.exited))
+    await Promise.all(this.nodes.map((n) => n.api.close()))
+  }
+
+  /** Process ids still running (for tests and the report). */
+  livePids (): number[] {
+    return [...this.children.values()].map((e) => e.child.pid).filter((p): p is number => p !== undefined)
+  }
+
+  private setState (node: ChaosNode, state: NodeState): void {
+    if (node.state === state) return
+    node.state = state
+    this.options.onState?.(node, state)
+  }
+}

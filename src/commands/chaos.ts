@@ -1,0 +1,95 @@
+// `broker-ha chaos`: start a local cluster of real nodes, break it on a
+// seeded schedule while MQTT traffic flows, and check the guarantees.
+// Exit status: 0 every enforced invariant held, 1 one failed (or a node
+// crashed), 2 bad usage, 130 interrupted.
+import { Command } from 'commander'
+import { writeFileSync } from 'node:fs'
+import { randomInt } from 'node:crypto'
+import {
+  runChaos, parseDuration, parseFaults, parseNodes, parseSeed, checkFaultsForNodes,
+  planSchedule, describeFault, formatReport, jsonReport, startLiveView, FAULT_KINDS, FAULT_DESCRIPTIONS, DATA_PLANE_INTEGRATED,
+  type ChaosProgress
+} from '../chaos/index.js'
+import { BrokerHaError } from '../errors.js'
+
+interface ChaosFlags {
+  nodes: string
+  duration: string
+  faults: string
+  seed?: string
+  ci?: boolean
+  json?: string
+  history?: string
+  keep?: boolean
+  dryRun?: boolean
+  baseAddress?: string
+  scope?: string
+}
+
+export function chaosCommand (): Command {
+  return new Command('chaos')
+    .description('start a local cluster, inject failures and check the guarantees')
+    .option('-n, --nodes <n>', 'nodes to start (real processes on loopback)', '3')
+    .option('-d, --duration <time>', 'how long the workloads run (e.g. 60s, 10m)', '60s')
+    .option('-f, --faults <list>', `comma-separated: ${FAULT_KINDS.join(', ')} (or all)`, 'all')
+    .option('-s, --seed <n>', 'seed of the fault schedule and workload choices (default: random, printed)')
+    .option('--ci', 'plain line output even on a terminal')
+    .option('--json <file>', 'write the verdicts and history summary as JSON')
+    .option('--history <file>', 'write the whole history as JSON lines')
+    .option('--keep', 'keep the run folder (configs, node logs) even when the run passed')
+    .option('--dry-run', 'print the fault schedule for this seed and exit')
+    .option('--base-address <ip>', 'first loopback address tried for the nodes (Linux)', '127.0.0.2')
+    .option('--scope <scope>', `what is checked: today (same-node guarantees, no data plane) or full (every invariant across nodes); default ${DATA_PLANE_INTEGRATED ? 'full' : 'today'}`)
+    .addHelpText('after', `\nFaults:\n${FAULT_KINDS.map((k) => `  ${k.padEnd(10)} ${FAULT_DESCRIPTIONS[k]}`).join('\n')}\n`)
+    .action(async (flags: ChaosFlags) => {
+      const nodes = parseNodes(flags.nodes)
+      const durationMs = parseDuration(flags.duration)
+      const faults = parseFaults(flags.faults)
+      checkFaultsForNodes(faults, nodes)
+      if (flags.scope !== undefined && flags.scope !== 'today' && flags.scope !== 'full') throw new BrokerHaError('USAGE', `--scope: today or full, got ${flags.scope}`, { key: '--scope' })
+      const dataPlane = flags.scope === undefined ? DATA_PLANE_INTEGRATED : flags.scope === 'full'
+      const seed = flags.seed === undefined ? randomInt(0, 2 ** 31) : parseSeed(flags.seed)
+      if (flags.dryRun === true) {
+        const names = Array.from({ length: nodes }, (_, i) => `chaos-${i + 1}`)
+        for (const f of planSchedule({ seed, nodes, durationMs, kinds: faults })) {
+          process.stdout.write(`#${f.id} +${(f.at / 1000).toFixed(1)}s ${describeFault(f, names)}\n`)
+        }
+        return
+      }
+      const live = flags.ci !== true && process.stdout.isTTY === true
+      const view = live ? startLiveView() : undefined
+      const print = (line: string): void => { process.stdout.write(`${new Date().toISOString().slice(11, 23)} ${line}\n`) }
+      let lastCounters = 0
+      const onProgress = (p: ChaosProgress, line?: string): void => {
+        if (view !== undefined) { view.update(p, line); return }
+        if (line !== undefined) print(line)
+        else if (p.phase === 'running' && Date.now() - lastCounters >= 5000) {
+          lastCounters = Date.now()
+          const c = p.counters
+          print(`${Math.floor((Date.now() - p.startedAt) / 1000)}s faults ${p.faultsDone}/${p.faultsTotal} published ${c.published} acked ${c.acked} unacked ${c.failed} delivered ${c.delivered}`)
+        }
+      }
+      const abort = new AbortController()
+      const onSignal = (signal: NodeJS.Signals): void => {
+        // A second Ctrl-C does not wait for the clean-up; the nodes still exit when our pipes close.
+        if (abort.signal.aborted) process.exit(130)
+        process.stderr.write(`\nbroker-ha chaos: ${signal}, stopping every node\n`)
+        abort.abort()
+      }
+      process.on('SIGINT', onSignal)
+      process.on('SIGTERM', onSignal)
+      if (view === undefined) print(`broker-ha chaos: ${nodes} nodes, ${durationMs / 1000} s, faults ${faults.join(',') || 'none'}, seed ${seed}, scope ${dataPlane ? 'full' : 'today'}`)
+      let result
+      try {
+        result = await runChaos({ nodes, durationMs, faults, seed, keep: flags.keep, baseAddress: flags.baseAddress, dataPlane, signal: abort.signal, onProgress })
+      } finally {
+        view?.stop()
+        process.off('SIGINT', onSignal)
+        process.off('SIGTERM', onSignal)
+      }
+      process.stdout.write(`\n${formatReport(result)}\nseed ${seed} (same seed, same fault schedule)\n`)
+      if (flags.json !== undefined) writeFileSync(flags.json, JSON.stringify(jsonReport(result, { seed, nodes, durationMs, faults }), null, 2) + '\n')
+      if (flags.history !== undefined) writeFileSync(flags.history, result.events.map((e) => JSON.stringify(e)).join('\n') + '\n')
+      process.exitCode = result.interrupted ? 130 : result.ok ? 0 : 1
+    })
+}

@@ -1,0 +1,36 @@
+// Command-line values: good ones parse, bad ones are USAGE errors (exit 2).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { parseDuration, parseFaults, parseNodes, parseSeed, checkFaultsForNodes } from '../../../src/chaos/options.js'
+import { BrokerHaError, exitStatusFor } from '../../../src/errors.js'
+import { FAULT_KINDS } from '../../../src/chaos/schedule.js'
+
+const usage = (fn: () => unknown): void => {
+  assert.throws(fn, (err: unknown) => err instanceof BrokerHaError && err.code === 'USAGE' && exitStatusFor(err) === 2)
+}
+
+test('durations', () => {
+  assert.equal(parseDuration('60s'), 60_000)
+  assert.equal(parseDuration('10m'), 600_000)
+  assert.equal(parseDuration('7500ms'), 7500)
+  assert.equal(parseDuration('90'), 90_000)
+  assert.equal(parseDuration('1.5m'), 90_000)
+  for (const bad of ['', 'soon', '10x', '-5s', '1s']) usage(() => parseDuration(bad))
+})
+
+test('fault lists', () => {
+  assert.deepEqual(parseFaults('kill,pause,partition,restart'), ['kill', 'pause', 'partition', 'restart'])
+  assert.deepEqual(parseFaults('all'), [...FAULT_KINDS])
+  assert.deepEqual(parseFaults('none'), [])
+  assert.deepEqual(parseFaults('kill, kill'), ['kill'])
+  usage(() => parseFaults('kill,explode'))
+  usage(() => checkFaultsForNodes(['partition'], 1))
+  checkFaultsForNodes(['kill'], 1)
+})
+
+test('nodes and seeds', () => {
+  assert.equal(parseNodes('5'), 5)
+  for (const bad of ['0', '21', '2.5', 'x']) usage(() => parseNodes(bad))
+  assert.equal(parseSeed('42'), 42)
+  for (const bad of ['-1', '1.5', 'abc', '99999999999']) usage(() => parseSeed(bad))
+})
