@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
 import { once } from 'node:events'
 import { allocateEndpoints, nextAddress } from '../../src/chaos/addresses.js'
-import { randomBaseAddress } from './chaos-helpers.js'
+import { randomBaseAddress } from '../helpers/chaos.js'
 
 test('the next address skips .0 and .255', () => {
   assert.equal(nextAddress('127.0.0.2'), '127.0.0.3')

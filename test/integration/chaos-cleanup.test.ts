@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BIN } from '../helpers/node.js'
 import { waitFor } from '../helpers/wait.js'
-import { alive, childrenOf, randomBaseAddress } from './chaos-helpers.js'
+import { alive, childrenOf, randomBaseAddress } from '../helpers/chaos.js'
 
 const linux = process.platform === 'linux'
 

@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runChaos, FAULT_KINDS, formatReport, planSchedule } from '../../src/chaos/index.js'
-import { randomBaseAddress, alive } from './chaos-helpers.js'
+import { randomBaseAddress, alive } from '../helpers/chaos.js'
 
 const SEED = 42
 const DURATION_MS = 45_000
