@@ -36,7 +36,12 @@ export function ChaosView ({ progress, now, lines }: { progress: ChaosProgress, 
 }
 
 /** Renders the view until stop() is called; update() hands it a new snapshot and log line. */
-export function startLiveView (stdout: NodeJS.WriteStream = process.stdout): { update: (p: ChaosProgress, line?: string) => void, stop: () => void } {
+export interface LiveView {
+  update: (p: ChaosProgress, line?: string) => void
+  stop: () => void
+}
+
+export function startLiveView (stdout: NodeJS.WriteStream = process.stdout): LiveView {
   let progress: ChaosProgress | undefined
   const lines: string[] = []
   // Ctrl-C stays a signal (the runner cleans up on SIGINT), so Ink must not take the keyboard.

@@ -57,7 +57,7 @@ export function chaosCommand (): Command {
         return
       }
       const live = flags.ci !== true && process.stdout.isTTY === true
-      const view = live ? startLiveView() : undefined
+      const view = live ? await startLiveView() : undefined
       const print = (line: string): void => { process.stdout.write(`${new Date().toISOString().slice(11, 23)} ${line}\n`) }
       let lastCounters = 0
       const onProgress = (p: ChaosProgress, line?: string): void => {

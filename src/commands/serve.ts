@@ -4,7 +4,6 @@ import { BrokerHaError } from '../errors.js'
 import { stringify } from 'yaml'
 import { loadConfig, maskSecrets } from '../config/index.js'
 import { createLogger } from '../log.js'
-import { BrokerNode } from '../server/node.js'
 
 export function serveCommand (): Command {
   return new Command('serve')
@@ -36,6 +35,9 @@ export function serveCommand (): Command {
         ;(process.stdin as { unref?: () => void }).unref?.()
         log.warn('started with --chaos-control: fault injection is enabled (loopback only)')
       }
+      // Loaded here rather than at the top: the broker's dependency tree (aedes,
+      // fastify, ...) would otherwise slow down every other subcommand's start.
+      const { BrokerNode } = await import('../server/node.js')
       const node = new BrokerNode(loaded.config, log, { chaosControl })
       await node.start()
       await waitForSignal(log)
