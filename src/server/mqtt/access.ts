@@ -3,7 +3,7 @@
 // every rule kind can be tested exhaustively without a broker.
 //
 // Semantics follow the seed's `mqtt.auth` / `mqtt.acl` (mochi-mqtt's auth
-// ledger), made precise where the seed was silent; docs/auth.md is the
+// ledger), made precise where the seed was silent; the README (Authentication and access control) is the
 // operator-facing description of the same rules.
 import { BlockList, isIP } from 'node:net'
 import type { AuthRuleConfig, AclRuleConfig } from '../../config/index.js'

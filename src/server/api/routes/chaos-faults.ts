@@ -23,7 +23,7 @@ type FaultState = Static<typeof FaultState>
 const FaultAnswer = Type.Object({
   blocked: Type.Array(Type.String()),
   // Peer links of the data plane are not integrated yet; once they are, the
-  // runner cuts them through this same route (see docs/chaos.md).
+  // runner cuts them through this same route (see the README, "Chaos testing").
   peer_links: Type.String()
 })
 
