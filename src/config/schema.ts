@@ -87,7 +87,9 @@ export const ConfigSchema = Type.Object({
     bind: bindAddress('cluster (gossip and peer link) listen address, UDP and TCP'),
     port: port(7946, 'cluster port, UDP and TCP'),
     advertise: Type.String({ default: '', description: 'address announced to other members; empty: the bind address, or the first non-loopback IPv4 when bound to all interfaces' }),
-    expected_members: Type.Integer({ minimum: 1, maximum: 1000, default: 3, description: 'members the cluster should have; /healthz fails while fewer are known' }),
+    expected_members: Type.Integer({ minimum: 1, maximum: 1000, default: 3, description: 'members the cluster should have; /healthz fails when a node is alone although more are expected and discovery lists peers it cannot join' }),
+    retained_tombstone_ttl: ms(86_400_000, 'how long a cleared retained topic is remembered, so a node that missed the clear cannot bring it back; must exceed the longest partition to tolerate', 1000, 2_592_000_000),
+    retained_sync_interval: ms(30_000, 'interval of the retained-message digest comparison with one random peer (also done whenever a peer link comes up); 0: only on link start', 0),
     config: Type.Object({
       secret_key: Type.String({ default: '', secret: true, description: 'key (16, 24 or 32 bytes) that encrypts and authenticates all cluster traffic; empty: plain text' }),
       secondary_keys: Type.Array(Type.String(), { default: [], secret: true, description: 'further keys accepted for decryption, for key rotation' }),

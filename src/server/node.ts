@@ -6,6 +6,7 @@ import type { Logger } from '../log.js'
 import { Bus } from './bus.js'
 import { MqttServer } from './mqtt/index.js'
 import { SwimMembership, type Membership } from './cluster/index.js'
+import { DataPlane } from './cluster/data-plane.js'
 import { ApiServer } from './api/index.js'
 import { VERSION } from '../version.js'
 
@@ -30,6 +31,7 @@ export class BrokerNode {
   readonly registry = new Registry()
   readonly mqtt: MqttServer
   readonly membership: Membership
+  readonly dataPlane: DataPlane
   readonly api: ApiServer
   readonly startedAt = Date.now()
   private readonly started: Array<{ name: string, part: Lifecycle }> = []
@@ -51,6 +53,7 @@ export class BrokerNode {
     })
     this.membership = swim
     this.membership.on('join', (member) => this.bus.publish('cluster:new_member', member))
+    this.dataPlane = new DataPlane({ config, log: log.child({ component: 'dataplane' }), registry: this.registry, bus: this.bus, membership: swim, mqtt: this.mqtt })
     this.api = new ApiServer({
       config,
       log: log.child({ component: 'api' }),
@@ -67,6 +70,8 @@ export class BrokerNode {
   async start (): Promise<void> {
     const parts: Array<[string, Lifecycle]> = [
       ['membership', this.membership],
+      // Between membership and MQTT: links follow members; stopped after MQTT, so messages in flight still leave.
+      ['dataplane', this.dataPlane],
       ['mqtt', this.mqtt],
       // After MQTT, so it is stopped before it: the API never reports on a broker that is gone.
       ['api', this.api]

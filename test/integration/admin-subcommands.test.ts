@@ -60,7 +60,11 @@ before(async () => {
   await onB.subscribeAsync('home/#', { qos: 1 })
   await onA.publishAsync('home/temp', '21.5', { retain: true, qos: 1 })
   await onA.publishAsync('home/config', '{"unit":"C"}', { retain: true, qos: 1 })
-  await waitFor(async () => { const held = (await api.proxyTopicMessages('home/#'))[nameA]; return Array.isArray(held) && held.length === 2 }, { message: 'retained stored' })
+  // Retained messages are replicated: wait until both nodes hold both.
+  await waitFor(async () => {
+    const held = await api.proxyTopicMessages('home/#')
+    return [nameA, nameB].every((n) => Array.isArray(held[n]) && (held[n] as unknown[]).length === 2)
+  }, { message: 'retained stored on both nodes' })
 })
 
 after(async () => {
@@ -95,10 +99,10 @@ test('retained and subscribers, with credentials from the environment', async ()
   const env = { BROKER_ADMIN_URL: b.apiUrl, BROKER_ADMIN_USER: 'admin', BROKER_ADMIN_PASSWORD: 'pw' }
   const retained = await run(['retained', 'home/#'], env)
   assert.equal(retained.code, 0, retained.stderr)
-  assert.match(retained.stdout, /home\/config\s+1\s+12\s+1\s+\{"unit":"C"\}/)
-  assert.match(retained.stdout, /home\/temp\s+1\s+4\s+1\s+21\.5/)
+  assert.match(retained.stdout, /home\/config\s+1\s+12\s+2\s+\{"unit":"C"\}/)
+  assert.match(retained.stdout, /home\/temp\s+1\s+4\s+2\s+21\.5/)
   const retainedJson = JSON.parse((await run(['retained', 'home/temp', '--json'], env)).stdout) as { retained: Array<{ topic: string, payload: string, nodes: string[] }> }
-  assert.deepEqual(retainedJson.retained.map((r) => [r.topic, Buffer.from(r.payload, 'base64').toString(), r.nodes]), [['home/temp', '21.5', [nameA]]])
+  assert.deepEqual(retainedJson.retained.map((r) => [r.topic, Buffer.from(r.payload, 'base64').toString(), [...r.nodes].sort()]), [['home/temp', '21.5', [nameA, nameB].sort()]])
   const subs = await run(['subscribers', 'home/kitchen'], env)
   assert.equal(subs.code, 0, subs.stderr)
   assert.match(subs.stdout, new RegExp(`dashboard\\s+${nameB}\\s+home/#\\s+1\\s+-`))

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import type { MqttClient } from 'mqtt'
 import { startNode, type TestNode } from '../helpers/node.js'
 import { waitFor } from '../helpers/wait.js'
-import { connect, collect, waitForCount, endAll, uniqueId, metricValue, RawClient, encode, type Received } from './mqtt-clients.js'
+import { connect, collect, waitForCount, endAll, uniqueId, metricValue, RawClient, encode, type Received } from '../helpers/mqtt-clients.js'
 
 let node: TestNode
 let healthy: MqttClient

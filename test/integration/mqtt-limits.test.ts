@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { startNode, type TestNode } from '../helpers/node.js'
 import { waitFor } from '../helpers/wait.js'
 import type { Client } from 'aedes'
-import { connect, connectWithConnack, collect, waitForCount, endAll, uniqueId, metricValue, RawClient } from './mqtt-clients.js'
+import { connect, connectWithConnack, collect, waitForCount, endAll, uniqueId, metricValue, RawClient } from '../helpers/mqtt-clients.js'
 import { heldFor } from '../../src/server/mqtt/delivery.js'
 
 const limit = async (node: TestNode, name: string): Promise<number> =>

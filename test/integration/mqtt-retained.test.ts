@@ -3,7 +3,7 @@
 import { test, before, after, describe } from 'node:test'
 import assert from 'node:assert/strict'
 import { startNode, type TestNode } from '../helpers/node.js'
-import { connect, collect, waitForCount, endAll, uniqueId, metricValue } from './mqtt-clients.js'
+import { connect, collect, waitForCount, endAll, uniqueId, metricValue } from '../helpers/mqtt-clients.js'
 import { waitFor } from '../helpers/wait.js'
 
 let node: TestNode

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import type { MqttClient, IClientOptions } from 'mqtt'
 import { startNode, type TestNode } from '../helpers/node.js'
 import { waitFor } from '../helpers/wait.js'
-import { connect, connectWithConnack, collect, waitForCount, endAll, uniqueId, metricValue, nextDisconnect } from './mqtt-clients.js'
+import { connect, connectWithConnack, collect, waitForCount, endAll, uniqueId, metricValue, nextDisconnect } from '../helpers/mqtt-clients.js'
 
 let node: TestNode
 

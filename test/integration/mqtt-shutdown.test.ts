@@ -5,7 +5,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createConnection } from 'node:net'
 import { startNode, startProcessNode } from '../helpers/node.js'
-import { connect, nextDisconnect, endAll, encode, uniqueId } from './mqtt-clients.js'
+import { connect, nextDisconnect, endAll, encode, uniqueId } from '../helpers/mqtt-clients.js'
 import { waitFor } from '../helpers/wait.js'
 
 test('stop(): MQTT 5 clients get DISCONNECT 0x8B, 3.1.1 clients are closed, all before the grace period', async () => {

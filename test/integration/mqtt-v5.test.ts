@@ -5,7 +5,7 @@ import { test, before, after, describe } from 'node:test'
 import assert from 'node:assert/strict'
 import { startNode, type TestNode } from '../helpers/node.js'
 import { waitFor } from '../helpers/wait.js'
-import { connect, connectWithConnack, collect, waitForCount, endAll, uniqueId, RawClient } from './mqtt-clients.js'
+import { connect, connectWithConnack, collect, waitForCount, endAll, uniqueId, RawClient } from '../helpers/mqtt-clients.js'
 
 let node: TestNode
 

@@ -6,6 +6,10 @@ import { createServer, connect, type Server, type Socket } from 'node:net'
 import { isIP } from 'node:net'
 import { BrokerHaError } from '../../errors.js'
 import { MAX_STREAM_FRAME, TransportError, type Address, type Transport, type TransportHandlers, type TransportStats } from './transport.js'
+import { PREAMBLE } from './dataplane/frame-codec.js'
+
+/** Takes a data-plane connection (it started with PREAMBLE); `head` holds the bytes already read. */
+export type LinkStreamHandler = (socket: Socket, head: Buffer) => void
 
 export interface NetTransportOptions {
   bind: string
@@ -23,6 +27,12 @@ export class NetTransport implements Transport {
   private tcp: Server | undefined
   private readonly sockets = new Set<Socket>()
   private readonly options: NetTransportOptions
+  /**
+   * Set by the data plane: inbound TCP connections whose first 4 bytes are
+   * the data-plane PREAMBLE are handed over instead of read as a push/pull
+   * exchange, so peer links share the cluster port (and its firewall rule).
+   */
+  linkHandler: LinkStreamHandler | undefined
 
   constructor (options: NetTransportOptions) {
     this.options = options
@@ -113,6 +123,32 @@ export class NetTransport implements Transport {
     socket.setTimeout(this.options.streamTimeoutMs, () => socket.destroy())
     socket.on('error', () => {})
     socket.once('close', () => this.sockets.delete(socket))
+    const linkHandler = this.linkHandler
+    if (linkHandler === undefined) {
+      this.serveExchange(socket, handlers, from)
+      return
+    }
+    // Peek at the first 4 bytes: "BHDP" is a peer link, anything else a
+    // length prefix of a push/pull exchange.
+    let head = Buffer.alloc(0)
+    const peek = (chunk: Buffer): void => {
+      head = Buffer.concat([head, chunk])
+      if (head.length < PREAMBLE.length && PREAMBLE.subarray(0, head.length).equals(head)) return
+      // Paused while the listener changes hands, so no chunk falls between them.
+      socket.pause()
+      socket.off('data', peek)
+      if (head.subarray(0, PREAMBLE.length).equals(PREAMBLE)) {
+        socket.setTimeout(0)
+        linkHandler(socket, head)
+      } else {
+        this.serveExchange(socket, handlers, from, head)
+      }
+      socket.resume()
+    }
+    socket.on('data', peek)
+  }
+
+  private serveExchange (socket: Socket, handlers: TransportHandlers, from: Address, head?: Buffer): void {
     readFrame(socket, (request) => {
       this.stats.bytesReceived += request.length + 4
       handlers.exchange(from, request).then((response) => {
@@ -127,7 +163,7 @@ export class NetTransport implements Transport {
       if (reason === 'frame too large') this.options.onBadStream?.(from, 'size')
       else if (reason !== 'closed before a frame') this.options.onBadStream?.(from, 'decode')
       socket.destroy()
-    })
+    }, head)
   }
 }
 
@@ -138,7 +174,7 @@ function lengthPrefixed (data: Buffer): Buffer {
 }
 
 /** Reads one length-prefixed frame; anything after it is ignored. */
-function readFrame (socket: Socket, onFrame: (data: Buffer) => void, onFail: (reason: string) => void): void {
+function readFrame (socket: Socket, onFrame: (data: Buffer) => void, onFail: (reason: string) => void, head?: Buffer): void {
   const chunks: Buffer[] = []
   let have = 0
   let need = -1
@@ -172,4 +208,5 @@ function readFrame (socket: Socket, onFrame: (data: Buffer) => void, onFail: (re
     finish()
     onFail(have === 0 ? 'closed before a frame' : 'truncated frame')
   })
+  if (head !== undefined && head.length > 0) onData(head)
 }

@@ -13,7 +13,7 @@ import type { Member, MemberMeta, Membership, MembershipEvents } from './members
 import { profileFromConfig, type ClusterProfile } from './config-profile.js'
 import { systemClock, type Clock, type Random, type TimerHandle } from './clock.js'
 import { Keyring } from './keyring.js'
-import { NetTransport } from './net-transport.js'
+import { NetTransport, type LinkStreamHandler } from './net-transport.js'
 import { FaultInjectingTransport } from './fault-injection.js'
 import { SwimState } from './state.js'
 import { formationWait, hasDiscovery, resolvePeers, type DiscoverySource } from './discovery.js'
@@ -45,6 +45,8 @@ const LEAVE_TIMEOUT_MS = 2000
 export class SwimMembership extends EventEmitter<MembershipEvents> implements Membership {
   private readonly state: SwimState
   private readonly transport: Transport
+  /** The TCP/UDP transport when it is the real one: the data plane shares its TCP listener. */
+  private readonly net: NetTransport | undefined
   /** The chaos hook, when the node was started for chaos (see SwimMembershipOptions.faultInjection). */
   readonly faults: FaultInjectingTransport | undefined
   private readonly log: Logger
@@ -86,6 +88,7 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
         badLog('warn', { from: `${from.host}:${from.port}`, reason }, 'dropped malformed cluster stream')
       }
     })
+    this.net = base instanceof NetTransport ? base : undefined
     this.faults = opts.faultInjection === true ? new FaultInjectingTransport(base) : undefined
     this.transport = this.faults ?? base
     this.state = new SwimState({
@@ -146,6 +149,12 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
   healthScore (): number { return this.state.awareness.getHealthScore() }
   unjoinedPeers (): number { return this.unjoined }
   setDelegate (delegate: UserStateDelegate | undefined): void { this.state.setDelegate(delegate) }
+  /** Routes data-plane connections on the cluster port to `handler`; false when the transport has no TCP listener of ours. */
+  setLinkHandler (handler: LinkStreamHandler | undefined): boolean {
+    if (this.net === undefined) return false
+    this.net.linkHandler = handler
+    return true
+  }
 
   /**
    * Listens, then joins what discovery finds. If nobody answers within the

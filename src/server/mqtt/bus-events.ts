@@ -14,9 +14,16 @@ export interface MessageToEvent {
   Qos: number
 }
 
-export function messageToEvent (packet: { topic: string, payload: Buffer | string, retain?: boolean, qos?: number }): MessageToEvent {
+/**
+ * Set on a publish packet by the cluster data plane: the peers it was sent
+ * to, which become the event's `Node`. Absent (no data plane, or a node
+ * without peers): the seed's `["all"]`.
+ */
+export const MESSAGE_TARGETS: unique symbol = Symbol('broker-ha.messageTargets')
+
+export function messageToEvent (packet: { topic: string, payload: Buffer | string, retain?: boolean, qos?: number, [MESSAGE_TARGETS]?: string[] }): MessageToEvent {
   const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
-  return { Node: ['all'], Payload: payload.toString('base64'), Topic: packet.topic, Retain: packet.retain === true, Qos: packet.qos ?? 0 }
+  return { Node: packet[MESSAGE_TARGETS] ?? ['all'], Payload: payload.toString('base64'), Topic: packet.topic, Retain: packet.retain === true, Qos: packet.qos ?? 0 }
 }
 
 /**

@@ -14,8 +14,10 @@
 //
 // Limits: messages for a group with no connected member are dropped (they are
 // not queued for offline members); retained messages are not sent on a new
-// shared subscription (§4.8.2), which the marker topic gives for free. One
-// group spans this node only; the cluster work extends it.
+// shared subscription (§4.8.2), which the marker topic gives for free.
+// In a cluster (clusterMode, set by the data plane) a group spans every
+// node: the data plane picks one node per message and calls deliverTo()
+// there; aedes' own emission to the group is then ignored.
 import type { Aedes, Client } from 'aedes'
 import { internals, type DeliveredPacket, type DeliverFunc } from './aedes-internals.js'
 import type { AedesPersistence } from './persistence.js'
@@ -59,6 +61,14 @@ export class SharedSubscriptions {
   private readonly aedes: Aedes
   private readonly groups = new Map<string, Group>()
   private readonly copyId: string
+  /** The groups' own subscriptions to their filters (the cluster must not route them as ordinary ones). */
+  private readonly groupDelivers = new WeakSet<DeliverFunc>()
+  /**
+   * Set by the cluster data plane: a group then delivers only what
+   * deliverTo() hands it (the one message in N the cluster-wide pick gave
+   * this node), not every message aedes emits on its filter.
+   */
+  clusterMode = false
 
   constructor (aedes: Aedes) {
     this.aedes = aedes
@@ -96,6 +106,7 @@ export class SharedSubscriptions {
       const filter = filterOf(marker)
       const created: Group = { filter, members: [], next: 0, deliver: (packet, cb) => this.deliver(marker, created, packet, cb) }
       group = created
+      this.groupDelivers.add(created.deliver)
       this.groups.set(marker, group)
       this.aedes.subscribe(filter, group.deliver as never, () => {})
     }
@@ -120,7 +131,25 @@ export class SharedSubscriptions {
     }
   }
 
+  /** Whether `fn` is a group's own subscription function. */
+  isGroupDeliver (fn: unknown): boolean {
+    return typeof fn === 'function' && this.groupDelivers.has(fn as DeliverFunc)
+  }
+
+  /** Delivers `packet` to one connected member of the group of `marker` (cluster mode); false when there is no such group here. */
+  deliverTo (marker: string, packet: DeliveredPacket, cb: () => void): boolean {
+    const group = this.groups.get(marker)
+    if (group === undefined) return false
+    this.deliverOne(marker, group, packet, cb)
+    return true
+  }
+
   private deliver (marker: string, group: Group, packet: DeliveredPacket, cb: () => void): void {
+    if (this.clusterMode) return cb()
+    this.deliverOne(marker, group, packet, cb)
+  }
+
+  private deliverOne (marker: string, group: Group, packet: DeliveredPacket, cb: () => void): void {
     // Wildcards at the first level never match $ topics. [MQTT-4.7.2-1]
     if (packet.topic.charCodeAt(0) === 36 && (group.filter.charCodeAt(0) === 35 || group.filter.charCodeAt(0) === 43)) return cb()
     const n = group.members.length

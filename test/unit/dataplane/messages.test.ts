@@ -17,7 +17,8 @@ test('every message kind round-trips', () => {
     { kind: 'sync-digest', round: 3, digest: randomBytes(64) },
     { kind: 'sync-summary', round: 3, buckets: [1, 5], summary: [['a', '000000000001.00000000.n']] },
     { kind: 'sync-push', round: 3, pull: ['x', 'y'], entries: [{ topic: 'z', stamp, qos: 2, payload: Buffer.from('zz') }] },
-    { kind: 'sync-entries', round: 3, entries: [] }
+    { kind: 'sync-entries', round: 3, entries: [] },
+    { kind: 'client-connected', clientId: 'sensor-ä-1', stamp }
   ]
   for (const m of messages) assert.deepEqual(decodeMessage(encodeMessage(m)), m, m.kind)
 })

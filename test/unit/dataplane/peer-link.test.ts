@@ -433,6 +433,32 @@ test('the dialer redials with growing backoff while the peer is unreachable, the
   }
 })
 
+test('pauseReading() stops delivery and fills the sender\'s buffer (backpressure), without an idle drop; resumeReading() delivers the rest in order', async () => {
+  const p = await startPair({ tuningA: { maxBufferedBytes: 64 * 1024 }, tuningB: { idleTimeoutMs: 300, pingIntervalMs: 50 } })
+  try {
+    p.b.link.pauseReading()
+    let sent = 0
+    while (sent < 100_000 && p.a.link.send(seqPayload(sent, 1000), true) === 'queued') {
+      sent++
+      if (sent % 100 === 0) await yieldLoop()
+    }
+    assert.ok(sent < 100_000, 'the sender met backpressure')
+    const deliveredWhilePaused = p.b.received.length
+    // Not waiting for a condition: this asserts that nothing happens for
+    // longer than B's idle timeout (a paused reader does not call its peer idle).
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    assert.equal(p.b.link.stats().protocolErrors.idle, undefined)
+    // Unpaused, acks would have emptied the sender's buffer by now.
+    assert.ok(p.a.link.bufferedBytes > 32 * 1024, `sender still full (${p.a.link.bufferedBytes} bytes)`)
+    assert.ok(p.b.received.length - deliveredWhilePaused < sent, 'nothing much delivered while paused')
+    p.b.link.resumeReading()
+    await waitFor(() => p.b.received.length >= sent, { message: 'everything after resume' })
+    assert.deepEqual(indices(p.b.received), range(sent))
+  } finally {
+    await p.close()
+  }
+})
+
 test('microbench: throughput over loopback, plain and AES-256-GCM (printed, not asserted)', async () => {
   const key = randomBytes(32)
   for (const [label, cipher] of [['plain', plainCipher], ['aes-256-gcm', new Keyring([key])]] as const) {

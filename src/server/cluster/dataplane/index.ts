@@ -1,5 +1,5 @@
-// The cluster data plane's building blocks (not wired into the node yet; see
-// docs/data-plane.md for how they fit and what integration must do).
+// The cluster data plane's building blocks (composed into the node by
+// ../data-plane.ts; docs/data-plane.md describes how they fit).
 export { HybridLogicalClock, ClockDriftError, compareStamps, encodeStamp, decodeStamp, type Stamp, type HlcOptions } from './hlc.js'
 export {
   RetainedStore, diffBuckets,

@@ -12,6 +12,7 @@
 //   SYNC_SUMMARY  0x06 JSON bytes {round, buckets, summary}
 //   SYNC_PUSH     0x07 JSON bytes {round, pull} | entry count (uint32) | entries
 //   SYNC_ENTRIES  0x08 JSON bytes {round} | entry count (uint32) | entries
+//   CLIENT_CONNECTED 0x09 JSON bytes {clientId, stamp}   (one session per client id)
 //   entry = topic str16 | stamp str16 (encodeStamp) | qos uint8 | properties bytes | payload bytes
 //
 // Publishes and retained entries are binary (payloads are not copied into
@@ -19,7 +20,7 @@
 // travel as JSON with Buffers (correlation data) as {"$b64": "..."};
 // hop-local properties (topic alias, subscription identifiers) are dropped:
 // the delivering node sets them per subscriber.
-import { decodeStamp, encodeStamp } from './hlc.js'
+import { decodeStamp, encodeStamp, type Stamp } from './hlc.js'
 import type { BucketSummary, Qos, RetainedEntry } from './retained-store.js'
 import type { RouteDelta, RouteTable } from './routing-table.js'
 
@@ -50,8 +51,10 @@ export type DataPlaneMessage =
   | { kind: 'sync-summary', round: number, buckets: number[], summary: BucketSummary }
   | { kind: 'sync-push', round: number, pull: string[], entries: RetainedEntry[] }
   | { kind: 'sync-entries', round: number, entries: RetainedEntry[] }
+  /** A client connected on the sender at HLC time `stamp`: an older connection of the same id elsewhere is taken over. */
+  | { kind: 'client-connected', clientId: string, stamp: Stamp }
 
-const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8 } as const
+const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9 } as const
 const HOP_LOCAL = new Set(['topicAlias', 'subscriptionIdentifier'])
 
 /** A DATA payload that is not a valid data-plane message (counted; the link stays up). */
@@ -158,6 +161,7 @@ export function encodeMessage (m: DataPlaneMessage): Buffer {
     case 'retained': writeEntry(w, m.entry); break
     case 'route-delta': w.json(m.delta); break
     case 'route-table': w.json(m.table); break
+    case 'client-connected': w.json({ clientId: m.clientId, stamp: encodeStamp(m.stamp) }); break
     case 'sync-digest': w.json({ round: m.round }); w.bytes(m.digest); break
     case 'sync-summary': w.json({ round: m.round, buckets: m.buckets, summary: m.summary }); break
     case 'sync-push':
@@ -192,6 +196,18 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
     case KIND.retained: m = { kind: 'retained', entry: readEntry(r) }; break
     case KIND['route-delta']: m = { kind: 'route-delta', delta: checkDelta(r.json()) }; break
     case KIND['route-table']: m = { kind: 'route-table', table: checkTable(r.json()) }; break
+    case KIND['client-connected']: {
+      const h = object(r.json())
+      if (typeof h.clientId !== 'string' || typeof h.stamp !== 'string') throw new MessageDecodeError('bad client-connected')
+      let stamp: Stamp
+      try {
+        stamp = decodeStamp(h.stamp)
+      } catch {
+        throw new MessageDecodeError('bad stamp')
+      }
+      m = { kind: 'client-connected', clientId: h.clientId, stamp }
+      break
+    }
     case KIND['sync-digest']: {
       const h = object(r.json())
       m = { kind: 'sync-digest', round: int(h.round), digest: Buffer.from(r.bytes()) }

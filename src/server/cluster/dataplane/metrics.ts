@@ -96,8 +96,15 @@ export function registerDataPlaneMetrics (registry: Registry, live: DataPlaneSou
     registers: [registry],
     collect () { this.set(live.routes()) }
   })
-  new Gauge({ name: 'broker_retained_messages', help: 'Retained messages held', registers: [registry], collect () { this.set(live.retained().count) } })
-  new Gauge({ name: 'broker_retained_bytes', help: 'Payload bytes of retained messages held', registers: [registry], collect () { this.set(live.retained().bytes) } })
+  // The MQTT component may already export these two from its own view of the
+  // retained messages (the same messages); prom-client refuses a second
+  // registration, so the first one stands.
+  if (registry.getSingleMetric('broker_retained_messages') === undefined) {
+    new Gauge({ name: 'broker_retained_messages', help: 'Retained messages held', registers: [registry], collect () { this.set(live.retained().count) } })
+  }
+  if (registry.getSingleMetric('broker_retained_bytes') === undefined) {
+    new Gauge({ name: 'broker_retained_bytes', help: 'Payload bytes of retained messages held', registers: [registry], collect () { this.set(live.retained().bytes) } })
+  }
   new Gauge({ name: 'broker_retained_tombstones', help: 'Cleared retained topics remembered until their tombstone expires', registers: [registry], collect () { this.set(live.retained().tombstones) } })
   const retainedRefused = new Map<string, number>()
   new Counter({

@@ -129,6 +129,7 @@ export class PeerLink {
 
   // receiver side
   private recvIncarnation: string | null = null
+  private readingPaused = false
   private delivered = 0
 
   // timers
@@ -191,9 +192,11 @@ export class PeerLink {
   /**
    * Queues a message. Reliable: kept until acknowledged, 'backpressure' (not
    * queued) when the buffer is full. Unreliable: 'shed' when the link is not
-   * up or the buffer is full.
+   * up or the buffer is full. `control` (reliable only) skips the bound: route
+   * deltas and sync messages are small, few, and must not be refused, or a
+   * peer's view of our routes would silently go stale.
    */
-  send (payload: Buffer, reliable: boolean): SendResult {
+  send (payload: Buffer, reliable: boolean, control = false): SendResult {
     if (payload.length > this.opts.maxMessageBytes) throw new RangeError(`message of ${payload.length} bytes exceeds maxMessageBytes`)
     if (this.stateValue === 'stopped') throw new Error('peer link is stopped')
     const size = payload.length + DATA_HEADER
@@ -205,7 +208,7 @@ export class PeerLink {
       this.scheduleFlush()
       return 'queued'
     }
-    if (full) { this.counters.backpressured++; return 'backpressure' }
+    if (full && !control) { this.counters.backpressured++; return 'backpressure' }
     if (this.nextSeq > MAX_SEQ) throw new Error('sequence space exhausted')
     const out = { seq: this.nextSeq++, payload }
     this.unacked.push(out)
@@ -257,6 +260,23 @@ export class PeerLink {
       queueDepth: this.unackedCount + unreliableQueued,
       bufferedBytes: this.bufferedBytes
     }
+  }
+
+  /**
+   * Stops reading from the peer (the receiver's own queue is full): the
+   * peer's send buffer then fills and its publishers wait, instead of our
+   * heap growing. Silence from the peer is not idleness while paused.
+   */
+  pauseReading (): void {
+    this.readingPaused = true
+    this.socket?.pause()
+  }
+
+  resumeReading (): void {
+    if (!this.readingPaused) return
+    this.readingPaused = false
+    this.lastReceived = Date.now()
+    this.socket?.resume()
   }
 
   /** Drops the current connection (tests, and an operator's "reset link"); the link reconnects. */
@@ -361,6 +381,7 @@ export class PeerLink {
     this.heartbeat = setInterval(() => this.onHeartbeat(), Math.max(10, Math.min(this.opts.pingIntervalMs, this.opts.idleTimeoutMs / 2)))
     this.heartbeat.unref()
     this.setState('up')
+    if (this.readingPaused) this.socket?.pause()
     this.opts.onUp?.()
     this.scheduleFlush()
   }
@@ -369,7 +390,7 @@ export class PeerLink {
     const socket = this.socket
     if (socket === undefined) return
     const now = Date.now()
-    if (now - this.lastReceived > this.opts.idleTimeoutMs) {
+    if (!this.readingPaused && now - this.lastReceived > this.opts.idleTimeoutMs) {
       this.count('idle')
       this.opts.onError?.(new Error(`link to ${this.peerName} idle for ${now - this.lastReceived} ms`))
       this.dropConnection()

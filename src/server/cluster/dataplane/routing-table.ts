@@ -148,6 +148,11 @@ export class RoutingTable {
     this.peers.delete(peer)
   }
 
+  /** What `peer` told us about `filter`: 0 absent, 1 an ordinary filter, or a shared filter's member count. */
+  peerCount (peer: string, filter: string): number {
+    return this.peers.get(peer)?.filters.get(filter) ?? 0
+  }
+
   /** Version of the last table or delta applied from `peer` (undefined: no table yet). */
   peerVersion (peer: string): number | undefined {
     return this.peers.get(peer)?.version

@@ -4,7 +4,7 @@ import { createConnection, type Socket } from 'node:net'
 import { createRequire } from 'node:module'
 import mqtt, { type MqttClient, type IClientOptions, type IPublishPacket, type IConnackPacket, type Packet } from 'mqtt'
 import type { Registry } from 'prom-client'
-import { waitFor } from '../helpers/wait.js'
+import { waitFor } from './wait.js'
 
 const require = createRequire(import.meta.url)
 interface RawParser { on (event: 'packet', fn: (p: Packet) => void): void, on (event: 'error', fn: (e: Error) => void): void, parse (buf: Buffer): number }

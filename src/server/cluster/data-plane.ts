@@ -1,0 +1,632 @@
+// The cluster data plane wired into a node: one peer link per live member on
+// the cluster port, subscription-aware routing of publishes between nodes,
+// and the bus channels that show what leaves and arrives. The building
+// blocks (links, routing table, wire messages) are in ./dataplane/, described
+// in docs/data-plane.md; this file is their composition and the seams into
+// aedes.
+//
+// Seams into aedes (why these):
+// - Outbound publishes: aedes' `published` handler. It is aedes' documented
+//   hook, called once per accepted publish from a client or a will (client
+//   set) and for our own deliveries from peers and aedes' $SYS traffic
+//   (client null), and aedes answers the publisher (PUBACK / PUBREC) only
+//   when it calls back. So a reliable send that meets backpressure simply
+//   delays that callback: a slow peer slows the publisher instead of growing
+//   the heap, and a QoS 1/2 message is never dropped. A cluster-aware
+//   mqemitter would see every delivery, $SYS and peer traffic included, and
+//   would have to tell them apart again.
+// - Messages from peers go to aedes.publish() without a client, so the
+//   `published` hook never forwards them again (no client can publish without
+//   one: the marker is structural, not a packet field a client could set).
+// - Routes: every live subscription reaches aedes.subscribe/unsubscribe
+//   (client subscriptions and the local shared-subscription groups), and a
+//   persistent session's subscriptions reach the persistence
+//   (add/remove/cleanSubscriptions), where they stay while the client is
+//   offline; a filter is routed while either source holds it, so messages
+//   reach the node that queues them for an offline session.
+// - Retained: the persistence's storeRetained (aedes calls it for every
+//   retained publish before delivering), so the LWW store and aedes' own
+//   retained store, which SUBSCRIBE reads, move together.
+// - aedes' mq.emit, only to learn when a message from a peer reached its
+//   subscribers (see pumpInbound); aedes' 'client' event for takeovers;
+//   SharedSubscriptions.clusterMode/deliverTo for cluster-wide groups.
+import { connect as netConnect, isIP, type Socket } from 'node:net'
+import type { Aedes, Client } from 'aedes'
+import type { Registry } from 'prom-client'
+import type { Config } from '../../config/index.js'
+import type { Logger } from '../../log.js'
+import { rateLimited } from '../../log.js'
+import type { Bus } from '../bus.js'
+import type { MqttServer } from '../mqtt/index.js'
+import { MESSAGE_TARGETS } from '../mqtt/bus-events.js'
+import { displayTopic, isMarker, toMarker } from '../mqtt/shared-subscriptions.js'
+import type { DeliveredPacket } from '../mqtt/aedes-internals.js'
+import { Keyring } from './keyring.js'
+import type { Member, Membership } from './membership.js'
+import type { LinkStreamHandler } from './net-transport.js'
+import {
+  HybridLogicalClock, LinkAcceptor, compareStamps, PeerLink, RetainedStore, RetainedSync, RoutingTable, decodeMessage, encodeMessage, registerDataPlaneMetrics,
+  type DataPlaneMessage, type ForwardedPublish, type Qos, type RetainedEntry, type RouteDelta, type Stamp
+} from './dataplane/index.js'
+
+/**
+ * Messages from peers queued for aedes above which the link they arrive on
+ * stops reading (resumed at half): a local subscriber that stalls aedes must
+ * slow the remote publishers, not grow this node's heap.
+ */
+const INBOUND_HIGH_WATER = 10_000
+
+/** Messages from peers being written out by aedes at once (see pumpInbound). */
+const INBOUND_PIPELINE = 64
+
+interface InboundMessage {
+  packet: { topic: string, payload: Buffer, qos: number, properties?: unknown }
+  plain: boolean
+  shared: string[]
+}
+
+/** MQTT 5 DISCONNECT reason: another connection with the same client id took the session over. */
+const SESSION_TAKEN_OVER = 0x8E
+
+/**
+ * A remote stamp further ahead of our wall clock is merged by its stamp but
+ * not adopted by our clock (see hlc.ts): one node with a clock set to next
+ * year must not drag every clock, and every retained entry, with it.
+ */
+const MAX_CLOCK_DRIFT_MS = 60_000
+
+/**
+ * brokerId of the packets we hand aedes for messages from peers. aedes keeps
+ * it through its packet copies (aedes-packet), so the storeRetained hook can
+ * tell a peer's retained publish (already stored from its replicated entry)
+ * from a local client's write. No client can set it: aedes stamps its own id
+ * on every client publish.
+ */
+const PEER_BROKER_SUFFIX = '/peer'
+
+/** The membership as the data plane needs it: the SWIM one can lend its TCP listener. */
+export type DataPlaneMembership = Membership & { setLinkHandler?: (handler: LinkStreamHandler | undefined) => boolean }
+
+export interface DataPlaneOptions {
+  config: Config
+  log: Logger
+  registry: Registry
+  bus: Bus
+  membership: DataPlaneMembership
+  mqtt: MqttServer
+}
+
+type PublishedPacket = Parameters<Aedes['published']>[0] & { [MESSAGE_TARGETS]?: string[] }
+type Deliver = Parameters<Aedes['subscribe']>[1]
+
+/** The seed's `cluster:message_from` body. */
+export interface MessageFromEvent {
+  Payload: string
+  Topic: string
+  Retain: boolean
+  Qos: number
+}
+
+export class DataPlane {
+  readonly name: string
+  readonly routing: RoutingTable
+  readonly clock: HybridLogicalClock
+  /** Every retained message of the cluster, last writer wins; aedes' retained store follows it. */
+  readonly retained: RetainedStore
+  readonly sync: RetainedSync
+  private readonly peerBrokerId: string
+  private syncTimer: NodeJS.Timeout | undefined
+  private gcTimer: NodeJS.Timeout | undefined
+  /** aedes' own retained write (the limits wrapper), below our replication hook. */
+  private storeRetainedLocally!: (packet: Record<string, unknown>) => Promise<void>
+  private readonly opts: DataPlaneOptions
+  private readonly log: Logger
+  private readonly warn: ReturnType<typeof rateLimited>
+  private readonly cipher: Keyring
+  private readonly acceptor: LinkAcceptor
+  private readonly links = new Map<string, PeerLink>()
+  /** Live subscriptions per aedes deliver function (a function may hold several topics). */
+  private readonly liveRoutes = new WeakMap<Deliver, Set<string>>()
+  /** Persistent sessions' subscriptions, by client id: routed also while the client is offline. */
+  private readonly storedRoutes = new Map<string, Set<string>>()
+  private running = false
+  /** When each local connection registered (HLC): of two connections with one id, the later one wins cluster-wide. */
+  private readonly connectedAt = new WeakMap<Client, Stamp>()
+  /** Links paused because the inbound queue reached INBOUND_HIGH_WATER. */
+  private readonly pausedLinks = new Set<PeerLink>()
+  private readonly inbound: InboundMessage[] = []
+  /** Messages from peers started in aedes and not yet called back. */
+  private inflight = 0
+  /** The message from a peer started in aedes and not yet emitted to subscribers. */
+  private waitingEmit: InboundMessage | undefined
+  private emitted = false
+  private pumping = false
+  private readonly onJoin = (m: Member): void => { this.ensureLink(m) }
+  private readonly onUpdate = (m: Member): void => { if (m.state === 'alive') this.ensureLink(m) }
+  private readonly onLeave = (m: Member): void => { this.dropLink(m.name) }
+
+  constructor (options: DataPlaneOptions) {
+    this.opts = options
+    this.log = options.log
+    this.warn = rateLimited(options.log, 10_000)
+    this.name = options.membership.self.name
+    const cc = options.config.cluster.config
+    this.cipher = new Keyring([cc.secret_key, ...cc.secondary_keys])
+    this.routing = new RoutingTable(this.name)
+    this.clock = new HybridLogicalClock(this.name, { maxForwardDriftMs: MAX_CLOCK_DRIFT_MS })
+    this.retained = new RetainedStore({
+      clock: this.clock,
+      tombstoneTtlMs: options.config.cluster.retained_tombstone_ttl,
+      maxCount: options.config.mqtt.max_retained_messages,
+      maxBytes: options.config.mqtt.max_retained_bytes
+    })
+    this.sync = new RetainedSync(this.retained, { onApplied: (entry) => this.applyRetained(entry) })
+    this.peerBrokerId = options.mqtt.aedes.id + PEER_BROKER_SUFFIX
+    this.acceptor = new LinkAcceptor({
+      localName: this.name,
+      cipher: this.cipher,
+      lookup: (peer) => this.linkForInbound(peer),
+      onError: (err) => this.warn('warn', { err: err.message }, 'peer link connection refused')
+    })
+    registerDataPlaneMetrics(options.registry, {
+      links: () => [...this.links].map(([peer, link]) => [peer, link.stats()]),
+      refused: () => ({ ...this.acceptor.refused }) as Record<string, number>,
+      routes: () => this.routing.size,
+      retained: () => ({ count: this.retained.count, bytes: this.retained.bytes, tombstones: this.retained.tombstones, refused: this.retained.refused }),
+      sync: () => this.sync.stats
+    })
+    this.hookAedes(options.mqtt.aedes)
+  }
+
+  /** Peers we hold a link to, sorted. */
+  get peers (): string[] { return [...this.links.keys()].sort() }
+
+  /** The link to a peer (tests, diagnostics). */
+  link (peer: string): PeerLink | undefined { return this.links.get(peer) }
+
+  async start (): Promise<void> {
+    const { membership } = this.opts
+    if (membership.setLinkHandler?.((socket, head) => this.acceptor.handle(socket, head)) !== true) {
+      this.log.warn('the membership transport has no TCP listener of ours: peers cannot dial this node\'s data plane')
+    }
+    membership.on('join', this.onJoin)
+    membership.on('update', this.onUpdate)
+    membership.on('leave', this.onLeave)
+    this.running = true
+    for (const m of membership.members()) if (m.name !== this.name && m.state === 'alive') this.ensureLink(m)
+    const every = this.opts.config.cluster.retained_sync_interval
+    if (every > 0) {
+      this.syncTimer = setInterval(() => this.syncWithRandomPeer(), every)
+      this.syncTimer.unref()
+    }
+    const ttl = this.opts.config.cluster.retained_tombstone_ttl
+    this.gcTimer = setInterval(() => this.retained.gc(), Math.min(Math.max(1000, ttl / 10), 3600_000))
+    this.gcTimer.unref()
+  }
+
+  async stop (): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    const { membership } = this.opts
+    membership.off('join', this.onJoin)
+    membership.off('update', this.onUpdate)
+    membership.off('leave', this.onLeave)
+    membership.setLinkHandler?.(undefined)
+    clearInterval(this.syncTimer)
+    clearInterval(this.gcTimer)
+    this.acceptor.stop()
+    for (const name of [...this.links.keys()]) this.dropLink(name)
+  }
+
+  // ---- links -------------------------------------------------------------------------
+
+  /** The acceptor asks for a peer that dialled us: membership may know it before its join event reached us. */
+  private linkForInbound (peer: string): PeerLink | undefined {
+    const existing = this.links.get(peer)
+    if (existing !== undefined || !this.running) return existing
+    const m = this.opts.membership.members().find((x) => x.name === peer && x.state === 'alive')
+    return m === undefined ? undefined : this.ensureLink(m)
+  }
+
+  private ensureLink (m: Member): PeerLink | undefined {
+    if (!this.running || m.name === this.name) return undefined
+    const existing = this.links.get(m.name)
+    if (existing !== undefined) return existing
+    const bind = this.opts.config.cluster.bind
+    // Dial from our bind address, so a peer sees the address we advertise (loopback aliases).
+    const localAddress = bind !== '0.0.0.0' && bind !== '::' && isIP(bind) === isIP(m.addr) ? bind : undefined
+    const link: PeerLink = new PeerLink({
+      localName: this.name,
+      peerName: m.name,
+      cipher: this.cipher,
+      connect: () => netConnect({ host: m.addr, port: m.port, localAddress }) as Socket,
+      onMessage: (payload) => this.onMessage(link, payload),
+      onUp: () => this.onLinkUp(link),
+      onError: (err) => this.log.debug({ peer: m.name, err: err.message }, 'peer link error')
+    })
+    this.links.set(m.name, link)
+    link.start()
+    this.log.debug({ peer: m.name, addr: m.addr, port: m.port, dialer: link.dialer }, 'peer link started')
+    return link
+  }
+
+  private dropLink (name: string): void {
+    const link = this.links.get(name)
+    if (link === undefined) return
+    this.links.delete(name)
+    this.pausedLinks.delete(link)
+    link.stop()
+    this.routing.removePeer(name)
+    this.log.debug({ peer: name }, 'peer link stopped')
+  }
+
+  private onLinkUp (link: PeerLink): void {
+    // Every (re)connect sends the whole table: it supersedes any delta the
+    // peer missed, and is how a 'gap' gets repaired.
+    this.sendControl(link, { kind: 'route-table', table: this.routing.localTable() })
+    // A new or returning peer gets what it lacks, and we what we lack, by
+    // digest comparison (docs/data-plane.md, retained-sync).
+    this.sendControl(link, this.sync.begin())
+  }
+
+  /** Anti-entropy: compares digests with one random peer whose link is up. */
+  private syncWithRandomPeer (): void {
+    const up = [...this.links.values()].filter((l) => l.state === 'up')
+    if (up.length === 0) return
+    this.sendControl(up[Math.floor(Math.random() * up.length)]!, this.sync.begin())
+  }
+
+  private sendControl (link: PeerLink, m: DataPlaneMessage): void {
+    if (link.state === 'stopped') return
+    link.send(encodeMessage(m), true, true)
+  }
+
+  private onMessage (link: PeerLink, payload: Buffer): void {
+    let m: DataPlaneMessage
+    try {
+      m = decodeMessage(payload)
+    } catch (err) {
+      this.warn('warn', { peer: link.peerName, err: (err as Error).message }, 'undecodable data-plane message dropped')
+      return
+    }
+    switch (m.kind) {
+      case 'publish':
+        this.deliverFromPeer(m.publish)
+        if (this.inbound.length >= INBOUND_HIGH_WATER && !this.pausedLinks.has(link)) {
+          this.pausedLinks.add(link)
+          link.pauseReading()
+        }
+        return
+      case 'route-table':
+        this.routing.applyTable(link.peerName, m.table)
+        return
+      case 'route-delta': {
+        const r = this.routing.applyDelta(link.peerName, m.delta)
+        // No table yet: one is on its way (every link start sends one). A
+        // skipped version with a table: reconnect to get a fresh one.
+        if (r === 'gap' && this.routing.peerVersion(link.peerName) !== undefined) link.dropConnection()
+        return
+      }
+      case 'client-connected':
+        this.takeOver(m.clientId, m.stamp, link.peerName)
+        return
+      case 'retained':
+        if (this.retained.merge(m.entry) === 'applied') this.applyRetained(m.entry)
+        return
+      default:
+        for (const reply of this.sync.handle(m)) this.sendControl(link, reply)
+    }
+  }
+
+  /**
+   * A client with this id connected on a peer: an older connection here is
+   * closed as aedes closes a local one it takes over (MQTT 5: DISCONNECT
+   * 0x8E; the will as aedes handles it). Moving the session's state to the
+   * new node is not done yet (docs/data-plane.md).
+   */
+  private takeOver (clientId: string, stamp: Stamp, peer: string): void {
+    try { this.clock.observe(stamp) } catch { /* too far ahead: compared by stamp anyway */ }
+    const local = (this.opts.mqtt.aedes as Aedes & { clients: Record<string, Client | undefined> }).clients[clientId]
+    if (local === undefined || local.closed) return
+    const mine = this.connectedAt.get(local)
+    if (mine !== undefined && compareStamps(mine, stamp) >= 0) return // ours is the newer connection
+    this.log.info({ client: clientId, peer }, 'client id connected on another node: closing the older connection here')
+    ;(local as Client & { disconnect: (opts: { reasonCode: number }, done: () => void) => void }).disconnect({ reasonCode: SESSION_TAKEN_OVER }, () => {})
+  }
+
+  /** Makes aedes' retained store (what SUBSCRIBE reads) follow an entry that won in ours. */
+  private applyRetained (entry: RetainedEntry): void {
+    const packet = {
+      cmd: 'publish',
+      topic: entry.topic,
+      payload: entry.payload,
+      qos: entry.qos,
+      retain: true,
+      dup: false,
+      brokerId: this.peerBrokerId,
+      brokerCounter: 0,
+      ...(entry.properties === undefined ? {} : { properties: entry.properties })
+    }
+    this.storeRetainedLocally(packet).catch((err: Error) => this.warn('warn', { topic: entry.topic, err: err.message }, 'replicated retained message not stored'))
+  }
+
+  // ---- publishes -----------------------------------------------------------------------
+
+  private deliverFromPeer (p: ForwardedPublish): void {
+    const { bus } = this.opts
+    if (bus.hasSubscribers('cluster:message_from')) {
+      const event: MessageFromEvent = { Payload: p.payload.toString('base64'), Topic: p.topic, Retain: p.retain, Qos: p.qos }
+      bus.publish('cluster:message_from', event)
+    }
+    const packet = {
+      cmd: 'publish' as const,
+      topic: p.topic,
+      payload: p.payload,
+      qos: p.qos,
+      // Kept for subscribers with Retain As Published; aedes' store gets the
+      // message from its replicated entry, not from this publish.
+      retain: p.retain,
+      dup: false,
+      brokerId: this.peerBrokerId,
+      ...(p.properties === undefined ? {} : { properties: p.properties })
+    }
+    this.inbound.push({ packet, plain: p.plain, shared: p.shared })
+    this.pumpInbound()
+  }
+
+  /**
+   * Hands messages from peers to aedes in arrival order (the publisher's
+   * order). aedes stamps each publish with a counter when it starts, and a
+   * subscriber drops a message whose counter is below one it already got
+   * (lib/client.js `dedupe`); a QoS 0 publish reaches the subscribers before
+   * a QoS 1 publish started just before it (which first goes through the
+   * persistence), so starting a batch at once silently loses QoS 1 messages.
+   * So the next message starts only once the previous one was emitted to
+   * the subscribers (the mq.emit hook sets `emitted`), with at most
+   * INBOUND_PIPELINE of them still being written out.
+   */
+  private pumpInbound (): void {
+    if (this.pumping) return
+    this.pumping = true
+    try {
+      while (this.waitingEmit === undefined && this.inflight < INBOUND_PIPELINE) {
+        const next = this.inbound.shift()
+        if (next === undefined) break
+        if (this.pausedLinks.size > 0 && this.inbound.length <= INBOUND_HIGH_WATER / 2) {
+          for (const l of this.pausedLinks) l.resumeReading()
+          this.pausedLinks.clear()
+        }
+        if (!next.plain) {
+          // Picked for shared subscriptions only.
+          for (const key of next.shared) this.deliverShared(key, next.packet)
+          continue
+        }
+        this.inflight++
+        this.emitted = false
+        let finished = false
+        // No client: the `published` hook will not forward it again.
+        this.opts.mqtt.aedes.publish(next.packet as never, (err) => {
+          if (err !== undefined && err !== null) this.warn('warn', { topic: next.packet.topic, err: err.message }, 'message from a peer not delivered')
+          finished = true
+          this.inflight--
+          if (this.waitingEmit === next) this.waitingEmit = undefined // failed before its emit
+          this.pumpInbound()
+        })
+        if (this.emitted || finished) {
+          for (const key of next.shared) this.deliverShared(key, next.packet)
+        } else {
+          this.waitingEmit = next
+        }
+      }
+    } finally {
+      this.pumping = false
+    }
+  }
+
+  /** aedes emitted a message from a peer to its subscribers: the next one may start. */
+  private onInboundEmitted (): void {
+    this.emitted = true
+    const w = this.waitingEmit
+    if (w === undefined) return
+    this.waitingEmit = undefined
+    for (const key of w.shared) this.deliverShared(key, w.packet)
+    this.pumpInbound()
+  }
+
+  private hookAedes (aedes: Aedes): void {
+    const inner = aedes.published.bind(aedes)
+    aedes.published = (packet, client, done) => {
+      if (client === null || client === undefined || packet.topic.startsWith('$SYS/')) {
+        inner(packet, client, done)
+        return
+      }
+      const waits = this.forward(packet as PublishedPacket)
+      if (waits === undefined) inner(packet, client, done)
+      else waits.then(() => inner(packet, client, done), () => inner(packet, client, done))
+    }
+    const subscribe = aedes.subscribe.bind(aedes)
+    // See pumpInbound: a message from a peer reached its subscribers.
+    const mq = (aedes as unknown as { mq: { emit: (packet: { brokerId?: string }, cb?: () => void) => unknown } }).mq
+    const emit = mq.emit.bind(mq)
+    mq.emit = (packet, cb) => {
+      const r = emit(packet, cb)
+      if (packet.brokerId === this.peerBrokerId) this.onInboundEmitted()
+      return r
+    }
+    // One connection per client id in the cluster: announce every local one.
+    aedes.on('client', (client) => {
+      const stamp = this.clock.now()
+      this.connectedAt.set(client, stamp)
+      if (!this.running) return
+      const m: DataPlaneMessage = { kind: 'client-connected', clientId: client.id, stamp }
+      for (const link of this.links.values()) this.sendControl(link, m)
+    })
+    const shared = this.opts.mqtt.shared
+    shared.clusterMode = true
+    aedes.subscribe = (topic, func, done) => {
+      // A shared group's own subscription to its filter is not a route: its
+      // members' marker subscriptions are, as `$share/g/f` with a count.
+      if (!topic.startsWith('$SYS/') && !shared.isGroupDeliver(func)) {
+        let topics = this.liveRoutes.get(func)
+        if (topics === undefined) { topics = new Set(); this.liveRoutes.set(func, topics) }
+        if (!topics.has(topic)) { topics.add(topic); this.localRoute(displayTopic(topic), true) }
+      }
+      subscribe(topic, func, done)
+    }
+    const unsubscribe = aedes.unsubscribe.bind(aedes)
+    aedes.unsubscribe = (topic, func, done) => {
+      const topics = this.liveRoutes.get(func)
+      if (topics?.delete(topic) === true) this.localRoute(displayTopic(topic), false)
+      unsubscribe(topic, func, done)
+    }
+    // Persistent sessions' subscriptions (aedes stores only those).
+    const p = this.opts.mqtt.persistence
+    const add = p.addSubscriptions.bind(p)
+    p.addSubscriptions = async (client, subs) => {
+      await add(client, subs)
+      let topics = this.storedRoutes.get(client.id)
+      for (const s of subs) {
+        if (!routable(s.topic)) continue
+        if (topics === undefined) { topics = new Set(); this.storedRoutes.set(client.id, topics) }
+        if (!topics.has(s.topic)) { topics.add(s.topic); this.localRoute(s.topic, true) }
+      }
+    }
+    const remove = p.removeSubscriptions.bind(p)
+    p.removeSubscriptions = async (client, unsubs) => {
+      await remove(client, unsubs)
+      const topics = this.storedRoutes.get(client.id)
+      if (topics === undefined) return
+      for (const t of unsubs) if (topics.delete(t)) this.localRoute(t, false)
+      if (topics.size === 0) this.storedRoutes.delete(client.id)
+    }
+    // Retained writes: a local client's goes into the LWW store, stamped,
+    // and to every peer; a peer's publish was stored from its entry already.
+    const storeRetained = p.storeRetained.bind(p)
+    this.storeRetainedLocally = storeRetained as never
+    p.storeRetained = async (packet) => {
+      if (packet.brokerId === this.peerBrokerId) return
+      if (packet.topic.startsWith('$SYS/')) return await storeRetained(packet)
+      const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+      const entry = payload.length === 0
+        ? this.retained.clear(packet.topic)
+        : this.retained.set(packet.topic, { payload, qos: (packet.qos ?? 0) as Qos, ...(packet.properties === undefined ? {} : { properties: packet.properties as Record<string, unknown> }) })
+      await storeRetained(packet)
+      if (entry !== undefined) await this.replicate(entry)
+    }
+    const clean = p.cleanSubscriptions.bind(p)
+    p.cleanSubscriptions = async (client) => {
+      await clean(client)
+      const topics = this.storedRoutes.get(client.id)
+      if (topics === undefined) return
+      this.storedRoutes.delete(client.id)
+      for (const t of topics) this.localRoute(t, false)
+    }
+  }
+
+  /** Hands a message to this node's member of shared subscription `key` (`$share/g/f`), picked for it cluster-wide. */
+  private deliverShared (key: string, message: { topic: string, payload: Buffer | string, qos?: number, properties?: unknown }): void {
+    const marker = toMarker(key)
+    if (marker === undefined) return
+    const aedes = this.opts.mqtt.aedes as Aedes & { counter: number }
+    const packet: DeliveredPacket = {
+      cmd: 'publish',
+      topic: message.topic,
+      payload: typeof message.payload === 'string' ? Buffer.from(message.payload) : message.payload,
+      qos: message.qos ?? 0,
+      retain: false,
+      dup: false,
+      // aedes' per-client de-duplication wants a counter that only grows.
+      brokerCounter: ++aedes.counter,
+      ...(message.properties === undefined ? {} : { properties: message.properties as Record<string, unknown> })
+    }
+    this.opts.mqtt.shared.deliverTo(marker, packet, () => {})
+  }
+
+  /** Sends a local retained write to every peer; waits (and so delays the publisher) while a link is full. */
+  private async replicate (entry: RetainedEntry): Promise<void> {
+    if (!this.running || this.links.size === 0) return
+    const buf = encodeMessage({ kind: 'retained', entry })
+    const waits: Array<Promise<void>> = []
+    for (const link of this.links.values()) {
+      if (link.state !== 'stopped' && link.send(buf, true) === 'backpressure') waits.push(sendWhenWritable(link, buf))
+    }
+    if (waits.length > 0) await Promise.all(waits)
+  }
+
+  /** A local subscription appeared or went away: tell every peer when the routing table says so. */
+  private localRoute (filter: string, add: boolean): void {
+    const delta: RouteDelta | undefined = add ? this.routing.subscribe(filter) : this.routing.unsubscribe(filter)
+    if (delta === undefined) return
+    const m: DataPlaneMessage = { kind: 'route-delta', delta }
+    for (const link of this.links.values()) this.sendControl(link, m)
+  }
+
+  /**
+   * Sends a local publish to the peers with a matching subscription (a
+   * retained one reached every peer already as a replicated entry, from the
+   * storeRetained hook). Returns a promise when a reliable send met
+   * backpressure: aedes' callback (and so the PUBACK) waits for it.
+   */
+  private forward (packet: PublishedPacket): Promise<unknown> | undefined {
+    const plain = this.routing.peersFor(packet.topic)
+    // Shared subscriptions: one node per group cluster-wide (weighted round robin).
+    let sharedFor: Map<string, string[]> | undefined
+    for (const pick of this.routing.pickShared(packet.topic)) {
+      const key = `$share/${pick.group}/${pick.filter}`
+      if (pick.node === this.name) {
+        this.deliverShared(key, packet)
+        continue
+      }
+      sharedFor ??= new Map()
+      const keys = sharedFor.get(pick.node)
+      if (keys === undefined) sharedFor.set(pick.node, [key])
+      else keys.push(key)
+    }
+    if (this.links.size === 0 || !this.running) return undefined
+    const targets = sharedFor === undefined ? plain : [...new Set([...plain, ...sharedFor.keys()])].sort()
+    packet[MESSAGE_TARGETS] = targets as string[]
+    if (targets.length === 0) return undefined
+    const qos = (packet.qos ?? 0) as Qos
+    const reliable = qos > 0
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+    const base = {
+      origin: this.name,
+      topic: packet.topic,
+      payload,
+      qos,
+      retain: packet.retain === true,
+      shared: [] as string[],
+      ...(packet.properties === undefined ? {} : { properties: packet.properties as Record<string, unknown> })
+    }
+    let plainBuf: Buffer | undefined
+    let waits: Array<Promise<void>> | undefined
+    for (const name of targets) {
+      const link = this.links.get(name)
+      if (link === undefined) continue
+      const keys = sharedFor?.get(name)
+      const buf = keys === undefined
+        ? (plainBuf ??= encodeMessage({ kind: 'publish', publish: { ...base, plain: true } }))
+        : encodeMessage({ kind: 'publish', publish: { ...base, plain: plain.includes(name), shared: keys } })
+      if (link.send(buf, reliable) === 'backpressure') (waits ??= []).push(sendWhenWritable(link, buf))
+    }
+    return waits === undefined ? undefined : Promise.all(waits)
+  }
+}
+
+/** Retries a reliable send refused for backpressure once the link has room (or stopped: then the peer is gone). */
+async function sendWhenWritable (link: PeerLink, buf: Buffer): Promise<void> {
+  for (;;) {
+    await link.whenWritable()
+    if (link.state === 'stopped') return
+    if (link.send(buf, true) !== 'backpressure') return
+  }
+}
+
+/**
+ * Stored subscriptions peers need to know about: not aedes' $SYS ones, not
+ * shared-subscription markers (a group delivers to connected members only,
+ * so an offline member must not attract messages).
+ */
+function routable (topic: string): boolean {
+  return !topic.startsWith('$SYS/') && !isMarker(topic)
+}
