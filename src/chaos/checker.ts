@@ -221,23 +221,23 @@ function checkLoss (events: readonly HistoryEvent[], epochs: readonly Epoch[], a
     }
   }
   // A persistent session must survive its node (it is kept on a second node):
-  // reconnecting without `session present` loses it. Only with the data plane.
+  // reconnecting without `session present` loses it. Owed only where sessions are.
   let sessionsLost = 0
   const seen = new Set<string>()
   for (const c of eventsOf(events, 'connect')) {
     if (c.role !== 'subscriber' || c.clean) continue
     if (seen.has(c.client) && !c.sessionPresent) {
       sessionsLost++
-      if (options.scope.crossNode && details.length < MAX_DETAILS) details.push(`persistent session of ${c.client} lost (reconnected to ${c.node} without session present)`)
+      if (options.scope.sessions && details.length < MAX_DETAILS) details.push(`persistent session of ${c.client} lost (reconnected to ${c.node} without session present)`)
     }
     seen.add(c.client)
   }
-  const lost = lostAcked + (options.scope.crossNode ? sessionsLost : 0)
+  const lost = lostAcked + (options.scope.sessions ? sessionsLost : 0)
   return {
     acked: {
       failed: lost > 0,
       value: lost,
-      figure: `${lostAcked} of ${requiredAcked}` + (sessionsLost > 0 ? `; ${sessionsLost} persistent sessions restarted${options.scope.crossNode ? '' : ' (per-node sessions today)'}` : ''),
+      figure: `${lostAcked} of ${requiredAcked}` + (sessionsLost > 0 ? `; ${sessionsLost} persistent sessions restarted${options.scope.sessions ? '' : ' (sessions per node today)'}` : ''),
       details
     },
     stalled: { failed: stalled > 0, value: stalled, figure: `${stalled} of ${requiredAcked}`, details: stalledDetails },

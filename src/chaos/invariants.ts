@@ -1,15 +1,15 @@
 // The guarantees the checker decides (design.md, "Invariants"), and which of
-// them a run enforces today.
+// them a run owes by default.
 //
-// The cross-node data plane is not integrated yet: a message published on one
-// node does not reach subscribers on another, retained messages and sessions
-// are per node. Until it is, runs check the guarantees that hold (deliveries
-// between clients on the same node, membership, per-node retained clears,
-// client ids) and report the rest as "skip". When the data plane lands, flip
-// DATA_PLANE_INTEGRATED to true: every invariant is enforced, expectations
+// The cross-node data plane routes messages, replicates retained messages and
+// takes client ids over across nodes (DATA_PLANE_INTEGRATED): expectations
 // span nodes, and the workloads move publishers, subscribers, retained clears
-// and client-id takeovers across nodes.
-export const DATA_PLANE_INTEGRATED = false
+// and client-id takeovers between nodes. Persistent sessions do not move
+// between nodes or survive their node yet (SESSIONS_CROSS_NODE): a persistent
+// subscriber that comes back elsewhere without "session present" is counted
+// and shown, and fails the run only where sessions are owed (--scope full).
+export const DATA_PLANE_INTEGRATED: boolean = true
+export const SESSIONS_CROSS_NODE: boolean = false
 
 export const INVARIANTS = [
   { id: 'membership-convergence', design: 1, title: 'membership converges after each fault' },
@@ -31,15 +31,18 @@ export type InvariantId = typeof INVARIANTS[number]['id']
 const NEEDS_DATA_PLANE: readonly InvariantId[] = ['retained-divergence']
 
 export interface CheckScope {
-  /** Deliveries, retained state and sessions are expected across nodes. */
+  /** Deliveries and retained state are expected across nodes. */
   crossNode: boolean
+  /** A persistent session must come back with "session present" on any node. */
+  sessions: boolean
   /** Invariants that can fail the run; the others are computed and shown as skip. */
   enabled: ReadonlySet<InvariantId>
 }
 
-export function defaultScope (dataPlane = DATA_PLANE_INTEGRATED): CheckScope {
+export function defaultScope (dataPlane = DATA_PLANE_INTEGRATED, sessions = dataPlane && SESSIONS_CROSS_NODE): CheckScope {
   return {
     crossNode: dataPlane,
+    sessions,
     enabled: new Set(INVARIANTS.map((i) => i.id).filter((id) => (dataPlane || !NEEDS_DATA_PLANE.includes(id))))
   }
 }

@@ -31,6 +31,8 @@ export interface ChaosOptions {
   bin?: string
   /** Check guarantees across nodes (default: whether the data plane is integrated). */
   dataPlane?: boolean
+  /** Owe persistent sessions across nodes (default: whether sessions move between nodes). */
+  sessions?: boolean
   signal?: AbortSignal
   /** Called on every change worth showing (live view, plain lines). */
   onProgress?: (progress: ChaosProgress, line?: string) => void
@@ -192,7 +194,7 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
 
     progress.phase = 'checking'
     emit()
-    check = checkHistory(history.events, { ...DEFAULT_CHECK_OPTIONS, scope: defaultScope(dataPlane), convergenceBoundMs: bound })
+    check = checkHistory(history.events, { ...DEFAULT_CHECK_OPTIONS, scope: defaultScope(dataPlane, options.sessions), convergenceBoundMs: bound })
   } catch (err) {
     // A failed start keeps its folder (the node logs say why); the finally below stops the processes.
     if (!(err instanceof Interrupted) && !signal.aborted) throw err

@@ -242,8 +242,8 @@ export class Retainer extends RotatingClient {
 
 /**
  * Opens a new connection with the same client id every `periodMs`: on the
- * same node without the data plane (takeover is per node today), on the next
- * node with it. The broker must close the older connection.
+ * same node in the node scope, on the next node otherwise. The broker must
+ * close the older connection.
  */
 export class TakeoverClient {
   readonly id: string

@@ -7,10 +7,14 @@ import { writeFileSync } from 'node:fs'
 import { randomInt } from 'node:crypto'
 import {
   runChaos, parseDuration, parseFaults, parseNodes, parseSeed, checkFaultsForNodes,
-  planSchedule, describeFault, formatReport, jsonReport, startLiveView, FAULT_KINDS, FAULT_DESCRIPTIONS, DATA_PLANE_INTEGRATED,
+  planSchedule, describeFault, formatReport, jsonReport, startLiveView, FAULT_KINDS, FAULT_DESCRIPTIONS, DATA_PLANE_INTEGRATED, SESSIONS_CROSS_NODE,
   type ChaosProgress
 } from '../chaos/index.js'
 import { BrokerHaError } from '../errors.js'
+
+const SCOPES = ['node', 'cluster', 'full'] as const
+/** What the broker guarantees today decides what a run owes by default. */
+const DEFAULT_SCOPE = !DATA_PLANE_INTEGRATED ? 'node' : SESSIONS_CROSS_NODE ? 'full' : 'cluster'
 
 interface ChaosFlags {
   nodes: string
@@ -39,15 +43,17 @@ export function chaosCommand (): Command {
     .option('--keep', 'keep the run folder (configs, node logs) even when the run passed')
     .option('--dry-run', 'print the fault schedule for this seed and exit')
     .option('--base-address <ip>', 'first loopback address tried for the nodes (Linux)', '127.0.0.2')
-    .option('--scope <scope>', `what is checked: today (same-node guarantees, no data plane) or full (every invariant across nodes); default ${DATA_PLANE_INTEGRATED ? 'full' : 'today'}`)
+    .option('--scope <scope>', `what is owed: node (deliveries within one node), cluster (across nodes; persistent sessions per node) or full (every invariant, sessions across nodes too); default ${DEFAULT_SCOPE}`)
     .addHelpText('after', `\nFaults:\n${FAULT_KINDS.map((k) => `  ${k.padEnd(10)} ${FAULT_DESCRIPTIONS[k]}`).join('\n')}\n`)
     .action(async (flags: ChaosFlags) => {
       const nodes = parseNodes(flags.nodes)
       const durationMs = parseDuration(flags.duration)
       const faults = parseFaults(flags.faults)
       checkFaultsForNodes(faults, nodes)
-      if (flags.scope !== undefined && flags.scope !== 'today' && flags.scope !== 'full') throw new BrokerHaError('USAGE', `--scope: today or full, got ${flags.scope}`, { key: '--scope' })
-      const dataPlane = flags.scope === undefined ? DATA_PLANE_INTEGRATED : flags.scope === 'full'
+      const scope = flags.scope ?? DEFAULT_SCOPE
+      if (!(SCOPES as readonly string[]).includes(scope)) throw new BrokerHaError('USAGE', `--scope: ${SCOPES.join(', ')}; got ${scope}`, { key: '--scope' })
+      const dataPlane = scope !== 'node'
+      const sessions = scope === 'full'
       const seed = flags.seed === undefined ? randomInt(0, 2 ** 31) : parseSeed(flags.seed)
       if (flags.dryRun === true) {
         const names = Array.from({ length: nodes }, (_, i) => `chaos-${i + 1}`)
@@ -78,10 +84,10 @@ export function chaosCommand (): Command {
       }
       process.on('SIGINT', onSignal)
       process.on('SIGTERM', onSignal)
-      if (view === undefined) print(`broker-ha chaos: ${nodes} nodes, ${durationMs / 1000} s, faults ${faults.join(',') || 'none'}, seed ${seed}, scope ${dataPlane ? 'full' : 'today'}`)
+      if (view === undefined) print(`broker-ha chaos: ${nodes} nodes, ${durationMs / 1000} s, faults ${faults.join(',') || 'none'}, seed ${seed}, scope ${scope}`)
       let result
       try {
-        result = await runChaos({ nodes, durationMs, faults, seed, keep: flags.keep, baseAddress: flags.baseAddress, dataPlane, signal: abort.signal, onProgress })
+        result = await runChaos({ nodes, durationMs, faults, seed, keep: flags.keep, baseAddress: flags.baseAddress, dataPlane, sessions, signal: abort.signal, onProgress })
       } finally {
         view?.stop()
         process.off('SIGINT', onSignal)

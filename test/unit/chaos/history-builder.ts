@@ -47,6 +47,6 @@ export class Builder {
   }
 }
 
-export function options (crossNode = false): CheckOptions {
-  return { ...DEFAULT_CHECK_OPTIONS, scope: defaultScope(crossNode), convergenceBoundMs: 5000 }
+export function options (crossNode = false, sessions = false): CheckOptions {
+  return { ...DEFAULT_CHECK_OPTIONS, scope: defaultScope(crossNode, sessions), convergenceBoundMs: 5000 }
 }
