@@ -14,7 +14,7 @@ import { planSchedule, describeFault, type FaultKind, type PlannedFault } from '
 import { checkHistory, DEFAULT_CHECK_OPTIONS, type CheckResult } from './checker.js'
 import { DATA_PLANE_INTEGRATED, defaultScope } from './invariants.js'
 import { convergenceBoundMs } from './cluster-config.js'
-import { seededRandom } from './random.js'
+import { seededRandom } from '../random.js'
 
 export interface ChaosOptions {
   nodes: number

@@ -3,7 +3,7 @@
 // targets, hold times, pauses between them). Execution may stretch the gaps
 // (a fault starts only after the cluster recovered from the previous one),
 // but never changes what is done to which node.
-import { pick, randomInt, seededRandom, shuffled, type Random } from './random.js'
+import { pick, randomInt, seededRandom, shuffled, type Random } from '../random.js'
 
 export const FAULT_KINDS = ['kill', 'stop', 'pause', 'restart', 'partition', 'links'] as const
 export type FaultKind = typeof FAULT_KINDS[number]

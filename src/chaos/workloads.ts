@@ -13,7 +13,7 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ClientRole, History, Qos } from './history.js'
-import { randomInt, type Random } from './random.js'
+import { randomInt, type Random } from '../random.js'
 
 export const DATA_FILTER = 'chaos/d/#'
 export const RETAINED_FILTER = 'chaos/r/#'

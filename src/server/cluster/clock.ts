@@ -11,8 +11,8 @@ export interface Clock {
   clearTimeout (handle: TimerHandle | undefined): void
 }
 
-/** A number in [0, 1), like Math.random. */
-export type Random = () => number
+// Randomness (a number in [0, 1), like Math.random) comes from the shared module.
+export { seededRandom, shuffle, type Random } from '../../random.js'
 
 let nextId = 1
 
@@ -30,25 +30,3 @@ export const systemClock: Clock = {
   }
 }
 
-/** mulberry32: a small, fast, seedable generator (good enough for shuffles and jitter). */
-export function seededRandom (seed: number): Random {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-/** Fisher-Yates in place. */
-export function shuffle<T> (items: T[], random: Random): T[] {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1))
-    const tmp = items[i]!
-    items[i] = items[j]!
-    items[j] = tmp
-  }
-  return items
-}

@@ -2,7 +2,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { FAULT_KINDS, planSchedule, describeFault } from '../../../src/chaos/schedule.js'
-import { seededRandom } from '../../../src/chaos/random.js'
+import { seededRandom } from '../../../src/random.js'
 
 const base = { nodes: 3, durationMs: 45_000, kinds: FAULT_KINDS }
 
