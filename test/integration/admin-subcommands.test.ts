@@ -4,18 +4,17 @@
 // to another member when its entry node goes away.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt, { type MqttClient } from 'mqtt'
-import { BIN, startNode, type ConfigOverrides, type TestNode } from '../helpers/node.js'
+import { startNode, type ConfigOverrides, type TestNode } from '../helpers/node.js'
 import { freeLoopbackAddress } from '../helpers/loopback.js'
 import { waitFor } from '../helpers/wait.js'
 import { ApiClient } from '../../src/client/index.js'
 import { ApiClusterSource } from '../../src/tui/cluster-source.js'
+import { runCli, type Run } from '../helpers/run.js'
 
-interface Run { code: number | null, stdout: string, stderr: string }
 
 const cleanups: Array<() => Promise<unknown>> = []
 const home = mkdtempSync(join(tmpdir(), 'broker-ha-admin-'))
@@ -26,18 +25,7 @@ let nameB: string
 const clients: MqttClient[] = []
 
 function run (args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'admin', ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: home, XDG_CONFIG_HOME: join(home, '.config'), ...env },
-      stdio: ['ignore', 'pipe', 'pipe']
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
+  return runCli(['admin', ...args], { env: { PATH: process.env.PATH ?? '', HOME: home, XDG_CONFIG_HOME: join(home, '.config'), ...env } })
 }
 
 before(async () => {

@@ -2,31 +2,17 @@
 // --check-config, and config errors stopping start-up before any port opens.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync, rmSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect } from 'node:net'
-import { BIN, ROOT } from '../helpers/node.js'
+import { ROOT } from '../helpers/node.js'
+import { runCli, type Run } from '../helpers/run.js'
 import { freeLoopbackAddress } from '../helpers/loopback.js'
 import { verifyPassword } from '../../src/security/password.js'
 
-interface Run { code: number | null, stdout: string, stderr: string }
-
 function run (args: string[], options: { env?: Record<string, string>, input?: string, cwd?: string } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH ?? '', ...options.env },
-      cwd: options.cwd ?? tmpdir()
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(options.input ?? '')
-  })
+  return runCli(args, { env: { PATH: process.env.PATH ?? '', ...options.env }, input: options.input, cwd: options.cwd ?? tmpdir() })
 }
 
 function tempConfig (text: string): { path: string, cleanup: () => void } {

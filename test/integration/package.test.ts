@@ -20,20 +20,10 @@ import mqtt from 'mqtt'
 import { ROOT } from '../helpers/node.js'
 import { freeLoopbackAddress } from '../helpers/loopback.js'
 import { waitFor } from '../helpers/wait.js'
-
-interface Run { code: number | null, stdout: string, stderr: string }
+import { runCommand, type Run } from '../helpers/run.js'
 
 function run (command: string, args: string[], options: { cwd: string, env?: NodeJS.ProcessEnv, timeoutMs?: number }): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000)
-    child.on('error', (err) => { clearTimeout(timer); reject(err) })
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }) })
-  })
+  return runCommand(command, args, { ...options, env: options.env ?? process.env })
 }
 
 /**
