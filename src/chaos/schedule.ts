@@ -14,7 +14,7 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   pause: 'SIGSTOP a node, SIGCONT after the hold',
   restart: 'rolling restart of every node, one at a time',
   partition: 'split the cluster in two (gossip dropped between the sides), heal after the hold',
-  links: 'cut the data-plane peer links (a recorded no-op until the data plane is integrated)'
+  links: 'cut the data-plane peer links (a recorded no-op for now: the chaos control channel does not reach them yet)'
 }
 
 export interface PlannedFault {
