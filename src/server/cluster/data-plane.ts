@@ -30,6 +30,15 @@
 // - aedes' mq.emit, only to learn when a message from a peer reached its
 //   subscribers (see pumpInbound); aedes' 'client' event for takeovers;
 //   SharedSubscriptions.clusterMode/deliverTo for cluster-wide groups.
+// - Session move (dataplane/session-transfer.ts): aedes' preConnect notes a
+//   connecting client id and whether it resumes; the persistence's
+//   subscriptionsByClient, which aedes calls for a resuming client after
+//   authentication and before it restores the session and answers CONNACK,
+//   first fetches the session from the peer that holds it. A clean start
+//   reaches cleanSubscriptions instead, which tells the peers to drop theirs.
+//   Hooking after authenticate means an unauthenticated CONNECT never moves
+//   or drops anybody's session.
+import { createHash, randomUUID } from 'node:crypto'
 import { connect as netConnect, isIP, type Socket } from 'node:net'
 import type { Aedes, Client } from 'aedes'
 import type { Registry } from 'prom-client'
@@ -46,8 +55,10 @@ import type { Member, Membership } from './membership.js'
 import type { LinkStreamHandler } from './net-transport.js'
 import {
   HybridLogicalClock, LinkAcceptor, compareStamps, PeerLink, RetainedStore, RetainedSync, RoutingTable, decodeMessage, encodeMessage, registerDataPlaneMetrics,
-  type DataPlaneMessage, type ForwardedPublish, type Qos, type RetainedEntry, type RouteDelta, type Stamp
+  SessionFetch, newestSession,
+  type DataPlaneMessage, type ForwardedPublish, type Qos, type RetainedEntry, type RouteDelta, type Stamp, type TransferredSession
 } from './dataplane/index.js'
+import type { StoredPacket } from '../mqtt/persistence.js'
 
 /**
  * Messages from peers queued for aedes above which the link they arrive on
@@ -67,6 +78,20 @@ interface InboundMessage {
 
 /** MQTT 5 DISCONNECT reason: another connection with the same client id took the session over. */
 const SESSION_TAKEN_OVER = 0x8E
+
+/**
+ * How long a resuming CONNECT waits for its peers to say whether they hold
+ * its session. A holder answers within a round trip (plus closing a live
+ * connection); this bounds the wait when one died or its link dropped, after
+ * which the CONNECT goes on with what this node holds.
+ */
+const SESSION_FETCH_TIMEOUT_MS = 2000
+
+/** How long a stopping node waits for peers to acknowledge the sessions it hands them. */
+const HANDOFF_ON_STOP_TIMEOUT_MS = 2000
+
+/** A CONNECT noted by preConnect that never reached the session step (refused, dropped) is forgotten after this. */
+const CONNECTING_TTL_MS = 30_000
 
 /**
  * A remote stamp further ahead of our wall clock is merged by its stamp but
@@ -117,6 +142,8 @@ export class DataPlane {
   private readonly peerBrokerId: string
   private syncTimer: NodeJS.Timeout | undefined
   private gcTimer: NodeJS.Timeout | undefined
+  /** The persistence's subscriptionsByClient below our session-fetch hook. */
+  private storedSubscriptions!: (client: { id: string }) => Promise<Array<{ topic: string, qos: number, [key: string]: unknown }>>
   /** aedes' own retained write (the limits wrapper), below our replication hook. */
   private storeRetainedLocally!: (packet: Record<string, unknown>) => Promise<void>
   private readonly opts: DataPlaneOptions
@@ -132,6 +159,8 @@ export class DataPlane {
   private running = false
   /** When each local connection registered (HLC): of two connections with one id, the later one wins cluster-wide. */
   private readonly connectedAt = new WeakMap<Client, Stamp>()
+  /** Local connections being closed because their client id connected elsewhere. */
+  private readonly closing = new WeakMap<Client, Promise<void>>()
   /** Links paused because the inbound queue reached INBOUND_HIGH_WATER. */
   private readonly pausedLinks = new Set<PeerLink>()
   private readonly inbound: InboundMessage[] = []
@@ -141,6 +170,16 @@ export class DataPlane {
   private waitingEmit: InboundMessage | undefined
   private emitted = false
   private pumping = false
+  /** When each client id was last connected here (HLC): of two copies of a session, the newer wins. */
+  private readonly sessionStamps = new Map<string, Stamp>()
+  /** Client ids whose CONNECT is on its way through aedes (preConnect), and whether they resume their session. */
+  private readonly connecting = new Map<string, { resume: boolean, until: number }>()
+  /** Session requests this node made and is waiting for answers to. */
+  private readonly fetches = new Map<string, SessionFetch>()
+  /** Sessions this node sent to a peer and deletes once the peer acknowledged them, by request id. */
+  private readonly handoffs = new Map<string, { clientId: string, peer: string }>()
+  /** Sessions handed off on stop, resolved when acknowledged. */
+  private readonly handoffWaiters = new Map<string, () => void>()
   private readonly onJoin = (m: Member): void => { this.ensureLink(m) }
   private readonly onUpdate = (m: Member): void => { if (m.state === 'alive') this.ensureLink(m) }
   private readonly onLeave = (m: Member): void => { this.dropLink(m.name) }
@@ -206,6 +245,10 @@ export class DataPlane {
 
   async stop (): Promise<void> {
     if (!this.running) return
+    // MQTT stopped before us: every client is gone, its session still here.
+    // Hand each persistent session to a peer, so a client reconnecting
+    // anywhere after this node is gone still finds it.
+    await this.handOffSessions().catch((err: Error) => this.log.warn({ err: err.message }, 'sessions not handed off on stop'))
     this.running = false
     const { membership } = this.opts
     membership.off('join', this.onJoin)
@@ -255,6 +298,8 @@ export class DataPlane {
     if (link === undefined) return
     this.links.delete(name)
     this.pausedLinks.delete(link)
+    for (const f of this.fetches.values()) f.forget(name)
+    for (const [id, h] of this.handoffs) if (h.peer === name) this.handoffs.delete(id)
     link.stop()
     this.routing.removePeer(name)
     this.log.debug({ peer: name }, 'peer link stopped')
@@ -310,6 +355,19 @@ export class DataPlane {
       case 'client-connected':
         this.takeOver(m.clientId, m.stamp, link.peerName)
         return
+      case 'session-request':
+        this.serveSession(link, m).catch((err: Error) => this.warn('warn', { client: m.clientId, peer: link.peerName, err: err.message }, 'session request not served'))
+        return
+      case 'session-transfer':
+        if (this.fetches.get(m.requestId)?.answer(link.peerName, m.session) !== true && m.session !== null) {
+          // Not an answer we wait for: a stopping peer hands us the session, or
+          // an answer came after its CONNECT went on without it.
+          this.adoptSession(link, m.requestId, m.clientId, m.session).catch((err: Error) => this.warn('warn', { client: m.clientId, err: err.message }, 'handed-off session not stored'))
+        }
+        return
+      case 'session-ack':
+        this.completeHandoff(m.requestId, link.peerName).catch((err: Error) => this.warn('warn', { client: m.clientId, err: err.message }, 'moved session not removed here'))
+        return
       case 'retained':
         if (this.retained.merge(m.entry) === 'applied') this.applyRetained(m.entry)
         return
@@ -321,8 +379,9 @@ export class DataPlane {
   /**
    * A client with this id connected on a peer: an older connection here is
    * closed as aedes closes a local one it takes over (MQTT 5: DISCONNECT
-   * 0x8E; the will as aedes handles it). Moving the session's state to the
-   * new node is not done yet (docs/data-plane.md).
+   * 0x8E; the will as aedes handles it). A resuming client's session
+   * moved already, before its CONNACK (serveSession): this closes what
+   * is left, e.g. a clean-session connection.
    */
   private takeOver (clientId: string, stamp: Stamp, peer: string): void {
     try { this.clock.observe(stamp) } catch { /* too far ahead: compared by stamp anyway */ }
@@ -330,8 +389,181 @@ export class DataPlane {
     if (local === undefined || local.closed) return
     const mine = this.connectedAt.get(local)
     if (mine !== undefined && compareStamps(mine, stamp) >= 0) return // ours is the newer connection
+    if (this.closing.has(local)) return
     this.log.info({ client: clientId, peer }, 'client id connected on another node: closing the older connection here')
-    ;(local as Client & { disconnect: (opts: { reasonCode: number }, done: () => void) => void }).disconnect({ reasonCode: SESSION_TAKEN_OVER }, () => {})
+    void this.closeTakenOver(local)
+  }
+
+  /**
+   * Closes a local connection whose client id connected elsewhere (MQTT 5:
+   * DISCONNECT 0x8E), once: the client-connected announcement and a session
+   * request may both ask, and a second DISCONNECT would race the first.
+   */
+  private closeTakenOver (local: Client): Promise<void> {
+    let closing = this.closing.get(local)
+    if (closing === undefined) {
+      closing = new Promise<void>((resolve) => {
+        (local as Client & { disconnect: (opts: { reasonCode: number }, done: () => void) => void }).disconnect({ reasonCode: SESSION_TAKEN_OVER }, () => resolve())
+      })
+      this.closing.set(local, closing)
+    }
+    return closing
+  }
+
+  // ---- sessions moving between nodes ----------------------------------------------------
+
+  /** Whether this node holds state of a persistent session (subscriptions or queued messages). */
+  private holdsSession (clientId: string): boolean {
+    return this.storedRoutes.has(clientId) || this.opts.mqtt.persistence.queuedFor(clientId) > 0
+  }
+
+  /**
+   * A resuming CONNECT on this node: asks every peer whose link is up for the
+   * client's session, waits for their answers (bounded), stores the newest
+   * copy (subscriptions, so routed from here; the outgoing queue with its
+   * in-flight packet identifiers and PUBRELs) unless the one held here is
+   * newer, and acknowledges every copy so its holder deletes it.
+   */
+  private async fetchSession (clientId: string): Promise<void> {
+    const peers = [...this.links.values()].filter((l) => l.state === 'up').map((l) => l.peerName)
+    if (peers.length === 0) return
+    const requestId = randomUUID()
+    const fetch = new SessionFetch(requestId, clientId, peers, SESSION_FETCH_TIMEOUT_MS)
+    this.fetches.set(requestId, fetch)
+    const request: DataPlaneMessage = { kind: 'session-request', requestId, clientId, stamp: this.clock.now(), resume: true }
+    for (const peer of peers) this.sendControl(this.links.get(peer)!, request)
+    const answers = await fetch.done
+    this.fetches.delete(requestId)
+    if (answers.length === 0) return
+    const best = newestSession(answers)!
+    await this.storeSession(clientId, best.peer, best.session)
+    // Older copies are acknowledged too: they are stale, their holders drop them.
+    const ack: DataPlaneMessage = { kind: 'session-ack', requestId, clientId }
+    for (const a of answers) {
+      const link = this.links.get(a.peer)
+      if (link !== undefined) this.sendControl(link, ack)
+    }
+  }
+
+  /**
+   * Stores a session a peer sent unasked (it is stopping), newest copy wins,
+   * and acknowledges it so the peer may forget it. Not while the client is
+   * connected here: its live session is the newer one and stays as it is.
+   */
+  private async adoptSession (link: PeerLink, requestId: string, clientId: string, session: TransferredSession): Promise<void> {
+    const local = (this.opts.mqtt.aedes as Aedes & { clients: Record<string, Client | undefined> }).clients[clientId]
+    if (local !== undefined && !local.closed) return
+    await this.storeSession(clientId, link.peerName, session)
+    this.sendControl(link, { kind: 'session-ack', requestId, clientId })
+  }
+
+  /** Writes a transferred session into the persistence unless the copy here is newer. */
+  private async storeSession (clientId: string, from: string, session: TransferredSession): Promise<void> {
+    const p = this.opts.mqtt.persistence
+    const mine = this.sessionStamps.get(clientId)
+    if (this.holdsSession(clientId) && mine !== undefined && compareStamps(session.stamp, mine) <= 0) return
+    if (this.holdsSession(clientId)) {
+      await p.cleanSubscriptions({ id: clientId })
+      p.dropQueue(clientId)
+    }
+    // Through the hooked persistence: the subscriptions are routed from here now.
+    if (session.subscriptions.length > 0) await p.addSubscriptions({ id: clientId }, session.subscriptions)
+    p.importQueue(clientId, session.queue as StoredPacket[])
+    this.sessionStamps.set(clientId, session.stamp)
+    this.log.info({ client: clientId, from, subscriptions: session.subscriptions.length, queued: session.queue.length }, 'persistent session moved here from another node')
+  }
+
+  /**
+   * On stop: every persistent session held here goes to one peer whose link
+   * is up (rendezvous hashing of client id and peer name, so the sessions of
+   * a stopping node spread over the others), and this node waits (bounded)
+   * for the acknowledgements, deleting each acknowledged copy.
+   */
+  private async handOffSessions (): Promise<void> {
+    const up = [...this.links.values()].filter((l) => l.state === 'up')
+    if (up.length === 0 || this.storedRoutes.size === 0) return
+    const p = this.opts.mqtt.persistence
+    const waits: Array<Promise<unknown>> = []
+    for (const clientId of [...this.storedRoutes.keys()]) {
+      const link = rendezvous(clientId, up)
+      const subscriptions = (await this.storedSubscriptions({ id: clientId })).map(({ clientId: _c, ...sub }) => sub)
+      const session: TransferredSession = {
+        stamp: this.sessionStamps.get(clientId) ?? { wall: 0, logical: 0, node: this.name },
+        subscriptions,
+        queue: p.exportQueue(clientId).map(transferable)
+      }
+      const requestId = `handoff-${randomUUID()}`
+      this.handoffs.set(requestId, { clientId, peer: link.peerName })
+      this.sendControl(link, { kind: 'session-transfer', requestId, clientId, session })
+      waits.push(new Promise<void>((resolve) => { this.handoffWaiters.set(requestId, resolve) }))
+    }
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, HANDOFF_ON_STOP_TIMEOUT_MS) })
+    await Promise.race([Promise.all(waits), timeout])
+    clearTimeout(timer)
+    this.handoffWaiters.clear()
+  }
+
+  /** A clean start on this node: the client's old session is discarded wherever it is. */
+  private discardSessionElsewhere (clientId: string): void {
+    const m: DataPlaneMessage = { kind: 'session-request', requestId: randomUUID(), clientId, stamp: this.clock.now(), resume: false }
+    for (const link of this.links.values()) this.sendControl(link, m)
+  }
+
+  /**
+   * A peer asks for a session: a live connection here is closed first (0x8E,
+   * as a takeover), so the snapshot taken after it is final; the copy here
+   * is deleted only when the peer acknowledged storing it.
+   */
+  private async serveSession (link: PeerLink, m: Extract<DataPlaneMessage, { kind: 'session-request' }>): Promise<void> {
+    try { this.clock.observe(m.stamp) } catch { /* too far ahead: compared by stamp anyway */ }
+    const local = (this.opts.mqtt.aedes as Aedes & { clients: Record<string, Client | undefined> }).clients[m.clientId]
+    if (local !== undefined && !local.closed) {
+      const mine = this.connectedAt.get(local)
+      if (mine !== undefined && compareStamps(mine, m.stamp) > 0) {
+        // Connected here after the request was made: this connection is the newer one.
+        if (m.resume) this.sendControl(link, { kind: 'session-transfer', requestId: m.requestId, clientId: m.clientId, session: null })
+        return
+      }
+      if (!this.closing.has(local)) this.log.info({ client: m.clientId, peer: link.peerName }, 'client id connecting on another node: closing the connection here')
+      await this.closeTakenOver(local)
+    }
+    if (!m.resume) {
+      if (this.holdsSession(m.clientId)) await this.removeSession(m.clientId)
+      return
+    }
+    let session: TransferredSession | null = null
+    if (this.holdsSession(m.clientId)) {
+      const p = this.opts.mqtt.persistence
+      const subscriptions = (await this.storedSubscriptions({ id: m.clientId })).map(({ clientId: _c, ...sub }) => sub)
+      session = {
+        stamp: this.sessionStamps.get(m.clientId) ?? { wall: 0, logical: 0, node: this.name },
+        subscriptions,
+        queue: p.exportQueue(m.clientId).map(transferable)
+      }
+      this.handoffs.set(m.requestId, { clientId: m.clientId, peer: link.peerName })
+    }
+    this.sendControl(link, { kind: 'session-transfer', requestId: m.requestId, clientId: m.clientId, session })
+  }
+
+  /** The peer stored a session we sent: delete our copy (and its routes), unless the client came back here meanwhile. */
+  private async completeHandoff (requestId: string, peer: string): Promise<void> {
+    const h = this.handoffs.get(requestId)
+    if (h === undefined || h.peer !== peer) return
+    this.handoffs.delete(requestId)
+    const waiter = this.handoffWaiters.get(requestId)
+    this.handoffWaiters.delete(requestId)
+    waiter?.()
+    const local = (this.opts.mqtt.aedes as Aedes & { clients: Record<string, Client | undefined> }).clients[h.clientId]
+    if (local !== undefined && !local.closed) return
+    await this.removeSession(h.clientId)
+  }
+
+  private async removeSession (clientId: string): Promise<void> {
+    const p = this.opts.mqtt.persistence
+    await p.cleanSubscriptions({ id: clientId }) // hooked: unroutes
+    p.dropQueue(clientId)
+    this.sessionStamps.delete(clientId)
   }
 
   /** Makes aedes' retained store (what SUBSCRIBE reads) follow an entry that won in ours. */
@@ -457,10 +689,25 @@ export class DataPlane {
     aedes.on('client', (client) => {
       const stamp = this.clock.now()
       this.connectedAt.set(client, stamp)
+      this.sessionStamps.set(client.id, stamp)
       if (!this.running) return
       const m: DataPlaneMessage = { kind: 'client-connected', clientId: client.id, stamp }
       for (const link of this.links.values()) this.sendControl(link, m)
     })
+    aedes.on('clientDisconnect', (client) => {
+      // A clean session ends with its connection: nothing to compare later.
+      if ((client as Client & { clean?: boolean }).clean === true) this.sessionStamps.delete(client.id)
+    })
+    // Session move: note who is connecting and whether it resumes (see the top of the file).
+    const preConnect = aedes.preConnect.bind(aedes)
+    aedes.preConnect = (client, packet, callback) => {
+      if (typeof packet.clientId === 'string' && packet.clientId !== '') {
+        const now = Date.now()
+        for (const [id, c] of this.connecting) if (c.until < now) this.connecting.delete(id)
+        this.connecting.set(packet.clientId, { resume: packet.clean !== true, until: now + CONNECTING_TTL_MS })
+      }
+      preConnect(client, packet, callback)
+    }
     const shared = this.opts.mqtt.shared
     shared.clusterMode = true
     aedes.subscribe = (topic, func, done) => {
@@ -491,6 +738,17 @@ export class DataPlane {
         if (!topics.has(s.topic)) { topics.add(s.topic); this.localRoute(s.topic, true) }
       }
     }
+    const byClient = p.subscriptionsByClient.bind(p)
+    this.storedSubscriptions = byClient
+    p.subscriptionsByClient = async (client) => {
+      // aedes asks for a resuming client's subscriptions before restoring its session: fetch it from a peer first.
+      const c = this.connecting.get(client.id)
+      if (c?.resume === true && this.running) {
+        this.connecting.delete(client.id)
+        await this.fetchSession(client.id).catch((err: Error) => this.warn('warn', { client: client.id, err: err.message }, 'session not fetched from peers'))
+      }
+      return await byClient(client)
+    }
     const remove = p.removeSubscriptions.bind(p)
     p.removeSubscriptions = async (client, unsubs) => {
       await remove(client, unsubs)
@@ -515,6 +773,12 @@ export class DataPlane {
     }
     const clean = p.cleanSubscriptions.bind(p)
     p.cleanSubscriptions = async (client) => {
+      const c = this.connecting.get(client.id)
+      if (c !== undefined && !c.resume) {
+        // A clean start: the old session is discarded here (by aedes) and on any peer.
+        this.connecting.delete(client.id)
+        if (this.running) this.discardSessionElsewhere(client.id)
+      }
       await clean(client)
       const topics = this.storedRoutes.get(client.id)
       if (topics === undefined) return
@@ -620,6 +884,28 @@ async function sendWhenWritable (link: PeerLink, buf: Buffer): Promise<void> {
     if (link.state === 'stopped') return
     if (link.send(buf, true) !== 'backpressure') return
   }
+}
+
+/** The link whose peer ranks highest for this client id (rendezvous hashing): stable as long as that peer is up. */
+function rendezvous (clientId: string, links: PeerLink[]): PeerLink {
+  let best = links[0]!
+  let bestScore = ''
+  for (const l of links) {
+    const score = createHash('sha1').update(clientId).update('\u0000').update(l.peerName).digest('hex')
+    if (score > bestScore) { best = l; bestScore = score }
+  }
+  return best
+}
+
+/** A queued packet as it travels: only data fields (aedes' packets may carry callbacks). */
+function transferable (p: StoredPacket): TransferredSession['queue'][number] {
+  const out: TransferredSession['queue'][number] = { cmd: p.cmd ?? 'publish' }
+  for (const k of ['topic', 'payload', 'qos', 'retain', 'dup', 'messageId', 'brokerId', 'brokerCounter', 'properties', 'messageExpiry'] as const) {
+    const v = p[k]
+    if (v !== undefined && v !== null) (out as Record<string, unknown>)[k] = v
+  }
+  if (typeof out.payload === 'string') out.payload = Buffer.from(out.payload)
+  return out
 }
 
 /**

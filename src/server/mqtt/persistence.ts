@@ -207,7 +207,12 @@ export class LimitedPersistence implements AedesPersistence {
     // match an earlier stored PUBREL and rewrite its identifier in place:
     // two PUBRECs handled back to back then send PUBREL N+1 twice and never
     // PUBREL N, and message N is never released to the subscriber.
-    if (packet.brokerId === undefined) {
+    // On a reconnect, aedes replays a stored PUBREL through QoSPacket, which
+    // stamps this broker's id and a fresh counter on it: a PUBREL is still
+    // matched by its identifier alone (otherwise the replay fails with "no
+    // such packet", the connection is dropped, and the QoS 2 flow never
+    // completes: aedes defect, see docs/data-plane.md).
+    if (packet.brokerId === undefined || packet.cmd === 'pubrel') {
       for (let i = 0; i < queue.length; i++) {
         if (queue[i]!.messageId === packet.messageId) {
           queue[i] = packet
@@ -264,6 +269,39 @@ export class LimitedPersistence implements AedesPersistence {
     }
     // A snapshot: aedes clears entries while it streams them.
     return Readable.from([...queue])
+  }
+
+  // --- a session moving to another node (cluster data plane, session-transfer.ts)
+
+  /** Copies of a session's outgoing queue (waiting and in-flight PUBLISHes, pending PUBRELs), oldest first. */
+  exportQueue (clientId: string): StoredPacket[] {
+    return (this.outgoing.get(clientId) ?? []).map((p) => ({ ...p }))
+  }
+
+  /**
+   * Appends entries moved from another node, keeping their packet identifiers
+   * (an in-flight message is resent with the same identifier, a PUBREL
+   * matched by it). The queue bound applies as to any enqueue.
+   */
+  importQueue (clientId: string, packets: StoredPacket[]): void {
+    for (const p of packets) {
+      if (p.cmd === 'pubrel') {
+        this.enqueue(clientId, p)
+        const queue = this.outgoing.get(clientId)!
+        queue[queue.length - 1] = { ...p }
+        continue
+      }
+      this.enqueue(clientId, p)
+      if (p.messageId !== undefined && p.messageId !== null) this.outgoing.get(clientId)!.at(-1)!.messageId = p.messageId
+    }
+  }
+
+  /** Deletes a session's outgoing queue (it moved to another node); returns how many entries it held. */
+  dropQueue (clientId: string): number {
+    const n = this.outgoing.get(clientId)?.length ?? 0
+    this.outgoing.delete(clientId)
+    this.queuedTotal -= n
+    return n
   }
 
   incomingStorePacket (client: ClientRef, packet: StoredPacket): Promise<void> { return this.inner.incomingStorePacket(client, packet) }

@@ -111,6 +111,20 @@ test('two PUBRELs in a row each replace their own PUBLISH (aedes-persistence rew
   assert.equal(first.messageId, 7, 'the first PUBREL (whose write may still be pending) keeps its identifier')
 })
 
+test('a PUBREL replayed on reconnect, stamped with a broker id by aedes, still matches by identifier', async () => {
+  const { p } = make()
+  await p.setup({ id: 'b' })
+  const client = { id: 'c' }
+  await p.outgoingEnqueue({ clientId: 'c' }, packet('t', 'x', { brokerId: 'b', brokerCounter: 1, qos: 2 }))
+  await p.outgoingUpdate(client, packet('t', 'x', { brokerId: 'b', brokerCounter: 1, messageId: 3, qos: 2 }))
+  await p.outgoingUpdate(client, { cmd: 'pubrel', messageId: 3, topic: '', payload: Buffer.alloc(0) })
+  // aedes' QoSPacket stamps its id and a new counter on the stored PUBREL it resends.
+  await p.outgoingUpdate(client, { cmd: 'pubrel', messageId: 3, brokerId: 'b', brokerCounter: 99, topic: '', payload: Buffer.alloc(0) })
+  const q: StoredPacket[] = []
+  for await (const e of p.outgoingStream(client)) q.push(e as StoredPacket)
+  assert.deepEqual(q.map((e) => `${e.cmd}:${e.messageId}`), ['pubrel:3'])
+})
+
 test('replay drops unsent duplicate entries of one message (overlapping subscriptions)', async () => {
   const { p } = make()
   await p.setup({ id: 'b' })

@@ -16,3 +16,7 @@ export { LinkAcceptor, LinkListener, type LinkAcceptorOptions } from './link-acc
 export { RetainedSync, type RetainedSyncStats, type RetainedSyncOptions } from './retained-sync.js'
 export { encodeMessage, decodeMessage, MessageDecodeError, type DataPlaneMessage, type ForwardedPublish, type PublishProperties } from './messages.js'
 export { registerDataPlaneMetrics, type DataPlaneSources } from './metrics.js'
+export {
+  SessionFetch, checkSession, isEmptySession, newestSession, queueKey,
+  type TransferredSession, type TransferredSubscription, type TransferredPacket
+} from './session-transfer.js'

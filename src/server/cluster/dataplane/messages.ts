@@ -13,6 +13,9 @@
 //   SYNC_PUSH     0x07 JSON bytes {round, pull} | entry count (uint32) | entries
 //   SYNC_ENTRIES  0x08 JSON bytes {round} | entry count (uint32) | entries
 //   CLIENT_CONNECTED 0x09 JSON bytes {clientId, stamp}   (one session per client id)
+//   SESSION_REQUEST  0x0A JSON bytes {requestId, clientId, stamp, resume}   (session move, session-transfer.ts)
+//   SESSION_TRANSFER 0x0B JSON bytes {requestId, clientId, session: null | {stamp, subscriptions, queue}}
+//   SESSION_ACK      0x0C JSON bytes {requestId, clientId}
 //   entry = topic str16 | stamp str16 (encodeStamp) | qos uint8 | properties bytes | payload bytes
 //
 // Publishes and retained entries are binary (payloads are not copied into
@@ -23,6 +26,7 @@
 import { decodeStamp, encodeStamp, type Stamp } from './hlc.js'
 import type { BucketSummary, Qos, RetainedEntry } from './retained-store.js'
 import type { RouteDelta, RouteTable } from './routing-table.js'
+import { checkSession, type TransferredSession } from './session-transfer.js'
 
 /** MQTT 5 PUBLISH properties that cross a hop (section 3.3.2.3). */
 export type PublishProperties = Record<string, unknown>
@@ -53,8 +57,14 @@ export type DataPlaneMessage =
   | { kind: 'sync-entries', round: number, entries: RetainedEntry[] }
   /** A client connected on the sender at HLC time `stamp`: an older connection of the same id elsewhere is taken over. */
   | { kind: 'client-connected', clientId: string, stamp: Stamp }
+  /** A client resuming (`resume`) or starting clean connects on the sender: the holder of its session hands it over (or drops it). */
+  | { kind: 'session-request', requestId: string, clientId: string, stamp: Stamp, resume: boolean }
+  /** The answer to a session-request: the session, or null when the sender holds none. */
+  | { kind: 'session-transfer', requestId: string, clientId: string, session: TransferredSession | null }
+  /** The requester stored the transferred session: the holder may now delete its copy. */
+  | { kind: 'session-ack', requestId: string, clientId: string }
 
-const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9 } as const
+const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12 } as const
 const HOP_LOCAL = new Set(['topicAlias', 'subscriptionIdentifier'])
 
 /** A DATA payload that is not a valid data-plane message (counted; the link stays up). */
@@ -162,6 +172,15 @@ export function encodeMessage (m: DataPlaneMessage): Buffer {
     case 'route-delta': w.json(m.delta); break
     case 'route-table': w.json(m.table); break
     case 'client-connected': w.json({ clientId: m.clientId, stamp: encodeStamp(m.stamp) }); break
+    case 'session-request': w.json({ requestId: m.requestId, clientId: m.clientId, stamp: encodeStamp(m.stamp), resume: m.resume }); break
+    case 'session-transfer':
+      w.json({
+        requestId: m.requestId,
+        clientId: m.clientId,
+        session: m.session === null ? null : { stamp: encodeStamp(m.session.stamp), subscriptions: m.session.subscriptions, queue: m.session.queue }
+      })
+      break
+    case 'session-ack': w.json({ requestId: m.requestId, clientId: m.clientId }); break
     case 'sync-digest': w.json({ round: m.round }); w.bytes(m.digest); break
     case 'sync-summary': w.json({ round: m.round, buckets: m.buckets, summary: m.summary }); break
     case 'sync-push':
@@ -206,6 +225,35 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
         throw new MessageDecodeError('bad stamp')
       }
       m = { kind: 'client-connected', clientId: h.clientId, stamp }
+      break
+    }
+    case KIND['session-request']: {
+      const h = object(r.json())
+      if (typeof h.requestId !== 'string' || typeof h.clientId !== 'string' || typeof h.stamp !== 'string' || typeof h.resume !== 'boolean') throw new MessageDecodeError('bad session-request')
+      m = { kind: 'session-request', requestId: h.requestId, clientId: h.clientId, stamp: stampOf(h.stamp), resume: h.resume }
+      break
+    }
+    case KIND['session-transfer']: {
+      const h = object(r.json())
+      if (typeof h.requestId !== 'string' || typeof h.clientId !== 'string') throw new MessageDecodeError('bad session-transfer')
+      let session: TransferredSession | null = null
+      if (h.session !== null) {
+        const s = object(h.session)
+        if (typeof s.stamp !== 'string') throw new MessageDecodeError('bad session-transfer')
+        try {
+          session = checkSession({ ...s, stamp: stampOf(s.stamp) })
+        } catch (err) {
+          if (err instanceof MessageDecodeError) throw err
+          throw new MessageDecodeError(`bad session-transfer: ${(err as Error).message}`)
+        }
+      }
+      m = { kind: 'session-transfer', requestId: h.requestId, clientId: h.clientId, session }
+      break
+    }
+    case KIND['session-ack']: {
+      const h = object(r.json())
+      if (typeof h.requestId !== 'string' || typeof h.clientId !== 'string') throw new MessageDecodeError('bad session-ack')
+      m = { kind: 'session-ack', requestId: h.requestId, clientId: h.clientId }
       break
     }
     case KIND['sync-digest']: {
@@ -270,6 +318,14 @@ function readEntry (r: Reader): RetainedEntry {
   // Copy: the entry outlives the frame buffer it was cut from.
   const payload = Buffer.from(r.bytes())
   return { topic, stamp, qos: qos as Qos, payload, ...(properties === undefined ? {} : { properties }) }
+}
+
+function stampOf (text: string): Stamp {
+  try {
+    return decodeStamp(text)
+  } catch {
+    throw new MessageDecodeError('bad stamp')
+  }
 }
 
 function object (v: unknown): Record<string, unknown> {

@@ -1,0 +1,137 @@
+// A persistent session moving between nodes (issue 5, "one session per client
+// id"): what travels, how it is checked on arrival, which copy wins when more
+// than one node answers, and the bounded wait for the answers. The protocol,
+// run by ../data-plane.ts over the peer links (messages.ts kinds 0x0A-0x0C):
+//
+//   new node B (CONNECT, resume)         holder A (session connected or offline)
+//   B -> every up peer  session-request {requestId, clientId, stamp, resume}
+//                                        closes the live connection (0x8E) if any,
+//                                        snapshots subscriptions + outgoing queue
+//   A -> B              session-transfer {session | null}
+//   B stores the newest session (subscriptions routed from B, queue), then
+//   B -> A              session-ack       A deletes its copy (unroutes)
+//   B lets the CONNECT go on: CONNACK session present, queue replayed.
+//
+// The holder deletes its copy only after the ack, so a crash of either side
+// mid-transfer leaves at least one copy. Pure apart from the timer of the wait.
+import type { Stamp } from './hlc.js'
+import { compareStamps } from './hlc.js'
+
+/** A stored subscription as aedes' persistence returns it (topic, qos and the MQTT 5 options). */
+export interface TransferredSubscription {
+  topic: string
+  qos: number
+  [key: string]: unknown
+}
+
+/**
+ * One entry of a session's outgoing queue: a QoS 1/2 PUBLISH (waiting, or in
+ * flight with its packet identifier) or a PUBREL waiting for PUBCOMP (QoS 2,
+ * second phase). Payloads are Buffers (messages.ts carries them as base64).
+ */
+export interface TransferredPacket {
+  cmd: string
+  topic?: string
+  payload?: Buffer
+  qos?: number
+  retain?: boolean
+  dup?: boolean
+  messageId?: number
+  brokerId?: string
+  brokerCounter?: number
+  properties?: Record<string, unknown>
+  messageExpiry?: number
+  [key: string]: unknown
+}
+
+export interface TransferredSession {
+  /** When the session was last connected on the holder (HLC): of several copies the newest wins. */
+  stamp: Stamp
+  subscriptions: TransferredSubscription[]
+  queue: TransferredPacket[]
+}
+
+/** Throws (with a reason) unless `v` has the shape of a TransferredSession; returns it typed. */
+export function checkSession (v: Record<string, unknown>): TransferredSession {
+  const { stamp, subscriptions, queue } = v
+  if (!Array.isArray(subscriptions) || !Array.isArray(queue)) throw new Error('subscriptions and queue must be arrays')
+  for (const s of subscriptions) {
+    if (typeof s !== 'object' || s === null || typeof s.topic !== 'string' || !isQos(s.qos)) throw new Error('bad subscription')
+  }
+  for (const p of queue) {
+    if (typeof p !== 'object' || p === null) throw new Error('bad queued packet')
+    if (p.cmd === 'pubrel') {
+      if (!isPacketId(p.messageId)) throw new Error('bad pubrel')
+      continue
+    }
+    if (p.cmd !== 'publish' || typeof p.topic !== 'string' || !Buffer.isBuffer(p.payload) || !isQos(p.qos)) throw new Error('bad queued publish')
+    if (p.messageId !== undefined && p.messageId !== null && !isPacketId(p.messageId)) throw new Error('bad packet identifier')
+  }
+  return { stamp: stamp as Stamp, subscriptions: subscriptions as TransferredSubscription[], queue: queue as TransferredPacket[] }
+}
+
+function isQos (v: unknown): boolean { return v === 0 || v === 1 || v === 2 }
+function isPacketId (v: unknown): boolean { return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535 }
+
+/** Whether a session holds anything worth moving. */
+export function isEmptySession (s: { subscriptions: unknown[], queue: unknown[] }): boolean {
+  return s.subscriptions.length === 0 && s.queue.length === 0
+}
+
+/** The newest of the copies (by stamp; ties: the first), or undefined for none. */
+export function newestSession<T extends { session: TransferredSession }> (copies: T[]): T | undefined {
+  let best: T | undefined
+  for (const c of copies) if (best === undefined || compareStamps(c.session.stamp, best.session.stamp) > 0) best = c
+  return best
+}
+
+/** A key that tells queued copies of one message apart from other messages (aedes' broker stamp). */
+export function queueKey (p: { brokerId?: unknown, brokerCounter?: unknown, cmd?: unknown, messageId?: unknown }): string {
+  return p.cmd === 'pubrel' ? `pubrel\u0000${String(p.messageId)}` : `${String(p.brokerId)}\u0000${String(p.brokerCounter)}`
+}
+
+/**
+ * The answers to one session-request: resolves with every answer once each
+ * asked peer answered, or with those that did by the deadline (a holder that
+ * died or a link that dropped must not hold the CONNECT for long).
+ */
+export class SessionFetch {
+  readonly requestId: string
+  readonly clientId: string
+  private readonly waiting: Set<string>
+  private readonly answers: Array<{ peer: string, session: TransferredSession }> = []
+  private readonly timer: NodeJS.Timeout
+  private resolve!: (answers: Array<{ peer: string, session: TransferredSession }>) => void
+  readonly done: Promise<Array<{ peer: string, session: TransferredSession }>>
+
+  constructor (requestId: string, clientId: string, peers: string[], timeoutMs: number) {
+    this.requestId = requestId
+    this.clientId = clientId
+    this.waiting = new Set(peers)
+    this.done = new Promise((resolve) => { this.resolve = resolve })
+    this.timer = setTimeout(() => this.finish(), timeoutMs)
+    if (this.waiting.size === 0) this.finish()
+  }
+
+  /** Peers that have not answered (yet). */
+  get pending (): string[] { return [...this.waiting] }
+
+  /** An answer from `peer`; returns false when it was not asked or answered already. */
+  answer (peer: string, session: TransferredSession | null): boolean {
+    if (!this.waiting.delete(peer)) return false
+    if (session !== null && !isEmptySession(session)) this.answers.push({ peer, session })
+    if (this.waiting.size === 0) this.finish()
+    return true
+  }
+
+  /** A peer went away: stop waiting for it. */
+  forget (peer: string): void {
+    if (this.waiting.delete(peer) && this.waiting.size === 0) this.finish()
+  }
+
+  private finish (): void {
+    clearTimeout(this.timer)
+    this.waiting.clear()
+    this.resolve(this.answers)
+  }
+}

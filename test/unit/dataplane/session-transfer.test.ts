@@ -1,0 +1,114 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { MessageDecodeError, decodeMessage, encodeMessage, type DataPlaneMessage } from '../../../src/server/cluster/dataplane/messages.js'
+import { encodeStamp } from '../../../src/server/cluster/dataplane/hlc.js'
+import { SessionFetch, newestSession, queueKey, type TransferredSession } from '../../../src/server/cluster/dataplane/session-transfer.js'
+import { LimitedPersistence } from '../../../src/server/mqtt/persistence.js'
+
+const stamp = { wall: 1_700_000_000_123, logical: 4, node: 'node-b' }
+const session: TransferredSession = {
+  stamp,
+  subscriptions: [{ topic: 'a/#', qos: 1, rh: 0, rap: false, nl: false }, { topic: 'b', qos: 2 }],
+  queue: [
+    { cmd: 'publish', topic: 'a/x', payload: Buffer.from([0, 1, 255]), qos: 1, retain: false, brokerId: 'x', brokerCounter: 3, messageId: 17, properties: { correlationData: Buffer.from([9, 8]), userProperties: { k: 'v' } }, messageExpiry: 1_700_000_100_000 },
+    { cmd: 'publish', topic: 'b', payload: Buffer.alloc(0), qos: 2, brokerId: 'x', brokerCounter: 4 },
+    { cmd: 'pubrel', messageId: 65535 }
+  ]
+}
+
+test('session messages round-trip, payloads and correlation data stay binary', () => {
+  const messages: DataPlaneMessage[] = [
+    { kind: 'session-request', requestId: 'r1', clientId: 'sensor-ä', stamp, resume: true },
+    { kind: 'session-request', requestId: 'r2', clientId: 'c', stamp, resume: false },
+    { kind: 'session-transfer', requestId: 'r1', clientId: 'sensor-ä', session },
+    { kind: 'session-transfer', requestId: 'r1', clientId: 'c', session: null },
+    { kind: 'session-ack', requestId: 'r1', clientId: 'c' }
+  ]
+  for (const m of messages) assert.deepEqual(decodeMessage(encodeMessage(m)), m, m.kind)
+  const back = decodeMessage(encodeMessage(messages[2]!))
+  assert.ok(back.kind === 'session-transfer' && back.session !== null)
+  assert.ok(Buffer.isBuffer(back.session.queue[0]!.payload))
+  assert.ok(Buffer.isBuffer(back.session.queue[0]!.properties?.correlationData))
+})
+
+test('a malformed session transfer throws MessageDecodeError', () => {
+  const bad = (s: unknown): Buffer => {
+    const good = encodeMessage({ kind: 'session-transfer', requestId: 'r', clientId: 'c', session })
+    const json = JSON.parse(good.subarray(5).toString('utf8')) as Record<string, unknown>
+    json.session = s
+    const body = Buffer.from(JSON.stringify(json))
+    const head = Buffer.alloc(5)
+    head[0] = good[0]!
+    head.writeUInt32BE(body.length, 1)
+    return Buffer.concat([head, body])
+  }
+  const stampText = encodeStamp(stamp)
+  assert.doesNotThrow(() => decodeMessage(bad({ stamp: stampText, subscriptions: [], queue: [{ cmd: 'pubrel', messageId: 1 }] })), 'the helper makes valid messages')
+  for (const s of [
+    {},
+    { stamp: 'nope', subscriptions: [], queue: [] },
+    { stamp: stampText, subscriptions: [{ topic: 1, qos: 0 }], queue: [] },
+    { stamp: stampText, subscriptions: [{ topic: 'a', qos: 3 }], queue: [] },
+    { stamp: stampText, subscriptions: [], queue: [{ cmd: 'pubrel' }] },
+    { stamp: stampText, subscriptions: [], queue: [{ cmd: 'publish', topic: 't', payload: 'not a buffer', qos: 1 }] },
+    { stamp: stampText, subscriptions: [], queue: [{ cmd: 'publish', topic: 't', payload: { $b64: '' }, qos: 1, messageId: 0 }] },
+    { stamp: stampText, subscriptions: [], queue: [{ cmd: 'connect' }] }
+  ]) {
+    assert.throws(() => decodeMessage(bad(s)), MessageDecodeError, JSON.stringify(s))
+  }
+})
+
+test('the newest copy of a session wins', () => {
+  const older = { peer: 'a', session: { ...session, stamp: { wall: 1, logical: 9, node: 'z' } } }
+  const newer = { peer: 'b', session: { ...session, stamp: { wall: 2, logical: 0, node: 'a' } } }
+  assert.equal(newestSession([older, newer])?.peer, 'b')
+  assert.equal(newestSession([newer, older])?.peer, 'b')
+  assert.equal(newestSession([]), undefined)
+  assert.notEqual(queueKey({ cmd: 'pubrel', messageId: 1 }), queueKey({ cmd: 'publish', brokerId: 'x', brokerCounter: 1 }))
+})
+
+test('a session fetch resolves once every peer answered, keeping only non-empty sessions', async () => {
+  const f = new SessionFetch('r', 'c', ['a', 'b', 'c'], 10_000)
+  assert.equal(f.answer('a', null), true)
+  assert.equal(f.answer('a', session), false, 'one answer per peer')
+  assert.equal(f.answer('x', session), false, 'not asked')
+  assert.equal(f.answer('b', { stamp, subscriptions: [], queue: [] }), true)
+  assert.deepEqual(f.pending, ['c'])
+  f.answer('c', session)
+  const answers = await f.done
+  assert.deepEqual(answers.map((x) => x.peer), ['c'])
+})
+
+test('a session fetch stops waiting for a peer that went away, and at its deadline', async () => {
+  const f = new SessionFetch('r', 'c', ['a', 'b'], 10_000)
+  f.answer('a', session)
+  f.forget('b')
+  assert.deepEqual((await f.done).map((x) => x.peer), ['a'])
+  const started = Date.now()
+  const g = new SessionFetch('r2', 'c', ['a'], 30)
+  assert.deepEqual(await g.done, [])
+  assert.ok(Date.now() - started < 1000)
+  assert.deepEqual(await new SessionFetch('r3', 'c', [], 10_000).done, [], 'nobody to ask')
+})
+
+test('persistence: a queue exported on one node and imported on another keeps packet identifiers and PUBRELs', async () => {
+  const from = new LimitedPersistence({ limits: { maxRetainedMessages: 0, maxRetainedBytes: 0, maxQueuedMessages: 0 } })
+  const to = new LimitedPersistence({ limits: { maxRetainedMessages: 0, maxRetainedBytes: 0, maxQueuedMessages: 0 } })
+  await from.outgoingEnqueue({ clientId: 'c' }, { cmd: 'publish', topic: 't', payload: Buffer.from('1'), qos: 1, brokerId: 'x', brokerCounter: 1 })
+  await from.outgoingEnqueue({ clientId: 'c' }, { cmd: 'publish', topic: 't', payload: Buffer.from('2'), qos: 2, brokerId: 'x', brokerCounter: 2 })
+  await from.outgoingUpdate({ id: 'c' }, { cmd: 'publish', topic: 't', payload: Buffer.from('1'), qos: 1, brokerId: 'x', brokerCounter: 1, messageId: 7 })
+  await from.outgoingUpdate({ id: 'c' }, { cmd: 'publish', topic: 't', payload: Buffer.from('2'), qos: 2, brokerId: 'x', brokerCounter: 2, messageId: 8 })
+  await from.outgoingUpdate({ id: 'c' }, { cmd: 'pubrel', messageId: 8 } as never)
+  to.importQueue('c', from.exportQueue('c'))
+  assert.equal(from.dropQueue('c'), 2)
+  assert.equal(from.queuedCount, 0)
+  assert.equal(to.queuedFor('c'), 2)
+  const replay: Array<Record<string, unknown>> = []
+  for await (const p of to.outgoingStream({ id: 'c' })) replay.push(p as Record<string, unknown>)
+  assert.deepEqual(replay.map((p) => [p.cmd, p.messageId]), [['publish', 7], ['pubrel', 8]])
+  // aedes replays a PUBREL stamped with its own broker id: still matched by identifier.
+  await to.outgoingUpdate({ id: 'c' }, { cmd: 'pubrel', messageId: 8, brokerId: 'other', brokerCounter: 99, topic: 't', payload: Buffer.alloc(0) })
+  assert.equal((await to.outgoingClearMessageId({ id: 'c' }, { messageId: 8 }))?.cmd, 'pubrel')
+  assert.equal((await to.outgoingClearMessageId({ id: 'c' }, { messageId: 7 }))?.topic, 't')
+  assert.equal(to.queuedCount, 0)
+})
