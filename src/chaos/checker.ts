@@ -84,7 +84,7 @@ export function checkHistory (events: readonly HistoryEvent[], options: CheckOpt
   const windows = faultWindows(sorted, runEnd, options.faultGraceMs)
   const acks = new Map<string, Ack>()
   for (const a of eventsOf(sorted, 'ack')) acks.set(msgKey(a.client, a.topic, a.seq), a)
-  const epochs = subscriberEpochs(sorted)
+  const epochs = subscriberEpochs(sorted, options.scope.sessions)
 
   const computed: Record<InvariantId, Omit<Verdict, 'id' | 'title' | 'status'> & { failed: boolean }> = {
     'membership-convergence': checkConvergence(sorted, runEnd, options),
@@ -133,7 +133,13 @@ const inWindow = (windows: readonly Window[], t: number, kinds?: readonly string
 
 // ---- sessions ----------------------------------------------------------------
 
-function subscriberEpochs (events: readonly HistoryEvent[]): Epoch[] {
+/**
+ * Sessions per node (scope without `sessions`): a session that resumes on
+ * another node starts a new epoch even with "session present", because what
+ * reaches the old node while the session moves is not owed at that level
+ * (README, "The data plane": the move window). `--scope full` owes it.
+ */
+function subscriberEpochs (events: readonly HistoryEvent[], sessionsCrossNode: boolean): Epoch[] {
   const epochs: Epoch[] = []
   const current = new Map<string, Epoch>()
   const byConn = new Map<string, { epoch: Epoch, conn: Conn }>()
@@ -141,7 +147,8 @@ function subscriberEpochs (events: readonly HistoryEvent[]): Epoch[] {
     if (e.type === 'connect' && e.role === 'subscriber') {
       const conn: Conn = { conn: e.conn, node: e.node, connectedAt: e.t }
       let epoch = current.get(e.client)
-      if (epoch === undefined || e.clean || !e.sessionPresent) {
+      const moved = epoch !== undefined && !sessionsCrossNode && epoch.conns.at(-1)?.node !== e.node
+      if (epoch === undefined || e.clean || !e.sessionPresent || moved) {
         epoch = { client: e.client, clean: e.clean, conns: [], survived: false, deliveries: [], received: new Set() }
         epochs.push(epoch)
         current.set(e.client, epoch)

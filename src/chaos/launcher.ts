@@ -178,16 +178,17 @@ export class ChaosCluster {
   }
 
   /**
-   * Sets which peers each node drops cluster traffic to and from (both ways
-   * must be set for a symmetric partition). An empty map heals everything.
+   * Sets which peers each node drops all cluster traffic to and from
+   * (`blocked`: a partition) and which peers it only cuts data-plane links to
+   * (`links`). Both ways must be set for a symmetric fault; empty maps heal.
    */
-  async setBlocked (blocked: ReadonlyMap<number, number[]>): Promise<void> {
+  async setFaults (blocked: ReadonlyMap<number, number[]>, links: ReadonlyMap<number, number[]> = new Map()): Promise<void> {
     // Per-host addresses block the peer's whole address; shared 127.0.0.1 blocks by host:port.
     const key = (n: ChaosNode): string => this.nodes.filter((m) => m.host === n.host).length > 1 ? `${n.host}:${n.clusterPort}` : n.host
+    const peers = (map: ReadonlyMap<number, number[]>, n: ChaosNode): string[] => (map.get(n.index) ?? []).map((i) => key(this.node(i)))
     await Promise.all(this.nodes.map(async (n) => {
       if (n.state !== 'up') return
-      const peers = (blocked.get(n.index) ?? []).map((i) => key(this.node(i)))
-      await n.api.request('POST', '/chaos/faults', { blocked: peers })
+      await n.api.request('POST', '/chaos/faults', { blocked: peers(blocked, n), links: peers(links, n) })
     }))
   }
 

@@ -77,21 +77,21 @@ export class Nemesis {
             await this.o.waitRecovered()
           }
           break
-        case 'partition': {
+        case 'partition':
+        case 'links': {
+          // Both split the cluster in two; a partition drops all cluster
+          // traffic between the sides, a link cut only the data-plane links
+          // (membership still sees everyone alive, so messages must survive
+          // the links' reconnection alone).
           const side = new Set(f.targets)
-          const blocked = new Map<number, number[]>()
-          for (const n of cluster.nodes) blocked.set(n.index, cluster.nodes.filter((m) => side.has(m.index) !== side.has(n.index)).map((m) => m.index))
-          await cluster.setBlocked(blocked)
+          const across = new Map<number, number[]>()
+          for (const n of cluster.nodes) across.set(n.index, cluster.nodes.filter((m) => side.has(m.index) !== side.has(n.index)).map((m) => m.index))
+          if (f.kind === 'partition') await cluster.setFaults(across)
+          else await cluster.setFaults(new Map(), across)
           await this.wait(f.holdMs)
-          await cluster.setBlocked(new Map())
+          await cluster.setFaults(new Map())
           break
         }
-        case 'links':
-          // Placeholder until the data plane is integrated: there are no peer
-          // links to cut yet. The fault is recorded (and held), so schedules
-          // and reports keep their shape when the real cut is added here.
-          await this.wait(f.holdMs)
-          break
       }
     } finally {
       if (!this.o.signal.aborted) {

@@ -172,7 +172,7 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
     progress.phase = 'settling'
     progress.fault = undefined
     emit('settling: waiting for membership to converge, stopping writers, draining deliveries')
-    await cluster.setBlocked(new Map()).catch(() => {})
+    await cluster.setFaults(new Map()).catch(() => {})
     for (const n of cluster.nodes) if (n.state === 'paused') cluster.resume(n.index)
     await waitConverged(bound)
     await workloads.stopWriters()

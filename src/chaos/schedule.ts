@@ -13,8 +13,8 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   stop: 'SIGTERM a node (graceful), restart it after the hold',
   pause: 'SIGSTOP a node, SIGCONT after the hold',
   restart: 'rolling restart of every node, one at a time',
-  partition: 'split the cluster in two (gossip dropped between the sides), heal after the hold',
-  links: 'cut the data-plane peer links (a recorded no-op for now: the chaos control channel does not reach them yet)'
+  partition: 'split the cluster in two (gossip and data plane dropped between the sides), heal after the hold',
+  links: 'cut the data-plane peer links between two sides (membership untouched), restore after the hold'
 }
 
 export interface PlannedFault {

@@ -53,7 +53,7 @@ export class BrokerNode {
     })
     this.membership = swim
     this.membership.on('join', (member) => this.bus.publish('cluster:new_member', member))
-    this.dataPlane = new DataPlane({ config, log: log.child({ component: 'dataplane' }), registry: this.registry, bus: this.bus, membership: swim, mqtt: this.mqtt })
+    this.dataPlane = new DataPlane({ config, log: log.child({ component: 'dataplane' }), registry: this.registry, bus: this.bus, membership: swim, mqtt: this.mqtt, faults: swim.faults })
     this.api = new ApiServer({
       config,
       log: log.child({ component: 'api' }),

@@ -12,16 +12,19 @@ import { stringify } from 'yaml'
 import { loadConfig } from '../../src/config/index.js'
 import { BrokerNode } from '../../src/server/node.js'
 import { ApiClient, ApiClientError } from '../../src/client/index.js'
-import { BIN, nodeConfigObject } from '../helpers/node.js'
+import { BIN, nodeConfigObject, type ConfigOverrides } from '../helpers/node.js'
+import { waitFor } from '../helpers/wait.js'
 import { freeLoopbackAddress } from '../helpers/loopback.js'
 
 const stops: Array<() => Promise<void>> = []
+const nodes = new Map<string, BrokerNode>()
 after(async () => { for (const s of stops) await s() })
 
-async function node (chaosControl: boolean): Promise<ApiClient> {
-  const host = await freeLoopbackAddress()
-  const { config } = loadConfig({ object: nodeConfigObject(host) })
+async function node (chaosControl: boolean, overrides: ConfigOverrides = {}, host?: string): Promise<ApiClient> {
+  host ??= await freeLoopbackAddress()
+  const { config } = loadConfig({ object: nodeConfigObject(host, overrides) })
   const n = new BrokerNode(config, pino({ level: 'silent' }), { chaosControl })
+  nodes.set(host, n)
   await n.start()
   const api = new ApiClient({ baseUrl: `http://${host}:${config.api.port}` })
   stops.push(async () => { await api.close(); await n.stop() })
@@ -30,14 +33,38 @@ async function node (chaosControl: boolean): Promise<ApiClient> {
 
 test('a chaos node takes a blocked-peer list on /chaos/faults and reports it', async () => {
   const api = await node(true)
-  const set = await api.request<{ blocked: string[], peer_links: string }>('POST', '/chaos/faults', { blocked: ['127.9.9.9', '127.9.9.8:7946', '127.9.9.9'] })
+  const set = await api.request<{ blocked: string[], links: string[] }>('POST', '/chaos/faults', { blocked: ['127.9.9.9', '127.9.9.8:7946', '127.9.9.9'], links: ['127.9.9.7'] })
   assert.deepEqual(set.blocked, ['127.9.9.9', '127.9.9.8:7946'])
-  assert.equal(set.peer_links, 'not-integrated')
+  assert.deepEqual(set.links, ['127.9.9.7'])
   assert.deepEqual((await api.request<{ blocked: string[] }>('GET', '/chaos/faults')).blocked, ['127.9.9.9', '127.9.9.8:7946'])
   assert.deepEqual((await api.request<{ blocked: string[] }>('POST', '/chaos/faults', { blocked: [] })).blocked, [])
   await assert.rejects(api.request('POST', '/chaos/faults', { blocked: 'all' }), (err: unknown) => err instanceof ApiClientError && err.status === 400)
   const doc = await api.openapi()
   assert.equal(Object.keys(doc.paths).some((p) => p.startsWith('/chaos')), false, 'hidden from the OpenAPI document')
+})
+
+test('a link cut drops the data-plane link but not the member; a partition drops both; heal restores', async () => {
+  const [hostA, hostB] = [await freeLoopbackAddress(), await freeLoopbackAddress()]
+  const fast: ConfigOverrides = {
+    cluster: { config: { probe_interval: 200, probe_timeout: 100, gossip_interval: 50 } },
+    discovery: { seeds: [`${hostA}:7946`, `${hostB}:7946`], formation_wait_min: 0, formation_wait_max: 200 }
+  }
+  const [apiA] = await Promise.all([node(true, fast, hostA), node(true, fast, hostB)])
+  const a = nodes.get(hostA)!
+  const nameB = `node-${hostB}`
+  const linkUp = (): boolean => a.dataPlane.link(nameB)?.state === 'up'
+  await waitFor(linkUp, { timeout: 10_000, message: 'data-plane link A-B up' })
+
+  await apiA.request('POST', '/chaos/faults', { blocked: [], links: [hostB] })
+  await waitFor(() => !linkUp(), { timeout: 5000, message: 'link cut' })
+  assert.equal(a.membership.members().find((m) => m.name === nameB)?.state, 'alive', 'membership does not notice a link cut')
+  await apiA.request('POST', '/chaos/faults', { blocked: [] })
+  await waitFor(linkUp, { timeout: 15_000, message: 'link back after heal' })
+
+  await apiA.request('POST', '/chaos/faults', { blocked: [hostB] })
+  await waitFor(() => !linkUp(), { timeout: 5000, message: 'link down in a partition' })
+  await apiA.request('POST', '/chaos/faults', { blocked: [] })
+  await waitFor(linkUp, { timeout: 15_000, message: 'link back after the partition heals' })
 })
 
 test('a normal node has no /chaos/faults route', async () => {

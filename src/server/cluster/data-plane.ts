@@ -39,7 +39,7 @@
 //   Hooking after authenticate means an unauthenticated CONNECT never moves
 //   or drops anybody's session.
 import { createHash, randomUUID } from 'node:crypto'
-import { connect as netConnect, isIP, type Socket } from 'node:net'
+import { connect as netConnect, isIP, Socket as NetSocket, type Socket } from 'node:net'
 import type { Aedes, Client } from 'aedes'
 import type { Registry } from 'prom-client'
 import type { Config } from '../../config/index.js'
@@ -53,6 +53,7 @@ import type { DeliveredPacket } from '../mqtt/aedes-internals.js'
 import { Keyring } from './keyring.js'
 import type { Member, Membership } from './membership.js'
 import type { LinkStreamHandler } from './net-transport.js'
+import type { LinkFaults } from './fault-injection.js'
 import {
   HybridLogicalClock, LinkAcceptor, compareStamps, PeerLink, RetainedStore, RetainedSync, RoutingTable, decodeMessage, encodeMessage, registerDataPlaneMetrics,
   SessionFetch, newestSession,
@@ -119,6 +120,8 @@ export interface DataPlaneOptions {
   bus: Bus
   membership: DataPlaneMembership
   mqtt: MqttServer
+  /** The chaos hook (`serve --chaos-control` only): partitions and link cuts reach the data plane too. */
+  faults?: LinkFaults | undefined
 }
 
 type PublishedPacket = Parameters<Aedes['published']>[0] & { [MESSAGE_TARGETS]?: string[] }
@@ -225,7 +228,16 @@ export class DataPlane {
 
   async start (): Promise<void> {
     const { membership } = this.opts
-    if (membership.setLinkHandler?.((socket, head) => this.acceptor.handle(socket, head)) !== true) {
+    const faults = this.opts.faults
+    const accept: LinkStreamHandler = faults === undefined
+      ? (socket, head) => this.acceptor.handle(socket, head)
+      : (socket, head) => {
+          // A partitioned or cut peer's dial fails as it would on a real network.
+          if (faults.linksBlocked({ host: socket.remoteAddress ?? '', port: 0 })) socket.destroy()
+          else this.acceptor.handle(socket, head)
+        }
+    faults?.onChange(() => this.applyFaults())
+    if (membership.setLinkHandler?.(accept) !== true) {
       this.log.warn('the membership transport has no TCP listener of ours: peers cannot dial this node\'s data plane')
     }
     membership.on('join', this.onJoin)
@@ -282,7 +294,9 @@ export class DataPlane {
       localName: this.name,
       peerName: m.name,
       cipher: this.cipher,
-      connect: () => netConnect({ host: m.addr, port: m.port, localAddress }) as Socket,
+      connect: () => this.opts.faults?.linksBlocked({ host: m.addr, port: m.port }) === true
+        ? refusedSocket()
+        : netConnect({ host: m.addr, port: m.port, localAddress }) as Socket,
       onMessage: (payload) => this.onMessage(link, payload),
       onUp: () => this.onLinkUp(link),
       onError: (err) => this.log.debug({ peer: m.name, err: err.message }, 'peer link error')
@@ -291,6 +305,16 @@ export class DataPlane {
     link.start()
     this.log.debug({ peer: m.name, addr: m.addr, port: m.port, dialer: link.dialer }, 'peer link started')
     return link
+  }
+
+  /** Chaos only: cuts the live connections of links whose peer is now blocked (they redial, and fail, until healed). */
+  private applyFaults (): void {
+    const faults = this.opts.faults
+    if (faults === undefined) return
+    for (const m of this.opts.membership.members()) {
+      const link = this.links.get(m.name)
+      if (link !== undefined && faults.linksBlocked({ host: m.addr, port: m.port })) link.dropConnection()
+    }
   }
 
   private dropLink (name: string): void {
@@ -915,4 +939,11 @@ function transferable (p: StoredPacket): TransferredSession['queue'][number] {
  */
 function routable (topic: string): boolean {
   return !topic.startsWith('$SYS/') && !isMarker(topic)
+}
+
+/** A socket that fails as a refused connection would: what a blocked dial looks like to the link. */
+function refusedSocket (): Socket {
+  const socket = new NetSocket()
+  process.nextTick(() => socket.destroy(Object.assign(new Error('connection cut by fault injection'), { code: 'ECONNREFUSED' })))
+  return socket
 }

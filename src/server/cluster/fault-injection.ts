@@ -7,10 +7,19 @@
 import { isIP } from 'node:net'
 import { TransportError, addressKey, type Address, type Transport, type TransportHandlers, type TransportStats } from './transport.js'
 
-export class FaultInjectingTransport implements Transport {
+/** What the data plane asks of the chaos hook: whether a peer's links are cut, and when that changes. */
+export interface LinkFaults {
+  linksBlocked (peer: Address): boolean
+  onChange (listener: () => void): void
+}
+
+export class FaultInjectingTransport implements Transport, LinkFaults {
   private readonly inner: Transport
-  /** host:port (or bare host) of peers whose traffic is dropped both ways. */
+  /** host:port (or bare host) of peers whose traffic is dropped both ways (a partition: gossip and data plane). */
   private readonly blocked = new Set<string>()
+  /** Peers whose data-plane links only are cut (membership still sees them alive). */
+  private readonly linksCut = new Set<string>()
+  private readonly listeners: Array<() => void> = []
 
   constructor (inner: Transport) {
     if (!isLoopback(inner.local.host)) {
@@ -22,10 +31,19 @@ export class FaultInjectingTransport implements Transport {
   get local (): Address { return this.inner.local }
   get stats (): TransportStats { return this.inner.stats }
 
-  /** Drops everything to and from `peer` (a host, or host:port) until unblocked. */
-  block (peer: string): void { this.blocked.add(peer) }
-  unblock (peer: string): void { this.blocked.delete(peer) }
-  heal (): void { this.blocked.clear() }
+  /** Drops everything to and from `peer` (a host, or host:port) until healed. */
+  block (peer: string): void { this.blocked.add(peer); this.changed() }
+  /** Cuts only the data-plane links to and from `peer` until healed. */
+  cutLinks (peer: string): void { this.linksCut.add(peer); this.changed() }
+  heal (): void { this.blocked.clear(); this.linksCut.clear(); this.changed() }
+
+  linksBlocked (a: Address): boolean {
+    return this.isBlocked(a) || this.linksCut.has(a.host) || this.linksCut.has(addressKey(a))
+  }
+
+  onChange (listener: () => void): void { this.listeners.push(listener) }
+
+  private changed (): void { for (const l of this.listeners) l() }
 
   private isBlocked (a: Address): boolean {
     return this.blocked.has(a.host) || this.blocked.has(addressKey(a))

@@ -86,6 +86,19 @@ test('a session that died with its node owes only what it was demonstrably being
   assert.equal(status(r, 'lost-acked'), 'fail')
 })
 
+test('a persistent session that moved to another node owes the move window only in the full scope', () => {
+  const b = Builder.clean()
+  b.events.splice(0, b.events.length, ...b.events.map((e) => e.type === 'connect' && e.role === 'subscriber' ? { ...e, clean: false } : e))
+  b.message(1, 1)
+  b.add({ type: 'disconnect', client: 'sub-1', conn: 's1', node: 'a', reason: 'node stopped' })
+  b.message(2, 1, null) // acknowledged while the session moved: never arrives
+  b.add({ type: 'connect', client: 'sub-1', conn: 's2', role: 'subscriber', node: 'b', protocol: 5, clean: false, sessionPresent: true })
+  b.add({ type: 'disconnect', client: 'sub-1', conn: 's2', node: 'b', reason: 'run-end' }).add({ type: 'run-end' })
+  const events = [...b.events].sort((x, y) => x.t - y.t)
+  assert.equal(status(checkHistory(events, options(true)), 'lost-acked'), 'pass', 'cluster scope: sessions per node')
+  assert.equal(status(checkHistory(events, options(true, true)), 'lost-acked'), 'fail', 'full scope: the session moved with session present')
+})
+
 test('a persistent session resumed on its node still owes what was queued while away', () => {
   const b = Builder.clean()
   b.events.splice(0, b.events.length, ...b.events.map((e) => e.type === 'connect' && e.role === 'subscriber' ? { ...e, clean: false } : e))
