@@ -5,6 +5,7 @@ import { serveCommand } from './commands/serve.js'
 import { hashPasswordCommand } from './commands/hash-password.js'
 import { adminCommand } from './commands/admin.js'
 import { chaosCommand } from './commands/chaos.js'
+import { benchCommand } from './commands/bench.js'
 import { BrokerHaError, exitStatusFor } from './errors.js'
 
 export function buildProgram (): Command {
@@ -16,6 +17,7 @@ export function buildProgram (): Command {
   program.addCommand(serveCommand())
   program.addCommand(adminCommand())
   program.addCommand(chaosCommand())
+  program.addCommand(benchCommand())
   program.addCommand(hashPasswordCommand())
   for (const command of program.commands) command.exitOverride()
   return program

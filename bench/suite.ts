@@ -1,0 +1,373 @@
+// The side-by-side performance suite (`npm run bench`): broker-ha against
+// bare aedes of the same version and, when installed, mosquitto, in one run
+// on this machine, with every figure next to its goal. Writes a markdown
+// report and a JSON file to bench/results/.
+//
+// Each broker runs in its own child process; the load comes from the
+// `broker-ha bench` generator (worker threads, raw sockets, pre-encoded
+// PUBLISHes) in this process. Retained sync and failure detection reuse
+// bench/cluster.ts and bench/detection.ts as child processes.
+//
+//   npm run bench -- [--quick] [--rounds 3] [--out bench/results] [--no-mosquitto] [--connections 10000]
+import { fork, spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir, cpus, totalmem, release, availableParallelism } from 'node:os'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs, promisify } from 'node:util'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Socket } from 'node:net'
+import { runBench, type BenchOptions, type BenchResult } from '../src/bench/index.js'
+import { rawConnect } from '../src/bench/raw-client.js'
+import { startProcessNode, type ProcessNode } from '../test/helpers/node.js'
+import { freeLoopbackAddress } from '../test/helpers/loopback.js'
+import { clusterConfig } from '../test/helpers/dataplane-cluster.js'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const ROOT = join(here, '..', '..')
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    out: { type: 'string', default: join(ROOT, 'bench', 'results') },
+    'no-mosquitto': { type: 'boolean', default: false },
+    connections: { type: 'string' }
+  }
+})
+const quick = args.quick
+const ROUNDS = Number(args.rounds ?? (quick ? 1 : 5))
+const CONNECTIONS = Number(args.connections ?? (quick ? 2000 : 10_000))
+const RETAINED = quick ? 20_000 : 100_000
+const KILLS = quick ? 2 : 5
+const LATENCY_SECONDS = quick ? 2 : 5
+
+type Target = 'broker-ha' | 'aedes' | 'mosquitto'
+interface Broker { target: Target, url: string, pid: number, stop: () => Promise<void> }
+
+const log = (line: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`) }
+
+// ---- brokers ---------------------------------------------------------------
+
+async function startBrokerHa (): Promise<Broker> {
+  // No connection cap (default 10,000): the memory figure opens that many plus warm-ups.
+  const n = await startProcessNode({ log: { level: 'info' }, mqtt: { max_connections: 0 } })
+  return { target: 'broker-ha', url: n.mqttUrl, pid: n.child.pid!, stop: async () => { await n.stop('SIGKILL') } }
+}
+
+/** Bare aedes through bench/throughput.ts's `--serve aedes` child mode. */
+async function startAedes (): Promise<Broker> {
+  const host = await freeLoopbackAddress()
+  const child = fork(join(here, 'throughput.js'), ['--serve', 'aedes', '--host', host, '--port', '1883'], { stdio: 'inherit' })
+  await new Promise<void>((resolve, reject) => {
+    child.once('message', () => resolve())
+    child.once('exit', (code) => reject(new Error(`aedes exited with ${code}`)))
+  })
+  return { target: 'aedes', url: `mqtt://${host}:1883`, pid: child.pid!, stop: async () => { child.kill('SIGKILL') } }
+}
+
+function mosquittoPath (): string | undefined {
+  for (const p of ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto']) {
+    try {
+      execFileSync(p, ['-h'], { stdio: 'ignore' })
+      return p
+    } catch (err) {
+      // `mosquitto -h` prints its help and exits 3: it exists.
+      if ((err as { code?: string }).code !== 'ENOENT') return p
+    }
+  }
+  return undefined
+}
+
+async function startMosquitto (bin: string): Promise<Broker> {
+  const host = await freeLoopbackAddress()
+  const dir = mkdtempSync(join(tmpdir(), 'bench-mosquitto-'))
+  const conf = join(dir, 'mosquitto.conf')
+  // No queue or in-flight limits: the other brokers have none either in this test.
+  writeFileSync(conf, `listener 1883 ${host}\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\nmax_connections -1\n`)
+  const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: 'ignore' })
+  const url = `mqtt://${host}:1883`
+  for (let i = 0; i < 100; i++) {
+    try {
+      const c = await rawConnect(url, 'probe', 4, () => {}, 500)
+      c.socket.destroy()
+      return { target: 'mosquitto', url, pid: child.pid!, stop: async () => { child.kill('SIGKILL'); rmSync(dir, { recursive: true, force: true }) } }
+    } catch {
+      await sleep(50)
+    }
+  }
+  child.kill('SIGKILL')
+  throw new Error('mosquitto did not start')
+}
+
+// ---- load ------------------------------------------------------------------
+
+const base = (urls: string[]): Omit<BenchOptions, 'prefix'> => ({
+  urls, publishers: 1, subscribers: 1, qos: 0, size: 64, rate: 0, pattern: 'one-to-one', wildcard: false, protocolVersion: 4,
+  count: 1000, workers: Math.min(2, availableParallelism()), inflight: 1000, drainMs: 2000, connectConcurrency: 256
+})
+
+interface Scenario { key: string, title: string, options: (urls: string[]) => Omit<BenchOptions, 'prefix'> }
+
+const SCENARIOS: Scenario[] = [
+  { key: 'qos0', title: 'one-to-one QoS 0 (1 -> 1)', options: (u) => ({ ...base(u), qos: 0, count: quick ? 20_000 : 100_000 }) },
+  // QoS 1 keeps 5,000 in flight (as bench/throughput.ts): with 1,000 the run stalls on TCP delayed ACKs (see the report).
+  { key: 'qos1', title: 'one-to-one QoS 1 (1 -> 1)', options: (u) => ({ ...base(u), qos: 1, inflight: 5000, count: quick ? 20_000 : 100_000 }) },
+  { key: 'fanout', title: 'fan-out QoS 0 (1 -> 100)', options: (u) => ({ ...base(u), subscribers: 100, pattern: 'fan-out', count: quick ? 500 : 2000 }) },
+  { key: 'fanin', title: 'fan-in QoS 0 (100 -> 1, wildcard)', options: (u) => ({ ...base(u), publishers: 100, pattern: 'fan-in', count: quick ? 200 : 1000 }) }
+]
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = Math.floor(s.length / 2)
+  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+interface Cell { rate: number, p99: number, lost: number, duplicated: number, saturated: boolean, runs: number[] }
+
+function cell (results: BenchResult[]): Cell {
+  const rates = results.map((r) => r.receiveRate)
+  return {
+    rate: median(rates),
+    p99: median(results.map((r) => r.latency.p99)),
+    lost: results.reduce((s, r) => s + r.lost, 0),
+    duplicated: results.reduce((s, r) => s + r.duplicated, 0),
+    saturated: results.some((r) => r.generator.saturated),
+    runs: rates.map(Math.round)
+  }
+}
+
+async function sideBySide (brokers: Broker[]): Promise<Record<string, Record<string, Cell>>> {
+  const out: Record<string, Record<string, Cell>> = {}
+  // Warm-up of JIT and connection paths, not measured.
+  for (const b of brokers) await runBench({ ...base([b.url]), count: 5000 })
+  for (const s of SCENARIOS) {
+    const runs = new Map<Target, BenchResult[]>()
+    for (let r = 0; r < ROUNDS; r++) {
+      // Rotate the order each round so no broker always runs first.
+      for (const b of brokers.map((_, i) => brokers[(i + r) % brokers.length]!)) {
+        const res = await runBench(s.options([b.url]))
+        runs.set(b.target, [...(runs.get(b.target) ?? []), res])
+        log(`${s.title} ${b.target}: ${Math.round(res.receiveRate)} msg/s, p99 ${res.latency.p99.toFixed(1)} ms, lost ${res.lost}`)
+      }
+    }
+    out[s.key] = Object.fromEntries([...runs].map(([t, rs]) => [t, cell(rs)]))
+  }
+  return out
+}
+
+// ---- memory per idle connection -------------------------------------------
+
+function rssKiB (pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m === null ? NaN : Number(m[1])
+}
+
+/** RSS once it stopped moving (within 1% over 1 s), or after 6 s. */
+async function settledRss (pid: number): Promise<number> {
+  let last = rssKiB(pid)
+  const deadline = Date.now() + 6000
+  while (Date.now() < deadline) {
+    await sleep(1000)
+    const now = rssKiB(pid)
+    if (Math.abs(now - last) <= last * 0.01) return now
+    last = now
+  }
+  return last
+}
+
+async function memoryPerConnection (b: Broker, count: number): Promise<{ connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number }> {
+  const sockets: Socket[] = []
+  try {
+    // A few connections first so lazily built structures are not charged to the measured ones.
+    for (let i = 0; i < 10; i++) sockets.push((await rawConnect(b.url, `warm-${i}`, 4, () => {})).socket)
+    const before = await settledRss(b.pid)
+    let next = 0
+    await Promise.all(Array.from({ length: 200 }, async () => {
+      while (next < count) {
+        const i = next++
+        const c = await rawConnect(b.url, `idle-${i}`, 4, () => {}, 30_000)
+        c.socket.on('error', () => {})
+        sockets.push(c.socket)
+      }
+    }))
+    const after = await settledRss(b.pid)
+    return { connections: count, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / count }
+  } finally {
+    for (const s of sockets) s.destroy()
+  }
+}
+
+/** File descriptors this process may open: each idle connection holds one here and one in the broker. */
+function fdLimit (): number {
+  try {
+    const m = /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'))
+    return m === null ? Infinity : Number(m[1])
+  } catch { return Infinity }
+}
+
+// ---- cluster ---------------------------------------------------------------
+
+async function startClusterProcesses (count: number): Promise<ProcessNode[]> {
+  const hosts: string[] = []
+  for (let i = 0; i < count; i++) hosts.push(await freeLoopbackAddress())
+  return await Promise.all(hosts.map(async (h) => await startProcessNode(clusterConfig(h, hosts), { host: h })))
+}
+
+/** The cluster routes a message published on `from` to a subscriber on `to`. */
+async function waitForCrossNode (from: string, to: string): Promise<void> {
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    const r = await runBench({ ...base([]), publisherUrls: [from], subscriberUrls: [to], count: 20, rate: 100, drainMs: 500, settleMs: 300 })
+    if (r.lost === 0) return
+    if (Date.now() > deadline) throw new Error(`no route from ${from} to ${to}`)
+  }
+}
+
+// ---- child benchmarks -------------------------------------------------------
+
+async function runNode (script: string, argv: string[], env: Record<string, string> = {}): Promise<string> {
+  const { stdout } = await promisify(execFile)(process.execPath, [join(here, script), ...argv], { env: { ...process.env, ...env }, maxBuffer: 16 * 1024 * 1024, timeout: 15 * 60_000 })
+  return stdout
+}
+
+// ---- report ----------------------------------------------------------------
+
+const int = (n: number): string => Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a'
+const kilo = (n: number): string => `${Math.round(n / 1000)}k`
+const verdict = (ok: boolean): string => ok ? 'met' : '**not met**'
+
+async function main (): Promise<void> {
+  const started = Date.now()
+  const machine = {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: availableParallelism(),
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
+    node: process.version,
+    fdLimit: fdLimit()
+  }
+  const mosq = args['no-mosquitto'] ? undefined : mosquittoPath()
+  log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}; ${quick ? 'quick' : 'full'} mode, ${ROUNDS} rounds`)
+  const result: Record<string, unknown> = { machine, quick, rounds: ROUNDS, startedAt: new Date(started).toISOString(), mosquitto: mosq !== undefined }
+
+  // 1. Side by side, single node.
+  const brokers: Broker[] = []
+  let single: Record<string, Record<string, Cell>>
+  try {
+    brokers.push(await startBrokerHa(), await startAedes())
+    if (mosq !== undefined) brokers.push(await startMosquitto(mosq))
+    else log('mosquitto not installed (or --no-mosquitto): no mosquitto column')
+    single = await sideBySide(brokers)
+    result.singleNode = single
+  } finally {
+    await Promise.all(brokers.map(async (b) => await b.stop()))
+  }
+
+  // 2. Memory per idle connection, on fresh brokers.
+  const fds = fdLimit()
+  const conns = Math.min(CONNECTIONS, Math.max(100, fds - 1000))
+  if (conns < CONNECTIONS) log(`open-file limit ${fds}: measuring ${conns} connections instead of ${CONNECTIONS}`)
+  const memory: Record<string, unknown> = {}
+  for (const start of [async () => await startBrokerHa(), startAedes, ...(mosq !== undefined ? [async () => await startMosquitto(mosq)] : [])]) {
+    const b = await start()
+    try {
+      const m = await memoryPerConnection(b, conns)
+      memory[b.target] = m
+      log(`memory ${b.target}: ${m.perConnectionKiB.toFixed(1)} KiB RSS per idle connection over ${m.connections}`)
+    } finally { await b.stop() }
+  }
+  result.memory = memory
+
+  // 3. Cluster of three vs one node.
+  const cluster = await startClusterProcesses(3)
+  const standalone = await startBrokerHa()
+  let clusterResult: Record<string, unknown>
+  try {
+    const [a, b, c] = cluster as [ProcessNode, ProcessNode, ProcessNode]
+    await waitForCrossNode(a.mqttUrl, b.mqttUrl)
+    await waitForCrossNode(a.mqttUrl, c.mqttUrl)
+    const load = (o: Partial<BenchOptions>): Omit<BenchOptions, 'prefix'> => ({ ...base([]), qos: 1, publishers: 4, subscribers: 4, count: quick ? 5000 : 40_000, inflight: 2000, settleMs: 500, ...o })
+    const singleRuns: BenchResult[] = []
+    const crossRuns: BenchResult[] = []
+    for (let r = 0; r < ROUNDS; r++) {
+      singleRuns.push(await runBench(load({ urls: [standalone.url] })))
+      crossRuns.push(await runBench(load({ publisherUrls: [a.mqttUrl], subscriberUrls: [b.mqttUrl, c.mqttUrl] })))
+      log(`cluster round ${r + 1}: single ${Math.round(singleRuns.at(-1)!.receiveRate)} msg/s, cross-node ${Math.round(crossRuns.at(-1)!.receiveRate)} msg/s (lost ${crossRuns.at(-1)!.lost})`)
+    }
+    const latency = await runBench({ ...base([]), publisherUrls: [a.mqttUrl], subscriberUrls: [b.mqttUrl], qos: 1, count: undefined, durationMs: LATENCY_SECONDS * 1000, rate: 5000, settleMs: 500, workers: 2 })
+    log(`cross-node latency at 5000 msg/s: p50 ${latency.latency.p50.toFixed(2)} ms, p99 ${latency.latency.p99.toFixed(2)} ms`)
+    clusterResult = { single: cell(singleRuns), cross: cell(crossRuns), latency: { rate: latency.receiveRate, ...latency.latency, lost: latency.lost, saturated: latency.generator.saturated } }
+  } finally {
+    await Promise.all([...cluster.map(async (n) => { await n.stop('SIGKILL') }), standalone.stop()])
+  }
+  result.cluster = clusterResult
+
+  // 4. Retained sync to a joining node (bench/cluster.ts, in-process nodes).
+  log(`retained sync of ${RETAINED} messages (bench/cluster.ts)...`)
+  const clusterOut = await runNode('cluster.js', [], { BENCH_MESSAGES: '2000', BENCH_RATE_SECONDS: '1', BENCH_RETAINED: String(RETAINED) })
+  const sync = /new node received (\d+) retained x 100 B in ([\d.]+) s/.exec(clusterOut)
+  result.retainedSync = { messages: RETAINED, seconds: sync === null ? NaN : Number(sync[2]), output: clusterOut.trim().split('\n') }
+  log(`retained sync: ${sync?.[2] ?? '?'} s`)
+
+  // 5. Failure detection (bench/detection.ts, 3 members as child processes).
+  log(`failure detection, ${KILLS} kills of a member of 3 (bench/detection.js)...`)
+  const detOut = await runNode('detection.js', ['--sizes', '3', '--kills', String(KILLS), '--steady', quick ? '2' : '5'])
+  const det = JSON.parse(detOut.trim().split('\n').at(-1)!) as { detection_median_ms: number, detection_max_ms: number, detections_ms: number[] }
+  result.detection = det
+  log(`failure detection: median ${det.detection_median_ms} ms`)
+
+  result.wallSeconds = Math.round((Date.now() - started) / 1000)
+  const md = markdown(result, single, memory, clusterResult)
+  mkdirSync(args.out, { recursive: true })
+  const stamp = new Date(started).toISOString().replace(/[:.]/g, '-')
+  writeFileSync(join(args.out, `suite-${stamp}.json`), JSON.stringify(result, null, 2) + '\n')
+  writeFileSync(join(args.out, `suite-${stamp}.md`), md)
+  writeFileSync(join(args.out, 'latest.json'), JSON.stringify(result, null, 2) + '\n')
+  writeFileSync(join(args.out, 'latest.md'), md)
+  process.stdout.write(md)
+  log(`wrote ${join(args.out, `suite-${stamp}.md`)} and .json (${result.wallSeconds} s)`)
+}
+
+function markdown (r: Record<string, unknown>, single: Record<string, Record<string, Cell>>, memory: Record<string, unknown>, cluster: Record<string, unknown>): string {
+  const m = r.machine as { cpu: string, cores: number, memoryGiB: number, kernel: string, node: string }
+  const targets = (['broker-ha', 'aedes', 'mosquitto'] as const).filter((t) => single.qos0?.[t] !== undefined)
+  const lines: string[] = []
+  lines.push(`# broker-ha benchmark suite`, '')
+  lines.push(`Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB RAM, Linux ${m.kernel}, Node ${m.node}. Loopback only; ${r.quick === true ? 'quick mode' : 'full mode'}, ${String(r.rounds)} round(s) per figure (median), broker order rotated per round; total ${String(r.wallSeconds)} s.`, '')
+  lines.push('## Single node, side by side', '')
+  lines.push('Each broker in its own process; load from `broker-ha bench` (2 worker threads, raw sockets, pre-encoded 64-byte PUBLISHes, MQTT 3.1.1) in the suite process. Figure: deliveries per second received by all subscribers together, from the start signal to the last delivery (median of rounds, range in brackets), and the p99 latency of the same runs (unthrottled, so it is mostly queueing). The generator shares the cores with the broker under test, as every loopback benchmark does. Goal: broker-ha >= 0.9x bare aedes.', '')
+  lines.push(`| load | ${targets.map((t) => t === 'aedes' ? 'bare aedes' : t).join(' | ')} | broker-ha / aedes | goal |`)
+  lines.push(`| --- | ${targets.map(() => '---').join(' | ')} | --- | --- |`)
+  for (const s of SCENARIOS) {
+    const row = single[s.key]!
+    const ratio = row['broker-ha']!.rate / row.aedes!.rate
+    const fmt = (c: Cell): string => `${int(c.rate)} msg/s${c.runs.length > 1 ? ` (${kilo(Math.min(...c.runs))}-${kilo(Math.max(...c.runs))})` : ''}, p99 ${c.p99.toFixed(1)} ms${c.lost > 0 ? `, lost ${int(c.lost)}` : ''}${c.saturated ? ' (generator saturated)' : ''}`
+    lines.push(`| ${s.title} | ${targets.map((t) => fmt(row[t]!)).join(' | ')} | ${ratio.toFixed(2)}x | >= 0.9x: ${verdict(ratio >= 0.9)} |`)
+  }
+  lines.push('', '## Memory per idle connection', '')
+  lines.push('A fresh broker process; 10 warm-up connections, RSS (VmRSS of /proc/<pid>/status, once steady), then N raw-socket MQTT 3.1.1 clients connected (CONNECT/CONNACK, keepalive 300 s, no subscription) 200 at a time, RSS again once steady. Figure: RSS growth / N. Goal: <= 30 KiB.', '')
+  lines.push('| broker | connections | RSS before | RSS after | per connection | goal |', '| --- | --- | --- | --- | --- | --- |')
+  for (const [t, v] of Object.entries(memory)) {
+    const x = v as { connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number }
+    lines.push(`| ${t} | ${int(x.connections)} | ${int(x.beforeKiB / 1024)} MiB | ${int(x.afterKiB / 1024)} MiB | ${x.perConnectionKiB.toFixed(1)} KiB | ${t === 'broker-ha' ? `<= 30 KiB: ${verdict(x.perConnectionKiB <= 30)}` : '-'} |`)
+  }
+  const c = cluster as { single: Cell, cross: Cell, latency: { p50: number, p99: number, max: number, rate: number, lost: number, saturated: boolean } }
+  const ratio = c.cross.rate / c.single.rate
+  lines.push('', '## Cluster', '')
+  lines.push('Three `broker-ha serve` processes forming one cluster (encrypted peer links), and one standalone `broker-ha serve`. Same load on both: 4 QoS 1 publishers -> 4 subscribers one-to-one, in-flight window 2,000 per publisher; in the cluster all publishers on node A and subscribers on nodes B and C, so every message crosses a peer link. Latency: 1 QoS 1 publisher on A at 5,000 msg/s, subscriber on B, timestamp in the payload.', '')
+  lines.push('| figure | result | goal |', '| --- | --- | --- |')
+  const range = (x: Cell): string => x.runs.length > 1 ? ` (${kilo(Math.min(...x.runs))}-${kilo(Math.max(...x.runs))})` : ''
+  lines.push(`| single node | ${int(c.single.rate)} msg/s${range(c.single)} | - |`)
+  lines.push(`| cross-node (A -> B, C) | ${int(c.cross.rate)} msg/s${range(c.cross)}${c.cross.lost > 0 ? `, lost ${int(c.cross.lost)}` : ''} | - |`)
+  lines.push(`| cross-node / single node | ${ratio.toFixed(2)}x | >= 0.6x: ${verdict(ratio >= 0.6)} |`)
+  lines.push(`| cross-node latency at 5,000 msg/s | p50 ${c.latency.p50.toFixed(2)} ms, p99 ${c.latency.p99.toFixed(2)} ms, max ${c.latency.max.toFixed(2)} ms${c.latency.lost > 0 ? `, lost ${c.latency.lost}` : ''} | p99 <= 10 ms: ${verdict(c.latency.p99 <= 10)} |`)
+  const sync = r.retainedSync as { messages: number, seconds: number }
+  const det = r.detection as { detection_median_ms: number, detection_max_ms: number, detections_ms: number[] }
+  lines.push(`| ${int(sync.messages)} retained x 100 B synced to a joining node (bench/cluster.ts: in-process nodes; from the new node's start, join included, to holding all) | ${sync.seconds.toFixed(2)} s | <= 5 s: ${verdict(sync.seconds <= 5)} |`)
+  lines.push(`| failure detection, 3 members, SIGKILL to dead on every survivor (bench/detection.ts, ${det.detections_ms.length} kills) | median ${(det.detection_median_ms / 1000).toFixed(1)} s, max ${(det.detection_max_ms / 1000).toFixed(1)} s | median <= 5 s: ${verdict(det.detection_median_ms <= 5000)} |`)
+  lines.push('')
+  return lines.join('\n') + '\n'
+}
+
+await main()

@@ -1,0 +1,94 @@
+// `broker-ha bench`: a multi-worker MQTT load generator for any broker.
+// Exit status: 0 the run completed (losses are reported, not failures),
+// 1 the broker could not be reached or the run broke, 2 bad usage.
+import { Command } from 'commander'
+import { availableParallelism } from 'node:os'
+import { BrokerHaError } from '../errors.js'
+
+interface BenchFlags {
+  url: string[]
+  pubUrl?: string[]
+  subUrl?: string[]
+  publishers: string
+  subscribers: string
+  qos: string
+  size: string
+  rate: string
+  pattern: string
+  wildcard?: boolean
+  protocol: string
+  duration?: string
+  count?: string
+  workers: string
+  inflight: string
+  drain: string
+  settle: string
+  json?: boolean
+  progress?: boolean
+}
+
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
+
+export function benchCommand (): Command {
+  return new Command('bench')
+    .description('load-test an MQTT broker: throughput, loss, duplicates, latency percentiles')
+    .option('-u, --url <url>', 'broker to connect to, mqtt://host:port (repeat: connections spread over them)', collect)
+    .option('--pub-url <url>', 'put publishers on this broker only (repeatable)', collect)
+    .option('--sub-url <url>', 'put subscribers on this broker only (repeatable)', collect)
+    .option('-p, --publishers <n>', 'publishing clients', '1')
+    .option('-s, --subscribers <n>', 'subscribing clients', '1')
+    .option('-q, --qos <n>', 'QoS of publishes and subscriptions: 0 or 1', '0')
+    .option('--size <bytes>', 'payload size (>= 16: publisher, sequence, timestamp)', '64')
+    .option('-r, --rate <n>', 'messages per second per publisher; 0 = as fast as the broker accepts', '0')
+    .option('--pattern <name>', 'one-to-one (subscriber j <- publisher j mod P), fan-out (all to all), fan-in (wildcard over all publishers)', 'one-to-one')
+    .option('--wildcard', 'subscribe with wildcard filters (+ or #) matching the same publishers')
+    .option('--protocol <v>', 'MQTT protocol version: 4 (3.1.1) or 5', '4')
+    .option('-d, --duration <time>', 'publish for this long (e.g. 30s)')
+    .option('-c, --count <n>', 'or publish this many messages per publisher')
+    .option('-w, --workers <n>', 'worker threads running the clients', String(Math.max(1, Math.min(4, availableParallelism()))))
+    .option('--inflight <n>', 'QoS 1: unacknowledged PUBLISHes per publisher', '100')
+    .option('--drain <time>', 'after publishing, wait this long for stragglers once deliveries stop', '2s')
+    .option('--settle <time>', 'wait after subscribing before publishing (a cluster spreads subscriptions to its peers)', '0ms')
+    .option('--json', 'print the result as JSON on stdout (progress still goes to stderr)')
+    .option('--no-progress', 'no live progress line on stderr')
+    .action(async (flags: BenchFlags) => {
+      const { runBench, parseDuration, parseCount, PATTERNS, formatTable, jsonReport, progressLine } = await import('../bench/index.js')
+      const pattern = flags.pattern as typeof PATTERNS[number]
+      if (!PATTERNS.includes(pattern)) throw new BrokerHaError('USAGE', `--pattern: one of ${PATTERNS.join(', ')}; got ${flags.pattern}`, { key: '--pattern' })
+      const qos = parseCount('--qos', flags.qos, 0, 1) as 0 | 1
+      const protocol = parseCount('--protocol', flags.protocol, 4, 5) as 4 | 5
+      if (flags.duration === undefined && flags.count === undefined) throw new BrokerHaError('USAGE', '--duration or --count is required', { key: '--duration' })
+      if (flags.duration !== undefined && flags.count !== undefined) throw new BrokerHaError('USAGE', 'give --duration or --count, not both', { key: '--count' })
+      if (flags.url === undefined && (flags.pubUrl === undefined || flags.subUrl === undefined)) throw new BrokerHaError('USAGE', '--url is required (or both --pub-url and --sub-url)', { key: '--url' })
+      const tty = process.stderr.isTTY === true
+      let lastPrinted = 0
+      const result = await runBench({
+        urls: flags.url ?? [],
+        publisherUrls: flags.pubUrl,
+        subscriberUrls: flags.subUrl,
+        publishers: parseCount('--publishers', flags.publishers, 1, 100_000),
+        subscribers: parseCount('--subscribers', flags.subscribers, 0, 100_000),
+        qos,
+        size: parseCount('--size', flags.size, 16, 256 * 1024 * 1024),
+        rate: parseCount('--rate', flags.rate, 0, 10_000_000),
+        pattern,
+        wildcard: flags.wildcard === true,
+        protocolVersion: protocol,
+        durationMs: flags.duration === undefined ? undefined : parseDuration(flags.duration),
+        count: flags.count === undefined ? undefined : parseCount('--count', flags.count, 1, 2 ** 32 - 1),
+        workers: parseCount('--workers', flags.workers, 1, 256),
+        inflight: parseCount('--inflight', flags.inflight, 1, 65_535),
+        drainMs: parseDuration(flags.drain),
+        connectConcurrency: 256,
+        settleMs: flags.settle === '0ms' ? 0 : parseDuration(flags.settle)
+      }, (p) => {
+        if (flags.progress === false) return
+        // A rewritten line on a terminal; a line every 5 s in a log.
+        if (tty) process.stderr.write(`\r\x1b[K${progressLine(p)}`)
+        else if (p.elapsedMs - lastPrinted >= 5000) { lastPrinted = p.elapsedMs; process.stderr.write(`${progressLine(p)}\n`) }
+      })
+      if (tty && flags.progress !== false) process.stderr.write('\r\x1b[K')
+      process.stdout.write(flags.json === true ? jsonReport(result) : formatTable(result))
+      if (result.generator.saturated && flags.json === true) process.stderr.write('broker-ha bench: the load generator was saturated; see generator in the JSON\n')
+    })
+}
