@@ -79,6 +79,7 @@ export const ConfigSchema = Type.Object({
     topic_alias_maximum: Type.Integer({ minimum: 0, maximum: 65_535, default: 64, description: 'topic aliases an MQTT 5 client may use towards the broker; 0: none' }),
     max_session_expiry: Type.Integer({ minimum: 0, maximum: 4_294_967_295, default: 0, description: 'cap on the session expiry interval an MQTT 5 client may ask for (s); 0: no cap' }),
     connect_timeout: ms(30_000, 'time a new connection has to send CONNECT'),
+    tcp_no_delay: Type.Boolean({ default: false, description: "switch Nagle's algorithm off on client connections: lower latency for request/response traffic with few messages in flight, lower throughput for message streams" }),
     shutdown_grace_period: ms(10_000, 'time given to connections to close on SIGTERM/SIGINT before they are cut', 0, 600_000)
   }, { additionalProperties: false, default: {} }),
 
