@@ -12,6 +12,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { Command, Option } from 'commander'
 import { BrokerHaError } from '../errors.js'
+import { letInkDrawOnThisTerminal } from './interactive-terminal.js'
 import {
   ApiClusterSource, VIEWS, clientRows, clientsJson, clientsTable, describeError, kickClient, kickJson, kickText,
   memberRows, membersJson, membersTable, resolveTarget, retainedJson, retainedRows, retainedTable, runAdminApp,
@@ -126,6 +127,7 @@ export function adminCommand (): Command {
       const expectMembers = opts.expect === undefined ? undefined : positiveInt(opts.expect, '--expect', 1)
       const source = openSource(connectionFlags(this))
       try {
+        letInkDrawOnThisTerminal()
         await runAdminApp({ source, refreshMs, expectMembers, initialView: opts.view })
       } finally {
         await source.close()

@@ -11,6 +11,7 @@ import {
   type ChaosProgress
 } from '../chaos/index.js'
 import { BrokerHaError } from '../errors.js'
+import { letInkDrawOnThisTerminal } from './interactive-terminal.js'
 
 const SCOPES = ['node', 'cluster', 'full'] as const
 /** What the broker guarantees today decides what a run owes by default. */
@@ -63,6 +64,7 @@ export function chaosCommand (): Command {
         return
       }
       const live = flags.ci !== true && process.stdout.isTTY === true
+      if (live) letInkDrawOnThisTerminal()
       const view = live ? await startLiveView() : undefined
       const print = (line: string): void => { process.stdout.write(`${new Date().toISOString().slice(11, 23)} ${line}\n`) }
       let lastCounters = 0
