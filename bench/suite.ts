@@ -55,10 +55,10 @@ async function startBrokerHa (): Promise<Broker> {
   return { target: 'broker-ha', url: n.mqttUrl, pid: n.child.pid!, stop: async () => { await n.stop('SIGKILL') } }
 }
 
-/** Bare aedes through bench/throughput.ts's `--serve aedes` child mode. */
+/** Bare aedes (bench/bare-aedes.ts) in a child process. */
 async function startAedes (): Promise<Broker> {
   const host = await freeLoopbackAddress()
-  const child = fork(join(here, 'throughput.js'), ['--serve', 'aedes', '--host', host, '--port', '1883'], { stdio: 'inherit' })
+  const child = fork(join(here, 'bare-aedes.js'), ['--host', host, '--port', '1883'], { stdio: 'inherit' })
   await new Promise<void>((resolve, reject) => {
     child.once('message', () => resolve())
     child.once('exit', (code) => reject(new Error(`aedes exited with ${code}`)))
@@ -111,7 +111,7 @@ interface Scenario { key: string, title: string, options: (urls: string[]) => Om
 
 const SCENARIOS: Scenario[] = [
   { key: 'qos0', title: 'one-to-one QoS 0 (1 -> 1)', options: (u) => ({ ...base(u), qos: 0, count: quick ? 20_000 : 100_000 }) },
-  // QoS 1 keeps 5,000 in flight (as bench/throughput.ts): with 1,000 the run stalls on TCP delayed ACKs (see the report).
+  // QoS 1 keeps 5,000 in flight: with 1,000 the run stalls on TCP delayed ACKs (see the report).
   { key: 'qos1', title: 'one-to-one QoS 1 (1 -> 1)', options: (u) => ({ ...base(u), qos: 1, inflight: 5000, count: quick ? 20_000 : 100_000 }) },
   { key: 'fanout', title: 'fan-out QoS 0 (1 -> 100)', options: (u) => ({ ...base(u), subscribers: 100, pattern: 'fan-out', count: quick ? 500 : 2000 }) },
   { key: 'fanin', title: 'fan-in QoS 0 (100 -> 1, wildcard)', options: (u) => ({ ...base(u), publishers: 100, pattern: 'fan-in', count: quick ? 200 : 1000 }) }
