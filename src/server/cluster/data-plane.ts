@@ -856,7 +856,6 @@ export class DataPlane {
    * backpressure: aedes' callback (and so the PUBACK) waits for it.
    */
   private forward (packet: PublishedPacket): Promise<unknown> | undefined {
-    const plain = this.routing.peersFor(packet.topic)
     // Shared subscriptions: one node per group cluster-wide (weighted round robin).
     let sharedFor: Map<string, string[]> | undefined
     for (const pick of this.routing.pickShared(packet.topic)) {
@@ -871,6 +870,7 @@ export class DataPlane {
       else keys.push(key)
     }
     if (this.links.size === 0 || !this.running) return undefined
+    const plain = this.routing.peersFor(packet.topic)
     const targets = sharedFor === undefined ? plain : [...new Set([...plain, ...sharedFor.keys()])].sort()
     packet[MESSAGE_TARGETS] = targets as string[]
     if (targets.length === 0) return undefined
