@@ -155,6 +155,8 @@ export class DataPlane {
   private readonly cipher: Keyring
   private readonly acceptor: LinkAcceptor
   private readonly links = new Map<string, PeerLink>()
+  /** Links of members declared dead, kept until their timer runs out or the member is back. */
+  private readonly parked = new Map<string, NodeJS.Timeout>()
   /** Live subscriptions per aedes deliver function (a function may hold several topics). */
   private readonly liveRoutes = new WeakMap<Deliver, Set<string>>()
   /** Persistent sessions' subscriptions, by client id: routed also while the client is offline. */
@@ -185,7 +187,14 @@ export class DataPlane {
   private readonly handoffWaiters = new Map<string, () => void>()
   private readonly onJoin = (m: Member): void => { this.ensureLink(m) }
   private readonly onUpdate = (m: Member): void => { if (m.state === 'alive') this.ensureLink(m) }
-  private readonly onLeave = (m: Member): void => { this.dropLink(m.name) }
+  private readonly onLeave = (m: Member): void => {
+    // A member declared dead may only be on the other side of a partition:
+    // keep its link (which keeps redialling) and its routes for
+    // gossip_to_the_dead_time, so what its subscribers are owed meanwhile is
+    // buffered and retransmitted after the heal. One that left is gone.
+    if (m.state === 'dead' && this.links.has(m.name)) this.park(m.name)
+    else this.dropLink(m.name)
+  }
 
   constructor (options: DataPlaneOptions) {
     this.opts = options
@@ -286,7 +295,10 @@ export class DataPlane {
   private ensureLink (m: Member): PeerLink | undefined {
     if (!this.running || m.name === this.name) return undefined
     const existing = this.links.get(m.name)
-    if (existing !== undefined) return existing
+    if (existing !== undefined) {
+      this.unpark(m.name)
+      return existing
+    }
     const bind = this.opts.config.cluster.bind
     // Dial from our bind address, so a peer sees the address we advertise (loopback aliases).
     const localAddress = bind !== '0.0.0.0' && bind !== '::' && isIP(bind) === isIP(m.addr) ? bind : undefined
@@ -317,7 +329,25 @@ export class DataPlane {
     }
   }
 
+  private park (name: string): void {
+    if (this.parked.has(name)) return
+    const keepMs = Math.max(1000, this.opts.config.cluster.config.gossip_to_the_dead_time)
+    const timer = setTimeout(() => this.dropLink(name), keepMs)
+    timer.unref()
+    this.parked.set(name, timer)
+    this.log.debug({ peer: name, keepMs }, 'peer declared dead: link and routes kept for its return')
+  }
+
+  private unpark (name: string): void {
+    const timer = this.parked.get(name)
+    if (timer === undefined) return
+    clearTimeout(timer)
+    this.parked.delete(name)
+    this.log.debug({ peer: name }, 'peer back: parked link in use again')
+  }
+
   private dropLink (name: string): void {
+    this.unpark(name)
     const link = this.links.get(name)
     if (link === undefined) return
     this.links.delete(name)
@@ -835,8 +865,8 @@ export class DataPlane {
     if (!this.running || this.links.size === 0) return
     const buf = encodeMessage({ kind: 'retained', entry })
     const waits: Array<Promise<void>> = []
-    for (const link of this.links.values()) {
-      if (link.state !== 'stopped' && link.send(buf, true) === 'backpressure') waits.push(sendWhenWritable(link, buf))
+    for (const [name, link] of this.links) {
+      if (link.state !== 'stopped' && link.send(buf, true) === 'backpressure' && !this.parked.has(name)) waits.push(sendWhenWritable(link, buf))
     }
     if (waits.length > 0) await Promise.all(waits)
   }
@@ -895,7 +925,11 @@ export class DataPlane {
       const buf = keys === undefined
         ? (plainBuf ??= encodeMessage({ kind: 'publish', publish: { ...base, plain: true } }))
         : encodeMessage({ kind: 'publish', publish: { ...base, plain: plain.includes(name), shared: keys } })
-      if (link.send(buf, reliable) === 'backpressure') (waits ??= []).push(sendWhenWritable(link, buf))
+      if (link.send(buf, reliable) !== 'backpressure') continue
+      // A peer declared dead must not stall the publishers: once its buffer
+      // is full, what it would have received is dropped (and logged).
+      if (this.parked.has(name)) this.warn('warn', { peer: name, topic: packet.topic }, 'buffer for a peer declared dead is full: message not kept for it')
+      else (waits ??= []).push(sendWhenWritable(link, buf))
     }
     return waits === undefined ? undefined : Promise.all(waits)
   }
