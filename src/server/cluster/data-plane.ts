@@ -343,6 +343,9 @@ export class DataPlane {
     if (timer === undefined) return
     clearTimeout(timer)
     this.parked.delete(name)
+    // The link may be deep in its redial backoff after a long absence; until
+    // it is up, takeover announcements and routes cannot flow.
+    this.links.get(name)?.redialNow()
     this.log.debug({ peer: name }, 'peer back: parked link in use again')
   }
 

@@ -422,6 +422,14 @@ export class PeerLink {
     else this.setState('waiting')
   }
 
+  /** Dials at once if waiting out a backoff (the peer is known to be back). */
+  redialNow (): void {
+    if (this.stateValue !== 'backoff') return
+    clearTimeout(this.retryTimer)
+    this.attempt = 0
+    this.dial()
+  }
+
   private scheduleRedial (): void {
     this.setState('backoff')
     const base = Math.min(this.opts.maxBackoffMs, this.opts.minBackoffMs * 2 ** Math.min(this.attempt, 20))
