@@ -23,15 +23,20 @@ export async function connect (url: string, options: IClientOptions = {}): Promi
   return await mqtt.connectAsync(url, { clientId: uniqueId(), reconnectPeriod: 0, connectTimeout: 5000, ...options })
 }
 
-/** Connects and resolves with the CONNACK (to look at session present and properties). */
-export async function connectWithConnack (url: string, options: IClientOptions = {}): Promise<{ client: MqttClient, connack: IConnackPacket }> {
+/**
+ * Connects and resolves with the CONNACK (to look at session present and
+ * properties), and `got`: every message received, collected from before the
+ * CONNACK (a resumed session's queue may arrive in the same read).
+ */
+export async function connectWithConnack (url: string, options: IClientOptions = {}): Promise<{ client: MqttClient, connack: IConnackPacket, got: Received[] }> {
   const client = mqtt.connect(url, { clientId: uniqueId(), reconnectPeriod: 0, connectTimeout: 5000, ...options })
+  const got = collect(client)
   try {
     const connack = await new Promise<IConnackPacket>((resolve, reject) => {
       client.once('connect', resolve)
       client.once('error', reject)
     })
-    return { client, connack }
+    return { client, connack, got }
   } catch (err) {
     client.end(true)
     throw err

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import type { MqttClient, IDisconnectPacket, Packet } from 'mqtt'
 import type { TestNode } from '../helpers/node.js'
 import { waitFor } from '../helpers/wait.js'
-import { connect, connectWithConnack, collect, uniqueId, waitForCount, RawClient } from '../helpers/mqtt-clients.js'
+import { connect, connectWithConnack, uniqueId, waitForCount, RawClient } from '../helpers/mqtt-clients.js'
 import { startCluster, nameOf, waitForRoute } from '../helpers/dataplane-cluster.js'
 
 let a: TestNode, b: TestNode, c: TestNode
@@ -46,9 +46,8 @@ test('v3.1.1: an offline session with queued QoS 1 messages moves to another nod
   for (let i = 0; i < 2; i++) await pa.publishAsync(topic, `a${i}`, { qos: 1 })
   await waitFor(() => queued(a, id) === 5, { message: 'five messages queued on A' })
 
-  const { client: second, connack } = await connectWithConnack(b.mqttUrl, { clientId: id, clean: false, protocolVersion: 4 })
+  const { client: second, connack, got } = await connectWithConnack(b.mqttUrl, { clientId: id, clean: false, protocolVersion: 4 })
   clients.push(second)
-  const got = collect(second)
   assert.equal(connack.sessionPresent, true)
   await waitForCount(got, 5)
   assert.deepEqual(got.map((m) => m.payload), ['c0', 'c1', 'c2', 'a0', 'a1'])
@@ -76,9 +75,8 @@ test('v5: a connected persistent client taken over from another node gets sessio
   await first.subscribeAsync(topic, { qos: 1 })
   await waitForRoute(c, a, `sessions/${id}/x`)
 
-  const { client: second, connack } = await connectWithConnack(b.mqttUrl, opts)
+  const { client: second, connack, got } = await connectWithConnack(b.mqttUrl, opts)
   clients.push(second)
-  const got = collect(second)
   assert.equal(connack.sessionPresent, true)
   await waitFor(() => firstClosed, { message: 'the older connection closed' })
   assert.equal(disconnects[0]?.reasonCode, 0x8E)
@@ -144,9 +142,8 @@ test('a clean-session reconnect elsewhere fetches nothing and the old session is
   await pub.publishAsync(topic, 'stale', { qos: 1 })
   await waitFor(() => queued(a, id) === 1, { message: 'one message queued on A' })
 
-  const { client: second, connack } = await connectWithConnack(b.mqttUrl, { clientId: id, clean: true })
+  const { client: second, connack, got } = await connectWithConnack(b.mqttUrl, { clientId: id, clean: true })
   clients.push(second)
-  const got = collect(second)
   assert.equal(connack.sessionPresent, false)
   // The clean start discards the old session on A too: queue and route.
   await waitFor(() => queued(a, id) === 0, { message: 'A drops the old queue' })
@@ -181,9 +178,8 @@ test('a node stopping gracefully hands its offline sessions to a peer: the clien
   await pub.publishAsync(topic, 'after stop', { qos: 1 })
   await waitFor(() => queued(holder, id) === 2, { message: 'queued on the new holder' })
   // Reconnect on the node that does not hold it: fetched from the holder.
-  const { client: second, connack } = await connectWithConnack(other.mqttUrl, { clientId: id, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 300 } })
+  const { client: second, connack, got } = await connectWithConnack(other.mqttUrl, { clientId: id, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 300 } })
   clients.push(second)
-  const got = collect(second)
   assert.equal(connack.sessionPresent, true)
   await waitForCount(got, 2)
   assert.deepEqual(got.map((m) => m.payload), ['before stop', 'after stop'])

@@ -43,7 +43,7 @@ for (const protocolVersion of [4, 5] as const) {
         await waitFor(() => node.node.mqtt.persistence.queuedFor(id) === 2, { message: 'two queued' })
         const reconnected = await connectWithConnack(node.mqttUrl, persistentOptions(protocolVersion, id))
         again = reconnected.client
-        const got = collect(again)
+        const got = reconnected.got
         assert.equal(reconnected.connack.sessionPresent, true)
         await waitForCount(got, 2)
         assert.deepEqual(got.map((m) => `${m.payload}:${m.qos}`), ['a:1', 'b:2'])
@@ -69,8 +69,9 @@ for (const protocolVersion of [4, 5] as const) {
       try {
         await pub.publishAsync(`${base}/b`, 'offline', { qos: 1 })
         await waitFor(() => node.node.mqtt.persistence.queuedFor(id) > 0, { message: 'queued' })
-        again = (await connectWithConnack(node.mqttUrl, persistentOptions(protocolVersion, id))).client
-        const got = collect(again)
+        const reconnected = await connectWithConnack(node.mqttUrl, persistentOptions(protocolVersion, id))
+        again = reconnected.client
+        const got = reconnected.got
         await waitForCount(got, 1)
         await pub.publishAsync(`${base}/b`, 'live', { qos: 1 })
         await waitForCount(got, 2)
@@ -94,8 +95,9 @@ for (const protocolVersion of [4, 5] as const) {
         for (let i = 0; i < 5; i++) await pub.publishAsync(topic, `m${i}`, { qos: 1 })
         await waitFor(async () => await metricValue(node.node.registry, 'broker_limit_rejections_total', { limit: 'queued_messages' }) === before + 2, { message: 'two drops counted' })
         assert.equal(node.node.mqtt.persistence.queuedFor(id), 3)
-        again = (await connectWithConnack(node.mqttUrl, persistentOptions(protocolVersion, id))).client
-        const got = collect(again)
+        const reconnected = await connectWithConnack(node.mqttUrl, persistentOptions(protocolVersion, id))
+        again = reconnected.client
+        const got = reconnected.got
         await waitForCount(got, 3)
         assert.deepEqual(got.map((m) => m.payload), ['m2', 'm3', 'm4'])
       } finally {
