@@ -38,7 +38,7 @@
 //   reaches cleanSubscriptions instead, which tells the peers to drop theirs.
 //   Hooking after authenticate means an unauthenticated CONNECT never moves
 //   or drops anybody's session.
-import { createHash, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { connect as netConnect, isIP, Socket as NetSocket, type Socket } from 'node:net'
 import type { Aedes, Client } from 'aedes'
 import type { Registry } from 'prom-client'
@@ -56,10 +56,11 @@ import type { LinkStreamHandler } from './net-transport.js'
 import type { LinkFaults } from './fault-injection.js'
 import {
   HybridLogicalClock, LinkAcceptor, compareStamps, PeerLink, RetainedStore, RetainedSync, RoutingTable, decodeMessage, encodeMessage, registerDataPlaneMetrics,
-  SessionFetch, newestSession,
-  type DataPlaneMessage, type ForwardedPublish, type Qos, type RetainedEntry, type RouteDelta, type Stamp, type TransferredSession
+  SessionFetch, bestSession, isEmptySession,
+  type DataPlaneMessage, type ForwardedPublish, type SessionAnswer, type TransferredPacket, type Qos, type RetainedEntry, type RouteDelta, type Stamp, type TransferredSession
 } from './dataplane/index.js'
 import type { StoredPacket } from '../mqtt/persistence.js'
+import { SessionReplication, rendezvous, transferable } from './session-replication.js'
 
 /**
  * Messages from peers queued for aedes above which the link they arrive on
@@ -142,6 +143,8 @@ export class DataPlane {
   /** Every retained message of the cluster, last writer wins; aedes' retained store follows it. */
   readonly retained: RetainedStore
   readonly sync: RetainedSync
+  /** Copies of sessions to one other node each, and the replicas held here for others (session-replication.ts). */
+  readonly replication: SessionReplication
   private readonly peerBrokerId: string
   private syncTimer: NodeJS.Timeout | undefined
   private gcTimer: NodeJS.Timeout | undefined
@@ -182,7 +185,12 @@ export class DataPlane {
   /** Session requests this node made and is waiting for answers to. */
   private readonly fetches = new Map<string, SessionFetch>()
   /** Sessions this node sent to a peer and deletes once the peer acknowledged them, by request id. */
-  private readonly handoffs = new Map<string, { clientId: string, peer: string }>()
+  private readonly handoffs = new Map<string, { clientId: string, peer: string, replica?: boolean }>()
+  /** This process's id in link HELLOs, and the last one seen from each peer: a change is a restart. */
+  private readonly process = randomUUID()
+  private readonly peerProcesses = new Map<string, string>()
+  /** Replicas being promoted to sessions of this node (their home died), by client id. */
+  private readonly promoting = new Map<string, Promise<void>>()
   /** Sessions handed off on stop, resolved when acknowledged. */
   private readonly handoffWaiters = new Map<string, () => void>()
   private readonly onJoin = (m: Member): void => { this.ensureLink(m) }
@@ -194,6 +202,9 @@ export class DataPlane {
     // buffered and retransmitted after the heal. One that left is gone.
     if (m.state === 'dead' && this.links.has(m.name)) this.park(m.name)
     else this.dropLink(m.name)
+    // Its sessions are ours now: those it handed off on a graceful stop are
+    // gone from our replicas already, what is left it could not hand off.
+    this.promoteReplicas(m.name).catch((err: Error) => this.log.warn({ peer: m.name, err: err.message }, 'sessions of a dead node not taken over'))
   }
 
   constructor (options: DataPlaneOptions) {
@@ -213,6 +224,19 @@ export class DataPlane {
     })
     this.sync = new RetainedSync(this.retained, { onApplied: (entry) => this.applyRetained(entry) })
     this.peerBrokerId = options.mqtt.aedes.id + PEER_BROKER_SUFFIX
+    this.replication = new SessionReplication({
+      log: options.log,
+      maxQueuedPerSession: options.config.mqtt.max_queued_messages,
+      host: {
+        upPeers: () => [...this.links.values()].filter((l) => l.state === 'up' && !this.parked.has(l.peerName)).map((l) => l.peerName),
+        send: (peer, m) => { const link = this.links.get(peer); if (link !== undefined) this.sendControl(link, m) },
+        queueOf: (clientId) => options.mqtt.persistence.exportQueue(clientId),
+        stampOf: (clientId) => this.sessionStamps.get(clientId) ?? { wall: 0, logical: 0, node: this.name },
+        connectedHere: (clientId) => this.localClient(clientId) !== undefined,
+        publishWill: (_clientId, will) => this.publishOrphanWill(will),
+        expire: async (clientId) => await this.removeSession(clientId)
+      }
+    })
     this.acceptor = new LinkAcceptor({
       localName: this.name,
       cipher: this.cipher,
@@ -224,7 +248,8 @@ export class DataPlane {
       refused: () => ({ ...this.acceptor.refused }) as Record<string, number>,
       routes: () => this.routing.size,
       retained: () => ({ count: this.retained.count, bytes: this.retained.bytes, tombstones: this.retained.tombstones, refused: this.retained.refused }),
-      sync: () => this.sync.stats
+      sync: () => this.sync.stats,
+      sessions: () => this.replication.stats()
     })
     this.hookAedes(options.mqtt.aedes)
   }
@@ -270,6 +295,7 @@ export class DataPlane {
     // Hand each persistent session to a peer, so a client reconnecting
     // anywhere after this node is gone still finds it.
     await this.handOffSessions().catch((err: Error) => this.log.warn({ err: err.message }, 'sessions not handed off on stop'))
+    this.replication.stop()
     this.running = false
     const { membership } = this.opts
     membership.off('join', this.onJoin)
@@ -304,6 +330,7 @@ export class DataPlane {
     const localAddress = bind !== '0.0.0.0' && bind !== '::' && isIP(bind) === isIP(m.addr) ? bind : undefined
     const link: PeerLink = new PeerLink({
       localName: this.name,
+      process: this.process,
       peerName: m.name,
       cipher: this.cipher,
       connect: () => this.opts.faults?.linksBlocked({ host: m.addr, port: m.port }) === true
@@ -335,6 +362,7 @@ export class DataPlane {
     const timer = setTimeout(() => this.dropLink(name), keepMs)
     timer.unref()
     this.parked.set(name, timer)
+    this.replication.peerGone(name)
     this.log.debug({ peer: name, keepMs }, 'peer declared dead: link and routes kept for its return')
   }
 
@@ -359,16 +387,29 @@ export class DataPlane {
     for (const [id, h] of this.handoffs) if (h.peer === name) this.handoffs.delete(id)
     link.stop()
     this.routing.removePeer(name)
+    this.replication.peerGone(name)
     this.log.debug({ peer: name }, 'peer link stopped')
   }
 
   private onLinkUp (link: PeerLink): void {
+    // A peer that restarted before the membership declared it dead lost
+    // every session it held: its replicas here are all that is left of them.
+    const proc = link.remoteProcess
+    const before = this.peerProcesses.get(link.peerName)
+    if (proc !== undefined) this.peerProcesses.set(link.peerName, proc)
+    if (before !== undefined && proc !== undefined && before !== proc) {
+      this.log.info({ peer: link.peerName }, 'peer restarted: taking over its sessions held here as replicas, replicating ours to it afresh')
+      this.promoteReplicas(link.peerName).catch((err: Error) => this.log.warn({ peer: link.peerName, err: err.message }, 'sessions of a restarted node not taken over'))
+      this.replication.peerGone(link.peerName)
+    }
     // Every (re)connect sends the whole table: it supersedes any delta the
     // peer missed, and is how a 'gap' gets repaired.
     this.sendControl(link, { kind: 'route-table', table: this.routing.localTable() })
     // A new or returning peer gets what it lacks, and we what we lack, by
     // digest comparison (docs/data-plane.md, retained-sync).
     this.sendControl(link, this.sync.begin())
+    // Sessions that had no peer to hold their replica get one.
+    if (!this.parked.has(link.peerName)) this.replication.peerUp()
   }
 
   /** Anti-entropy: compares digests with one random peer whose link is up. */
@@ -416,7 +457,7 @@ export class DataPlane {
         this.serveSession(link, m).catch((err: Error) => this.warn('warn', { client: m.clientId, peer: link.peerName, err: err.message }, 'session request not served'))
         return
       case 'session-transfer':
-        if (this.fetches.get(m.requestId)?.answer(link.peerName, m.session) !== true && m.session !== null) {
+        if (this.fetches.get(m.requestId)?.answer(link.peerName, m.session, m.replica === true) !== true && m.session !== null && m.replica !== true) {
           // Not an answer we wait for: a stopping peer hands us the session, or
           // an answer came after its CONNECT went on without it.
           this.adoptSession(link, m.requestId, m.clientId, m.session).catch((err: Error) => this.warn('warn', { client: m.clientId, err: err.message }, 'handed-off session not stored'))
@@ -424,6 +465,9 @@ export class DataPlane {
         return
       case 'session-ack':
         this.completeHandoff(m.requestId, link.peerName).catch((err: Error) => this.warn('warn', { client: m.clientId, err: err.message }, 'moved session not removed here'))
+        return
+      case 'replica':
+        this.replication.apply(link.peerName, m.ops)
         return
       case 'retained':
         if (this.retained.merge(m.entry) === 'applied') this.applyRetained(m.entry)
@@ -442,8 +486,20 @@ export class DataPlane {
    */
   private takeOver (clientId: string, stamp: Stamp, peer: string): void {
     try { this.clock.observe(stamp) } catch { /* too far ahead: compared by stamp anyway */ }
+    // A will owed here for this client (its node died) is cancelled: it is back.
+    this.replication.clientSeen(clientId, false)
     const local = (this.opts.mqtt.aedes as Aedes & { clients: Record<string, Client | undefined> }).clients[clientId]
-    if (local === undefined || local.closed) return
+    if (local === undefined || local.closed) {
+      // An offline copy older than that connection is stale: the client took
+      // its session from another copy (this node did not answer in time) or
+      // started clean. Kept, it would keep attracting messages for nobody.
+      const held = this.sessionStamps.get(clientId)
+      if (this.holdsSession(clientId) && held !== undefined && compareStamps(held, stamp) < 0 && !this.connecting.has(clientId)) {
+        this.log.info({ client: clientId, peer }, 'client connected on another node with a newer session: stale copy here removed')
+        this.removeSession(clientId).catch((err: Error) => this.warn('warn', { client: clientId, err: err.message }, 'stale session not removed'))
+      }
+      return
+    }
     const mine = this.connectedAt.get(local)
     if (mine !== undefined && compareStamps(mine, stamp) >= 0) return // ours is the newer connection
     if (this.closing.has(local)) return
@@ -483,17 +539,23 @@ export class DataPlane {
    */
   private async fetchSession (clientId: string): Promise<void> {
     const peers = [...this.links.values()].filter((l) => l.state === 'up').map((l) => l.peerName)
-    if (peers.length === 0) return
     const requestId = randomUUID()
-    const fetch = new SessionFetch(requestId, clientId, peers, SESSION_FETCH_TIMEOUT_MS)
-    this.fetches.set(requestId, fetch)
-    const request: DataPlaneMessage = { kind: 'session-request', requestId, clientId, stamp: this.clock.now(), resume: true }
-    for (const peer of peers) this.sendControl(this.links.get(peer)!, request)
-    const answers = await fetch.done
-    this.fetches.delete(requestId)
-    if (answers.length === 0) return
-    const best = newestSession(answers)!
-    await this.storeSession(clientId, best.peer, best.session)
+    let answers: SessionAnswer[] = []
+    if (peers.length > 0) {
+      const fetch = new SessionFetch(requestId, clientId, peers, SESSION_FETCH_TIMEOUT_MS)
+      this.fetches.set(requestId, fetch)
+      const request: DataPlaneMessage = { kind: 'session-request', requestId, clientId, stamp: this.clock.now(), resume: true }
+      for (const peer of peers) this.sendControl(this.links.get(peer)!, request)
+      answers = await fetch.done
+      this.fetches.delete(requestId)
+    }
+    // A replica held here counts like a peer's, after any home copy: its
+    // home may be dead and not declared so yet. The session lives here from
+    // now on, so a replica of it here has no more use either way.
+    const local = this.replication.replicas.take(clientId)
+    const candidates = local === undefined || isEmptySession(local.session) ? answers : [...answers, { peer: this.name, session: local.session, replica: true }]
+    const best = bestSession(candidates)
+    if (best !== undefined) await this.storeSession(clientId, best.peer, best.session)
     // Older copies are acknowledged too: they are stale, their holders drop them.
     const ack: DataPlaneMessage = { kind: 'session-ack', requestId, clientId }
     for (const a of answers) {
@@ -527,6 +589,7 @@ export class DataPlane {
     if (session.subscriptions.length > 0) await p.addSubscriptions({ id: clientId }, session.subscriptions)
     p.importQueue(clientId, session.queue as StoredPacket[])
     this.sessionStamps.set(clientId, session.stamp)
+    this.replication.resync(clientId)
     this.log.info({ client: clientId, from, subscriptions: session.subscriptions.length, queued: session.queue.length }, 'persistent session moved here from another node')
   }
 
@@ -542,7 +605,7 @@ export class DataPlane {
     const p = this.opts.mqtt.persistence
     const waits: Array<Promise<unknown>> = []
     for (const clientId of [...this.storedRoutes.keys()]) {
-      const link = rendezvous(clientId, up)
+      const link = this.links.get(rendezvous(clientId, up.map((l) => l.peerName)))!
       const subscriptions = (await this.storedSubscriptions({ id: clientId })).map(({ clientId: _c, ...sub }) => sub)
       const session: TransferredSession = {
         stamp: this.sessionStamps.get(clientId) ?? { wall: 0, logical: 0, node: this.name },
@@ -574,6 +637,7 @@ export class DataPlane {
    */
   private async serveSession (link: PeerLink, m: Extract<DataPlaneMessage, { kind: 'session-request' }>): Promise<void> {
     try { this.clock.observe(m.stamp) } catch { /* too far ahead: compared by stamp anyway */ }
+    await this.promoting.get(m.clientId)
     const local = (this.opts.mqtt.aedes as Aedes & { clients: Record<string, Client | undefined> }).clients[m.clientId]
     if (local !== undefined && !local.closed) {
       const mine = this.connectedAt.get(local)
@@ -587,10 +651,20 @@ export class DataPlane {
     }
     if (!m.resume) {
       if (this.holdsSession(m.clientId)) await this.removeSession(m.clientId)
+      this.replication.replicas.delete(m.clientId)
       return
     }
     let session: TransferredSession | null = null
-    if (this.holdsSession(m.clientId)) {
+    if (!this.holdsSession(m.clientId)) {
+      // Not at home here; a replica is sent (and dropped once acknowledged)
+      // for the case its home is dead and not declared so yet.
+      const replica = this.replication.replicas.peek(m.clientId)
+      if (replica !== undefined && !isEmptySession(replica.session)) {
+        this.handoffs.set(m.requestId, { clientId: m.clientId, peer: link.peerName, replica: true })
+        this.sendControl(link, { kind: 'session-transfer', requestId: m.requestId, clientId: m.clientId, session: replica.session, replica: true })
+        return
+      }
+    } else {
       const p = this.opts.mqtt.persistence
       const subscriptions = (await this.storedSubscriptions({ id: m.clientId })).map(({ clientId: _c, ...sub }) => sub)
       session = {
@@ -608,6 +682,11 @@ export class DataPlane {
     const h = this.handoffs.get(requestId)
     if (h === undefined || h.peer !== peer) return
     this.handoffs.delete(requestId)
+    if (h.replica === true) {
+      // The requester resumed from our replica or from the home copy: either way this one is spent.
+      this.replication.replicas.delete(h.clientId)
+      return
+    }
     const waiter = this.handoffWaiters.get(requestId)
     this.handoffWaiters.delete(requestId)
     waiter?.()
@@ -621,6 +700,62 @@ export class DataPlane {
     await p.cleanSubscriptions({ id: clientId }) // hooked: unroutes
     p.dropQueue(clientId)
     this.sessionStamps.delete(clientId)
+  }
+
+  /**
+   * A home node died (or left without handing its sessions off): the
+   * replicas held here for it become sessions of this node, routed and
+   * replicated from here (session-replication.ts times their wills and
+   * expiries).
+   */
+  private async promoteReplicas (peer: string): Promise<void> {
+    const promoted = this.replication.promote(peer)
+    if (promoted.length === 0) return
+    let stored = 0
+    // A session request for one of them waits until it is stored (serveSession).
+    let done!: () => void
+    const storing = new Promise<void>((resolve) => { done = resolve })
+    for (const { clientId } of promoted) this.promoting.set(clientId, storing)
+    try {
+      for (const { clientId, replica } of promoted) {
+        // Connected here already (it reconnected before the death was declared): its session is live here.
+        if (this.localClient(clientId) !== undefined || isEmptySession(replica.session)) continue
+        await this.storeSession(clientId, `replica of ${peer}`, replica.session)
+        stored++
+      }
+    } finally {
+      for (const { clientId } of promoted) if (this.promoting.get(clientId) === storing) this.promoting.delete(clientId)
+      done()
+    }
+    this.log.warn({ peer, sessions: stored, replicas: promoted.length }, 'node gone: took over the sessions it held whose replicas were here')
+  }
+
+  /** Publishes the will of a client whose node died, as its node would have: to local subscribers and to peers. */
+  private publishOrphanWill (will: TransferredPacket): void {
+    const { willDelayInterval: _delay, ...properties } = (will.properties ?? {}) as Record<string, unknown>
+    const packet = {
+      cmd: 'publish' as const,
+      topic: will.topic ?? '',
+      payload: will.payload ?? Buffer.alloc(0),
+      qos: (will.qos ?? 0) as Qos,
+      retain: will.retain === true,
+      dup: false,
+      ...(Object.keys(properties).length === 0 ? {} : { properties })
+    }
+    const waits = this.forward(packet as unknown as PublishedPacket)
+    const publish = (): void => {
+      this.opts.mqtt.aedes.publish(packet as never, (err) => {
+        if (err !== undefined && err !== null) this.warn('warn', { topic: packet.topic, err: err.message }, 'will of a client whose node died not published')
+      })
+    }
+    if (waits === undefined) publish()
+    else waits.then(publish, publish)
+  }
+
+  /** The live local connection of a client id, if any. */
+  private localClient (clientId: string): Client | undefined {
+    const c = (this.opts.mqtt.aedes as Aedes & { clients: Record<string, Client | undefined> }).clients[clientId]
+    return c === undefined || c.closed ? undefined : c
   }
 
   /** Makes aedes' retained store (what SUBSCRIBE reads) follow an entry that won in ours. */
@@ -747,13 +882,18 @@ export class DataPlane {
       const stamp = this.clock.now()
       this.connectedAt.set(client, stamp)
       this.sessionStamps.set(client.id, stamp)
+      this.replication.connected(client.id)
       if (!this.running) return
       const m: DataPlaneMessage = { kind: 'client-connected', clientId: client.id, stamp }
       for (const link of this.links.values()) this.sendControl(link, m)
     })
     aedes.on('clientDisconnect', (client) => {
+      const c = client as Client & { clean?: boolean, sessionExpiryInterval?: number }
+      // A closed connection replaced by a newer one of the same id is not the session's end.
+      if (this.localClient(client.id) !== undefined) return
       // A clean session ends with its connection: nothing to compare later.
-      if ((client as Client & { clean?: boolean }).clean === true) this.sessionStamps.delete(client.id)
+      if (c.clean === true) this.sessionStamps.delete(client.id)
+      this.replication.disconnected(client.id, c.clean === true ? 0 : (c.sessionExpiryInterval ?? 0xFFFFFFFF))
     })
     // Session move: note who is connecting and whether it resumes (see the top of the file).
     const preConnect = aedes.preConnect.bind(aedes)
@@ -788,6 +928,7 @@ export class DataPlane {
     const add = p.addSubscriptions.bind(p)
     p.addSubscriptions = async (client, subs) => {
       await add(client, subs)
+      this.replication.subscribed(client.id, subs)
       let topics = this.storedRoutes.get(client.id)
       for (const s of subs) {
         if (!routable(s.topic)) continue
@@ -809,6 +950,7 @@ export class DataPlane {
     const remove = p.removeSubscriptions.bind(p)
     p.removeSubscriptions = async (client, unsubs) => {
       await remove(client, unsubs)
+      this.replication.unsubscribed(client.id, unsubs)
       const topics = this.storedRoutes.get(client.id)
       if (topics === undefined) return
       for (const t of unsubs) if (topics.delete(t)) this.localRoute(t, false)
@@ -828,6 +970,39 @@ export class DataPlane {
       await storeRetained(packet)
       if (entry !== undefined) await this.replicate(entry)
     }
+    // The outgoing queues and wills, for the replicas (session-replication.ts).
+    const enqueue = p.outgoingEnqueue.bind(p)
+    p.outgoingEnqueue = async (sub, packet) => {
+      await enqueue(sub, packet)
+      this.replication.enqueued(sub.clientId, packet)
+    }
+    const enqueueCombi = p.outgoingEnqueueCombi.bind(p)
+    p.outgoingEnqueueCombi = async (subs, packet) => {
+      await enqueueCombi(subs, packet)
+      for (const sub of subs) this.replication.enqueued(sub.clientId, packet)
+    }
+    const update = p.outgoingUpdate.bind(p)
+    p.outgoingUpdate = async (client, packet) => {
+      await update(client, packet)
+      this.replication.updated(client.id, packet)
+    }
+    const clearId = p.outgoingClearMessageId.bind(p)
+    p.outgoingClearMessageId = async (client, packet) => {
+      const entry = await clearId(client, packet)
+      if (entry !== undefined && typeof packet.messageId === 'number') this.replication.cleared(client.id, packet.messageId)
+      return entry
+    }
+    const putWill = p.putWill.bind(p)
+    p.putWill = async (client, will) => {
+      await putWill(client, will)
+      this.replication.willStored(client.id, will)
+    }
+    const delWill = p.delWill.bind(p)
+    p.delWill = async (client) => {
+      const will = await delWill(client)
+      this.replication.willDeleted(client.id)
+      return will
+    }
     const clean = p.cleanSubscriptions.bind(p)
     p.cleanSubscriptions = async (client) => {
       const c = this.connecting.get(client.id)
@@ -837,6 +1012,7 @@ export class DataPlane {
         if (this.running) this.discardSessionElsewhere(client.id)
       }
       await clean(client)
+      this.replication.ended(client.id)
       const topics = this.storedRoutes.get(client.id)
       if (topics === undefined) return
       this.storedRoutes.delete(client.id)
@@ -945,28 +1121,6 @@ async function sendWhenWritable (link: PeerLink, buf: Buffer): Promise<void> {
     if (link.state === 'stopped') return
     if (link.send(buf, true) !== 'backpressure') return
   }
-}
-
-/** The link whose peer ranks highest for this client id (rendezvous hashing): stable as long as that peer is up. */
-function rendezvous (clientId: string, links: PeerLink[]): PeerLink {
-  let best = links[0]!
-  let bestScore = ''
-  for (const l of links) {
-    const score = createHash('sha1').update(clientId).update('\u0000').update(l.peerName).digest('hex')
-    if (score > bestScore) { best = l; bestScore = score }
-  }
-  return best
-}
-
-/** A queued packet as it travels: only data fields (aedes' packets may carry callbacks). */
-function transferable (p: StoredPacket): TransferredSession['queue'][number] {
-  const out: TransferredSession['queue'][number] = { cmd: p.cmd ?? 'publish' }
-  for (const k of ['topic', 'payload', 'qos', 'retain', 'dup', 'messageId', 'brokerId', 'brokerCounter', 'properties', 'messageExpiry'] as const) {
-    const v = p[k]
-    if (v !== undefined && v !== null) (out as Record<string, unknown>)[k] = v
-  }
-  if (typeof out.payload === 'string') out.payload = Buffer.from(out.payload)
-  return out
 }
 
 /**

@@ -26,7 +26,8 @@ test('data-plane metrics are read from the components at scrape time', async () 
     refused: () => ({ auth: 2 }),
     routes: () => 42,
     retained: () => ({ count: 7, bytes: 700, tombstones: 1, refused: 3 }),
-    sync: () => sync
+    sync: () => sync,
+    sessions: () => ({ replicasHeld: 3, replicaQueued: 11, replicatedSessions: 2, opsSent: 40, opsApplied: 30, opsIgnored: 1, promoted: 3, willsPublished: 1 })
   })
   assert.equal(await value(registry, 'broker_cluster_link_messages_sent_total', { peer: 'b' }), 10)
   assert.equal(await value(registry, 'broker_cluster_link_shed_total', { peer: 'b' }), 2)
@@ -39,6 +40,11 @@ test('data-plane metrics are read from the components at scrape time', async () 
   assert.equal(await value(registry, 'broker_retained_messages'), 7)
   assert.equal(await value(registry, 'broker_retained_refused_total'), 3)
   assert.equal(await value(registry, 'broker_retained_sync_repaired_total'), 9)
+  assert.equal(await value(registry, 'broker_cluster_session_replicas'), 3)
+  assert.equal(await value(registry, 'broker_cluster_session_replica_queued_messages'), 11)
+  assert.equal(await value(registry, 'broker_cluster_session_replica_ops_total', { direction: 'applied' }), 30)
+  assert.equal(await value(registry, 'broker_cluster_sessions_promoted_total'), 3)
+  assert.equal(await value(registry, 'broker_cluster_orphan_wills_published_total'), 1)
   // A link replaced by a new one (its counters start again) keeps the metric monotonic; a gone peer leaves the gauges.
   links = [['b', stats({ messagesSent: 4 })]]
   sync.repaired = 12

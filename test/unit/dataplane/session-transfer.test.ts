@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { MessageDecodeError, decodeMessage, encodeMessage, type DataPlaneMessage } from '../../../src/server/cluster/dataplane/messages.js'
 import { encodeStamp } from '../../../src/server/cluster/dataplane/hlc.js'
-import { SessionFetch, newestSession, queueKey, type TransferredSession } from '../../../src/server/cluster/dataplane/session-transfer.js'
+import { SessionFetch, bestSession, queueKey, type TransferredSession } from '../../../src/server/cluster/dataplane/session-transfer.js'
 import { LimitedPersistence } from '../../../src/server/mqtt/persistence.js'
 
 const stamp = { wall: 1_700_000_000_123, logical: 4, node: 'node-b' }
@@ -58,12 +58,16 @@ test('a malformed session transfer throws MessageDecodeError', () => {
   }
 })
 
-test('the newest copy of a session wins', () => {
-  const older = { peer: 'a', session: { ...session, stamp: { wall: 1, logical: 9, node: 'z' } } }
-  const newer = { peer: 'b', session: { ...session, stamp: { wall: 2, logical: 0, node: 'a' } } }
-  assert.equal(newestSession([older, newer])?.peer, 'b')
-  assert.equal(newestSession([newer, older])?.peer, 'b')
-  assert.equal(newestSession([]), undefined)
+test('the newest home copy of a session wins; a replica only when no home copy answered', () => {
+  const older = { peer: 'a', replica: false, session: { ...session, stamp: { wall: 1, logical: 9, node: 'z' } } }
+  const newer = { peer: 'b', replica: false, session: { ...session, stamp: { wall: 2, logical: 0, node: 'a' } } }
+  const replica = { peer: 'r', replica: true, session: { ...session, stamp: { wall: 3, logical: 0, node: 'a' } } }
+  const oldReplica = { peer: 'q', replica: true, session: { ...session, stamp: { wall: 0, logical: 0, node: 'a' } } }
+  assert.equal(bestSession([older, newer])?.peer, 'b')
+  assert.equal(bestSession([newer, older])?.peer, 'b')
+  assert.equal(bestSession([replica, older, newer])?.peer, 'b', 'a home copy beats a newer-stamped replica')
+  assert.equal(bestSession([oldReplica, replica])?.peer, 'r')
+  assert.equal(bestSession([]), undefined)
   assert.notEqual(queueKey({ cmd: 'pubrel', messageId: 1 }), queueKey({ cmd: 'publish', brokerId: 'x', brokerCounter: 1 }))
 })
 

@@ -37,6 +37,12 @@ export interface Hello {
   incarnation: string
   /** What the sender has delivered from the receiver: lets the receiver drop acked messages and resend the rest. */
   recv: { incarnation: string | null, seq: number }
+  /**
+   * Random id of the sender's node process (the same on all its links; a
+   * link's incarnation also changes when a live node replaces the link):
+   * a new one means the peer restarted and lost every state it held.
+   */
+  process?: string
 }
 
 export interface Refuse { code: string, message: string }
@@ -181,7 +187,14 @@ function checkHello (v: unknown): Hello {
     typeof v.recv.seq !== 'number' || !Number.isSafeInteger(v.recv.seq) || v.recv.seq < 0) {
     throw new LinkProtocolError('handshake', 'malformed hello')
   }
-  return { proto: v.proto, name: v.name, incarnation: v.incarnation, recv: { incarnation: v.recv.incarnation as string | null, seq: v.recv.seq } }
+  if (v.process !== undefined && typeof v.process !== 'string') throw new LinkProtocolError('handshake', 'malformed hello')
+  return {
+    proto: v.proto,
+    name: v.name,
+    incarnation: v.incarnation,
+    recv: { incarnation: v.recv.incarnation as string | null, seq: v.recv.seq },
+    ...(v.process === undefined ? {} : { process: v.process })
+  }
 }
 
 function checkRefuse (v: unknown): Refuse {

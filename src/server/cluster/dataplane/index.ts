@@ -15,8 +15,12 @@ export { PeerLink, dialsTo, type PeerLinkOptions, type LinkState, type LinkStats
 export { LinkAcceptor, LinkListener, type LinkAcceptorOptions } from './link-acceptor.js'
 export { RetainedSync, type RetainedSyncStats, type RetainedSyncOptions } from './retained-sync.js'
 export { encodeMessage, decodeMessage, MessageDecodeError, type DataPlaneMessage, type ForwardedPublish, type PublishProperties } from './messages.js'
-export { registerDataPlaneMetrics, type DataPlaneSources } from './metrics.js'
+export { registerDataPlaneMetrics, type DataPlaneSources, type SessionReplicationStats } from './metrics.js'
 export {
-  SessionFetch, checkSession, isEmptySession, newestSession, queueKey,
-  type TransferredSession, type TransferredSubscription, type TransferredPacket
+  SessionFetch, checkSession, isEmptySession, bestSession, queueKey,
+  type SessionAnswer, type TransferredSession, type TransferredSubscription, type TransferredPacket
 } from './session-transfer.js'
+export {
+  ReplicaStore, checkReplicaOp, encodeReplicaOp, sessionExpiresAt, willDueAt,
+  type ClientReplicaOp, type ReplicaOp, type ReplicaConnection, type ReplicaSnapshot, type TakenReplica
+} from './session-replica.js'

@@ -14,8 +14,9 @@
 //   SYNC_ENTRIES  0x08 JSON bytes {round} | entry count (uint32) | entries
 //   CLIENT_CONNECTED 0x09 JSON bytes {clientId, stamp}   (one session per client id)
 //   SESSION_REQUEST  0x0A JSON bytes {requestId, clientId, stamp, resume}   (session move, session-transfer.ts)
-//   SESSION_TRANSFER 0x0B JSON bytes {requestId, clientId, session: null | {stamp, subscriptions, queue}}
+//   SESSION_TRANSFER 0x0B JSON bytes {requestId, clientId, session: null | {stamp, subscriptions, queue}, replica?}
 //   SESSION_ACK      0x0C JSON bytes {requestId, clientId}
+//   REPLICA          0x0D JSON bytes {ops: [{clientId, op, ...}]}   (session replicas, session-replica.ts)
 //   entry = topic str16 | stamp str16 (encodeStamp) | qos uint8 | properties bytes | payload bytes
 //
 // Publishes and retained entries are binary (payloads are not copied into
@@ -27,6 +28,7 @@ import { decodeStamp, encodeStamp, type Stamp } from './hlc.js'
 import type { BucketSummary, Qos, RetainedEntry } from './retained-store.js'
 import type { RouteDelta, RouteTable } from './routing-table.js'
 import { checkSession, type TransferredSession } from './session-transfer.js'
+import { checkReplicaOp, encodeReplicaOp, type ClientReplicaOp } from './session-replica.js'
 
 /** MQTT 5 PUBLISH properties that cross a hop (section 3.3.2.3). */
 export type PublishProperties = Record<string, unknown>
@@ -59,12 +61,18 @@ export type DataPlaneMessage =
   | { kind: 'client-connected', clientId: string, stamp: Stamp }
   /** A client resuming (`resume`) or starting clean connects on the sender: the holder of its session hands it over (or drops it). */
   | { kind: 'session-request', requestId: string, clientId: string, stamp: Stamp, resume: boolean }
-  /** The answer to a session-request: the session, or null when the sender holds none. */
-  | { kind: 'session-transfer', requestId: string, clientId: string, session: TransferredSession | null }
+  /**
+   * The answer to a session-request: the session, or null when the sender
+   * holds none; `replica`: the sender holds only a replica (its home did not
+   * answer, or died), which counts only when no home copy arrives.
+   */
+  | { kind: 'session-transfer', requestId: string, clientId: string, session: TransferredSession | null, replica?: boolean }
   /** The requester stored the transferred session: the holder may now delete its copy. */
   | { kind: 'session-ack', requestId: string, clientId: string }
+  /** Changes of sessions whose home is the sender, for the replicas the receiver holds, in order. */
+  | { kind: 'replica', ops: ClientReplicaOp[] }
 
-const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12 } as const
+const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13 } as const
 const HOP_LOCAL = new Set(['topicAlias', 'subscriptionIdentifier'])
 
 /** A DATA payload that is not a valid data-plane message (counted; the link stays up). */
@@ -177,10 +185,12 @@ export function encodeMessage (m: DataPlaneMessage): Buffer {
       w.json({
         requestId: m.requestId,
         clientId: m.clientId,
-        session: m.session === null ? null : { stamp: encodeStamp(m.session.stamp), subscriptions: m.session.subscriptions, queue: m.session.queue }
+        session: m.session === null ? null : { stamp: encodeStamp(m.session.stamp), subscriptions: m.session.subscriptions, queue: m.session.queue },
+        ...(m.replica === true ? { replica: true } : {})
       })
       break
     case 'session-ack': w.json({ requestId: m.requestId, clientId: m.clientId }); break
+    case 'replica': w.json({ ops: m.ops.map((op) => encodeReplicaOp(op, encodeStamp)) }); break
     case 'sync-digest': w.json({ round: m.round }); w.bytes(m.digest); break
     case 'sync-summary': w.json({ round: m.round, buckets: m.buckets, summary: m.summary }); break
     case 'sync-push':
@@ -247,13 +257,28 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
           throw new MessageDecodeError(`bad session-transfer: ${(err as Error).message}`)
         }
       }
-      m = { kind: 'session-transfer', requestId: h.requestId, clientId: h.clientId, session }
+      m = { kind: 'session-transfer', requestId: h.requestId, clientId: h.clientId, session, ...(h.replica === true ? { replica: true } : {}) }
       break
     }
     case KIND['session-ack']: {
       const h = object(r.json())
       if (typeof h.requestId !== 'string' || typeof h.clientId !== 'string') throw new MessageDecodeError('bad session-ack')
       m = { kind: 'session-ack', requestId: h.requestId, clientId: h.clientId }
+      break
+    }
+    case KIND.replica: {
+      const h = object(r.json())
+      if (!Array.isArray(h.ops)) throw new MessageDecodeError('bad replica message')
+      const stamp = (t: unknown): Stamp => {
+        if (typeof t !== 'string') throw new MessageDecodeError('bad stamp')
+        return stampOf(t)
+      }
+      try {
+        m = { kind: 'replica', ops: h.ops.map((op) => checkReplicaOp(op, stamp)) }
+      } catch (err) {
+        if (err instanceof MessageDecodeError) throw err
+        throw new MessageDecodeError(`bad replica message: ${(err as Error).message}`)
+      }
       break
     }
     case KIND['sync-digest']: {

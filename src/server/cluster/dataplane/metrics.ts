@@ -16,6 +16,20 @@ export interface DataPlaneSources {
   routes: () => number
   retained: () => { count: number, bytes: number, tombstones: number, refused: number }
   sync: () => RetainedSyncStats
+  /** Session replication (../session-replication.ts). */
+  sessions: () => SessionReplicationStats
+}
+
+/** The figures ../session-replication.ts keeps (structurally; this folder does not import the composition). */
+export interface SessionReplicationStats {
+  replicasHeld: number
+  replicaQueued: number
+  replicatedSessions: number
+  opsSent: number
+  opsApplied: number
+  opsIgnored: number
+  promoted: number
+  willsPublished: number
 }
 
 type LinkCounterField = 'messagesSent' | 'messagesReceived' | 'bytesSent' | 'bytesReceived' | 'retransmitted' | 'duplicates' | 'shed' | 'backpressured'
@@ -127,4 +141,24 @@ export function registerDataPlaneMetrics (registry: Registry, live: DataPlaneSou
     registers: [registry],
     collect () { follow(this, repairedSeen, {}, live.sync().repaired) }
   })
+  new Gauge({ name: 'broker_cluster_session_replicas', help: 'Session replicas this node holds for sessions whose home is another node', registers: [registry], collect () { this.set(live.sessions().replicasHeld) } })
+  new Gauge({ name: 'broker_cluster_session_replica_queued_messages', help: 'QoS 1/2 messages queued in the session replicas this node holds', registers: [registry], collect () { this.set(live.sessions().replicaQueued) } })
+  new Gauge({ name: 'broker_cluster_replicated_sessions', help: 'Sessions at home on this node whose replica is on a peer', registers: [registry], collect () { this.set(live.sessions().replicatedSessions) } })
+  const opsSeen = new Map<string, number>()
+  new Counter({
+    name: 'broker_cluster_session_replica_ops_total',
+    help: 'Session changes sent to replica holders (sent), applied to replicas held here (applied), or matching no replica (ignored)',
+    labelNames: ['direction'] as const,
+    registers: [registry],
+    collect () {
+      const s = live.sessions()
+      follow(this, opsSeen, { direction: 'sent' }, s.opsSent)
+      follow(this, opsSeen, { direction: 'applied' }, s.opsApplied)
+      follow(this, opsSeen, { direction: 'ignored' }, s.opsIgnored)
+    }
+  })
+  const promotedSeen = new Map<string, number>()
+  new Counter({ name: 'broker_cluster_sessions_promoted_total', help: 'Session replicas this node took over because their home node died', registers: [registry], collect () { follow(this, promotedSeen, {}, live.sessions().promoted) } })
+  const willsSeen = new Map<string, number>()
+  new Counter({ name: 'broker_cluster_orphan_wills_published_total', help: 'Wills of clients whose node died, published by this node as their replica holder', registers: [registry], collect () { follow(this, willsSeen, {}, live.sessions().willsPublished) } })
 }

@@ -63,6 +63,8 @@ export interface LinkStats {
 
 export interface PeerLinkOptions {
   localName: string
+  /** This node's process id, sent in the HELLO (Hello.process); the peer's is `remoteProcess` once up. */
+  process?: string
   peerName: string
   cipher: FrameCipher
   /** Opens a connection to the peer. Required on the dialing side (the lower name). */
@@ -103,7 +105,7 @@ export class PeerLink {
   readonly dialer: boolean
   /** This process's sender identity on this link. */
   readonly incarnation = randomBytes(8).toString('hex')
-  private readonly opts: Required<Omit<PeerLinkOptions, 'connect' | 'onUp' | 'onStateChange' | 'onError'>> & PeerLinkOptions
+  private readonly opts: Required<Omit<PeerLinkOptions, 'connect' | 'onUp' | 'onStateChange' | 'onError' | 'process'>> & PeerLinkOptions
   private stateValue: LinkState = 'idle'
   private socket: Socket | undefined
   private decoder: FrameDecoder | undefined
@@ -129,6 +131,8 @@ export class PeerLink {
 
   // receiver side
   private recvIncarnation: string | null = null
+  /** The peer's process id from its last HELLO (Hello.process). */
+  remoteProcess: string | undefined
   private readingPaused = false
   private delivered = 0
 
@@ -351,7 +355,8 @@ export class PeerLink {
       proto: LINK_PROTOCOL_VERSION,
       name: this.localName,
       incarnation: this.incarnation,
-      recv: { incarnation: this.recvIncarnation, seq: this.delivered }
+      recv: { incarnation: this.recvIncarnation, seq: this.delivered },
+      ...(this.opts.process === undefined ? {} : { process: this.opts.process })
     }
     return frame(this.opts.cipher.seal(encodeRecord({ type: 'hello', hello })))
   }
@@ -364,6 +369,7 @@ export class PeerLink {
   private connectionUp (hello: Hello): void {
     clearTimeout(this.handshakeTimer)
     this.checkHello(hello)
+    this.remoteProcess = hello.process
     if (hello.incarnation !== this.recvIncarnation) {
       // A new sender lifetime: its sequence numbers start again.
       this.recvIncarnation = hello.incarnation

@@ -55,35 +55,54 @@ export interface TransferredSession {
 export function checkSession (v: Record<string, unknown>): TransferredSession {
   const { stamp, subscriptions, queue } = v
   if (!Array.isArray(subscriptions) || !Array.isArray(queue)) throw new Error('subscriptions and queue must be arrays')
-  for (const s of subscriptions) {
-    if (typeof s !== 'object' || s === null || typeof s.topic !== 'string' || !isQos(s.qos)) throw new Error('bad subscription')
-  }
-  for (const p of queue) {
-    if (typeof p !== 'object' || p === null) throw new Error('bad queued packet')
-    if (p.cmd === 'pubrel') {
-      if (!isPacketId(p.messageId)) throw new Error('bad pubrel')
-      continue
-    }
-    if (p.cmd !== 'publish' || typeof p.topic !== 'string' || !Buffer.isBuffer(p.payload) || !isQos(p.qos)) throw new Error('bad queued publish')
-    if (p.messageId !== undefined && p.messageId !== null && !isPacketId(p.messageId)) throw new Error('bad packet identifier')
-  }
+  subscriptions.forEach(checkSubscription)
+  queue.forEach(checkPacket)
   return { stamp: stamp as Stamp, subscriptions: subscriptions as TransferredSubscription[], queue: queue as TransferredPacket[] }
 }
 
+/** Throws unless `s` is a stored subscription (topic and QoS). */
+export function checkSubscription (s: unknown): asserts s is TransferredSubscription {
+  const o = s as Record<string, unknown> | null
+  if (typeof o !== 'object' || o === null || typeof o.topic !== 'string' || !isQos(o.qos)) throw new Error('bad subscription')
+}
+
+/** Throws unless `p` is a queued PUBLISH (topic, payload, QoS, optional packet identifier) or a PUBREL. */
+export function checkPacket (p: unknown): asserts p is TransferredPacket {
+  const o = p as Record<string, unknown> | null
+  if (typeof o !== 'object' || o === null) throw new Error('bad queued packet')
+  if (o.cmd === 'pubrel') {
+    if (!isPacketId(o.messageId)) throw new Error('bad pubrel')
+    return
+  }
+  if (o.cmd !== 'publish' || typeof o.topic !== 'string' || !Buffer.isBuffer(o.payload) || !isQos(o.qos)) throw new Error('bad queued publish')
+  if (o.messageId !== undefined && o.messageId !== null && !isPacketId(o.messageId)) throw new Error('bad packet identifier')
+}
+
+export function isPacketId (v: unknown): v is number { return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535 }
+
 function isQos (v: unknown): boolean { return v === 0 || v === 1 || v === 2 }
-function isPacketId (v: unknown): boolean { return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535 }
 
 /** Whether a session holds anything worth moving. */
 export function isEmptySession (s: { subscriptions: unknown[], queue: unknown[] }): boolean {
   return s.subscriptions.length === 0 && s.queue.length === 0
 }
 
-/** The newest of the copies (by stamp; ties: the first), or undefined for none. */
-export function newestSession<T extends { session: TransferredSession }> (copies: T[]): T | undefined {
+/**
+ * The copy to resume from: the newest (by stamp; ties: the first) of the
+ * home copies, else the newest replica (session-replica.ts), or undefined
+ * for none. A home copy is the session itself; a replica may trail it.
+ */
+export function bestSession<T extends { session: TransferredSession, replica: boolean }> (copies: T[]): T | undefined {
   let best: T | undefined
-  for (const c of copies) if (best === undefined || compareStamps(c.session.stamp, best.session.stamp) > 0) best = c
+  for (const c of copies) {
+    if (best === undefined || (best.replica && !c.replica)) { best = c; continue }
+    if (c.replica === best.replica && compareStamps(c.session.stamp, best.session.stamp) > 0) best = c
+  }
   return best
 }
+
+/** One answer to a session-request that carried a session. */
+export interface SessionAnswer { peer: string, session: TransferredSession, replica: boolean }
 
 /** A key that tells queued copies of one message apart from other messages (aedes' broker stamp). */
 export function queueKey (p: { brokerId?: unknown, brokerCounter?: unknown, cmd?: unknown, messageId?: unknown }): string {
@@ -99,10 +118,10 @@ export class SessionFetch {
   readonly requestId: string
   readonly clientId: string
   private readonly waiting: Set<string>
-  private readonly answers: Array<{ peer: string, session: TransferredSession }> = []
+  private readonly answers: SessionAnswer[] = []
   private readonly timer: NodeJS.Timeout
-  private resolve!: (answers: Array<{ peer: string, session: TransferredSession }>) => void
-  readonly done: Promise<Array<{ peer: string, session: TransferredSession }>>
+  private resolve!: (answers: SessionAnswer[]) => void
+  readonly done: Promise<SessionAnswer[]>
 
   constructor (requestId: string, clientId: string, peers: string[], timeoutMs: number) {
     this.requestId = requestId
@@ -116,10 +135,10 @@ export class SessionFetch {
   /** Peers that have not answered (yet). */
   get pending (): string[] { return [...this.waiting] }
 
-  /** An answer from `peer`; returns false when it was not asked or answered already. */
-  answer (peer: string, session: TransferredSession | null): boolean {
+  /** An answer from `peer` (`replica`: it holds a replica, not the session); returns false when it was not asked or answered already. */
+  answer (peer: string, session: TransferredSession | null, replica = false): boolean {
     if (!this.waiting.delete(peer)) return false
-    if (session !== null && !isEmptySession(session)) this.answers.push({ peer, session })
+    if (session !== null && !isEmptySession(session)) this.answers.push({ peer, session, replica })
     if (this.waiting.size === 0) this.finish()
     return true
   }
