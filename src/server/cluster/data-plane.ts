@@ -185,7 +185,7 @@ export class DataPlane {
   /** Session requests this node made and is waiting for answers to. */
   private readonly fetches = new Map<string, SessionFetch>()
   /** Sessions this node sent to a peer and deletes once the peer acknowledged them, by request id. */
-  private readonly handoffs = new Map<string, { clientId: string, peer: string, replica?: boolean }>()
+  private readonly handoffs = new Map<string, { clientId: string, peer: string, replica?: string }>()
   /** This process's id in link HELLOs, and the last one seen from each peer: a change is a restart. */
   private readonly process = randomUUID()
   private readonly peerProcesses = new Map<string, string>()
@@ -658,9 +658,11 @@ export class DataPlane {
     if (!this.holdsSession(m.clientId)) {
       // Not at home here; a replica is sent (and dropped once acknowledged)
       // for the case its home is dead and not declared so yet.
+      // Never the asker's own session back: it is that session's home (a
+      // request and a fresh snapshot from it can cross).
       const replica = this.replication.replicas.peek(m.clientId)
-      if (replica !== undefined && !isEmptySession(replica.session)) {
-        this.handoffs.set(m.requestId, { clientId: m.clientId, peer: link.peerName, replica: true })
+      if (replica !== undefined && replica.owner !== link.peerName && !isEmptySession(replica.session)) {
+        this.handoffs.set(m.requestId, { clientId: m.clientId, peer: link.peerName, replica: replica.owner })
         this.sendControl(link, { kind: 'session-transfer', requestId: m.requestId, clientId: m.clientId, session: replica.session, replica: true })
         return
       }
@@ -682,9 +684,10 @@ export class DataPlane {
     const h = this.handoffs.get(requestId)
     if (h === undefined || h.peer !== peer) return
     this.handoffs.delete(requestId)
-    if (h.replica === true) {
-      // The requester resumed from our replica or from the home copy: either way this one is spent.
-      this.replication.replicas.delete(h.clientId)
+    if (h.replica !== undefined) {
+      // The requester resumed from our replica or from the home copy: either
+      // way this one is spent, unless a new home replicated it here since.
+      if (this.replication.replicas.ownerOf(h.clientId) === h.replica) this.replication.replicas.delete(h.clientId)
       return
     }
     const waiter = this.handoffWaiters.get(requestId)

@@ -111,6 +111,7 @@ export class SessionReplication {
     this.connections.delete(clientId)
     if (this.holders.has(clientId)) {
       this.queue(clientId, { op: 'drop' })
+      this.log.debug({ client: clientId, holder: this.holders.get(clientId) }, 'session ended here: replica dropped')
       this.holders.delete(clientId)
     }
   }
@@ -199,6 +200,7 @@ export class SessionReplication {
     if (peers.length === 0 || this.stopped) return 'none'
     const holder = rendezvous(clientId, peers)
     this.holders.set(clientId, holder)
+    this.log.debug({ client: clientId, holder }, 'session replica holder chosen')
     const c = this.connections.get(clientId) ?? { connected: false }
     this.queue(clientId, {
       op: 'snapshot',
@@ -239,7 +241,10 @@ export class SessionReplication {
 
   /** Operations from a home node, in order. */
   apply (from: string, ops: ClientReplicaOp[]): void {
-    for (const op of ops) this.replicas.apply(from, op)
+    for (const op of ops) {
+      if (op.op === 'snapshot' || op.op === 'drop') this.log.debug({ client: op.clientId, from, op: op.op }, 'session replica op')
+      this.replicas.apply(from, op)
+    }
     this.counters.opsApplied += ops.length
   }
 
