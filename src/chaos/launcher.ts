@@ -7,6 +7,11 @@
 // its cluster transport, /chaos/faults on its (loopback) API, and an exit
 // when its stdin pipe closes, so even a runner killed with -9 takes its
 // nodes with it.
+//
+// With a netns layout (`--network netns`), each node runs inside its own
+// network namespace on its namespace address, and partitions are blackhole
+// routes there (netns.ts); link cuts still use the in-process hook, which
+// cannot tell the data plane from gossip by address alone.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
@@ -17,6 +22,7 @@ import { stringify } from 'yaml'
 import { ApiClient } from '../client/index.js'
 import { nodeConfig, type NodeEndpoint } from './cluster-config.js'
 import { allocateEndpoints, type AllocateOptions } from './addresses.js'
+import { insideNamespace, NetnsRoutes, type NetnsLayout } from './netns.js'
 import type { NodeState } from './history.js'
 
 /** bin/broker-ha.js of the package this module belongs to (dist/src/chaos/ -> ../../../bin). */
@@ -44,7 +50,12 @@ export interface LauncherOptions extends AllocateOptions {
   onState?: (node: ChaosNode, state: NodeState) => void
   /** Told when a node exits without being asked to. */
   onUnexpectedExit?: (node: ChaosNode, code: number | null, signal: string | null) => void
+  /** Run each node in its namespace of this layout (already built; see NetnsNetwork). */
+  netns?: NetnsLayout
 }
+
+/** How a run splits the cluster: for the report and --json. */
+export type PartitionMechanism = 'fault-hook' | 'netns-routes'
 
 export class LaunchError extends Error {
   constructor (message: string, options?: { cause?: unknown }) {
@@ -60,15 +71,25 @@ export class ChaosCluster {
   private readonly options: LauncherOptions
   private readonly children = new Map<number, { child: ChildProcess, exited: Promise<void>, expected: boolean }>()
   private stopped = false
+  private readonly routes: NetnsRoutes | undefined
 
   constructor (options: LauncherOptions) {
     this.options = options
+    if (options.netns !== undefined && options.netns.nodes.length !== options.nodes) throw new LaunchError(`the netns layout has ${options.netns.nodes.length} nodes, not ${options.nodes}`)
+    this.routes = options.netns === undefined ? undefined : new NetnsRoutes(options.netns)
+  }
+
+  get partitionMechanism (): PartitionMechanism {
+    return this.routes === undefined ? 'fault-hook' : 'netns-routes'
   }
 
   /** Picks free addresses, writes configs, starts every node and waits until each API answers. */
   async start (): Promise<void> {
     mkdirSync(this.options.runDir, { recursive: true })
-    const endpoints = await allocateEndpoints(this.options.nodes, this.options)
+    // A namespace's address is its own: nothing else can hold it, so there is nothing to probe.
+    const endpoints: NodeEndpoint[] = this.options.netns === undefined
+      ? await allocateEndpoints(this.options.nodes, this.options)
+      : this.options.netns.nodes.map((n, i) => ({ name: `chaos-${i + 1}`, host: n.address, mqttPort: 1883, apiPort: 8080, clusterPort: 7946 }))
     for (const [index, e] of endpoints.entries()) {
       const configPath = join(this.options.runDir, `${e.name}.yaml`)
       writeFileSync(configPath, stringify(nodeConfig(e, endpoints)))
@@ -104,7 +125,10 @@ export class ChaosCluster {
     const log = openSync(node.logPath, 'a')
     let child: ChildProcess
     try {
-      child = spawn(process.execPath, [this.options.bin ?? BROKER_BIN, 'serve', '--config', node.configPath, '--chaos-control'], {
+      const command = [process.execPath, this.options.bin ?? BROKER_BIN, 'serve', '--config', node.configPath, '--chaos-control']
+      // `ip netns exec` execs the node in place: the child's pid is the node's, so signals reach it directly.
+      if (this.options.netns !== undefined) command.unshift(...insideNamespace(this.options.netns.nodes[index]!.namespace))
+      child = spawn(command[0]!, command.slice(1), {
         // stdin stays an open pipe: the node exits when it closes (runner gone).
         stdio: ['pipe', log, log],
         env: { PATH: process.env.PATH ?? '' }
@@ -181,8 +205,14 @@ export class ChaosCluster {
    * Sets which peers each node drops all cluster traffic to and from
    * (`blocked`: a partition) and which peers it only cuts data-plane links to
    * (`links`). Both ways must be set for a symmetric fault; empty maps heal.
+   * In netns mode `blocked` becomes blackhole routes (they hold whatever
+   * state the node is in, restarts included); `links` always goes to the hook.
    */
   async setFaults (blocked: ReadonlyMap<number, number[]>, links: ReadonlyMap<number, number[]> = new Map()): Promise<void> {
+    if (this.routes !== undefined) {
+      await this.routes.set(blocked)
+      blocked = new Map()
+    }
     // Per-host addresses block the peer's whole address; shared 127.0.0.1 blocks by host:port.
     const key = (n: ChaosNode): string => this.nodes.filter((m) => m.host === n.host).length > 1 ? `${n.host}:${n.clusterPort}` : n.host
     const peers = (map: ReadonlyMap<number, number[]>, n: ChaosNode): string[] => (map.get(n.index) ?? []).map((i) => key(this.node(i)))

@@ -41,3 +41,13 @@ export function checkFaultsForNodes (faults: readonly FaultKind[], nodes: number
   const needTwo = faults.filter((f) => f === 'partition' || f === 'links')
   if (nodes < 2 && needTwo.length > 0) throw new BrokerHaError('USAGE', `--faults ${needTwo.join(',')} need at least 2 nodes`, { key: '--faults' })
 }
+
+export const NETWORK_MODES = ['loopback', 'netns', 'auto'] as const
+export type NetworkMode = typeof NETWORK_MODES[number]
+
+/** `--network`: loopback (in-process fault hook), netns (real partitions; root on Linux) or auto (netns where possible). */
+export function parseNetwork (text: string): NetworkMode {
+  const mode = text.trim()
+  if (!(NETWORK_MODES as readonly string[]).includes(mode)) throw new BrokerHaError('USAGE', `--network: ${NETWORK_MODES.join(', ')}; got ${text}`, { key: '--network' })
+  return mode as NetworkMode
+}

@@ -2,7 +2,14 @@
 // terminal and in CI logs) and the JSON report for --json.
 import { INVARIANTS } from './invariants.js'
 import type { ChaosResult } from './runner.js'
+import type { PartitionMechanism } from './launcher.js'
 import type { Verdict } from './checker.js'
+
+/** How a run made its partitions, in words. */
+export const PARTITION_MECHANISM_TEXT: Record<PartitionMechanism, string> = {
+  'fault-hook': 'in-process fault hook (nodes on loopback)',
+  'netns-routes': 'blackhole routes between network namespaces'
+}
 
 const RESULT_TEXT: Record<Verdict['status'], string> = { pass: 'PASS', fail: 'FAIL', skip: 'skip', info: 'info' }
 
@@ -44,6 +51,7 @@ export function formatReport (result: ChaosResult): string {
     `faults: ${Object.entries(s.faults).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}; ` +
     `published ${s.published[0]}/${s.published[1]}/${s.published[2]} (QoS 0/1/2), acknowledged ${s.acknowledged[0]}/${s.acknowledged[1]}/${s.acknowledged[2]}, ` +
     `unacknowledged ${s.publishFailed}, deliveries ${s.deliveries}, connections ${s.connections}, retained ops ${s.retainedOps}, ${(s.durationMs / 1000).toFixed(0)} s`)
+  out.push(`network: ${result.network}; partitions: ${PARTITION_MECHANISM_TEXT[result.partitions]}`)
   out.push(result.ok ? 'chaos: every enforced invariant held' : 'chaos: FAILED')
   if (result.kept) out.push(`run folder (configs, node logs, history.jsonl): ${result.runDir}`)
   return out.join('\n')
@@ -61,6 +69,8 @@ export function jsonReport (result: ChaosResult, ctx: JsonReportContext): Record
     duration_ms: ctx.durationMs,
     faults: ctx.faults,
     plan: result.planText,
+    network: result.network,
+    partitions: result.partitions,
     convergence_bound_ms: result.convergenceBoundMs,
     invariants: result.check?.verdicts ?? [],
     summary: result.check?.summary ?? null,

@@ -6,7 +6,9 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { History, type HistoryEvent, type NodeState } from './history.js'
-import { ChaosCluster } from './launcher.js'
+import { ChaosCluster, type PartitionMechanism } from './launcher.js'
+import type { NetnsLayout } from './netns.js'
+import { PARTITION_MECHANISM_TEXT } from './report.js'
 import { Observer } from './observer.js'
 import { Nemesis } from './nemesis.js'
 import { Workloads, RETAINED_FILTER } from './workloads.js'
@@ -33,6 +35,12 @@ export interface ChaosOptions {
   dataPlane?: boolean
   /** Owe persistent sessions across nodes (default: whether sessions move between nodes). */
   sessions?: boolean
+  /**
+   * Run the nodes in these (already built) network namespaces and make
+   * partitions with blackhole routes; the caller must itself run inside the
+   * layout's hub namespace to reach them. Default: loopback and the fault hook.
+   */
+  netns?: NetnsLayout
   signal?: AbortSignal
   /** Called on every change worth showing (live view, plain lines). */
   onProgress?: (progress: ChaosProgress, line?: string) => void
@@ -66,6 +74,9 @@ export interface ChaosResult {
   events: readonly HistoryEvent[]
   /** Every node process id the run spawned (all gone when runChaos returns). */
   pids: number[]
+  /** Where the nodes ran and how partitions were made. */
+  network: 'loopback' | 'netns'
+  partitions: PartitionMechanism
 }
 
 export function runFolderName (seed: number, now = new Date()): string {
@@ -107,6 +118,7 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
     runDir,
     baseAddress: options.baseAddress,
     bin: options.bin,
+    netns: options.netns,
     onState: (node, state) => {
       history.record({ type: 'node', node: node.name, state })
       const shown = progress.nodes.find((n) => n.name === node.name)
@@ -131,7 +143,7 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
     return observer.converged()
   }
   try {
-    emit(`starting ${options.nodes} nodes in ${runDir}`)
+    emit(`starting ${options.nodes} nodes in ${runDir}; partitions: ${PARTITION_MECHANISM_TEXT[cluster.partitionMechanism]}`)
     await cluster.start()
     progress.nodes = cluster.nodes.map((n) => ({ name: n.name, host: n.host, state: n.state, mqttPort: n.mqttPort }))
     options.onLaunched?.(cluster.livePids(), runDir)
@@ -221,7 +233,9 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
     kept,
     convergenceBoundMs: bound,
     events: history.events,
-    pids: [...cluster.spawned]
+    pids: [...cluster.spawned],
+    network: options.netns === undefined ? 'loopback' : 'netns',
+    partitions: cluster.partitionMechanism
   }
 
 }

@@ -1,12 +1,17 @@
 // `broker-ha chaos`: start a local cluster of real nodes, break it on a
 // seeded schedule while MQTT traffic flows, and check the guarantees.
 // Exit status: 0 every enforced invariant held, 1 one failed (or a node
-// crashed), 2 bad usage, 130 interrupted.
-import { Command } from 'commander'
+// crashed), 2 bad usage, 130 interrupted. With --network netns the process
+// started by the user builds the namespaces and runs this same command again
+// inside the hub namespace (hidden --inside-netns), relaying its status.
+import { Command, Option } from 'commander'
 import { writeFileSync } from 'node:fs'
+import { Socket } from 'node:net'
+import { resolve } from 'node:path'
 import { randomInt } from 'node:crypto'
 import {
-  runChaos, parseDuration, parseFaults, parseNodes, parseSeed, checkFaultsForNodes,
+  runChaos, parseDuration, parseFaults, parseNodes, parseSeed, parseNetwork, checkFaultsForNodes,
+  runChaosInNamespaces, netnsSupport, netnsLayout, netnsRunId, isNetnsRunId, INSIDE_NETNS_FLAG, NETWORK_MODES,
   planSchedule, describeFault, formatReport, jsonReport, startLiveView, FAULT_KINDS, FAULT_DESCRIPTIONS, DATA_PLANE_INTEGRATED, SESSIONS_CROSS_NODE,
   type ChaosProgress
 } from '../chaos/index.js'
@@ -29,6 +34,8 @@ interface ChaosFlags {
   dryRun?: boolean
   baseAddress?: string
   scope?: string
+  network: string
+  insideNetns?: string
 }
 
 export function chaosCommand (): Command {
@@ -45,6 +52,9 @@ export function chaosCommand (): Command {
     .option('--dry-run', 'print the fault schedule for this seed and exit')
     .option('--base-address <ip>', 'first loopback address tried for the nodes (Linux)', '127.0.0.2')
     .option('--scope <scope>', `what is owed: node (deliveries within one node), cluster (across nodes; persistent sessions per node) or full (every invariant, sessions across nodes too); default ${DEFAULT_SCOPE}`)
+    .option('--network <mode>', `${NETWORK_MODES.join(', ')}: where nodes run and how partitions are made; netns (root on Linux, iproute2) runs each node in its own network namespace and partitions with blackhole routes; auto picks netns when it can`, 'loopback')
+    // Set by the --network netns outer process when it re-runs the command inside the hub namespace.
+    .addOption(new Option(`${INSIDE_NETNS_FLAG} <run-id>`).hideHelp())
     .addHelpText('after', `\nFaults:\n${FAULT_KINDS.map((k) => `  ${k.padEnd(10)} ${FAULT_DESCRIPTIONS[k]}`).join('\n')}\n`)
     .action(async (flags: ChaosFlags) => {
       const nodes = parseNodes(flags.nodes)
@@ -56,6 +66,9 @@ export function chaosCommand (): Command {
       const dataPlane = scope !== 'node'
       const sessions = scope === 'full'
       const seed = flags.seed === undefined ? randomInt(0, 2 ** 31) : parseSeed(flags.seed)
+      const network = parseNetwork(flags.network)
+      const inside = flags.insideNetns
+      if (inside !== undefined && (!isNetnsRunId(inside) || network !== 'netns')) throw new BrokerHaError('USAGE', `${INSIDE_NETNS_FLAG} is internal to --network netns`, { key: INSIDE_NETNS_FLAG })
       if (flags.dryRun === true) {
         const names = Array.from({ length: nodes }, (_, i) => `chaos-${i + 1}`)
         for (const f of planSchedule({ seed, nodes, durationMs, kinds: faults })) {
@@ -63,10 +76,25 @@ export function chaosCommand (): Command {
         }
         return
       }
+      const print = (line: string): void => { process.stdout.write(`${new Date().toISOString().slice(11, 23)} ${line}\n`) }
+      if (inside === undefined && network !== 'loopback') {
+        const support = await netnsSupport()
+        if (support.ok) {
+          // The run itself happens in a second process inside the hub namespace: same choices, seed resolved, paths absolute.
+          const args = ['chaos', '--nodes', String(nodes), '--duration', `${durationMs}ms`, '--faults', faults.join(',') || 'none', '--seed', String(seed), '--scope', scope, '--network', 'netns']
+          if (flags.ci === true) args.push('--ci')
+          if (flags.keep === true) args.push('--keep')
+          if (flags.json !== undefined) args.push('--json', resolve(flags.json))
+          if (flags.history !== undefined) args.push('--history', resolve(flags.history))
+          process.exitCode = await runChaosInNamespaces({ layout: netnsLayout(netnsRunId(process.pid), nodes), args, print })
+          return
+        }
+        if (network === 'netns') throw new BrokerHaError('USAGE', `--network netns: ${support.reason}`, { key: '--network' })
+        print(`--network auto: netns not possible (${support.reason}); nodes on loopback, partitions by the in-process fault hook`)
+      }
       const live = flags.ci !== true && process.stdout.isTTY === true
       if (live) letInkDrawOnThisTerminal()
       const view = live ? await startLiveView() : undefined
-      const print = (line: string): void => { process.stdout.write(`${new Date().toISOString().slice(11, 23)} ${line}\n`) }
       let lastCounters = 0
       const onProgress = (p: ChaosProgress, line?: string): void => {
         if (view !== undefined) { view.update(p, line); return }
@@ -84,15 +112,19 @@ export function chaosCommand (): Command {
         process.stderr.write(`\nbroker-ha chaos: ${signal}, stopping every node\n`)
         abort.abort()
       }
-      process.on('SIGINT', onSignal)
+      // Inside the hub namespace a Ctrl-C reaches us and the outer process alike; only the SIGTERM it forwards counts, so one Ctrl-C is one stop request.
+      const ignore = (): void => {}
+      process.on('SIGINT', inside === undefined ? onSignal : ignore)
       process.on('SIGTERM', onSignal)
-      if (view === undefined) print(`broker-ha chaos: ${nodes} nodes, ${durationMs / 1000} s, faults ${faults.join(',') || 'none'}, seed ${seed}, scope ${scope}`)
+      const outer = inside === undefined ? undefined : watchOuterProcess(() => onSignal('SIGTERM'))
+      if (view === undefined) print(`broker-ha chaos: ${nodes} nodes, ${durationMs / 1000} s, faults ${faults.join(',') || 'none'}, seed ${seed}, scope ${scope}, network ${inside !== undefined ? 'netns' : 'loopback'}`)
       let result
       try {
-        result = await runChaos({ nodes, durationMs, faults, seed, keep: flags.keep, baseAddress: flags.baseAddress, dataPlane, sessions, signal: abort.signal, onProgress })
+        result = await runChaos({ nodes, durationMs, faults, seed, keep: flags.keep, baseAddress: flags.baseAddress, dataPlane, sessions, signal: abort.signal, onProgress, netns: inside === undefined ? undefined : netnsLayout(inside, nodes) })
       } finally {
         view?.stop()
-        process.off('SIGINT', onSignal)
+        outer?.()
+        process.off('SIGINT', inside === undefined ? onSignal : ignore)
         process.off('SIGTERM', onSignal)
       }
       process.stdout.write(`\n${formatReport(result)}\nseed ${seed} (same seed, same fault schedule)\n`)
@@ -100,4 +132,22 @@ export function chaosCommand (): Command {
       if (flags.history !== undefined) writeFileSync(flags.history, result.events.map((e) => JSON.stringify(e)).join('\n') + '\n')
       process.exitCode = result.interrupted ? 130 : result.ok ? 0 : 1
     })
+}
+
+/**
+ * Inside the hub namespace: the outer process holds the other end of a pipe
+ * on our fd 3. When it closes (outer killed with -9), stop as on SIGTERM, so
+ * no run outlives the process that removes its namespaces.
+ */
+function watchOuterProcess (onGone: () => void): (() => void) | undefined {
+  try {
+    const pipe = new Socket({ fd: 3, readable: true, writable: false })
+    pipe.on('error', () => {})
+    pipe.once('close', onGone)
+    pipe.resume()
+    pipe.unref()
+    return () => { pipe.off('close', onGone); pipe.destroy() }
+  } catch {
+    return undefined
+  }
 }

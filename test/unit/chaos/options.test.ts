@@ -1,7 +1,7 @@
 // Command-line values: good ones parse, bad ones are USAGE errors (exit 2).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { parseDuration, parseFaults, parseNodes, parseSeed, checkFaultsForNodes } from '../../../src/chaos/options.js'
+import { parseDuration, parseFaults, parseNodes, parseSeed, parseNetwork, checkFaultsForNodes } from '../../../src/chaos/options.js'
 import { BrokerHaError, exitStatusFor } from '../../../src/errors.js'
 import { FAULT_KINDS } from '../../../src/chaos/schedule.js'
 
@@ -33,4 +33,12 @@ test('nodes and seeds', () => {
   for (const bad of ['0', '21', '2.5', 'x']) usage(() => parseNodes(bad))
   assert.equal(parseSeed('42'), 42)
   for (const bad of ['-1', '1.5', 'abc', '99999999999']) usage(() => parseSeed(bad))
+})
+
+test('network modes', () => {
+  assert.equal(parseNetwork('loopback'), 'loopback')
+  assert.equal(parseNetwork('netns'), 'netns')
+  assert.equal(parseNetwork('auto'), 'auto')
+  assert.equal(parseNetwork(' netns '), 'netns')
+  for (const bad of ['', 'NETNS', 'docker', 'loopback,netns']) usage(() => parseNetwork(bad))
 })

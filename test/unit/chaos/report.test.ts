@@ -3,10 +3,13 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { render } from 'ink-testing-library'
 import { createElement } from 'react'
-import { verdictTable, formatTable } from '../../../src/chaos/report.js'
+import { verdictTable, formatTable, formatReport, jsonReport } from '../../../src/chaos/report.js'
+import { checkHistory, DEFAULT_CHECK_OPTIONS } from '../../../src/chaos/checker.js'
+import { defaultScope } from '../../../src/chaos/invariants.js'
+import type { HistoryEvent } from '../../../src/chaos/history.js'
 import { ChaosView, progressBar } from '../../../src/chaos/live-view.js'
 import type { Verdict } from '../../../src/chaos/checker.js'
-import type { ChaosProgress } from '../../../src/chaos/runner.js'
+import type { ChaosProgress, ChaosResult } from '../../../src/chaos/runner.js'
 
 test('the verdict table aligns its columns and says PASS, FAIL, skip', () => {
   const verdicts: Verdict[] = [
@@ -44,4 +47,22 @@ test('the live view shows nodes, the current fault, counters and progress', () =
   assert.match(frame, /fault: pause chaos-2 for 2000 ms/)
   assert.match(frame, /published 120 {2}acknowledged 118 {2}unacknowledged 2 {2}delivered 300/)
   assert.equal(progressBar(0.5, 10), '█████░░░░░')
+})
+
+test('the report and --json say where the nodes ran and how partitions were made', () => {
+  const events: HistoryEvent[] = [
+    { type: 'run-start', t: 0, seed: 1, nodes: ['chaos-1', 'chaos-2'], faults: ['partition'], durationMs: 5000 },
+    { type: 'run-end', t: 5000 }
+  ]
+  const base: Omit<ChaosResult, 'network' | 'partitions'> = {
+    check: checkHistory(events, { ...DEFAULT_CHECK_OPTIONS, scope: defaultScope(true), convergenceBoundMs: 4600 }), ok: true, interrupted: false, plan: [], planText: [], crashes: [], runDir: '/tmp/x', kept: false, convergenceBoundMs: 4600, events, pids: []
+  }
+  const netns: ChaosResult = { ...base, network: 'netns', partitions: 'netns-routes' }
+  const loopback: ChaosResult = { ...base, network: 'loopback', partitions: 'fault-hook' }
+  assert.match(formatReport(netns), /^network: netns; partitions: blackhole routes between network namespaces$/m)
+  assert.match(formatReport(loopback), /^network: loopback; partitions: in-process fault hook/m)
+  const ctx = { seed: 1, nodes: 2, durationMs: 5000, faults: ['partition'] }
+  assert.equal(jsonReport(netns, ctx).network, 'netns')
+  assert.equal(jsonReport(netns, ctx).partitions, 'netns-routes')
+  assert.equal(jsonReport(loopback, ctx).partitions, 'fault-hook')
 })
