@@ -18,11 +18,13 @@ import { ProbeCache } from './probes.js'
 import { ApiMetrics } from './metrics.js'
 import { SseStreams } from './routes/sse.js'
 import { Profiler } from './routes/debug.js'
-import { LocalClientControl, type ClientControl } from './routes/mqtt.js'
+import type { ClientControl } from './routes/mqtt.js'
+import { ClusterClientControl } from './cluster-client-control.js'
 import type { FaultControl } from './routes/chaos-faults.js'
 
 export type { ClientControl } from './routes/mqtt.js'
 export { LocalClientControl } from './routes/mqtt.js'
+export { ClusterClientControl } from './cluster-client-control.js'
 
 export interface ApiServerOptions {
   config: Config
@@ -33,7 +35,11 @@ export interface ApiServerOptions {
   membership: Membership
   /** Node start time, ms since the epoch (broker_uptime). */
   startedAt: number
-  /** How /api/mqtt/client/stop reaches a client; node-local when absent. */
+  /**
+   * How /api/mqtt/client/stop and /inflight reach a client; when absent, a
+   * ClusterClientControl (this node, else the member that has the client;
+   * on a node with no other member, just this node).
+   */
   clientControl?: ClientControl
   /** Interval of SSE keepalive events (default 15 s; tests shorten it). */
   sseKeepaliveMs?: number
@@ -61,7 +67,7 @@ export class ApiServer {
     this.profiler.start()
     // Registered at start, after the membership started, so the cluster gauges it owns are already there.
     this.metrics = new ApiMetrics({ registry, introspection: this.introspection, bus, membership, startedAt: this.options.startedAt })
-    // One pool for /proxy fan-out; a few connections per member are plenty for an admin API.
+    // One pool for /proxy fan-out and finding a client on other members; a few connections per member are plenty for an admin API.
     this.dispatcher = new Agent({ connections: 4, keepAliveTimeout: 10_000 })
     const auth = new BasicAuth(config.api.user)
     if (!auth.enabled) log.warn('HTTP API /api, /proxy and /debug are open to anyone who reaches api.port: set api.user to require basic auth')
@@ -73,7 +79,13 @@ export class ApiServer {
         bus,
         membership,
         introspection: this.introspection,
-        clientControl: this.options.clientControl ?? new LocalClientControl(this.introspection, membership.self.name),
+        clientControl: this.options.clientControl ?? new ClusterClientControl({
+          introspection: this.introspection,
+          membership,
+          dispatcher: this.dispatcher,
+          timeoutMs: config.api.proxy_timeout,
+          log
+        }),
         auth,
         probes: new ProbeCache({ membership, config }),
         metrics: this.metrics,

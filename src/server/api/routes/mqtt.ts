@@ -1,22 +1,33 @@
 // The MQTT side of a node (seed: /api/mqtt/...): clients, in-flight
 // messages, retained messages, subscribers, and disconnecting a client.
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { TSchema } from '@sinclair/typebox'
 import {
   ClientIdRequest, ClientList, ClientStopResult, MessageList, TopicRequest, TopicSubscribers,
-  type ClientStopResult as ClientStopResultType
+  type ClientStopResult as ClientStopResultType, type MessageInfo as MessageInfoType
 } from '../../../client/contract.js'
 import type { MqttIntrospection } from '../../mqtt/introspection.js'
 import { BrokerHaError } from '../../../errors.js'
 import { responses } from '../errors.js'
+import { isLocalScope, ScopeHeaders } from '../local-scope.js'
+
+/** Who asked, as far as finding a client on other members needs to know. */
+export interface ClientControlRequest {
+  /** The caller's Authorization header, forwarded to the members asked. */
+  authorization?: string | undefined
+  /** The local-scope marker (local-scope.ts): answer for this node only. */
+  local?: boolean
+}
 
 /**
- * Disconnects a client wherever it is connected. The node-local version
- * below answers for this node only; the cluster layer can pass one that
- * finds the client's node and asks it, without the route changing.
+ * Disconnects a client and reads its session's in-flight messages wherever
+ * it is. The node-local version below answers for this node only; the
+ * cluster version (cluster-client-control.ts) asks the other members when
+ * the client is not here, without the routes changing.
  */
 export interface ClientControl {
-  stop (clientId: string): Promise<ClientStopResultType>
+  stop (clientId: string, request?: ClientControlRequest): Promise<ClientStopResultType>
+  inflight (clientId: string, request?: ClientControlRequest): Promise<MessageInfoType[]>
 }
 
 export class LocalClientControl implements ClientControl {
@@ -28,6 +39,10 @@ export class LocalClientControl implements ClientControl {
     }
     return { client_id: clientId, node: this.nodeName, stopped: true }
   }
+
+  async inflight (clientId: string): Promise<MessageInfoType[]> {
+    return await this.introspection.inflight(clientId)
+  }
 }
 
 /** A read-only endpoint that also has a /proxy variant (seed: marked `| /proxy/...`). */
@@ -37,21 +52,23 @@ export interface ProxiedRoute {
   summary: string
   tags: string[]
   body?: TSchema
+  /** Headers the direct route takes (not the /proxy variant, which always asks members locally). */
+  headers?: TSchema
   response: TSchema
 }
 
 export const MQTT_PROXIED_ROUTES: ProxiedRoute[] = [
   { method: 'GET', url: '/api/mqtt/clients', summary: 'Clients connected to this node, with their subscriptions', tags: ['mqtt'], response: ClientList },
-  { method: 'POST', url: '/api/mqtt/client/inflight', summary: "Messages queued or awaiting acknowledgement in a client's session on this node (persistent sessions; empty for clean sessions and unknown ids)", tags: ['mqtt'], body: ClientIdRequest, response: MessageList },
+  { method: 'POST', url: '/api/mqtt/client/inflight', summary: "Messages queued or awaiting acknowledgement in a client's session, read from the member holding it (persistent sessions; empty for clean sessions and unknown ids; with x-broker-ha-scope: local, this node's only)", tags: ['mqtt'], body: ClientIdRequest, headers: ScopeHeaders, response: MessageList },
   { method: 'POST', url: '/api/mqtt/topic/messages', summary: 'Retained messages whose topic matches a filter (wildcards allowed)', tags: ['mqtt'], body: TopicRequest, response: MessageList },
   { method: 'POST', url: '/api/mqtt/topic/subscribers', summary: 'Subscriptions on this node that match a topic name', tags: ['mqtt'], body: TopicRequest, response: TopicSubscribers }
 ]
 
 export function mqttRoutes (app: FastifyInstance, deps: { introspection: MqttIntrospection, clientControl: ClientControl }): void {
-  const { introspection: mqtt } = deps
-  const handlers: Record<string, (body: Record<string, string>) => Promise<unknown> | unknown> = {
+  const { introspection: mqtt, clientControl } = deps
+  const handlers: Record<string, (body: Record<string, string>, request: FastifyRequest) => Promise<unknown> | unknown> = {
     '/api/mqtt/clients': () => mqtt.clients(),
-    '/api/mqtt/client/inflight': (body) => mqtt.inflight(body.client_id!),
+    '/api/mqtt/client/inflight': (body, request) => clientControl.inflight(body.client_id!, controlRequest(request)),
     '/api/mqtt/topic/messages': (body) => mqtt.retained(body.topic!),
     '/api/mqtt/topic/subscribers': (body) => mqtt.subscribers(body.topic!)
   }
@@ -64,17 +81,23 @@ export function mqttRoutes (app: FastifyInstance, deps: { introspection: MqttInt
         summary: route.summary,
         tags: route.tags,
         ...(route.body === undefined ? {} : { body: route.body }),
+        ...(route.headers === undefined ? {} : { headers: route.headers }),
         response: responses(route.response, route.body === undefined ? [401, 500] : [400, 401, 500])
       },
-      handler: async (request) => await handler((request.body ?? {}) as Record<string, string>)
+      handler: async (request) => await handler((request.body ?? {}) as Record<string, string>, request)
     })
   }
   app.post<{ Body: ClientIdRequest }>('/api/mqtt/client/stop', {
     schema: {
-      summary: 'Disconnect a client (MQTT 5 clients get DISCONNECT 0x98, administrative action)',
+      summary: 'Disconnect a client on whichever member it is connected to (MQTT 5 clients get DISCONNECT 0x98, administrative action); with x-broker-ha-scope: local, only if connected to this node',
       tags: ['mqtt'],
       body: ClientIdRequest,
+      headers: ScopeHeaders,
       response: responses(ClientStopResult, [400, 401, 404, 500])
     }
-  }, async (request) => await deps.clientControl.stop(request.body.client_id))
+  }, async (request) => await clientControl.stop(request.body.client_id, controlRequest(request)))
+}
+
+function controlRequest (request: FastifyRequest): ClientControlRequest {
+  return { authorization: request.headers.authorization, local: isLocalScope(request.headers) }
 }

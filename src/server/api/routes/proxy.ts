@@ -3,13 +3,16 @@
 // client, each with its own deadline (api.proxy_timeout); the answer is
 // `{memberName: answer}`, and a member that fails or times out appears as
 // `{"error": "..."}` instead of failing the whole answer. The caller's
-// Authorization header is forwarded, so each member applies its own auth.
+// Authorization header is forwarded, so each member applies its own auth,
+// and every request is marked local-scope (local-scope.ts), so each member
+// answers for itself instead of searching the cluster again.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { ApiClient, ApiClientError } from '../../../client/index.js'
 import { proxyAnswer, type MemberError } from '../../../client/contract.js'
 import type { Member, Membership } from '../../cluster/membership.js'
 import { responses } from '../errors.js'
+import { localScopeDispatcher, SCOPE_HEADER } from '../local-scope.js'
 import type { ProxiedRoute } from './mqtt.js'
 
 export interface ProxyDeps {
@@ -28,7 +31,8 @@ export function memberApiUrl (member: Member): string {
   return `http://${host}:${member.meta.api}`
 }
 
-function describe (err: unknown): string {
+/** One line saying why a member could not answer. */
+export function describeFailure (err: unknown): string {
   if (err instanceof ApiClientError) {
     if (err.kind === 'http') return `HTTP ${err.status}${err.serverMessage === undefined ? '' : `: ${err.serverMessage}`}`
     return `${err.kind}: ${err.message}`
@@ -42,7 +46,7 @@ export async function fanOut (targets: Member[], ask: (member: Member) => Promis
     try {
       return [member.name, await ask(member)]
     } catch (err) {
-      const failed: MemberError = { error: describe(err) }
+      const failed: MemberError = { error: describeFailure(err) }
       return [member.name, failed]
     }
   }))
@@ -51,9 +55,10 @@ export async function fanOut (targets: Member[], ask: (member: Member) => Promis
 
 export function proxyRoutes (app: FastifyInstance, routes: ProxiedRoute[], deps: ProxyDeps): void {
   const self = deps.membership.self.name
+  const dispatcher = localScopeDispatcher(deps.dispatcher)
   const askSelf = async (route: ProxiedRoute, request: FastifyRequest): Promise<unknown> => {
     // Ourselves: through the same route handler in-process, no network hop.
-    const headers: Record<string, string> = {}
+    const headers: Record<string, string> = { [SCOPE_HEADER]: 'local' }
     if (request.headers.authorization !== undefined) headers.authorization = request.headers.authorization
     const res = await app.inject({
       method: route.method,
@@ -83,7 +88,7 @@ export function proxyRoutes (app: FastifyInstance, routes: ProxiedRoute[], deps:
           const client = new ApiClient({
             baseUrl: memberApiUrl(member),
             timeoutMs: deps.timeoutMs,
-            dispatcher: deps.dispatcher,
+            dispatcher,
             ...(authorization === undefined ? {} : { authorization })
           })
           return await client.request(route.method, route.url, route.method === 'POST' ? request.body : undefined)
