@@ -57,10 +57,12 @@ import type { LinkFaults } from './fault-injection.js'
 import {
   HybridLogicalClock, LinkAcceptor, compareStamps, PeerLink, RetainedStore, RetainedSync, RoutingTable, decodeMessage, encodeMessage, registerDataPlaneMetrics,
   SessionFetch, bestSession, isEmptySession,
-  type DataPlaneMessage, type ForwardedPublish, type SessionAnswer, type TransferredPacket, type Qos, type RetainedEntry, type RouteDelta, type Stamp, type TransferredSession
+  type DataPlaneMessage, type DeliveryInfo, type ForwardedPublish, type SessionAnswer, type TransferredPacket, type Qos, type RetainedEntry, type RouteDelta, type Stamp, type TransferredSession
 } from './dataplane/index.js'
 import type { StoredPacket } from '../mqtt/persistence.js'
 import { SessionReplication, rendezvous, transferable } from './session-replication.js'
+import { topicMatches } from '../../topic-filter.js'
+import { AedesPacket } from '../mqtt/outgoing-queues.js'
 
 /**
  * Messages from peers queued for aedes above which the link they arrive on
@@ -76,7 +78,37 @@ interface InboundMessage {
   packet: { topic: string, payload: Buffer, qos: number, properties?: unknown }
   plain: boolean
   shared: string[]
+  /** Which send it was (`peer/link incarnation/seq`), for reliable ones: see sourceOf. */
+  source?: string | undefined
 }
+
+/** Sessions taken over from a dead home and what they may still be owed from it (DataPlane.rescue). */
+interface RescueRequest {
+  id: string
+  from: string
+  until: number
+  sessions: Map<string, { seen: Set<string>, after: Record<string, number> }>
+}
+
+/** `peer/incarnation/seq` -> [`peer/incarnation`, seq]. */
+function splitSource (source: string): [string, number] {
+  const cut = source.lastIndexOf('/')
+  return [source.slice(0, cut), Number(source.slice(cut + 1))]
+}
+
+/**
+ * How long a message a peer acknowledged stays available for a rescue: the
+ * peer acknowledges on receipt, then queues it for its sessions and
+ * replicates that within a few event-loop turns; a death in between must
+ * not lose it.
+ */
+const RETAIN_ACKED_MS = 2000
+
+/** How long a session taken from a dead home accepts rescued publishes, and a restarted peer's unacknowledged ones are kept for it. */
+const RESCUE_WINDOW_MS = 60_000
+
+/** aedes counters of messages from peers mapped to their sources, at most this many (the oldest go). */
+const MAX_SOURCES = 100_000
 
 /** MQTT 5 DISCONNECT reason: another connection with the same client id took the session over. */
 const SESSION_TAKEN_OVER = 0x8E
@@ -189,6 +221,17 @@ export class DataPlane {
   /** This process's id in link HELLOs, and the last one seen from each peer: a change is a restart. */
   private readonly process = randomUUID()
   private readonly peerProcesses = new Map<string, string>()
+  /** aedes counters of messages from peers -> their sources (rememberSource). */
+  private readonly sources = new Map<number, string>()
+  /** Rescue requests of sessions taken over from a dead home, open to its rescued publishes (rescue). */
+  private readonly rescues = new Map<string, RescueRequest>()
+  /** Connections whose queue replay started (a rescued message queued after it must be sent directly). */
+  private readonly replayed = new WeakSet<object>()
+  private rescuedCount = 0
+  /** Per peer link (`peer/incarnation`), the last message handed to aedes (ReplicaSnapshot.after). */
+  private readonly pumped = new Map<string, number>()
+  /** Unacknowledged publishes of peers that restarted, kept for the nodes that take over their sessions. */
+  private readonly orphans = new Map<string, { incarnation: string, messages: Array<{ seq: number, payload: Buffer }>, until: number }>()
   /** Replicas being promoted to sessions of this node (their home died), by client id. */
   private readonly promoting = new Map<string, Promise<void>>()
   /** Sessions handed off on stop, resolved when acknowledged. */
@@ -232,6 +275,7 @@ export class DataPlane {
         send: (peer, m) => { const link = this.links.get(peer); if (link !== undefined) this.sendControl(link, m) },
         queueOf: (clientId) => options.mqtt.persistence.exportQueue(clientId),
         stampOf: (clientId) => this.sessionStamps.get(clientId) ?? { wall: 0, logical: 0, node: this.name },
+        watermarks: () => Object.fromEntries(this.pumped),
         connectedHere: (clientId) => this.localClient(clientId) !== undefined,
         publishWill: (_clientId, will) => this.publishOrphanWill(will),
         expire: async (clientId) => await this.removeSession(clientId)
@@ -249,7 +293,7 @@ export class DataPlane {
       routes: () => this.routing.size,
       retained: () => ({ count: this.retained.count, bytes: this.retained.bytes, tombstones: this.retained.tombstones, refused: this.retained.refused }),
       sync: () => this.sync.stats,
-      sessions: () => this.replication.stats()
+      sessions: () => ({ ...this.replication.stats(), rescued: this.rescuedCount })
     })
     this.hookAedes(options.mqtt.aedes)
   }
@@ -296,6 +340,10 @@ export class DataPlane {
     // anywhere after this node is gone still finds it.
     await this.handOffSessions().catch((err: Error) => this.log.warn({ err: err.message }, 'sessions not handed off on stop'))
     this.replication.stop()
+    // The last changes (sessions dropped after their handoff, routes) reach
+    // the peers before the links close: a replica left behind would be
+    // taken over as if this node had died.
+    await this.flushLinks(HANDOFF_ON_STOP_TIMEOUT_MS / 2)
     this.running = false
     const { membership } = this.opts
     membership.off('join', this.onJoin)
@@ -309,6 +357,15 @@ export class DataPlane {
   }
 
   // ---- links -------------------------------------------------------------------------
+
+  /** Waits (at most `timeoutMs`) until every up link's peer acknowledged what was queued on it. */
+  private async flushLinks (timeoutMs: number): Promise<void> {
+    const waits = [...this.links.values()].filter((l) => l.state === 'up').map(async (l) => await l.whenAcked(l.lastQueuedSeq))
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs) })
+    await Promise.race([Promise.all(waits), timeout])
+    clearTimeout(timer)
+  }
 
   /** The acceptor asks for a peer that dialled us: membership may know it before its join event reached us. */
   private linkForInbound (peer: string): PeerLink | undefined {
@@ -331,12 +388,15 @@ export class DataPlane {
     const link: PeerLink = new PeerLink({
       localName: this.name,
       process: this.process,
+      // A peer acknowledges what it received before acting on it: kept a
+      // moment longer for whoever takes over its sessions if it dies (rescue).
+      retainAckedMs: RETAIN_ACKED_MS,
       peerName: m.name,
       cipher: this.cipher,
       connect: () => this.opts.faults?.linksBlocked({ host: m.addr, port: m.port }) === true
         ? refusedSocket()
         : netConnect({ host: m.addr, port: m.port, localAddress }) as Socket,
-      onMessage: (payload) => this.onMessage(link, payload),
+      onMessage: (payload, info) => this.onMessage(link, payload, info),
       onUp: () => this.onLinkUp(link),
       onError: (err) => this.log.debug({ peer: m.name, err: err.message }, 'peer link error')
     })
@@ -399,6 +459,9 @@ export class DataPlane {
     if (proc !== undefined) this.peerProcesses.set(link.peerName, proc)
     if (before !== undefined && proc !== undefined && before !== proc) {
       this.log.info({ peer: link.peerName }, 'peer restarted: taking over its sessions held here as replicas, replicating ours to it afresh')
+      // What it never acknowledged goes to the new process, which holds none
+      // of the old sessions: kept for the nodes that take them over (rescue).
+      this.orphans.set(link.peerName, { incarnation: link.incarnation, messages: link.recentMessages(), until: Date.now() + RESCUE_WINDOW_MS })
       this.promoteReplicas(link.peerName).catch((err: Error) => this.log.warn({ peer: link.peerName, err: err.message }, 'sessions of a restarted node not taken over'))
       this.replication.peerGone(link.peerName)
     }
@@ -424,7 +487,7 @@ export class DataPlane {
     link.send(encodeMessage(m), true, true)
   }
 
-  private onMessage (link: PeerLink, payload: Buffer): void {
+  private onMessage (link: PeerLink, payload: Buffer, info: DeliveryInfo = { reliable: false }): void {
     let m: DataPlaneMessage
     try {
       m = decodeMessage(payload)
@@ -434,7 +497,7 @@ export class DataPlane {
     }
     switch (m.kind) {
       case 'publish':
-        this.deliverFromPeer(m.publish)
+        this.deliverFromPeer(m.publish, info.source === undefined ? undefined : `${link.peerName}/${info.source.incarnation}/${info.source.seq}`)
         if (this.inbound.length >= INBOUND_HIGH_WATER && !this.pausedLinks.has(link)) {
           this.pausedLinks.add(link)
           link.pauseReading()
@@ -468,6 +531,12 @@ export class DataPlane {
         return
       case 'replica':
         this.replication.apply(link.peerName, m.ops)
+        return
+      case 'rescue-request':
+        this.answerRescueRequest(link, m.from, m.requestId)
+        return
+      case 'rescue':
+        this.rescue(m.requestId, m.source, m.publish).catch((err: Error) => this.warn('warn', { peer: link.peerName, err: err.message }, 'rescued publish not queued'))
         return
       case 'retained':
         if (this.retained.merge(m.entry) === 'applied') this.applyRetained(m.entry)
@@ -553,9 +622,17 @@ export class DataPlane {
     // home may be dead and not declared so yet. The session lives here from
     // now on, so a replica of it here has no more use either way.
     const local = this.replication.replicas.take(clientId)
-    const candidates = local === undefined || isEmptySession(local.session) ? answers : [...answers, { peer: this.name, session: local.session, replica: true }]
+    const candidates = local === undefined || isEmptySession(local.session)
+      ? answers
+      : [...answers, { peer: this.name, session: { ...local.session, rescue: { from: local.owner, seen: local.seen, after: local.after } }, replica: true }]
     const best = bestSession(candidates)
-    if (best !== undefined) await this.storeSession(clientId, best.peer, best.session)
+    if (best !== undefined) {
+      const rescue = best.session.rescue
+      // Its home died moments ago: what was on the way to it comes as rescues, before the session's routes.
+      const request = rescue === undefined ? undefined : this.requestRescues(rescue.from, [{ clientId, seen: rescue.seen, after: rescue.after }])
+      await this.storeSession(clientId, best.peer, best.session)
+      if (request !== undefined) await this.rescueOwn(request)
+    }
     // Older copies are acknowledged too: they are stale, their holders drop them.
     const ack: DataPlaneMessage = { kind: 'session-ack', requestId, clientId }
     for (const a of answers) {
@@ -663,7 +740,8 @@ export class DataPlane {
       const replica = this.replication.replicas.peek(m.clientId)
       if (replica !== undefined && replica.owner !== link.peerName && !isEmptySession(replica.session)) {
         this.handoffs.set(m.requestId, { clientId: m.clientId, peer: link.peerName, replica: replica.owner })
-        this.sendControl(link, { kind: 'session-transfer', requestId: m.requestId, clientId: m.clientId, session: replica.session, replica: true })
+        const session = { ...replica.session, rescue: { from: replica.owner, seen: replica.seen, after: replica.after } }
+        this.sendControl(link, { kind: 'session-transfer', requestId: m.requestId, clientId: m.clientId, session, replica: true })
         return
       }
     } else {
@@ -703,6 +781,126 @@ export class DataPlane {
     await p.cleanSubscriptions({ id: clientId }) // hooked: unroutes
     p.dropQueue(clientId)
     this.sessionStamps.delete(clientId)
+    for (const r of this.rescues.values()) r.sessions.delete(clientId)
+  }
+
+  /** Notes which send an aedes counter of a message from a peer stands for. */
+  private rememberSource (counter: number, source: string): void {
+    this.sources.set(counter, source)
+    if (this.sources.size > MAX_SOURCES) this.sources.delete(this.sources.keys().next().value!)
+  }
+
+  /** Which send from a peer a queued packet came in, if it came from one. */
+  private sourceOf (packet: { brokerId?: string, brokerCounter?: number }): string | undefined {
+    return packet.brokerId === this.peerBrokerId && packet.brokerCounter !== undefined ? this.sources.get(packet.brokerCounter) : undefined
+  }
+
+  /**
+   * Sessions whose home `dead` died (or restarted) are about to live here:
+   * every peer is asked for the QoS 1/2 publishes it sent `dead` lately
+   * (rescue). Asked right before the sessions are stored, so the request
+   * and their routes leave together: a peer's answer holds what it sent to
+   * `dead` instead of here, and comes before anything live for them (the
+   * publisher's order holds). Complete it with `rescueOwn` once the
+   * sessions are stored.
+   */
+  private requestRescues (dead: string, sessions: Array<{ clientId: string, seen: readonly string[], after?: Record<string, number> | undefined }>): RescueRequest {
+    const request: RescueRequest = {
+      id: randomUUID(),
+      from: dead,
+      until: Date.now() + RESCUE_WINDOW_MS,
+      sessions: new Map(sessions.map((x) => [x.clientId, { seen: new Set(x.seen), after: x.after ?? {} }]))
+    }
+    this.rescues.set(request.id, request)
+    for (const link of this.links.values()) {
+      if (link.peerName !== dead && link.state !== 'stopped') this.sendControl(link, { kind: 'rescue-request', from: dead, requestId: request.id })
+    }
+    return request
+  }
+
+  /**
+   * What this node itself sent the dead home, for the sessions of the
+   * request: taken once they are stored (from then on, what this node
+   * publishes reaches them here).
+   */
+  private async rescueOwn (request: RescueRequest): Promise<void> {
+    const own = this.unackedFor(request.from)
+    this.log.debug({ peer: request.from, publishes: own.length }, 'rescuing what this node sent a gone peer lately')
+    for (const r of own) await this.rescue(request.id, r.source, r.publish)
+  }
+
+  /** A peer took over sessions of `dead`: it gets what `dead` never acknowledged from us, in order. */
+  private answerRescueRequest (link: PeerLink, dead: string, requestId: string): void {
+    let n = 0
+    for (const r of this.unackedFor(dead)) {
+      link.send(encodeMessage({ kind: 'rescue', requestId, source: r.source, publish: r.publish }), true, true)
+      n++
+    }
+    if (n > 0) this.log.info({ peer: dead, to: link.peerName, publishes: n }, 'sent the publishes a gone peer never acknowledged to the node taking its sessions over')
+  }
+
+  /**
+   * QoS 1/2 publishes sent to `peer` lately (acknowledged in the last
+   * RETAIN_ACKED_MS, or not at all): by its old process if it restarted,
+   * else on its link. The receiver skips what the dead home's replicas show
+   * it queued.
+   */
+  private unackedFor (peer: string): Array<{ source: string, publish: ForwardedPublish }> {
+    const orphans = this.orphans.get(peer)
+    if (orphans !== undefined && orphans.until < Date.now()) this.orphans.delete(peer)
+    const link = this.links.get(peer)
+    // Back up with a new process: the request is about the old one, whose
+    // messages were put aside at the restart. Down: about the process that
+    // just went, whose messages are still on the link.
+    const from = orphans !== undefined && orphans.until >= Date.now() && link?.state === 'up'
+      ? orphans
+      : link === undefined ? undefined : { incarnation: link.incarnation, messages: link.recentMessages() }
+    if (from === undefined) return []
+    const out: Array<{ source: string, publish: ForwardedPublish }> = []
+    for (const { seq, payload } of from.messages) {
+      let m: DataPlaneMessage
+      try { m = decodeMessage(payload) } catch { continue }
+      if (m.kind === 'publish' && m.publish.qos > 0 && m.publish.plain) out.push({ source: `${this.name}/${from.incarnation}/${seq}`, publish: m.publish })
+    }
+    return out
+  }
+
+  /**
+   * A publish the dead home of the request's sessions may not have queued:
+   * queued for each of them that subscribes to its topic unless their
+   * replica shows the home queued it (`seen`) or had it before the session
+   * lived there (`after`); delivered at once to a client connected here.
+   */
+  private async rescue (requestId: string, source: string, publish: ForwardedPublish): Promise<void> {
+    const request = this.rescues.get(requestId)
+    if (request === undefined) return
+    if (request.until < Date.now()) { this.rescues.delete(requestId); return }
+    const [key, seq] = splitSource(source)
+    for (const [clientId, r] of request.sessions) {
+      if (r.seen.has(source) || (r.after[key] ?? 0) >= seq) continue
+      let qos = 0
+      for (const sub of this.replication.subscriptionsOf(clientId)) {
+        if (routable(sub.topic) && topicMatches(sub.topic, publish.topic)) qos = Math.max(qos, Math.min(sub.qos, publish.qos))
+      }
+      if (qos === 0) continue
+      r.seen.add(source)
+      this.log.debug({ client: clientId, from: request.from, source, topic: publish.topic }, 'rescued publish queued')
+      const aedes = this.opts.mqtt.aedes as Aedes & { counter: number }
+      const packet = new AedesPacket({
+        cmd: 'publish',
+        topic: publish.topic,
+        payload: publish.payload,
+        qos,
+        retain: false,
+        dup: false,
+        ...(publish.properties === undefined ? {} : { properties: publish.properties })
+      }, aedes)
+      await this.opts.mqtt.persistence.outgoingEnqueue({ clientId }, packet)
+      this.rescuedCount++
+      // Connected and past its queue replay: sent now. Still connecting: the replay sends it.
+      const client = this.localClient(clientId) as (Client & { deliverQoS?: (p: unknown, cb: () => void) => void }) | undefined
+      if (client !== undefined && this.replayed.has(client)) client.deliverQoS?.(packet, () => {})
+    }
   }
 
   /**
@@ -719,6 +917,7 @@ export class DataPlane {
     let done!: () => void
     const storing = new Promise<void>((resolve) => { done = resolve })
     for (const { clientId } of promoted) this.promoting.set(clientId, storing)
+    const request = this.requestRescues(peer, promoted.map(({ clientId, replica }) => ({ clientId, seen: replica.seen, after: replica.after })))
     try {
       for (const { clientId, replica } of promoted) {
         // Connected here already (it reconnected before the death was declared): its session is live here.
@@ -726,6 +925,7 @@ export class DataPlane {
         await this.storeSession(clientId, `replica of ${peer}`, replica.session)
         stored++
       }
+      await this.rescueOwn(request)
     } finally {
       for (const { clientId } of promoted) if (this.promoting.get(clientId) === storing) this.promoting.delete(clientId)
       done()
@@ -779,7 +979,7 @@ export class DataPlane {
 
   // ---- publishes -----------------------------------------------------------------------
 
-  private deliverFromPeer (p: ForwardedPublish): void {
+  private deliverFromPeer (p: ForwardedPublish, source?: string): void {
     const { bus } = this.opts
     if (bus.hasSubscribers('cluster:message_from')) {
       const event: MessageFromEvent = { Payload: p.payload.toString('base64'), Topic: p.topic, Retain: p.retain, Qos: p.qos }
@@ -797,7 +997,7 @@ export class DataPlane {
       brokerId: this.peerBrokerId,
       ...(p.properties === undefined ? {} : { properties: p.properties })
     }
-    this.inbound.push({ packet, plain: p.plain, shared: p.shared })
+    this.inbound.push({ packet, plain: p.plain, shared: p.shared, source })
     this.pumpInbound()
   }
 
@@ -832,13 +1032,22 @@ export class DataPlane {
         this.emitted = false
         let finished = false
         // No client: the `published` hook will not forward it again.
-        this.opts.mqtt.aedes.publish(next.packet as never, (err) => {
+        const aedes = this.opts.mqtt.aedes as Aedes & { counter: number }
+        const counter = aedes.counter
+        aedes.publish(next.packet as never, (err) => {
           if (err !== undefined && err !== null) this.warn('warn', { topic: next.packet.topic, err: err.message }, 'message from a peer not delivered')
           finished = true
           this.inflight--
           if (this.waitingEmit === next) this.waitingEmit = undefined // failed before its emit
           this.pumpInbound()
         })
+        // aedes stamped the packet with the next counter, synchronously: the
+        // persistence sees that stamp when it queues the message for a session.
+        if (next.source !== undefined) {
+          if (aedes.counter === counter + 1) this.rememberSource(aedes.counter, next.source)
+          const [key, seq] = splitSource(next.source)
+          this.pumped.set(key, seq)
+        }
         if (this.emitted || finished) {
           for (const key of next.shared) this.deliverShared(key, next.packet)
         } else {
@@ -977,12 +1186,13 @@ export class DataPlane {
     const enqueue = p.outgoingEnqueue.bind(p)
     p.outgoingEnqueue = async (sub, packet) => {
       await enqueue(sub, packet)
-      this.replication.enqueued(sub.clientId, packet)
+      this.replication.enqueued(sub.clientId, packet, this.sourceOf(packet))
     }
     const enqueueCombi = p.outgoingEnqueueCombi.bind(p)
     p.outgoingEnqueueCombi = async (subs, packet) => {
       await enqueueCombi(subs, packet)
-      for (const sub of subs) this.replication.enqueued(sub.clientId, packet)
+      const source = this.sourceOf(packet)
+      for (const sub of subs) this.replication.enqueued(sub.clientId, packet, source)
     }
     const update = p.outgoingUpdate.bind(p)
     p.outgoingUpdate = async (client, packet) => {
@@ -1005,6 +1215,12 @@ export class DataPlane {
       const will = await delWill(client)
       this.replication.willDeleted(client.id)
       return will
+    }
+    // aedes replays a resuming session's queue from a snapshot (outgoingStream): what is queued later must be sent by whoever queues it.
+    const outgoingStream = p.outgoingStream.bind(p)
+    p.outgoingStream = (client) => {
+      this.replayed.add(client)
+      return outgoingStream(client)
     }
     const clean = p.cleanSubscriptions.bind(p)
     p.cleanSubscriptions = async (client) => {

@@ -39,6 +39,8 @@ export interface ReplicationHost {
   queueOf: (clientId: string) => StoredPacket[]
   /** When the session was last connected here (HLC). */
   stampOf: (clientId: string) => Stamp
+  /** ReplicaSnapshot.after: how far this node has handed each peer link's messages to its broker. */
+  watermarks: () => Record<string, number>
   connectedHere: (clientId: string) => boolean
   /** Publishes a will owed by a client whose home died (forwarded to peers like any publish). */
   publishWill: (clientId: string, will: TransferredPacket) => void
@@ -72,7 +74,7 @@ export class SessionReplication {
     this.replicas = new ReplicaStore(options.maxQueuedPerSession)
   }
 
-  stats (): SessionReplicationStats {
+  stats (): Omit<SessionReplicationStats, 'rescued'> {
     return { replicasHeld: this.replicas.size, replicaQueued: this.replicas.queued, replicatedSessions: this.holders.size, opsIgnored: this.replicas.ignored, ...this.counters }
   }
 
@@ -116,8 +118,14 @@ export class SessionReplication {
     }
   }
 
-  enqueued (clientId: string, packet: StoredPacket): void {
-    if (this.ensureHolder(clientId) === 'existing') this.queue(clientId, { op: 'enqueue', packet: transferable(packet) })
+  /** `source`: which send from a peer the message came in (DataPlane.sourceOf), for rescues. */
+  enqueued (clientId: string, packet: StoredPacket, source?: string): void {
+    if (this.ensureHolder(clientId) === 'existing') this.queue(clientId, { op: 'enqueue', packet: transferable(packet), ...(source === undefined ? {} : { source }) })
+  }
+
+  /** The stored subscriptions of a session at home here. */
+  subscriptionsOf (clientId: string): TransferredSubscription[] {
+    return [...(this.subscriptions.get(clientId)?.values() ?? [])]
   }
 
   updated (clientId: string, packet: StoredPacket): void {
@@ -207,6 +215,7 @@ export class SessionReplication {
       snapshot: {
         ...c,
         stamp: this.host.stampOf(clientId),
+        after: this.host.watermarks(),
         subscriptions: [...(this.subscriptions.get(clientId)?.values() ?? [])],
         queue: this.host.queueOf(clientId).map(transferable),
         will: this.wills.get(clientId) ?? null

@@ -24,7 +24,8 @@ export interface StoredPacket {
 }
 
 const require = createRequire(import.meta.url)
-const AedesPacket = require('aedes-packet') as new (original: StoredPacket) => StoredPacket
+/** aedes' packet class: a copy of `original`; with `broker`, stamped with its id and next counter when `original` has none. */
+export const AedesPacket = require('aedes-packet') as new (original: Partial<StoredPacket>, broker?: unknown) => StoredPacket
 
 /**
  * A copy for the queue, as the memory store makes: aedes assigns packet

@@ -18,7 +18,20 @@ test('every message kind round-trips', () => {
     { kind: 'sync-summary', round: 3, buckets: [1, 5], summary: [['a', '000000000001.00000000.n']] },
     { kind: 'sync-push', round: 3, pull: ['x', 'y'], entries: [{ topic: 'z', stamp, qos: 2, payload: Buffer.from('zz') }] },
     { kind: 'sync-entries', round: 3, entries: [] },
-    { kind: 'client-connected', clientId: 'sensor-ä-1', stamp }
+    { kind: 'client-connected', clientId: 'sensor-ä-1', stamp },
+    {
+      kind: 'replica',
+      ops: [
+        { clientId: 'c', op: 'snapshot', snapshot: { stamp, connected: true, subscriptions: [{ topic: 'a/#', qos: 1 }], queue: [{ cmd: 'publish', topic: 'a/b', payload: Buffer.from('x'), qos: 1, messageId: 3 }], will: { cmd: 'publish', topic: 'w', payload: Buffer.from('bye') }, after: { 'b/123': 9 } } },
+        { clientId: 'c', op: 'enqueue', packet: { cmd: 'publish', topic: 'a/c', payload: Buffer.from('y'), qos: 2 }, source: 'b/123/10' },
+        { clientId: 'c', op: 'update', messageId: 4, pubrel: true },
+        { clientId: 'c', op: 'clear', messageId: 3 },
+        { clientId: 'c', op: 'connection', connection: { connected: false, disconnectedAt: 5, expiry: 60 }, stamp },
+        { clientId: 'c', op: 'drop' }
+      ]
+    },
+    { kind: 'rescue-request', from: 'node-a', requestId: 'r1' },
+    { kind: 'rescue', requestId: 'r1', source: 'node-b/abc/7', publish: { origin: 'node-b', topic: 'a/b', payload: Buffer.from('p'), qos: 1, retain: false, plain: true, shared: [] } }
   ]
   for (const m of messages) assert.deepEqual(decodeMessage(encodeMessage(m)), m, m.kind)
 })
@@ -60,5 +73,9 @@ test('malformed messages throw MessageDecodeError and nothing else', () => {
     }
   }
   assert.throws(() => decodeMessage(Buffer.from([0x09])), MessageDecodeError)
+  const bad = (ops: unknown): Buffer => { const j = Buffer.from(JSON.stringify({ ops })); const h = Buffer.alloc(5); h[0] = 13; h.writeUInt32BE(j.length, 1); return Buffer.concat([h, j]) }
+  for (const ops of [[{ op: 'enqueue' }], [{ clientId: 'c', op: 'enqueue', packet: { cmd: 'publish' } }], [{ clientId: 'c', op: 'nope' }], [{ clientId: 'c', op: 'clear', messageId: 0 }], 'x']) {
+    assert.throws(() => decodeMessage(bad(ops)), MessageDecodeError, JSON.stringify(ops))
+  }
   assert.throws(() => decodeMessage(Buffer.concat([encodeMessage({ kind: 'route-delta', delta: { version: 1, filter: 'a', count: 1 } }), Buffer.from([0])])), MessageDecodeError)
 })

@@ -27,7 +27,7 @@ test('data-plane metrics are read from the components at scrape time', async () 
     routes: () => 42,
     retained: () => ({ count: 7, bytes: 700, tombstones: 1, refused: 3 }),
     sync: () => sync,
-    sessions: () => ({ replicasHeld: 3, replicaQueued: 11, replicatedSessions: 2, opsSent: 40, opsApplied: 30, opsIgnored: 1, promoted: 3, willsPublished: 1 })
+    sessions: () => ({ replicasHeld: 3, replicaQueued: 11, replicatedSessions: 2, opsSent: 40, opsApplied: 30, opsIgnored: 1, promoted: 3, willsPublished: 1, rescued: 4 })
   })
   assert.equal(await value(registry, 'broker_cluster_link_messages_sent_total', { peer: 'b' }), 10)
   assert.equal(await value(registry, 'broker_cluster_link_shed_total', { peer: 'b' }), 2)

@@ -17,6 +17,8 @@
 //   SESSION_TRANSFER 0x0B JSON bytes {requestId, clientId, session: null | {stamp, subscriptions, queue}, replica?}
 //   SESSION_ACK      0x0C JSON bytes {requestId, clientId}
 //   REPLICA          0x0D JSON bytes {ops: [{clientId, op, ...}]}   (session replicas, session-replica.ts)
+//   RESCUE           0x0E JSON bytes {requestId, source} | the PUBLISH body   (what a dead home may not have queued)
+//   RESCUE_REQUEST   0x0F JSON bytes {from, requestId}
 //   entry = topic str16 | stamp str16 (encodeStamp) | qos uint8 | properties bytes | payload bytes
 //
 // Publishes and retained entries are binary (payloads are not copied into
@@ -71,8 +73,18 @@ export type DataPlaneMessage =
   | { kind: 'session-ack', requestId: string, clientId: string }
   /** Changes of sessions whose home is the sender, for the replicas the receiver holds, in order. */
   | { kind: 'replica', ops: ClientReplicaOp[] }
+  /**
+   * A publish the sender had sent lately to a home that died (or
+   * restarted), answering the receiver's rescue-request `requestId` for the
+   * sessions it took over from that home. `source` names the original send
+   * (`sender/link incarnation/seq`), which the dead home reported in its
+   * replica operations for what it did enqueue.
+   */
+  | { kind: 'rescue', requestId: string, source: string, publish: ForwardedPublish }
+  /** The sender takes over sessions whose home `from` died: send it your rescues for `from`, with `requestId`. */
+  | { kind: 'rescue-request', from: string, requestId: string }
 
-const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13 } as const
+const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13, rescue: 14, 'rescue-request': 15 } as const
 const HOP_LOCAL = new Set(['topicAlias', 'subscriptionIdentifier'])
 
 /** A DATA payload that is not a valid data-plane message (counted; the link stays up). */
@@ -165,17 +177,9 @@ export function encodeMessage (m: DataPlaneMessage): Buffer {
   const w = new Writer()
   w.u8(KIND[m.kind])
   switch (m.kind) {
-    case 'publish': {
-      const p = m.publish
-      w.u8((p.qos & 3) | (p.retain ? 4 : 0) | (p.plain ? 8 : 0))
-      w.str16(p.origin)
-      w.str16(p.topic)
-      w.u16(p.shared.length)
-      for (const s of p.shared) w.str16(s)
-      writeProperties(w, p.properties)
-      w.bytes(p.payload)
-      break
-    }
+    case 'publish': writePublish(w, m.publish); break
+    case 'rescue': w.json({ requestId: m.requestId, source: m.source }); writePublish(w, m.publish); break
+    case 'rescue-request': w.json({ from: m.from, requestId: m.requestId }); break
     case 'retained': writeEntry(w, m.entry); break
     case 'route-delta': w.json(m.delta); break
     case 'route-table': w.json(m.table); break
@@ -185,7 +189,7 @@ export function encodeMessage (m: DataPlaneMessage): Buffer {
       w.json({
         requestId: m.requestId,
         clientId: m.clientId,
-        session: m.session === null ? null : { stamp: encodeStamp(m.session.stamp), subscriptions: m.session.subscriptions, queue: m.session.queue },
+        session: m.session === null ? null : { ...m.session, stamp: encodeStamp(m.session.stamp) },
         ...(m.replica === true ? { replica: true } : {})
       })
       break
@@ -209,17 +213,17 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
   const kind = r.u8()
   let m: DataPlaneMessage
   switch (kind) {
-    case KIND.publish: {
-      const flags = r.u8()
-      const qos = flags & 3
-      if (qos === 3 || (flags & ~15) !== 0) throw new MessageDecodeError('bad publish flags')
-      const origin = r.str16()
-      const topic = r.str16()
-      const shared: string[] = []
-      for (let n = r.u16(); n > 0; n--) shared.push(r.str16())
-      const properties = readProperties(r)
-      const payload = r.bytes()
-      m = { kind: 'publish', publish: { origin, topic, payload, qos: qos as Qos, retain: (flags & 4) !== 0, plain: (flags & 8) !== 0, shared, ...(properties === undefined ? {} : { properties }) } }
+    case KIND.publish: m = { kind: 'publish', publish: readPublish(r) }; break
+    case KIND['rescue-request']: {
+      const h = object(r.json())
+      if (typeof h.from !== 'string' || typeof h.requestId !== 'string') throw new MessageDecodeError('bad rescue-request')
+      m = { kind: 'rescue-request', from: h.from, requestId: h.requestId }
+      break
+    }
+    case KIND.rescue: {
+      const h = object(r.json())
+      if (typeof h.requestId !== 'string' || typeof h.source !== 'string') throw new MessageDecodeError('bad rescue')
+      m = { kind: 'rescue', requestId: h.requestId, source: h.source, publish: readPublish(r) }
       break
     }
     case KIND.retained: m = { kind: 'retained', entry: readEntry(r) }; break
@@ -314,6 +318,29 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
   }
   r.end()
   return m
+}
+
+function writePublish (w: Writer, p: ForwardedPublish): void {
+  w.u8((p.qos & 3) | (p.retain ? 4 : 0) | (p.plain ? 8 : 0))
+  w.str16(p.origin)
+  w.str16(p.topic)
+  w.u16(p.shared.length)
+  for (const s of p.shared) w.str16(s)
+  writeProperties(w, p.properties)
+  w.bytes(p.payload)
+}
+
+function readPublish (r: Reader): ForwardedPublish {
+  const flags = r.u8()
+  const qos = flags & 3
+  if (qos === 3 || (flags & ~15) !== 0) throw new MessageDecodeError('bad publish flags')
+  const origin = r.str16()
+  const topic = r.str16()
+  const shared: string[] = []
+  for (let n = r.u16(); n > 0; n--) shared.push(r.str16())
+  const properties = readProperties(r)
+  const payload = r.bytes()
+  return { origin, topic, payload, qos: qos as Qos, retain: (flags & 4) !== 0, plain: (flags & 8) !== 0, shared, ...(properties === undefined ? {} : { properties }) }
 }
 
 /** Properties: a zero length means none (JSON is at least 2 bytes). */

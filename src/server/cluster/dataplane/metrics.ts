@@ -30,6 +30,8 @@ export interface SessionReplicationStats {
   opsIgnored: number
   promoted: number
   willsPublished: number
+  /** Publishes a dead home never acknowledged, queued here for the sessions taken over from it. */
+  rescued: number
 }
 
 type LinkCounterField = 'messagesSent' | 'messagesReceived' | 'bytesSent' | 'bytesReceived' | 'retransmitted' | 'duplicates' | 'shed' | 'backpressured'
@@ -159,6 +161,8 @@ export function registerDataPlaneMetrics (registry: Registry, live: DataPlaneSou
   })
   const promotedSeen = new Map<string, number>()
   new Counter({ name: 'broker_cluster_sessions_promoted_total', help: 'Session replicas this node took over because their home node died', registers: [registry], collect () { follow(this, promotedSeen, {}, live.sessions().promoted) } })
+  const rescuedSeen = new Map<string, number>()
+  new Counter({ name: 'broker_cluster_rescued_messages_total', help: 'Publishes a dead node never acknowledged, queued here for the sessions taken over from it', registers: [registry], collect () { follow(this, rescuedSeen, {}, live.sessions().rescued) } })
   const willsSeen = new Map<string, number>()
   new Counter({ name: 'broker_cluster_orphan_wills_published_total', help: 'Wills of clients whose node died, published by this node as their replica holder', registers: [registry], collect () { follow(this, willsSeen, {}, live.sessions().willsPublished) } })
 }

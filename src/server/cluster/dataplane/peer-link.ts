@@ -33,7 +33,15 @@ export type LinkState = 'idle' | 'connecting' | 'handshaking' | 'up' | 'backoff'
 
 export type SendResult = 'queued' | 'backpressure' | 'shed'
 
-export interface DeliveryInfo { reliable: boolean }
+export interface DeliveryInfo {
+  reliable: boolean
+  /**
+   * Of a reliable message: the sender's incarnation and its sequence number,
+   * which name this message uniquely (the sender sees the same pair in
+   * `unackedMessages`).
+   */
+  source?: { incarnation: string, seq: number }
+}
 
 /** Counters and gauges of one link, read at scrape time by the metrics adapter. */
 export interface LinkStats {
@@ -78,6 +86,16 @@ export interface PeerLinkOptions {
   maxBufferedBytes?: number
   /** Largest single message (default 16 MiB). */
   maxMessageBytes?: number
+  /**
+   * How long reliable messages stay readable (`recentMessages`) after the
+   * peer acknowledged them, bounded by `retainAckedBytes` (default 0: not
+   * kept). An acknowledgement says the peer received a message, not that it
+   * acted on it: if the peer dies right after, whoever takes over its work
+   * asks for these.
+   */
+  retainAckedMs?: number
+  /** Byte bound of the acknowledged messages kept (default 4 MiB). */
+  retainAckedBytes?: number
   /** A batch is cut into frames of about this many bytes (default 256 KiB). */
   frameBytes?: number
   minBackoffMs?: number
@@ -115,6 +133,10 @@ export class PeerLink {
   /** Highest sequence ever written to a socket: what is resent below it is a retransmission. */
   private highestWritten = 0
   private readonly unacked: Outgoing[] = []
+  /** Acknowledged reliable messages kept for retainAckedMs (recentMessages). */
+  private readonly retained: Array<Outgoing & { at: number }> = []
+  private retainedHead = 0
+  private retainedBytes = 0
   private unackedHead = 0
   private unackedBytes = 0
   /** Records waiting to be written on the current connection (reliable ones are also in unacked). */
@@ -158,6 +180,8 @@ export class PeerLink {
     this.opts = {
       maxBufferedBytes: 8 * 1024 * 1024,
       maxMessageBytes: 16 * 1024 * 1024,
+      retainAckedMs: 0,
+      retainAckedBytes: 4 * 1024 * 1024,
       frameBytes: 256 * 1024,
       minBackoffMs: 50,
       maxBackoffMs: 5000,
@@ -253,6 +277,31 @@ export class PeerLink {
 
   /** Reliable messages sent and not yet acknowledged. */
   get unackedCount (): number { return this.unacked.length - this.unackedHead }
+
+  /** Reliable messages acknowledged within `retainAckedMs`, then the unacknowledged ones, oldest first. */
+  recentMessages (): Array<{ seq: number, payload: Buffer }> {
+    this.trimRetained(Date.now())
+    return [...this.retained.slice(this.retainedHead).map((o) => ({ seq: o.seq, payload: o.payload })), ...this.unackedMessages()]
+  }
+
+  private trimRetained (now: number): void {
+    const { retainAckedMs, retainAckedBytes } = this.opts
+    while (this.retainedHead < this.retained.length) {
+      const o = this.retained[this.retainedHead]!
+      if (now - o.at <= retainAckedMs && this.retainedBytes <= retainAckedBytes) break
+      this.retainedBytes -= o.payload.length
+      this.retainedHead++
+    }
+    if (this.retainedHead > 1024 && this.retainedHead * 2 > this.retained.length) {
+      this.retained.splice(0, this.retainedHead)
+      this.retainedHead = 0
+    }
+  }
+
+  /** Reliable messages the peer has not acknowledged, oldest first (copies of the list; payloads shared). */
+  unackedMessages (): Array<{ seq: number, payload: Buffer }> {
+    return this.unacked.slice(this.unackedHead).map((o) => ({ seq: o.seq, payload: o.payload }))
+  }
 
   stats (): LinkStats {
     let unreliableQueued = 0
@@ -505,7 +554,7 @@ export class PeerLink {
         }
         this.counters.messagesReceived++
         try {
-          this.opts.onMessage(r.payload, { reliable: r.seq !== 0 })
+          this.opts.onMessage(r.payload, r.seq === 0 ? { reliable: false } : { reliable: true, source: { incarnation: this.recvIncarnation ?? '', seq: r.seq } })
         } catch (err) {
           // The message counts as delivered: redelivering would hit the same bug forever.
           this.opts.onError?.(err instanceof Error ? err : new Error(String(err)))
@@ -514,10 +563,18 @@ export class PeerLink {
   }
 
   private acknowledge (seq: number): void {
+    const retain = this.opts.retainAckedMs > 0
+    const now = retain ? Date.now() : 0
     while (this.unackedHead < this.unacked.length && this.unacked[this.unackedHead]!.seq <= seq) {
-      this.unackedBytes -= this.unacked[this.unackedHead]!.payload.length + DATA_HEADER
+      const o = this.unacked[this.unackedHead]!
+      this.unackedBytes -= o.payload.length + DATA_HEADER
       this.unackedHead++
+      if (retain) {
+        this.retained.push({ seq: o.seq, payload: o.payload, at: now })
+        this.retainedBytes += o.payload.length
+      }
     }
+    if (retain) this.trimRetained(now)
     if (seq > this.ackedUpTo) this.ackedUpTo = Math.min(seq, this.nextSeq - 1)
     let n = 0
     while (n < this.ackWaiters.length && this.ackWaiters[n]!.seq <= this.ackedUpTo) this.ackWaiters[n++]!.resolve(true)

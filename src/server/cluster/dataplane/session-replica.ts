@@ -32,6 +32,12 @@ export interface ReplicaConnection {
 export interface ReplicaSnapshot extends ReplicaConnection {
   /** When the session was last connected on its home node (HLC). */
   stamp: Stamp
+  /**
+   * Per peer link into the home (`peer/incarnation`), the last message the
+   * home had handed to its broker when the snapshot was taken: everything up
+   * to it is reflected in the snapshot, so a rescue skips it.
+   */
+  after?: Record<string, number>
   subscriptions: TransferredSubscription[]
   queue: TransferredPacket[]
   will: TransferredPacket | null
@@ -42,7 +48,8 @@ export type ReplicaOp =
   | { op: 'snapshot', snapshot: ReplicaSnapshot }
   | { op: 'subscribe', subscriptions: TransferredSubscription[] }
   | { op: 'unsubscribe', topics: string[] }
-  | { op: 'enqueue', packet: TransferredPacket }
+  /** `source`: for a message from a peer, which send it was (messages.ts, rescue). */
+  | { op: 'enqueue', packet: TransferredPacket, source?: string | undefined }
   /** A PUBLISH got packet identifier `messageId` (brokerId/brokerCounter say which), or a PUBREL replaced it (`pubrel`). */
   | { op: 'update', messageId: number, brokerId?: string | undefined, brokerCounter?: number | undefined, pubrel: boolean }
   | { op: 'clear', messageId: number }
@@ -58,13 +65,23 @@ interface Replica extends ReplicaConnection {
   stamp: Stamp
   subscriptions: Map<string, TransferredSubscription>
   will: TransferredPacket | null
+  /** Sources of the messages from peers the home enqueued (the latest MAX_SEEN). */
+  seen: Set<string>
+  after: Record<string, number>
 }
+
+/** Sources remembered per replica: far more than a link holds unacknowledged when its peer dies. */
+const MAX_SEEN = 10_000
 
 /** A replica handed out (fetched by a reconnecting client, or promoted when its home died). */
 export interface TakenReplica extends ReplicaConnection {
   owner: string
   session: TransferredSession
   will: TransferredPacket | null
+  /** Sources of the messages from peers its home enqueued: a rescue skips these. */
+  seen: string[]
+  /** ReplicaSnapshot.after of its last snapshot: a rescue skips these too. */
+  after: Record<string, number>
 }
 
 export class ReplicaStore {
@@ -113,7 +130,9 @@ export class ReplicaStore {
         disconnectedAt: s.disconnectedAt,
         expiry: s.expiry,
         subscriptions: new Map(s.subscriptions.map((sub) => [sub.topic, sub])),
-        will: s.will
+        will: s.will,
+        seen: new Set(),
+        after: s.after ?? {}
       })
       this.queues.import(id, s.queue as StoredPacket[])
       return
@@ -132,6 +151,10 @@ export class ReplicaStore {
         return
       case 'enqueue':
         this.queues.enqueue(id, op.packet as StoredPacket)
+        if (op.source !== undefined) {
+          r.seen.add(op.source)
+          if (r.seen.size > MAX_SEEN) r.seen.delete(r.seen.values().next().value!)
+        }
         return
       case 'update':
         try {
@@ -178,6 +201,8 @@ export class ReplicaStore {
       disconnectedAt: r.disconnectedAt,
       expiry: r.expiry,
       will: r.will,
+      seen: [...r.seen],
+      after: r.after,
       session: { stamp: r.stamp, subscriptions: [...r.subscriptions.values()], queue: this.queues.export(clientId) as TransferredPacket[] }
     }
   }
@@ -229,7 +254,11 @@ export function checkReplicaOp (v: unknown, stampOf: (text: unknown) => Stamp): 
     if (typeof x !== 'object' || x === null || typeof x.connected !== 'boolean') throw new Error('bad replica connection')
     if (x.disconnectedAt !== undefined && typeof x.disconnectedAt !== 'number') throw new Error('bad replica connection')
     if (x.expiry !== undefined && typeof x.expiry !== 'number') throw new Error('bad replica connection')
-    return { connected: x.connected, disconnectedAt: x.disconnectedAt as number | undefined, expiry: x.expiry as number | undefined }
+    return {
+      connected: x.connected,
+      ...(x.disconnectedAt === undefined ? {} : { disconnectedAt: x.disconnectedAt as number }),
+      ...(x.expiry === undefined ? {} : { expiry: x.expiry as number })
+    }
   }
   const will = (w: unknown): TransferredPacket | null => {
     if (w === null) return null
@@ -243,7 +272,13 @@ export function checkReplicaOp (v: unknown, stampOf: (text: unknown) => Stamp): 
       if (typeof s !== 'object' || s === null || !Array.isArray(s.subscriptions) || !Array.isArray(s.queue)) throw new Error('bad replica snapshot')
       s.subscriptions.forEach(checkSubscription)
       s.queue.forEach(checkPacket)
-      return { clientId, op: 'snapshot', snapshot: { ...connection(s), stamp: stampOf(s.stamp), subscriptions: s.subscriptions, queue: s.queue, will: will(s.will) } }
+      const after = s.after as Record<string, unknown> | undefined
+      if (after !== undefined && (typeof after !== 'object' || after === null || !Object.values(after).every((n) => typeof n === 'number'))) throw new Error('bad replica snapshot watermarks')
+      return {
+        clientId,
+        op: 'snapshot',
+        snapshot: { ...connection(s), stamp: stampOf(s.stamp), subscriptions: s.subscriptions, queue: s.queue, will: will(s.will), ...(after === undefined ? {} : { after: after as Record<string, number> }) }
+      }
     }
     case 'subscribe':
       if (!Array.isArray(o.subscriptions)) throw new Error('bad replica subscribe')
@@ -254,11 +289,12 @@ export function checkReplicaOp (v: unknown, stampOf: (text: unknown) => Stamp): 
       return { clientId, op: 'unsubscribe', topics: o.topics as string[] }
     case 'enqueue':
       checkPacket(o.packet)
-      return { clientId, op: 'enqueue', packet: o.packet }
+      if (o.source !== undefined && typeof o.source !== 'string') throw new Error('bad replica enqueue source')
+      return { clientId, op: 'enqueue', packet: o.packet, ...(o.source === undefined ? {} : { source: o.source }) }
     case 'update':
       if (!isPacketId(o.messageId) || typeof o.pubrel !== 'boolean') throw new Error('bad replica update')
       if (!o.pubrel && (typeof o.brokerId !== 'string' || typeof o.brokerCounter !== 'number')) throw new Error('bad replica update')
-      return { clientId, op: 'update', messageId: o.messageId, pubrel: o.pubrel, brokerId: o.brokerId as string | undefined, brokerCounter: o.brokerCounter as number | undefined }
+      return { clientId, op: 'update', messageId: o.messageId, pubrel: o.pubrel, ...(o.pubrel ? {} : { brokerId: o.brokerId as string, brokerCounter: o.brokerCounter as number }) }
     case 'clear':
       if (!isPacketId(o.messageId)) throw new Error('bad replica clear')
       return { clientId, op: 'clear', messageId: o.messageId }

@@ -49,15 +49,29 @@ export interface TransferredSession {
   stamp: Stamp
   subscriptions: TransferredSubscription[]
   queue: TransferredPacket[]
+  /**
+   * The session's home died (or restarted) recently: publishes sent to it
+   * and never acknowledged may still come as rescues (messages.ts); `seen`
+   * names those its home enqueued already.
+   */
+  rescue?: { from: string, seen: string[], after?: Record<string, number> }
 }
 
 /** Throws (with a reason) unless `v` has the shape of a TransferredSession; returns it typed. */
 export function checkSession (v: Record<string, unknown>): TransferredSession {
-  const { stamp, subscriptions, queue } = v
+  const { stamp, subscriptions, queue, rescue } = v
   if (!Array.isArray(subscriptions) || !Array.isArray(queue)) throw new Error('subscriptions and queue must be arrays')
   subscriptions.forEach(checkSubscription)
   queue.forEach(checkPacket)
-  return { stamp: stamp as Stamp, subscriptions: subscriptions as TransferredSubscription[], queue: queue as TransferredPacket[] }
+  const out: TransferredSession = { stamp: stamp as Stamp, subscriptions: subscriptions as TransferredSubscription[], queue: queue as TransferredPacket[] }
+  if (rescue !== undefined) {
+    const r = rescue as { from?: unknown, seen?: unknown }
+    if (typeof r !== 'object' || r === null || typeof r.from !== 'string' || !Array.isArray(r.seen) || !r.seen.every((x) => typeof x === 'string')) throw new Error('bad rescue')
+    const after = (r as { after?: unknown }).after
+    if (after !== undefined && (typeof after !== 'object' || after === null || !Object.values(after).every((n) => typeof n === 'number'))) throw new Error('bad rescue watermarks')
+    out.rescue = { from: r.from, seen: r.seen as string[], ...(after === undefined ? {} : { after: after as Record<string, number> }) }
+  }
+  return out
 }
 
 /** Throws unless `s` is a stored subscription (topic and QoS). */

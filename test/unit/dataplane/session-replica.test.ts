@@ -1,0 +1,64 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { ReplicaStore, sessionExpiresAt, willDueAt, type ClientReplicaOp } from '../../../src/server/cluster/dataplane/session-replica.js'
+
+const stamp = (wall: number): { wall: number, logical: number, node: string } => ({ wall, logical: 0, node: 'a' })
+const pub = (topic: string, counter: number): { cmd: string, topic: string, payload: Buffer, qos: number, brokerId: string, brokerCounter: number } =>
+  ({ cmd: 'publish', topic, payload: Buffer.from(topic), qos: 1, brokerId: 'b1', brokerCounter: counter })
+
+function snapshot (clientId: string, wall: number): ClientReplicaOp {
+  return { clientId, op: 'snapshot', snapshot: { stamp: stamp(wall), connected: true, subscriptions: [{ topic: 't/#', qos: 1 }], queue: [], will: null } }
+}
+
+test('a replica follows its home: queue operations as the home applied them, in order', () => {
+  const store = new ReplicaStore(0)
+  store.apply('home', snapshot('c', 1))
+  store.apply('home', { clientId: 'c', op: 'enqueue', packet: pub('t/1', 1), source: 'p/i/1' })
+  store.apply('home', { clientId: 'c', op: 'enqueue', packet: pub('t/2', 2), source: 'p/i/2' })
+  store.apply('home', { clientId: 'c', op: 'update', messageId: 7, brokerId: 'b1', brokerCounter: 1, pubrel: false })
+  store.apply('home', { clientId: 'c', op: 'update', messageId: 7, pubrel: true })
+  store.apply('home', { clientId: 'c', op: 'update', messageId: 8, brokerId: 'b1', brokerCounter: 2, pubrel: false })
+  store.apply('home', { clientId: 'c', op: 'clear', messageId: 8 })
+  store.apply('home', { clientId: 'c', op: 'subscribe', subscriptions: [{ topic: 'u', qos: 2 }] })
+  store.apply('home', { clientId: 'c', op: 'unsubscribe', topics: ['t/#'] })
+  const r = store.peek('c')!
+  assert.deepEqual(r.session.queue.map((p) => [p.cmd, p.messageId]), [['pubrel', 7]], 'the first is at PUBREL, the second acknowledged')
+  assert.deepEqual(r.session.subscriptions, [{ topic: 'u', qos: 2 }])
+  assert.deepEqual(r.seen.sort(), ['p/i/1', 'p/i/2'])
+  assert.equal(store.queued, 1)
+  assert.equal(store.ignored, 0)
+})
+
+test('only the home changes a replica; a late snapshot from an older home does not replace a newer one', () => {
+  const store = new ReplicaStore(0)
+  store.apply('b', snapshot('c', 5))
+  store.apply('a', { clientId: 'c', op: 'drop' })
+  store.apply('a', { clientId: 'c', op: 'enqueue', packet: pub('t/1', 1) })
+  assert.equal(store.ignored, 2)
+  assert.equal(store.ownerOf('c'), 'b')
+  store.apply('a', snapshot('c', 4))
+  assert.equal(store.ownerOf('c'), 'b', 'older snapshot from another home ignored')
+  store.apply('a', snapshot('c', 6))
+  assert.equal(store.ownerOf('c'), 'a', 'a newer one takes over')
+  assert.deepEqual(store.ownedBy('a'), ['c'])
+  store.apply('a', { clientId: 'c', op: 'drop' })
+  assert.equal(store.has('c'), false)
+})
+
+test('take hands a replica out once, with its will and connection state', () => {
+  const store = new ReplicaStore(0)
+  store.apply('h', snapshot('c', 1))
+  store.apply('h', { clientId: 'c', op: 'will', will: { cmd: 'publish', topic: 'w', payload: Buffer.from('bye'), properties: { willDelayInterval: 5 } } })
+  store.apply('h', { clientId: 'c', op: 'connection', connection: { connected: false, disconnectedAt: 1000, expiry: 30 } })
+  const t = store.take('c')!
+  assert.equal(t.owner, 'h')
+  assert.equal(t.will?.topic, 'w')
+  assert.equal(store.take('c'), undefined)
+  // Will: at the smaller of will delay (5 s) and expiry (30 s) after the disconnect; expiry 30 s after it.
+  assert.equal(willDueAt(t, 99_999), 6000)
+  assert.equal(sessionExpiresAt(t, 99_999), 31_000)
+  // Connected when its home died: timed from the death.
+  assert.equal(willDueAt({ ...t, connected: true }, 50_000), 55_000)
+  assert.equal(sessionExpiresAt({ connected: false, expiry: 0xFFFFFFFF }, 1), undefined)
+  assert.equal(willDueAt({ connected: true, will: null }, 1), undefined)
+})
