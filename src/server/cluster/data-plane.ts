@@ -56,7 +56,7 @@ import type { LinkStreamHandler } from './net-transport.js'
 import type { LinkFaults } from './fault-injection.js'
 import {
   HybridLogicalClock, LinkAcceptor, compareStamps, PeerLink, RetainedStore, RetainedSync, RoutingTable, decodeMessage, encodeMessage, registerDataPlaneMetrics,
-  SessionFetch, bestSession, isEmptySession,
+  SessionFetch, bestSession, isEmptySession, queueKey,
   type DataPlaneMessage, type DeliveryInfo, type ForwardedPublish, type SessionAnswer, type TransferredPacket, type Qos, type RetainedEntry, type RouteDelta, type Stamp, type TransferredSession
 } from './dataplane/index.js'
 import type { StoredPacket } from '../mqtt/persistence.js'
@@ -86,6 +86,12 @@ interface InboundMessage {
 interface RescueRequest {
   id: string
   from: string
+  /** Peers that have not said they sent everything (rescue-done); `done` resolves when none is left, or after RESCUE_ANSWER_TIMEOUT_MS. */
+  waiting: Set<string>
+  done: Promise<void>
+  finish: () => void
+  /** `from` is alive, handing its sessions over (not dead or restarted). */
+  live: boolean
   until: number
   sessions: Map<string, { seen: Set<string>, after: Record<string, number> }>
 }
@@ -103,6 +109,9 @@ function splitSource (source: string): [string, number] {
  * not lose it.
  */
 const RETAIN_ACKED_MS = 2000
+
+/** How long a session that was just taken over waits for its rescues before it moves on again (a session request for it). */
+const RESCUE_ANSWER_TIMEOUT_MS = 1000
 
 /** How long a session taken from a dead home accepts rescued publishes, and a restarted peer's unacknowledged ones are kept for it. */
 const RESCUE_WINDOW_MS = 60_000
@@ -217,7 +226,7 @@ export class DataPlane {
   /** Session requests this node made and is waiting for answers to. */
   private readonly fetches = new Map<string, SessionFetch>()
   /** Sessions this node sent to a peer and deletes once the peer acknowledged them, by request id. */
-  private readonly handoffs = new Map<string, { clientId: string, peer: string, replica?: string }>()
+  private readonly handoffs = new Map<string, { clientId: string, peer: string, replica?: string, sent?: Set<string> }>()
   /** This process's id in link HELLOs, and the last one seen from each peer: a change is a restart. */
   private readonly process = randomUUID()
   private readonly peerProcesses = new Map<string, string>()
@@ -533,8 +542,16 @@ export class DataPlane {
         this.replication.apply(link.peerName, m.ops)
         return
       case 'rescue-request':
-        this.answerRescueRequest(link, m.from, m.requestId)
+        this.answerRescueRequest(link, m.from, m.requestId, m.live === true)
         return
+      case 'session-tail':
+        this.appendTail(m.clientId, m.packets, m.sources).catch((err: Error) => this.warn('warn', { client: m.clientId, err: err.message }, 'moved session: late messages not queued'))
+        return
+      case 'rescue-done': {
+        const request = this.rescues.get(m.requestId)
+        if (request !== undefined && request.waiting.delete(link.peerName) && request.waiting.size === 0) request.finish()
+        return
+      }
       case 'rescue':
         this.rescue(m.requestId, m.source, m.publish).catch((err: Error) => this.warn('warn', { peer: link.peerName, err: err.message }, 'rescued publish not queued'))
         return
@@ -626,13 +643,8 @@ export class DataPlane {
       ? answers
       : [...answers, { peer: this.name, session: { ...local.session, rescue: { from: local.owner, seen: local.seen, after: local.after } }, replica: true }]
     const best = bestSession(candidates)
-    if (best !== undefined) {
-      const rescue = best.session.rescue
-      // Its home died moments ago: what was on the way to it comes as rescues, before the session's routes.
-      const request = rescue === undefined ? undefined : this.requestRescues(rescue.from, [{ clientId, seen: rescue.seen, after: rescue.after }])
-      await this.storeSession(clientId, best.peer, best.session)
-      if (request !== undefined) await this.rescueOwn(request)
-    }
+    // What was on the way to its old home (dead, or handing it over) comes as rescues.
+    if (best !== undefined) await this.storeWithRescue(clientId, best.peer, best.session)
     // Older copies are acknowledged too: they are stale, their holders drop them.
     const ack: DataPlaneMessage = { kind: 'session-ack', requestId, clientId }
     for (const a of answers) {
@@ -649,8 +661,21 @@ export class DataPlane {
   private async adoptSession (link: PeerLink, requestId: string, clientId: string, session: TransferredSession): Promise<void> {
     const local = (this.opts.mqtt.aedes as Aedes & { clients: Record<string, Client | undefined> }).clients[clientId]
     if (local !== undefined && !local.closed) return
-    await this.storeSession(clientId, link.peerName, session)
+    await this.storeWithRescue(clientId, link.peerName, session)
     this.sendControl(link, { kind: 'session-ack', requestId, clientId })
+  }
+
+  /**
+   * Stores a transferred session and, when it says publishes sent to its
+   * old home lately may have missed it (its home died, or is handing it
+   * over), asks for them: right before storing (with its routes), and this
+   * node's own once stored (see requestRescues).
+   */
+  private async storeWithRescue (clientId: string, from: string, session: TransferredSession): Promise<void> {
+    const rescue = session.rescue
+    const request = rescue === undefined || rescue.from === this.name ? undefined : this.requestRescues(rescue.from, [{ clientId, seen: rescue.seen, after: rescue.after }], rescue.live === true)
+    await this.storeSession(clientId, from, session)
+    if (request !== undefined) await this.rescueOwn(request)
   }
 
   /** Writes a transferred session into the persistence unless the copy here is newer. */
@@ -681,16 +706,19 @@ export class DataPlane {
     if (up.length === 0 || this.storedRoutes.size === 0) return
     const p = this.opts.mqtt.persistence
     const waits: Array<Promise<unknown>> = []
+    // A session taken over moments ago is complete once its rescues came.
+    await Promise.all([...this.storedRoutes.keys()].map(async (id) => await this.rescuesOf(id)))
     for (const clientId of [...this.storedRoutes.keys()]) {
       const link = this.links.get(rendezvous(clientId, up.map((l) => l.peerName)))!
       const subscriptions = (await this.storedSubscriptions({ id: clientId })).map(({ clientId: _c, ...sub }) => sub)
       const session: TransferredSession = {
         stamp: this.sessionStamps.get(clientId) ?? { wall: 0, logical: 0, node: this.name },
         subscriptions,
-        queue: p.exportQueue(clientId).map(transferable)
+        queue: p.exportQueue(clientId).map(transferable),
+        rescue: { from: this.name, seen: [], after: Object.fromEntries(this.pumped), live: true }
       }
       const requestId = `handoff-${randomUUID()}`
-      this.handoffs.set(requestId, { clientId, peer: link.peerName })
+      this.handoffs.set(requestId, { clientId, peer: link.peerName, sent: new Set(session.queue.map(queueKey)) })
       this.sendControl(link, { kind: 'session-transfer', requestId, clientId, session })
       waits.push(new Promise<void>((resolve) => { this.handoffWaiters.set(requestId, resolve) }))
     }
@@ -715,6 +743,7 @@ export class DataPlane {
   private async serveSession (link: PeerLink, m: Extract<DataPlaneMessage, { kind: 'session-request' }>): Promise<void> {
     try { this.clock.observe(m.stamp) } catch { /* too far ahead: compared by stamp anyway */ }
     await this.promoting.get(m.clientId)
+    await this.rescuesOf(m.clientId)
     const local = (this.opts.mqtt.aedes as Aedes & { clients: Record<string, Client | undefined> }).clients[m.clientId]
     if (local !== undefined && !local.closed) {
       const mine = this.connectedAt.get(local)
@@ -750,9 +779,11 @@ export class DataPlane {
       session = {
         stamp: this.sessionStamps.get(m.clientId) ?? { wall: 0, logical: 0, node: this.name },
         subscriptions,
-        queue: p.exportQueue(m.clientId).map(transferable)
+        queue: p.exportQueue(m.clientId).map(transferable),
+        // What reaches this node for it after this snapshot stays in the copy deleted here: the new home asks for it.
+        rescue: { from: this.name, seen: [], after: Object.fromEntries(this.pumped), live: true }
       }
-      this.handoffs.set(m.requestId, { clientId: m.clientId, peer: link.peerName })
+      this.handoffs.set(m.requestId, { clientId: m.clientId, peer: link.peerName, sent: new Set(session.queue.map(queueKey)) })
     }
     this.sendControl(link, { kind: 'session-transfer', requestId: m.requestId, clientId: m.clientId, session })
   }
@@ -773,7 +804,34 @@ export class DataPlane {
     waiter?.()
     const local = (this.opts.mqtt.aedes as Aedes & { clients: Record<string, Client | undefined> }).clients[h.clientId]
     if (local !== undefined && !local.closed) return
+    // Queued here after the snapshot went (a local publish, a peer's send in
+    // the instant of the move): it follows the session instead of going with this copy.
+    const link = this.links.get(peer)
+    const tail = this.opts.mqtt.persistence.exportQueue(h.clientId).filter((e) => e.cmd !== 'pubrel' && h.sent?.has(queueKey(e)) !== true)
+    if (tail.length > 0 && link !== undefined) {
+      this.sendControl(link, { kind: 'session-tail', clientId: h.clientId, packets: tail.map(transferable), sources: tail.map((e) => this.sourceOf(e) ?? null) })
+      this.log.debug({ client: h.clientId, peer, messages: tail.length }, 'moved session: what was queued here after its snapshot sent after it')
+    }
     await this.removeSession(h.clientId)
+  }
+
+  /** The old home of a session that moved here sends what it queued after its snapshot: queued here, each once. */
+  private async appendTail (clientId: string, packets: TransferredPacket[], sources: Array<string | null>): Promise<void> {
+    if (!this.holdsSession(clientId) && this.localClient(clientId) === undefined) return
+    const requests = [...this.rescues.values()].filter((r) => r.sessions.has(clientId))
+    const client = this.localClient(clientId) as (Client & { deliverQoS?: (p: unknown, cb: () => void) => void }) | undefined
+    for (const [i, packet] of packets.entries()) {
+      const source = sources[i] ?? null
+      if (source !== null) {
+        // Also rescued from its publisher's node, or about to be: once.
+        if (requests.some((r) => r.sessions.get(clientId)!.seen.has(source))) continue
+        for (const r of requests) r.sessions.get(clientId)!.seen.add(source)
+      }
+      const entry = new AedesPacket({ ...packet, messageId: undefined } as StoredPacket)
+      await this.opts.mqtt.persistence.outgoingEnqueue({ clientId }, entry)
+      this.rescuedCount++
+      if (client !== undefined && this.replayed.has(client)) client.deliverQoS?.(entry, () => {})
+    }
   }
 
   private async removeSession (clientId: string): Promise<void> {
@@ -804,18 +862,37 @@ export class DataPlane {
    * publisher's order holds). Complete it with `rescueOwn` once the
    * sessions are stored.
    */
-  private requestRescues (dead: string, sessions: Array<{ clientId: string, seen: readonly string[], after?: Record<string, number> | undefined }>): RescueRequest {
+  private requestRescues (dead: string, sessions: Array<{ clientId: string, seen: readonly string[], after?: Record<string, number> | undefined }>, live = false): RescueRequest {
+    let finish!: () => void
+    const done = new Promise<void>((resolve) => { finish = resolve })
     const request: RescueRequest = {
       id: randomUUID(),
       from: dead,
+      waiting: new Set(),
+      done,
+      finish,
+      live,
       until: Date.now() + RESCUE_WINDOW_MS,
       sessions: new Map(sessions.map((x) => [x.clientId, { seen: new Set(x.seen), after: x.after ?? {} }]))
     }
+    for (const [id, r] of this.rescues) if (r.until < Date.now()) this.rescues.delete(id)
     this.rescues.set(request.id, request)
     for (const link of this.links.values()) {
-      if (link.peerName !== dead && link.state !== 'stopped') this.sendControl(link, { kind: 'rescue-request', from: dead, requestId: request.id })
+      if (link.peerName === dead || link.state !== 'up') continue
+      this.sendControl(link, { kind: 'rescue-request', from: dead, requestId: request.id, ...(live ? { live } : {}) })
+      request.waiting.add(link.peerName)
     }
+    if (request.waiting.size === 0) finish()
+    const timer = setTimeout(finish, RESCUE_ANSWER_TIMEOUT_MS)
+    timer.unref()
+    void done.then(() => clearTimeout(timer))
     return request
+  }
+
+  /** Resolves when the rescue requests still open for a session were answered (bounded). */
+  private async rescuesOf (clientId: string): Promise<void> {
+    const pending = [...this.rescues.values()].filter((r) => r.sessions.has(clientId)).map(async (r) => await r.done)
+    if (pending.length > 0) await Promise.all(pending)
   }
 
   /**
@@ -824,18 +901,19 @@ export class DataPlane {
    * publishes reaches them here).
    */
   private async rescueOwn (request: RescueRequest): Promise<void> {
-    const own = this.unackedFor(request.from)
+    const own = this.unackedFor(request.from, request.live)
     this.log.debug({ peer: request.from, publishes: own.length }, 'rescuing what this node sent a gone peer lately')
     for (const r of own) await this.rescue(request.id, r.source, r.publish)
   }
 
   /** A peer took over sessions of `dead`: it gets what `dead` never acknowledged from us, in order. */
-  private answerRescueRequest (link: PeerLink, dead: string, requestId: string): void {
+  private answerRescueRequest (link: PeerLink, dead: string, requestId: string, live: boolean): void {
     let n = 0
-    for (const r of this.unackedFor(dead)) {
+    for (const r of this.unackedFor(dead, live)) {
       link.send(encodeMessage({ kind: 'rescue', requestId, source: r.source, publish: r.publish }), true, true)
       n++
     }
+    this.sendControl(link, { kind: 'rescue-done', requestId })
     if (n > 0) this.log.info({ peer: dead, to: link.peerName, publishes: n }, 'sent the publishes a gone peer never acknowledged to the node taking its sessions over')
   }
 
@@ -845,14 +923,14 @@ export class DataPlane {
    * else on its link. The receiver skips what the dead home's replicas show
    * it queued.
    */
-  private unackedFor (peer: string): Array<{ source: string, publish: ForwardedPublish }> {
+  private unackedFor (peer: string, live = false): Array<{ source: string, publish: ForwardedPublish }> {
     const orphans = this.orphans.get(peer)
     if (orphans !== undefined && orphans.until < Date.now()) this.orphans.delete(peer)
     const link = this.links.get(peer)
     // Back up with a new process: the request is about the old one, whose
     // messages were put aside at the restart. Down: about the process that
     // just went, whose messages are still on the link.
-    const from = orphans !== undefined && orphans.until >= Date.now() && link?.state === 'up'
+    const from = !live && orphans !== undefined && orphans.until >= Date.now() && link?.state === 'up'
       ? orphans
       : link === undefined ? undefined : { incarnation: link.incarnation, messages: link.recentMessages() }
     if (from === undefined) return []

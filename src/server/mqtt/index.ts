@@ -132,7 +132,11 @@ export class MqttServer {
         else this.badInput(client, 'oversize', err.message)
         return
       }
-      log.debug({ client: client.id, err: err.message }, 'MQTT client error')
+      // Connection-level noise (a peer that went away) at debug; anything
+      // else closed a client for a reason worth seeing.
+      const code = (err as NodeJS.ErrnoException).code
+      const level = code !== undefined || err.message === 'write after end' || err.message === 'connection closed' ? 'debug' : 'info'
+      log[level]({ client: client.id, err: err.message }, 'MQTT client error')
     }
     this.aedes.on('clientError', onClientError)
     this.aedes.on('connectionError', onClientError)

@@ -18,7 +18,9 @@
 //   SESSION_ACK      0x0C JSON bytes {requestId, clientId}
 //   REPLICA          0x0D JSON bytes {ops: [{clientId, op, ...}]}   (session replicas, session-replica.ts)
 //   RESCUE           0x0E JSON bytes {requestId, source} | the PUBLISH body   (what a dead home may not have queued)
-//   RESCUE_REQUEST   0x0F JSON bytes {from, requestId}
+//   RESCUE_REQUEST   0x0F JSON bytes {from, requestId, live?}
+//   RESCUE_DONE      0x10 JSON bytes {requestId}
+//   SESSION_TAIL     0x11 JSON bytes {clientId, packets, sources}
 //   entry = topic str16 | stamp str16 (encodeStamp) | qos uint8 | properties bytes | payload bytes
 //
 // Publishes and retained entries are binary (payloads are not copied into
@@ -29,7 +31,7 @@
 import { decodeStamp, encodeStamp, type Stamp } from './hlc.js'
 import type { BucketSummary, Qos, RetainedEntry } from './retained-store.js'
 import type { RouteDelta, RouteTable } from './routing-table.js'
-import { checkSession, type TransferredSession } from './session-transfer.js'
+import { checkPacket, checkSession, type TransferredPacket, type TransferredSession } from './session-transfer.js'
 import { checkReplicaOp, encodeReplicaOp, type ClientReplicaOp } from './session-replica.js'
 
 /** MQTT 5 PUBLISH properties that cross a hop (section 3.3.2.3). */
@@ -82,9 +84,17 @@ export type DataPlaneMessage =
    */
   | { kind: 'rescue', requestId: string, source: string, publish: ForwardedPublish }
   /** The sender takes over sessions whose home `from` died: send it your rescues for `from`, with `requestId`. */
-  | { kind: 'rescue-request', from: string, requestId: string }
+  | { kind: 'rescue-request', from: string, requestId: string, live?: boolean }
+  /**
+   * What the old home of a moved session queued for it after the snapshot
+   * it sent (published on it, or reaching it, in the instant of the move):
+   * `sources[i]` names packet i's send from a peer, if it came from one.
+   */
+  | { kind: 'session-tail', clientId: string, packets: TransferredPacket[], sources: Array<string | null> }
+  /** The sender sent every rescue it had for request `requestId`. */
+  | { kind: 'rescue-done', requestId: string }
 
-const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13, rescue: 14, 'rescue-request': 15 } as const
+const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13, rescue: 14, 'rescue-request': 15, 'rescue-done': 16, 'session-tail': 17 } as const
 const HOP_LOCAL = new Set(['topicAlias', 'subscriptionIdentifier'])
 
 /** A DATA payload that is not a valid data-plane message (counted; the link stays up). */
@@ -179,7 +189,9 @@ export function encodeMessage (m: DataPlaneMessage): Buffer {
   switch (m.kind) {
     case 'publish': writePublish(w, m.publish); break
     case 'rescue': w.json({ requestId: m.requestId, source: m.source }); writePublish(w, m.publish); break
-    case 'rescue-request': w.json({ from: m.from, requestId: m.requestId }); break
+    case 'rescue-done': w.json({ requestId: m.requestId }); break
+    case 'session-tail': w.json({ clientId: m.clientId, packets: m.packets, sources: m.sources }); break
+    case 'rescue-request': w.json({ from: m.from, requestId: m.requestId, ...(m.live === true ? { live: true } : {}) }); break
     case 'retained': writeEntry(w, m.entry); break
     case 'route-delta': w.json(m.delta); break
     case 'route-table': w.json(m.table); break
@@ -214,10 +226,28 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
   let m: DataPlaneMessage
   switch (kind) {
     case KIND.publish: m = { kind: 'publish', publish: readPublish(r) }; break
+    case KIND['session-tail']: {
+      const h = object(r.json())
+      if (typeof h.clientId !== 'string' || !Array.isArray(h.packets) || !Array.isArray(h.sources) || h.sources.length !== h.packets.length ||
+        !h.sources.every((x) => x === null || typeof x === 'string')) throw new MessageDecodeError('bad session-tail')
+      try {
+        h.packets.forEach(checkPacket)
+      } catch (err) {
+        throw new MessageDecodeError(`bad session-tail: ${(err as Error).message}`)
+      }
+      m = { kind: 'session-tail', clientId: h.clientId, packets: h.packets as TransferredPacket[], sources: h.sources as Array<string | null> }
+      break
+    }
+    case KIND['rescue-done']: {
+      const h = object(r.json())
+      if (typeof h.requestId !== 'string') throw new MessageDecodeError('bad rescue-done')
+      m = { kind: 'rescue-done', requestId: h.requestId }
+      break
+    }
     case KIND['rescue-request']: {
       const h = object(r.json())
       if (typeof h.from !== 'string' || typeof h.requestId !== 'string') throw new MessageDecodeError('bad rescue-request')
-      m = { kind: 'rescue-request', from: h.from, requestId: h.requestId }
+      m = { kind: 'rescue-request', from: h.from, requestId: h.requestId, ...(h.live === true ? { live: true } : {}) }
       break
     }
     case KIND.rescue: {

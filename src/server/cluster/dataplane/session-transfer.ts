@@ -50,11 +50,13 @@ export interface TransferredSession {
   subscriptions: TransferredSubscription[]
   queue: TransferredPacket[]
   /**
-   * The session's home died (or restarted) recently: publishes sent to it
-   * and never acknowledged may still come as rescues (messages.ts); `seen`
-   * names those its home enqueued already.
+   * Publishes sent to the session's home lately may never have reached
+   * the session: its home died (or restarted), or, `live`, it is the home
+   * handing the session over, and what reaches it after this snapshot stays
+   * in its copy. They come as rescues (messages.ts); `seen` and `after` name
+   * those the home had queued (ReplicaSnapshot.after).
    */
-  rescue?: { from: string, seen: string[], after?: Record<string, number> }
+  rescue?: { from: string, seen: string[], after?: Record<string, number>, live?: boolean }
 }
 
 /** Throws (with a reason) unless `v` has the shape of a TransferredSession; returns it typed. */
@@ -69,7 +71,9 @@ export function checkSession (v: Record<string, unknown>): TransferredSession {
     if (typeof r !== 'object' || r === null || typeof r.from !== 'string' || !Array.isArray(r.seen) || !r.seen.every((x) => typeof x === 'string')) throw new Error('bad rescue')
     const after = (r as { after?: unknown }).after
     if (after !== undefined && (typeof after !== 'object' || after === null || !Object.values(after).every((n) => typeof n === 'number'))) throw new Error('bad rescue watermarks')
-    out.rescue = { from: r.from, seen: r.seen as string[], ...(after === undefined ? {} : { after: after as Record<string, number> }) }
+    const live = (r as { live?: unknown }).live
+    if (live !== undefined && typeof live !== 'boolean') throw new Error('bad rescue')
+    out.rescue = { from: r.from, seen: r.seen as string[], ...(after === undefined ? {} : { after: after as Record<string, number> }), ...(live === true ? { live } : {}) }
   }
   return out
 }
