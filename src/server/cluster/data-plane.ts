@@ -234,6 +234,12 @@ export class DataPlane {
   private readonly sources = new Map<number, string>()
   /** Rescue requests of sessions taken over from a dead home, open to its rescued publishes (rescue). */
   private readonly rescues = new Map<string, RescueRequest>()
+  /**
+   * Sessions this node took over from a peer it believed dead, until their
+   * client connects somewhere: if that peer was only cut off (a partition),
+   * it still holds them, and its copy wins.
+   */
+  private readonly promotedFrom = new Map<string, string>()
   /** Connections whose queue replay started (a rescued message queued after it must be sent directly). */
   private readonly replayed = new WeakSet<object>()
   private rescuedCount = 0
@@ -466,6 +472,7 @@ export class DataPlane {
     const proc = link.remoteProcess
     const before = this.peerProcesses.get(link.peerName)
     if (proc !== undefined) this.peerProcesses.set(link.peerName, proc)
+    if (before !== undefined && proc !== undefined && before === proc) this.undoPromotions(link.peerName)
     if (before !== undefined && proc !== undefined && before !== proc) {
       this.log.info({ peer: link.peerName }, 'peer restarted: taking over its sessions held here as replicas, replicating ours to it afresh')
       // What it never acknowledged goes to the new process, which holds none
@@ -682,7 +689,8 @@ export class DataPlane {
   private async storeSession (clientId: string, from: string, session: TransferredSession): Promise<void> {
     const p = this.opts.mqtt.persistence
     const mine = this.sessionStamps.get(clientId)
-    if (this.holdsSession(clientId) && mine !== undefined && compareStamps(session.stamp, mine) <= 0) return
+    // A copy taken over from a peer believed dead yields to any other.
+    if (this.holdsSession(clientId) && mine !== undefined && compareStamps(session.stamp, mine) <= 0 && !this.promotedFrom.has(clientId)) return
     if (this.holdsSession(clientId)) {
       await p.cleanSubscriptions({ id: clientId })
       p.dropQueue(clientId)
@@ -785,7 +793,9 @@ export class DataPlane {
       }
       this.handoffs.set(m.requestId, { clientId: m.clientId, peer: link.peerName, sent: new Set(session.queue.map(queueKey)) })
     }
-    this.sendControl(link, { kind: 'session-transfer', requestId: m.requestId, clientId: m.clientId, session })
+    // A copy taken over from a peer believed dead counts as a replica: the original, if it answers, wins.
+    const promoted = session !== null && this.promotedFrom.has(m.clientId)
+    this.sendControl(link, { kind: 'session-transfer', requestId: m.requestId, clientId: m.clientId, session, ...(promoted ? { replica: true } : {}) })
   }
 
   /** The peer stored a session we sent: delete our copy (and its routes), unless the client came back here meanwhile. */
@@ -839,6 +849,7 @@ export class DataPlane {
     await p.cleanSubscriptions({ id: clientId }) // hooked: unroutes
     p.dropQueue(clientId)
     this.sessionStamps.delete(clientId)
+    this.promotedFrom.delete(clientId)
     for (const r of this.rescues.values()) r.sessions.delete(clientId)
   }
 
@@ -1001,6 +1012,7 @@ export class DataPlane {
         // Connected here already (it reconnected before the death was declared): its session is live here.
         if (this.localClient(clientId) !== undefined || isEmptySession(replica.session)) continue
         await this.storeSession(clientId, `replica of ${peer}`, replica.session)
+        this.promotedFrom.set(clientId, peer)
         stored++
       }
       await this.rescueOwn(request)
@@ -1009,6 +1021,22 @@ export class DataPlane {
       done()
     }
     this.log.warn({ peer, sessions: stored, replicas: promoted.length }, 'node gone: took over the sessions it held whose replicas were here')
+  }
+
+  /**
+   * A peer this node took sessions over from is back as the same process: it
+   * was cut off, not dead, and still holds them. The copies taken over here
+   * that no client resumed since are dropped (their client finds the
+   * original there); kept, they would replay what the client already got.
+   */
+  private undoPromotions (peer: string): void {
+    for (const [clientId, from] of [...this.promotedFrom]) {
+      if (from !== peer) continue
+      this.promotedFrom.delete(clientId)
+      if (this.localClient(clientId) !== undefined) continue
+      this.log.info({ client: clientId, peer }, 'peer back after being declared dead: session taken over from it dropped here, its copy stays')
+      this.removeSession(clientId).catch((err: Error) => this.warn('warn', { client: clientId, err: err.message }, 'session taken over not dropped'))
+    }
   }
 
   /** Publishes the will of a client whose node died, as its node would have: to local subscribers and to peers. */
@@ -1172,6 +1200,7 @@ export class DataPlane {
       const stamp = this.clock.now()
       this.connectedAt.set(client, stamp)
       this.sessionStamps.set(client.id, stamp)
+      this.promotedFrom.delete(client.id)
       this.replication.connected(client.id)
       if (!this.running) return
       const m: DataPlaneMessage = { kind: 'client-connected', clientId: client.id, stamp }
