@@ -448,7 +448,12 @@ export class DataPlane {
     this.parked.delete(name)
     // The link may be deep in its redial backoff after a long absence; until
     // it is up, takeover announcements and routes cannot flow.
-    this.links.get(name)?.redialNow()
+    const link = this.links.get(name)
+    link?.redialNow()
+    // Back while its link never dropped (a pause): the same process, which
+    // still holds the sessions taken over from it. (A dropped link decides
+    // this when it is up again: onLinkUp.)
+    if (link?.state === 'up' && link.remoteProcess !== undefined && link.remoteProcess === this.peerProcesses.get(name)) this.undoPromotions(name)
     this.log.debug({ peer: name }, 'peer back: parked link in use again')
   }
 
