@@ -78,9 +78,6 @@ export class SessionReplication {
     return { replicasHeld: this.replicas.size, replicaQueued: this.replicas.queued, replicatedSessions: this.holders.size, opsIgnored: this.replicas.ignored, ...this.counters }
   }
 
-  /** The peer holding the replica of a session whose home is here (tests, diagnostics). */
-  holderOf (clientId: string): string | undefined { return this.holders.get(clientId) }
-
   stop (): void {
     this.stopped = true
     for (const t of this.willTimers.values()) clearTimeout(t)

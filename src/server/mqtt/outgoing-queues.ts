@@ -51,8 +51,6 @@ export class OutgoingQueues {
   /** Entries of every queue. */
   get count (): number { return this.total }
   countFor (clientId: string): number { return this.queues.get(clientId)?.length ?? 0 }
-  has (clientId: string): boolean { return this.queues.has(clientId) }
-  clientIds (): IterableIterator<string> { return this.queues.keys() }
 
   /** Appends a copy of `packet` (without a packet identifier); a full queue drops its oldest entry. */
   enqueue (clientId: string, packet: StoredPacket): StoredPacket {

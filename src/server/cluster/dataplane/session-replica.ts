@@ -211,11 +211,6 @@ export class ReplicaStore {
     this.replicas.delete(clientId)
     this.queues.drop(clientId)
   }
-
-  clear (): void {
-    this.replicas.clear()
-    this.queues.clearAll()
-  }
 }
 
 /**
