@@ -61,6 +61,7 @@ import {
 } from './dataplane/index.js'
 import type { StoredPacket } from '../mqtt/persistence.js'
 import { SessionReplication, rendezvous, transferable } from './session-replication.js'
+import type { TakenReplica } from './dataplane/session-replica.js'
 import { topicMatches } from '../../topic-filter.js'
 import { AedesPacket } from '../mqtt/outgoing-queues.js'
 
@@ -78,8 +79,8 @@ interface InboundMessage {
   packet: { topic: string, payload: Buffer, qos: number, properties?: unknown }
   plain: boolean
   shared: string[]
-  /** Which send it was (`peer/link incarnation/seq`), for reliable ones: see sourceOf. */
-  source?: string | undefined
+  /** Which send it was, for reliable ones: the link (`peer/incarnation`) and its sequence number (see sourceOf). */
+  source?: { link: string, seq: number } | undefined
 }
 
 /** Sessions taken over from a dead home and what they may still be owed from it (DataPlane.rescue). */
@@ -94,6 +95,11 @@ interface RescueRequest {
   live: boolean
   until: number
   sessions: Map<string, { seen: Set<string>, after: Record<string, number> }>
+}
+
+/** A replica as a session to resume from: its home may be dead, so what was on the way there is to be rescued. */
+function rescuable (r: TakenReplica): TransferredSession {
+  return { ...r.session, rescue: { from: r.owner, seen: r.seen, after: r.after } }
 }
 
 /** `peer/incarnation/seq` -> [`peer/incarnation`, seq]. */
@@ -234,7 +240,7 @@ export class DataPlane {
   private readonly process = randomUUID()
   private readonly peerProcesses = new Map<string, string>()
   /** aedes counters of messages from peers -> their sources (rememberSource). */
-  private readonly sources = new Map<number, string>()
+  private readonly sources = new Map<number, { link: string, seq: number }>()
   /** Rescue requests of sessions taken over from a dead home, open to its rescued publishes (rescue). */
   private readonly rescues = new Map<string, RescueRequest>()
   /**
@@ -521,7 +527,7 @@ export class DataPlane {
     }
     switch (m.kind) {
       case 'publish':
-        this.deliverFromPeer(m.publish, info.source === undefined ? undefined : `${link.peerName}/${info.source.incarnation}/${info.source.seq}`)
+        this.deliverFromPeer(m.publish, info.source === undefined ? undefined : { link: `${link.peerName}/${info.source.incarnation}`, seq: info.source.seq })
         if (this.inbound.length >= INBOUND_HIGH_WATER && !this.pausedLinks.has(link)) {
           this.pausedLinks.add(link)
           link.pauseReading()
@@ -589,8 +595,8 @@ export class DataPlane {
     try { this.clock.observe(stamp) } catch { /* too far ahead: compared by stamp anyway */ }
     // A will owed here for this client (its node died) is cancelled: it is back.
     this.replication.clientSeen(clientId, false)
-    const local = (this.opts.mqtt.aedes as Aedes & { clients: Record<string, Client | undefined> }).clients[clientId]
-    if (local === undefined || local.closed) {
+    const local = this.localClient(clientId)
+    if (local === undefined) {
       // An offline copy older than that connection is stale: the client took
       // its session from another copy (this node did not answer in time) or
       // started clean. Kept, it would keep attracting messages for nobody.
@@ -656,7 +662,7 @@ export class DataPlane {
     const local = this.replication.replicas.take(clientId)
     const candidates = local === undefined || isEmptySession(local.session)
       ? answers
-      : [...answers, { peer: this.name, session: { ...local.session, rescue: { from: local.owner, seen: local.seen, after: local.after } }, replica: true }]
+      : [...answers, { peer: this.name, session: rescuable(local), replica: true }]
     const best = bestSession(candidates)
     // What was on the way to its old home (dead, or handing it over) comes as rescues.
     if (best !== undefined) await this.storeWithRescue(clientId, best.peer, best.session)
@@ -674,8 +680,7 @@ export class DataPlane {
    * connected here: its live session is the newer one and stays as it is.
    */
   private async adoptSession (link: PeerLink, requestId: string, clientId: string, session: TransferredSession): Promise<void> {
-    const local = (this.opts.mqtt.aedes as Aedes & { clients: Record<string, Client | undefined> }).clients[clientId]
-    if (local !== undefined && !local.closed) return
+    if (this.localClient(clientId) !== undefined) return
     await this.storeWithRescue(clientId, link.peerName, session)
     this.sendControl(link, { kind: 'session-ack', requestId, clientId })
   }
@@ -760,8 +765,8 @@ export class DataPlane {
     try { this.clock.observe(m.stamp) } catch { /* too far ahead: compared by stamp anyway */ }
     await this.promoting.get(m.clientId)
     await this.rescuesOf(m.clientId)
-    const local = (this.opts.mqtt.aedes as Aedes & { clients: Record<string, Client | undefined> }).clients[m.clientId]
-    if (local !== undefined && !local.closed) {
+    const local = this.localClient(m.clientId)
+    if (local !== undefined) {
       const mine = this.connectedAt.get(local)
       if (mine !== undefined && compareStamps(mine, m.stamp) > 0) {
         // Connected here after the request was made: this connection is the newer one.
@@ -785,7 +790,7 @@ export class DataPlane {
       const replica = this.replication.replicas.peek(m.clientId)
       if (replica !== undefined && replica.owner !== link.peerName && !isEmptySession(replica.session)) {
         this.handoffs.set(m.requestId, { clientId: m.clientId, peer: link.peerName, replica: replica.owner })
-        const session = { ...replica.session, rescue: { from: replica.owner, seen: replica.seen, after: replica.after } }
+        const session = rescuable(replica)
         this.sendControl(link, { kind: 'session-transfer', requestId: m.requestId, clientId: m.clientId, session, replica: true })
         return
       }
@@ -820,8 +825,7 @@ export class DataPlane {
     const waiter = this.handoffWaiters.get(requestId)
     this.handoffWaiters.delete(requestId)
     waiter?.()
-    const local = (this.opts.mqtt.aedes as Aedes & { clients: Record<string, Client | undefined> }).clients[h.clientId]
-    if (local !== undefined && !local.closed) return
+    if (this.localClient(h.clientId) !== undefined) return
     // Queued here after the snapshot went (a local publish, a peer's send in
     // the instant of the move): it follows the session instead of going with this copy.
     const link = this.links.get(peer)
@@ -837,7 +841,6 @@ export class DataPlane {
   private async appendTail (clientId: string, packets: TransferredPacket[], sources: Array<string | null>): Promise<void> {
     if (!this.holdsSession(clientId) && this.localClient(clientId) === undefined) return
     const requests = [...this.rescues.values()].filter((r) => r.sessions.has(clientId))
-    const client = this.localClient(clientId) as (Client & { deliverQoS?: (p: unknown, cb: () => void) => void }) | undefined
     for (const [i, packet] of packets.entries()) {
       const source = sources[i] ?? null
       if (source !== null) {
@@ -845,10 +848,7 @@ export class DataPlane {
         if (requests.some((r) => r.sessions.get(clientId)!.seen.has(source))) continue
         for (const r of requests) r.sessions.get(clientId)!.seen.add(source)
       }
-      const entry = new AedesPacket({ ...packet, messageId: undefined } as StoredPacket)
-      await this.opts.mqtt.persistence.outgoingEnqueue({ clientId }, entry)
-      this.rescuedCount++
-      if (client !== undefined && this.replayed.has(client)) client.deliverQoS?.(entry, () => {})
+      await this.queueTakenOver(clientId, new AedesPacket({ ...packet, messageId: undefined } as StoredPacket))
     }
   }
 
@@ -862,14 +862,15 @@ export class DataPlane {
   }
 
   /** Notes which send an aedes counter of a message from a peer stands for. */
-  private rememberSource (counter: number, source: string): void {
+  private rememberSource (counter: number, source: { link: string, seq: number }): void {
     this.sources.set(counter, source)
     if (this.sources.size > MAX_SOURCES) this.sources.delete(this.sources.keys().next().value!)
   }
 
   /** Which send from a peer a queued packet came in, if it came from one. */
   private sourceOf (packet: { brokerId?: string, brokerCounter?: number }): string | undefined {
-    return packet.brokerId === this.peerBrokerId && packet.brokerCounter !== undefined ? this.sources.get(packet.brokerCounter) : undefined
+    const s = packet.brokerId === this.peerBrokerId && packet.brokerCounter !== undefined ? this.sources.get(packet.brokerCounter) : undefined
+    return s === undefined ? undefined : `${s.link}/${s.seq}`
   }
 
   /**
@@ -992,12 +993,20 @@ export class DataPlane {
         dup: false,
         ...(publish.properties === undefined ? {} : { properties: publish.properties })
       }, aedes)
-      await this.opts.mqtt.persistence.outgoingEnqueue({ clientId }, packet)
-      this.rescuedCount++
-      // Connected and past its queue replay: sent now. Still connecting: the replay sends it.
-      const client = this.localClient(clientId) as (Client & { deliverQoS?: (p: unknown, cb: () => void) => void }) | undefined
-      if (client !== undefined && this.replayed.has(client)) client.deliverQoS?.(packet, () => {})
+      await this.queueTakenOver(clientId, packet)
     }
+  }
+
+  /**
+   * Queues a message a session taken over here was owed (rescue, session
+   * tail). Connected and past its queue replay: sent now; still connecting:
+   * the replay sends it.
+   */
+  private async queueTakenOver (clientId: string, packet: StoredPacket): Promise<void> {
+    await this.opts.mqtt.persistence.outgoingEnqueue({ clientId }, packet)
+    this.rescuedCount++
+    const client = this.localClient(clientId) as (Client & { deliverQoS?: (p: unknown, cb: () => void) => void }) | undefined
+    if (client !== undefined && this.replayed.has(client)) client.deliverQoS?.(packet, () => {})
   }
 
   /**
@@ -1093,7 +1102,7 @@ export class DataPlane {
 
   // ---- publishes -----------------------------------------------------------------------
 
-  private deliverFromPeer (p: ForwardedPublish, source?: string): void {
+  private deliverFromPeer (p: ForwardedPublish, source?: InboundMessage['source']): void {
     const { bus } = this.opts
     if (bus.hasSubscribers('cluster:message_from')) {
       const event: MessageFromEvent = { Payload: p.payload.toString('base64'), Topic: p.topic, Retain: p.retain, Qos: p.qos }
@@ -1159,8 +1168,7 @@ export class DataPlane {
         // persistence sees that stamp when it queues the message for a session.
         if (next.source !== undefined) {
           if (aedes.counter === counter + 1) this.rememberSource(aedes.counter, next.source)
-          const [key, seq] = splitSource(next.source)
-          this.pumped.set(key, seq)
+          this.pumped.set(next.source.link, next.source.seq)
         }
         if (this.emitted || finished) {
           for (const key of next.shared) this.deliverShared(key, next.packet)
