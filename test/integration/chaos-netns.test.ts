@@ -76,8 +76,9 @@ test('a netns run partitions with routes, the sides see each other fail, and eve
       assert.ok(crossViews(events, side, rest, p.t, end + 1000).length > 0, `${p.description}: ${[...side].join(',')} never saw the other side fail`)
       assert.ok(crossViews(events, rest, side, p.t, end + 1000).length > 0, `${p.description}: the other side never saw ${[...side].join(',')} fail`)
     }
-    // Before the first partition everyone saw everyone alive: the failures above are the partition's doing.
-    assert.deepEqual(crossViews(events, all, all, 0, partitions[0]!.t), [])
+    // Before the first partition nobody declared anybody dead: the failures above are the partition's doing.
+    // (A probe timing out on a loaded machine may make a member suspect for a moment; it is refuted, not a failure.)
+    assert.deepEqual(crossViews(events, all, all, 0, partitions[0]!.t).filter((v) => v.endsWith(' dead')), [])
 
     assert.deepEqual(ofRun(runner.pid), [], 'no namespace of the run is left')
     assert.deepEqual(readdirSync(join(cwd, '.chaos-runs')), [])
