@@ -39,6 +39,17 @@ export interface DeliveryOptions {
   /** Most deliveries held back for one client by its Receive Maximum; the oldest goes first. */
   maxHeld: number
   onHeldDropped: (client: Client) => void
+  /**
+   * Where the client's persistent session holds this message in its queue,
+   * not yet sent (its replay will send it): the entry's index, or -1.
+   */
+  queuedAt: (clientId: string, packet: DeliveredPacket) => number
+  /**
+   * For a session that moved here from another node: resolves once what it
+   * is still owed from there was queued (bounded; data-plane.ts), so the
+   * held deliveries go after it in the publishers' order. Undefined: nothing owed.
+   */
+  settled?: (clientId: string) => Promise<void> | undefined
 }
 
 /**
@@ -58,9 +69,20 @@ export interface DeliveryOptions {
  *    held (in order) until a PUBACK, PUBCOMP or failing PUBREC frees a slot
  *    (inbound.ts reports those through outboundAck). Clients that declare no
  *    Receive Maximum (65535) take the fast path.
+ * 3. aedes defect: a resuming persistent session's subscriptions are live
+ *    before its queue is replayed. A message published in between is queued
+ *    and sent at once, ahead of older queued ones (out of order), and the
+ *    replay, which snapshots the queue, sends it again (twice, a second
+ *    packet identifier for QoS 2). Until the replay is over, a live delivery
+ *    of a message waiting in the queue is held: the replay sends it in its
+ *    place, or, queued after the snapshot, it goes right after the replay
+ *    (for a session that just moved between nodes, once what it was owed
+ *    from its old node arrived: `settled`).
  */
 export function installDeliveryFixes (client: Client, options: DeliveryOptions): void {
   const c = internals(client)
+  /** Live deliveries of queued messages held while the session resumes (3), until 'connected'. */
+  let resuming: DeliveredPacket[] | undefined = []
   const deliverQoS = c.deliverQoS
   const broker = client as unknown as { broker: { authorizeForward: (client: Client, packet: DeliveredPacket) => DeliveredPacket | null | undefined } }
 
@@ -75,6 +97,12 @@ export function installDeliveryFixes (client: Client, options: DeliveryOptions):
   }
 
   c.deliverQoS = function deliverWithFixes (packet: DeliveredPacket, cb: () => void): void {
+    if (resuming !== undefined && packet.qos > 0 && client.clean === false && options.queuedAt(client.id, packet) >= 0) {
+      // See 3: the replay sends it, in its place; or, queued after the replay's snapshot, the release does.
+      resuming.push(packet)
+      cb()
+      return
+    }
     // Only QoS 2 can exceed a grant here: QoS 0 grants use deliver0.
     if (packet.qos === 2 && c.subscriptions[packet.topic] === undefined && grantedQos(c.subscriptions, packet.topic) === 1) {
       // aedes hands each subscription its own packet copy, so this is ours.
@@ -100,6 +128,18 @@ export function installDeliveryFixes (client: Client, options: DeliveryOptions):
   // The window is known once CONNECT is handled (aedes stores it on the client).
   client.once('connected', () => {
     if (client.version === 5 && client.receiveMaximum < 65535) flows.set(client, new OutboundFlow(client.receiveMaximum))
+    // The queue replay is over (aedes emits 'connected' after it), and what
+    // a moved session was owed is queued: held messages not sent yet go now,
+    // in queue order (what was owed went in before later messages of its publisher).
+    const release = (): void => {
+      const held = (resuming ?? []).map((p) => ({ p, at: options.queuedAt(client.id, p) })).filter((h) => h.at >= 0)
+      resuming = undefined
+      held.sort((x, y) => x.at - y.at)
+      for (const { p } of held) if (!client.closed) c.deliverQoS(p, () => {})
+    }
+    const owed = options.settled?.(client.id)
+    if (owed === undefined) release()
+    else owed.then(release, release)
   })
 
   sendHeldHooks.set(client, (packet: DeliveredPacket) => {

@@ -50,6 +50,8 @@ export class MqttServer {
   readonly persistence: LimitedPersistence
   readonly shared: SharedSubscriptions
   readonly metrics: MqttMetrics
+  /** Set by the cluster data plane: when a session that moved here has what it was owed from its old node (DeliveryOptions.settled). */
+  settled: ((clientId: string) => Promise<void> | undefined) | undefined
   private readonly server: Server
   private readonly options: MqttServerOptions
   /** Sockets handed to aedes. */
@@ -168,6 +170,8 @@ export class MqttServer {
     socket.once('close', () => this.sockets.delete(socket))
     const client = this.aedes.handle(socket)
     installDeliveryFixes(client, {
+      queuedAt: (clientId, packet) => this.persistence.waitingAt(clientId, packet),
+      settled: (clientId) => this.settled?.(clientId),
       maxHeld: this.options.config.mqtt.max_queued_messages,
       onHeldDropped: () => {
         this.metrics.limit('queued_messages')

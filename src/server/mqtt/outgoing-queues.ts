@@ -20,6 +20,13 @@ export interface StoredPacket {
   brokerCounter?: number
   properties?: Record<string, unknown>
   messageExpiry?: number
+  /**
+   * The message's name across the cluster (`sending process/its number`),
+   * set by the cluster data plane when it queues the message: a session
+   * moving between nodes can then tell a message it already holds (or
+   * delivered) from a new one, whatever stamp each node gave it.
+   */
+  msgId?: string
   [key: string]: unknown
 }
 
@@ -33,7 +40,9 @@ export const AedesPacket = require('aedes-packet') as new (original: Partial<Sto
  * be shared between sessions (aedes-packet also resets messageId).
  */
 function queued (packet: StoredPacket): StoredPacket {
-  return new AedesPacket(packet)
+  const entry = new AedesPacket(packet)
+  if (packet.msgId !== undefined) entry.msgId = packet.msgId
+  return entry
 }
 
 export class OutgoingQueues {
@@ -52,8 +61,12 @@ export class OutgoingQueues {
   get count (): number { return this.total }
   countFor (clientId: string): number { return this.queues.get(clientId)?.length ?? 0 }
 
-  /** Appends a copy of `packet` (without a packet identifier); a full queue drops its oldest entry. */
-  enqueue (clientId: string, packet: StoredPacket): StoredPacket {
+  /**
+   * Appends a copy of `packet` (without a packet identifier), or inserts it
+   * before the first entry `before` accepts; a full queue drops its oldest
+   * entry.
+   */
+  enqueue (clientId: string, packet: StoredPacket, before?: (entry: StoredPacket) => boolean): StoredPacket {
     let queue = this.queues.get(clientId)
     if (queue === undefined) {
       queue = []
@@ -68,7 +81,9 @@ export class OutgoingQueues {
       this.onDrop()
     }
     const entry = queued(packet)
-    queue.push(entry)
+    const at = before === undefined ? -1 : queue.findIndex(before)
+    if (at < 0) queue.push(entry)
+    else queue.splice(at, 0, entry)
     this.total++
     return entry
   }
@@ -110,13 +125,21 @@ export class OutgoingQueues {
     throw new Error('no such packet')
   }
 
-  /** The client acknowledged `messageId` (PUBACK, PUBCOMP): removes and returns its entry. */
-  clear (clientId: string, messageId: number | undefined): StoredPacket | undefined {
+  /**
+   * The client acknowledged `messageId` (PUBACK, PUBCOMP): removes and
+   * returns its entry. aedes also clears a message it decided not to send
+   * (authorizeForward said no) before it got an identifier: that one is
+   * matched by its stamp. Never "the first entry without an identifier",
+   * which would be some other message waiting.
+   */
+  clear (clientId: string, packet: { messageId?: number | undefined, brokerId?: string | undefined, brokerCounter?: number | undefined }): StoredPacket | undefined {
     const queue = this.queues.get(clientId)
     if (queue === undefined) return undefined
+    const { messageId, brokerId, brokerCounter } = packet
+    if (messageId === undefined && (brokerId === undefined || brokerCounter === undefined)) return undefined
     for (let i = 0; i < queue.length; i++) {
       const entry = queue[i]!
-      if (entry.messageId === messageId) {
+      if (messageId === undefined ? entry.messageId === undefined && entry.brokerId === brokerId && entry.brokerCounter === brokerCounter : entry.messageId === messageId) {
         queue.splice(i, 1)
         this.total--
         if (queue.length === 0) this.queues.delete(clientId)
@@ -152,6 +175,12 @@ export class OutgoingQueues {
       }
     }
     return [...queue]
+  }
+
+  /** Where the queue holds the message with this stamp not yet sent (no packet identifier): its index, or -1. */
+  waiting (clientId: string, packet: { brokerId?: string | undefined, brokerCounter?: number | undefined }): number {
+    if (packet.brokerId === undefined || packet.brokerCounter === undefined) return -1
+    return this.queues.get(clientId)?.findIndex((e) => e.messageId === undefined && e.cmd !== 'pubrel' && e.brokerCounter === packet.brokerCounter && e.brokerId === packet.brokerId) ?? -1
   }
 
   /** Copies of a session's queue (waiting and in-flight PUBLISHes, pending PUBRELs), oldest first. */

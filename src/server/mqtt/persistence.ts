@@ -43,7 +43,7 @@ export interface AedesPersistence {
   outgoingEnqueue (sub: { clientId: string }, packet: StoredPacket): Promise<void>
   outgoingEnqueueCombi (subs: Array<{ clientId: string }>, packet: StoredPacket): Promise<void>
   outgoingUpdate (client: ClientRef, packet: StoredPacket): Promise<void>
-  outgoingClearMessageId (client: ClientRef, packet: { messageId?: number | undefined }): Promise<StoredPacket | undefined>
+  outgoingClearMessageId (client: ClientRef, packet: { messageId?: number | undefined, brokerId?: string, brokerCounter?: number }): Promise<StoredPacket | undefined>
   outgoingStream (client: ClientRef): Readable
   incomingStorePacket (client: ClientRef, packet: StoredPacket): Promise<void>
   incomingGetPacket (client: ClientRef, packet: { messageId?: number | undefined }): Promise<StoredPacket>
@@ -95,6 +95,8 @@ export class LimitedPersistence implements AedesPersistence {
   /** QoS 1/2 messages held for persistent sessions, in flight or waiting. */
   get queuedCount (): number { return this.outgoing.count }
   queuedFor (clientId: string): number { return this.outgoing.countFor(clientId) }
+  /** Where a session's queue holds this message (by stamp) not yet sent: its index, or -1. */
+  waitingAt (clientId: string, packet: { brokerId?: string | undefined, brokerCounter?: number | undefined }): number { return this.outgoing.waiting(clientId, packet) }
 
   // aedes checks that setup is a native async function.
   async setup (broker: unknown): Promise<void> {
@@ -161,8 +163,8 @@ export class LimitedPersistence implements AedesPersistence {
     this.outgoing.update(client.id, packet)
   }
 
-  async outgoingClearMessageId (client: ClientRef, packet: { messageId?: number | undefined }): Promise<StoredPacket | undefined> {
-    return this.outgoing.clear(client.id, packet.messageId)
+  async outgoingClearMessageId (client: ClientRef, packet: { messageId?: number | undefined, brokerId?: string, brokerCounter?: number }): Promise<StoredPacket | undefined> {
+    return this.outgoing.clear(client.id, packet)
   }
 
   outgoingStream (client: ClientRef): Readable {
@@ -173,6 +175,9 @@ export class LimitedPersistence implements AedesPersistence {
 
   /** Copies of a session's outgoing queue (waiting and in-flight PUBLISHes, pending PUBRELs), oldest first. */
   exportQueue (clientId: string): StoredPacket[] { return this.outgoing.export(clientId) }
+
+  /** Queues a message for a session before the first entry `before` accepts (at the end if none does). */
+  enqueueBefore (clientId: string, packet: StoredPacket, before: (entry: StoredPacket) => boolean): void { this.outgoing.enqueue(clientId, packet, before) }
 
   /** Appends entries moved from another node, keeping their packet identifiers (OutgoingQueues.import). */
   importQueue (clientId: string, packets: StoredPacket[]): void { this.outgoing.import(clientId, packets) }

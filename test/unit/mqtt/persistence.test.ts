@@ -139,3 +139,29 @@ test('replay drops unsent duplicate entries of one message (overlapping subscrip
   assert.equal(p.queuedFor('c'), 2)
   assert.equal(p.queuedCount, 2)
 })
+
+test('a message aedes will not send is cleared by its stamp, never as "the first one without a packet id"', async () => {
+  const { p } = make()
+  await p.setup({ id: 'b' })
+  const c = { id: 'c' }
+  await p.outgoingEnqueue({ clientId: 'c' }, packet('t', 'old', { retain: false, brokerId: 'b', brokerCounter: 1 }))
+  await p.outgoingEnqueue({ clientId: 'c' }, packet('t', 'new', { retain: false, brokerId: 'b', brokerCounter: 2 }))
+  // aedes' deliverQoS when authorizeForward says no: the live packet, no packet id.
+  const cleared = await p.outgoingClearMessageId(c, { brokerId: 'b', brokerCounter: 2 })
+  assert.equal(cleared?.payload.toString(), 'new')
+  assert.equal(await p.outgoingClearMessageId(c, {}), undefined)
+  assert.deepEqual(p.exportQueue('c').map((e) => e.payload.toString()), ['old'])
+  assert.equal(p.waitingAt('c', { brokerId: 'b', brokerCounter: 1 }), 0)
+  await p.outgoingUpdate(c, { ...packet('t', 'old', { retain: false, brokerId: 'b', brokerCounter: 1 }), messageId: 9 })
+  assert.equal(p.waitingAt('c', { brokerId: 'b', brokerCounter: 1 }), -1, 'sent: no longer waiting')
+})
+
+test('a message queued before the first entry a predicate picks keeps the publisher order; its name (msgId) is kept', async () => {
+  const { p } = make()
+  await p.setup({ id: 'b' })
+  await p.outgoingEnqueue({ clientId: 'c' }, packet('t', '1', { brokerId: 'b', brokerCounter: 1, msgId: 'P/1' }))
+  await p.outgoingEnqueue({ clientId: 'c' }, packet('t', '3', { brokerId: 'b', brokerCounter: 3, msgId: 'P/3' }))
+  p.enqueueBefore('c', packet('t', '2', { brokerId: 'x', brokerCounter: 7, msgId: 'P/2' }), (e) => e.msgId === 'P/3')
+  p.enqueueBefore('c', packet('t', '4', { brokerId: 'x', brokerCounter: 8, msgId: 'P/4' }), () => false)
+  assert.deepEqual(p.exportQueue('c').map((e) => `${e.payload.toString()}:${e.msgId}`), ['1:P/1', '2:P/2', '3:P/3', '4:P/4'])
+})

@@ -166,7 +166,7 @@ export class ReplicaStore {
         }
         return
       case 'clear':
-        if (this.queues.clear(id, op.messageId) === undefined) this.ignored++
+        if (this.queues.clear(id, { messageId: op.messageId }) === undefined) this.ignored++
         return
       case 'will':
         r.will = op.will
