@@ -79,8 +79,28 @@ interface InboundMessage {
   packet: { topic: string, payload: Buffer, qos: number, properties?: unknown }
   plain: boolean
   shared: string[]
-  /** Which send it was, for reliable ones: the link (`peer/incarnation`) and its sequence number (see sourceOf). */
-  source?: { link: string, seq: number } | undefined
+  /** Which send it was, for reliable ones: the link (`peer/incarnation`), its sequence number (see sourceOf) and the message's name (StoredPacket.msgId). */
+  source?: InboundSource | undefined
+}
+
+interface InboundSource { link: string, seq: number, msgId?: string | undefined }
+
+/** A session that moved here lately (DataPlane.movedIn). */
+interface MovedIn {
+  /** Names of the messages queued for it here (StoredPacket.msgId). */
+  ids: Set<string>
+  /** Stamps of live copies of those not queued again: aedes must not send them either (authorizeForward). */
+  suppressed: Set<string>
+  until: number
+}
+
+const stampKey = (p: { brokerId?: string | undefined, brokerCounter?: number | undefined }): string => `${p.brokerId}\u0000${p.brokerCounter}`
+
+/** `process/number` -> [process, number] (StoredPacket.msgId). */
+function splitMsgId (msgId: string | undefined): [string, number] | undefined {
+  if (msgId === undefined) return undefined
+  const cut = msgId.lastIndexOf('/')
+  return [msgId.slice(0, cut), Number(msgId.slice(cut + 1))]
 }
 
 /** Sessions taken over from a dead home and what they may still be owed from it (DataPlane.rescue). */
@@ -122,11 +142,23 @@ const RETAIN_ACKED_MS = 0
 /** How long a session that was just taken over waits for its rescues before it moves on again (a session request for it). */
 const RESCUE_ANSWER_TIMEOUT_MS = 1000
 
+/**
+ * Longest a client whose session moved here from a living node waits for that
+ * node's tail before live deliveries flow (settled): the tail usually comes
+ * within a few milliseconds; messages arriving meanwhile wait in the queue,
+ * which is bounded.
+ */
+const TAIL_TIMEOUT_MS = 250
+
 /** How long a session taken from a dead home accepts rescued publishes, and a restarted peer's unacknowledged ones are kept for it. */
 const RESCUE_WINDOW_MS = 60_000
 
 /** aedes counters of messages from peers mapped to their sources, at most this many (the oldest go). */
 const MAX_SOURCES = 100_000
+
+/** How long a session that moved here remembers which messages it was queued (DataPlane.movedIn), and at most how many. */
+const MOVED_IN_MS = RESCUE_WINDOW_MS
+const MOVED_IN_MAX_IDS = 20_000
 
 /** MQTT 5 DISCONNECT reason: another connection with the same client id took the session over. */
 const SESSION_TAKEN_OVER = 0x8E
@@ -240,7 +272,19 @@ export class DataPlane {
   private readonly process = randomUUID()
   private readonly peerProcesses = new Map<string, string>()
   /** aedes counters of messages from peers -> their sources (rememberSource). */
-  private readonly sources = new Map<number, { link: string, seq: number }>()
+  private readonly sources = new Map<number, InboundSource>()
+  /**
+   * Sessions stored here lately by a move or a takeover, with the names
+   * (StoredPacket.msgId) of the messages queued for them here since, their
+   * snapshot's included. A message reaches such a session by several paths
+   * (live from its publisher's node, in the old home's tail, in a rescue),
+   * each with its own stamp: this is how it is queued once.
+   */
+  private readonly movedIn = new Map<string, MovedIn>()
+  /** Sessions fetched from their living old home whose tail has not arrived yet (expectTail). */
+  private readonly tails = new Map<string, { done: Promise<void>, arrived: () => void }>()
+  /** The counter aedes stamped on each publish, by the packet object `published` gets (hookAedes). */
+  private readonly publishCounters = new WeakMap<object, number>()
   /** Rescue requests of sessions taken over from a dead home, open to its rescued publishes (rescue). */
   private readonly rescues = new Map<string, RescueRequest>()
   /**
@@ -346,6 +390,7 @@ export class DataPlane {
     membership.on('update', this.onUpdate)
     membership.on('leave', this.onLeave)
     this.running = true
+    this.opts.mqtt.settled = (clientId) => this.settled(clientId)
     for (const m of membership.members()) if (m.name !== this.name && m.state === 'alive') this.ensureLink(m)
     const every = this.opts.config.cluster.retained_sync_interval
     if (every > 0) {
@@ -369,6 +414,7 @@ export class DataPlane {
     // taken over as if this node had died.
     await this.flushLinks(HANDOFF_ON_STOP_TIMEOUT_MS / 2)
     this.running = false
+    this.opts.mqtt.settled = undefined
     const { membership } = this.opts
     membership.off('join', this.onJoin)
     membership.off('update', this.onUpdate)
@@ -527,7 +573,7 @@ export class DataPlane {
     }
     switch (m.kind) {
       case 'publish':
-        this.deliverFromPeer(m.publish, info.source === undefined ? undefined : { link: `${link.peerName}/${info.source.incarnation}`, seq: info.source.seq })
+        this.deliverFromPeer(m.publish, info.source === undefined ? undefined : { link: `${link.peerName}/${info.source.incarnation}`, seq: info.source.seq, msgId: msgIdFrom(link, m.publish) })
         if (this.inbound.length >= INBOUND_HIGH_WATER && !this.pausedLinks.has(link)) {
           this.pausedLinks.add(link)
           link.pauseReading()
@@ -574,7 +620,7 @@ export class DataPlane {
         return
       }
       case 'rescue':
-        this.rescue(m.requestId, m.source, m.publish).catch((err: Error) => this.warn('warn', { peer: link.peerName, err: err.message }, 'rescued publish not queued'))
+        this.rescue(m.requestId, m.source, m.publish, msgIdFrom(link, m.publish)).catch((err: Error) => this.warn('warn', { peer: link.peerName, err: err.message }, 'rescued publish not queued'))
         return
       case 'retained':
         if (this.retained.merge(m.entry) === 'applied') this.applyRetained(m.entry)
@@ -664,6 +710,8 @@ export class DataPlane {
       ? answers
       : [...answers, { peer: this.name, session: rescuable(local), replica: true }]
     const best = bestSession(candidates)
+    // Its old home, alive and handing it over, sends what it queued after the snapshot once acknowledged (completeHandoff).
+    if (best !== undefined && best.replica !== true && best.peer !== this.name) this.expectTail(clientId)
     // What was on the way to its old home (dead, or handing it over) comes as rescues.
     if (best !== undefined) await this.storeWithRescue(clientId, best.peer, best.session)
     // Older copies are acknowledged too: they are stale, their holders drop them.
@@ -710,6 +758,9 @@ export class DataPlane {
     }
     // Through the hooked persistence: the subscriptions are routed from here now.
     if (session.subscriptions.length > 0) await p.addSubscriptions({ id: clientId }, session.subscriptions)
+    const now = Date.now()
+    for (const [id, w] of this.movedIn) if (w.until < now) this.movedIn.delete(id)
+    this.movedIn.set(clientId, { ids: new Set(session.queue.flatMap((e) => e.msgId === undefined ? [] : [e.msgId])), suppressed: new Set(), until: now + MOVED_IN_MS })
     p.importQueue(clientId, session.queue as StoredPacket[])
     this.sessionStamps.set(clientId, session.stamp)
     this.replication.resync(clientId)
@@ -830,7 +881,8 @@ export class DataPlane {
     // the instant of the move): it follows the session instead of going with this copy.
     const link = this.links.get(peer)
     const tail = this.opts.mqtt.persistence.exportQueue(h.clientId).filter((e) => e.cmd !== 'pubrel' && h.sent?.has(queueKey(e)) !== true)
-    if (tail.length > 0 && link !== undefined) {
+    // Sent even when empty: the new home holds live deliveries to its client until the tail came (settled).
+    if (link !== undefined) {
       this.sendControl(link, { kind: 'session-tail', clientId: h.clientId, packets: tail.map(transferable), sources: tail.map((e) => this.sourceOf(e) ?? null) })
       this.log.debug({ client: h.clientId, peer, messages: tail.length }, 'moved session: what was queued here after its snapshot sent after it')
     }
@@ -839,6 +891,25 @@ export class DataPlane {
 
   /** The old home of a session that moved here sends what it queued after its snapshot: queued here, each once. */
   private async appendTail (clientId: string, packets: TransferredPacket[], sources: Array<string | null>): Promise<void> {
+    try {
+      await this.queueTail(clientId, packets, sources)
+    } finally {
+      this.tails.get(clientId)?.arrived()
+    }
+  }
+
+  /**
+   * For the MQTT server (DeliveryOptions.settled): resolves once a session
+   * that just moved here from a living node got that node's tail (bounded:
+   * TAIL_TIMEOUT_MS); undefined when none is awaited. Rescues are not
+   * waited for: a peer that does not answer would hold every live message
+   * for a second, past what the queue may hold.
+   */
+  private settled (clientId: string): Promise<void> | undefined {
+    return this.tails.get(clientId)?.done
+  }
+
+  private async queueTail (clientId: string, packets: TransferredPacket[], sources: Array<string | null>): Promise<void> {
     if (!this.holdsSession(clientId) && this.localClient(clientId) === undefined) return
     const requests = [...this.rescues.values()].filter((r) => r.sessions.has(clientId))
     for (const [i, packet] of packets.entries()) {
@@ -848,9 +919,24 @@ export class DataPlane {
         if (requests.some((r) => r.sessions.get(clientId)!.seen.has(source))) continue
         for (const r of requests) r.sessions.get(clientId)!.seen.add(source)
       }
-      await this.queueTakenOver(clientId, new AedesPacket({ ...packet, messageId: undefined } as StoredPacket))
+      const copy = new AedesPacket({ ...packet, messageId: undefined } as StoredPacket)
+      if (packet.msgId !== undefined) copy.msgId = packet.msgId
+      await this.queueTakenOver(clientId, copy)
     }
   }
+
+  /** A session fetched from its living old home: its tail is on the way (settled waits for it, bounded). */
+  private expectTail (clientId: string): void {
+    this.tails.get(clientId)?.arrived()
+    let arrived!: () => void
+    const done = new Promise<void>((resolve) => { arrived = resolve })
+    const timer = setTimeout(() => arrived(), TAIL_TIMEOUT_MS)
+    timer.unref()
+    const entry = { done, arrived: () => { clearTimeout(timer); arrived() } }
+    this.tails.set(clientId, entry)
+    void done.then(() => { if (this.tails.get(clientId) === entry) this.tails.delete(clientId) })
+  }
+
 
   private async removeSession (clientId: string): Promise<void> {
     const p = this.opts.mqtt.persistence
@@ -858,13 +944,45 @@ export class DataPlane {
     p.dropQueue(clientId)
     this.sessionStamps.delete(clientId)
     this.promotedFrom.delete(clientId)
+    this.movedIn.delete(clientId)
     for (const r of this.rescues.values()) r.sessions.delete(clientId)
   }
 
   /** Notes which send an aedes counter of a message from a peer stands for. */
-  private rememberSource (counter: number, source: { link: string, seq: number }): void {
+  private rememberSource (counter: number, source: InboundSource): void {
     this.sources.set(counter, source)
     if (this.sources.size > MAX_SOURCES) this.sources.delete(this.sources.keys().next().value!)
+  }
+
+  /** A queued message's name across the cluster (StoredPacket.msgId), if known: published here, or from a peer that named it. */
+  private msgIdOf (packet: StoredPacket): string | undefined {
+    if (packet.msgId !== undefined) return packet.msgId
+    if (packet.brokerCounter === undefined) return undefined
+    if (packet.brokerId === this.opts.mqtt.aedes.id) return `${this.process}/${packet.brokerCounter}`
+    return packet.brokerId === this.peerBrokerId ? this.sources.get(packet.brokerCounter)?.msgId : undefined
+  }
+
+  /** A message was queued for a session: a session that moved here lately remembers it (movedIn). */
+  private noteQueued (clientId: string, msgId: string | undefined): void {
+    if (msgId === undefined) return
+    const w = this.movedIn.get(clientId)
+    if (w === undefined) return
+    if (w.until < Date.now()) { this.movedIn.delete(clientId); return }
+    w.ids.add(msgId)
+    if (w.ids.size > MOVED_IN_MAX_IDS) w.ids.delete(w.ids.values().next().value!)
+  }
+
+  /**
+   * A live copy of a message a session that moved here holds already (its
+   * old home's tail or a rescue came first): not queued, and aedes is told
+   * not to send it (authorizeForward, hookAedes).
+   */
+  private heldAlready (clientId: string, packet: StoredPacket): boolean {
+    const w = this.movedIn.get(clientId)
+    if (w === undefined || packet.msgId === undefined || !w.ids.has(packet.msgId) || w.until < Date.now()) return false
+    w.suppressed.add(stampKey(packet))
+    this.log.debug({ client: clientId, msgId: packet.msgId }, 'live copy of a message the session moving here holds already: not queued again')
+    return true
   }
 
   /** Which send from a peer a queued packet came in, if it came from one. */
@@ -923,7 +1041,7 @@ export class DataPlane {
   private async rescueOwn (request: RescueRequest): Promise<void> {
     const own = this.unackedFor(request.from, request.live)
     this.log.debug({ peer: request.from, publishes: own.length }, 'rescuing what this node sent a gone peer lately')
-    for (const r of own) await this.rescue(request.id, r.source, r.publish)
+    for (const r of own) await this.rescue(request.id, r.source, r.publish, r.publish.id > 0 ? `${this.process}/${r.publish.id}` : undefined)
   }
 
   /** A peer took over sessions of `dead`: it gets what `dead` never acknowledged from us, in order. */
@@ -969,7 +1087,7 @@ export class DataPlane {
    * replica shows the home queued it (`seen`) or had it before the session
    * lived there (`after`); delivered at once to a client connected here.
    */
-  private async rescue (requestId: string, source: string, publish: ForwardedPublish): Promise<void> {
+  private async rescue (requestId: string, source: string, publish: ForwardedPublish, msgId: string | undefined): Promise<void> {
     const request = this.rescues.get(requestId)
     if (request === undefined) return
     if (request.until < Date.now()) { this.rescues.delete(requestId); return }
@@ -993,6 +1111,7 @@ export class DataPlane {
         dup: false,
         ...(publish.properties === undefined ? {} : { properties: publish.properties })
       }, aedes)
+      if (msgId !== undefined) packet.msgId = msgId
       await this.queueTakenOver(clientId, packet)
     }
   }
@@ -1003,7 +1122,20 @@ export class DataPlane {
    * the replay sends it.
    */
   private async queueTakenOver (clientId: string, packet: StoredPacket): Promise<void> {
-    await this.opts.mqtt.persistence.outgoingEnqueue({ clientId }, packet)
+    // Queued here already (live, in its snapshot, by another tail or rescue), maybe delivered: once is enough.
+    if (packet.msgId !== undefined && this.movedIn.get(clientId)?.ids.has(packet.msgId) === true) {
+      this.log.debug({ client: clientId, msgId: packet.msgId }, 'message the session moving here holds already: not queued again')
+      return
+    }
+    // Before the later messages of its publisher that are still waiting: its order holds.
+    const order = splitMsgId(packet.msgId)
+    this.opts.mqtt.persistence.enqueueBefore(clientId, packet, (e) => {
+      if (order === undefined || e.messageId !== undefined || e.cmd === 'pubrel') return false
+      const other = splitMsgId(e.msgId)
+      return other !== undefined && other[0] === order[0] && other[1] > order[1]
+    })
+    this.noteQueued(clientId, packet.msgId)
+    this.replication.enqueued(clientId, packet, this.sourceOf(packet))
     this.rescuedCount++
     const client = this.localClient(clientId) as (Client & { deliverQoS?: (p: unknown, cb: () => void) => void }) | undefined
     if (client !== undefined && this.replayed.has(client)) client.deliverQoS?.(packet, () => {})
@@ -1192,6 +1324,22 @@ export class DataPlane {
   }
 
   private hookAedes (aedes: Aedes): void {
+    // aedes stamps a copy of each publish with its next counter, synchronously
+    // in publish(), and hands `published` the original: the counter is noted
+    // here for forward() (ForwardedPublish.id).
+    const publish = aedes.publish.bind(aedes)
+    const counted = aedes as Aedes & { counter: number }
+    aedes.publish = ((packet: object, ...rest: unknown[]) => {
+      const before = counted.counter
+      ;(publish as (...args: unknown[]) => void)(packet, ...rest)
+      if (counted.counter === before + 1) this.publishCounters.set(packet, counted.counter)
+    }) as typeof aedes.publish
+    const authorizeForward = aedes.authorizeForward.bind(aedes)
+    aedes.authorizeForward = (client, packet) => {
+      const w = this.movedIn.get(client.id)
+      if (w !== undefined && w.suppressed.size > 0 && w.suppressed.has(stampKey(packet))) return null
+      return authorizeForward(client, packet)
+    }
     const inner = aedes.published.bind(aedes)
     aedes.published = (packet, client, done) => {
       if (client === null || client === undefined || packet.topic.startsWith('$SYS/')) {
@@ -1307,15 +1455,24 @@ export class DataPlane {
     }
     // The outgoing queues and wills, for the replicas (session-replication.ts).
     const enqueue = p.outgoingEnqueue.bind(p)
+    // Each queued message carries its name (msgId) wherever its session goes.
     p.outgoingEnqueue = async (sub, packet) => {
+      packet.msgId = this.msgIdOf(packet)
+      if (this.heldAlready(sub.clientId, packet)) return
       await enqueue(sub, packet)
+      this.noteQueued(sub.clientId, packet.msgId)
       this.replication.enqueued(sub.clientId, packet, this.sourceOf(packet))
     }
     const enqueueCombi = p.outgoingEnqueueCombi.bind(p)
-    p.outgoingEnqueueCombi = async (subs, packet) => {
+    p.outgoingEnqueueCombi = async (all, packet) => {
+      packet.msgId = this.msgIdOf(packet)
+      const subs = all.filter((sub) => !this.heldAlready(sub.clientId, packet))
       await enqueueCombi(subs, packet)
       const source = this.sourceOf(packet)
-      for (const sub of subs) this.replication.enqueued(sub.clientId, packet, source)
+      for (const sub of subs) {
+        this.noteQueued(sub.clientId, packet.msgId)
+        this.replication.enqueued(sub.clientId, packet, source)
+      }
     }
     const update = p.outgoingUpdate.bind(p)
     p.outgoingUpdate = async (client, packet) => {
@@ -1430,6 +1587,7 @@ export class DataPlane {
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
     const base = {
       origin: this.name,
+      id: packet.brokerCounter ?? this.publishCounters.get(packet) ?? 0,
       topic: packet.topic,
       payload,
       qos,
@@ -1479,4 +1637,9 @@ function refusedSocket (): Socket {
   const socket = new NetSocket()
   process.nextTick(() => socket.destroy(Object.assign(new Error('connection cut by fault injection'), { code: 'ECONNREFUSED' })))
   return socket
+}
+
+/** The cluster-wide name of a message a peer sent (StoredPacket.msgId): its process and its number there. */
+function msgIdFrom (link: PeerLink, p: ForwardedPublish): string | undefined {
+  return link.remoteProcess === undefined || p.id === 0 ? undefined : `${link.remoteProcess}/${p.id}`
 }

@@ -347,7 +347,7 @@ export function rendezvous (clientId: string, peers: readonly string[]): string 
 /** A stored packet as it travels: only data fields (aedes' packets may carry callbacks). */
 export function transferable (p: StoredPacket): TransferredPacket {
   const out: TransferredPacket = { cmd: p.cmd ?? 'publish' }
-  for (const k of ['topic', 'payload', 'qos', 'retain', 'dup', 'messageId', 'brokerId', 'brokerCounter', 'properties', 'messageExpiry'] as const) {
+  for (const k of ['topic', 'payload', 'qos', 'retain', 'dup', 'messageId', 'brokerId', 'brokerCounter', 'properties', 'messageExpiry', 'msgId'] as const) {
     const v = p[k]
     if (v !== undefined && v !== null) (out as Record<string, unknown>)[k] = v
   }

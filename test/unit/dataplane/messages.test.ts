@@ -8,8 +8,8 @@ const stamp = { wall: 1_700_000_000_123, logical: 4, node: 'node-b' }
 
 test('every message kind round-trips', () => {
   const messages: DataPlaneMessage[] = [
-    { kind: 'publish', publish: { origin: 'node-a', topic: 'home/ä/temp', payload: Buffer.from([0, 1, 2, 255]), qos: 2, retain: true, plain: true, shared: ['$share/g/home/+/temp'] } },
-    { kind: 'publish', publish: { origin: 'node-a', topic: 't', payload: Buffer.alloc(0), qos: 0, retain: false, plain: false, shared: [] } },
+    { kind: 'publish', publish: { origin: 'node-a', id: 7, topic: 'home/ä/temp', payload: Buffer.from([0, 1, 2, 255]), qos: 2, retain: true, plain: true, shared: ['$share/g/home/+/temp'] } },
+    { kind: 'publish', publish: { origin: 'node-a', id: 7, topic: 't', payload: Buffer.alloc(0), qos: 0, retain: false, plain: false, shared: [] } },
     { kind: 'retained', entry: { topic: 'r', stamp, qos: 1, payload: Buffer.from('v') } },
     { kind: 'retained', entry: { topic: 'r', stamp, qos: 0, payload: Buffer.alloc(0) } },
     { kind: 'route-delta', delta: { version: 7, filter: '$share/g/a/#', count: 3 } },
@@ -31,7 +31,7 @@ test('every message kind round-trips', () => {
       ]
     },
     { kind: 'rescue-request', from: 'node-a', requestId: 'r1' },
-    { kind: 'rescue', requestId: 'r1', source: 'node-b/abc/7', publish: { origin: 'node-b', topic: 'a/b', payload: Buffer.from('p'), qos: 1, retain: false, plain: true, shared: [] } }
+    { kind: 'rescue', requestId: 'r1', source: 'node-b/abc/7', publish: { origin: 'node-b', id: 7, topic: 'a/b', payload: Buffer.from('p'), qos: 1, retain: false, plain: true, shared: [] } }
   ]
   for (const m of messages) assert.deepEqual(decodeMessage(encodeMessage(m)), m, m.kind)
 })
@@ -47,7 +47,7 @@ test('MQTT 5 properties survive the hop; hop-local ones are dropped', () => {
     topicAlias: 5,
     subscriptionIdentifier: [1, 2]
   }
-  const m = decodeMessage(encodeMessage({ kind: 'publish', publish: { origin: 'a', topic: 't', payload: Buffer.from('p'), qos: 1, retain: false, plain: true, shared: [], properties } }))
+  const m = decodeMessage(encodeMessage({ kind: 'publish', publish: { origin: 'a', id: 7, topic: 't', payload: Buffer.from('p'), qos: 1, retain: false, plain: true, shared: [], properties } }))
   assert.equal(m.kind, 'publish')
   if (m.kind !== 'publish') return
   const { topicAlias: _a, subscriptionIdentifier: _s, ...crossing } = properties

@@ -3,7 +3,7 @@
 //
 //   message = kind (uint8) | body
 //   str8/str16 = length (uint8/uint16 BE) | UTF-8;  bytes = length (uint32 BE) | bytes
-//   PUBLISH       0x01 flags (uint8: qos bits 0-1, retain 2, plain 3) | origin str16 | topic str16
+//   PUBLISH       0x01 flags (uint8: qos bits 0-1, retain 2, plain 3) | origin str16 | id (float64 BE) | topic str16
 //                      | shared count (uint16) | shared keys str16... | properties bytes (JSON, empty: none) | payload bytes
 //   RETAINED      0x02 entry
 //   ROUTE_DELTA   0x03 JSON bytes {version, filter, count}
@@ -41,6 +41,13 @@ export type PublishProperties = Record<string, unknown>
 export interface ForwardedPublish {
   /** The node the client published on (the bus channels' `Node`). */
   origin: string
+  /**
+   * The message's number on its sending process (its aedes counter; 0:
+   * none). With that process's id (the link HELLO's), it names the message
+   * across the cluster: a session moving between nodes gets each message once
+   * (StoredPacket.msgId).
+   */
+  id: number
   topic: string
   payload: Buffer
   qos: Qos
@@ -110,6 +117,7 @@ class Writer {
   u8 (v: number): void { this.parts.push(Buffer.from([v])) }
   u16 (v: number): void { const b = Buffer.allocUnsafe(2); b.writeUInt16BE(v); this.parts.push(b) }
   u32 (v: number): void { const b = Buffer.allocUnsafe(4); b.writeUInt32BE(v); this.parts.push(b) }
+  f64 (v: number): void { const b = Buffer.allocUnsafe(8); b.writeDoubleBE(v); this.parts.push(b) }
   str16 (s: string): void {
     const b = Buffer.from(s, 'utf8')
     if (b.length > 0xffff) throw new RangeError('string longer than 65535 bytes')
@@ -129,6 +137,7 @@ class Reader {
   u8 (): number { this.need(1); return this.b[this.off++]! }
   u16 (): number { this.need(2); const v = this.b.readUInt16BE(this.off); this.off += 2; return v }
   u32 (): number { this.need(4); const v = this.b.readUInt32BE(this.off); this.off += 4; return v }
+  f64 (): number { this.need(8); const v = this.b.readDoubleBE(this.off); this.off += 8; return v }
   str16 (): string { const n = this.u16(); this.need(n); const s = this.b.toString('utf8', this.off, this.off + n); this.off += n; return s }
   bytes (): Buffer { const n = this.u32(); this.need(n); const s = this.b.subarray(this.off, this.off + n); this.off += n; return s }
   json (): unknown {
@@ -353,6 +362,7 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
 function writePublish (w: Writer, p: ForwardedPublish): void {
   w.u8((p.qos & 3) | (p.retain ? 4 : 0) | (p.plain ? 8 : 0))
   w.str16(p.origin)
+  w.f64(p.id)
   w.str16(p.topic)
   w.u16(p.shared.length)
   for (const s of p.shared) w.str16(s)
@@ -365,12 +375,14 @@ function readPublish (r: Reader): ForwardedPublish {
   const qos = flags & 3
   if (qos === 3 || (flags & ~15) !== 0) throw new MessageDecodeError('bad publish flags')
   const origin = r.str16()
+  const id = r.f64()
+  if (!Number.isSafeInteger(id) || id < 0) throw new MessageDecodeError('bad publish id')
   const topic = r.str16()
   const shared: string[] = []
   for (let n = r.u16(); n > 0; n--) shared.push(r.str16())
   const properties = readProperties(r)
   const payload = r.bytes()
-  return { origin, topic, payload, qos: qos as Qos, retain: (flags & 4) !== 0, plain: (flags & 8) !== 0, shared, ...(properties === undefined ? {} : { properties }) }
+  return { origin, id, topic, payload, qos: qos as Qos, retain: (flags & 4) !== 0, plain: (flags & 8) !== 0, shared, ...(properties === undefined ? {} : { properties }) }
 }
 
 /** Properties: a zero length means none (JSON is at least 2 bytes). */

@@ -41,6 +41,8 @@ export interface TransferredPacket {
   brokerCounter?: number
   properties?: Record<string, unknown>
   messageExpiry?: number
+  /** The message's cluster-wide name (StoredPacket.msgId), when known. */
+  msgId?: string
   [key: string]: unknown
 }
 
@@ -94,6 +96,7 @@ export function checkPacket (p: unknown): asserts p is TransferredPacket {
   }
   if (o.cmd !== 'publish' || typeof o.topic !== 'string' || !Buffer.isBuffer(o.payload) || !isQos(o.qos)) throw new Error('bad queued publish')
   if (o.messageId !== undefined && o.messageId !== null && !isPacketId(o.messageId)) throw new Error('bad packet identifier')
+  if (o.msgId !== undefined && (typeof o.msgId !== 'string' || o.msgId.length > 200)) throw new Error('bad message name')
 }
 
 export function isPacketId (v: unknown): v is number { return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535 }
