@@ -135,22 +135,28 @@ export function installDeliveryFixes (client: Client, options: DeliveryOptions):
       const held = (resuming ?? []).map((p) => ({ p, at: options.queuedAt(client.id, p) })).filter((h) => h.at >= 0)
       resuming = undefined
       held.sort((x, y) => x.at - y.at)
-      for (const { p } of held) if (!client.closed) c.deliverQoS(p, () => {})
+      for (const { p } of held) if (!client.closed) pastDedupe(p, c.deliverQoS)
     }
     const owed = options.settled?.(client.id)
     if (owed === undefined) release()
     else owed.then(release, release)
   })
 
-  sendHeldHooks.set(client, (packet: DeliveredPacket) => {
-    // Later messages may have passed aedes' per-client de-duplication (QoS 0
-    // ones are never held); let this one through it once, then restore.
+  sendHeldHooks.set(client, (packet: DeliveredPacket) => { pastDedupe(packet, deliverQoS) })
+
+  /**
+   * Later messages may have passed aedes' per-client de-duplication while
+   * this one was held (QoS 0 ones are never held): it would be taken for a
+   * duplicate, and for a persistent session cleared from the queue, lost.
+   * Lets it through once, then restores.
+   */
+  function pastDedupe (packet: DeliveredPacket, deliver: (packet: DeliveredPacket, cb: () => void) => void): void {
     const id = packet.brokerId
     const before = id === undefined ? undefined : c.duplicates[id]
     if (id !== undefined && packet.brokerCounter !== undefined) c.duplicates[id] = packet.brokerCounter - 1
-    deliverQoS(packet, () => {})
+    deliver(packet, () => {})
     if (id !== undefined && before !== undefined && before > (c.duplicates[id] ?? 0)) c.duplicates[id] = before
-  })
+  }
 }
 
 const sendHeldHooks = new WeakMap<Client, (packet: DeliveredPacket) => void>()
