@@ -756,12 +756,15 @@ export class DataPlane {
       await p.cleanSubscriptions({ id: clientId })
       p.dropQueue(clientId)
     }
-    // Through the hooked persistence: the subscriptions are routed from here now.
-    if (session.subscriptions.length > 0) await p.addSubscriptions({ id: clientId }, session.subscriptions)
     const now = Date.now()
     for (const [id, w] of this.movedIn) if (w.until < now) this.movedIn.delete(id)
     this.movedIn.set(clientId, { ids: new Set(session.queue.flatMap((e) => e.msgId === undefined ? [] : [e.msgId])), suppressed: new Set(), until: now + MOVED_IN_MS })
+    // The queue before the subscriptions: a message arriving while they are
+    // added is queued after the snapshot's, or not at all if the snapshot
+    // holds it (found by chaos: one QoS 2 message twice in 373,000).
     p.importQueue(clientId, session.queue as StoredPacket[])
+    // Through the hooked persistence: the subscriptions are routed from here now.
+    if (session.subscriptions.length > 0) await p.addSubscriptions({ id: clientId }, session.subscriptions)
     this.sessionStamps.set(clientId, session.stamp)
     this.replication.resync(clientId)
     this.log.info({ client: clientId, from, subscriptions: session.subscriptions.length, queued: session.queue.length }, 'persistent session moved here from another node')
