@@ -1462,23 +1462,24 @@ export class DataPlane {
     // The outgoing queues and wills, for the replicas (session-replication.ts).
     const enqueue = p.outgoingEnqueue.bind(p)
     // Each queued message carries its name (msgId) wherever its session goes.
+    // Names are noted before the await: a tail or rescue copy of the same
+    // message handled in between must find it (found by chaos: both copies
+    // queued, one QoS 2 message delivered twice).
     p.outgoingEnqueue = async (sub, packet) => {
       packet.msgId = this.msgIdOf(packet)
       if (this.heldAlready(sub.clientId, packet)) return
-      await enqueue(sub, packet)
       this.noteQueued(sub.clientId, packet.msgId)
+      await enqueue(sub, packet)
       this.replication.enqueued(sub.clientId, packet, this.sourceOf(packet))
     }
     const enqueueCombi = p.outgoingEnqueueCombi.bind(p)
     p.outgoingEnqueueCombi = async (all, packet) => {
       packet.msgId = this.msgIdOf(packet)
       const subs = all.filter((sub) => !this.heldAlready(sub.clientId, packet))
+      for (const sub of subs) this.noteQueued(sub.clientId, packet.msgId)
       await enqueueCombi(subs, packet)
       const source = this.sourceOf(packet)
-      for (const sub of subs) {
-        this.noteQueued(sub.clientId, packet.msgId)
-        this.replication.enqueued(sub.clientId, packet, source)
-      }
+      for (const sub of subs) this.replication.enqueued(sub.clientId, packet, source)
     }
     const update = p.outgoingUpdate.bind(p)
     p.outgoingUpdate = async (client, packet) => {
