@@ -96,12 +96,8 @@ interface MovedIn {
 
 const stampKey = (p: { brokerId?: string | undefined, brokerCounter?: number | undefined }): string => `${p.brokerId}\u0000${p.brokerCounter}`
 
-/** `process/number` -> [process, number] (StoredPacket.msgId). */
-function splitMsgId (msgId: string | undefined): [string, number] | undefined {
-  if (msgId === undefined) return undefined
-  const cut = msgId.lastIndexOf('/')
-  return [msgId.slice(0, cut), Number(msgId.slice(cut + 1))]
-}
+/** A message's name across the cluster (StoredPacket.msgId): the process it was published on and aedes' number for it there. */
+const messageName = (process: string, id: number): string => `${process}/${id}`
 
 /** Sessions taken over from a dead home and what they may still be owed from it (DataPlane.rescue). */
 interface RescueRequest {
@@ -122,10 +118,10 @@ function rescuable (r: TakenReplica): TransferredSession {
   return { ...r.session, rescue: { from: r.owner, seen: r.seen, after: r.after } }
 }
 
-/** `peer/incarnation/seq` -> [`peer/incarnation`, seq]. */
-function splitSource (source: string): [string, number] {
-  const cut = source.lastIndexOf('/')
-  return [source.slice(0, cut), Number(source.slice(cut + 1))]
+/** `a/b/n` -> [`a/b`, n]: a link source (`peer/incarnation/seq`) or a message name (`process/number`). */
+function splitLast (name: string): [string, number] {
+  const cut = name.lastIndexOf('/')
+  return [name.slice(0, cut), Number(name.slice(cut + 1))]
 }
 
 /**
@@ -293,8 +289,6 @@ export class DataPlane {
    * it still holds them, and its copy wins.
    */
   private readonly promotedFrom = new Map<string, string>()
-  /** Connections whose queue replay started (a rescued message queued after it must be sent directly). */
-  private readonly replayed = new WeakSet<object>()
   private rescuedCount = 0
   /** Per peer link (`peer/incarnation`), the last message handed to aedes (ReplicaSnapshot.after). */
   private readonly pumped = new Map<string, number>()
@@ -961,7 +955,7 @@ export class DataPlane {
   private msgIdOf (packet: StoredPacket): string | undefined {
     if (packet.msgId !== undefined) return packet.msgId
     if (packet.brokerCounter === undefined) return undefined
-    if (packet.brokerId === this.opts.mqtt.aedes.id) return `${this.process}/${packet.brokerCounter}`
+    if (packet.brokerId === this.opts.mqtt.aedes.id) return messageName(this.process, packet.brokerCounter)
     return packet.brokerId === this.peerBrokerId ? this.sources.get(packet.brokerCounter)?.msgId : undefined
   }
 
@@ -1044,7 +1038,7 @@ export class DataPlane {
   private async rescueOwn (request: RescueRequest): Promise<void> {
     const own = this.unackedFor(request.from, request.live)
     this.log.debug({ peer: request.from, publishes: own.length }, 'rescuing what this node sent a gone peer lately')
-    for (const r of own) await this.rescue(request.id, r.source, r.publish, r.publish.id > 0 ? `${this.process}/${r.publish.id}` : undefined)
+    for (const r of own) await this.rescue(request.id, r.source, r.publish, r.publish.id > 0 ? messageName(this.process, r.publish.id) : undefined)
   }
 
   /** A peer took over sessions of `dead`: it gets what `dead` never acknowledged from us, in order. */
@@ -1094,7 +1088,7 @@ export class DataPlane {
     const request = this.rescues.get(requestId)
     if (request === undefined) return
     if (request.until < Date.now()) { this.rescues.delete(requestId); return }
-    const [key, seq] = splitSource(source)
+    const [key, seq] = splitLast(source)
     for (const [clientId, r] of request.sessions) {
       if (r.seen.has(source) || (r.after[key] ?? 0) >= seq) continue
       let qos = 0
@@ -1121,8 +1115,7 @@ export class DataPlane {
 
   /**
    * Queues a message a session taken over here was owed (rescue, session
-   * tail). Connected and past its queue replay: sent now; still connecting:
-   * the replay sends it.
+   * tail), once, before later waiting messages of its publisher.
    */
   private async queueTakenOver (clientId: string, packet: StoredPacket): Promise<void> {
     // Queued here already (live, in its snapshot, by another tail or rescue), maybe delivered: once is enough.
@@ -1131,17 +1124,19 @@ export class DataPlane {
       return
     }
     // Before the later messages of its publisher that are still waiting: its order holds.
-    const order = splitMsgId(packet.msgId)
+    const order = packet.msgId === undefined ? undefined : splitLast(packet.msgId)
     this.opts.mqtt.persistence.enqueueBefore(clientId, packet, (e) => {
       if (order === undefined || e.messageId !== undefined || e.cmd === 'pubrel') return false
-      const other = splitMsgId(e.msgId)
+      const other = e.msgId === undefined ? undefined : splitLast(e.msgId)
       return other !== undefined && other[0] === order[0] && other[1] > order[1]
     })
     this.noteQueued(clientId, packet.msgId)
     this.replication.enqueued(clientId, packet, this.sourceOf(packet))
     this.rescuedCount++
+    // Sent to a connected client at once; one still resuming gets it from
+    // aedes' queue replay or right after it (delivery.ts holds it until then).
     const client = this.localClient(clientId) as (Client & { deliverQoS?: (p: unknown, cb: () => void) => void }) | undefined
-    if (client !== undefined && this.replayed.has(client)) client.deliverQoS?.(packet, () => {})
+    client?.deliverQoS?.(packet, () => {})
   }
 
   /**
@@ -1503,12 +1498,6 @@ export class DataPlane {
       this.replication.willDeleted(client.id)
       return will
     }
-    // aedes replays a resuming session's queue from a snapshot (outgoingStream): what is queued later must be sent by whoever queues it.
-    const outgoingStream = p.outgoingStream.bind(p)
-    p.outgoingStream = (client) => {
-      this.replayed.add(client)
-      return outgoingStream(client)
-    }
     const clean = p.cleanSubscriptions.bind(p)
     p.cleanSubscriptions = async (client) => {
       const c = this.connecting.get(client.id)
@@ -1648,5 +1637,5 @@ function refusedSocket (): Socket {
 
 /** The cluster-wide name of a message a peer sent (StoredPacket.msgId): its process and its number there. */
 function msgIdFrom (link: PeerLink, p: ForwardedPublish): string | undefined {
-  return link.remoteProcess === undefined || p.id === 0 ? undefined : `${link.remoteProcess}/${p.id}`
+  return link.remoteProcess === undefined || p.id === 0 ? undefined : messageName(link.remoteProcess, p.id)
 }
