@@ -6,7 +6,7 @@ import type { Logger } from '../log.js'
 import { Bus } from './bus.js'
 import { MqttServer } from './mqtt/index.js'
 import { SwimMembership, type Membership } from './cluster/index.js'
-import { DataPlane } from './cluster/data-plane.js'
+import { DataPlane } from './cluster/dataplane/data-plane.js'
 import { ApiServer } from './api/index.js'
 import { VERSION } from '../version.js'
 

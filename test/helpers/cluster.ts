@@ -5,7 +5,7 @@ import type { ProcessNode, ConfigOverrides } from './node.js'
 import { startProcessNode } from './node.js'
 import { freeLoopbackAddress } from './loopback.js'
 import { waitFor } from './wait.js'
-import type { MemberState } from '../../src/server/cluster/membership.js'
+import type { MemberState } from '../../src/server/cluster/membership/membership.js'
 
 export interface MemberLogEvent { time: number, state: MemberState, member: string, msg: string }
 

@@ -18,7 +18,7 @@ import { startCluster, nameOf, waitForRoute } from '../helpers/dataplane-cluster
 import { freeLoopbackAddress } from '../helpers/loopback.js'
 import { ClusterClientControl } from '../../src/server/api/cluster-client-control.js'
 import { BrokerHaError } from '../../src/errors.js'
-import type { Member, Membership } from '../../src/server/cluster/membership.js'
+import type { Member, Membership } from '../../src/server/cluster/membership/membership.js'
 import type { MqttIntrospection } from '../../src/server/mqtt/introspection.js'
 import { ApiClient, isMemberError, type ApiClientError, type MessageInfo } from '../../src/client/index.js'
 

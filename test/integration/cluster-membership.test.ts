@@ -5,8 +5,8 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { startProcessNode, type ProcessNode } from '../helpers/node.js'
-import { detectionBound } from '../../src/server/cluster/detection-bound.js'
-import { LAN_PROFILE } from '../../src/server/cluster/config-profile.js'
+import { detectionBound } from '../../src/server/cluster/membership/detection-bound.js'
+import { LAN_PROFILE } from '../../src/server/cluster/membership/config-profile.js'
 import { memberEvents, nameOf, startProcessCluster, viewOf, waitForView } from '../helpers/cluster.js'
 
 const nodes: ProcessNode[] = []

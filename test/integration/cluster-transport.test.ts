@@ -3,11 +3,11 @@
 // in-memory network, and both behind the fault-injection wrapper.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { NetTransport } from '../../src/server/cluster/net-transport.js'
-import { MemoryNetwork } from '../../src/server/cluster/memory-transport.js'
+import { NetTransport } from '../../src/server/cluster/membership/net-transport.js'
+import { MemoryNetwork } from '../../src/server/cluster/membership/memory-transport.js'
 import { FaultInjectingTransport } from '../../src/server/cluster/fault-injection.js'
-import type { Clock } from '../../src/server/cluster/clock.js'
-import type { Address, Transport, TransportHandlers } from '../../src/server/cluster/transport.js'
+import type { Clock } from '../../src/server/cluster/membership/clock.js'
+import type { Address, Transport, TransportHandlers } from '../../src/server/cluster/membership/transport.js'
 import { freeLoopbackAddress } from '../helpers/loopback.js'
 import { waitFor } from '../helpers/wait.js'
 

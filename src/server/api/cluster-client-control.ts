@@ -8,7 +8,7 @@
 import type { Dispatcher } from 'undici'
 import { ApiClient, ApiClientError } from '../../client/index.js'
 import type { ClientStopResult, MessageInfo } from '../../client/contract.js'
-import type { Member, Membership } from '../cluster/membership.js'
+import type { Member, Membership } from '../cluster/membership/membership.js'
 import type { MqttIntrospection } from '../mqtt/introspection.js'
 import type { Logger } from '../../log.js'
 import { BrokerHaError } from '../../errors.js'

@@ -6,7 +6,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Bus } from '../bus.js'
 import { CHANNELS } from '../bus.js'
-import type { Membership } from '../cluster/membership.js'
+import type { Membership } from '../cluster/membership/membership.js'
 import type { MqttIntrospection } from '../mqtt/introspection.js'
 
 export interface ApiMetricsOptions {

@@ -11,7 +11,7 @@
 // The checks are pure functions of a membership snapshot; ProbeCache runs
 // them at most once per second, so a probe storm costs nothing.
 import type { Config } from '../../config/index.js'
-import type { Member, Membership } from '../cluster/membership.js'
+import type { Member, Membership } from '../cluster/membership/membership.js'
 import type { CheckResult, ProbeResult } from '../../client/contract.js'
 
 export interface ProbeInput {

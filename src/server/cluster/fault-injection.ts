@@ -5,7 +5,7 @@
 // chaos launcher, deliberately not a config key an operator could set), and
 // the wrapper refuses any bind address outside loopback.
 import { isIP } from 'node:net'
-import { TransportError, addressKey, type Address, type Transport, type TransportHandlers, type TransportStats } from './transport.js'
+import { TransportError, addressKey, type Address, type Transport, type TransportHandlers, type TransportStats } from './membership/transport.js'
 
 /** What the data plane asks of the chaos hook: whether a peer's links are cut, and when that changes. */
 export interface LinkFaults {

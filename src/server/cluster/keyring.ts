@@ -9,7 +9,7 @@
 // The mode byte is authenticated as additional data, so a packet cannot be
 // downgraded to plain text by flipping it.
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
-import { CodecError } from './codec.js'
+import { CodecError } from './membership/codec.js'
 
 const MODE_PLAIN = 0
 const MODE_AES_GCM = 1

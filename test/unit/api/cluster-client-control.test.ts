@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { notFoundMessage, searchMembers } from '../../../src/server/api/cluster-client-control.js'
 import { isLocalScope, SCOPE_HEADER, withLocalScopeHeader } from '../../../src/server/api/local-scope.js'
 import { ApiClientError } from '../../../src/client/index.js'
-import type { Member } from '../../../src/server/cluster/membership.js'
+import type { Member } from '../../../src/server/cluster/membership/membership.js'
 
 const member = (name: string): Member =>
   ({ name, addr: '10.0.0.1', port: 7946, meta: { api: 8081, mqtt: 1883, version: 't' }, state: 'alive', incarnation: 0, since: 0 })

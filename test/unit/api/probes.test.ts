@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { EventEmitter } from 'node:events'
 import { loadConfig } from '../../../src/config/index.js'
 import { LIVENESS_CHECKS, READINESS_CHECKS, ProbeCache, livenessHealthBound, runChecks, type ProbeInput } from '../../../src/server/api/probes.js'
-import type { Member, Membership, MembershipEvents } from '../../../src/server/cluster/membership.js'
+import type { Member, Membership, MembershipEvents } from '../../../src/server/cluster/membership/membership.js'
 
 const member = (name: string, state: Member['state'] = 'alive'): Member =>
   ({ name, addr: '127.0.0.1', port: 7946, meta: { api: 8080, mqtt: 1883, version: 't' }, state, incarnation: 0, since: 0 })

@@ -4,7 +4,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { fanOut, memberApiUrl, proxyTargets } from '../../../src/server/api/routes/proxy.js'
 import { ApiClientError } from '../../../src/client/index.js'
-import type { Member } from '../../../src/server/cluster/membership.js'
+import type { Member } from '../../../src/server/cluster/membership/membership.js'
 
 const member = (name: string, state: Member['state'] = 'alive', addr = '10.0.0.1'): Member =>
   ({ name, addr, port: 7946, meta: { api: 8081, mqtt: 1883, version: 't' }, state, incarnation: 0, since: 0 })

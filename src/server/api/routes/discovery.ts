@@ -1,10 +1,10 @@
 // Cluster membership as the seed showed it (memberlist's Node fields).
 import type { FastifyInstance } from 'fastify'
 import { MemberList, type MemberInfo } from '../../../client/contract.js'
-import { MEMBER_STATE_CODE, type Member, type Membership } from '../../cluster/membership.js'
+import { MEMBER_STATE_CODE, type Member, type Membership } from '../../cluster/membership/membership.js'
 import { responses } from '../errors.js'
 
-/** Protocol versions of a member that reports none (the single-node stand-in). */
+/** Protocol versions of a member that reports none (a membership without a wire protocol). */
 const NO_VSN = [1, 1, 1, 0, 0, 0] as const
 
 export function memberInfo (m: Member): MemberInfo {

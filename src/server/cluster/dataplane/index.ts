@@ -23,4 +23,4 @@ export {
 export {
   ReplicaStore, checkReplicaOp, encodeReplicaOp, sessionExpiresAt, willDueAt,
   type ClientReplicaOp, type ReplicaOp, type ReplicaConnection, type ReplicaSnapshot, type TakenReplica
-} from './session-replica.js'
+} from './replica-store.js'

@@ -32,7 +32,7 @@ import { decodeStamp, encodeStamp, type Stamp } from './hlc.js'
 import type { BucketSummary, Qos, RetainedEntry } from './retained-store.js'
 import type { RouteDelta, RouteTable } from './routing-table.js'
 import { checkPacket, checkSession, type TransferredPacket, type TransferredSession } from './session-transfer.js'
-import { checkReplicaOp, encodeReplicaOp, type ClientReplicaOp } from './session-replica.js'
+import { checkReplicaOp, encodeReplicaOp, type ClientReplicaOp } from './replica-store.js'
 
 /** MQTT 5 PUBLISH properties that cross a hop (section 3.3.2.3). */
 export type PublishProperties = Record<string, unknown>

@@ -6,7 +6,7 @@
 import { Resolver } from 'node:dns/promises'
 import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
-import { parseHostPort } from '../../config/index.js'
+import { parseHostPort } from '../../../config/index.js'
 import type { Address } from './transport.js'
 
 export interface DiscoverySource {

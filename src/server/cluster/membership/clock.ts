@@ -12,7 +12,7 @@ export interface Clock {
 }
 
 // Randomness (a number in [0, 1), like Math.random) comes from the shared module.
-export { seededRandom, shuffle, type Random } from '../../random.js'
+export { seededRandom, shuffle, type Random } from '../../../random.js'
 
 let nextId = 1
 

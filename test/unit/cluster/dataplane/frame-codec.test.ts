@@ -3,8 +3,8 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import {
   FrameDecoder, LinkProtocolError, PREAMBLE, decodeRecords, encodeRecord, frame, type LinkRecord
-} from '../../../src/server/cluster/dataplane/frame-codec.js'
-import { Keyring } from '../../../src/server/cluster/keyring.js'
+} from '../../../../src/server/cluster/dataplane/frame-codec.js'
+import { Keyring } from '../../../../src/server/cluster/keyring.js'
 
 const records: LinkRecord[] = [
   { type: 'hello', hello: { proto: 1, name: 'node-a', incarnation: 'abc', recv: { incarnation: null, seq: 0 } } },

@@ -1,7 +1,8 @@
 // What the rest of a node sees of cluster membership. The SWIM implementation
-// (issue: membership) and the single-node stand-in both provide it, so the
-// API, probes and metrics are written once against this interface.
-import { EventEmitter } from 'node:events'
+// provides it (a node without peers is a cluster of one), and the data-plane
+// simulation (test/sim) has a scripted one, so the API, probes, metrics and
+// data plane are written once against this interface.
+import type { EventEmitter } from 'node:events'
 
 /** Seed/memberlist numbering, kept in /api/discovery/members `State`. */
 export const MEMBER_STATE_CODE = { alive: 0, suspect: 1, dead: 2, left: 3 } as const
@@ -30,8 +31,8 @@ export interface Member {
   since: number
   /**
    * Protocol versions the member speaks, [PMin, PMax, PCur, DMin, DMax, DCur]
-   * as in the seed's /api/discovery/members answer. Absent for the
-   * single-node stand-in.
+   * as in the seed's /api/discovery/members answer. Absent for a membership
+   * without a wire protocol (the data-plane simulation's).
    */
   vsn?: readonly [number, number, number, number, number, number]
 }
@@ -60,20 +61,4 @@ export interface Membership extends EventEmitter<MembershipEvents> {
   start (): Promise<void>
   /** Graceful leave: members see "left", not "dead". */
   stop (): Promise<void>
-}
-
-/** A node with no peers configured: a cluster of one. */
-export class SoloMembership extends EventEmitter<MembershipEvents> implements Membership {
-  readonly self: Member
-
-  constructor (self: Omit<Member, 'state' | 'incarnation' | 'since'>) {
-    super()
-    this.self = { ...self, state: 'alive', incarnation: 0, since: Date.now() }
-  }
-
-  members (): Member[] { return [this.self] }
-  healthScore (): number { return 0 }
-  unjoinedPeers (): number { return 0 }
-  async start (): Promise<void> {}
-  async stop (): Promise<void> {}
 }

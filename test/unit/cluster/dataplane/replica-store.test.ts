@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { ReplicaStore, sessionExpiresAt, willDueAt, type ClientReplicaOp } from '../../../src/server/cluster/dataplane/session-replica.js'
+import { ReplicaStore, sessionExpiresAt, willDueAt, type ClientReplicaOp } from '../../../../src/server/cluster/dataplane/replica-store.js'
 
 const stamp = (wall: number): { wall: number, logical: number, node: string } => ({ wall, logical: 0, node: 'a' })
 const pub = (topic: string, counter: number): { cmd: string, topic: string, payload: Buffer, qos: number, brokerId: string, brokerCounter: number } =>

@@ -1,7 +1,7 @@
 // The timing knobs of the membership protocol, as memberlist's Config: named
 // profiles plus the mapping from broker-ha's `cluster.config` keys (which keep
 // memberlist's meaning, in milliseconds).
-import type { Config } from '../../config/index.js'
+import type { Config } from '../../../config/index.js'
 
 export interface ClusterProfile {
   probeInterval: number

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { FilterTrie } from '../../../src/server/cluster/dataplane/filter-trie.js'
-import { topicMatches } from '../../../src/topic-filter.js'
+import { FilterTrie } from '../../../../src/server/cluster/dataplane/filter-trie.js'
+import { topicMatches } from '../../../../src/topic-filter.js'
 
 const cases: Array<[string, string, boolean]> = [
   ['a/b', 'a/b', true],

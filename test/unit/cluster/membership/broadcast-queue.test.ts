@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { BroadcastQueue, retransmitLimit } from '../../../src/server/cluster/broadcast-queue.js'
-import type { Message } from '../../../src/server/cluster/codec.js'
+import { BroadcastQueue, retransmitLimit } from '../../../../src/server/cluster/membership/broadcast-queue.js'
+import type { Message } from '../../../../src/server/cluster/membership/codec.js'
 
 const suspect = (node: string, incarnation = 1): Message => ({ type: 'suspect', incarnation, node, from: 'x' })
 

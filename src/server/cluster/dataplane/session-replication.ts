@@ -21,13 +21,13 @@
 // holder and a snapshot. A node with no peer replicates nothing, and starts
 // when a peer comes up.
 import { createHash } from 'node:crypto'
-import type { Logger } from '../../log.js'
-import type { StoredPacket } from '../mqtt/persistence.js'
+import type { Logger } from '../../../log.js'
+import type { StoredPacket } from '../../mqtt/persistence.js'
 import {
   ReplicaStore, sessionExpiresAt, willDueAt,
   type ClientReplicaOp, type ReplicaConnection, type TakenReplica
-} from './dataplane/session-replica.js'
-import type { DataPlaneMessage, SessionReplicationStats, Stamp, TransferredPacket, TransferredSubscription } from './dataplane/index.js'
+} from './replica-store.js'
+import type { DataPlaneMessage, SessionReplicationStats, Stamp, TransferredPacket, TransferredSubscription } from './index.js'
 
 /** What replication needs from the data plane around it. */
 export interface ReplicationHost {

@@ -4,14 +4,14 @@
 // It touches the world only through its inputs: a Transport, a Clock and a
 // Random source, so tests run it over an in-memory network with a fake clock.
 import { EventEmitter } from 'node:events'
-import { BrokerHaError } from '../../errors.js'
+import { BrokerHaError } from '../../../errors.js'
 import type { Member, MemberMeta, MembershipEvents, MemberState } from './membership.js'
 import type { ClusterProfile } from './config-profile.js'
 import { shuffle, type Clock, type Random, type TimerHandle } from './clock.js'
 import { Awareness } from './awareness.js'
 import { BroadcastQueue } from './broadcast-queue.js'
 import { Suspicion, suspicionTimeouts } from './suspicion.js'
-import type { Keyring } from './keyring.js'
+import type { Keyring } from '../keyring.js'
 import {
   CodecError, OUR_VERSIONS, PACKET_OVERHEAD, decodePacket, decodeStream, encodePacket, encodeStream, encodedSize,
   type BadPacketReason, type Message, type NodeState, type StreamMessage, type Versions

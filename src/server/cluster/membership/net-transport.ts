@@ -4,9 +4,9 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { createServer, connect, type Server, type Socket } from 'node:net'
 import { isIP } from 'node:net'
-import { BrokerHaError } from '../../errors.js'
+import { BrokerHaError } from '../../../errors.js'
 import { MAX_STREAM_FRAME, TransportError, type Address, type Transport, type TransportHandlers, type TransportStats } from './transport.js'
-import { PREAMBLE } from './dataplane/frame-codec.js'
+import { PREAMBLE } from '../dataplane/frame-codec.js'
 
 /** Takes a data-plane connection (it started with PREAMBLE); `head` holds the bytes already read. */
 export type LinkStreamHandler = (socket: Socket, head: Buffer) => void

@@ -1,11 +1,11 @@
 // A cluster of SwimState machines on the in-memory network with a fake clock
 // and seeded randomness: the same run every time.
-import { SwimState } from '../../../src/server/cluster/state.js'
-import { MemoryNetwork } from '../../../src/server/cluster/memory-transport.js'
-import { LOCAL_PROFILE, type ClusterProfile } from '../../../src/server/cluster/config-profile.js'
-import { Keyring } from '../../../src/server/cluster/keyring.js'
-import { seededRandom } from '../../../src/server/cluster/clock.js'
-import type { Member, MemberState } from '../../../src/server/cluster/membership.js'
+import { SwimState } from '../../../../src/server/cluster/membership/state.js'
+import { MemoryNetwork } from '../../../../src/server/cluster/membership/memory-transport.js'
+import { LOCAL_PROFILE, type ClusterProfile } from '../../../../src/server/cluster/membership/config-profile.js'
+import { Keyring } from '../../../../src/server/cluster/keyring.js'
+import { seededRandom } from '../../../../src/server/cluster/membership/clock.js'
+import type { Member, MemberState } from '../../../../src/server/cluster/membership/membership.js'
 import { FakeClock } from './fake-clock.js'
 
 export interface SimNode {

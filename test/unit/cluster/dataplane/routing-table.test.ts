@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { RoutingTable, type RouteDelta } from '../../../src/server/cluster/dataplane/routing-table.js'
-import { seededRandom } from '../../../src/server/cluster/clock.js'
+import { RoutingTable, type RouteDelta } from '../../../../src/server/cluster/dataplane/routing-table.js'
+import { seededRandom } from '../../../../src/server/cluster/membership/clock.js'
 
 test('two local subscribers of one filter make one route, removed with the last', () => {
   const t = new RoutingTable('a')

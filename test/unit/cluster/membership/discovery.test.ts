@@ -1,8 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { formationWait, hasDiscovery, resolvePeers } from '../../../src/server/cluster/discovery.js'
-import { advertiseAddress } from '../../../src/server/cluster/swim-membership.js'
-import { seededRandom } from '../../../src/server/cluster/clock.js'
+import { formationWait, hasDiscovery, resolvePeers } from '../../../../src/server/cluster/membership/discovery.js'
+import { advertiseAddress } from '../../../../src/server/cluster/membership/swim-membership.js'
+import { seededRandom } from '../../../../src/server/cluster/membership/clock.js'
 
 test('seeds resolve to unique addresses with the default port, ourselves excluded', async () => {
   const r = await resolvePeers({

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { ClockDriftError, HybridLogicalClock, compareStamps, decodeStamp, encodeStamp, type Stamp } from '../../../src/server/cluster/dataplane/hlc.js'
+import { ClockDriftError, HybridLogicalClock, compareStamps, decodeStamp, encodeStamp, type Stamp } from '../../../../src/server/cluster/dataplane/hlc.js'
 
 function fakeWall (start = 1_700_000_000_000): { now: () => number, set: (t: number) => void } {
   let t = start

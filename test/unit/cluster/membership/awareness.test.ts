@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Awareness } from '../../../src/server/cluster/awareness.js'
+import { Awareness } from '../../../../src/server/cluster/membership/awareness.js'
 
 test('the health score stays within [0, max) and stretches timeouts', () => {
   const a = new Awareness(8)

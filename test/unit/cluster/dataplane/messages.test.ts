@@ -1,8 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { MessageDecodeError, decodeMessage, encodeMessage, type DataPlaneMessage } from '../../../src/server/cluster/dataplane/messages.js'
-import { seededRandom } from '../../../src/server/cluster/clock.js'
+import { MessageDecodeError, decodeMessage, encodeMessage, type DataPlaneMessage } from '../../../../src/server/cluster/dataplane/messages.js'
+import { seededRandom } from '../../../../src/server/cluster/membership/clock.js'
 
 const stamp = { wall: 1_700_000_000_123, logical: 4, node: 'node-b' }
 

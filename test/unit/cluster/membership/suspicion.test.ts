@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Suspicion, remainingTimeout, suspicionTimeouts } from '../../../src/server/cluster/suspicion.js'
+import { Suspicion, remainingTimeout, suspicionTimeouts } from '../../../../src/server/cluster/membership/suspicion.js'
 import { FakeClock } from './fake-clock.js'
 
 const opts = { suspicionMult: 4, suspicionMaxTimeoutMult: 6, probeInterval: 500 }

@@ -1,9 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MessageDecodeError, decodeMessage, encodeMessage, type DataPlaneMessage } from '../../../src/server/cluster/dataplane/messages.js'
-import { encodeStamp } from '../../../src/server/cluster/dataplane/hlc.js'
-import { SessionFetch, bestSession, queueKey, type TransferredSession } from '../../../src/server/cluster/dataplane/session-transfer.js'
-import { LimitedPersistence } from '../../../src/server/mqtt/persistence.js'
+import { MessageDecodeError, decodeMessage, encodeMessage, type DataPlaneMessage } from '../../../../src/server/cluster/dataplane/messages.js'
+import { encodeStamp } from '../../../../src/server/cluster/dataplane/hlc.js'
+import { SessionFetch, bestSession, queueKey, type TransferredSession } from '../../../../src/server/cluster/dataplane/session-transfer.js'
+import { LimitedPersistence } from '../../../../src/server/mqtt/persistence.js'
 
 const stamp = { wall: 1_700_000_000_123, logical: 4, node: 'node-b' }
 const session: TransferredSession = {

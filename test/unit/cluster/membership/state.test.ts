@@ -5,9 +5,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { SimCluster, type SimNode } from './harness.js'
-import { LOCAL_PROFILE } from '../../../src/server/cluster/config-profile.js'
-import { detectionBound } from '../../../src/server/cluster/detection-bound.js'
-import { BrokerHaError } from '../../../src/errors.js'
+import { LOCAL_PROFILE } from '../../../../src/server/cluster/membership/config-profile.js'
+import { detectionBound } from '../../../../src/server/cluster/membership/detection-bound.js'
+import { BrokerHaError } from '../../../../src/errors.js'
 
 const KEY = '0123456789abcdef'
 const NEW_KEY = 'new-key-16-bytes'

@@ -1,7 +1,7 @@
 // A fake clock for the membership state machine: timers fire only when the
 // test advances time, in due order, with promise callbacks flushed between
 // them so async handlers (exchanges) run as they would on a real loop.
-import type { Clock, TimerHandle } from '../../../src/server/cluster/clock.js'
+import type { Clock, TimerHandle } from '../../../../src/server/cluster/membership/clock.js'
 
 interface Timer { id: number, due: number, fn: () => void }
 

@@ -6,14 +6,14 @@ import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
 import { setImmediate as yieldLoop } from 'node:timers/promises'
 import { randomBytes } from 'node:crypto'
-import { PeerLink, type PeerLinkOptions } from '../../../src/server/cluster/dataplane/peer-link.js'
-import { LinkAcceptor, LinkListener } from '../../../src/server/cluster/dataplane/link-acceptor.js'
+import { PeerLink, type PeerLinkOptions } from '../../../../src/server/cluster/dataplane/peer-link.js'
+import { LinkAcceptor, LinkListener } from '../../../../src/server/cluster/dataplane/link-acceptor.js'
 import {
   FrameDecoder, PREAMBLE, decodeRecords, encodeRecord, frame, plainCipher,
   type FrameCipher, type LinkRecord
-} from '../../../src/server/cluster/dataplane/frame-codec.js'
-import { Keyring } from '../../../src/server/cluster/keyring.js'
-import { waitFor } from '../../helpers/wait.js'
+} from '../../../../src/server/cluster/dataplane/frame-codec.js'
+import { Keyring } from '../../../../src/server/cluster/keyring.js'
+import { waitFor } from '../../../helpers/wait.js'
 
 const HOST = '127.0.0.1'
 

@@ -1,8 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { HybridLogicalClock } from '../../../src/server/cluster/dataplane/hlc.js'
-import { RetainedStore, diffBuckets, type RetainedEntry } from '../../../src/server/cluster/dataplane/retained-store.js'
-import { seededRandom, shuffle, type Random } from '../../../src/server/cluster/clock.js'
+import { HybridLogicalClock } from '../../../../src/server/cluster/dataplane/hlc.js'
+import { RetainedStore, diffBuckets, type RetainedEntry } from '../../../../src/server/cluster/dataplane/retained-store.js'
+import { seededRandom, shuffle, type Random } from '../../../../src/server/cluster/membership/clock.js'
 
 const T0 = 1_700_000_000_000
 

@@ -3,9 +3,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { CodecError, decodePacket, decodeStream, encodePacket, encodeStream, PROTOCOL, type Message } from '../../../src/server/cluster/codec.js'
-import { Keyring } from '../../../src/server/cluster/keyring.js'
-import { seededRandom } from '../../../src/server/cluster/clock.js'
+import { CodecError, decodePacket, decodeStream, encodePacket, encodeStream, PROTOCOL, type Message } from '../../../../src/server/cluster/membership/codec.js'
+import { Keyring } from '../../../../src/server/cluster/keyring.js'
+import { seededRandom } from '../../../../src/server/cluster/membership/clock.js'
 
 const messages: Message[] = [
   { type: 'ping', seq: 1, node: 'b', source: { name: 'a', addr: '127.0.0.1', port: 7946 } },

@@ -1,14 +1,14 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect } from 'node:net'
-import { HybridLogicalClock } from '../../../src/server/cluster/dataplane/hlc.js'
-import { RetainedStore } from '../../../src/server/cluster/dataplane/retained-store.js'
-import { RetainedSync } from '../../../src/server/cluster/dataplane/retained-sync.js'
-import { decodeMessage, encodeMessage, type DataPlaneMessage } from '../../../src/server/cluster/dataplane/messages.js'
-import { PeerLink } from '../../../src/server/cluster/dataplane/peer-link.js'
-import { LinkAcceptor, LinkListener } from '../../../src/server/cluster/dataplane/link-acceptor.js'
-import { plainCipher } from '../../../src/server/cluster/dataplane/frame-codec.js'
-import { waitFor } from '../../helpers/wait.js'
+import { HybridLogicalClock } from '../../../../src/server/cluster/dataplane/hlc.js'
+import { RetainedStore } from '../../../../src/server/cluster/dataplane/retained-store.js'
+import { RetainedSync } from '../../../../src/server/cluster/dataplane/retained-sync.js'
+import { decodeMessage, encodeMessage, type DataPlaneMessage } from '../../../../src/server/cluster/dataplane/messages.js'
+import { PeerLink } from '../../../../src/server/cluster/dataplane/peer-link.js'
+import { LinkAcceptor, LinkListener } from '../../../../src/server/cluster/dataplane/link-acceptor.js'
+import { plainCipher } from '../../../../src/server/cluster/dataplane/frame-codec.js'
+import { waitFor } from '../../../helpers/wait.js'
 
 type Sync = Parameters<RetainedSync['handle']>[0]
 

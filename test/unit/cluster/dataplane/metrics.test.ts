@@ -1,8 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Registry } from 'prom-client'
-import { registerDataPlaneMetrics } from '../../../src/server/cluster/dataplane/metrics.js'
-import type { LinkStats } from '../../../src/server/cluster/dataplane/peer-link.js'
+import { registerDataPlaneMetrics } from '../../../../src/server/cluster/dataplane/metrics.js'
+import type { LinkStats } from '../../../../src/server/cluster/dataplane/peer-link.js'
 
 function stats (over: Partial<LinkStats>): LinkStats {
   return {
