@@ -42,6 +42,8 @@ export interface MqttServerOptions {
   log: Logger
   bus: Bus
   registry: Registry
+  /** false: no TCP listener; connections arrive through accept() (the data-plane simulation). */
+  listen?: boolean
 }
 
 export class MqttServer {
@@ -152,7 +154,8 @@ export class MqttServer {
     this.warnBad('warn', { client: client.id ?? undefined, remote: c.conn?.remoteAddress, reason, detail }, 'MQTT client dropped for bad input')
   }
 
-  private accept (socket: Socket): void {
+  /** Takes a client connection (the TCP listener's, or any duplex stream with a socket's surface). */
+  accept (socket: Socket): void {
     if (this.stopping !== undefined) {
       socket.destroy()
       return
@@ -194,6 +197,7 @@ export class MqttServer {
   async start (): Promise<void> {
     const { bind, port } = this.options.config.mqtt
     await this.aedes.listen()
+    if (this.options.listen === false) return
     this.server.listen(port, bind)
     try {
       await once(this.server, 'listening')

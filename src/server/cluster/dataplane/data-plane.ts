@@ -201,6 +201,8 @@ export interface DataPlaneOptions {
   mqtt: MqttServer
   /** The chaos hook (`serve --chaos-control` only): partitions and link cuts reach the data plane too. */
   faults?: LinkFaults | undefined
+  /** Opens a connection to a peer's cluster port (default TCP; the simulation's in-memory network). */
+  dial?: (peer: Member, localAddress: string | undefined) => Socket
 }
 
 type PublishedPacket = Parameters<Aedes['published']>[0] & { [MESSAGE_TARGETS]?: string[] }
@@ -459,7 +461,7 @@ export class DataPlane {
       cipher: this.cipher,
       connect: () => this.opts.faults?.linksBlocked({ host: m.addr, port: m.port }) === true
         ? refusedSocket()
-        : netConnect({ host: m.addr, port: m.port, localAddress }) as Socket,
+        : this.opts.dial !== undefined ? this.opts.dial(m, localAddress) : netConnect({ host: m.addr, port: m.port, localAddress }) as Socket,
       onMessage: (payload, info) => this.onMessage(link, payload, info),
       onUp: () => this.onLinkUp(link),
       onError: (err) => this.log.debug({ peer: m.name, err: err.message }, 'peer link error')
