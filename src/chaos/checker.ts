@@ -183,6 +183,14 @@ function nodeAt (epoch: Epoch, t: number): string | undefined {
 
 function checkLoss (events: readonly HistoryEvent[], epochs: readonly Epoch[], acks: ReadonlyMap<string, Ack>, options: CheckOptions) {
   const allAcks = [...acks.values()]
+  // When each message was handed to its connection: a message published
+  // before a subscription took effect is not owed to it, however late its
+  // acknowledgement came (an acknowledgement waits for a second node).
+  const publishedAt = new Map<string, number>()
+  for (const p of eventsOf(events, 'publish')) {
+    const k = msgKey(p.client, p.topic, p.seq)
+    if (!publishedAt.has(k)) publishedAt.set(k, p.t)
+  }
   let requiredAcked = 0
   let lostAcked = 0
   let required0 = 0
@@ -198,16 +206,18 @@ function checkLoss (events: readonly HistoryEvent[], epochs: readonly Epoch[], a
     const delivered = new Set(epoch.deliveries.map((d) => msgKey(d.publisher, d.topic, d.seq)))
     let until = Infinity
     if (!epoch.survived) {
-      // Evidence that the broker was still delivering: the latest acknowledgement among what arrived.
+      // Evidence that the broker was still delivering: the latest publish among what arrived.
       let evidence = -Infinity
       for (const d of epoch.deliveries) {
-        const a = acks.get(msgKey(d.publisher, d.topic, d.seq))
-        if (a !== undefined && a.t > evidence) evidence = a.t
+        const k = msgKey(d.publisher, d.topic, d.seq)
+        const at = publishedAt.get(k) ?? acks.get(k)?.t
+        if (at !== undefined && at > evidence) evidence = at
       }
       until = evidence - options.deliverySlackMs
     }
     for (const a of allAcks) {
-      if (a.t < from || a.t > until || !topicMatches(first.filter ?? '#', a.topic)) continue
+      const sent = publishedAt.get(msgKey(a.client, a.topic, a.seq)) ?? a.t
+      if (a.t < from || sent < from || sent > until || !topicMatches(first.filter ?? '#', a.topic)) continue
       // Without the data plane only a publisher on the subscriber's own node can reach it.
       if (!options.scope.crossNode && nodeAt(epoch, a.t) !== a.node) continue
       const got = delivered.has(msgKey(a.client, a.topic, a.seq))

@@ -91,6 +91,12 @@ export const ConfigSchema = Type.Object({
     expected_members: Type.Integer({ minimum: 1, maximum: 1000, default: 3, description: 'members the cluster should have; /healthz fails when a node is alone although more are expected and discovery lists peers it cannot join' }),
     retained_tombstone_ttl: ms(86_400_000, 'how long a cleared retained topic is remembered, so a node that missed the clear cannot bring it back; must exceed the longest partition to tolerate', 1000, 2_592_000_000),
     retained_sync_interval: ms(30_000, 'interval of the retained-message digest comparison with one random peer (also done whenever a peer link comes up); 0: only on link start', 0),
+    ack_after: Type.Union([Type.Literal('replicated'), Type.Literal('local')], {
+      default: 'replicated',
+      description: "when a QoS 1/2 publish is acknowledged (PUBACK, PUBREC): 'replicated' once a second node holds it (the peers that deliver it, and the replica holders of the sessions it was queued for), so the death of one node loses nothing acknowledged; 'local' once this node queued and forwarded it (lower latency; a node killed right after can lose it)"
+    }),
+    ack_timeout: ms(10_000, 'longest an acknowledgement waits for a peer to confirm it holds a message (ack_after: replicated); it then goes anyway, logged and counted (broker_cluster_acks_unreplicated_total)', 100, 600_000),
+    partition_will_delay: ms(60_000, "extra wait before a node publishes the wills of clients whose node became unreachable without being known to be down (a partition: they may still be connected there); a node known to be down (its port refuses connections or closed them, it restarted or left) gets its clients' wills published after their will delay", 0, 86_400_000),
     config: Type.Object({
       secret_key: Type.String({ default: '', secret: true, description: 'key (16, 24 or 32 bytes) that encrypts and authenticates all cluster traffic; empty: plain text' }),
       secondary_keys: Type.Array(Type.String(), { default: [], secret: true, description: 'further keys accepted for decryption, for key rotation' }),

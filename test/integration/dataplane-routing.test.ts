@@ -188,11 +188,11 @@ test('cutting the peer link (not the node) mid-stream loses no QoS 1 message and
   // Cut from both ends while messages are in flight: from inside B's
   // handling of a received message, before B acknowledged its frame, so A
   // holds unacknowledged messages it already wrote.
-  const plane = b.node.dataPlane as unknown as { onMessage: (l: unknown, payload: Buffer) => void }
+  const plane = b.node.dataPlane as unknown as { onMessage: (l: unknown, payload: Buffer, info: unknown) => void }
   const onMessage = plane.onMessage
   let received = 0
-  plane.onMessage = function (l, payload) {
-    onMessage.call(this, l, payload)
+  plane.onMessage = function (l, payload, info) {
+    onMessage.call(this, l, payload, info)
     received++
     if (received === 300) link2.dropConnection()
     if (received === 1200) link.dropConnection()
@@ -235,9 +235,11 @@ test('QoS 1 and QoS 0 publishes interleaved: no QoS 1 message is lost on the rec
   const topic2 = uniqueId('batch')
   const got2 = collect(sub)
   await sub.subscribeAsync(topic2, { qos: 1 })
-  const plane = c.node.dataPlane as unknown as { deliverFromPeer: (p: object) => void }
+  const inbound = (c.node.dataPlane as unknown as { inbound: { deliver: (link: unknown, p: object, info: object) => void } }).inbound
+  const link = c.node.dataPlane.link(nameOf(a))!
+  const brokerId = `${nameOf(a)}@test`
   for (let i = 0; i < 50; i++) {
-    for (const qos of [1, 0]) plane.deliverFromPeer({ origin: nameOf(a), topic: topic2, payload: Buffer.from(`${qos}-${i}`), qos, retain: false, plain: true, shared: [] })
+    for (const qos of [1, 0]) inbound.deliver(link, { origin: nameOf(a), brokerId, brokerCounter: 2 * i + 1 - qos, topic: topic2, payload: Buffer.from(`${qos}-${i}`), qos, retain: false, plain: true, shared: [], sessions: [] }, { reliable: false })
   }
   await waitFor(() => got2.filter((p) => p.topic === topic2).length >= 100, { message: 'the whole batch' })
   assert.equal(got2.filter((p) => p.topic === topic2 && p.qos === 1).length, 50)

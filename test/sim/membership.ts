@@ -37,10 +37,23 @@ export class ScriptedMembership extends EventEmitter<MembershipEvents> implement
 
   state (name: string): MemberState | undefined { return this.view.get(name)?.state }
 
-  /** The world tells this node what it now believes about `peer` (events as SWIM emits them). */
+  /**
+   * The world tells this node what it now believes about `peer` (events as
+   * SWIM emits them). As in SWIM, news older than what is known loses: a
+   * lower incarnation never wins, and at equal incarnation only a death
+   * overrides life (a member refutes with a higher incarnation).
+   */
   learn (peer: Member): void {
     if (peer.name === this.self.name) return
     const before = this.view.get(peer.name)
+    if (before !== undefined) {
+      if (peer.incarnation < before.incarnation) return
+      const dying = peer.state === 'dead' || peer.state === 'left'
+      const wasDead = before.state === 'dead' || before.state === 'left'
+      if (peer.incarnation === before.incarnation && (!dying || wasDead) && peer.state !== 'suspect') {
+        if (!(peer.state === 'alive' && before.state === 'suspect')) return
+      }
+    }
     const next = { ...peer, since: Date.now() }
     this.view.set(peer.name, next)
     if (peer.state === 'alive') {

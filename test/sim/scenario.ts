@@ -42,6 +42,8 @@ export interface ScenarioResult {
   problems: string[]
   /** A hash of the whole history: the same seed must give the same one (replay is exact). */
   digest: string
+  /** Publish to acknowledgement (QoS 1/2), ms: the median, the 99th percentile and the longest. */
+  ackMs: { p50: number, p99: number, max: number }
 }
 
 /** The invariants a simulated run owes (membership and retained state are checked elsewhere). */
@@ -128,6 +130,7 @@ export async function runScenario (options: ScenarioOptions): Promise<ScenarioRe
       acked: result.summary.acknowledged[1] + result.summary.acknowledged[2],
       deliveries: result.summary.deliveries,
       problems,
+      ackMs: ackLatency(world),
       digest: createHash('sha256').update(JSON.stringify(world.history.events)).digest('hex').slice(0, 16)
     }
   } finally {
@@ -224,6 +227,21 @@ async function inject (world: World, kind: string, random: Random, subs: SimClie
     }
   }
   return 'skip'
+}
+
+function ackLatency (world: World): { p50: number, p99: number, max: number } {
+  const sent = new Map<string, number>()
+  const lat: number[] = []
+  for (const e of world.history.events) {
+    if (e.type === 'publish' && e.qos > 0) sent.set(`${e.client}|${e.seq}`, e.t)
+    else if (e.type === 'ack' && e.qos > 0) {
+      const t = sent.get(`${e.client}|${e.seq}`)
+      if (t !== undefined) lat.push(e.t - t)
+    }
+  }
+  lat.sort((a, b) => a - b)
+  const at = (q: number): number => lat.length === 0 ? 0 : lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]!
+  return { p50: at(0.5), p99: at(0.99), max: lat.at(-1) ?? 0 }
 }
 
 /**

@@ -102,6 +102,8 @@ export class World {
   readonly nodes = new Map<string, SimNode>()
   private readonly hosts = new Map<string, string>()
   private readonly incarnations = new Map<string, number>()
+  /** Each node's membership incarnation: a restart or a refutation (back from a pause or a partition) raises it. */
+  private readonly swimIncarnations = new Map<string, number>()
   /** Groups that cannot reach each other (partition), by host. */
   private partition: Array<Set<string>> | undefined
   /** Host pairs whose peer links are cut (links fault): dials refused. */
@@ -216,15 +218,24 @@ export class World {
   async start (): Promise<void> {
     for (const name of this.names) await this.startNode(name, true)
     for (const a of this.nodes.values()) {
-      for (const b of this.nodes.values()) a.membership.learn(member(b.name, b.host, 'alive', b.incarnation))
+      for (const b of this.nodes.values()) a.membership.learn(member(b.name, b.host, 'alive', this.swimInc(b.name)))
     }
     this.history.record({ type: 'run-start', seed: this.options.seed, nodes: this.names, faults: [], durationMs: 0 })
     await this.run(200)
   }
 
+  private refute (name: string): number {
+    const inc = (this.swimIncarnations.get(name) ?? 0) + 1
+    this.swimIncarnations.set(name, inc)
+    return inc
+  }
+
+  private swimInc (name: string): number { return this.swimIncarnations.get(name) ?? 1 }
+
   private async startNode (name: string, quiet = false): Promise<SimNode> {
     const inc = (this.incarnations.get(name) ?? 0) + 1
     this.incarnations.set(name, inc)
+    const swim = this.refute(name)
     const node = new SimNode(this, name, this.hostOf(name), inc)
     this.nodes.set(name, node)
     await this.drive(node.start())
@@ -233,8 +244,8 @@ export class World {
       // Every live node learns of it, each after its own delay; it learns of them at once (its join).
       for (const other of this.upNodes()) {
         if (other === node) continue
-        node.membership.learn(member(other.name, other.host, 'alive', other.incarnation))
-        this.tell(other, member(name, node.host, 'alive', inc), 20, 300)
+        node.membership.learn(member(other.name, other.host, 'alive', this.swimInc(other.name)))
+        this.tell(other, member(name, node.host, 'alive', swim), 20, 300)
       }
     }
     return node
@@ -250,7 +261,7 @@ export class World {
 
   /** Tells every other live node, each after its own delay, that `name` is in `state`. */
   private announce (name: string, state: 'dead' | 'left' | 'alive', min?: number, max?: number): void {
-    const inc = this.incarnations.get(name) ?? 1
+    const inc = state === 'alive' ? this.refute(name) : this.swimInc(name)
     for (const other of this.upNodes()) if (other.name !== name) this.tell(other, member(name, this.hostOf(name), state, inc), min, max)
   }
 
@@ -311,7 +322,7 @@ export class World {
     for (const x of this.upNodes()) {
       for (const y of this.upNodes()) {
         if (x === y || a.has(x.host) === a.has(y.host)) continue
-        this.tell(x, member(y.name, y.host, 'dead', y.incarnation))
+        this.tell(x, member(y.name, y.host, 'dead', this.swimInc(y.name)))
       }
     }
   }
@@ -319,8 +330,9 @@ export class World {
   heal (): void {
     this.partition = undefined
     this.network.thaw()
+    const refuted = new Map(this.upNodes().map((y) => [y.name, this.refute(y.name)]))
     for (const x of this.upNodes()) {
-      for (const y of this.upNodes()) if (x !== y) this.tell(x, member(y.name, y.host, 'alive', y.incarnation), 20, 300)
+      for (const y of this.upNodes()) if (x !== y) this.tell(x, member(y.name, y.host, 'alive', refuted.get(y.name)!), 20, 300)
     }
   }
 

@@ -31,7 +31,8 @@ export interface ApiServerOptions {
   log: Logger
   bus: Bus
   registry: Registry
-  mqtt: { aedes: Aedes }
+  /** The MQTT side: its introspection (a bare aedes gets one of its own: counts and queries, no session queues). */
+  mqtt: { aedes: Aedes, introspection?: MqttIntrospection }
   membership: Membership
   /** Node start time, ms since the epoch (broker_uptime). */
   startedAt: number
@@ -58,12 +59,11 @@ export class ApiServer {
 
   constructor (options: ApiServerOptions) {
     this.options = options
-    this.introspection = new MqttIntrospection(options.mqtt.aedes)
+    this.introspection = options.mqtt.introspection ?? new MqttIntrospection(options.mqtt.aedes, undefined, { received: 0, sent: 0, dropped: 0 })
   }
 
   async start (): Promise<void> {
     const { config, log, registry, bus, membership } = this.options
-    this.introspection.install()
     this.profiler.start()
     // Registered at start, after the membership started, so the cluster gauges it owns are already there.
     this.metrics = new ApiMetrics({ registry, introspection: this.introspection, bus, membership, startedAt: this.options.startedAt })
@@ -123,6 +123,5 @@ export class ApiServer {
     this.dispatcher = undefined
     this.metrics?.unregister()
     this.metrics = undefined
-    this.introspection.uninstall()
   }
 }

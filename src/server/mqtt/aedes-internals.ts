@@ -1,9 +1,18 @@
-// The parts of aedes 2.0.0-beta.1's Client that are not in its public types
-// but that our workarounds rely on. aedes is pinned to that exact version; if
-// it moves, this file is the list of things to re-check (lib/client.js).
+// Every private part of aedes 2.0.0-beta.1 that broker-ha touches, in one
+// place. aedes is pinned to that exact version; if it moves, this file is
+// the list of things to re-check (aedes.js, lib/client.js, lib/write.js,
+// lib/handlers/*). Nothing outside this file reaches into aedes' objects
+// except through these names.
 import type { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
-import type { Client } from 'aedes'
+import { createRequire } from 'node:module'
+import type { Aedes, Client } from 'aedes'
+
+const require = createRequire(import.meta.url)
+const mqttPacket = require('mqtt-packet') as {
+  writeToStream: (packet: object, stream: NodeJS.WritableStream, opts: { protocolVersion: number }) => boolean
+  generate: (packet: object, opts: { protocolVersion: number }) => Buffer
+}
 
 /** mqtt-packet's parser as aedes drives it. */
 export interface PacketParser extends EventEmitter {
@@ -19,9 +28,13 @@ export interface InboundPacket {
   messageId?: number
   qos?: number
   topic?: string
+  payload?: Buffer
+  retain?: boolean
+  dup?: boolean
   protocolVersion?: number
   clientId?: string
   keepalive?: number
+  length?: number
   subscriptions?: Array<{ topic: string, qos: number, nl?: boolean, rap?: boolean, rh?: number }>
   unsubscriptions?: string[]
   properties?: Record<string, unknown>
@@ -31,36 +44,118 @@ export interface InboundPacket {
 export type DeliverFunc = (packet: DeliveredPacket, cb: () => void) => void
 
 export interface DeliveredPacket {
+  cmd?: string
   topic: string
   qos: number
   payload: Buffer
   retain: boolean
-  brokerId?: string
+  dup?: boolean
+  messageId?: number
+  brokerId?: string | null
   brokerCounter?: number
   clientId?: string
   nl?: boolean
   properties?: Record<string, unknown>
+  messageExpiry?: number
   [key: string]: unknown
+}
+
+/** aedes' Subscription (lib/handlers/subscribe.js). */
+export interface AedesSubscription {
+  qos: number
+  func: DeliverFunc
+  /** Retain Handling, Retain As Published, No Local, Subscription Identifier. */
+  rh?: number
+  rap?: boolean
+  nl?: boolean
+  si?: number
 }
 
 export interface ClientInternals extends Client {
   conn: Socket & { client?: unknown }
+  broker: Aedes
   _parser: PacketParser
   /** Called by aedes when a packet has been handled; reads the next chunk when none is pending. */
   _nextBatch: (err?: Error | null) => void
   _parsingBatch: number
   connackSent: boolean
   errored: boolean
-  subscriptions: Record<string, { qos: number, func: DeliverFunc }>
-  /** Highest brokerCounter delivered per brokerId (aedes' de-duplication). */
+  /** Wire protocol version (3, 4 or 5), set at CONNECT. */
+  _wireVersion: number | null
+  _keepaliveInterval: number
+  _keepaliveTimer: NodeJS.Timeout | null
+  /** Inbound topic aliases of this connection (alias -> topic). */
+  _topicAliases: Map<number, string>
+  _requestProblemInformation?: boolean
+  /** Clean Start of the CONNECT (MQTT 5: can differ from `clean`, the persistence axis). */
+  _cleanStart?: boolean
+  subscriptions: Record<string, AedesSubscription>
+  /** Highest brokerCounter delivered per brokerId (aedes' de-duplication; replaced, see hooks.ts). */
   duplicates: Record<string, number>
   /** Delivery entry points; aedes captures them per subscription at SUBSCRIBE time. */
   deliverQoS: DeliverFunc
   deliver0: DeliverFunc
+  waitForDrain: (callback: (err?: Error | null) => void) => void
   pause (): void
   resume (): void
 }
 
 export function internals (client: Client): ClientInternals {
   return client as ClientInternals
+}
+
+/** aedes' own fields of the broker. */
+export interface AedesInternals extends Aedes {
+  clients: Record<string, Client | undefined>
+  /** Stamps each new message (aedes-packet increments it). */
+  counter: number
+  mq: { emit: (packet: unknown, cb?: () => void) => unknown }
+  persistence: unknown
+  maxTopicLevels: number
+  topicAliasMaximum: number
+  maximumPacketSize: number
+}
+
+export function brokerInternals (aedes: Aedes): AedesInternals {
+  return aedes as AedesInternals
+}
+
+/**
+ * Writes a packet to a client as aedes' lib/write.js does (its protocol
+ * version, waiting for 'drain' when the socket buffer is full), for the
+ * packets broker-ha sends itself: queued deliveries (session-sender.ts),
+ * PUBACKs after the publish (publish-acks.ts). `done` gets an error when the
+ * connection is gone.
+ */
+export function writePacket (client: Client, packet: object, done: (err: Error | null) => void): void {
+  const c = internals(client)
+  if (!client.connected && !(client as Client & { connecting?: boolean }).connecting) {
+    setImmediate(done, new Error('connection closed'))
+    return
+  }
+  let ok: boolean
+  try {
+    ok = mqttPacket.writeToStream(packet, c.conn, { protocolVersion: c._wireVersion ?? 4 })
+  } catch (err) {
+    setImmediate(done, new Error('packet not valid', { cause: err }))
+    return
+  }
+  if (!ok && !c.errored) c.waitForDrain((err) => done(err ?? null))
+  else setImmediate(done, null)
+}
+
+/** A packet encoded for a protocol version (size checks, pre-built DISCONNECTs). */
+export function encodePacket (packet: object, protocolVersion: number): Buffer {
+  return mqttPacket.generate(packet, { protocolVersion })
+}
+
+/**
+ * aedes' per-client de-duplication keeps the highest counter per broker id
+ * and drops anything lower: right for one stream of messages, wrong for a
+ * session whose messages arrive by several paths (a move, a rescue). This
+ * object takes its place: it remembers nothing, so aedes lets everything
+ * through, and hooks.ts de-duplicates by stamp instead.
+ */
+export function forgetfulDuplicates (): Record<string, number> {
+  return new Proxy({}, { set: () => true, get: () => undefined, has: () => false }) as Record<string, number>
 }

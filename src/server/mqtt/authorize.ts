@@ -1,4 +1,5 @@
-// Installs authentication and the ACL (access.ts) into aedes' hooks, and makes
+// Authentication and the ACL (access.ts) as the 'access' layer of aedes' hooks
+// (hooks.ts), and makes
 // each refusal look right on the wire for every protocol version:
 //
 //   CONNECT   refused: CONNACK return code 5 (3.1/3.1.1) / reason 0x87 (5.0),
@@ -14,7 +15,8 @@
 //             when a broader subscription was allowed (`a/#` with a deny on
 //             `a/secret/#`).
 import type { Socket } from 'node:net'
-import type { Aedes, Client, PublishPacket } from 'aedes'
+import type { Client, PublishPacket } from 'aedes'
+import type { AedesHooks } from './hooks.js'
 import { Counter, type Registry } from 'prom-client'
 import type { Config } from '../../config/index.js'
 import { rateLimited, type Logger } from '../../log.js'
@@ -40,7 +42,7 @@ const NOT_AUTHORIZED_RETURN_CODE = 5
 const PUBACK_HEADER = 0x40
 const PUBREC_HEADER = 0x50
 
-export function installAccessControl (aedes: Aedes, options: AccessControlOptions): void {
+export function installAccessControl (hooks: AedesHooks, options: AccessControlOptions): void {
   const { config, log, registry } = options
   const policy = new AccessPolicy(config.mqtt)
   const verify = cachedPasswordVerifier()
@@ -64,7 +66,7 @@ export function installAccessControl (aedes: Aedes, options: AccessControlOption
     logRefusal[kind]('warn', { kind, clientId: client?.id, username, remote: formatRemote(remoteOf(client)), ...detail }, `MQTT ${kind} refused: not authorized`)
   }
 
-  aedes.authenticate = (client, username, password, callback) => {
+  hooks.use('authenticate', 'access', () => (client, username, password, callback) => {
     const who: ClientIdentity = { clientId: client.id, username: username ?? undefined, remote: remoteOf(client) }
     policy.authenticate(who, password ?? undefined, verify).then((decision) => {
       if (!decision.allowed) {
@@ -87,9 +89,9 @@ export function installAccessControl (aedes: Aedes, options: AccessControlOption
       log.error({ err, clientId: client.id }, 'MQTT authentication failed with an error')
       callback(Object.assign(new Error('server unavailable'), { returnCode: 3 }), false)
     })
-  }
+  })
 
-  aedes.authorizePublish = (client, packet, callback) => {
+  hooks.use('authorizePublish', 'access', () => (client, packet, callback) => {
     // A null client is the will of a client of a broker that stopped
     // heart-beating: its topic was authorized when that client connected.
     if (client === null) return callback(null)
@@ -118,9 +120,9 @@ export function installAccessControl (aedes: Aedes, options: AccessControlOption
     }
     dropAndAcknowledge(client, packet)
     callback(null)
-  }
+  })
 
-  aedes.authorizeSubscribe = (client, sub, callback) => {
+  hooks.use('authorizeSubscribe', 'access', () => (client, sub, callback) => {
     const view = views.get(client)
     const decision = view?.canSubscribe(sub.topic) ?? { allowed: false, rule: undefined }
     if (decision.allowed) return callback(null, sub)
@@ -128,15 +130,15 @@ export function installAccessControl (aedes: Aedes, options: AccessControlOption
     // A null subscription makes aedes answer 0x80 / 0x87 for this filter and
     // carry on with the others in the same SUBSCRIBE.
     callback(null, null)
-  }
+  })
 
   // Delivery checks cost a lookup per message per subscriber; with no filters
   // anywhere there is nothing to check, so aedes' default stays in place.
   if (!policy.unrestricted) {
-    aedes.authorizeForward = (client, packet) => {
+    hooks.use('authorizeForward', 'access', () => (client, packet) => {
       const view = views.get(client)
       return view !== undefined && view.canRead(packet.topic) ? packet : null
-    }
+    })
   }
 }
 

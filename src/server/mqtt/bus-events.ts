@@ -27,16 +27,15 @@ export function messageToEvent (packet: { topic: string, payload: Buffer | strin
 }
 
 /**
- * Hooks aedes' `published` handler (called once per accepted publish, after
- * delivery was started). Only messages from clients (including their wills)
+ * The 'bus-events' layer of aedes' `published` seam (hooks.ts), called once
+ * per accepted publish. Only messages from clients (including their wills)
  * count; aedes' own $SYS traffic, which has no client, never appears.
  */
-export function installMessageToEvents (aedes: Aedes, bus: Bus): void {
-  const inner = aedes.published.bind(aedes)
-  aedes.published = function published (packet, client, done) {
+export function messageToEventsLayer (bus: Bus): (next: Aedes['published']) => Aedes['published'] {
+  return (next) => function published (packet, client, done) {
     if (client !== null && client !== undefined && bus.hasSubscribers('cluster:message_to') && packet.topic.charCodeAt(0) !== 36) {
       bus.publish('cluster:message_to', messageToEvent(packet))
     }
-    inner(packet, client, done)
+    next(packet, client, done)
   }
 }

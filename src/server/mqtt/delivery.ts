@@ -1,13 +1,37 @@
-// Outbound delivery fixes around aedes 2.0.0-beta.1, applied per connection
-// (installDeliveryFixes) and broker-wide (composeAuthorizeForward).
-import { createRequire } from 'node:module'
+// The per-connection delivery layer (hooks.ts: connection 'delivery'): what
+// happens between aedes' emitter handing a message to a client's
+// subscription and the PUBLISH on the wire.
+//
+// - A message queued for the client's stored session (its stamp is in the
+//   session's ledger) is the session sender's: the live delivery only wakes
+//   it (session-sender.ts sends the queue in order, within the window).
+// - Everything else (a clean session, QoS 0, retained messages on SUBSCRIBE,
+//   shared-subscription copies) goes out here, with three fixes to aedes
+//   2.0.0-beta.1:
+//   1. De-duplication by stamp. A message matching two subscriptions of a
+//      client reaches it once. aedes remembers the highest counter per
+//      broker id and drops anything lower, which loses messages that arrive
+//      late by another path; ours remembers the recent stamps themselves.
+//   2. The subscription's QoS. A QoS 2 message through a wildcard
+//      subscription granted QoS 1 went out at QoS 2 (aedes downgrades only
+//      when the topic equals the filter). [MQTT-3.8.4-8] min(published,
+//      granted); with overlapping subscriptions the highest grant wins.
+//   3. The client's Receive Maximum (MQTT 5). aedes ignores it and sends any
+//      number of unacknowledged QoS 1/2 PUBLISHes. [MQTT-3.3.4-9] Beyond the
+//      window, deliveries wait in order until an acknowledgement (inbound.ts
+//      reports those through outboundAck).
+//   And the client's Maximum Packet Size (packetSizeLayer): a PUBLISH larger
+//   than it is dropped as if sent. [MQTT-3.1.2-25]
 import type { Aedes, Client } from 'aedes'
-import { internals, type DeliveredPacket } from './aedes-internals.js'
+import { internals, encodePacket, forgetfulDuplicates, type DeliveredPacket } from './aedes-internals.js'
+import type { SessionStore, StoredPacket } from './persistence.js'
+import type { SessionSender } from './session-sender.js'
+import { stampOf } from './message-stamp.js'
 import { topicMatches } from '../../topic-filter.js'
 import { isMarker } from './shared-subscriptions.js'
 
-const require = createRequire(import.meta.url)
-const mqttPacket = require('mqtt-packet') as { generate: (packet: unknown, opts: { protocolVersion: number }) => Buffer }
+/** Stamps remembered per client for de-duplication: deliveries of one message through several subscriptions come together. */
+const RECENT_STAMPS = 256
 
 /**
  * Highest QoS granted to the client by a subscription matching the topic, or
@@ -33,83 +57,84 @@ class OutboundFlow {
   constructor (readonly limit: number) {}
 }
 
-const flows = new WeakMap<Client, OutboundFlow>()
+interface DeliveryState {
+  recent: Set<string>
+  flow: OutboundFlow | undefined
+  send: (packet: DeliveredPacket) => void
+}
+
+const states = new WeakMap<Client, DeliveryState>()
 
 export interface DeliveryOptions {
+  store: SessionStore
+  /** The client's session sender (stored sessions). */
+  sender: SessionSender
+  /** broker_messages_sent / _dropped (introspection.ts). */
+  counts: { sent: number, dropped: number }
   /** Most deliveries held back for one client by its Receive Maximum; the oldest goes first. */
   maxHeld: number
   onHeldDropped: (client: Client) => void
-  /**
-   * Where the client's persistent session holds this message in its queue,
-   * not yet sent (its replay will send it): the entry's index, or -1.
-   */
-  queuedAt: (clientId: string, packet: DeliveredPacket) => number
-  /**
-   * For a session that moved here from another node: resolves once what it
-   * is still owed from there was queued (bounded; data-plane.ts), so the
-   * held deliveries go after it in the publishers' order. Undefined: nothing owed.
-   */
-  settled?: (clientId: string) => Promise<void> | undefined
 }
 
 /**
- * Per-connection delivery fixes; call right after aedes.handle(). aedes reads
- * `client.deliverQoS` when a subscription is made, so replacing it here covers
+ * Installs the layer on a new connection. aedes reads `client.deliverQoS`
+ * and `deliver0` when a subscription is made, so replacing them here covers
  * every subscription, restored ones and retained deliveries included.
- *
- * 1. aedes defect: a QoS 2 message reaching a client through a wildcard
- *    subscription granted QoS 1 is delivered at QoS 2; aedes only downgrades
- *    when the topic equals the filter (lib/client.js deliverQoS looks up
- *    `subscriptions[packet.topic]`). [MQTT-3.8.4-8] says min(published,
- *    granted). With overlapping subscriptions the highest matching grant
- *    wins (aedes delivers one copy).
- * 2. aedes defect (documented as advisory): it ignores the Receive Maximum an
- *    MQTT 5 client declares and sends it any number of unacknowledged QoS 1/2
- *    PUBLISHes. [MQTT-3.3.4-9] Beyond the client's window, deliveries are
- *    held (in order) until a PUBACK, PUBCOMP or failing PUBREC frees a slot
- *    (inbound.ts reports those through outboundAck). Clients that declare no
- *    Receive Maximum (65535) take the fast path.
- * 3. aedes defect: a resuming persistent session's subscriptions are live
- *    before its queue is replayed. A message published in between is queued
- *    and sent at once, ahead of older queued ones (out of order), and the
- *    replay, which snapshots the queue, sends it again (twice, a second
- *    packet identifier for QoS 2). Until the replay is over, a live delivery
- *    of a message waiting in the queue is held: the replay sends it in its
- *    place, or, queued after the snapshot, it goes right after the replay
- *    (for a session that just moved between nodes, once what it was owed
- *    from its old node arrived: `settled`).
  */
-export function installDeliveryFixes (client: Client, options: DeliveryOptions): void {
+export function installDelivery (client: Client, options: DeliveryOptions): void {
   const c = internals(client)
-  /** Live deliveries of queued messages held while the session resumes (3), until 'connected'. */
-  let resuming: DeliveredPacket[] | undefined = []
+  c.duplicates = forgetfulDuplicates()
+  const { store, sender } = options
   const deliverQoS = c.deliverQoS
-  const broker = client as unknown as { broker: { authorizeForward: (client: Client, packet: DeliveredPacket) => DeliveredPacket | null | undefined } }
+  const deliver0 = c.deliver0
+  const state: DeliveryState = { recent: new Set(), flow: undefined, send: (packet) => deliverQoS(packet, () => {}) }
+  states.set(client, state)
 
-  /** Mirrors aedes' own checks (no-local, de-duplication, authorizeForward, downgrade to 0) without their side effects. */
-  const willSendWithQos = (packet: DeliveredPacket): boolean => {
-    if (packet.qos === 0) return false
-    if (packet.clientId === client.id && packet.nl === true) return false
-    if (packet.brokerId !== undefined && packet.brokerCounter !== undefined && (c.duplicates[packet.brokerId] ?? 0) >= packet.brokerCounter) return false
-    if (c.subscriptions[packet.topic]?.qos === 0) return false
-    const forwarded = broker.broker.authorizeForward(client, packet)
-    return forwarded !== null && forwarded !== undefined
+  /**
+   * True when this copy is to be dropped: a copy of it went out already, or
+   * the session's queue has it. A QoS 1/2 message for a stored session that
+   * its queue lacks (it was queued before the session arrived here) joins
+   * the queue now: the queue is the one source of what a stored session gets.
+   */
+  const handledElsewhere = (packet: DeliveredPacket): boolean => {
+    const stamp = stampOf(packet)
+    if (stamp === undefined) return false
+    if (store.seen(client.id, stamp)) {
+      sender.kick()
+      return true
+    }
+    if (packet.qos > 0 && sender.managing) {
+      store.enqueueFor(client.id, packet as StoredPacket)
+      sender.kick()
+      return true
+    }
+    if (state.recent.has(stamp)) return true
+    state.recent.add(stamp)
+    if (state.recent.size > RECENT_STAMPS) state.recent.delete(state.recent.values().next().value!)
+    return false
+  }
+
+  const counted = (): void => {
+    if (client.closed) options.counts.dropped++
+    else options.counts.sent++
+  }
+
+  c.deliver0 = function deliverOnce (packet: DeliveredPacket, cb: () => void): void {
+    if (handledElsewhere(packet)) return cb()
+    counted()
+    deliver0(packet, cb)
   }
 
   c.deliverQoS = function deliverWithFixes (packet: DeliveredPacket, cb: () => void): void {
-    if (resuming !== undefined && packet.qos > 0 && client.clean === false && options.queuedAt(client.id, packet) >= 0) {
-      // See 3: the replay sends it, in its place; or, queued after the replay's snapshot, the release does.
-      resuming.push(packet)
-      cb()
-      return
-    }
-    // Only QoS 2 can exceed a grant here: QoS 0 grants use deliver0.
+    if (packet.qos === 0) return c.deliver0(packet, cb)
+    if (handledElsewhere(packet)) return cb()
     if (packet.qos === 2 && c.subscriptions[packet.topic] === undefined && grantedQos(c.subscriptions, packet.topic) === 1) {
       // aedes hands each subscription its own packet copy, so this is ours.
       packet.qos = 1
     }
-    const flow = flows.get(client)
-    if (flow === undefined || !willSendWithQos(packet)) return deliverQoS(packet, cb)
+    counted()
+    const flow = state.flow
+    if (flow === undefined) return deliverQoS(packet, cb)
     if (flow.inflight < flow.limit && flow.held.length === 0) {
       flow.inflight++
       return deliverQoS(packet, cb)
@@ -118,87 +143,50 @@ export function installDeliveryFixes (client: Client, options: DeliveryOptions):
       flow.held.shift()
       options.onHeldDropped(client)
     }
-    // Held, not blocked: aedes' delivery pipeline (shared by all clients)
-    // moves on; for a persistent session the message also stays queued in
-    // the persistence until it is sent and acknowledged.
+    // Held, not blocked: aedes' delivery pipeline (shared by all clients) moves on.
     flow.held.push(packet)
     cb()
   }
 
   // The window is known once CONNECT is handled (aedes stores it on the client).
   client.once('connected', () => {
-    if (client.version === 5 && client.receiveMaximum < 65535) flows.set(client, new OutboundFlow(client.receiveMaximum))
-    // The queue replay is over (aedes emits 'connected' after it), and what
-    // a moved session was owed is queued: held messages not sent yet go now,
-    // in queue order (what was owed went in before later messages of its publisher).
-    const release = (): void => {
-      const held = (resuming ?? []).map((p) => ({ p, at: options.queuedAt(client.id, p) })).filter((h) => h.at >= 0)
-      resuming = undefined
-      held.sort((x, y) => x.at - y.at)
-      for (const { p } of held) if (!client.closed) pastDedupe(p, c.deliverQoS)
-    }
-    const owed = options.settled?.(client.id)
-    if (owed === undefined) release()
-    else owed.then(release, release)
+    if (client.version === 5 && client.receiveMaximum < 65535) state.flow = new OutboundFlow(client.receiveMaximum)
   })
-
-  sendHeldHooks.set(client, (packet: DeliveredPacket) => { pastDedupe(packet, deliverQoS) })
-
-  /**
-   * Later messages may have passed aedes' per-client de-duplication while
-   * this one was held (QoS 0 ones are never held): it would be taken for a
-   * duplicate, and for a persistent session cleared from the queue, lost.
-   * Lets it through once, then restores.
-   */
-  function pastDedupe (packet: DeliveredPacket, deliver: (packet: DeliveredPacket, cb: () => void) => void): void {
-    const id = packet.brokerId
-    const before = id === undefined ? undefined : c.duplicates[id]
-    if (id !== undefined && packet.brokerCounter !== undefined) c.duplicates[id] = packet.brokerCounter - 1
-    deliver(packet, () => {})
-    if (id !== undefined && before !== undefined && before > (c.duplicates[id] ?? 0)) c.duplicates[id] = before
-  }
 }
-
-const sendHeldHooks = new WeakMap<Client, (packet: DeliveredPacket) => void>()
 
 /** The client acknowledged (or refused) one of our QoS 1/2 PUBLISHes: its window has room again. */
 export function outboundAck (client: Client): void {
-  const flow = flows.get(client)
-  if (flow === undefined) return
-  // Replays of the offline queue on reconnect are not counted (aedes writes
-  // them directly), so their acknowledgements must not go below zero.
+  const state = states.get(client)
+  const flow = state?.flow
+  if (state === undefined || flow === undefined) return
   if (flow.inflight > 0) flow.inflight--
-  const send = sendHeldHooks.get(client)
-  while (send !== undefined && flow.inflight < flow.limit && flow.held.length > 0 && !client.closed) {
+  while (flow.inflight < flow.limit && flow.held.length > 0 && !client.closed) {
     flow.inflight++
-    send(flow.held.shift()!)
+    state.send(flow.held.shift()!)
   }
 }
 
 /** Deliveries held back for the client by its Receive Maximum (introspection, tests). */
 export function heldFor (client: Client): number {
-  return flows.get(client)?.held.length ?? 0
+  return states.get(client)?.flow?.held.length ?? 0
 }
 
 /** Wire size of a PUBLISH as it would be sent to a v5 client. */
 function publishSize (packet: DeliveredPacket): number {
-  return mqttPacket.generate({ ...packet, cmd: 'publish', messageId: packet.qos > 0 ? 1 : undefined }, { protocolVersion: 5 }).length
+  return encodePacket({ ...packet, cmd: 'publish', messageId: packet.qos > 0 ? 1 : undefined }, 5).length
 }
 
 /**
- * aedes defect (documented as advisory): it sends PUBLISH packets larger than
- * the Maximum Packet Size the client declared in CONNECT. [MQTT-3.1.2-25]
- * requires discarding them as if sent; returning null from authorizeForward
- * does exactly that (aedes also clears a queued QoS 1/2 copy). Cheap unless
- * the payload is near the client's limit.
+ * The authorizeForward layer 'packet-size': a PUBLISH larger than the Maximum
+ * Packet Size the client declared in CONNECT is discarded as if sent
+ * [MQTT-3.1.2-25] (aedes ignores it). Cheap unless the payload is near the limit.
  */
-export function composeAuthorizeForward (aedes: Aedes): void {
-  const inner = aedes.authorizeForward.bind(aedes)
-  aedes.authorizeForward = function authorizeForward (client, packet) {
+export function packetSizeLayer (next: Aedes['authorizeForward']): Aedes['authorizeForward'] {
+  return function authorizeForward (client, packet) {
     const max = client.maximumPacketSize
     if (max !== undefined && packet.payload.length + packet.topic.length * 3 + 512 > max) {
       if (publishSize(packet as unknown as DeliveredPacket) > max) return null
     }
-    return inner(client, packet)
+    return next(client, packet)
   }
 }

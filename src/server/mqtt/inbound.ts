@@ -22,6 +22,8 @@
 //  - Shared subscriptions: `$share/g/f` becomes a marker topic aedes accepts
 //    (shared-subscriptions.ts), and the CONNACK stops saying they are
 //    unavailable (connack.ts).
+//  - A QoS 1 PUBLISH is acknowledged after it was published, not before
+//    (publish-acks.ts).
 import { createRequire } from 'node:module'
 import type { Client } from 'aedes'
 import { internals, type InboundPacket, type PacketParser } from './aedes-internals.js'
@@ -29,6 +31,7 @@ import type { BadPacketReason, LimitName } from './metrics.js'
 import { toMarker } from './shared-subscriptions.js'
 import { advertiseSharedSubscriptions } from './connack.js'
 import { outboundAck } from './delivery.js'
+import { handleQos1Publish } from './publish-acks.js'
 import { refuseConnect, CLIENT_ID_NOT_VALID, SERVER_UNAVAILABLE } from './refusal.js'
 
 const require = createRequire(import.meta.url)
@@ -185,6 +188,16 @@ export function guardInbound (client: Client, options: InboundOptions): Connecti
         } finally {
           c._nextBatch = nextBatch
         }
+        return
+      case 'publish':
+        if (packet.qos === 1) {
+          // PUBACK after the publish, not before (publish-acks.ts). aedes'
+          // parser listener counts each packet it hands on; so do we.
+          c._parsingBatch++
+          handleQos1Publish(client, packet, nextBatch)
+          return
+        }
+        enqueue.call(parser, packet)
         return
       default:
         enqueue.call(parser, packet)

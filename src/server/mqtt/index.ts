@@ -1,19 +1,24 @@
-// The MQTT side of a node: aedes, its TCP listener, limits, and our fixes
-// around aedes 2.0.0-beta.1. Everything else in the node talks to MQTT
-// through this class.
+// The MQTT side of a node: aedes, its session store, its TCP listener,
+// limits, and our layers around aedes 2.0.0-beta.1. Everything else in the
+// node talks to MQTT through this class.
 //
 // Where each concern lives:
+//   hooks.ts                 the one chain of layers around aedes, in declared order
+//   aedes-internals.ts       every private part of aedes we touch
 //   options.ts               config -> aedes options
-//   persistence.ts           stored-state limits (retained, queued) around the store
+//   persistence.ts           the session store aedes runs on (limits, queues, observer)
+//   outgoing-queues.ts       persistent sessions' queues and their ledgers
+//   session-sender.ts        delivery of a stored session's queue, in order, within its window
+//   delivery.ts              live delivery: de-duplication, QoS downgrade, Receive Maximum, packet size
 //   inbound.ts               per-connection packet pipeline (ordering, protocol errors, inflight)
-//   delivery.ts              outbound fixes (QoS downgrade, client Receive Maximum and Maximum Packet Size)
+//   publish-acks.ts          QoS 1 PUBACK after the publish
 //   shared-subscriptions.ts  $share/group/filter on one node
 //   refusal.ts               refusing CONNACKs (connection limit, client id, keep alive)
 //   connack.ts               CONNACK fix-up (shared subscriptions are available)
 //   bus-events.ts            cluster:message_to events
 //   shutdown.ts              graceful stop
 //   metrics.ts               Prometheus metrics
-//   access.ts, authorize.ts  authentication and ACL (installAccessControl)
+//   access.ts, authorize.ts  authentication and ACL
 //   introspection.ts         read-only queries for the HTTP API
 import { createServer, type Server, type Socket } from 'node:net'
 import { once } from 'node:events'
@@ -24,18 +29,26 @@ import { rateLimited, type Logger } from '../../log.js'
 import type { Bus } from '../bus.js'
 import { BrokerHaError } from '../../errors.js'
 import { aedesOptions } from './options.js'
-import { LimitedPersistence } from './persistence.js'
+import { SessionStore } from './persistence.js'
 import { MqttMetrics } from './metrics.js'
 import { guardInbound, guardOf } from './inbound.js'
-import { installDeliveryFixes, composeAuthorizeForward } from './delivery.js'
+import { installDelivery, packetSizeLayer } from './delivery.js'
+import { SessionSender } from './session-sender.js'
 import { SharedSubscriptions, isMarker, displayTopic, toMarker } from './shared-subscriptions.js'
 import { refuseBeforeConnect, QUOTA_EXCEEDED } from './refusal.js'
-import { installMessageToEvents } from './bus-events.js'
+import { messageToEventsLayer } from './bus-events.js'
 import { shutdown } from './shutdown.js'
 import { installAccessControl } from './authorize.js'
+import { AedesHooks } from './hooks.js'
+import { MqttIntrospection, type MessageCounts } from './introspection.js'
+import { internals, encodePacket } from './aedes-internals.js'
 
 export { displayTopic } from './shared-subscriptions.js'
-export { LimitedPersistence } from './persistence.js'
+export { SessionStore } from './persistence.js'
+export { AedesHooks } from './hooks.js'
+
+/** How often connected sessions are checked for the no-stall invariant (session-sender.ts). */
+const STALL_SWEEP_MS = 1000
 
 export interface MqttServerOptions {
   config: Config
@@ -44,26 +57,40 @@ export interface MqttServerOptions {
   registry: Registry
   /** false: no TCP listener; connections arrive through accept() (the data-plane simulation). */
   listen?: boolean
+  /** The process part of aedes' id (`<name>@<incarnation>`, message-stamp.ts); random by default. */
+  incarnation?: string
 }
 
 export class MqttServer {
   readonly aedes: Aedes
-  /** The persistence aedes uses (limits wrapper around the store); for introspection and the cluster. */
-  readonly persistence: LimitedPersistence
+  /** The session store aedes runs on; the cluster observes it and moves sessions in and out of it. */
+  readonly persistence: SessionStore
   readonly shared: SharedSubscriptions
   readonly metrics: MqttMetrics
-  /** Set by the cluster data plane: when a session that moved here has what it was owed from its old node (DeliveryOptions.settled). */
-  settled: ((clientId: string) => Promise<void> | undefined) | undefined
+  /** The chain of layers around aedes: the cluster adds its own before start(). */
+  readonly hooks = new AedesHooks()
+  readonly counts: MessageCounts = { received: 0, sent: 0, dropped: 0 }
+  readonly introspection: MqttIntrospection
+  /**
+   * Set by the cluster data plane: resolves when a session that just moved
+   * here may start receiving (what it was owed from its old node is queued);
+   * undefined when nothing is awaited.
+   */
+  deliveryGate: ((clientId: string) => Promise<void> | undefined) | undefined
   private readonly server: Server
   private readonly options: MqttServerOptions
   /** Sockets handed to aedes. */
   private readonly sockets = new Set<Socket>()
   /** Sockets over max_connections, being refused. */
   private readonly refused = new Set<Socket>()
+  /** The session sender of each connection whose session is stored, by client id. */
+  private readonly senders = new Map<string, SessionSender>()
+  private sweepTimer: NodeJS.Timeout | undefined
   // One rate limit per kind of noise, so a flood of one hides none of the others.
   private readonly warnLimit: ReturnType<typeof rateLimited>
   private readonly warnBad: ReturnType<typeof rateLimited>
   private readonly warnRefused: ReturnType<typeof rateLimited>
+  private readonly warnStall: ReturnType<typeof rateLimited>
   private stopping: Promise<void> | undefined
 
   constructor (options: MqttServerOptions) {
@@ -73,7 +100,8 @@ export class MqttServer {
     this.warnLimit = rateLimited(log)
     this.warnBad = rateLimited(log)
     this.warnRefused = rateLimited(log)
-    this.persistence = new LimitedPersistence({
+    this.warnStall = rateLimited(log, 1000)
+    this.persistence = new SessionStore({
       limits: {
         maxRetainedMessages: mqtt.max_retained_messages,
         maxRetainedBytes: mqtt.max_retained_bytes,
@@ -84,17 +112,20 @@ export class MqttServer {
         this.warnLimit('warn', { limit }, 'MQTT limit reached')
       }
     })
+    this.persistence.replay = 'sender'
+    this.persistence.onQueueChange = (clientId) => this.senders.get(clientId)?.kick()
     this.metrics = new MqttMetrics(registry, {
       connections: () => this.sockets.size,
       retainedMessages: () => this.persistence.retainedCount,
       retainedBytes: () => this.persistence.retainedBytes,
       queuedMessages: () => this.persistence.queuedCount
     })
-    this.aedes = new Aedes({ ...aedesOptions(config), persistence: this.persistence })
-    installAccessControl(this.aedes, { config, log, registry })
-    this.composeHooks()
+    this.aedes = new Aedes({ ...aedesOptions(config, options.incarnation), persistence: this.persistence })
+    this.introspection = new MqttIntrospection(this.aedes, this.persistence, this.counts)
+    installAccessControl(this.hooks, { config, log, registry })
+    this.introspection.installHooks(this.hooks)
+    this.addLayers()
     this.shared = new SharedSubscriptions(this.aedes)
-    installMessageToEvents(this.aedes, options.bus)
     this.watchErrors()
     // Nagle's algorithm stays on by default, as in aedes and mosquitto: it
     // coalesces the many small packets of a message stream (0.62x bare aedes
@@ -105,25 +136,74 @@ export class MqttServer {
     this.server = createServer({ noDelay: options.config.mqtt.tcp_no_delay }, (socket) => this.accept(socket))
   }
 
-  /** Our additions to the access hooks, wrapped around whatever is installed. */
-  private composeHooks (): void {
-    const aedes = this.aedes
-    const authorizePublish = aedes.authorizePublish.bind(aedes)
+  /** Our own layers (hooks.ts); the cluster's are added by the data plane. */
+  private addLayers (): void {
+    const hooks = this.hooks
     // The shared-subscription marker prefix is ours: no client may publish there.
-    aedes.authorizePublish = (client, packet, callback) => {
+    hooks.use('authorizePublish', 'reserved-topics', (next) => (client, packet, callback) => {
       if (packet.topic.charCodeAt(0) === 36 && isMarker(packet.topic)) return callback(new Error('reserved topic'))
-      authorizePublish(client, packet, callback)
-    }
-    const authorizeSubscribe = aedes.authorizeSubscribe.bind(aedes)
+      next(client, packet, callback)
+    })
     // Access rules see a shared subscription as the client wrote it.
-    aedes.authorizeSubscribe = (client, sub, callback) => {
-      if (!isMarker(sub.topic)) return authorizeSubscribe(client, sub, callback)
-      authorizeSubscribe(client, { ...sub, topic: displayTopic(sub.topic) }, (err, granted) => {
+    hooks.use('authorizeSubscribe', 'shared-subscriptions', (next) => (client, sub, callback) => {
+      if (!isMarker(sub.topic)) return next(client, sub, callback)
+      next(client, { ...sub, topic: displayTopic(sub.topic) }, (err, granted) => {
         if (err || granted === null || granted === undefined) return callback(err, granted as null)
         callback(null, { ...granted, topic: toMarker(granted.topic) ?? sub.topic })
       })
-    }
-    composeAuthorizeForward(aedes)
+    })
+    hooks.use('authorizeForward', 'packet-size', packetSizeLayer)
+    hooks.use('published', 'bus-events', messageToEventsLayer(this.options.bus))
+    // The publishing client travels with the message into the queues, for no-local subscriptions (persistence.ts).
+    hooks.use('publish', 'no-local', (next) => ((packet: { clientId?: string }, client: unknown, done: unknown) => {
+      if (client !== null && typeof client === 'object' && typeof (client as Client).id === 'string') packet.clientId = (client as Client).id
+      return (next as (...a: unknown[]) => void)(packet, client, done)
+    }) as never)
+    hooks.connection('inbound', (client) => guardInbound(client, {
+      maxInflight: this.options.config.mqtt.max_inflight,
+      maxClientIdLength: this.options.config.mqtt.max_client_id_length,
+      maxKeepalive: this.options.config.mqtt.max_keepalive,
+      onRefused: (c, detail) => this.warnRefused('warn', { client: c.id ?? undefined, remote: internals(c).conn.remoteAddress, detail }, 'MQTT connection refused'),
+      onBad: (c, reason, detail) => {
+        this.metrics.bad(reason)
+        this.badInput(c, reason, detail)
+      },
+      onLimit: (_c, limit) => this.metrics.limit(limit)
+    }))
+    hooks.connection('delivery', (client) => {
+      const sender = new SessionSender(client, {
+        store: this.persistence,
+        authorizeForward: (c, packet) => this.aedes.authorizeForward(c, packet as never) as never,
+        write: (c, packet) => {
+          const conn = internals(c).conn
+          if (conn.destroyed || !conn.writable) return true
+          return conn.write(encodePacket(packet, internals(c)._wireVersion ?? 4))
+        },
+        onExpired: () => { this.counts.dropped++ },
+        onSent: () => { this.counts.sent++ }
+      })
+      installDelivery(client, {
+        store: this.persistence,
+        sender,
+        counts: this.counts,
+        maxHeld: this.options.config.mqtt.max_queued_messages,
+        onHeldDropped: () => {
+          this.metrics.limit('queued_messages')
+          this.warnLimit('warn', { limit: 'queued_messages' }, 'MQTT limit reached')
+        }
+      })
+      client.once('connected', () => {
+        // The queue is the sender's for a stored session (persistent, or resumed with Clean Start 0).
+        if (!sender.managing) return
+        this.senders.get(client.id)?.stop()
+        this.senders.set(client.id, sender)
+        sender.start(this.deliveryGate?.(client.id))
+      })
+      internals(client).conn.once('close', () => {
+        sender.stop()
+        if (this.senders.get(client.id) === sender) this.senders.delete(client.id)
+      })
+    })
   }
 
   private watchErrors (): void {
@@ -150,8 +230,7 @@ export class MqttServer {
   }
 
   private badInput (client: Client, reason: string, detail: string): void {
-    const c = client as Client & { conn?: Socket }
-    this.warnBad('warn', { client: client.id ?? undefined, remote: c.conn?.remoteAddress, reason, detail }, 'MQTT client dropped for bad input')
+    this.warnBad('warn', { client: client.id ?? undefined, remote: internals(client).conn?.remoteAddress, reason, detail }, 'MQTT client dropped for bad input')
   }
 
   /** Takes a client connection (the TCP listener's, or any duplex stream with a socket's surface). */
@@ -171,37 +250,35 @@ export class MqttServer {
     }
     this.sockets.add(socket)
     socket.once('close', () => this.sockets.delete(socket))
-    const client = this.aedes.handle(socket)
-    installDeliveryFixes(client, {
-      queuedAt: (clientId, packet) => this.persistence.waitingAt(clientId, packet),
-      settled: (clientId) => this.settled?.(clientId),
-      maxHeld: this.options.config.mqtt.max_queued_messages,
-      onHeldDropped: () => {
-        this.metrics.limit('queued_messages')
-        this.warnLimit('warn', { limit: 'queued_messages' }, 'MQTT limit reached')
-      }
-    })
-    guardInbound(client, {
-      maxInflight: this.options.config.mqtt.max_inflight,
-      maxClientIdLength: this.options.config.mqtt.max_client_id_length,
-      maxKeepalive: this.options.config.mqtt.max_keepalive,
-      onRefused: (c, detail) => this.warnRefused('warn', { client: c.id ?? undefined, remote: socket.remoteAddress, detail }, 'MQTT connection refused'),
-      onBad: (c, reason, detail) => {
-        this.metrics.bad(reason)
-        this.badInput(c, reason, detail)
-      },
-      onLimit: (_c, limit) => this.metrics.limit(limit)
-    })
+    this.hooks.connected(this.aedes.handle(socket))
+  }
+
+  /**
+   * Connected sessions whose queue does not move although it could (the
+   * session sender's invariant): said loudly, counted, and kicked. Never
+   * expected; the simulation and the chaos runs check it stays at zero.
+   */
+  private sweep (): void {
+    for (const sender of this.senders.values()) {
+      if (!sender.stalled()) continue
+      this.metrics.stall()
+      this.warnStall('error', { client: sender.id, waiting: sender.waiting() }, 'session delivery stalled: messages waiting for a connected client with room in its window; resuming')
+      sender.kick()
+    }
   }
 
   async start (): Promise<void> {
     const { bind, port } = this.options.config.mqtt
+    this.hooks.install(this.aedes)
     await this.aedes.listen()
+    this.sweepTimer = setInterval(() => this.sweep(), STALL_SWEEP_MS)
+    this.sweepTimer.unref()
     if (this.options.listen === false) return
     this.server.listen(port, bind)
     try {
       await once(this.server, 'listening')
     } catch (err) {
+      clearInterval(this.sweepTimer)
       await new Promise<void>((resolve) => this.aedes.close(() => resolve()))
       throw new BrokerHaError('LISTEN_FAILED', `cannot listen for MQTT on ${bind}:${port}: ${(err as Error).message}`, { key: 'mqtt.port', cause: err })
     }
@@ -219,9 +296,15 @@ export class MqttServer {
     return this.sockets.size
   }
 
+  /** The session sender of a connected client with a stored session (tests, introspection). */
+  senderOf (clientId: string): SessionSender | undefined {
+    return this.senders.get(clientId)
+  }
+
   /** Graceful: see shutdown.ts. Safe to call more than once. */
   stop (): Promise<void> {
     this.stopping ??= (async () => {
+      clearInterval(this.sweepTimer)
       const all = new Set([...this.sockets, ...this.refused])
       const { cut } = await shutdown({ server: this.server, aedes: this.aedes, sockets: all, graceMs: this.options.config.mqtt.shutdown_grace_period })
       this.options.log.info({ cut }, 'MQTT stopped')

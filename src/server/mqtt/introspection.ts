@@ -5,7 +5,7 @@
 //
 // aedes has no public API for most of this, so this file - and only this
 // file - reads aedes internals (documented fields of aedes 2.0.0-beta.1:
-// `broker.clients`, `client.subscriptions`, `client.deliver0/deliverQoS`). Each such read says so where it happens.
+// `broker.clients`, `client.subscriptions`). Each such read says so where it happens.
 // Persistence is only used through its public interface, so a replicated
 // persistence (cluster work) answers the same queries.
 import type { EventEmitter } from 'node:events'
@@ -14,6 +14,8 @@ import type { Aedes, Client } from 'aedes'
 import { BrokerHaError } from '../../errors.js'
 import { displayTopic } from './shared-subscriptions.js'
 import type { ClientInfo, MessageInfo, SubscriptionInfo, TopicSubscribers } from '../../client/contract.js'
+import type { SessionStore } from './persistence.js'
+import type { AedesHooks } from './hooks.js'
 
 // ---- topic rules (pure) ------------------------------------------------------
 
@@ -92,15 +94,12 @@ interface StoredPacket {
 /** The part of the aedes persistence interface used here (all public methods). */
 interface QueryablePersistence {
   createRetainedStream (pattern: string): Readable
-  outgoingStream (client: { id: string }): Readable
   subscriptionsByTopic (topic: string): Promise<Array<{ clientId: string, topic: string, qos: number, rh?: number, rap?: boolean, nl?: boolean }>>
 }
 
 /** Private view of an aedes Client; only this file uses it. */
 interface ClientInternals extends Client {
   subscriptions: Record<string, AedesSubscription>
-  deliver0?: (packet: StoredPacket, cb: () => void) => void
-  deliverQoS?: (packet: StoredPacket, cb: () => void) => void
 }
 
 function subscriptionInfo (filter: string, s: { qos: number, si?: number, rh?: number, rap?: boolean, nl?: boolean }, identifiers: Record<string, number> | null = null): SubscriptionInfo {
@@ -163,88 +162,30 @@ export interface MessageCounts {
 const ADMINISTRATIVE_ACTION = 0x98
 
 export class MqttIntrospection {
-  readonly counts: MessageCounts = { received: 0, sent: 0, dropped: 0 }
+  readonly counts: MessageCounts
   private readonly aedes: Aedes
+  private readonly store: SessionStore | undefined
   /** Username given at CONNECT; aedes hands it to authenticate() but does not keep it. */
   private readonly usernames = new WeakMap<Client, string>()
-  private originalHandle: Aedes['handle'] | undefined
-  private originalAuthenticate: Aedes['authenticate'] | undefined
-  private readonly onPublish = (_packet: unknown, client: Client | null): void => {
-    if (client !== null && client !== undefined) this.counts.received++
-  }
 
-  private readonly onWillDropped = (): void => { this.counts.dropped++ }
-
-  constructor (aedes: Aedes) {
+  /** `counts` is kept by the delivery layer and the session senders (sent, dropped) and here (received). */
+  constructor (aedes: Aedes, store: SessionStore | undefined, counts: MessageCounts) {
     this.aedes = aedes
-  }
-
-  /**
-   * Starts observing new connections. Connections accepted before this call
-   * are listed but not counted, and show no username.
-   */
-  install (): void {
-    if (this.originalHandle !== undefined) return
-    const original = this.aedes.handle
-    this.originalHandle = original
-    // aedes.handle is a plain property, looked up per connection by the
-    // listener; wrapping it is the only place to see a Client before its
-    // CONNECT is processed (subscriptions restored for a persistent session
-    // capture deliver0/deliverQoS before any broker event fires).
-    this.aedes.handle = ((conn: Parameters<Aedes['handle']>[0], req: Parameters<Aedes['handle']>[1]) => {
-      const client = original.call(this.aedes, conn, req) as unknown as ClientInternals
-      try {
-        this.observe(client)
-      } catch {
-        // An aedes whose internals differ: keep serving, just without counts.
-      }
-      return client
-    }) as Aedes['handle']
-    // aedes passes the CONNECT username to authenticate() only. Composed
-    // around whatever access control installed, which still decides.
-    const authenticate = this.aedes.authenticate
-    this.originalAuthenticate = authenticate
-    this.aedes.authenticate = (client, username, password, callback) => {
-      if (typeof username === 'string') this.usernames.set(client, username)
-      authenticate.call(this.aedes, client, username, password, callback)
-    }
-    this.aedes.on('publish', this.onPublish)
+    this.store = store
+    this.counts = counts
+    aedes.on('publish', (_packet: unknown, client: Client | null) => {
+      if (client !== null && client !== undefined) this.counts.received++
+    })
     // 'willDropped' is emitted by aedes.js but missing from its typings.
-    ;(this.aedes as unknown as EventEmitter).on('willDropped', this.onWillDropped)
+    ;(aedes as unknown as EventEmitter).on('willDropped', () => { this.counts.dropped++ })
   }
 
-  uninstall (): void {
-    if (this.originalHandle === undefined) return
-    this.aedes.handle = this.originalHandle
-    this.originalHandle = undefined
-    if (this.originalAuthenticate !== undefined) this.aedes.authenticate = this.originalAuthenticate
-    this.originalAuthenticate = undefined
-    this.aedes.removeListener('publish', this.onPublish)
-    ;(this.aedes as unknown as EventEmitter).removeListener('willDropped', this.onWillDropped)
-  }
-
-  private observe (client: ClientInternals): void {
-    const counts = this.counts
-    // Private: the per-client delivery functions aedes subscribes with.
-    // deliverQoS hands QoS 0 packets to deliver0, so it counts QoS > 0 only.
-    const deliver0 = client.deliver0
-    const deliverQoS = client.deliverQoS
-    if (deliver0 !== undefined) {
-      client.deliver0 = function countedDeliver0 (packet, cb) {
-        if (client.closed) counts.dropped++
-        else counts.sent++
-        deliver0(packet, cb)
-      }
-    }
-    if (deliverQoS !== undefined) {
-      client.deliverQoS = function countedDeliverQoS (packet, cb) {
-        if ((packet.qos ?? 0) > 0) {
-          // A persistent session keeps the message queued when the connection is gone.
-          if (client.closed) { if (client.clean) counts.dropped++ } else counts.sent++
-        }
-        deliverQoS(packet, cb)
-      }
-    }
+  /** The 'introspection' layer of authenticate (hooks.ts): aedes passes the CONNECT username there only. */
+  installHooks (hooks: AedesHooks): void {
+    hooks.use('authenticate', 'introspection', (next) => (client, username, password, callback) => {
+      if (typeof username === 'string') this.usernames.set(client, username)
+      next(client, username, password, callback)
+    })
   }
 
   private persistence (): QueryablePersistence | undefined {
@@ -301,9 +242,7 @@ export class MqttIntrospection {
    * /proxy fan-out shows the member that holds the session.
    */
   async inflight (clientId: string): Promise<MessageInfo[]> {
-    const persistence = this.persistence()
-    if (persistence === undefined) return []
-    return (await collect(persistence.outgoingStream({ id: clientId }))).map(messageInfo)
+    return (this.store?.queue(clientId) ?? []).map((p) => messageInfo(p as StoredPacket))
   }
 
   /**
@@ -313,17 +252,9 @@ export class MqttIntrospection {
    * queues of connected sessions.
    */
   async inflightCount (): Promise<number> {
-    const persistence = this.persistence()
-    if (persistence === undefined) return 0
-    const counted = (persistence as { queuedCount?: unknown }).queuedCount
-    if (typeof counted === 'number') return counted
-    let n = 0
-    for (const client of this.connected()) {
-      if (client.clean) continue
-      for await (const _ of persistence.outgoingStream({ id: client.id })) n++
-    }
-    return n
+    return this.store?.queuedCount ?? 0
   }
+
 
   /** Retained messages whose topic matches `filter` (seed: /api/mqtt/topic/messages). */
   async retained (filter: string): Promise<MessageInfo[]> {

@@ -19,6 +19,7 @@ export interface LiveState {
 export class MqttMetrics {
   readonly limitRejections: Counter<'limit'>
   readonly badPackets: Counter<'reason'>
+  readonly stalls: Counter
 
   constructor (registry: Registry, live: LiveState) {
     this.limitRejections = new Counter({
@@ -31,6 +32,11 @@ export class MqttMetrics {
       name: 'broker_bad_packets_total',
       help: 'Clients dropped for malformed, truncated, oversize or out-of-protocol packets',
       labelNames: ['reason'],
+      registers: [registry]
+    })
+    this.stalls = new Counter({
+      name: 'broker_session_stalls_total',
+      help: 'Times a connected client with a stored session had messages waiting and room in its window, but nothing was being sent (should stay 0; each one is logged)',
       registers: [registry]
     })
     // Initialise every label so dashboards see zeros instead of absent series.
@@ -55,5 +61,9 @@ export class MqttMetrics {
 
   bad (reason: BadPacketReason): void {
     this.badPackets.inc({ reason })
+  }
+
+  stall (): void {
+    this.stalls.inc()
   }
 }

@@ -1,9 +1,12 @@
 // aedes options from our config. Pure: config in, options out, so the mapping
 // (and what each aedes 2.0.0-beta.1 option really does) is unit-tested.
+import { randomBytes } from 'node:crypto'
 import type { Config } from '../../config/index.js'
+import { processId } from './message-stamp.js'
 
 /** The subset of aedes' constructor options we set. */
 export interface AedesOptions {
+  /** `<node name>@<incarnation>`: unique per process, so message stamps are unique cluster-wide (message-stamp.ts). */
   id: string
   /** Bytes; aedes advertises it in CONNACK (v5) and enforces it for every protocol version. */
   maximumPacketSize: number
@@ -28,10 +31,11 @@ export interface AedesOptions {
 /** aedes' own default; kept explicit because cluster heartbeats and will sweeps derive from it. */
 export const HEARTBEAT_INTERVAL_MS = 60_000
 
-export function aedesOptions (config: Config): AedesOptions {
+/** `incarnation`: the process part of the id (random by default; the simulation gives its own). */
+export function aedesOptions (config: Config, incarnation = randomBytes(4).toString('hex')): AedesOptions {
   const mqtt = config.mqtt
   return {
-    id: config.cluster.name,
+    id: processId(config.cluster.name, incarnation),
     maximumPacketSize: mqtt.max_packet_size,
     receiveMaximum: mqtt.max_inflight,
     topicAliasMaximum: mqtt.topic_alias_maximum,

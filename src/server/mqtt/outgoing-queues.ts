@@ -1,12 +1,24 @@
 // The outgoing queues of persistent sessions: QoS 1/2 messages waiting for a
 // client or in flight to it (with their packet identifiers), and PUBRELs
-// waiting for PUBCOMP. The semantics are aedes-persistence's memory store's,
-// with a bound per session and the fixes for the aedes defects noted below.
-// One instance backs the node's persistence (persistence.ts); another holds
-// the replicas of sessions whose home is another node (cluster/
-// session-replication.ts), fed the same operations, so a replica is the
-// same queue as its original by construction.
+// waiting for PUBCOMP, in the order the client is to receive them. One
+// instance backs the node's persistence (persistence.ts), another the
+// replicas of sessions whose home is another node (cluster/dataplane/
+// replica-store.ts), fed the same operations: a replica is the same queue as
+// its original by construction.
+//
+// Each session also has a ledger: the stamps (message-stamp.ts) of the
+// messages queued for it lately, delivered or not. A message reaches a
+// session once per stamp, however many paths bring it (live from its
+// publisher's node, from the session's old home after a move, rescued from a
+// peer after a death): this is the only de-duplication of queued messages.
+// The ledger travels with the session (snapshots, moves, replicas).
+//
+// An entry is in one of three states:
+//   waiting   cmd 'publish', no messageId: not sent on any connection yet
+//   in flight cmd 'publish' with messageId: sent (PUBLISH), awaiting PUBACK / PUBREC
+//   released  cmd 'pubrel' with messageId: PUBREL sent, awaiting PUBCOMP
 import { createRequire } from 'node:module'
+import { stampOf } from './message-stamp.js'
 
 /** An aedes packet as the persistence sees it (aedes-packet plus MQTT fields). */
 export interface StoredPacket {
@@ -19,14 +31,10 @@ export interface StoredPacket {
   brokerId?: string
   brokerCounter?: number
   properties?: Record<string, unknown>
+  /** Absolute expiry (ms since the epoch) of an MQTT 5 message with a Message Expiry Interval. */
   messageExpiry?: number
-  /**
-   * The message's name across the cluster (`sending process/its number`),
-   * set by the cluster data plane when it queues the message: a session
-   * moving between nodes can then tell a message it already holds (or
-   * delivered) from a new one, whatever stamp each node gave it.
-   */
-  msgId?: string
+  /** The publishing client (no-local subscriptions skip their own messages). */
+  clientId?: string
   [key: string]: unknown
 }
 
@@ -34,178 +42,188 @@ const require = createRequire(import.meta.url)
 /** aedes' packet class: a copy of `original`; with `broker`, stamped with its id and next counter when `original` has none. */
 export const AedesPacket = require('aedes-packet') as new (original: Partial<StoredPacket>, broker?: unknown) => StoredPacket
 
+/** How long a session remembers the stamp of a message queued for it, and at most how many (its ledger). */
+export const LEDGER_TTL_MS = 60_000
+export const LEDGER_MAX = 20_000
+
 /**
- * A copy for the queue, as the memory store makes: aedes assigns packet
- * identifiers per delivery on the objects it holds, so a queued entry must not
- * be shared between sessions (aedes-packet also resets messageId).
+ * A copy for the queue: aedes writes packet identifiers onto the objects it
+ * holds, so an entry must not be shared between sessions (aedes-packet also
+ * resets messageId).
  */
-function queued (packet: StoredPacket): StoredPacket {
+function copyOf (packet: StoredPacket): StoredPacket {
   const entry = new AedesPacket(packet)
-  if (packet.msgId !== undefined) entry.msgId = packet.msgId
+  if (packet.clientId !== undefined) entry.clientId = packet.clientId
   return entry
 }
 
+interface Queue {
+  entries: StoredPacket[]
+  /** Stamp -> time noted: what was queued lately (see the top of the file). */
+  ledger: Map<string, number>
+}
+
 export class OutgoingQueues {
-  private readonly queues = new Map<string, StoredPacket[]>()
+  private readonly queues = new Map<string, Queue>()
   private total = 0
   private readonly maxPerSession: number
-  private readonly onDrop: () => void
+  private readonly onDrop: (clientId: string, entry: StoredPacket) => void
+  private readonly now: () => number
 
   /** `maxPerSession` 0: unlimited; `onDrop` is told about every entry dropped for the bound. */
-  constructor (maxPerSession: number, onDrop: () => void = () => {}) {
+  constructor (maxPerSession: number, onDrop: (clientId: string, entry: StoredPacket) => void = () => {}, now: () => number = Date.now) {
     this.maxPerSession = maxPerSession
     this.onDrop = onDrop
+    this.now = now
   }
 
   /** Entries of every queue. */
   get count (): number { return this.total }
-  countFor (clientId: string): number { return this.queues.get(clientId)?.length ?? 0 }
+  countFor (clientId: string): number { return this.queues.get(clientId)?.entries.length ?? 0 }
+  has (clientId: string): boolean { return this.queues.has(clientId) }
+  sessions (): IterableIterator<string> { return this.queues.keys() }
+
+  private queueOf (clientId: string): Queue {
+    let q = this.queues.get(clientId)
+    if (q === undefined) {
+      q = { entries: [], ledger: new Map() }
+      this.queues.set(clientId, q)
+    }
+    return q
+  }
+
+  /** Whether a message with this stamp was queued for the session lately. */
+  seen (clientId: string, stamp: string): boolean {
+    return this.queues.get(clientId)?.ledger.has(stamp) === true
+  }
+
+  /** Notes a stamp in the session's ledger (also for messages not queued: a copy of it must not be later). */
+  note (clientId: string, stamp: string): void {
+    const q = this.queueOf(clientId)
+    const now = this.now()
+    q.ledger.delete(stamp)
+    q.ledger.set(stamp, now)
+    // Oldest first: the Map keeps insertion order.
+    for (const [k, at] of q.ledger) {
+      if (q.ledger.size <= LEDGER_MAX && now - at <= LEDGER_TTL_MS) break
+      q.ledger.delete(k)
+    }
+  }
 
   /**
-   * Appends a copy of `packet` (without a packet identifier), or inserts it
-   * before the first entry `before` accepts; a full queue drops its oldest
-   * entry.
+   * Queues a copy of `packet` unless the session's ledger holds its stamp
+   * (returns undefined then). It goes before the first waiting entry
+   * `before` accepts, else at the end. A full queue drops its oldest entry.
    */
-  enqueue (clientId: string, packet: StoredPacket, before?: (entry: StoredPacket) => boolean): StoredPacket {
-    let queue = this.queues.get(clientId)
-    if (queue === undefined) {
-      queue = []
-      this.queues.set(clientId, queue)
-    }
+  enqueue (clientId: string, packet: StoredPacket, before?: (entry: StoredPacket) => boolean): StoredPacket | undefined {
+    const stamp = stampOf(packet)
+    if (stamp !== undefined && this.seen(clientId, stamp)) return undefined
+    const q = this.queueOf(clientId)
+    if (stamp !== undefined) this.note(clientId, stamp)
     const max = this.maxPerSession
-    if (max > 0 && queue.length >= max) {
+    if (max > 0 && q.entries.length >= max) {
       // Oldest first: the newest state is worth more to a reconnecting
       // subscriber than the oldest backlog.
-      queue.shift()
+      const dropped = q.entries.shift()!
       this.total--
-      this.onDrop()
+      this.onDrop(clientId, dropped)
     }
-    const entry = queued(packet)
-    const at = before === undefined ? -1 : queue.findIndex(before)
-    if (at < 0) queue.push(entry)
-    else queue.splice(at, 0, entry)
+    const entry = copyOf(packet)
+    const at = before === undefined ? -1 : q.entries.findIndex((e) => e.messageId === undefined && e.cmd !== 'pubrel' && before(e))
+    if (at < 0) q.entries.push(entry)
+    else q.entries.splice(at, 0, entry)
     this.total++
     return entry
   }
 
-  /**
-   * A message got its packet identifier for a delivery, or a PUBREL replaces
-   * its PUBLISH (QoS 2, second phase). Throws "no such packet" when nothing
-   * matches, as aedes expects.
-   */
-  update (clientId: string, packet: StoredPacket): void {
-    const queue = this.queues.get(clientId) ?? []
-    // A PUBREL carries no broker stamp: it is matched by packet identifier
-    // alone and replaces its PUBLISH. aedes-persistence matches on brokerId
-    // first, and undefined === undefined makes a PUBREL match an earlier
-    // stored PUBREL and rewrite its identifier in place: two PUBRECs handled
-    // back to back then send PUBREL N+1 twice and never PUBREL N, and message
-    // N is never released to the subscriber.
-    // On a reconnect, aedes replays a stored PUBREL through QoSPacket, which
-    // stamps this broker's id and a fresh counter on it: a PUBREL is still
-    // matched by its identifier alone (otherwise the replay fails with "no
-    // such packet", the connection is dropped, and the QoS 2 flow never
-    // completes: aedes defect, see docs/data-plane.md).
-    if (packet.brokerId === undefined || packet.cmd === 'pubrel') {
-      for (let i = 0; i < queue.length; i++) {
-        if (queue[i]!.messageId === packet.messageId) {
-          queue[i] = packet
-          return
-        }
-      }
-      throw new Error('no such packet')
-    }
-    for (const entry of queue) {
-      // Packet identifiers wrap at 65535: only (brokerId, brokerCounter) is unique.
-      if (entry.brokerId === packet.brokerId && entry.brokerCounter === packet.brokerCounter) {
-        entry.messageId = packet.messageId
-        return
-      }
-    }
-    throw new Error('no such packet')
-  }
-
-  /**
-   * The client acknowledged `messageId` (PUBACK, PUBCOMP): removes and
-   * returns its entry. aedes also clears a message it decided not to send
-   * (authorizeForward said no) before it got an identifier: that one is
-   * matched by its stamp. Never "the first entry without an identifier",
-   * which would be some other message waiting.
-   */
-  clear (clientId: string, packet: { messageId?: number | undefined, brokerId?: string | undefined, brokerCounter?: number | undefined }): StoredPacket | undefined {
-    const queue = this.queues.get(clientId)
-    if (queue === undefined) return undefined
-    const { messageId, brokerId, brokerCounter } = packet
-    if (messageId === undefined && (brokerId === undefined || brokerCounter === undefined)) return undefined
-    for (let i = 0; i < queue.length; i++) {
-      const entry = queue[i]!
-      if (messageId === undefined ? entry.messageId === undefined && entry.brokerId === brokerId && entry.brokerCounter === brokerCounter : entry.messageId === messageId) {
-        queue.splice(i, 1)
-        this.total--
-        if (queue.length === 0) this.queues.delete(clientId)
-        return entry
-      }
-    }
+  /** The entry of a message (by stamp) in the session's queue, if there. */
+  find (clientId: string, stamp: string): StoredPacket | undefined {
+    const q = this.queues.get(clientId)
+    if (q === undefined) return undefined
+    for (const e of q.entries) if (e.cmd !== 'pubrel' && stampOf(e) === stamp) return e
     return undefined
   }
 
+  /** The entry in flight or released under packet identifier `messageId`. */
+  byMessageId (clientId: string, messageId: number): StoredPacket | undefined {
+    return this.queues.get(clientId)?.entries.find((e) => e.messageId === messageId)
+  }
+
+  /** The session's entries in delivery order (the live array: callers must not change it). */
+  entries (clientId: string): readonly StoredPacket[] {
+    return this.queues.get(clientId)?.entries ?? []
+  }
+
   /**
-   * The entries to replay to a reconnecting client, oldest first (a snapshot:
-   * aedes clears entries while it streams them).
-   *
-   * aedes defect: a session whose subscriptions overlap (`a/#` and `a/b`)
-   * gets one queue entry per matching subscription. Live, aedes sends one
-   * copy and clears the other; but a session that was offline got every copy
-   * on reconnect, and one of them was never cleared. Unsent copies of a
-   * message already in the queue are dropped here, before the replay.
+   * A message (by stamp) got packet identifier `messageId` for its delivery:
+   * it is in flight. Returns the entry, or undefined when it is not queued.
    */
-  replay (clientId: string): StoredPacket[] {
-    const queue = this.queues.get(clientId)
-    if (queue === undefined) return []
-    const seen = new Set<string>()
-    for (let i = 0; i < queue.length; i++) {
-      const entry = queue[i]!
-      if (entry.brokerId === undefined || entry.brokerCounter === undefined) continue
-      const key = `${entry.brokerId}\u0000${entry.brokerCounter}`
-      if (seen.has(key) && entry.messageId === undefined && entry.cmd !== 'pubrel') {
-        queue.splice(i--, 1)
+  assign (clientId: string, stamp: string, messageId: number): StoredPacket | undefined {
+    const e = this.find(clientId, stamp)
+    if (e !== undefined) e.messageId = messageId
+    return e
+  }
+
+  /** The client answered PUBREC: the PUBLISH under the PUBREL's packet identifier becomes that PUBREL. False when there is none. */
+  release (clientId: string, pubrel: StoredPacket): boolean {
+    const entries = this.queues.get(clientId)?.entries
+    if (entries === undefined) return false
+    const i = entries.findIndex((e) => e.messageId === pubrel.messageId)
+    if (i < 0) return false
+    entries[i] = pubrel
+    return true
+  }
+
+  /**
+   * Removes and returns an entry: the one under `messageId` (PUBACK, PUBCOMP,
+   * a failing PUBREC), or, without one, the waiting entry with the stamp (a
+   * message the session is not to receive after all).
+   */
+  clear (clientId: string, packet: { messageId?: number | undefined, brokerId?: string | undefined, brokerCounter?: number | undefined }): StoredPacket | undefined {
+    const q = this.queues.get(clientId)
+    if (q === undefined) return undefined
+    const { messageId } = packet
+    const stamp = messageId === undefined ? stampOf(packet) : undefined
+    if (messageId === undefined && stamp === undefined) return undefined
+    const i = q.entries.findIndex((e) => messageId === undefined ? e.messageId === undefined && e.cmd !== 'pubrel' && stampOf(e) === stamp : e.messageId === messageId)
+    if (i < 0) return undefined
+    const [entry] = q.entries.splice(i, 1)
+    this.total--
+    return entry
+  }
+
+  /** Copies of a session's queue, oldest first, and its ledger: what travels when it moves. */
+  export (clientId: string): { queue: StoredPacket[], ledger: string[] } {
+    const q = this.queues.get(clientId)
+    if (q === undefined) return { queue: [], ledger: [] }
+    return { queue: q.entries.map((p) => ({ ...p })), ledger: [...q.ledger.keys()] }
+  }
+
+  /**
+   * Takes a session moved from another node (or a snapshot for a replica):
+   * its entries keep their state (packet identifiers, PUBRELs), its ledger
+   * is merged into this one. The bound applies as to any enqueue.
+   */
+  import (clientId: string, queue: readonly StoredPacket[], ledger: readonly string[] = []): void {
+    const q = this.queueOf(clientId)
+    for (const stamp of ledger) this.note(clientId, stamp)
+    for (const p of queue) {
+      const stamp = stampOf(p)
+      if (stamp !== undefined) this.note(clientId, stamp)
+      const max = this.maxPerSession
+      if (max > 0 && q.entries.length >= max) {
+        const dropped = q.entries.shift()!
         this.total--
-      } else {
-        seen.add(key)
+        this.onDrop(clientId, dropped)
       }
-    }
-    return [...queue]
-  }
-
-  /** Where the queue holds the message with this stamp not yet sent (no packet identifier): its index, or -1. */
-  waiting (clientId: string, packet: { brokerId?: string | undefined, brokerCounter?: number | undefined }): number {
-    if (packet.brokerId === undefined || packet.brokerCounter === undefined) return -1
-    return this.queues.get(clientId)?.findIndex((e) => e.messageId === undefined && e.cmd !== 'pubrel' && e.brokerCounter === packet.brokerCounter && e.brokerId === packet.brokerId) ?? -1
-  }
-
-  /** Copies of a session's queue (waiting and in-flight PUBLISHes, pending PUBRELs), oldest first. */
-  export (clientId: string): StoredPacket[] {
-    return (this.queues.get(clientId) ?? []).map((p) => ({ ...p }))
-  }
-
-  /**
-   * Appends entries moved from another node (or promoted from a replica),
-   * keeping their packet identifiers: an in-flight message is resent with the
-   * same identifier, a PUBREL matched by it. The bound applies as to any
-   * enqueue.
-   */
-  import (clientId: string, packets: StoredPacket[]): void {
-    for (const p of packets) {
-      const entry = this.enqueue(clientId, p)
-      const queue = this.queues.get(clientId)!
-      if (p.cmd === 'pubrel') queue[queue.length - 1] = { ...p }
-      else if (p.messageId !== undefined && p.messageId !== null) entry.messageId = p.messageId
+      q.entries.push(p.cmd === 'pubrel' ? { ...p } : Object.assign(copyOf(p), p.messageId === undefined ? {} : { messageId: p.messageId }))
+      this.total++
     }
   }
 
-  /** Deletes a session's queue; returns how many entries it held. */
+  /** Deletes a session's queue and ledger; returns how many entries it held. */
   drop (clientId: string): number {
-    const n = this.queues.get(clientId)?.length ?? 0
+    const n = this.queues.get(clientId)?.entries.length ?? 0
     this.queues.delete(clientId)
     this.total -= n
     return n

@@ -1,29 +1,33 @@
-// The persistence seam between aedes and our storage: a wrapper that puts the
-// node's resource limits on stored state (retained messages and bytes, queued
-// messages per persistent session) in front of an inner aedes persistence
-// (aedes-persistence's in-memory one by default). The cluster work wraps or
-// replaces the inner store; the limits stay here.
+// The session store aedes runs on: aedes' persistence interface, implemented
+// as aedes-persistence's memory store (retained messages, subscriptions,
+// wills: delegated to it) plus what a cluster needs (outgoing-queues.ts:
+// queues with a ledger per session; the incoming QoS 2 identifiers), the
+// node's limits on stored state, and one observer (persistence-observer.ts)
+// told about every change to a session. It passes aedes-persistence's own
+// conformance suite (test/unit/mqtt/persistence-conformance.test.ts).
 //
-// What the wrapper owns itself:
-//  - the retained index (topic -> payload bytes), to answer "how many, how
-//    big" without asking the inner store, and to refuse a *new* retained topic
-//    over the limit (replacing or clearing an existing one always works);
-//  - the outgoing queues (QoS 1/2 messages for persistent sessions, queued
-//    and in flight: outgoing-queues.ts), bounded: when a session's queue is
-//    full the oldest entry is dropped and counted.
-// Everything else is delegated unchanged.
+// Two things differ from the memory store, both aedes defects at their root:
+// - A message matching several subscriptions of one session is queued once
+//   (the memory store queues one entry per subscription, and aedes' replay
+//   then sends every copy).
+// - A session ends whole: cleanSubscriptions (a clean start, an expiry)
+//   also drops its queue and its incoming QoS 2 state, which the memory
+//   store keeps forever.
+//
+// With `replay: 'sender'` (the MQTT server's setting) aedes' own replay at
+// CONNECT gets an empty stream: the session sender (session-sender.ts)
+// sends queued messages, in order, within the client's window.
 import { Readable } from 'node:stream'
 import { createRequire } from 'node:module'
 import type { LimitName } from './metrics.js'
 import { OutgoingQueues, type StoredPacket } from './outgoing-queues.js'
+import { stampOf } from './message-stamp.js'
+import type { PersistenceObserver, StoredSubscription } from './persistence-observer.js'
 
 export type { StoredPacket }
 
-export interface PersistedSubscription {
+export interface PersistedSubscription extends StoredSubscription {
   clientId?: string
-  topic: string
-  qos: number
-  [key: string]: unknown
 }
 
 interface ClientRef { id: string, [key: string]: unknown }
@@ -65,6 +69,15 @@ export interface PersistenceLimits {
   maxQueuedMessages: number
 }
 
+/** A persistent session as it leaves one node for another (or a replica). */
+export interface SessionSnapshot {
+  subscriptions: StoredSubscription[]
+  queue: StoredPacket[]
+  ledger: string[]
+  /** Packet identifiers of QoS 2 PUBLISHes from the client awaiting its PUBREL. */
+  incoming: number[]
+}
+
 const require = createRequire(import.meta.url)
 
 /** aedes-persistence's in-memory store (the async class aedes 2 expects). */
@@ -75,19 +88,35 @@ export function memoryPersistence (): AedesPersistence {
   return new MemoryPersistence()
 }
 
-export class LimitedPersistence implements AedesPersistence {
+const EMPTY = (): Readable => Readable.from([])
+
+export class SessionStore implements AedesPersistence {
   readonly inner: AedesPersistence
+  /** Told about every change to a session (the cluster's session replication). */
+  observer: PersistenceObserver | undefined
+  /** Told when a session's queue changed (the session sender of its connection pumps). */
+  onQueueChange: ((clientId: string) => void) | undefined
+  /** 'sender': aedes' replay at CONNECT is the session sender's job (see the top of the file). */
+  replay: 'aedes' | 'sender' = 'aedes'
   private readonly limits: PersistenceLimits
   private readonly onReject: (limit: LimitName) => void
   private readonly retained = new Map<string, number>()
   private retainedBytesTotal = 0
   private readonly outgoing: OutgoingQueues
+  private readonly incoming = new Map<string, Map<number, StoredPacket>>()
+  /** Client ids with stored subscriptions (the inner store does not say cheaply). */
+  private readonly subscribers = new Map<string, Set<string>>()
+  /** Per message stamp, what its acknowledgement waits for (takeHeld). */
+  private readonly pendingHolds = new Map<string, Promise<void>>()
 
   constructor (options: { inner?: AedesPersistence, limits: PersistenceLimits, onReject?: (limit: LimitName) => void }) {
     this.inner = options.inner ?? memoryPersistence()
     this.limits = options.limits
     this.onReject = options.onReject ?? (() => {})
-    this.outgoing = new OutgoingQueues(this.limits.maxQueuedMessages, () => this.onReject('queued_messages'))
+    this.outgoing = new OutgoingQueues(this.limits.maxQueuedMessages, (clientId, entry) => {
+      this.onReject('queued_messages')
+      this.observer?.cleared(clientId, { stamp: stampOf(entry) })
+    })
   }
 
   get retainedCount (): number { return this.retained.size }
@@ -95,15 +124,45 @@ export class LimitedPersistence implements AedesPersistence {
   /** QoS 1/2 messages held for persistent sessions, in flight or waiting. */
   get queuedCount (): number { return this.outgoing.count }
   queuedFor (clientId: string): number { return this.outgoing.countFor(clientId) }
-  /** Where a session's queue holds this message (by stamp) not yet sent: its index, or -1. */
-  waitingAt (clientId: string, packet: { brokerId?: string | undefined, brokerCounter?: number | undefined }): number { return this.outgoing.waiting(clientId, packet) }
+  /** The queue, for the session sender and introspection (the live array: read only). */
+  queue (clientId: string): readonly StoredPacket[] { return this.outgoing.entries(clientId) }
+  /** Whether the session's ledger holds this stamp: the message was queued for it lately (maybe sent already). */
+  seen (clientId: string, stamp: string): boolean { return this.outgoing.seen(clientId, stamp) }
+  /** Whether this node holds state of the session: stored subscriptions, or queued messages. */
+  hasSession (clientId: string): boolean { return this.subscribers.has(clientId) || this.outgoing.countFor(clientId) > 0 }
+  /** Client ids of the sessions held here. */
+  sessions (): string[] { return [...new Set([...this.subscribers.keys(), ...this.outgoing.sessions()])] }
+  /** Stored subscription filters of a session (shared-subscription markers included). */
+  storedFilters (clientId: string): ReadonlySet<string> { return this.subscribers.get(clientId) ?? new Set() }
+
+  /** The aedes id of this process: a retained publish stamped by another one came from a peer. */
+  private localId: string | undefined
+  /** The broker given to setup() (aedes-persistence's interface exposes it). */
+  broker: unknown
 
   // aedes checks that setup is a native async function.
   async setup (broker: unknown): Promise<void> {
+    this.broker = broker
+    this.localId = (broker as { id?: string }).id
     await this.inner.setup(broker)
   }
 
+  // ---- retained messages ------------------------------------------------------------------
+
+  /**
+   * A retained publish. One that came from a peer (stamped by another
+   * process) is not stored: the cluster applies its replicated entry, last
+   * writer wins (applyRetained), and an older publish must not undo that.
+   */
   async storeRetained (packet: StoredPacket): Promise<void> {
+    if (packet.brokerId !== undefined && this.localId !== undefined && packet.brokerId !== this.localId && !packet.topic.startsWith('$SYS/')) return
+    await this.applyRetained(packet)
+    const wait = packet.topic.startsWith('$SYS/') ? undefined : this.observer?.retained(packet)
+    if (wait !== undefined) await wait
+  }
+
+  /** Stores a retained message (or clears it: empty payload) within the limits, telling nobody. */
+  async applyRetained (packet: StoredPacket): Promise<void> {
     const topic = packet.topic
     const size = packet.payload.length
     const previous = this.retained.get(topic)
@@ -140,62 +199,221 @@ export class LimitedPersistence implements AedesPersistence {
   // add promise allocations and microtask hops to every QoS 1/2 publish.
   createRetainedStream (pattern: string): Readable { return this.inner.createRetainedStream(pattern) }
   createRetainedStreamCombi (patterns: string[]): Readable { return this.inner.createRetainedStreamCombi(patterns) }
-  addSubscriptions (client: ClientRef, subs: PersistedSubscription[]): Promise<void> { return this.inner.addSubscriptions(client, subs) }
-  removeSubscriptions (client: ClientRef, topics: string[]): Promise<void> { return this.inner.removeSubscriptions(client, topics) }
+
+  // ---- subscriptions ---------------------------------------------------------------------------
+
+  async addSubscriptions (client: ClientRef, subs: PersistedSubscription[]): Promise<void> {
+    await this.inner.addSubscriptions(client, subs)
+    let mine = this.subscribers.get(client.id)
+    if (mine === undefined) { mine = new Set(); this.subscribers.set(client.id, mine) }
+    for (const s of subs) mine.add(s.topic)
+    this.observer?.subscribed(client.id, subs.map(({ clientId: _c, ...sub }) => sub))
+  }
+
+  async removeSubscriptions (client: ClientRef, topics: string[]): Promise<void> {
+    await this.inner.removeSubscriptions(client, topics)
+    const mine = this.subscribers.get(client.id)
+    for (const t of topics) mine?.delete(t)
+    if (mine?.size === 0) this.subscribers.delete(client.id)
+    this.observer?.unsubscribed(client.id, topics)
+  }
+
   subscriptionsByClient (client: ClientRef): Promise<PersistedSubscription[]> { return this.inner.subscriptionsByClient(client) }
   async countOffline (): Promise<{ subsCount: number, clientsCount: number }> { return await this.inner.countOffline() }
   subscriptionsByTopic (topic: string): Promise<PersistedSubscription[]> { return this.inner.subscriptionsByTopic(topic) }
-  cleanSubscriptions (client: ClientRef): Promise<void> { return this.inner.cleanSubscriptions(client) }
 
-  // --- outgoing queues (outgoing-queues.ts)
-
-  async outgoingEnqueue (sub: { clientId: string }, packet: StoredPacket): Promise<void> {
-    this.outgoing.enqueue(sub.clientId, packet)
+  /** The end of a session (a clean start, its expiry): its subscriptions, queue and incoming state go. */
+  async cleanSubscriptions (client: ClientRef): Promise<void> {
+    await this.inner.cleanSubscriptions(client)
+    this.subscribers.delete(client.id)
+    this.outgoing.drop(client.id)
+    this.incoming.delete(client.id)
+    this.observer?.ended(client.id)
   }
 
-  async outgoingEnqueueCombi (subs: Array<{ clientId: string }>, packet: StoredPacket): Promise<void> {
-    // One entry per matching subscription, as the memory store does: aedes'
-    // live delivery relies on it (see OutgoingQueues.replay).
-    for (const sub of subs) this.outgoing.enqueue(sub.clientId, packet)
+  // ---- outgoing queues (outgoing-queues.ts) ----------------------------------------------------
+
+  async outgoingEnqueue (sub: { clientId: string }, packet: StoredPacket): Promise<void> {
+    await this.enqueueFor(sub.clientId, packet).held
+  }
+
+  /**
+   * aedes queues a message for the stored sessions whose subscriptions match
+   * it, before it delivers it live. The message may be delivered at once;
+   * what the observer asks to wait for (a second node holding it) is kept by
+   * the message's stamp for whoever acknowledges it (takeHeld): waiting here
+   * would hold up its live delivery to everybody behind one slow replica.
+   */
+  async outgoingEnqueueCombi (subs: Array<{ clientId: string, nl?: boolean }>, packet: StoredPacket): Promise<void> {
+    if (subs.length === 0) return
+    // Once per session, however many of its subscriptions match; not for a
+    // no-local subscription's own message unless another subscription wants it.
+    const wanted = new Map<string, boolean>()
+    for (const sub of subs) {
+      const own = sub.nl === true && packet.clientId === sub.clientId
+      wanted.set(sub.clientId, (wanted.get(sub.clientId) ?? false) || !own)
+    }
+    const waits: Array<Promise<void>> = []
+    for (const [clientId, want] of wanted) {
+      if (!want) continue
+      const { held } = this.enqueueFor(clientId, packet)
+      if (held !== undefined) waits.push(held)
+    }
+    const stamp = stampOf(packet)
+    if (waits.length === 0 || stamp === undefined) return
+    const all = Promise.all(waits).then(() => { if (this.pendingHolds.get(stamp) === all) this.pendingHolds.delete(stamp) })
+    this.pendingHolds.set(stamp, all)
+  }
+
+  /**
+   * What acknowledging the message with this stamp must wait for: its
+   * queued copies held by a second node (see outgoingEnqueueCombi), or
+   * undefined when nothing is pending.
+   */
+  takeHeld (stamp: string | undefined): Promise<void> | undefined {
+    if (stamp === undefined) return undefined
+    const p = this.pendingHolds.get(stamp)
+    this.pendingHolds.delete(stamp)
+    return p
+  }
+
+  /**
+   * Queues a message for a session unless its ledger says it was queued
+   * already; before the first waiting entry `before` accepts (the data
+   * plane's way to keep a publisher's order for late copies). `held`: what
+   * the observer asks to wait for before the message may be delivered.
+   */
+  enqueueFor (clientId: string, packet: StoredPacket, before?: (entry: StoredPacket) => boolean): { queued: boolean, held: Promise<void> | undefined } {
+    const entry = this.outgoing.enqueue(clientId, packet, before)
+    if (entry === undefined) return { queued: false, held: undefined }
+    const entries = this.outgoing.entries(clientId)
+    const at = entries[entries.length - 1] === entry ? undefined : entries.indexOf(entry)
+    const held = this.observer?.queued(clientId, entry, at)
+    this.onQueueChange?.(clientId)
+    return { queued: true, held }
+  }
+
+  /**
+   * A queued message (by stamp) gets packet identifier `messageId` for its
+   * delivery. Resolves when it may be written (a QoS 2 identifier is held by
+   * a second node first); rejects with "no such packet" when it is not queued.
+   */
+  async assign (clientId: string, stamp: string, messageId: number): Promise<StoredPacket> {
+    const entry = this.outgoing.assign(clientId, stamp, messageId)
+    if (entry === undefined) throw new Error('no such packet')
+    const wait = this.observer?.sent(clientId, entry)
+    if (wait !== undefined) await wait
+    return entry
   }
 
   async outgoingUpdate (client: ClientRef, packet: StoredPacket): Promise<void> {
-    this.outgoing.update(client.id, packet)
+    // A PUBREL (QoS 2, second phase) replaces its PUBLISH, matched by packet
+    // identifier alone: on a reconnect aedes replays a stored PUBREL through
+    // QoSPacket, which stamps this broker's id and a fresh counter on it.
+    if (packet.cmd === 'pubrel') {
+      if (packet.messageId === undefined || !this.outgoing.release(client.id, packet)) throw new Error('no such packet')
+      const wait = this.observer?.released(client.id, packet.messageId)
+      if (wait !== undefined) await wait
+      return
+    }
+    const stamp = stampOf(packet)
+    if (stamp === undefined || packet.messageId === undefined) throw new Error('no such packet')
+    const current = this.outgoing.find(client.id, stamp)
+    if (current === undefined) throw new Error('no such packet')
+    if (current.messageId === packet.messageId) return
+    await this.assign(client.id, stamp, packet.messageId)
   }
 
   async outgoingClearMessageId (client: ClientRef, packet: { messageId?: number | undefined, brokerId?: string, brokerCounter?: number }): Promise<StoredPacket | undefined> {
-    return this.outgoing.clear(client.id, packet)
+    const entry = this.outgoing.clear(client.id, packet)
+    if (entry !== undefined) {
+      this.observer?.cleared(client.id, packet.messageId === undefined ? { stamp: stampOf(packet) } : { messageId: packet.messageId })
+      this.onQueueChange?.(client.id)
+    }
+    return entry
   }
 
   outgoingStream (client: ClientRef): Readable {
-    return Readable.from(this.outgoing.replay(client.id))
+    if (this.replay === 'sender') return EMPTY()
+    return Readable.from(this.outgoing.entries(client.id).map((p) => ({ ...p })))
   }
 
-  // --- a session moving to another node (cluster data plane, session-transfer.ts)
+  // ---- a session leaving or arriving (cluster data plane) -----------------------------------------
 
-  /** Copies of a session's outgoing queue (waiting and in-flight PUBLISHes, pending PUBRELs), oldest first. */
-  exportQueue (clientId: string): StoredPacket[] { return this.outgoing.export(clientId) }
+  /** A session's queue (copies) and ledger, now (replica snapshots). */
+  exportQueue (clientId: string): { queue: StoredPacket[], ledger: string[] } { return this.outgoing.export(clientId) }
 
-  /** Queues a message for a session before the first entry `before` accepts (at the end if none does). */
-  enqueueBefore (clientId: string, packet: StoredPacket, before: (entry: StoredPacket) => boolean): void { this.outgoing.enqueue(clientId, packet, before) }
+  /** Packet identifiers of the client's QoS 2 PUBLISHes awaiting PUBREL. */
+  incomingIds (clientId: string): number[] { return [...(this.incoming.get(clientId)?.keys() ?? [])] }
 
-  /** Appends entries moved from another node, keeping their packet identifiers (OutgoingQueues.import). */
-  importQueue (clientId: string, packets: StoredPacket[]): void { this.outgoing.import(clientId, packets) }
+  /** Everything of a session that travels, read from the store. */
+  async exportSession (clientId: string): Promise<SessionSnapshot> {
+    const subscriptions = (await this.inner.subscriptionsByClient({ id: clientId })).map(({ clientId: _c, ...sub }) => sub)
+    const { queue, ledger } = this.outgoing.export(clientId)
+    return { subscriptions, queue, ledger, incoming: [...(this.incoming.get(clientId)?.keys() ?? [])] }
+  }
 
-  /** Deletes a session's outgoing queue (it moved to another node); returns how many entries it held. */
-  dropQueue (clientId: string): number { return this.outgoing.drop(clientId) }
+  /**
+   * Stores a session that moved here (replacing any copy held), through the
+   * observer like any change: its queue first, so a message arriving while
+   * its subscriptions are added finds the ledger complete.
+   */
+  async importSession (clientId: string, session: SessionSnapshot): Promise<void> {
+    if (this.hasSession(clientId) || this.incoming.has(clientId)) await this.cleanSubscriptions({ id: clientId })
+    this.outgoing.import(clientId, session.queue, session.ledger)
+    if (session.incoming.length > 0) {
+      this.incoming.set(clientId, new Map(session.incoming.map((id) => [id, { cmd: 'publish', topic: '', payload: Buffer.alloc(0), qos: 2, messageId: id }])))
+    }
+    if (session.subscriptions.length > 0) await this.addSubscriptions({ id: clientId }, session.subscriptions)
+    this.onQueueChange?.(clientId)
+  }
 
-  incomingStorePacket (client: ClientRef, packet: StoredPacket): Promise<void> { return this.inner.incomingStorePacket(client, packet) }
-  incomingGetPacket (client: ClientRef, packet: { messageId?: number | undefined }): Promise<StoredPacket> { return this.inner.incomingGetPacket(client, packet) }
-  incomingDelPacket (client: ClientRef, packet: { messageId?: number | undefined }): Promise<void> { return this.inner.incomingDelPacket(client, packet) }
-  putWill (client: ClientRef, packet: StoredPacket): Promise<void> { return this.inner.putWill(client, packet) }
+  // ---- incoming QoS 2 ---------------------------------------------------------------------------
+
+  async incomingStorePacket (client: ClientRef, packet: StoredPacket): Promise<void> {
+    if (packet.messageId === undefined) return
+    let mine = this.incoming.get(client.id)
+    if (mine === undefined) { mine = new Map(); this.incoming.set(client.id, mine) }
+    mine.set(packet.messageId, { cmd: 'publish', topic: packet.topic, payload: packet.payload, qos: 2, messageId: packet.messageId, retain: packet.retain === true, dup: packet.dup === true, ...(packet.properties === undefined ? {} : { properties: packet.properties }) })
+    const wait = this.observer?.incomingStored(client.id, packet.messageId)
+    if (wait !== undefined) await wait
+  }
+
+  async incomingGetPacket (client: ClientRef, packet: { messageId?: number | undefined }): Promise<StoredPacket> {
+    const stored = packet.messageId === undefined ? undefined : this.incoming.get(client.id)?.get(packet.messageId)
+    if (stored === undefined) throw new Error('no such packet')
+    return { ...stored }
+  }
+
+  async incomingDelPacket (client: ClientRef, packet: { messageId?: number | undefined }): Promise<void> {
+    const mine = this.incoming.get(client.id)
+    if (packet.messageId === undefined || mine?.delete(packet.messageId) !== true) throw new Error('no such packet')
+    if (mine.size === 0) this.incoming.delete(client.id)
+    this.observer?.incomingReleased(client.id, packet.messageId)
+  }
+
+  // ---- wills ---------------------------------------------------------------------------------------
+
+  async putWill (client: ClientRef, packet: StoredPacket): Promise<void> {
+    await this.inner.putWill(client, packet)
+    this.observer?.willStored(client.id, packet)
+  }
+
   getWill (client: ClientRef): Promise<StoredPacket | undefined> { return this.inner.getWill(client) }
-  delWill (client: ClientRef): Promise<StoredPacket | undefined> { return this.inner.delWill(client) }
+
+  async delWill (client: ClientRef): Promise<StoredPacket | undefined> {
+    const will = await this.inner.delWill(client)
+    if (will !== undefined) this.observer?.willDeleted(client.id)
+    return will
+  }
+
   streamWill (brokers?: Record<string, number>): Readable { return this.inner.streamWill(brokers) }
   getClientList (topic: string): Readable { return this.inner.getClientList(topic) }
 
   async destroy (): Promise<void> {
     this.outgoing.clearAll()
+    this.incoming.clear()
+    this.subscribers.clear()
     this.retained.clear()
     this.retainedBytesTotal = 0
     await this.inner.destroy()

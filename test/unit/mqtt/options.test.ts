@@ -10,8 +10,11 @@ test('aedes options come from config.mqtt and cluster.name', () => {
       mqtt: { max_packet_size: 2048, max_inflight: 7, topic_alias_maximum: 3, max_keepalive: 90, max_session_expiry: 3600, max_client_id_length: 64, connect_timeout: 1234 }
     }
   })
-  const o = aedesOptions(config)
-  assert.equal(o.id, 'node-a')
+  const o = aedesOptions(config, '0badc0de')
+  // The broker id names this process: a restarted node is a new sender.
+  assert.equal(o.id, 'node-a@0badc0de')
+  assert.match(aedesOptions(config).id ?? '', /^node-a@[0-9a-f]{8}$/)
+  assert.notEqual(aedesOptions(config).id, aedesOptions(config).id)
   assert.equal(o.maximumPacketSize, 2048)
   assert.equal(o.receiveMaximum, 7)
   assert.equal(o.topicAliasMaximum, 3)

@@ -1,11 +1,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { LimitedPersistence, type StoredPacket } from '../../../src/server/mqtt/persistence.js'
+import { SessionStore, type StoredPacket } from '../../../src/server/mqtt/persistence.js'
 import type { LimitName } from '../../../src/server/mqtt/metrics.js'
 
-function make (limits: Partial<{ maxRetainedMessages: number, maxRetainedBytes: number, maxQueuedMessages: number }> = {}): { p: LimitedPersistence, rejected: LimitName[] } {
+function make (limits: Partial<{ maxRetainedMessages: number, maxRetainedBytes: number, maxQueuedMessages: number }> = {}): { p: SessionStore, rejected: LimitName[] } {
   const rejected: LimitName[] = []
-  const p = new LimitedPersistence({
+  const p = new SessionStore({
     limits: { maxRetainedMessages: 0, maxRetainedBytes: 0, maxQueuedMessages: 0, ...limits },
     onReject: (l) => rejected.push(l)
   })
@@ -15,14 +15,14 @@ function make (limits: Partial<{ maxRetainedMessages: number, maxRetainedBytes: 
 const packet = (topic: string, payload: string, extra: Partial<StoredPacket> = {}): StoredPacket =>
   ({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: true, ...extra })
 
-async function retainedTopics (p: LimitedPersistence): Promise<string[]> {
+async function retainedTopics (p: SessionStore): Promise<string[]> {
   const out: string[] = []
   for await (const r of p.createRetainedStream('#')) out.push(`${(r as StoredPacket).topic}=${(r as StoredPacket).payload.toString()}`)
   return out.sort()
 }
 
 test('setup is a native async function (aedes checks it)', () => {
-  assert.equal(LimitedPersistence.prototype.setup.constructor.name, 'AsyncFunction')
+  assert.equal(SessionStore.prototype.setup.constructor.name, 'AsyncFunction')
 })
 
 test('retained count limit: new topics refused, replacements and clears always work', async () => {
@@ -125,19 +125,36 @@ test('a PUBREL replayed on reconnect, stamped with a broker id by aedes, still m
   assert.deepEqual(q.map((e) => `${e.cmd}:${e.messageId}`), ['pubrel:3'])
 })
 
-test('replay drops unsent duplicate entries of one message (overlapping subscriptions)', async () => {
+test('a message matching several subscriptions of one session is queued once', async () => {
   const { p } = make()
   await p.setup({ id: 'b' })
-  const client = { id: 'c' }
-  // aedes enqueues once per matching subscription of the session.
   await p.outgoingEnqueueCombi([{ clientId: 'c' }, { clientId: 'c' }], packet('a/b', 'once', { brokerId: 'b', brokerCounter: 1 }))
   await p.outgoingEnqueueCombi([{ clientId: 'c' }], packet('a/b', 'next', { brokerId: 'b', brokerCounter: 2 }))
-  assert.equal(p.queuedFor('c'), 3)
-  const replay: StoredPacket[] = []
-  for await (const e of p.outgoingStream(client)) replay.push(e as StoredPacket)
-  assert.deepEqual(replay.map((e) => e.payload.toString()), ['once', 'next'])
-  assert.equal(p.queuedFor('c'), 2)
+  assert.deepEqual(p.queue('c').map((e) => e.payload.toString()), ['once', 'next'])
   assert.equal(p.queuedCount, 2)
+})
+
+test('the ledger: a copy of a message queued lately is not queued again, also after it was acknowledged', async () => {
+  const { p } = make()
+  await p.setup({ id: 'b' })
+  const c = { id: 'c' }
+  await p.outgoingEnqueue({ clientId: 'c' }, packet('t', 'm', { brokerId: 'origin@1', brokerCounter: 5 }))
+  assert.equal(p.enqueueFor('c', packet('t', 'm', { brokerId: 'origin@1', brokerCounter: 5 })).queued, false, 'a second copy')
+  await p.outgoingUpdate(c, packet('t', 'm', { brokerId: 'origin@1', brokerCounter: 5, messageId: 1 }))
+  await p.outgoingClearMessageId(c, { messageId: 1 })
+  assert.equal(p.queuedFor('c'), 0)
+  assert.equal(p.enqueueFor('c', packet('t', 'm', { brokerId: 'origin@1', brokerCounter: 5 })).queued, false, 'a late copy of a delivered message')
+  assert.equal(p.enqueueFor('c', packet('t', 'm', { brokerId: 'origin@2', brokerCounter: 5 })).queued, true, 'another process, another message')
+})
+
+test('no-local: a session does not queue its own message unless another of its subscriptions wants it', async () => {
+  const { p } = make()
+  await p.setup({ id: 'b' })
+  await p.outgoingEnqueueCombi([{ clientId: 'me', nl: true } as never, { clientId: 'other' }], packet('t', 'x', { brokerId: 'b', brokerCounter: 1, clientId: 'me' }))
+  assert.equal(p.queuedFor('me'), 0)
+  assert.equal(p.queuedFor('other'), 1)
+  await p.outgoingEnqueueCombi([{ clientId: 'me', nl: true } as never, { clientId: 'me' }], packet('t', 'y', { brokerId: 'b', brokerCounter: 2, clientId: 'me' }))
+  assert.equal(p.queuedFor('me'), 1)
 })
 
 test('a message aedes will not send is cleared by its stamp, never as "the first one without a packet id"', async () => {
@@ -146,22 +163,51 @@ test('a message aedes will not send is cleared by its stamp, never as "the first
   const c = { id: 'c' }
   await p.outgoingEnqueue({ clientId: 'c' }, packet('t', 'old', { retain: false, brokerId: 'b', brokerCounter: 1 }))
   await p.outgoingEnqueue({ clientId: 'c' }, packet('t', 'new', { retain: false, brokerId: 'b', brokerCounter: 2 }))
-  // aedes' deliverQoS when authorizeForward says no: the live packet, no packet id.
   const cleared = await p.outgoingClearMessageId(c, { brokerId: 'b', brokerCounter: 2 })
   assert.equal(cleared?.payload.toString(), 'new')
   assert.equal(await p.outgoingClearMessageId(c, {}), undefined)
-  assert.deepEqual(p.exportQueue('c').map((e) => e.payload.toString()), ['old'])
-  assert.equal(p.waitingAt('c', { brokerId: 'b', brokerCounter: 1 }), 0)
-  await p.outgoingUpdate(c, { ...packet('t', 'old', { retain: false, brokerId: 'b', brokerCounter: 1 }), messageId: 9 })
-  assert.equal(p.waitingAt('c', { brokerId: 'b', brokerCounter: 1 }), -1, 'sent: no longer waiting')
+  assert.deepEqual(p.exportQueue('c').queue.map((e) => e.payload.toString()), ['old'])
 })
 
-test('a message queued before the first entry a predicate picks keeps the publisher order; its name (msgId) is kept', async () => {
+test('a late copy queued before the first waiting entry a predicate picks keeps its publisher\'s order', async () => {
   const { p } = make()
   await p.setup({ id: 'b' })
-  await p.outgoingEnqueue({ clientId: 'c' }, packet('t', '1', { brokerId: 'b', brokerCounter: 1, msgId: 'P/1' }))
-  await p.outgoingEnqueue({ clientId: 'c' }, packet('t', '3', { brokerId: 'b', brokerCounter: 3, msgId: 'P/3' }))
-  p.enqueueBefore('c', packet('t', '2', { brokerId: 'x', brokerCounter: 7, msgId: 'P/2' }), (e) => e.msgId === 'P/3')
-  p.enqueueBefore('c', packet('t', '4', { brokerId: 'x', brokerCounter: 8, msgId: 'P/4' }), () => false)
-  assert.deepEqual(p.exportQueue('c').map((e) => `${e.payload.toString()}:${e.msgId}`), ['1:P/1', '2:P/2', '3:P/3', '4:P/4'])
+  await p.outgoingEnqueue({ clientId: 'c' }, packet('t', '1', { brokerId: 'P@1', brokerCounter: 1 }))
+  await p.outgoingEnqueue({ clientId: 'c' }, packet('t', '3', { brokerId: 'P@1', brokerCounter: 3 }))
+  p.enqueueFor('c', packet('t', '2', { brokerId: 'P@1', brokerCounter: 2 }), (e) => e.brokerId === 'P@1' && (e.brokerCounter ?? 0) > 2)
+  p.enqueueFor('c', packet('t', '4', { brokerId: 'P@1', brokerCounter: 4 }), () => false)
+  assert.deepEqual(p.queue('c').map((e) => e.payload.toString()), ['1', '2', '3', '4'])
+})
+
+test('a session ends whole: a clean start drops its subscriptions, queue, ledger and incoming QoS 2 state', async () => {
+  const { p } = make()
+  await p.setup({ id: 'b' })
+  const c = { id: 'c' }
+  await p.addSubscriptions(c, [{ topic: 't', qos: 1 }])
+  await p.outgoingEnqueue({ clientId: 'c' }, packet('t', 'm', { brokerId: 'b', brokerCounter: 1 }))
+  await p.incomingStorePacket(c, { cmd: 'publish', topic: 't', payload: Buffer.from('x'), qos: 2, messageId: 4 })
+  assert.equal(p.hasSession('c'), true)
+  await p.cleanSubscriptions(c)
+  assert.equal(p.hasSession('c'), false)
+  assert.equal(p.queuedFor('c'), 0)
+  await assert.rejects(p.incomingGetPacket(c, { messageId: 4 }), /no such packet/)
+  assert.equal(p.enqueueFor('c', packet('t', 'm', { brokerId: 'b', brokerCounter: 1 })).queued, true, 'the ledger went with it')
+})
+
+test('a session exported and imported elsewhere keeps its queue state, ledger and incoming identifiers', async () => {
+  const a = make().p
+  const b = make().p
+  await a.setup({ id: 'a@1' })
+  await b.setup({ id: 'b@1' })
+  const c = { id: 'c' }
+  await a.addSubscriptions(c, [{ topic: 't/#', qos: 2 }])
+  await a.outgoingEnqueue({ clientId: 'c' }, packet('t/x', 'sent', { brokerId: 'a@1', brokerCounter: 1, qos: 2 }))
+  await a.outgoingEnqueue({ clientId: 'c' }, packet('t/x', 'waiting', { brokerId: 'a@1', brokerCounter: 2, qos: 2 }))
+  await a.outgoingUpdate(c, packet('t/x', 'sent', { brokerId: 'a@1', brokerCounter: 1, qos: 2, messageId: 7 }))
+  await a.incomingStorePacket(c, { cmd: 'publish', topic: 'u', payload: Buffer.from('x'), qos: 2, messageId: 9 })
+  await b.importSession('c', await a.exportSession('c'))
+  assert.deepEqual(b.queue('c').map((e) => `${e.payload.toString()}:${e.messageId ?? '-'}`), ['sent:7', 'waiting:-'])
+  assert.deepEqual((await b.subscriptionsByClient(c)).map((s) => s.topic), ['t/#'])
+  assert.equal((await b.incomingGetPacket(c, { messageId: 9 })).messageId, 9)
+  assert.equal(b.enqueueFor('c', packet('t/x', 'sent', { brokerId: 'a@1', brokerCounter: 1 })).queued, false, 'the ledger came along')
 })

@@ -9,15 +9,25 @@
 //   sealed = cipher.seal(records)        (AES-GCM with the cluster key, or plain)
 //   record = HELLO  0x01 | len (uint32) | JSON
 //          | DATA   0x02 | seq (uint48) | len (uint32) | payload    seq 0: unreliable
-//          | ACK    0x03 | seq (uint48)                             cumulative
+//          | ACK    0x03 | seq (uint48)                             cumulative: received
 //          | PING   0x04
 //          | REFUSE 0x05 | len (uint32) | JSON {code, message}
+//          | HOLD   0x06 | seq (uint48) | len (uint32) | payload    a DATA the receiver settles (see below)
+//          | HELD   0x07 | upTo (uint48) | n (uint16) | seq (uint48) x n
+//
+// ACK says a message arrived; HELD says the receiver is done with a HOLD
+// message (a publish: queued for its sessions and, where the cluster asks,
+// held by a second node). Every HOLD message up to `upTo`, and the `n` listed
+// above it, are settled. The sender keeps a HOLD message until it is held,
+// not just received: that is what a publisher's acknowledgement waits for,
+// and what is handed to whoever takes over the sessions of a receiver that
+// died first (rescue).
 //
 // A frame carries a batch of records, so a burst costs one seal and one
 // write. Nothing in a frame is parsed before the cipher authenticated it.
 
 export const PREAMBLE = Buffer.from('BHDP', 'latin1')
-export const LINK_PROTOCOL_VERSION = 1
+export const LINK_PROTOCOL_VERSION = 2
 
 /** Seals and opens frames; the membership Keyring fits this shape. */
 export interface FrameCipher {
@@ -49,8 +59,9 @@ export interface Refuse { code: string, message: string }
 
 export type LinkRecord =
   | { type: 'hello', hello: Hello }
-  | { type: 'data', seq: number, payload: Buffer }
+  | { type: 'data', seq: number, payload: Buffer, hold: boolean }
   | { type: 'ack', seq: number }
+  | { type: 'held', upTo: number, seqs: number[] }
   | { type: 'ping' }
   | { type: 'refuse', refuse: Refuse }
 
@@ -59,6 +70,11 @@ const T_DATA = 0x02
 const T_ACK = 0x03
 const T_PING = 0x04
 const T_REFUSE = 0x05
+const T_HOLD = 0x06
+const T_HELD = 0x07
+
+/** Most settled sequence numbers listed in one HELD record; more go in the next. */
+export const MAX_HELD_LIST = 4096
 
 /** Header size of a DATA record: type, seq, length. */
 export const DATA_HEADER = 1 + 6 + 4
@@ -76,9 +92,9 @@ export class LinkProtocolError extends Error {
   }
 }
 
-/** Writes a DATA record header at `offset` of `buf`. */
-export function writeDataHeader (buf: Buffer, offset: number, seq: number, length: number): number {
-  buf[offset] = T_DATA
+/** Writes a DATA (or HOLD) record header at `offset` of `buf`. */
+export function writeDataHeader (buf: Buffer, offset: number, seq: number, length: number, hold = false): number {
+  buf[offset] = hold ? T_HOLD : T_DATA
   buf.writeUIntBE(seq, offset + 1, 6)
   buf.writeUInt32BE(length, offset + 7)
   return offset + DATA_HEADER
@@ -95,9 +111,17 @@ export function encodeRecord (r: LinkRecord): Buffer {
       return b
     }
     case 'ping': return Buffer.from([T_PING])
+    case 'held': {
+      const b = Buffer.allocUnsafe(9 + 6 * r.seqs.length)
+      b[0] = T_HELD
+      b.writeUIntBE(r.upTo, 1, 6)
+      b.writeUInt16BE(r.seqs.length, 7)
+      r.seqs.forEach((seq, i) => b.writeUIntBE(seq, 9 + 6 * i, 6))
+      return b
+    }
     case 'data': {
       const b = Buffer.allocUnsafe(DATA_HEADER + r.payload.length)
-      writeDataHeader(b, 0, r.seq, r.payload.length)
+      writeDataHeader(b, 0, r.seq, r.payload.length, r.hold)
       r.payload.copy(b, DATA_HEADER)
       return b
     }
@@ -131,14 +155,28 @@ export function decodeRecords (plain: Buffer): LinkRecord[] {
   while (off < plain.length) {
     const type = plain[off++]
     switch (type) {
-      case T_DATA: {
+      case T_DATA:
+      case T_HOLD: {
         need(10)
         const seq = plain.readUIntBE(off, 6)
         const len = plain.readUInt32BE(off + 6)
         off += 10
         need(len)
-        out.push({ type: 'data', seq, payload: plain.subarray(off, off + len) })
+        if (type === T_HOLD && seq === 0) throw new LinkProtocolError('decode', 'a hold record needs a sequence number')
+        out.push({ type: 'data', seq, payload: plain.subarray(off, off + len), hold: type === T_HOLD })
         off += len
+        break
+      }
+      case T_HELD: {
+        need(8)
+        const upTo = plain.readUIntBE(off, 6)
+        const n = plain.readUInt16BE(off + 6)
+        off += 8
+        need(6 * n)
+        const seqs: number[] = []
+        for (let i = 0; i < n; i++) seqs.push(plain.readUIntBE(off + 6 * i, 6))
+        off += 6 * n
+        out.push({ type: 'held', upTo, seqs })
         break
       }
       case T_ACK:

@@ -1,5 +1,6 @@
-// The cluster data plane's building blocks (composed into the node by
-// ../data-plane.ts; docs/data-plane.md describes how they fit).
+// The cluster data plane: its composition (data-plane.ts) and the building
+// blocks others may use (docs/data-plane.md describes how they fit).
+export { DataPlane, type DataPlaneOptions, type DataPlaneMembership, type MessageFromEvent } from './data-plane.js'
 export { HybridLogicalClock, ClockDriftError, compareStamps, encodeStamp, decodeStamp, type Stamp, type HlcOptions } from './hlc.js'
 export {
   RetainedStore, diffBuckets,
@@ -17,7 +18,7 @@ export { RetainedSync, type RetainedSyncStats, type RetainedSyncOptions } from '
 export { encodeMessage, decodeMessage, MessageDecodeError, type DataPlaneMessage, type ForwardedPublish, type PublishProperties } from './messages.js'
 export { registerDataPlaneMetrics, type DataPlaneSources, type SessionReplicationStats } from './metrics.js'
 export {
-  SessionFetch, checkSession, isEmptySession, bestSession, queueKey,
+  SessionFetch, checkSession, isEmptySession, bestSession,
   type SessionAnswer, type TransferredSession, type TransferredSubscription, type TransferredPacket
 } from './session-transfer.js'
 export {

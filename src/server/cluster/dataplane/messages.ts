@@ -2,9 +2,11 @@
 // The link moves opaque bytes; this file gives them meaning.
 //
 //   message = kind (uint8) | body
-//   str8/str16 = length (uint8/uint16 BE) | UTF-8;  bytes = length (uint32 BE) | bytes
-//   PUBLISH       0x01 flags (uint8: qos bits 0-1, retain 2, plain 3) | origin str16 | id (float64 BE) | topic str16
-//                      | shared count (uint16) | shared keys str16... | properties bytes (JSON, empty: none) | payload bytes
+//   str16 = length (uint16 BE) | UTF-8;  bytes = length (uint32 BE) | bytes
+//   PUBLISH       0x01 flags (uint8: qos bits 0-1, retain 2, plain 3, expiry 4) | origin str16
+//                      | brokerId str16 | brokerCounter (float64 BE) | [messageExpiry (float64 BE) if flag 4]
+//                      | topic str16 | shared count (uint16) | shared keys str16... | sessions count (uint16)
+//                      | client ids str16... | properties bytes (JSON, empty: none) | payload bytes
 //   RETAINED      0x02 entry
 //   ROUTE_DELTA   0x03 JSON bytes {version, filter, count}
 //   ROUTE_TABLE   0x04 JSON bytes {version, filters}
@@ -14,24 +16,27 @@
 //   SYNC_ENTRIES  0x08 JSON bytes {round} | entry count (uint32) | entries
 //   CLIENT_CONNECTED 0x09 JSON bytes {clientId, stamp}   (one session per client id)
 //   SESSION_REQUEST  0x0A JSON bytes {requestId, clientId, stamp, resume}   (session move, session-transfer.ts)
-//   SESSION_TRANSFER 0x0B JSON bytes {requestId, clientId, session: null | {stamp, subscriptions, queue}, replica?}
+//   SESSION_TRANSFER 0x0B JSON bytes {requestId, clientId, session: null | {stamp, subscriptions, queue, ledger, incoming, rescueFrom?}, replica?}
 //   SESSION_ACK      0x0C JSON bytes {requestId, clientId}
-//   REPLICA          0x0D JSON bytes {ops: [{clientId, op, ...}]}   (session replicas, session-replica.ts)
-//   RESCUE           0x0E JSON bytes {requestId, source} | the PUBLISH body   (what a dead home may not have queued)
-//   RESCUE_REQUEST   0x0F JSON bytes {from, requestId, live?}
+//   REPLICA          0x0D JSON bytes {ops: [{clientId, op, ...}]}   (session replicas, replica-store.ts)
+//   RESCUE           0x0E JSON bytes {requestId} | the PUBLISH body   (what a dead node never settled)
+//   RESCUE_REQUEST   0x0F JSON bytes {from, requestId}
 //   RESCUE_DONE      0x10 JSON bytes {requestId}
-//   SESSION_TAIL     0x11 JSON bytes {clientId, packets, sources}
+//   BARRIER_REQUEST  0x11 JSON bytes {id, from}   (a session moved away from `from`)
+//   BARRIER_DONE     0x12 JSON bytes {id}
 //   entry = topic str16 | stamp str16 (encodeStamp) | qos uint8 | properties bytes | payload bytes
 //
 // Publishes and retained entries are binary (payloads are not copied into
 // JSON); control messages are JSON, readable in a capture. MQTT 5 properties
 // travel as JSON with Buffers (correlation data) as {"$b64": "..."};
-// hop-local properties (topic alias, subscription identifiers) are dropped:
-// the delivering node sets them per subscriber.
+// hop-local properties (topic alias, subscription identifiers, the Message
+// Expiry Interval, which travels as the absolute `messageExpiry` so time in
+// transit and in queues counts) are dropped: the delivering node sets them
+// per subscriber.
 import { decodeStamp, encodeStamp, type Stamp } from './hlc.js'
 import type { BucketSummary, Qos, RetainedEntry } from './retained-store.js'
 import type { RouteDelta, RouteTable } from './routing-table.js'
-import { checkPacket, checkSession, type TransferredPacket, type TransferredSession } from './session-transfer.js'
+import { checkSession, type TransferredSession } from './session-transfer.js'
 import { checkReplicaOp, encodeReplicaOp, type ClientReplicaOp } from './replica-store.js'
 
 /** MQTT 5 PUBLISH properties that cross a hop (section 3.3.2.3). */
@@ -41,22 +46,22 @@ export type PublishProperties = Record<string, unknown>
 export interface ForwardedPublish {
   /** The node the client published on (the bus channels' `Node`). */
   origin: string
-  /**
-   * The message's number on its sending process (its aedes counter; 0:
-   * none). With that process's id (the link HELLO's), it names the message
-   * across the cluster: a session moving between nodes gets each message once
-   * (StoredPacket.msgId).
-   */
-  id: number
+  /** The message's stamp (message-stamp.ts): its identity, kept on every node it reaches. */
+  brokerId: string
+  brokerCounter: number
   topic: string
   payload: Buffer
   qos: Qos
   retain: boolean
   properties?: PublishProperties
+  /** Absolute expiry (ms since the epoch) of a message with a Message Expiry Interval. */
+  messageExpiry?: number
   /** Deliver to the receiving node's ordinary (non-shared) subscribers. */
   plain: boolean
   /** `$share/g/f` keys for which the receiving node was picked to deliver to one of its members. */
   shared: string[]
+  /** Queue it for these sessions only (late copies for a session that moved to the receiver). */
+  sessions: string[]
 }
 
 export type DataPlaneMessage =
@@ -82,27 +87,22 @@ export type DataPlaneMessage =
   | { kind: 'session-ack', requestId: string, clientId: string }
   /** Changes of sessions whose home is the sender, for the replicas the receiver holds, in order. */
   | { kind: 'replica', ops: ClientReplicaOp[] }
-  /**
-   * A publish the sender had sent lately to a home that died (or
-   * restarted), answering the receiver's rescue-request `requestId` for the
-   * sessions it took over from that home. `source` names the original send
-   * (`sender/link incarnation/seq`), which the dead home reported in its
-   * replica operations for what it did enqueue.
-   */
-  | { kind: 'rescue', requestId: string, source: string, publish: ForwardedPublish }
-  /** The sender takes over sessions whose home `from` died: send it your rescues for `from`, with `requestId`. */
-  | { kind: 'rescue-request', from: string, requestId: string, live?: boolean }
-  /**
-   * What the old home of a moved session queued for it after the snapshot
-   * it sent (published on it, or reaching it, in the instant of the move):
-   * `sources[i]` names packet i's send from a peer, if it came from one.
-   */
-  | { kind: 'session-tail', clientId: string, packets: TransferredPacket[], sources: Array<string | null> }
+  /** A publish the sender had sent to `from` (rescue-request `requestId`), which died before settling it. */
+  | { kind: 'rescue', requestId: string, publish: ForwardedPublish }
+  /** The sender takes over sessions of `from`, which died (or restarted): send your unsettled publishes to it. */
+  | { kind: 'rescue-request', from: string, requestId: string }
   /** The sender sent every rescue it had for request `requestId`. */
   | { kind: 'rescue-done', requestId: string }
+  /**
+   * A session moved from `from` to the sender: answer barrier-done once
+   * everything you sent `from` so far is settled there (so every late copy
+   * reached the sender through `from`).
+   */
+  | { kind: 'barrier-request', id: string, from: string }
+  | { kind: 'barrier-done', id: string }
 
-const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13, rescue: 14, 'rescue-request': 15, 'rescue-done': 16, 'session-tail': 17 } as const
-const HOP_LOCAL = new Set(['topicAlias', 'subscriptionIdentifier'])
+const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13, rescue: 14, 'rescue-request': 15, 'rescue-done': 16, 'barrier-request': 17, 'barrier-done': 18 } as const
+const HOP_LOCAL = new Set(['topicAlias', 'subscriptionIdentifier', 'messageExpiryInterval'])
 
 /** A DATA payload that is not a valid data-plane message (counted; the link stays up). */
 export class MessageDecodeError extends Error {
@@ -197,10 +197,11 @@ export function encodeMessage (m: DataPlaneMessage): Buffer {
   w.u8(KIND[m.kind])
   switch (m.kind) {
     case 'publish': writePublish(w, m.publish); break
-    case 'rescue': w.json({ requestId: m.requestId, source: m.source }); writePublish(w, m.publish); break
+    case 'rescue': w.json({ requestId: m.requestId }); writePublish(w, m.publish); break
     case 'rescue-done': w.json({ requestId: m.requestId }); break
-    case 'session-tail': w.json({ clientId: m.clientId, packets: m.packets, sources: m.sources }); break
-    case 'rescue-request': w.json({ from: m.from, requestId: m.requestId, ...(m.live === true ? { live: true } : {}) }); break
+    case 'rescue-request': w.json({ from: m.from, requestId: m.requestId }); break
+    case 'barrier-request': w.json({ id: m.id, from: m.from }); break
+    case 'barrier-done': w.json({ id: m.id }); break
     case 'retained': writeEntry(w, m.entry); break
     case 'route-delta': w.json(m.delta); break
     case 'route-table': w.json(m.table); break
@@ -235,18 +236,6 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
   let m: DataPlaneMessage
   switch (kind) {
     case KIND.publish: m = { kind: 'publish', publish: readPublish(r) }; break
-    case KIND['session-tail']: {
-      const h = object(r.json())
-      if (typeof h.clientId !== 'string' || !Array.isArray(h.packets) || !Array.isArray(h.sources) || h.sources.length !== h.packets.length ||
-        !h.sources.every((x) => x === null || typeof x === 'string')) throw new MessageDecodeError('bad session-tail')
-      try {
-        h.packets.forEach(checkPacket)
-      } catch (err) {
-        throw new MessageDecodeError(`bad session-tail: ${(err as Error).message}`)
-      }
-      m = { kind: 'session-tail', clientId: h.clientId, packets: h.packets as TransferredPacket[], sources: h.sources as Array<string | null> }
-      break
-    }
     case KIND['rescue-done']: {
       const h = object(r.json())
       if (typeof h.requestId !== 'string') throw new MessageDecodeError('bad rescue-done')
@@ -256,13 +245,25 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
     case KIND['rescue-request']: {
       const h = object(r.json())
       if (typeof h.from !== 'string' || typeof h.requestId !== 'string') throw new MessageDecodeError('bad rescue-request')
-      m = { kind: 'rescue-request', from: h.from, requestId: h.requestId, ...(h.live === true ? { live: true } : {}) }
+      m = { kind: 'rescue-request', from: h.from, requestId: h.requestId }
+      break
+    }
+    case KIND['barrier-request']: {
+      const h = object(r.json())
+      if (typeof h.id !== 'string' || typeof h.from !== 'string') throw new MessageDecodeError('bad barrier-request')
+      m = { kind: 'barrier-request', id: h.id, from: h.from }
+      break
+    }
+    case KIND['barrier-done']: {
+      const h = object(r.json())
+      if (typeof h.id !== 'string') throw new MessageDecodeError('bad barrier-done')
+      m = { kind: 'barrier-done', id: h.id }
       break
     }
     case KIND.rescue: {
       const h = object(r.json())
-      if (typeof h.requestId !== 'string' || typeof h.source !== 'string') throw new MessageDecodeError('bad rescue')
-      m = { kind: 'rescue', requestId: h.requestId, source: h.source, publish: readPublish(r) }
+      if (typeof h.requestId !== 'string') throw new MessageDecodeError('bad rescue')
+      m = { kind: 'rescue', requestId: h.requestId, publish: readPublish(r) }
       break
     }
     case KIND.retained: m = { kind: 'retained', entry: readEntry(r) }; break
@@ -360,12 +361,17 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
 }
 
 function writePublish (w: Writer, p: ForwardedPublish): void {
-  w.u8((p.qos & 3) | (p.retain ? 4 : 0) | (p.plain ? 8 : 0))
+  const expiry = p.messageExpiry !== undefined
+  w.u8((p.qos & 3) | (p.retain ? 4 : 0) | (p.plain ? 8 : 0) | (expiry ? 16 : 0))
   w.str16(p.origin)
-  w.f64(p.id)
+  w.str16(p.brokerId)
+  w.f64(p.brokerCounter)
+  if (expiry) w.f64(p.messageExpiry!)
   w.str16(p.topic)
   w.u16(p.shared.length)
   for (const s of p.shared) w.str16(s)
+  w.u16(p.sessions.length)
+  for (const s of p.sessions) w.str16(s)
   writeProperties(w, p.properties)
   w.bytes(p.payload)
 }
@@ -373,16 +379,25 @@ function writePublish (w: Writer, p: ForwardedPublish): void {
 function readPublish (r: Reader): ForwardedPublish {
   const flags = r.u8()
   const qos = flags & 3
-  if (qos === 3 || (flags & ~15) !== 0) throw new MessageDecodeError('bad publish flags')
+  if (qos === 3 || (flags & ~31) !== 0) throw new MessageDecodeError('bad publish flags')
   const origin = r.str16()
-  const id = r.f64()
-  if (!Number.isSafeInteger(id) || id < 0) throw new MessageDecodeError('bad publish id')
+  const brokerId = r.str16()
+  const brokerCounter = r.f64()
+  if (!Number.isSafeInteger(brokerCounter) || brokerCounter < 0) throw new MessageDecodeError('bad publish stamp')
+  const messageExpiry = (flags & 16) !== 0 ? r.f64() : undefined
+  if (messageExpiry !== undefined && !Number.isFinite(messageExpiry)) throw new MessageDecodeError('bad publish expiry')
   const topic = r.str16()
   const shared: string[] = []
   for (let n = r.u16(); n > 0; n--) shared.push(r.str16())
+  const sessions: string[] = []
+  for (let n = r.u16(); n > 0; n--) sessions.push(r.str16())
   const properties = readProperties(r)
   const payload = r.bytes()
-  return { origin, id, topic, payload, qos: qos as Qos, retain: (flags & 4) !== 0, plain: (flags & 8) !== 0, shared, ...(properties === undefined ? {} : { properties }) }
+  return {
+    origin, brokerId, brokerCounter, topic, payload, qos: qos as Qos, retain: (flags & 4) !== 0, plain: (flags & 8) !== 0, shared, sessions,
+    ...(properties === undefined ? {} : { properties }),
+    ...(messageExpiry === undefined ? {} : { messageExpiry })
+  }
 }
 
 /** Properties: a zero length means none (JSON is at least 2 bytes). */

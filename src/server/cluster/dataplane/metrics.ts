@@ -16,11 +16,15 @@ export interface DataPlaneSources {
   routes: () => number
   retained: () => { count: number, bytes: number, tombstones: number, refused: number }
   sync: () => RetainedSyncStats
-  /** Session replication (../session-replication.ts). */
+  /** Session replication (session-replication.ts). */
   sessions: () => SessionReplicationStats
+  /** Acknowledgements sent without a second node's confirmation, by reason (forwarding.ts). */
+  acks: () => Record<'peer-gone' | 'timeout', number>
+  /** Moved sessions whose delivery started when every peer confirmed, or by timeout (session-moves.ts). */
+  moves: () => { barriers: number, timeout: number }
 }
 
-/** The figures ../session-replication.ts keeps (structurally; this folder does not import the composition). */
+/** The figures session-replication.ts keeps. */
 export interface SessionReplicationStats {
   replicasHeld: number
   replicaQueued: number
@@ -164,5 +168,21 @@ export function registerDataPlaneMetrics (registry: Registry, live: DataPlaneSou
   const rescuedSeen = new Map<string, number>()
   new Counter({ name: 'broker_cluster_rescued_messages_total', help: 'Publishes a dead node never acknowledged, queued here for the sessions taken over from it', registers: [registry], collect () { follow(this, rescuedSeen, {}, live.sessions().rescued) } })
   const willsSeen = new Map<string, number>()
+  const acksSeen = new Map<string, number>()
+  new Counter({
+    name: 'broker_cluster_acks_unreplicated_total',
+    help: 'QoS 1/2 acknowledgements sent without a second node confirming it holds the message (cluster.ack_after: replicated), by reason: peer-gone (declared dead, left or restarted; its unsettled messages wait for rescue), timeout (cluster.ack_timeout)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect () { for (const [reason, n] of Object.entries(live.acks())) follow(this, acksSeen, { reason }, n) }
+  })
+  const movesSeen = new Map<string, number>()
+  new Counter({
+    name: 'broker_cluster_moves_settled_total',
+    help: 'Sessions that arrived here and started receiving, by how their delivery was released: barrier (every peer confirmed nothing was still on its way to the old home), timeout (after 1 s without that)',
+    labelNames: ['by'],
+    registers: [registry],
+    collect () { const m = live.moves(); follow(this, movesSeen, { by: 'barrier' }, m.barriers); follow(this, movesSeen, { by: 'timeout' }, m.timeout) }
+  })
   new Counter({ name: 'broker_cluster_orphan_wills_published_total', help: 'Wills of clients whose node died, published by this node as their replica holder', registers: [registry], collect () { follow(this, willsSeen, {}, live.sessions().willsPublished) } })
 }

@@ -12,11 +12,20 @@
 //   restarted node has never seen.
 // - Unreliable messages (QoS 0) share the ordered stream but are not kept:
 //   when the link is down or the send buffer is full they are shed (counted).
-// - Memory is bounded: unacked reliable bytes plus queued unreliable bytes
-//   stay under maxBufferedBytes. Past it, send() sheds unreliable messages and
-//   answers 'backpressure' for reliable ones (not queued: the caller holds the
-//   message and waits for whenWritable(), which is how a slow peer slows
-//   the publishers instead of growing the heap).
+// - Held messages (publishes) are reliable messages the receiver settles when
+//   it is done with them (settle()); the sender keeps each until its HELD
+//   report (frame-codec.ts), not just its ACK: whenHeld() is what a
+//   publisher's acknowledgement waits for, and unheld() is what a node taking
+//   over the receiver's sessions asks for when the receiver died first. A
+//   receiver that restarts (a new `process` in its HELLO) settles nothing of
+//   its predecessor's: those messages are handed to onRestart and not sent
+//   to the new process.
+// - Memory is bounded: unacked reliable bytes plus held messages not yet
+//   settled plus queued unreliable bytes stay under maxBufferedBytes. Past
+//   it, send() sheds unreliable messages and answers 'backpressure' for held
+//   ones (not queued: the caller holds the message and waits for
+//   whenWritable(), which is how a slow peer slows the publishers instead of
+//   growing the heap).
 // - Batching: messages sent in one turn of the event loop leave in one frame
 //   and one write (flushed on setImmediate: a lone message waits for no timer).
 // - One link per pair: the node whose name sorts lower dials and redials with
@@ -24,7 +33,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
 import {
-  DATA_HEADER, FrameDecoder, LINK_PROTOCOL_VERSION, LinkProtocolError, MAX_SEQ, PREAMBLE,
+  DATA_HEADER, FrameDecoder, LINK_PROTOCOL_VERSION, LinkProtocolError, MAX_HELD_LIST, MAX_SEQ, PREAMBLE,
   decodeRecords, encodeRecord, frame, writeDataHeader,
   type FrameCipher, type Hello, type LinkErrorReason, type LinkRecord
 } from './frame-codec.js'
@@ -33,15 +42,27 @@ export type LinkState = 'idle' | 'connecting' | 'handshaking' | 'up' | 'backoff'
 
 export type SendResult = 'queued' | 'backpressure' | 'shed'
 
+/**
+ * How a message travels: 'unreliable' (QoS 0: shed when the link is down or
+ * full), 'reliable' (kept until acknowledged; 'backpressure' when the buffer
+ * is full), 'held' (as reliable, and kept until the receiver settled it:
+ * publishes, retained entries), 'control' (reliable, never refused: routes,
+ * sync, session operations; small and few).
+ */
+export type SendMode = 'unreliable' | 'reliable' | 'held' | 'control'
+
 export interface DeliveryInfo {
   reliable: boolean
   /**
    * Of a reliable message: the sender's incarnation and its sequence number,
-   * which name this message uniquely (the sender sees the same pair in
-   * `unackedMessages`).
+   * which name this message uniquely.
    */
   source?: { incarnation: string, seq: number }
+  /** A held message: the receiver calls settle(source) when done with it. */
+  hold?: boolean
 }
+
+interface Hold { seq: number, payload: Buffer, acked: boolean, waiters: Array<(held: boolean) => void> }
 
 /** Counters and gauges of one link, read at scrape time by the metrics adapter. */
 export interface LinkStats {
@@ -81,21 +102,16 @@ export interface PeerLinkOptions {
   onMessage: (payload: Buffer, info: DeliveryInfo) => void
   /** Called when a connection finished its handshake: send the full route table here. */
   onUp?: () => void
+  /**
+   * The peer came back as a new process: the held messages its predecessor
+   * never settled (oldest first), which the new process will not get.
+   */
+  onRestart?: (orphans: Array<{ seq: number, payload: Buffer }>) => void
   onStateChange?: (state: LinkState) => void
   /** Bound of unacked reliable bytes plus queued unreliable bytes (default 8 MiB). */
   maxBufferedBytes?: number
   /** Largest single message (default 16 MiB). */
   maxMessageBytes?: number
-  /**
-   * How long reliable messages stay readable (`recentMessages`) after the
-   * peer acknowledged them, bounded by `retainAckedBytes` (default 0: not
-   * kept). An acknowledgement says the peer received a message, not that it
-   * acted on it: if the peer dies right after, whoever takes over its work
-   * asks for these.
-   */
-  retainAckedMs?: number
-  /** Byte bound of the acknowledged messages kept (default 4 MiB). */
-  retainAckedBytes?: number
   /** A batch is cut into frames of about this many bytes (default 256 KiB). */
   frameBytes?: number
   minBackoffMs?: number
@@ -110,7 +126,7 @@ export interface PeerLinkOptions {
   onError?: (err: Error) => void
 }
 
-interface Outgoing { seq: number, payload: Buffer }
+interface Outgoing { seq: number, payload: Buffer, hold: boolean }
 
 /** Which side of a pair dials: the lower name, so there is one link per pair. */
 export function dialsTo (localName: string, peerName: string): boolean {
@@ -123,7 +139,7 @@ export class PeerLink {
   readonly dialer: boolean
   /** This process's sender identity on this link. */
   readonly incarnation = randomBytes(8).toString('hex')
-  private readonly opts: Required<Omit<PeerLinkOptions, 'connect' | 'onUp' | 'onStateChange' | 'onError' | 'process'>> & PeerLinkOptions
+  private readonly opts: Required<Omit<PeerLinkOptions, 'connect' | 'onUp' | 'onStateChange' | 'onError' | 'process' | 'onRestart'>> & PeerLinkOptions
   private stateValue: LinkState = 'idle'
   private socket: Socket | undefined
   private decoder: FrameDecoder | undefined
@@ -133,16 +149,17 @@ export class PeerLink {
   /** Highest sequence ever written to a socket: what is resent below it is a retransmission. */
   private highestWritten = 0
   private readonly unacked: Outgoing[] = []
-  /** Acknowledged reliable messages kept for retainAckedMs (recentMessages). */
-  private readonly retained: Array<Outgoing & { at: number }> = []
-  private retainedHead = 0
-  private retainedBytes = 0
   private unackedHead = 0
   private unackedBytes = 0
+  /** Held messages not yet settled by the peer, in sequence order. */
+  private readonly holds = new Map<number, Hold>()
+  /** Bytes of held messages acknowledged but not yet settled (the unacknowledged ones count in unackedBytes). */
+  private settlingBytes = 0
   /** Records waiting to be written on the current connection (reliable ones are also in unacked). */
   private outbox: Outgoing[] = []
   private outboxUnreliableBytes = 0
   private ackDue = false
+  private heldDue = false
   private pingDue = false
   private flushScheduled: NodeJS.Immediate | undefined
   private waitingDrain = false
@@ -151,12 +168,23 @@ export class PeerLink {
   private ackWaiters: Array<{ seq: number, resolve: (acked: boolean) => void }> = []
   private ackedUpTo = 0
 
+  /**
+   * The last connection was ended by the peer's side (closed, reset, or a
+   * dial refused: nothing listens there), not by our own timeout. A peer
+   * that goes silent instead (paused, partitioned away) leaves it false.
+   */
+  peerClosed = false
+  /** A dial was refused since the link was last up: nothing listens at the peer's address (its process is gone). */
+  refused = false
+
   // receiver side
   private recvIncarnation: string | null = null
   /** The peer's process id from its last HELLO (Hello.process). */
   remoteProcess: string | undefined
-  private readingPaused = false
   private delivered = 0
+  /** Held messages delivered and not yet settled, and the ones settled while an earlier one is not. */
+  private readonly unsettled = new Set<number>()
+  private readonly settledAbove = new Set<number>()
 
   // timers
   private attempt = 0
@@ -180,8 +208,6 @@ export class PeerLink {
     this.opts = {
       maxBufferedBytes: 8 * 1024 * 1024,
       maxMessageBytes: 16 * 1024 * 1024,
-      retainAckedMs: 0,
-      retainAckedBytes: 4 * 1024 * 1024,
       frameBytes: 256 * 1024,
       minBackoffMs: 50,
       maxBackoffMs: 5000,
@@ -215,37 +241,94 @@ export class PeerLink {
     const waiters = this.ackWaiters
     this.ackWaiters = []
     for (const w of waiters) w.resolve(false)
+    for (const h of this.holds.values()) for (const w of h.waiters) w(false)
+    this.holds.clear()
+    this.settlingBytes = 0
   }
 
   /**
-   * Queues a message. Reliable: kept until acknowledged, 'backpressure' (not
-   * queued) when the buffer is full. Unreliable: 'shed' when the link is not
-   * up or the buffer is full. `control` (reliable only) skips the bound: route
-   * deltas and sync messages are small, few, and must not be refused, or a
-   * peer's view of our routes would silently go stale.
+   * Queues a message (see SendMode). 'reliable' and 'held' answer
+   * 'backpressure' (not queued) when the buffer is full; 'unreliable' is
+   * 'shed' then, or when the link is not up; 'control' is always queued:
+   * route deltas, sync and session operations are small and few, and must
+   * not be refused, or a peer's view would silently go stale.
    */
-  send (payload: Buffer, reliable: boolean, control = false): SendResult {
+  send (payload: Buffer, mode: SendMode): SendResult {
     if (payload.length > this.opts.maxMessageBytes) throw new RangeError(`message of ${payload.length} bytes exceeds maxMessageBytes`)
     if (this.stateValue === 'stopped') throw new Error('peer link is stopped')
     const size = payload.length + DATA_HEADER
     const full = this.bufferedBytes > 0 && this.bufferedBytes + size > this.opts.maxBufferedBytes
-    if (!reliable) {
+    if (mode === 'unreliable') {
       if (full || this.stateValue !== 'up') { this.counters.shed++; return 'shed' }
-      this.outbox.push({ seq: 0, payload })
+      this.outbox.push({ seq: 0, payload, hold: false })
       this.outboxUnreliableBytes += size
       this.scheduleFlush()
       return 'queued'
     }
-    if (full && !control) { this.counters.backpressured++; return 'backpressure' }
+    if (full && mode !== 'control') { this.counters.backpressured++; return 'backpressure' }
     if (this.nextSeq > MAX_SEQ) throw new Error('sequence space exhausted')
-    const out = { seq: this.nextSeq++, payload }
+    const out = { seq: this.nextSeq++, payload, hold: mode === 'held' }
     this.unacked.push(out)
     this.unackedBytes += size
+    if (out.hold) this.holds.set(out.seq, { seq: out.seq, payload, acked: false, waiters: [] })
     if (this.stateValue === 'up') {
       this.outbox.push(out)
       this.scheduleFlush()
     }
     return 'queued'
+  }
+
+  /**
+   * Resolves true once the peer settled held message `seq` (or had, or it
+   * was never held), false when the link stops or the peer restarted before
+   * settling it.
+   */
+  whenHeld (seq: number): Promise<boolean> {
+    const h = this.holds.get(seq)
+    if (h === undefined) return Promise.resolve(this.stateValue !== 'stopped' || seq <= this.ackedUpTo)
+    return new Promise((resolve) => h.waiters.push(resolve))
+  }
+
+  /**
+   * Resolves once every held message up to `seq` is settled (true), or the
+   * link stops or the peer restarts first (false).
+   */
+  async whenAllHeld (seq: number): Promise<boolean> {
+    let last: number | undefined
+    for (const h of this.holds.keys()) {
+      if (h > seq) break
+      last = h
+    }
+    if (last === undefined) return this.stateValue !== 'stopped'
+    const waits: Array<Promise<boolean>> = []
+    for (const h of this.holds.keys()) {
+      if (h > seq) break
+      waits.push(this.whenHeld(h))
+    }
+    return (await Promise.all(waits)).every(Boolean)
+  }
+
+  /** Held messages the peer has not settled, oldest first: what a node taking over its sessions asks for when it died. */
+  unheld (): Array<{ seq: number, payload: Buffer }> {
+    return [...this.holds.values()].map((h) => ({ seq: h.seq, payload: h.payload }))
+  }
+
+  /** Held messages not yet settled by the peer. */
+  get unheldCount (): number { return this.holds.size }
+
+  /**
+   * The receiving side is done with held message `source` (see
+   * DeliveryInfo.hold): reported to the sender in the next HELD record.
+   * Ignored for a previous incarnation of the sender.
+   */
+  settle (source: { incarnation: string, seq: number }): void {
+    if (source.incarnation !== this.recvIncarnation || !this.unsettled.delete(source.seq)) return
+    let min = Infinity
+    for (const s of this.unsettled) if (s < min) min = s
+    if (source.seq > min) this.settledAbove.add(source.seq)
+    else for (const s of this.settledAbove) if (s < min) this.settledAbove.delete(s)
+    this.heldDue = true
+    this.scheduleFlush()
   }
 
   /** Sequence number of the last reliable message queued (0: none yet). */
@@ -273,35 +356,10 @@ export class PeerLink {
     await new Promise<void>((resolve) => this.drainWaiters.push(resolve))
   }
 
-  get bufferedBytes (): number { return this.unackedBytes + this.outboxUnreliableBytes }
+  get bufferedBytes (): number { return this.unackedBytes + this.settlingBytes + this.outboxUnreliableBytes }
 
   /** Reliable messages sent and not yet acknowledged. */
   get unackedCount (): number { return this.unacked.length - this.unackedHead }
-
-  /** Reliable messages acknowledged within `retainAckedMs`, then the unacknowledged ones, oldest first. */
-  recentMessages (): Array<{ seq: number, payload: Buffer }> {
-    this.trimRetained(Date.now())
-    return [...this.retained.slice(this.retainedHead).map((o) => ({ seq: o.seq, payload: o.payload })), ...this.unackedMessages()]
-  }
-
-  private trimRetained (now: number): void {
-    const { retainAckedMs, retainAckedBytes } = this.opts
-    while (this.retainedHead < this.retained.length) {
-      const o = this.retained[this.retainedHead]!
-      if (now - o.at <= retainAckedMs && this.retainedBytes <= retainAckedBytes) break
-      this.retainedBytes -= o.payload.length
-      this.retainedHead++
-    }
-    if (this.retainedHead > 1024 && this.retainedHead * 2 > this.retained.length) {
-      this.retained.splice(0, this.retainedHead)
-      this.retainedHead = 0
-    }
-  }
-
-  /** Reliable messages the peer has not acknowledged, oldest first (copies of the list; payloads shared). */
-  unackedMessages (): Array<{ seq: number, payload: Buffer }> {
-    return this.unacked.slice(this.unackedHead).map((o) => ({ seq: o.seq, payload: o.payload }))
-  }
 
   stats (): LinkStats {
     let unreliableQueued = 0
@@ -313,23 +371,6 @@ export class PeerLink {
       queueDepth: this.unackedCount + unreliableQueued,
       bufferedBytes: this.bufferedBytes
     }
-  }
-
-  /**
-   * Stops reading from the peer (the receiver's own queue is full): the
-   * peer's send buffer then fills and its publishers wait, instead of our
-   * heap growing. Silence from the peer is not idleness while paused.
-   */
-  pauseReading (): void {
-    this.readingPaused = true
-    this.socket?.pause()
-  }
-
-  resumeReading (): void {
-    if (!this.readingPaused) return
-    this.readingPaused = false
-    this.lastReceived = Date.now()
-    this.socket?.resume()
   }
 
   /** Drops the current connection (tests, and an operator's "reset link"); the link reconnects. */
@@ -390,8 +431,19 @@ export class PeerLink {
     if (preambleRead) this.decoder.push(PREAMBLE)
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.onData(socket, chunk))
-    socket.on('error', (err) => { if (socket === this.socket) this.opts.onError?.(err) })
-    socket.once('close', () => { if (socket === this.socket) this.onClosed(socket) })
+    socket.on('error', (err) => {
+      if (socket !== this.socket) return
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ECONNREFUSED' || code === 'ECONNRESET') this.peerClosed = true
+      if (code === 'ECONNREFUSED') this.refused = true
+      this.opts.onError?.(err)
+    })
+    socket.once('close', () => {
+      if (socket !== this.socket) return
+      // Closed under us, not by dropConnection or fail (which forget the socket first).
+      this.peerClosed = true
+      this.onClosed(socket)
+    })
     this.lastReceived = Date.now()
     this.handshakeTimer = setTimeout(() => {
       if (socket === this.socket && this.stateValue !== 'up') this.fail(socket, new LinkProtocolError('handshake', 'handshake timed out'))
@@ -418,14 +470,22 @@ export class PeerLink {
   private connectionUp (hello: Hello): void {
     clearTimeout(this.handshakeTimer)
     this.checkHello(hello)
+    this.peerClosed = false
+    this.refused = false
+    const before = this.remoteProcess
     this.remoteProcess = hello.process
+    if (before !== undefined && hello.process !== undefined && before !== hello.process) this.orphanHolds()
     if (hello.incarnation !== this.recvIncarnation) {
       // A new sender lifetime: its sequence numbers start again.
       this.recvIncarnation = hello.incarnation
       this.delivered = 0
+      this.unsettled.clear()
+      this.settledAbove.clear()
     }
     // What the peer already delivered needs no resending.
     if (hello.recv.incarnation === this.incarnation) this.acknowledge(hello.recv.seq)
+    // Its settlements may have been lost with the last connection: said again.
+    this.heldDue = true
     this.outbox = this.unacked.slice(this.unackedHead)
     this.outboxUnreliableBytes = 0
     for (const o of this.outbox) if (o.seq <= this.highestWritten) this.counters.retransmitted++
@@ -436,7 +496,6 @@ export class PeerLink {
     this.heartbeat = setInterval(() => this.onHeartbeat(), Math.max(10, Math.min(this.opts.pingIntervalMs, this.opts.idleTimeoutMs / 2)))
     this.heartbeat.unref()
     this.setState('up')
-    if (this.readingPaused) this.socket?.pause()
     this.opts.onUp?.()
     this.scheduleFlush()
   }
@@ -445,7 +504,7 @@ export class PeerLink {
     const socket = this.socket
     if (socket === undefined) return
     const now = Date.now()
-    if (!this.readingPaused && now - this.lastReceived > this.opts.idleTimeoutMs) {
+    if (now - this.lastReceived > this.opts.idleTimeoutMs) {
       this.count('idle')
       this.opts.onError?.(new Error(`link to ${this.peerName} idle for ${now - this.lastReceived} ms`))
       this.dropConnection()
@@ -466,6 +525,7 @@ export class PeerLink {
     if (this.flushScheduled !== undefined) { clearImmediate(this.flushScheduled); this.flushScheduled = undefined }
     this.waitingDrain = false
     this.ackDue = false
+    this.heldDue = false
     this.pingDue = false
     // Unreliable messages not yet written are lost with the connection; reliable ones stay in unacked.
     for (const o of this.outbox) if (o.seq === 0) this.counters.shed++
@@ -544,17 +604,22 @@ export class PeerLink {
         if (this.stateValue !== 'up') throw new LinkProtocolError('handshake', 'ack before hello')
         this.acknowledge(r.seq)
         return
+      case 'held':
+        if (this.stateValue !== 'up') throw new LinkProtocolError('handshake', 'held before hello')
+        this.held(r.upTo, r.seqs)
+        return
       case 'data':
         if (this.stateValue !== 'up') throw new LinkProtocolError('handshake', 'data before hello')
         if (r.seq !== 0) {
           if (r.seq <= this.delivered) { this.counters.duplicates++; return }
           this.delivered = r.seq
           this.ackDue = true
+          if (r.hold) this.unsettled.add(r.seq)
           this.scheduleFlush()
         }
         this.counters.messagesReceived++
         try {
-          this.opts.onMessage(r.payload, r.seq === 0 ? { reliable: false } : { reliable: true, source: { incarnation: this.recvIncarnation ?? '', seq: r.seq } })
+          this.opts.onMessage(r.payload, r.seq === 0 ? { reliable: false } : { reliable: true, source: { incarnation: this.recvIncarnation ?? '', seq: r.seq }, ...(r.hold ? { hold: true } : {}) })
         } catch (err) {
           // The message counts as delivered: redelivering would hit the same bug forever.
           this.opts.onError?.(err instanceof Error ? err : new Error(String(err)))
@@ -563,18 +628,16 @@ export class PeerLink {
   }
 
   private acknowledge (seq: number): void {
-    const retain = this.opts.retainAckedMs > 0
-    const now = retain ? Date.now() : 0
     while (this.unackedHead < this.unacked.length && this.unacked[this.unackedHead]!.seq <= seq) {
       const o = this.unacked[this.unackedHead]!
       this.unackedBytes -= o.payload.length + DATA_HEADER
       this.unackedHead++
-      if (retain) {
-        this.retained.push({ seq: o.seq, payload: o.payload, at: now })
-        this.retainedBytes += o.payload.length
+      const h = o.hold ? this.holds.get(o.seq) : undefined
+      if (h !== undefined) {
+        h.acked = true
+        this.settlingBytes += o.payload.length + DATA_HEADER
       }
     }
-    if (retain) this.trimRetained(now)
     if (seq > this.ackedUpTo) this.ackedUpTo = Math.min(seq, this.nextSeq - 1)
     let n = 0
     while (n < this.ackWaiters.length && this.ackWaiters[n]!.seq <= this.ackedUpTo) this.ackWaiters[n++]!.resolve(true)
@@ -584,6 +647,41 @@ export class PeerLink {
       this.unackedHead = 0
     }
     this.releaseDrainWaitersIfBelow()
+  }
+
+  /** The peer settled every held message up to `upTo` and those in `seqs`. */
+  private held (upTo: number, seqs: number[]): void {
+    for (const [seq, h] of this.holds) {
+      if (seq > upTo) break
+      this.release(h)
+    }
+    for (const seq of seqs) {
+      const h = this.holds.get(seq)
+      if (h !== undefined) this.release(h)
+    }
+    this.releaseDrainWaitersIfBelow()
+  }
+
+  private release (h: Hold): void {
+    this.holds.delete(h.seq)
+    if (h.acked) this.settlingBytes -= h.payload.length + DATA_HEADER
+    for (const w of h.waiters) w(true)
+  }
+
+  /** The peer restarted: what its predecessor never settled is handed to onRestart, not resent. */
+  private orphanHolds (): void {
+    if (this.holds.size === 0) return
+    const orphans: Hold[] = [...this.holds.values()]
+    this.holds.clear()
+    this.settlingBytes = 0
+    const gone = new Set(orphans.map((h) => h.seq))
+    const kept = this.unacked.slice(this.unackedHead).filter((o) => !gone.has(o.seq))
+    this.unacked.length = 0
+    this.unacked.push(...kept)
+    this.unackedHead = 0
+    this.unackedBytes = kept.reduce((n, o) => n + o.payload.length + DATA_HEADER, 0)
+    for (const h of orphans) for (const w of h.waiters) w(false)
+    this.opts.onRestart?.(orphans.map((h) => ({ seq: h.seq, payload: h.payload })))
   }
 
   private releaseDrainWaitersIfBelow (): void {
@@ -618,10 +716,15 @@ export class PeerLink {
     const frames: Buffer[] = []
     let total = 0
     let i = 0
-    while ((this.ackDue || this.pingDue || i < this.outbox.length) && total < 4 * this.opts.frameBytes) {
+    while ((this.ackDue || this.heldDue || this.pingDue || i < this.outbox.length) && total < 4 * this.opts.frameBytes) {
       const parts: Buffer[] = []
       let size = 0
       if (this.ackDue) { parts.push(encodeRecord({ type: 'ack', seq: this.delivered })); size += 7; this.ackDue = false }
+      if (this.heldDue) {
+        const record = this.heldRecord()
+        parts.push(record)
+        size += record.length
+      }
       if (this.pingDue) { parts.push(encodeRecord({ type: 'ping' })); size += 1; this.pingDue = false }
       const start = i
       let dataBytes = 0
@@ -634,7 +737,7 @@ export class PeerLink {
         let off = 0
         for (let k = start; k < i; k++) {
           const o = this.outbox[k]!
-          off = writeDataHeader(data, off, o.seq, o.payload.length)
+          off = writeDataHeader(data, off, o.seq, o.payload.length, o.hold)
           o.payload.copy(data, off)
           off += o.payload.length
           if (o.seq === 0) this.outboxUnreliableBytes -= DATA_HEADER + o.payload.length
@@ -665,6 +768,16 @@ export class PeerLink {
     } else if (this.outbox.length > 0) {
       this.scheduleFlush()
     }
+  }
+
+  /** What this side settled of the peer's held messages: all up to the lowest unsettled one, and those above it. */
+  private heldRecord (): Buffer {
+    let min = Infinity
+    for (const s of this.unsettled) if (s < min) min = s
+    const upTo = min === Infinity ? this.delivered : min - 1
+    const seqs = [...this.settledAbove].filter((s) => s > upTo).slice(0, MAX_HELD_LIST)
+    this.heldDue = seqs.length === MAX_HELD_LIST
+    return encodeRecord({ type: 'held', upTo, seqs })
   }
 
   private setState (state: LinkState): void {

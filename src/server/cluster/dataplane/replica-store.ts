@@ -1,23 +1,24 @@
-// Session replicas (issue 5, "session survival"): every session state change
-// on a session's home node is sent, as an operation, to one other node (its
-// replica holder), which applies it to a copy. When the home node dies, the
-// holder takes the session over (promotion, ../session-replication.ts), so a
-// client reconnecting to any node gets its subscriptions and its queued and
-// in-flight QoS 1/2 messages back, and the holder publishes the will of a
-// client that was connected on the dead node.
+// Session replicas: every change of a session on its home node is sent, as
+// an operation, to one other node (its replica holder), which applies it to
+// a copy. When the home node dies, the holder takes the session over
+// (promotion.ts), so a client reconnecting to any node gets its
+// subscriptions, its queued and in-flight QoS 1/2 messages (with their packet
+// identifiers), its ledger and its incoming QoS 2 state back, and the holder
+// publishes the will of a client that was connected on the dead node.
 //
-// The operations mirror the persistence calls aedes makes (subscriptions
-// added and removed, messages enqueued, given a packet identifier, released
-// to PUBREL, acknowledged; the will stored and deleted) plus the connection
-// state the will and the session expiry need. They travel in order over the
-// reliable link to the holder, which applies them to an OutgoingQueues of its
-// own: the same code as the home node's queue, so the copy is the same queue.
-// A snapshot starts every replica (first change, new holder after the old
-// one went away, a session that arrived from elsewhere). Pure: no I/O, no
-// timers.
+// The operations mirror the session store's changes (persistence-observer.ts)
+// plus the connection state the will and the session expiry need. They
+// travel in order over the reliable link to the holder, which applies them
+// to an OutgoingQueues of its own: the same code as the home node's queue, so
+// the copy is the same queue, ledger included. A snapshot starts every
+// replica (first change, new holder after the old one went away, a session
+// that arrived from elsewhere). Pure: no I/O, no timers.
 import { OutgoingQueues, type StoredPacket } from '../../mqtt/outgoing-queues.js'
 import { compareStamps, type Stamp } from './hlc.js'
-import { checkPacket, checkSubscription, isPacketId, type TransferredPacket, type TransferredSession, type TransferredSubscription } from './session-transfer.js'
+import {
+  checkIncoming, checkLedger, checkPacket, checkSubscription, isPacketId,
+  type TransferredPacket, type TransferredSession, type TransferredSubscription
+} from './session-transfer.js'
 
 /** What a replica knows about the connection, for the will and the session expiry. */
 export interface ReplicaConnection {
@@ -32,14 +33,10 @@ export interface ReplicaConnection {
 export interface ReplicaSnapshot extends ReplicaConnection {
   /** When the session was last connected on its home node (HLC). */
   stamp: Stamp
-  /**
-   * Per peer link into the home (`peer/incarnation`), the last message the
-   * home had handed to its broker when the snapshot was taken: everything up
-   * to it is reflected in the snapshot, so a rescue skips it.
-   */
-  after?: Record<string, number>
   subscriptions: TransferredSubscription[]
   queue: TransferredPacket[]
+  ledger: string[]
+  incoming: number[]
   will: TransferredPacket | null
 }
 
@@ -48,13 +45,18 @@ export type ReplicaOp =
   | { op: 'snapshot', snapshot: ReplicaSnapshot }
   | { op: 'subscribe', subscriptions: TransferredSubscription[] }
   | { op: 'unsubscribe', topics: string[] }
-  /** `source`: for a message from a peer, which send it was (messages.ts, rescue). */
-  | { op: 'enqueue', packet: TransferredPacket, source?: string | undefined }
-  /** A PUBLISH got packet identifier `messageId` (brokerId/brokerCounter say which), or a PUBREL replaced it (`pubrel`). */
-  | { op: 'update', messageId: number, brokerId?: string | undefined, brokerCounter?: number | undefined, pubrel: boolean }
-  | { op: 'clear', messageId: number }
+  /** Queued at index `at` (absent: at the end). */
+  | { op: 'enqueue', packet: TransferredPacket, at?: number | undefined }
+  /** The message with stamp `stamp` got packet identifier `messageId` and goes out at `qos`: it is in flight. */
+  | { op: 'sent', stamp: string, messageId: number, qos: number }
+  /** The client answered PUBREC: the entry under `messageId` is a PUBREL now. */
+  | { op: 'release', messageId: number }
+  /** An entry left the queue: acknowledged (`messageId`) or dropped (`stamp`). */
+  | { op: 'clear', messageId?: number | undefined, stamp?: string | undefined }
   | { op: 'will', will: TransferredPacket | null }
   | { op: 'connection', connection: ReplicaConnection, stamp?: Stamp | undefined }
+  /** A QoS 2 PUBLISH from the client awaits its PUBREL (`add`), or got it. */
+  | { op: 'incoming', messageId: number, add: boolean }
   /** The session ended or moved away from its home: forget the copy. */
   | { op: 'drop' }
 
@@ -65,23 +67,14 @@ interface Replica extends ReplicaConnection {
   stamp: Stamp
   subscriptions: Map<string, TransferredSubscription>
   will: TransferredPacket | null
-  /** Sources of the messages from peers the home enqueued (the latest MAX_SEEN). */
-  seen: Set<string>
-  after: Record<string, number>
+  incoming: Set<number>
 }
-
-/** Sources remembered per replica: far more than a link holds unacknowledged when its peer dies. */
-const MAX_SEEN = 10_000
 
 /** A replica handed out (fetched by a reconnecting client, or promoted when its home died). */
 export interface TakenReplica extends ReplicaConnection {
   owner: string
   session: TransferredSession
   will: TransferredPacket | null
-  /** Sources of the messages from peers its home enqueued: a rescue skips these. */
-  seen: string[]
-  /** ReplicaSnapshot.after of its last snapshot: a rescue skips these too. */
-  after: Record<string, number>
 }
 
 export class ReplicaStore {
@@ -131,10 +124,9 @@ export class ReplicaStore {
         expiry: s.expiry,
         subscriptions: new Map(s.subscriptions.map((sub) => [sub.topic, sub])),
         will: s.will,
-        seen: new Set(),
-        after: s.after ?? {}
+        incoming: new Set(s.incoming)
       })
-      this.queues.import(id, s.queue as StoredPacket[])
+      this.queues.import(id, s.queue as StoredPacket[], s.ledger)
       return
     }
     const r = this.replicas.get(id)
@@ -149,25 +141,28 @@ export class ReplicaStore {
       case 'unsubscribe':
         for (const t of op.topics) r.subscriptions.delete(t)
         return
-      case 'enqueue':
-        this.queues.enqueue(id, op.packet as StoredPacket)
-        if (op.source !== undefined) {
-          r.seen.add(op.source)
-          if (r.seen.size > MAX_SEEN) r.seen.delete(r.seen.values().next().value!)
-        }
+      case 'enqueue': {
+        const at = op.at
+        const entries = this.queues.entries(id)
+        const before = at === undefined ? undefined : entries[at]
+        const added = this.queues.enqueue(id, op.packet as StoredPacket, before === undefined ? undefined : (e) => e === before)
+        if (added === undefined) this.ignored++
         return
-      case 'update':
-        try {
-          this.queues.update(id, op.pubrel
-            ? { cmd: 'pubrel', messageId: op.messageId, topic: '', payload: Buffer.alloc(0) }
-            : { cmd: 'publish', messageId: op.messageId, brokerId: op.brokerId, brokerCounter: op.brokerCounter, topic: '', payload: Buffer.alloc(0) })
-        } catch {
-          this.ignored++
-        }
+      }
+      case 'sent': {
+        const e = this.queues.assign(id, op.stamp, op.messageId)
+        if (e === undefined) this.ignored++
+        else e.qos = op.qos
         return
-      case 'clear':
-        if (this.queues.clear(id, { messageId: op.messageId }) === undefined) this.ignored++
+      }
+      case 'release':
+        if (!this.queues.release(id, { cmd: 'pubrel', topic: '', payload: Buffer.alloc(0), messageId: op.messageId })) this.ignored++
         return
+      case 'clear': {
+        const ref = op.messageId !== undefined ? { messageId: op.messageId } : splitStamp(op.stamp)
+        if (ref === undefined || this.queues.clear(id, ref) === undefined) this.ignored++
+        return
+      }
       case 'will':
         r.will = op.will
         return
@@ -177,6 +172,10 @@ export class ReplicaStore {
         r.expiry = op.connection.expiry
         if (op.stamp !== undefined) r.stamp = op.stamp
         return
+      case 'incoming':
+        if (op.add) r.incoming.add(op.messageId)
+        else r.incoming.delete(op.messageId)
+        return
       case 'drop':
         this.delete(id)
     }
@@ -184,10 +183,8 @@ export class ReplicaStore {
 
   /** Removes a replica and returns it as a session (with its will and connection state), or undefined. */
   take (clientId: string): TakenReplica | undefined {
-    const r = this.replicas.get(clientId)
-    if (r === undefined) return undefined
-    const taken = this.peek(clientId)!
-    this.delete(clientId)
+    const taken = this.peek(clientId)
+    if (taken !== undefined) this.delete(clientId)
     return taken
   }
 
@@ -195,15 +192,14 @@ export class ReplicaStore {
   peek (clientId: string): TakenReplica | undefined {
     const r = this.replicas.get(clientId)
     if (r === undefined) return undefined
+    const { queue, ledger } = this.queues.export(clientId)
     return {
       owner: r.owner,
       connected: r.connected,
       disconnectedAt: r.disconnectedAt,
       expiry: r.expiry,
       will: r.will,
-      seen: [...r.seen],
-      after: r.after,
-      session: { stamp: r.stamp, subscriptions: [...r.subscriptions.values()], queue: this.queues.export(clientId) as TransferredPacket[] }
+      session: { stamp: r.stamp, subscriptions: [...r.subscriptions.values()], queue: queue as TransferredPacket[], ledger, incoming: [...r.incoming], rescueFrom: r.owner }
     }
   }
 
@@ -211,6 +207,14 @@ export class ReplicaStore {
     this.replicas.delete(clientId)
     this.queues.drop(clientId)
   }
+}
+
+/** A stamp as text (message-stamp.ts) back to the fields a queue clears by. */
+function splitStamp (stamp: string | undefined): { brokerId: string, brokerCounter: number } | undefined {
+  if (stamp === undefined) return undefined
+  const cut = stamp.lastIndexOf('\u0000')
+  if (cut < 0) return undefined
+  return { brokerId: stamp.slice(0, cut), brokerCounter: Number(stamp.slice(cut + 1)) }
 }
 
 /**
@@ -267,12 +271,10 @@ export function checkReplicaOp (v: unknown, stampOf: (text: unknown) => Stamp): 
       if (typeof s !== 'object' || s === null || !Array.isArray(s.subscriptions) || !Array.isArray(s.queue)) throw new Error('bad replica snapshot')
       s.subscriptions.forEach(checkSubscription)
       s.queue.forEach(checkPacket)
-      const after = s.after as Record<string, unknown> | undefined
-      if (after !== undefined && (typeof after !== 'object' || after === null || !Object.values(after).every((n) => typeof n === 'number'))) throw new Error('bad replica snapshot watermarks')
       return {
         clientId,
         op: 'snapshot',
-        snapshot: { ...connection(s), stamp: stampOf(s.stamp), subscriptions: s.subscriptions, queue: s.queue, will: will(s.will), ...(after === undefined ? {} : { after: after as Record<string, number> }) }
+        snapshot: { ...connection(s), stamp: stampOf(s.stamp), subscriptions: s.subscriptions, queue: s.queue, ledger: checkLedger(s.ledger), incoming: checkIncoming(s.incoming), will: will(s.will) }
       }
     }
     case 'subscribe':
@@ -284,19 +286,24 @@ export function checkReplicaOp (v: unknown, stampOf: (text: unknown) => Stamp): 
       return { clientId, op: 'unsubscribe', topics: o.topics as string[] }
     case 'enqueue':
       checkPacket(o.packet)
-      if (o.source !== undefined && typeof o.source !== 'string') throw new Error('bad replica enqueue source')
-      return { clientId, op: 'enqueue', packet: o.packet, ...(o.source === undefined ? {} : { source: o.source }) }
-    case 'update':
-      if (!isPacketId(o.messageId) || typeof o.pubrel !== 'boolean') throw new Error('bad replica update')
-      if (!o.pubrel && (typeof o.brokerId !== 'string' || typeof o.brokerCounter !== 'number')) throw new Error('bad replica update')
-      return { clientId, op: 'update', messageId: o.messageId, pubrel: o.pubrel, ...(o.pubrel ? {} : { brokerId: o.brokerId as string, brokerCounter: o.brokerCounter as number }) }
+      if (o.at !== undefined && (typeof o.at !== 'number' || !Number.isInteger(o.at) || o.at < 0)) throw new Error('bad replica enqueue position')
+      return { clientId, op: 'enqueue', packet: o.packet, ...(o.at === undefined ? {} : { at: o.at }) }
+    case 'sent':
+      if (typeof o.stamp !== 'string' || !isPacketId(o.messageId) || (o.qos !== 1 && o.qos !== 2)) throw new Error('bad replica sent')
+      return { clientId, op: 'sent', stamp: o.stamp, messageId: o.messageId, qos: o.qos }
+    case 'release':
+      if (!isPacketId(o.messageId)) throw new Error('bad replica release')
+      return { clientId, op: 'release', messageId: o.messageId }
     case 'clear':
-      if (!isPacketId(o.messageId)) throw new Error('bad replica clear')
-      return { clientId, op: 'clear', messageId: o.messageId }
+      if (o.messageId !== undefined ? !isPacketId(o.messageId) : typeof o.stamp !== 'string') throw new Error('bad replica clear')
+      return { clientId, op: 'clear', ...(o.messageId !== undefined ? { messageId: o.messageId as number } : { stamp: o.stamp as string }) }
     case 'will':
       return { clientId, op: 'will', will: will(o.will) }
     case 'connection':
       return { clientId, op: 'connection', connection: connection(o.connection), ...(o.stamp === undefined ? {} : { stamp: stampOf(o.stamp) }) }
+    case 'incoming':
+      if (!isPacketId(o.messageId) || typeof o.add !== 'boolean') throw new Error('bad replica incoming')
+      return { clientId, op: 'incoming', messageId: o.messageId, add: o.add }
     case 'drop':
       return { clientId, op: 'drop' }
     default:

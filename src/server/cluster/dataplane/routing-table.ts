@@ -148,6 +148,11 @@ export class RoutingTable {
     this.peers.delete(peer)
   }
 
+  /** The ordinary filters `peer` routes. */
+  filtersOf (peer: string): string[] {
+    return [...(this.peers.get(peer)?.filters.keys() ?? [])].filter((f) => parseShared(f) === undefined)
+  }
+
   /** What `peer` told us about `filter`: 0 absent, 1 an ordinary filter, or a shared filter's member count. */
   peerCount (peer: string, filter: string): number {
     return this.peers.get(peer)?.filters.get(filter) ?? 0

@@ -1,106 +1,117 @@
-// Session survival (issue 5): every session with state worth keeping (a
-// persistent session's subscriptions and queue, any client's will) lives on
-// its home node, the node its client last connected to, and is copied to one
-// other node, its replica holder, chosen by rendezvous hashing of the client
-// id over the peers whose link is up. The copy follows every change as an
-// operation (dataplane/session-replica.ts) over the reliable, ordered peer
-// link, so it is as current as the link.
+// Session replicas: every session with state worth keeping (a persistent
+// session's subscriptions, queue and incoming QoS 2 state; any client's
+// will) lives on its home node, the node its client last connected to, and
+// is copied to one other node, its replica holder, chosen by rendezvous
+// hashing of the client id over the peers whose link is up, sticky while
+// that link lives.
 //
-// When a home node dies (declared dead by the membership, or left without
-// handing its sessions off), each holder promotes the replicas it holds for
-// it: the sessions become its own (subscriptions routed from here, queue
-// kept), are replicated onward, and wait for their clients; the will of a
-// client that was connected on the dead node is published after its will
-// delay, unless the client reconnects first; a session with an expiry
-// interval expires here. A client reconnecting elsewhere before the promotion
-// fetches the replica (data-plane.ts, fetchSession): the home copy wins when
-// it answers, the replica otherwise.
+// Home side: the session store's changes (persistence-observer.ts) become
+// operations (replica-store.ts), batched per holder per event-loop turn,
+// sent over the reliable link in order. With replicated acknowledgements,
+// the store's callers wait for the holder to have them (the link's ACK of
+// the message carrying them):
+//   - a message queued for a session: before it is delivered, and before
+//     its publisher's PUBACK/PUBREC;
+//   - a QoS 2 packet identifier, and a PUBREL: before the packet goes to
+//     the client, so a session that survives this node resends it under the
+//     same identifier (the client then knows it; no second delivery);
+//   - a client's QoS 2 PUBLISH (incoming): before its PUBREC, so a resend
+//     after a failover is recognised.
+// When a holder goes away, every session it held gets a new holder and a
+// snapshot, and what waited for the old holder waits for the new one.
 //
-// The holder is sticky: a session keeps its holder while that peer's link
-// lives; when the peer goes away, every session it held for us gets a new
-// holder and a snapshot. A node with no peer replicates nothing, and starts
-// when a peer comes up.
+// Holder side: operations from home nodes are applied to the replica store.
+// When a home dies, the holder promotes the replicas (promotion.ts).
 import { createHash } from 'node:crypto'
 import type { Logger } from '../../../log.js'
-import type { StoredPacket } from '../../mqtt/persistence.js'
-import {
-  ReplicaStore, sessionExpiresAt, willDueAt,
-  type ClientReplicaOp, type ReplicaConnection, type TakenReplica
-} from './replica-store.js'
-import type { DataPlaneMessage, SessionReplicationStats, Stamp, TransferredPacket, TransferredSubscription } from './index.js'
+import type { SessionStore, StoredPacket } from '../../mqtt/persistence.js'
+import { stampOf } from '../../mqtt/message-stamp.js'
+import type { StoredSubscription } from '../../mqtt/persistence-observer.js'
+import { ReplicaStore, type ClientReplicaOp, type ReplicaConnection, type ReplicaOp } from './replica-store.js'
+import type { DataPlaneMessage } from './messages.js'
+import type { Stamp } from './hlc.js'
+import type { TransferredPacket, TransferredSubscription } from './session-transfer.js'
+import type { SessionReplicationStats } from './metrics.js'
+import type { LinkSet } from './link-set.js'
 
-/** What replication needs from the data plane around it. */
 export interface ReplicationHost {
-  /** Peers whose link is up, the candidates for holding replicas. */
-  upPeers: () => string[]
-  /** Sends a control message to a peer over its reliable link. */
-  send: (peer: string, m: DataPlaneMessage) => void
-  /** The session's outgoing queue as stored here (a copy). */
-  queueOf: (clientId: string) => StoredPacket[]
+  links: LinkSet
+  store: SessionStore
+  log: Logger
+  /** Sends a control message to a peer; returns the link sequence number it got, or undefined. */
+  send: (peer: string, m: DataPlaneMessage) => number | undefined
   /** When the session was last connected here (HLC). */
   stampOf: (clientId: string) => Stamp
-  /** ReplicaSnapshot.after: how far this node has handed each peer link's messages to its broker. */
-  watermarks: () => Record<string, number>
-  connectedHere: (clientId: string) => boolean
-  /** Publishes a will owed by a client whose home died (forwarded to peers like any publish). */
-  publishWill: (clientId: string, will: TransferredPacket) => void
-  /** Ends a promoted session whose expiry interval passed. */
-  expire: (clientId: string) => Promise<void>
+  /** Wait for holders (cluster.ack_after: replicated). */
+  replicatedAcks: boolean
+  maxQueuedPerSession: number
 }
 
+type Op = ReplicaOp extends infer T ? T extends ReplicaOp ? T : never : never
+
+/** How long a replica holder may be unreachable before its sessions get another (holderDown). */
+const HOLDER_DOWN_MS = 500
+
+interface Batch {
+  ops: ClientReplicaOp[]
+  waiters: Array<() => void>
+  clientIds: Set<string>
+}
 
 export class SessionReplication {
   /** Replicas of sessions whose home is another node. */
   readonly replicas: ReplicaStore
   private readonly host: ReplicationHost
-  private readonly log: Logger
-  // The home side: what a snapshot needs, kept as the persistence changes.
+  // The home side: what a snapshot needs, kept as the store changes.
   private readonly subscriptions = new Map<string, Map<string, TransferredSubscription>>()
   private readonly wills = new Map<string, TransferredPacket>()
   private readonly connections = new Map<string, ReplicaConnection>()
   /** The holder of each replicated session's copy. */
   private readonly holders = new Map<string, string>()
-  private readonly outbox = new Map<string, ClientReplicaOp[]>()
+  /** Operations of this turn, per holder. */
+  private readonly outbox = new Map<string, Batch>()
+  /** Batches sent and not yet acknowledged, per holder, oldest first. */
+  private readonly unacked = new Map<string, Array<Batch & { seq: number }>>()
   private flushScheduled = false
-  // Timers of promoted sessions: wills owed, expiries.
-  private readonly willTimers = new Map<string, NodeJS.Timeout>()
-  private readonly expiryTimers = new Map<string, NodeJS.Timeout>()
   private stopped = false
+  /** Holders whose link went down, and when: replaced after HOLDER_DOWN_MS (holderDown). */
+  private readonly down = new Map<string, NodeJS.Timeout>()
+  /** Sessions whose replica a peer held before we moved it away from there: dropped there when it is back. */
+  private readonly former = new Map<string, Set<string>>()
   private readonly counters = { opsSent: 0, opsApplied: 0, promoted: 0, willsPublished: 0 }
 
-  constructor (options: { host: ReplicationHost, log: Logger, maxQueuedPerSession: number }) {
-    this.host = options.host
-    this.log = options.log
-    this.replicas = new ReplicaStore(options.maxQueuedPerSession)
+  constructor (host: ReplicationHost) {
+    this.host = host
+    this.replicas = new ReplicaStore(host.maxQueuedPerSession)
   }
 
   stats (): Omit<SessionReplicationStats, 'rescued'> {
     return { replicasHeld: this.replicas.size, replicaQueued: this.replicas.queued, replicatedSessions: this.holders.size, opsIgnored: this.replicas.ignored, ...this.counters }
   }
 
+  countPromoted (n: number): void { this.counters.promoted += n }
+  countWill (): void { this.counters.willsPublished++ }
+
   stop (): void {
-    this.stopped = true
-    for (const t of this.willTimers.values()) clearTimeout(t)
-    for (const t of this.expiryTimers.values()) clearTimeout(t)
-    this.willTimers.clear()
-    this.expiryTimers.clear()
     this.flush()
+    this.stopped = true
+    for (const t of this.down.values()) clearTimeout(t)
+    this.down.clear()
   }
 
-  // ---- the home side: persistence changes become operations ------------------------------
+  // ---- the home side: store changes become operations -------------------------------------
 
-  subscribed (clientId: string, subs: Array<{ topic: string, qos: number, [k: string]: unknown }>): void {
+  subscribed (clientId: string, subs: readonly StoredSubscription[]): void {
     let mine = this.subscriptions.get(clientId)
     if (mine === undefined) { mine = new Map(); this.subscriptions.set(clientId, mine) }
-    const added: TransferredSubscription[] = []
-    for (const { clientId: _c, ...sub } of subs) { mine.set(sub.topic, sub); added.push(sub) }
-    if (this.ensureHolder(clientId) === 'existing') this.queue(clientId, { op: 'subscribe', subscriptions: added })
+    for (const sub of subs) mine.set(sub.topic, { ...sub })
+    if (this.ensureHolder(clientId) === 'existing') this.queue(clientId, { op: 'subscribe', subscriptions: subs.map((s) => ({ ...s })) })
   }
 
-  unsubscribed (clientId: string, topics: string[]): void {
+  unsubscribed (clientId: string, topics: readonly string[]): void {
     const mine = this.subscriptions.get(clientId)
     for (const t of topics) mine?.delete(t)
-    if (this.holders.has(clientId)) this.queue(clientId, { op: 'unsubscribe', topics })
+    if (this.holders.has(clientId)) this.queue(clientId, { op: 'unsubscribe', topics: [...topics] })
   }
 
   /** The session ended here (clean start, expiry, moved away): its replica goes too. */
@@ -110,29 +121,30 @@ export class SessionReplication {
     this.connections.delete(clientId)
     if (this.holders.has(clientId)) {
       this.queue(clientId, { op: 'drop' })
-      this.log.debug({ client: clientId, holder: this.holders.get(clientId) }, 'session ended here: replica dropped')
       this.holders.delete(clientId)
     }
   }
 
-  /** `source`: which send from a peer the message came in (DataPlane.sourceOf), for rescues. */
-  enqueued (clientId: string, packet: StoredPacket, source?: string): void {
-    if (this.ensureHolder(clientId) === 'existing') this.queue(clientId, { op: 'enqueue', packet: transferable(packet), ...(source === undefined ? {} : { source }) })
+  queued (clientId: string, entry: StoredPacket, at: number | undefined): Promise<void> | undefined {
+    if (this.ensureHolder(clientId) !== 'existing') return this.waitFor(clientId)
+    return this.queue(clientId, { op: 'enqueue', packet: transferable(entry), ...(at === undefined ? {} : { at }) }, this.host.replicatedAcks)
   }
 
-  /** The stored subscriptions of a session at home here. */
-  subscriptionsOf (clientId: string): TransferredSubscription[] {
-    return [...(this.subscriptions.get(clientId)?.values() ?? [])]
+  sent (clientId: string, entry: StoredPacket): Promise<void> | undefined {
+    const stamp = stampOf(entry)
+    if (!this.holders.has(clientId) || stamp === undefined || entry.messageId === undefined) return undefined
+    return this.queue(clientId, { op: 'sent', stamp, messageId: entry.messageId, qos: entry.qos ?? 1 }, this.host.replicatedAcks && entry.qos === 2)
   }
 
-  updated (clientId: string, packet: StoredPacket): void {
-    if (!this.holders.has(clientId) || typeof packet.messageId !== 'number') return
-    const pubrel = packet.cmd === 'pubrel'
-    this.queue(clientId, { op: 'update', messageId: packet.messageId, pubrel, ...(pubrel ? {} : { brokerId: packet.brokerId, brokerCounter: packet.brokerCounter }) })
+  released (clientId: string, messageId: number): Promise<void> | undefined {
+    if (!this.holders.has(clientId)) return undefined
+    return this.queue(clientId, { op: 'release', messageId }, this.host.replicatedAcks)
   }
 
-  cleared (clientId: string, messageId: number): void {
-    if (this.holders.has(clientId)) this.queue(clientId, { op: 'clear', messageId })
+  cleared (clientId: string, ref: { messageId?: number | undefined, stamp?: string | undefined }): void {
+    if (!this.holders.has(clientId)) return
+    if (ref.messageId !== undefined) this.queue(clientId, { op: 'clear', messageId: ref.messageId })
+    else if (ref.stamp !== undefined) this.queue(clientId, { op: 'clear', stamp: ref.stamp })
   }
 
   willStored (clientId: string, will: StoredPacket): void {
@@ -146,8 +158,17 @@ export class SessionReplication {
     if (this.holders.has(clientId)) this.queue(clientId, { op: 'will', will: null })
   }
 
+  incomingStored (clientId: string, messageId: number): Promise<void> | undefined {
+    if (!this.subscriptions.has(clientId) && !this.holders.has(clientId)) return undefined
+    if (this.ensureHolder(clientId) !== 'existing') return this.waitFor(clientId)
+    return this.queue(clientId, { op: 'incoming', messageId, add: true }, this.host.replicatedAcks)
+  }
+
+  incomingReleased (clientId: string, messageId: number): void {
+    if (this.holders.has(clientId)) this.queue(clientId, { op: 'incoming', messageId, add: false })
+  }
+
   connected (clientId: string): void {
-    this.clientSeen(clientId, true)
     const c: ReplicaConnection = { connected: true }
     this.connections.set(clientId, c)
     if (this.holders.has(clientId)) this.queue(clientId, { op: 'connection', connection: c, stamp: this.host.stampOf(clientId) })
@@ -166,24 +187,72 @@ export class SessionReplication {
     if (this.holders.has(clientId)) this.queue(clientId, { op: 'connection', connection: c })
   }
 
-  /** A session arrived here whole (moved, handed off, promoted): its replica starts over. */
-  resync (clientId: string): void {
-    this.holders.delete(clientId)
+  /** A session arrived here whole (moved, handed off, promoted): its replica starts over. Resolves when it is held. */
+  resync (clientId: string): Promise<void> | undefined {
+    // Storing it through the session store gave it a holder and a snapshot already (ensureHolder).
     this.ensureHolder(clientId)
+    return this.host.replicatedAcks ? this.waitFor(clientId) : undefined
   }
 
-  /** A peer's link came up: sessions without a holder (no peer until now) get one. */
-  peerUp (): void {
+  /** A peer's link came up: sessions that had no holder (no peer until now) get one; stale replicas there go. */
+  peerUp (peer: string): void {
+    clearTimeout(this.down.get(peer))
+    this.down.delete(peer)
+    const stale = this.former.get(peer)
+    this.former.delete(peer)
+    if (stale !== undefined) {
+      const ops: ClientReplicaOp[] = []
+      for (const clientId of stale) if (this.holders.get(clientId) !== peer) ops.push({ clientId, op: 'drop' })
+      if (ops.length > 0) this.host.send(peer, { kind: 'replica', ops })
+    }
     for (const clientId of this.homeSessions()) if (!this.holders.has(clientId)) this.ensureHolder(clientId)
   }
 
-  /** A peer went away (link dropped for good, or declared dead): its sessions get a new holder. */
+  /**
+   * A holder's link went down. A holder that cannot be reached holds up
+   * every QoS 2 delivery of its sessions (their packet identifiers wait to
+   * be held): after HOLDER_DOWN_MS without it, its sessions get another
+   * holder, as if it had gone; its copies are dropped when it is back.
+   */
+  holderDown (peer: string): void {
+    if (this.down.has(peer) || this.stopped) return
+    const timer = setTimeout(() => {
+      this.down.delete(peer)
+      if (this.host.links.get(peer)?.state === 'up') return
+      const moved = [...this.holders].filter(([, h]) => h === peer).map(([id]) => id)
+      if (moved.length === 0) return
+      let set = this.former.get(peer)
+      if (set === undefined) { set = new Set(); this.former.set(peer, set) }
+      for (const id of moved) set.add(id)
+      this.host.log.debug({ peer, sessions: moved.length }, 'replica holder unreachable: its sessions get another holder')
+      this.peerGone(peer)
+    }, HOLDER_DOWN_MS)
+    timer.unref()
+    this.down.set(peer, timer)
+  }
+
+  /**
+   * A peer went away (declared dead, left, restarted): the sessions it held
+   * for us get a new holder and a snapshot; what waited for it waits for the
+   * new holder (or nothing, when there is none).
+   */
   peerGone (peer: string): void {
+    const batches = [...(this.unacked.get(peer) ?? [])]
+    const pending = this.outbox.get(peer)
+    if (pending !== undefined) batches.push({ ...pending, seq: 0 })
+    this.unacked.delete(peer)
     this.outbox.delete(peer)
     for (const [clientId, holder] of [...this.holders]) {
       if (holder !== peer) continue
       this.holders.delete(clientId)
       this.ensureHolder(clientId)
+    }
+    for (const b of batches) {
+      for (const w of b.waiters) {
+        const moved = [...b.clientIds].map((id) => this.holders.get(id)).find((h) => h !== undefined)
+        if (moved === undefined) w()
+        else this.batchOf(moved).waiters.push(w)
+      }
     }
   }
 
@@ -201,46 +270,96 @@ export class SessionReplication {
    */
   private ensureHolder (clientId: string): 'existing' | 'new' | 'none' {
     if (this.holders.has(clientId)) return 'existing'
-    const peers = this.host.upPeers()
+    const peers = this.host.links.upPeers()
     if (peers.length === 0 || this.stopped) return 'none'
     const holder = rendezvous(clientId, peers)
     this.holders.set(clientId, holder)
-    this.log.debug({ client: clientId, holder }, 'session replica holder chosen')
+    this.host.log.debug({ client: clientId, holder }, 'session replica holder chosen')
     const c = this.connections.get(clientId) ?? { connected: false }
+    const { queue, ledger } = this.host.store.exportQueue(clientId)
     this.queue(clientId, {
       op: 'snapshot',
       snapshot: {
         ...c,
         stamp: this.host.stampOf(clientId),
-        after: this.host.watermarks(),
         subscriptions: [...(this.subscriptions.get(clientId)?.values() ?? [])],
-        queue: this.host.queueOf(clientId).map(transferable),
+        queue: queue.map(transferable),
+        ledger,
+        incoming: this.host.store.incomingIds(clientId),
         will: this.wills.get(clientId) ?? null
       }
     })
     return 'new'
   }
 
-  private queue (clientId: string, op: ReplicaOp): void {
+  /** Resolves when the session's pending operations are with its holder (undefined: nothing to wait for). */
+  private waitFor (clientId: string): Promise<void> | undefined {
     const holder = this.holders.get(clientId)
-    if (holder === undefined) return
-    let ops = this.outbox.get(holder)
-    if (ops === undefined) { ops = []; this.outbox.set(holder, ops) }
-    ops.push({ ...op, clientId } as ClientReplicaOp)
+    if (holder === undefined || !this.host.replicatedAcks) return undefined
+    return new Promise((resolve) => this.batchOf(holder).waiters.push(resolve))
+  }
+
+  private batchOf (holder: string): Batch {
+    let batch = this.outbox.get(holder)
+    if (batch === undefined) {
+      batch = { ops: [], waiters: [], clientIds: new Set() }
+      this.outbox.set(holder, batch)
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true
       setImmediate(() => this.flush())
     }
+    return batch
+  }
+
+  private queue (clientId: string, op: Op, wait = false): Promise<void> | undefined {
+    const holder = this.holders.get(clientId)
+    if (holder === undefined) return undefined
+    const batch = this.batchOf(holder)
+    batch.ops.push({ ...op, clientId } as ClientReplicaOp)
+    batch.clientIds.add(clientId)
+    if (!wait) return undefined
+    return new Promise((resolve) => batch.waiters.push(resolve))
   }
 
   /** Everything changed in one turn of the event loop leaves in one message per holder. */
   private flush (): void {
     this.flushScheduled = false
-    for (const [peer, ops] of this.outbox) {
-      this.counters.opsSent += ops.length
-      this.host.send(peer, { kind: 'replica', ops })
-    }
+    const outbox = [...this.outbox]
     this.outbox.clear()
+    for (const [peer, batch] of outbox) {
+      this.counters.opsSent += batch.ops.length
+      const seq = batch.ops.length === 0 ? undefined : this.host.send(peer, { kind: 'replica', ops: batch.ops })
+      const link = this.host.links.get(peer)
+      if (seq === undefined || link === undefined) {
+        // Nothing to wait for (no ops), or the holder is gone already: peerGone moves or releases its waiters.
+        if (batch.ops.length === 0) for (const w of batch.waiters) w()
+        else this.peerGoneLater(peer, batch)
+        continue
+      }
+      if (batch.waiters.length === 0) continue
+      const sent = { ...batch, seq }
+      let list = this.unacked.get(peer)
+      if (list === undefined) { list = []; this.unacked.set(peer, list) }
+      list.push(sent)
+      link.whenAcked(seq).then((acked) => {
+        const l = this.unacked.get(peer)
+        const i = l?.indexOf(sent) ?? -1
+        if (i < 0) return // moved to another holder meanwhile
+        l!.splice(i, 1)
+        if (acked) for (const w of sent.waiters) w()
+        else this.peerGoneLater(peer, sent)
+      }, () => {})
+    }
+  }
+
+  /** A batch whose holder vanished before it was acknowledged: its waiters follow the sessions' new holder. */
+  private peerGoneLater (peer: string, batch: Batch): void {
+    for (const w of batch.waiters) {
+      const holders = [...batch.clientIds].map((id) => this.holders.get(id)).filter((h) => h !== undefined && h !== peer)
+      if (holders.length === 0) w()
+      else this.batchOf(holders[0]!).waiters.push(w)
+    }
   }
 
   // ---- the holder side ---------------------------------------------------------------------
@@ -248,93 +367,30 @@ export class SessionReplication {
   /** Operations from a home node, in order. */
   apply (from: string, ops: ClientReplicaOp[]): void {
     for (const op of ops) {
-      if (op.op === 'snapshot' || op.op === 'drop') this.log.debug({ client: op.clientId, from, op: op.op }, 'session replica op')
+      if (op.op === 'snapshot' || op.op === 'drop') this.host.log.debug({ client: op.clientId, from, op: op.op }, 'session replica op')
       this.replicas.apply(from, op)
     }
     this.counters.opsApplied += ops.length
   }
 
-  /**
-   * A home node died: its replicas here become sessions of this node. Returns
-   * them for the data plane to store (subscriptions and queue); the wills
-   * owed and the expiries are timed here.
-   */
-  promote (deadPeer: string): Array<{ clientId: string, replica: TakenReplica }> {
-    const out: Array<{ clientId: string, replica: TakenReplica }> = []
-    const now = Date.now()
-    for (const clientId of this.replicas.ownedBy(deadPeer)) {
-      const replica = this.replicas.take(clientId)!
-      out.push({ clientId, replica })
-      this.counters.promoted++
-      const ended: ReplicaConnection = { connected: false, disconnectedAt: replica.connected ? now : replica.disconnectedAt, expiry: replica.expiry }
-      this.connections.set(clientId, ended)
-      const willAt = willDueAt(replica, now)
-      if (willAt !== undefined && replica.will !== null) {
-        this.wills.set(clientId, replica.will)
-        this.armWill(clientId, replica.will, willAt - now)
-      }
-      const expiresAt = sessionExpiresAt(replica, now)
-      if (expiresAt !== undefined) this.armExpiry(clientId, expiresAt - now)
-    }
-    return out
+  /** The stored subscriptions of a session at home here. */
+  subscriptionsOf (clientId: string): TransferredSubscription[] {
+    return [...(this.subscriptions.get(clientId)?.values() ?? [])]
   }
 
-  /**
-   * The client connected, here or on a peer (`here` false): a will owed for
-   * it is cancelled, its session no longer expires. (Connected here, aedes
-   * replaced the will already: delWill, then putWill of the new one.)
-   */
-  clientSeen (clientId: string, here: boolean): void {
-    const w = this.willTimers.get(clientId)
-    if (w !== undefined) {
-      clearTimeout(w)
-      this.willTimers.delete(clientId)
-      if (!here) this.willDeleted(clientId)
-    }
-    const e = this.expiryTimers.get(clientId)
-    if (e !== undefined) {
-      clearTimeout(e)
-      this.expiryTimers.delete(clientId)
-    }
-  }
+  /** The will replicated for a session at home here (promotion stores it when taking a session over). */
+  willOf (clientId: string): TransferredPacket | undefined { return this.wills.get(clientId) }
 
-  private armWill (clientId: string, will: TransferredPacket, delayMs: number): void {
-    clearTimeout(this.willTimers.get(clientId))
-    const timer = setTimeout(() => {
-      this.willTimers.delete(clientId)
-      if (this.stopped || this.host.connectedHere(clientId)) return
-      this.willDeleted(clientId)
-      this.counters.willsPublished++
-      this.log.info({ client: clientId, topic: will.topic }, 'publishing the will of a client whose node died')
-      this.host.publishWill(clientId, will)
-      // A client with nothing but a will (a clean session) leaves nothing behind.
-      if ((this.subscriptions.get(clientId)?.size ?? 0) === 0 && this.host.queueOf(clientId).length === 0) this.ended(clientId)
-    }, Math.max(0, delayMs))
-    timer.unref()
-    this.willTimers.set(clientId, timer)
-  }
-
-  private armExpiry (clientId: string, delayMs: number): void {
-    clearTimeout(this.expiryTimers.get(clientId))
-    // setTimeout holds at most ~24.8 days; a longer expiry is re-armed when it fires early.
-    const step = Math.min(Math.max(0, delayMs), 2 ** 31 - 1)
-    const due = Date.now() + Math.max(0, delayMs)
-    const timer = setTimeout(() => {
-      this.expiryTimers.delete(clientId)
-      if (Date.now() < due) { this.armExpiry(clientId, due - Date.now()); return }
-      if (this.stopped || this.host.connectedHere(clientId)) return
-      this.log.info({ client: clientId }, 'session of a client whose node died expired')
-      this.host.expire(clientId).catch((err: Error) => this.log.warn({ client: clientId, err: err.message }, 'expired session not removed'))
-    }, step)
-    timer.unref()
-    this.expiryTimers.set(clientId, timer)
+  /** Connection state of a session at home here (for a promoted session: ended at its home's death). */
+  setConnection (clientId: string, c: ReplicaConnection): void { this.connections.set(clientId, c) }
+  setWill (clientId: string, will: TransferredPacket | null): void {
+    if (will === null) this.wills.delete(clientId)
+    else this.wills.set(clientId, will)
   }
 }
 
-type ReplicaOp = ClientReplicaOp extends infer T ? T extends ClientReplicaOp ? Omit<T, 'clientId'> : never : never
-
-/** The peer that ranks highest for this client id (rendezvous hashing): stable while that peer is up. */
-export function rendezvous (clientId: string, peers: readonly string[]): string {
+/** The peer ranking highest for the client id (rendezvous hashing): stable while the peer set is. */
+export function rendezvous (clientId: string, peers: string[]): string {
   let best = peers[0]!
   let bestScore = ''
   for (const peer of peers) {
@@ -347,7 +403,7 @@ export function rendezvous (clientId: string, peers: readonly string[]): string 
 /** A stored packet as it travels: only data fields (aedes' packets may carry callbacks). */
 export function transferable (p: StoredPacket): TransferredPacket {
   const out: TransferredPacket = { cmd: p.cmd ?? 'publish' }
-  for (const k of ['topic', 'payload', 'qos', 'retain', 'dup', 'messageId', 'brokerId', 'brokerCounter', 'properties', 'messageExpiry', 'msgId'] as const) {
+  for (const k of ['topic', 'payload', 'qos', 'retain', 'dup', 'messageId', 'brokerId', 'brokerCounter', 'properties', 'messageExpiry', 'clientId'] as const) {
     const v = p[k]
     if (v !== undefined && v !== null) (out as Record<string, unknown>)[k] = v
   }

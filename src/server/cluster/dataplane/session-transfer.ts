@@ -1,16 +1,17 @@
-// A persistent session moving between nodes (issue 5, "one session per client
-// id"): what travels, how it is checked on arrival, which copy wins when more
-// than one node answers, and the bounded wait for the answers. The protocol,
-// run by ../data-plane.ts over the peer links (messages.ts kinds 0x0A-0x0C):
+// A persistent session moving between nodes (one session per client id):
+// what travels, how it is checked on arrival, which copy wins when more than
+// one node answers, and the bounded wait for the answers. The protocol is run
+// by session-moves.ts over the peer links (messages.ts kinds 0x0A-0x0C):
 //
 //   new node B (CONNECT, resume)         holder A (session connected or offline)
 //   B -> every up peer  session-request {requestId, clientId, stamp, resume}
 //                                        closes the live connection (0x8E) if any,
-//                                        snapshots subscriptions + outgoing queue
+//                                        snapshots subscriptions, queue, ledger,
+//                                        incoming QoS 2 identifiers
 //   A -> B              session-transfer {session | null}
 //   B stores the newest session (subscriptions routed from B, queue), then
 //   B -> A              session-ack       A deletes its copy (unroutes)
-//   B lets the CONNECT go on: CONNACK session present, queue replayed.
+//   B lets the CONNECT go on: CONNACK session present, the queue is sent.
 //
 // The holder deletes its copy only after the ack, so a crash of either side
 // mid-transfer leaves at least one copy. Pure apart from the timer of the wait.
@@ -41,8 +42,7 @@ export interface TransferredPacket {
   brokerCounter?: number
   properties?: Record<string, unknown>
   messageExpiry?: number
-  /** The message's cluster-wide name (StoredPacket.msgId), when known. */
-  msgId?: string
+  clientId?: string
   [key: string]: unknown
 }
 
@@ -51,33 +51,47 @@ export interface TransferredSession {
   stamp: Stamp
   subscriptions: TransferredSubscription[]
   queue: TransferredPacket[]
+  /** Stamps of the messages queued for it lately (outgoing-queues.ts): a late copy of one of them is not queued again. */
+  ledger: string[]
+  /** Packet identifiers of QoS 2 PUBLISHes from the client awaiting its PUBREL. */
+  incoming: number[]
   /**
-   * Publishes sent to the session's home lately may never have reached
-   * the session: its home died (or restarted), or, `live`, it is the home
-   * handing the session over, and what reaches it after this snapshot stays
-   * in its copy. They come as rescues (messages.ts); `seen` and `after` name
-   * those the home had queued (ReplicaSnapshot.after).
+   * A replica of a session whose home (`rescueFrom`) may be dead: what peers
+   * sent that home and it never settled is to be rescued for it.
    */
-  rescue?: { from: string, seen: string[], after?: Record<string, number>, live?: boolean }
+  rescueFrom?: string
 }
 
 /** Throws (with a reason) unless `v` has the shape of a TransferredSession; returns it typed. */
 export function checkSession (v: Record<string, unknown>): TransferredSession {
-  const { stamp, subscriptions, queue, rescue } = v
+  const { stamp, subscriptions, queue, ledger, incoming, rescueFrom } = v
   if (!Array.isArray(subscriptions) || !Array.isArray(queue)) throw new Error('subscriptions and queue must be arrays')
   subscriptions.forEach(checkSubscription)
   queue.forEach(checkPacket)
-  const out: TransferredSession = { stamp: stamp as Stamp, subscriptions: subscriptions as TransferredSubscription[], queue: queue as TransferredPacket[] }
-  if (rescue !== undefined) {
-    const r = rescue as { from?: unknown, seen?: unknown }
-    if (typeof r !== 'object' || r === null || typeof r.from !== 'string' || !Array.isArray(r.seen) || !r.seen.every((x) => typeof x === 'string')) throw new Error('bad rescue')
-    const after = (r as { after?: unknown }).after
-    if (after !== undefined && (typeof after !== 'object' || after === null || !Object.values(after).every((n) => typeof n === 'number'))) throw new Error('bad rescue watermarks')
-    const live = (r as { live?: unknown }).live
-    if (live !== undefined && typeof live !== 'boolean') throw new Error('bad rescue')
-    out.rescue = { from: r.from, seen: r.seen as string[], ...(after === undefined ? {} : { after: after as Record<string, number> }), ...(live === true ? { live } : {}) }
+  const out: TransferredSession = {
+    stamp: stamp as Stamp,
+    subscriptions: subscriptions as TransferredSubscription[],
+    queue: queue as TransferredPacket[],
+    ledger: checkLedger(ledger),
+    incoming: checkIncoming(incoming)
+  }
+  if (rescueFrom !== undefined) {
+    if (typeof rescueFrom !== 'string') throw new Error('bad rescueFrom')
+    out.rescueFrom = rescueFrom
   }
   return out
+}
+
+export function checkLedger (v: unknown): string[] {
+  if (v === undefined) return []
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && x.length <= 400)) throw new Error('bad ledger')
+  return v as string[]
+}
+
+export function checkIncoming (v: unknown): number[] {
+  if (v === undefined) return []
+  if (!Array.isArray(v) || !v.every(isPacketId)) throw new Error('bad incoming identifiers')
+  return v as number[]
 }
 
 /** Throws unless `s` is a stored subscription (topic and QoS). */
@@ -96,7 +110,7 @@ export function checkPacket (p: unknown): asserts p is TransferredPacket {
   }
   if (o.cmd !== 'publish' || typeof o.topic !== 'string' || !Buffer.isBuffer(o.payload) || !isQos(o.qos)) throw new Error('bad queued publish')
   if (o.messageId !== undefined && o.messageId !== null && !isPacketId(o.messageId)) throw new Error('bad packet identifier')
-  if (o.msgId !== undefined && (typeof o.msgId !== 'string' || o.msgId.length > 200)) throw new Error('bad message name')
+  if (o.brokerId !== undefined && (typeof o.brokerId !== 'string' || typeof o.brokerCounter !== 'number')) throw new Error('bad message stamp')
 }
 
 export function isPacketId (v: unknown): v is number { return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535 }
@@ -109,26 +123,26 @@ export function isEmptySession (s: { subscriptions: unknown[], queue: unknown[] 
 }
 
 /**
- * The copy to resume from: the newest (by stamp; ties: the first) of the
- * home copies, else the newest replica (session-replica.ts), or undefined
- * for none. A home copy is the session itself; a replica may trail it.
+ * The copy to resume from: the newest of the home copies, else the newest
+ * replica (replica-store.ts), or undefined for none. A home copy is the
+ * session itself; a replica may trail it. Newest is by stamp (when the
+ * session was last connected); two copies with one stamp are the same
+ * session at different moments, and the one whose ledger saw more messages
+ * is the later (ties: the first).
  */
 export function bestSession<T extends { session: TransferredSession, replica: boolean }> (copies: T[]): T | undefined {
   let best: T | undefined
   for (const c of copies) {
     if (best === undefined || (best.replica && !c.replica)) { best = c; continue }
-    if (c.replica === best.replica && compareStamps(c.session.stamp, best.session.stamp) > 0) best = c
+    if (c.replica !== best.replica) continue
+    const byStamp = compareStamps(c.session.stamp, best.session.stamp)
+    if (byStamp > 0 || (byStamp === 0 && c.session.ledger.length > best.session.ledger.length)) best = c
   }
   return best
 }
 
 /** One answer to a session-request that carried a session. */
 export interface SessionAnswer { peer: string, session: TransferredSession, replica: boolean }
-
-/** A key that tells queued copies of one message apart from other messages (aedes' broker stamp). */
-export function queueKey (p: { brokerId?: unknown, brokerCounter?: unknown, cmd?: unknown, messageId?: unknown }): string {
-  return p.cmd === 'pubrel' ? `pubrel\u0000${String(p.messageId)}` : `${String(p.brokerId)}\u0000${String(p.brokerCounter)}`
-}
 
 /**
  * The answers to one session-request: resolves with every answer once each

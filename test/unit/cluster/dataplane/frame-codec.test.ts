@@ -7,10 +7,13 @@ import {
 import { Keyring } from '../../../../src/server/cluster/keyring.js'
 
 const records: LinkRecord[] = [
-  { type: 'hello', hello: { proto: 1, name: 'node-a', incarnation: 'abc', recv: { incarnation: null, seq: 0 } } },
-  { type: 'data', seq: 2 ** 40 + 7, payload: Buffer.from('reliable') },
-  { type: 'data', seq: 0, payload: Buffer.alloc(0) },
+  { type: 'hello', hello: { proto: 2, name: 'node-a', incarnation: 'abc', recv: { incarnation: null, seq: 0 } } },
+  { type: 'data', seq: 2 ** 40 + 7, payload: Buffer.from('reliable'), hold: false },
+  { type: 'data', seq: 9, payload: Buffer.from('held'), hold: true },
+  { type: 'data', seq: 0, payload: Buffer.alloc(0), hold: false },
   { type: 'ack', seq: 123456 },
+  { type: 'held', upTo: 2 ** 40, seqs: [2 ** 40 + 3, 2 ** 40 + 9] },
+  { type: 'held', upTo: 0, seqs: [] },
   { type: 'ping' },
   { type: 'refuse', refuse: { code: 'version', message: 'no' } }
 ]

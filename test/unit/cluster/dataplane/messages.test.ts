@@ -8,8 +8,8 @@ const stamp = { wall: 1_700_000_000_123, logical: 4, node: 'node-b' }
 
 test('every message kind round-trips', () => {
   const messages: DataPlaneMessage[] = [
-    { kind: 'publish', publish: { origin: 'node-a', id: 7, topic: 'home/ä/temp', payload: Buffer.from([0, 1, 2, 255]), qos: 2, retain: true, plain: true, shared: ['$share/g/home/+/temp'] } },
-    { kind: 'publish', publish: { origin: 'node-a', id: 7, topic: 't', payload: Buffer.alloc(0), qos: 0, retain: false, plain: false, shared: [] } },
+    { kind: 'publish', publish: { origin: 'node-a', brokerId: 'node-a@1f', brokerCounter: 7, topic: 'home/ä/temp', payload: Buffer.from([0, 1, 2, 255]), qos: 2, retain: true, plain: true, shared: ['$share/g/home/+/temp'], sessions: [], messageExpiry: 1_700_000_060_000 } },
+    { kind: 'publish', publish: { origin: 'node-a', brokerId: 'node-a@1f', brokerCounter: 8, topic: 't', payload: Buffer.alloc(0), qos: 0, retain: false, plain: false, shared: [], sessions: ['late-1', 'late-2'] } },
     { kind: 'retained', entry: { topic: 'r', stamp, qos: 1, payload: Buffer.from('v') } },
     { kind: 'retained', entry: { topic: 'r', stamp, qos: 0, payload: Buffer.alloc(0) } },
     { kind: 'route-delta', delta: { version: 7, filter: '$share/g/a/#', count: 3 } },
@@ -22,21 +22,28 @@ test('every message kind round-trips', () => {
     {
       kind: 'replica',
       ops: [
-        { clientId: 'c', op: 'snapshot', snapshot: { stamp, connected: true, subscriptions: [{ topic: 'a/#', qos: 1 }], queue: [{ cmd: 'publish', topic: 'a/b', payload: Buffer.from('x'), qos: 1, messageId: 3 }], will: { cmd: 'publish', topic: 'w', payload: Buffer.from('bye') }, after: { 'b/123': 9 } } },
-        { clientId: 'c', op: 'enqueue', packet: { cmd: 'publish', topic: 'a/c', payload: Buffer.from('y'), qos: 2 }, source: 'b/123/10' },
-        { clientId: 'c', op: 'update', messageId: 4, pubrel: true },
+        { clientId: 'c', op: 'snapshot', snapshot: { stamp, connected: true, subscriptions: [{ topic: 'a/#', qos: 1 }], queue: [{ cmd: 'publish', topic: 'a/b', payload: Buffer.from('x'), qos: 1, messageId: 3, brokerId: 'b@1', brokerCounter: 2 }], ledger: ['b@1\u00002'], incoming: [12], will: { cmd: 'publish', topic: 'w', payload: Buffer.from('bye') } } },
+        { clientId: 'c', op: 'enqueue', packet: { cmd: 'publish', topic: 'a/c', payload: Buffer.from('y'), qos: 2 }, at: 0 },
+        { clientId: 'c', op: 'sent', stamp: 'b@1\u00003', messageId: 4, qos: 2 },
+        { clientId: 'c', op: 'release', messageId: 4 },
         { clientId: 'c', op: 'clear', messageId: 3 },
+        { clientId: 'c', op: 'clear', stamp: 'b@1\u00009' },
+        { clientId: 'c', op: 'incoming', messageId: 12, add: false },
         { clientId: 'c', op: 'connection', connection: { connected: false, disconnectedAt: 5, expiry: 60 }, stamp },
         { clientId: 'c', op: 'drop' }
       ]
     },
+    { kind: 'session-transfer', requestId: 'q', clientId: 'c', session: { stamp, subscriptions: [{ topic: 'a', qos: 2 }], queue: [], ledger: ['x\u00001'], incoming: [3], rescueFrom: 'node-a' }, replica: true },
     { kind: 'rescue-request', from: 'node-a', requestId: 'r1' },
-    { kind: 'rescue', requestId: 'r1', source: 'node-b/abc/7', publish: { origin: 'node-b', id: 7, topic: 'a/b', payload: Buffer.from('p'), qos: 1, retain: false, plain: true, shared: [] } }
+    { kind: 'rescue', requestId: 'r1', publish: { origin: 'node-b', brokerId: 'node-b@9', brokerCounter: 7, topic: 'a/b', payload: Buffer.from('p'), qos: 1, retain: false, plain: true, shared: [], sessions: [] } },
+    { kind: 'rescue-done', requestId: 'r1' },
+    { kind: 'barrier-request', id: 'b1', from: 'node-c' },
+    { kind: 'barrier-done', id: 'b1' }
   ]
   for (const m of messages) assert.deepEqual(decodeMessage(encodeMessage(m)), m, m.kind)
 })
 
-test('MQTT 5 properties survive the hop; hop-local ones are dropped', () => {
+test('MQTT 5 properties survive the hop; hop-local ones are dropped (the expiry travels as an absolute time)', () => {
   const properties = {
     payloadFormatIndicator: true,
     messageExpiryInterval: 120,
@@ -47,10 +54,10 @@ test('MQTT 5 properties survive the hop; hop-local ones are dropped', () => {
     topicAlias: 5,
     subscriptionIdentifier: [1, 2]
   }
-  const m = decodeMessage(encodeMessage({ kind: 'publish', publish: { origin: 'a', id: 7, topic: 't', payload: Buffer.from('p'), qos: 1, retain: false, plain: true, shared: [], properties } }))
+  const m = decodeMessage(encodeMessage({ kind: 'publish', publish: { origin: 'a', brokerId: 'a@1', brokerCounter: 7, topic: 't', payload: Buffer.from('p'), qos: 1, retain: false, plain: true, shared: [], sessions: [], properties } }))
   assert.equal(m.kind, 'publish')
   if (m.kind !== 'publish') return
-  const { topicAlias: _a, subscriptionIdentifier: _s, ...crossing } = properties
+  const { topicAlias: _a, subscriptionIdentifier: _s, messageExpiryInterval: _e, ...crossing } = properties
   assert.deepEqual(m.publish.properties, crossing)
   assert.ok(Buffer.isBuffer(m.publish.properties?.correlationData), 'correlation data stays binary')
   const e = decodeMessage(encodeMessage({ kind: 'retained', entry: { topic: 't', stamp, qos: 1, payload: Buffer.from('p'), properties: { contentType: 'text/plain', topicAlias: 3 } } }))
@@ -74,7 +81,7 @@ test('malformed messages throw MessageDecodeError and nothing else', () => {
   }
   assert.throws(() => decodeMessage(Buffer.from([0x09])), MessageDecodeError)
   const bad = (ops: unknown): Buffer => { const j = Buffer.from(JSON.stringify({ ops })); const h = Buffer.alloc(5); h[0] = 13; h.writeUInt32BE(j.length, 1); return Buffer.concat([h, j]) }
-  for (const ops of [[{ op: 'enqueue' }], [{ clientId: 'c', op: 'enqueue', packet: { cmd: 'publish' } }], [{ clientId: 'c', op: 'nope' }], [{ clientId: 'c', op: 'clear', messageId: 0 }], 'x']) {
+  for (const ops of [[{ op: 'enqueue' }], [{ clientId: 'c', op: 'enqueue', packet: { cmd: 'publish' } }], [{ clientId: 'c', op: 'nope' }], [{ clientId: 'c', op: 'clear', messageId: 0 }], [{ clientId: 'c', op: 'sent', stamp: 's', messageId: 1, qos: 0 }], 'x']) {
     assert.throws(() => decodeMessage(bad(ops)), MessageDecodeError, JSON.stringify(ops))
   }
   assert.throws(() => decodeMessage(Buffer.concat([encodeMessage({ kind: 'route-delta', delta: { version: 1, filter: 'a', count: 1 } }), Buffer.from([0])])), MessageDecodeError)

@@ -27,7 +27,9 @@ test('data-plane metrics are read from the components at scrape time', async () 
     routes: () => 42,
     retained: () => ({ count: 7, bytes: 700, tombstones: 1, refused: 3 }),
     sync: () => sync,
-    sessions: () => ({ replicasHeld: 3, replicaQueued: 11, replicatedSessions: 2, opsSent: 40, opsApplied: 30, opsIgnored: 1, promoted: 3, willsPublished: 1, rescued: 4 })
+    sessions: () => ({ replicasHeld: 3, replicaQueued: 11, replicatedSessions: 2, opsSent: 40, opsApplied: 30, opsIgnored: 1, promoted: 3, willsPublished: 1, rescued: 4 }),
+    acks: () => ({ 'peer-gone': 2, timeout: 1 }),
+    moves: () => ({ barriers: 5, timeout: 1 })
   })
   assert.equal(await value(registry, 'broker_cluster_link_messages_sent_total', { peer: 'b' }), 10)
   assert.equal(await value(registry, 'broker_cluster_link_shed_total', { peer: 'b' }), 2)
@@ -37,6 +39,9 @@ test('data-plane metrics are read from the components at scrape time', async () 
   assert.equal(await value(registry, 'broker_cluster_link_protocol_errors_total', { peer: 'b', reason: 'auth' }), 1)
   assert.equal(await value(registry, 'broker_cluster_link_refused_total', { reason: 'auth' }), 2)
   assert.equal(await value(registry, 'broker_cluster_routes'), 42)
+  assert.equal(await value(registry, 'broker_cluster_acks_unreplicated_total', { reason: 'peer-gone' }), 2)
+  assert.equal(await value(registry, 'broker_cluster_acks_unreplicated_total', { reason: 'timeout' }), 1)
+  assert.equal(await value(registry, 'broker_cluster_moves_settled_total', { by: 'timeout' }), 1)
   assert.equal(await value(registry, 'broker_retained_messages'), 7)
   assert.equal(await value(registry, 'broker_retained_refused_total'), 3)
   assert.equal(await value(registry, 'broker_retained_sync_repaired_total'), 9)

@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
 import { setImmediate as yieldLoop } from 'node:timers/promises'
 import { randomBytes } from 'node:crypto'
-import { PeerLink, type PeerLinkOptions } from '../../../../src/server/cluster/dataplane/peer-link.js'
+import { PeerLink, type DeliveryInfo, type PeerLinkOptions } from '../../../../src/server/cluster/dataplane/peer-link.js'
 import { LinkAcceptor, LinkListener } from '../../../../src/server/cluster/dataplane/link-acceptor.js'
 import {
   FrameDecoder, PREAMBLE, decodeRecords, encodeRecord, frame, plainCipher,
@@ -17,7 +17,7 @@ import { waitFor } from '../../../helpers/wait.js'
 
 const HOST = '127.0.0.1'
 
-interface Received { payload: Buffer, reliable: boolean }
+interface Received { payload: Buffer, reliable: boolean, info: DeliveryInfo }
 
 interface Side {
   link: PeerLink
@@ -36,7 +36,7 @@ type LinkTuning = Partial<Omit<PeerLinkOptions, 'localName' | 'peerName' | 'ciph
 
 async function startAcceptorSide (name: string, peer: string, cipher: FrameCipher, tuning: LinkTuning = {}): Promise<{ side: Side, acceptor: LinkAcceptor, listener: LinkListener, port: number }> {
   const received: Received[] = []
-  const link = new PeerLink({ localName: name, peerName: peer, cipher, onMessage: (payload, info) => received.push({ payload: Buffer.from(payload), reliable: info.reliable }), ...tuning })
+  const link = new PeerLink({ localName: name, peerName: peer, cipher, onMessage: (payload, info) => received.push({ payload: Buffer.from(payload), reliable: info.reliable, info }), ...tuning })
   const acceptor = new LinkAcceptor({ localName: name, cipher, lookup: (n) => (n === peer ? link : undefined) })
   const listener = new LinkListener(acceptor)
   const { port } = await listener.start(HOST, 0)
@@ -51,7 +51,7 @@ function startDialerSide (name: string, peer: string, cipher: FrameCipher, port:
     peerName: peer,
     cipher,
     connect: () => connect({ host: HOST, port }),
-    onMessage: (payload, info) => received.push({ payload: Buffer.from(payload), reliable: info.reliable }),
+    onMessage: (payload, info) => received.push({ payload: Buffer.from(payload), reliable: info.reliable, info }),
     minBackoffMs: 10,
     maxBackoffMs: 100,
     ...tuning
@@ -96,7 +96,7 @@ async function rawPeer (port: number, cipher: FrameCipher = plainCipher): Promis
   socket.on('error', () => {})
   const send = (...r: LinkRecord[]): void => { socket.write(frame(cipher.seal(Buffer.concat(r.map(encodeRecord))))) }
   socket.write(PREAMBLE)
-  send({ type: 'hello', hello: { proto: 1, name: 'a', incarnation: 'raw-1', recv: { incarnation: null, seq: 0 } } })
+  send({ type: 'hello', hello: { proto: 2, name: 'a', incarnation: 'raw-1', recv: { incarnation: null, seq: 0 } } })
   await waitFor(() => records.some((r) => r.type === 'hello'), { message: 'hello from b' })
   return { socket, records, send }
 }
@@ -109,8 +109,8 @@ test('reliable and unreliable messages arrive in order, both ways, encrypted; st
   const before = resources()
   const p = await startPair({ cipherA: new Keyring([key]), cipherB: new Keyring([key]) })
   try {
-    for (let i = 0; i < 500; i++) p.a.link.send(seqPayload(i), i % 3 !== 0)
-    for (let i = 0; i < 500; i++) p.b.link.send(seqPayload(i), true)
+    for (let i = 0; i < 500; i++) p.a.link.send(seqPayload(i), i % 3 !== 0 ? 'reliable' : 'unreliable')
+    for (let i = 0; i < 500; i++) p.b.link.send(seqPayload(i), 'reliable')
     await waitFor(() => p.b.received.length === 500 && p.a.received.length === 500, { message: 'all delivered' })
     assert.deepEqual(indices(p.b.received), range(500))
     assert.deepEqual(p.b.received.map((m) => m.reliable), range(500).map((i) => i % 3 !== 0))
@@ -135,7 +135,7 @@ test('no loss and no duplicates across connection drops in the middle of a burst
     const bothUp = (): boolean => p.a.link.state === 'up' && p.b.link.state === 'up'
     while (sent < total || drops < dropAt.length) {
       for (let k = 0; k < 500 && sent < total; k++) {
-        const r = p.a.link.send(seqPayload(sent, 64), true)
+        const r = p.a.link.send(seqPayload(sent, 64), 'reliable')
         assert.equal(r, 'queued')
         sent++
       }
@@ -164,9 +164,9 @@ test('whenAcked() resolves once the peer delivered the message, false when the l
   const { side: b, listener, port } = await startAcceptorSide('b', 'a', plainCipher)
   try {
     const raw = await rawPeer(port)
-    assert.equal(b.link.send(seqPayload(1), true), 'queued')
+    assert.equal(b.link.send(seqPayload(1), 'reliable'), 'queued')
     const first = b.link.lastQueuedSeq
-    b.link.send(seqPayload(2), true)
+    b.link.send(seqPayload(2), 'reliable')
     const second = b.link.lastQueuedSeq
     assert.equal(second, first + 1)
     let firstAcked: boolean | undefined
@@ -191,12 +191,12 @@ test('the receiver discards duplicates by sequence number and acks cumulatively'
   try {
     const raw = await rawPeer(port)
     raw.send(
-      { type: 'data', seq: 1, payload: seqPayload(1) },
-      { type: 'data', seq: 2, payload: seqPayload(2) },
-      { type: 'data', seq: 1, payload: seqPayload(1) },
-      { type: 'data', seq: 3, payload: seqPayload(3) },
-      { type: 'data', seq: 2, payload: seqPayload(2) },
-      { type: 'data', seq: 0, payload: seqPayload(99) }
+      { type: 'data', seq: 1, payload: seqPayload(1), hold: false },
+      { type: 'data', seq: 2, payload: seqPayload(2), hold: false },
+      { type: 'data', seq: 1, payload: seqPayload(1), hold: false },
+      { type: 'data', seq: 3, payload: seqPayload(3), hold: false },
+      { type: 'data', seq: 2, payload: seqPayload(2), hold: false },
+      { type: 'data', seq: 0, payload: seqPayload(99), hold: false }
     )
     await waitFor(() => b.received.length === 4, { message: 'delivery' })
     assert.deepEqual(indices(b.received), [1, 2, 3, 99])
@@ -209,7 +209,7 @@ test('the receiver discards duplicates by sequence number and acks cumulatively'
     const hello = again.records.find((r) => r.type === 'hello')
     assert.ok(hello?.type === 'hello')
     assert.deepEqual(hello.hello.recv, { incarnation: 'raw-1', seq: 3 }, 'b tells the sender what it already has')
-    again.send({ type: 'data', seq: 3, payload: seqPayload(3) }, { type: 'data', seq: 4, payload: seqPayload(4) })
+    again.send({ type: 'data', seq: 3, payload: seqPayload(3), hold: false }, { type: 'data', seq: 4, payload: seqPayload(4), hold: false })
     await waitFor(() => b.received.length === 5, { message: 'seq 4' })
     assert.deepEqual(indices(b.received), [1, 2, 3, 99, 4])
     again.socket.destroy()
@@ -222,12 +222,12 @@ test('the receiver discards duplicates by sequence number and acks cumulatively'
 test('a restarted sender (new incarnation) starts its sequence again and is delivered', async () => {
   const p = await startPair()
   try {
-    for (let i = 0; i < 10; i++) p.a.link.send(seqPayload(i), true)
+    for (let i = 0; i < 10; i++) p.a.link.send(seqPayload(i), 'reliable')
     await waitFor(() => p.b.received.length === 10 && p.a.link.unackedCount === 0, { message: 'first lifetime' })
     p.a.link.stop()
     const a2 = startDialerSide('a', 'b', plainCipher, p.port)
     try {
-      for (let i = 10; i < 20; i++) a2.link.send(seqPayload(i), true)
+      for (let i = 10; i < 20; i++) a2.link.send(seqPayload(i), 'reliable')
       await waitFor(() => p.b.received.length === 20, { message: 'second lifetime delivered' })
       assert.deepEqual(indices(p.b.received), range(20))
     } finally {
@@ -241,7 +241,7 @@ test('a restarted sender (new incarnation) starts its sequence again and is deli
 test('a wrong cluster key is refused and never reaches the handler', async () => {
   const p = await startPair({ cipherA: new Keyring([randomBytes(16)]), cipherB: new Keyring([randomBytes(16)]), waitUp: false })
   try {
-    p.a.link.send(seqPayload(1), true)
+    p.a.link.send(seqPayload(1), 'reliable')
     await waitFor(() => (p.acceptor.refused.auth ?? 0) >= 2, { message: 'two refused attempts' })
     assert.notEqual(p.a.link.state, 'up')
     assert.equal(p.b.link.state, 'waiting')
@@ -285,7 +285,7 @@ test('garbage bytes are refused without crashing, before and after the handshake
     // And b still takes a good connection afterwards.
     const a2 = startDialerSide('a', 'b', plainCipher, p.port)
     try {
-      a2.link.send(seqPayload(7), true)
+      a2.link.send(seqPayload(7), 'reliable')
       await waitFor(() => p.b.received.length === 1, { message: 'delivery after garbage' })
     } finally {
       a2.link.stop()
@@ -304,7 +304,7 @@ test('a slow reader: QoS 0 is shed and counted, reliable sends report backpressu
     let shed = 0
     let queued = 0
     for (let round = 0; round < 2000 && shed === 0; round++) {
-      for (let k = 0; k < 64; k++) if (b.link.send(seqPayload(queued, 1024), false) === 'shed') shed++; else queued++
+      for (let k = 0; k < 64; k++) if (b.link.send(seqPayload(queued, 1024), 'unreliable') === 'shed') shed++; else queued++
       await yieldLoop()
     }
     const s = b.link.stats()
@@ -312,7 +312,7 @@ test('a slow reader: QoS 0 is shed and counted, reliable sends report backpressu
     assert.ok(s.shed > 0, 'QoS 0 was shed')
     assert.ok(s.bufferedBytes <= maxBufferedBytes, `buffer bounded: ${s.bufferedBytes}`)
     // Reliable messages are never shed: while the buffer is full they are refused with backpressure.
-    assert.equal(b.link.send(seqPayload(0, 1024), true), 'backpressure')
+    assert.equal(b.link.send(seqPayload(0, 1024), 'reliable'), 'backpressure')
     assert.equal(b.link.stats().backpressured, 1)
     // The reader catches up: everything queued arrives, in order, none of the shed ones.
     raw.socket.resume()
@@ -332,7 +332,7 @@ test('unacknowledged reliable messages fill the buffer; whenWritable() resolves 
   try {
     const raw = await rawPeer(port)
     let accepted = 0
-    while (b.link.send(seqPayload(accepted, 1000), true) === 'queued') accepted++
+    while (b.link.send(seqPayload(accepted, 1000), 'reliable') === 'queued') accepted++
     assert.ok(accepted > 10 && accepted * 1011 <= maxBufferedBytes + 1011, `${accepted} accepted`)
     let writable = false
     const w = b.link.whenWritable().then(() => { writable = true })
@@ -341,7 +341,7 @@ test('unacknowledged reliable messages fill the buffer; whenWritable() resolves 
     raw.send({ type: 'ack', seq: accepted })
     await w
     assert.equal(b.link.unackedCount, 0)
-    assert.equal(b.link.send(seqPayload(0), true), 'queued')
+    assert.equal(b.link.send(seqPayload(0), 'reliable'), 'queued')
     raw.socket.destroy()
   } finally {
     b.link.stop()
@@ -353,7 +353,7 @@ test('a burst leaves in few writes; a lone message is not held back', async () =
   const p = await startPair()
   try {
     const w0 = p.a.link.stats().writes
-    for (let i = 0; i < 2000; i++) p.a.link.send(seqPayload(i, 100), i % 2 === 0)
+    for (let i = 0; i < 2000; i++) p.a.link.send(seqPayload(i, 100), i % 2 === 0 ? 'reliable' : 'unreliable')
     await waitFor(() => p.b.received.length === 2000, { message: 'burst delivered' })
     const writes = p.a.link.stats().writes - w0
     console.log(`# batching: 2000 messages of 100 bytes in ${writes} socket writes`)
@@ -361,7 +361,7 @@ test('a burst leaves in few writes; a lone message is not held back', async () =
     // A lone message goes out on the next turn of the event loop.
     await waitFor(() => p.a.link.unackedCount === 0, { message: 'acks' })
     const t = performance.now()
-    p.a.link.send(seqPayload(5000), true)
+    p.a.link.send(seqPayload(5000), 'reliable')
     await waitFor(() => p.b.received.length === 2001, { interval: 1, message: 'lone message' })
     const ms = performance.now() - t
     console.log(`# lone message delivered in ${ms.toFixed(2)} ms`)
@@ -416,7 +416,7 @@ test('the dialer redials with growing backoff while the peer is unreachable, the
   let b: Awaited<ReturnType<typeof startAcceptorSide>> | undefined
   try {
     a.start()
-    a.send(seqPayload(1), true)
+    a.send(seqPayload(1), 'reliable')
     await waitFor(() => attempts >= 6, { message: 'redials' })
     assert.equal(a.state, 'backoff')
     const gaps = times.slice(1, 6).map((t, i) => t - times[i]!)
@@ -433,29 +433,86 @@ test('the dialer redials with growing backoff while the peer is unreachable, the
   }
 })
 
-test('pauseReading() stops delivery and fills the sender\'s buffer (backpressure), without an idle drop; resumeReading() delivers the rest in order', async () => {
-  const p = await startPair({ tuningA: { maxBufferedBytes: 64 * 1024 }, tuningB: { idleTimeoutMs: 300, pingIntervalMs: 50 } })
+test('a held message stays with the sender until the receiver settles it: out of order, reported again after a reconnect', async () => {
+  const p = await startPair()
   try {
-    p.b.link.pauseReading()
-    let sent = 0
-    while (sent < 100_000 && p.a.link.send(seqPayload(sent, 1000), true) === 'queued') {
-      sent++
-      if (sent % 100 === 0) await yieldLoop()
+    const seqs: number[] = []
+    for (let i = 0; i < 3; i++) {
+      assert.equal(p.a.link.send(seqPayload(i, 1000), 'held'), 'queued')
+      seqs.push(p.a.link.lastQueuedSeq)
     }
-    assert.ok(sent < 100_000, 'the sender met backpressure')
-    const deliveredWhilePaused = p.b.received.length
-    // Not waiting for a condition: this asserts that nothing happens for
-    // longer than B's idle timeout (a paused reader does not call its peer idle).
-    await new Promise((resolve) => setTimeout(resolve, 500))
-    assert.equal(p.b.link.stats().protocolErrors.idle, undefined)
-    // Unpaused, acks would have emptied the sender's buffer by now.
-    assert.ok(p.a.link.bufferedBytes > 32 * 1024, `sender still full (${p.a.link.bufferedBytes} bytes)`)
-    assert.ok(p.b.received.length - deliveredWhilePaused < sent, 'nothing much delivered while paused')
-    p.b.link.resumeReading()
-    await waitFor(() => p.b.received.length >= sent, { message: 'everything after resume' })
-    assert.deepEqual(indices(p.b.received), range(sent))
+    const held = seqs.map((s) => { let v: boolean | undefined; void p.a.link.whenHeld(s).then((x) => { v = x }); return () => v })
+    await waitFor(() => p.b.received.length === 3 && p.a.link.unackedCount === 0, { message: 'delivered and acknowledged' })
+    assert.ok(p.b.received.every((r) => r.info.hold === true && r.info.source !== undefined))
+    assert.equal(p.a.link.unheldCount, 3, 'acknowledged is not held')
+    assert.ok(p.a.link.bufferedBytes >= 3000, 'unsettled messages count against the buffer')
+    // The last one first: reported although the first two are not settled.
+    p.b.link.settle(p.b.received[2]!.info.source!)
+    await waitFor(() => held[2]!() === true, { message: 'third held' })
+    assert.equal(held[0]!(), undefined)
+    assert.deepEqual(p.a.link.unheld().map((u) => u.seq), seqs.slice(0, 2))
+    // A settlement made while the connection is down reaches the sender on the next one.
+    p.b.link.dropConnection()
+    p.b.link.settle(p.b.received[0]!.info.source!)
+    p.b.link.settle(p.b.received[1]!.info.source!)
+    await waitFor(() => held[0]!() === true && held[1]!() === true, { message: 'held after the reconnect' })
+    assert.equal(p.a.link.unheldCount, 0)
+    assert.equal(p.a.link.bufferedBytes, 0)
   } finally {
     await p.close()
+  }
+})
+
+test('held messages fill the buffer until settled (backpressure), then whenWritable lets the sender go on', async () => {
+  const p = await startPair({ tuningA: { maxBufferedBytes: 16 * 1024 } })
+  try {
+    let sent = 0
+    while (p.a.link.send(seqPayload(sent, 1000), 'held') === 'queued') sent++
+    assert.ok(sent >= 10 && sent < 32, `backpressure after ${sent}`)
+    await waitFor(() => p.b.received.length === sent && p.a.link.unackedCount === 0, { message: 'all delivered and acknowledged' })
+    assert.equal(p.a.link.send(seqPayload(sent, 1000), 'held'), 'backpressure', 'acknowledged but unsettled: still full')
+    let writable = false
+    void p.a.link.whenWritable().then(() => { writable = true })
+    for (const r of p.b.received) p.b.link.settle(r.info.source!)
+    await waitFor(() => writable, { message: 'writable once settled' })
+    assert.equal(p.a.link.send(seqPayload(sent, 1000), 'held'), 'queued')
+  } finally {
+    await p.close()
+  }
+})
+
+test('a receiver that restarts settles nothing of its predecessor: those messages are orphaned, not resent', async () => {
+  const { side: b, listener, port } = await startAcceptorSide('b', 'a', plainCipher, { process: 'b-1' } as LinkTuning)
+  const orphans: number[][] = []
+  const a = startDialerSide('a', 'b', plainCipher, port, { process: 'a-1', onRestart: (o) => orphans.push(o.map((x) => x.seq)) } as LinkTuning)
+  let b2: Awaited<ReturnType<typeof startAcceptorSide>> | undefined
+  try {
+    await waitFor(() => a.link.state === 'up', { message: 'up' })
+    a.link.send(seqPayload(1), 'held')
+    const first = a.link.lastQueuedSeq
+    a.link.send(seqPayload(2), 'held')
+    a.link.send(seqPayload(3), 'reliable')
+    let firstHeld: boolean | undefined
+    void a.link.whenHeld(first).then((v) => { firstHeld = v })
+    await waitFor(() => b.received.length === 3, { message: 'delivered to the first process' })
+    // The first process dies without settling; a new one listens on another port.
+    b.link.stop()
+    await listener.stop()
+    b2 = await startAcceptorSide('b', 'a', plainCipher, { process: 'b-2' } as LinkTuning)
+    const port2 = b2.port
+    ;(a.link as unknown as { opts: { connect: () => Socket } }).opts.connect = () => connect({ host: HOST, port: port2 })
+    a.link.redialNow()
+    await waitFor(() => orphans.length === 1, { timeout: 10_000, message: 'the restart is noticed' })
+    assert.deepEqual(orphans[0], [first, first + 1])
+    assert.equal(firstHeld, false, 'a waiter learns the message was never held')
+    assert.equal(a.link.unheldCount, 0)
+    a.link.send(seqPayload(4), 'held')
+    await waitFor(() => b2!.side.received.length >= 1, { message: 'the new process gets new messages' })
+    assert.deepEqual(indices(b2.side.received), [4], 'nothing of the old process resent to the new one')
+  } finally {
+    a.link.stop()
+    b2?.side.link.stop()
+    await b2?.listener.stop()
   }
 })
 
@@ -469,7 +526,7 @@ test('microbench: throughput over loopback, plain and AES-256-GCM (printed, not 
       const t = performance.now()
       let i = 0
       while (i < n) {
-        const r = p.a.link.send(payload, true)
+        const r = p.a.link.send(payload, 'reliable')
         if (r === 'backpressure') { await p.a.link.whenWritable(); continue }
         i++
         if (i % 5000 === 0) await yieldLoop()

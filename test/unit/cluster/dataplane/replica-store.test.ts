@@ -7,24 +7,30 @@ const pub = (topic: string, counter: number): { cmd: string, topic: string, payl
   ({ cmd: 'publish', topic, payload: Buffer.from(topic), qos: 1, brokerId: 'b1', brokerCounter: counter })
 
 function snapshot (clientId: string, wall: number): ClientReplicaOp {
-  return { clientId, op: 'snapshot', snapshot: { stamp: stamp(wall), connected: true, subscriptions: [{ topic: 't/#', qos: 1 }], queue: [], will: null } }
+  return { clientId, op: 'snapshot', snapshot: { stamp: stamp(wall), connected: true, subscriptions: [{ topic: 't/#', qos: 1 }], queue: [], ledger: [], incoming: [], will: null } }
 }
 
-test('a replica follows its home: queue operations as the home applied them, in order', () => {
+test('a replica follows its home: queue operations as the home applied them, in order, with the ledger', () => {
   const store = new ReplicaStore(0)
   store.apply('home', snapshot('c', 1))
-  store.apply('home', { clientId: 'c', op: 'enqueue', packet: pub('t/1', 1), source: 'p/i/1' })
-  store.apply('home', { clientId: 'c', op: 'enqueue', packet: pub('t/2', 2), source: 'p/i/2' })
-  store.apply('home', { clientId: 'c', op: 'update', messageId: 7, brokerId: 'b1', brokerCounter: 1, pubrel: false })
-  store.apply('home', { clientId: 'c', op: 'update', messageId: 7, pubrel: true })
-  store.apply('home', { clientId: 'c', op: 'update', messageId: 8, brokerId: 'b1', brokerCounter: 2, pubrel: false })
+  store.apply('home', { clientId: 'c', op: 'enqueue', packet: pub('t/1', 1) })
+  store.apply('home', { clientId: 'c', op: 'enqueue', packet: pub('t/3', 3) })
+  // A late copy the home put before its publisher's later message: the same place here.
+  store.apply('home', { clientId: 'c', op: 'enqueue', packet: pub('t/2', 2), at: 1 })
+  store.apply('home', { clientId: 'c', op: 'sent', stamp: 'b1\u00001', messageId: 7, qos: 1 })
+  store.apply('home', { clientId: 'c', op: 'release', messageId: 7 })
+  store.apply('home', { clientId: 'c', op: 'sent', stamp: 'b1\u00002', messageId: 8, qos: 1 })
   store.apply('home', { clientId: 'c', op: 'clear', messageId: 8 })
+  store.apply('home', { clientId: 'c', op: 'clear', stamp: 'b1\u00003' })
+  store.apply('home', { clientId: 'c', op: 'incoming', messageId: 4, add: true })
   store.apply('home', { clientId: 'c', op: 'subscribe', subscriptions: [{ topic: 'u', qos: 2 }] })
   store.apply('home', { clientId: 'c', op: 'unsubscribe', topics: ['t/#'] })
   const r = store.peek('c')!
-  assert.deepEqual(r.session.queue.map((p) => [p.cmd, p.messageId]), [['pubrel', 7]], 'the first is at PUBREL, the second acknowledged')
+  assert.deepEqual(r.session.queue.map((p) => [p.cmd, p.messageId]), [['pubrel', 7]], 'the first at PUBREL, the second acknowledged, the third dropped')
   assert.deepEqual(r.session.subscriptions, [{ topic: 'u', qos: 2 }])
-  assert.deepEqual(r.seen.sort(), ['p/i/1', 'p/i/2'])
+  assert.deepEqual([...r.session.ledger].sort(), ['b1\u00001', 'b1\u00002', 'b1\u00003'], 'the ledger keeps what was queued, delivered or not')
+  assert.deepEqual(r.session.incoming, [4])
+  assert.equal(r.session.rescueFrom, 'home')
   assert.equal(store.queued, 1)
   assert.equal(store.ignored, 0)
 })

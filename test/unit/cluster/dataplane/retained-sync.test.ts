@@ -71,7 +71,7 @@ test('a new node receives 100,000 retained messages of 100 bytes over a real pee
   const sendAll = async (link: PeerLink, messages: Sync[]): Promise<void> => {
     for (const m of messages) {
       const bytes = encodeMessage(m)
-      while (link.send(bytes, true) === 'backpressure') await link.whenWritable()
+      while (link.send(bytes, 'reliable') === 'backpressure') await link.whenWritable()
     }
   }
   const linkB: PeerLink = new PeerLink({ localName: 'b', peerName: 'a', cipher: plainCipher, onMessage: deliver(() => linkB, syncB) })
@@ -84,7 +84,7 @@ test('a new node receives 100,000 retained messages of 100 bytes over a real pee
     await waitFor(() => linkA.state === 'up', { message: 'link up' })
     // The joining node opens the round: the source sees zero digests and streams whole buckets.
     const t = performance.now()
-    linkB.send(encodeMessage(syncB.begin()), true)
+    linkB.send(encodeMessage(syncB.begin()), 'reliable')
     await waitFor(() => fresh.count === 100_000, { timeout: 20_000, interval: 5, message: '100,000 entries' })
     const ms = performance.now() - t
     console.log(`# retained transfer: 100,000 messages of 100 bytes to a new node in ${ms.toFixed(0)} ms over a loopback peer link ` +

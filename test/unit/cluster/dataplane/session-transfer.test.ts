@@ -2,8 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { MessageDecodeError, decodeMessage, encodeMessage, type DataPlaneMessage } from '../../../../src/server/cluster/dataplane/messages.js'
 import { encodeStamp } from '../../../../src/server/cluster/dataplane/hlc.js'
-import { SessionFetch, bestSession, queueKey, type TransferredSession } from '../../../../src/server/cluster/dataplane/session-transfer.js'
-import { LimitedPersistence } from '../../../../src/server/mqtt/persistence.js'
+import { SessionFetch, bestSession, type TransferredSession } from '../../../../src/server/cluster/dataplane/session-transfer.js'
 
 const stamp = { wall: 1_700_000_000_123, logical: 4, node: 'node-b' }
 const session: TransferredSession = {
@@ -13,7 +12,9 @@ const session: TransferredSession = {
     { cmd: 'publish', topic: 'a/x', payload: Buffer.from([0, 1, 255]), qos: 1, retain: false, brokerId: 'x', brokerCounter: 3, messageId: 17, properties: { correlationData: Buffer.from([9, 8]), userProperties: { k: 'v' } }, messageExpiry: 1_700_000_100_000 },
     { cmd: 'publish', topic: 'b', payload: Buffer.alloc(0), qos: 2, brokerId: 'x', brokerCounter: 4 },
     { cmd: 'pubrel', messageId: 65535 }
-  ]
+  ],
+  ledger: ['x\u00003', 'x\u00004'],
+  incoming: [5]
 }
 
 test('session messages round-trip, payloads and correlation data stay binary', () => {
@@ -44,6 +45,7 @@ test('a malformed session transfer throws MessageDecodeError', () => {
   }
   const stampText = encodeStamp(stamp)
   assert.doesNotThrow(() => decodeMessage(bad({ stamp: stampText, subscriptions: [], queue: [{ cmd: 'pubrel', messageId: 1 }] })), 'the helper makes valid messages')
+  assert.doesNotThrow(() => decodeMessage(bad({ stamp: stampText, subscriptions: [], queue: [], ledger: ['a'], incoming: [1] })))
   for (const s of [
     {},
     { stamp: 'nope', subscriptions: [], queue: [] },
@@ -52,7 +54,10 @@ test('a malformed session transfer throws MessageDecodeError', () => {
     { stamp: stampText, subscriptions: [], queue: [{ cmd: 'pubrel' }] },
     { stamp: stampText, subscriptions: [], queue: [{ cmd: 'publish', topic: 't', payload: 'not a buffer', qos: 1 }] },
     { stamp: stampText, subscriptions: [], queue: [{ cmd: 'publish', topic: 't', payload: { $b64: '' }, qos: 1, messageId: 0 }] },
-    { stamp: stampText, subscriptions: [], queue: [{ cmd: 'connect' }] }
+    { stamp: stampText, subscriptions: [], queue: [{ cmd: 'connect' }] },
+    { stamp: stampText, subscriptions: [], queue: [], ledger: [1] },
+    { stamp: stampText, subscriptions: [], queue: [], incoming: [0] },
+    { stamp: stampText, subscriptions: [], queue: [], rescueFrom: 3 }
   ]) {
     assert.throws(() => decodeMessage(bad(s)), MessageDecodeError, JSON.stringify(s))
   }
@@ -68,7 +73,11 @@ test('the newest home copy of a session wins; a replica only when no home copy a
   assert.equal(bestSession([replica, older, newer])?.peer, 'b', 'a home copy beats a newer-stamped replica')
   assert.equal(bestSession([oldReplica, replica])?.peer, 'r')
   assert.equal(bestSession([]), undefined)
-  assert.notEqual(queueKey({ cmd: 'pubrel', messageId: 1 }), queueKey({ cmd: 'publish', brokerId: 'x', brokerCounter: 1 }))
+  // One stamp, two moments of one session: the copy whose ledger saw more is the later.
+  const early = { peer: 'e', replica: true, session: { ...session, ledger: ['x\u00001'] } }
+  const late = { peer: 'l', replica: true, session: { ...session, ledger: ['x\u00001', 'x\u00002'] } }
+  assert.equal(bestSession([early, late])?.peer, 'l')
+  assert.equal(bestSession([late, early])?.peer, 'l')
 })
 
 test('a session fetch resolves once every peer answered, keeping only non-empty sessions', async () => {
@@ -76,7 +85,7 @@ test('a session fetch resolves once every peer answered, keeping only non-empty 
   assert.equal(f.answer('a', null), true)
   assert.equal(f.answer('a', session), false, 'one answer per peer')
   assert.equal(f.answer('x', session), false, 'not asked')
-  assert.equal(f.answer('b', { stamp, subscriptions: [], queue: [] }), true)
+  assert.equal(f.answer('b', { stamp, subscriptions: [], queue: [], ledger: [], incoming: [] }), true)
   assert.deepEqual(f.pending, ['c'])
   f.answer('c', session)
   const answers = await f.done
@@ -93,26 +102,4 @@ test('a session fetch stops waiting for a peer that went away, and at its deadli
   assert.deepEqual(await g.done, [])
   assert.ok(Date.now() - started < 1000)
   assert.deepEqual(await new SessionFetch('r3', 'c', [], 10_000).done, [], 'nobody to ask')
-})
-
-test('persistence: a queue exported on one node and imported on another keeps packet identifiers and PUBRELs', async () => {
-  const from = new LimitedPersistence({ limits: { maxRetainedMessages: 0, maxRetainedBytes: 0, maxQueuedMessages: 0 } })
-  const to = new LimitedPersistence({ limits: { maxRetainedMessages: 0, maxRetainedBytes: 0, maxQueuedMessages: 0 } })
-  await from.outgoingEnqueue({ clientId: 'c' }, { cmd: 'publish', topic: 't', payload: Buffer.from('1'), qos: 1, brokerId: 'x', brokerCounter: 1 })
-  await from.outgoingEnqueue({ clientId: 'c' }, { cmd: 'publish', topic: 't', payload: Buffer.from('2'), qos: 2, brokerId: 'x', brokerCounter: 2 })
-  await from.outgoingUpdate({ id: 'c' }, { cmd: 'publish', topic: 't', payload: Buffer.from('1'), qos: 1, brokerId: 'x', brokerCounter: 1, messageId: 7 })
-  await from.outgoingUpdate({ id: 'c' }, { cmd: 'publish', topic: 't', payload: Buffer.from('2'), qos: 2, brokerId: 'x', brokerCounter: 2, messageId: 8 })
-  await from.outgoingUpdate({ id: 'c' }, { cmd: 'pubrel', messageId: 8 } as never)
-  to.importQueue('c', from.exportQueue('c'))
-  assert.equal(from.dropQueue('c'), 2)
-  assert.equal(from.queuedCount, 0)
-  assert.equal(to.queuedFor('c'), 2)
-  const replay: Array<Record<string, unknown>> = []
-  for await (const p of to.outgoingStream({ id: 'c' })) replay.push(p as Record<string, unknown>)
-  assert.deepEqual(replay.map((p) => [p.cmd, p.messageId]), [['publish', 7], ['pubrel', 8]])
-  // aedes replays a PUBREL stamped with its own broker id: still matched by identifier.
-  await to.outgoingUpdate({ id: 'c' }, { cmd: 'pubrel', messageId: 8, brokerId: 'other', brokerCounter: 99, topic: 't', payload: Buffer.alloc(0) })
-  assert.equal((await to.outgoingClearMessageId({ id: 'c' }, { messageId: 8 }))?.cmd, 'pubrel')
-  assert.equal((await to.outgoingClearMessageId({ id: 'c' }, { messageId: 7 }))?.topic, 't')
-  assert.equal(to.queuedCount, 0)
 })

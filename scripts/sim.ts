@@ -1,9 +1,9 @@
 // Runs simulated scenarios from the command line: a range of seeds, or one
 // seed again with the nodes' logs (SIM_LOG=debug) to see what happened.
 //
-//   node dist/test/sim/run.js [--seeds 1-200] [--nodes 3] [--faults kill,stop] [--duration 6000]
+//   npm run sim -- [--seeds 1-200] [--nodes 3] [--faults kill,stop] [--duration 6000] [--every 10]
 import { parseArgs } from 'node:util'
-import { runScenario, FAULTS, type SimFault } from './scenario.js'
+import { runScenario, FAULTS, type SimFault } from '../test/sim/scenario.js'
 
 const { values } = parseArgs({
   options: {
@@ -11,6 +11,7 @@ const { values } = parseArgs({
     nodes: { type: 'string', default: '3' },
     faults: { type: 'string', default: FAULTS.join(',') },
     duration: { type: 'string', default: '6000' },
+    every: { type: 'string', default: '10' },
     verbose: { type: 'boolean', default: false }
   }
 })
@@ -19,9 +20,9 @@ let failed = 0
 const started = Date.now()
 for (let seed = from; seed <= (to ?? from); seed++) {
   const t0 = Date.now()
-  const r = await runScenario({ seed, nodes: Number(values.nodes), faults: values.faults.split(',') as SimFault[], durationMs: Number(values.duration) })
+  const r = await runScenario({ seed, nodes: Number(values.nodes), faults: values.faults.split(',') as SimFault[], durationMs: Number(values.duration), publishEveryMs: Number(values.every) })
   if (!r.ok) failed++
-  console.log(`seed ${seed}: ${r.ok ? 'ok  ' : 'FAIL'} acked ${r.acked} deliveries ${r.deliveries} max wait ${r.maxWaitMs} ms history ${r.digest} (${Date.now() - t0} ms real)`)
+  console.log(`seed ${seed}: ${r.ok ? 'ok  ' : 'FAIL'} acked ${r.acked} deliveries ${r.deliveries} max wait ${r.maxWaitMs} ms ack p50/p99/max ${r.ackMs.p50}/${r.ackMs.p99}/${r.ackMs.max} ms history ${r.digest} (${Date.now() - t0} ms real)`)
   if (!r.ok || values.verbose) {
     console.log(`  faults: ${r.faults.join('; ')}`)
     for (const p of r.problems) console.log(`  ${p}`)

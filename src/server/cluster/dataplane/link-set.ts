@@ -1,0 +1,276 @@
+// The set of peer links: one per live member, following the membership.
+//
+// - A member that joins (or comes back alive) gets a link; the lower name
+//   dials (peer-link.ts), the acceptor hands the other side its sockets.
+// - A member declared dead may only be on the other side of a partition:
+//   its link is parked (kept, redialling, its unsettled messages kept for a
+//   retransmission after the heal) for gossip_to_the_dead_time, then
+//   dropped. A member that left gracefully is dropped at once.
+// - A peer that comes back as a new process (a new `process` in its HELLO,
+//   on the same link or a new one) lost everything it held: onRestart says
+//   so, with what its predecessor never settled.
+// - With chaos control (`serve --chaos-control`), partitions and link cuts
+//   reach the links too: a blocked peer's connection is cut and its dials
+//   hang, as on a real network.
+import { connect as netConnect, isIP, Socket as NetSocket, type Socket } from 'node:net'
+import type { Logger } from '../../../log.js'
+import type { Keyring } from '../keyring.js'
+import type { Member, Membership } from '../membership/membership.js'
+import type { LinkStreamHandler } from '../membership/net-transport.js'
+import type { LinkFaults } from '../fault-injection.js'
+import { LinkAcceptor } from './link-acceptor.js'
+import { PeerLink, type DeliveryInfo } from './peer-link.js'
+
+/** The membership as the data plane needs it: the SWIM one can lend its TCP listener. */
+export type DataPlaneMembership = Membership & { setLinkHandler?: (handler: LinkStreamHandler | undefined) => boolean }
+
+export interface LinkSetHandlers {
+  onMessage: (link: PeerLink, payload: Buffer, info: DeliveryInfo) => void
+  /** A connection finished its handshake. `restarted`: the peer is a new process since its last link. */
+  onUp: (link: PeerLink, restarted: boolean) => void
+  /** The membership declared the peer dead (it may be partitioned away) or it left. */
+  onGone: (peer: string, state: 'dead' | 'left') => void
+  /** A parked peer is alive again, as the same process (it was cut off, not dead). */
+  onBack: (peer: string) => void
+  /** The peer came back as a new process: the held messages its predecessor never settled. */
+  onRestart: (peer: string, orphans: Array<{ seq: number, payload: Buffer }>) => void
+  /** The link's connection went down (it redials); `onUp` follows when it is back. */
+  onDown: (peer: string) => void
+  /** The link is gone for good (the member left, or stayed dead longer than it is kept). */
+  onDropped: (peer: string) => void
+}
+
+export interface LinkSetOptions {
+  name: string
+  /** This process's id, sent in every HELLO. */
+  process: string
+  /** cluster.bind: dials go out from it, so a peer sees the address we advertise. */
+  bind: string
+  /** How long a dead member's link is kept (cluster.config.gossip_to_the_dead_time). */
+  parkMs: number
+  cipher: Keyring
+  log: Logger
+  membership: DataPlaneMembership
+  faults?: LinkFaults | undefined
+  /** Opens a connection to a peer's cluster port (default TCP; the simulation's in-memory network). */
+  dial?: ((peer: Member, localAddress: string | undefined) => Socket) | undefined
+  handlers: LinkSetHandlers
+  warn: (level: 'warn' | 'info' | 'error', obj: object, msg: string) => void
+}
+
+export class LinkSet {
+  readonly acceptor: LinkAcceptor
+  private readonly opts: LinkSetOptions
+  private readonly links = new Map<string, PeerLink>()
+  /** Links of members declared dead, kept until their timer runs out or the member is back. */
+  private readonly parked = new Map<string, NodeJS.Timeout>()
+  /** The process id each peer last had: a different one on a new link is a restart. */
+  private readonly processes = new Map<string, string>()
+  private running = false
+  private readonly onJoin = (m: Member): void => { this.ensure(m) }
+  private readonly onUpdate = (m: Member): void => { if (m.state === 'alive') this.ensure(m) }
+  private readonly onLeave = (m: Member): void => {
+    if (m.state === 'dead' && this.links.has(m.name)) this.park(m.name)
+    else this.drop(m.name)
+    this.opts.handlers.onGone(m.name, m.state === 'left' ? 'left' : 'dead')
+  }
+
+  constructor (options: LinkSetOptions) {
+    this.opts = options
+    this.acceptor = new LinkAcceptor({
+      localName: options.name,
+      cipher: options.cipher,
+      lookup: (peer) => this.forInbound(peer),
+      onError: (err) => options.warn('warn', { err: err.message }, 'peer link connection refused')
+    })
+  }
+
+  start (): void {
+    const { membership, faults } = this.opts
+    const accept: LinkStreamHandler = faults === undefined
+      ? (socket, head) => this.acceptor.handle(socket, head)
+      : (socket, head) => {
+          // A partitioned or cut peer's dial fails as it would on a real network.
+          if (faults.linksBlocked({ host: socket.remoteAddress ?? '', port: 0 })) socket.destroy()
+          else this.acceptor.handle(socket, head)
+        }
+    faults?.onChange(() => this.applyFaults())
+    if (membership.setLinkHandler?.(accept) !== true) {
+      this.opts.log.warn('the membership transport has no TCP listener of ours: peers cannot dial this node\'s data plane')
+    }
+    membership.on('join', this.onJoin)
+    membership.on('update', this.onUpdate)
+    membership.on('leave', this.onLeave)
+    this.running = true
+    for (const m of membership.members()) if (m.name !== this.opts.name && m.state === 'alive') this.ensure(m)
+  }
+
+  stop (): void {
+    const { membership } = this.opts
+    this.running = false
+    membership.off('join', this.onJoin)
+    membership.off('update', this.onUpdate)
+    membership.off('leave', this.onLeave)
+    membership.setLinkHandler?.(undefined)
+    this.acceptor.stop()
+    for (const name of [...this.links.keys()]) this.drop(name)
+  }
+
+  get (peer: string): PeerLink | undefined { return this.links.get(peer) }
+  all (): IterableIterator<PeerLink> { return this.links.values() }
+  entries (): IterableIterator<[string, PeerLink]> { return this.links.entries() }
+  get size (): number { return this.links.size }
+  /** Peers we hold a link to, sorted. */
+  get peers (): string[] { return [...this.links.keys()].sort() }
+  isParked (peer: string): boolean { return this.parked.has(peer) }
+
+  /** Peers whose link is up and which are not declared dead: where replicas go, whom we ask. */
+  upPeers (): string[] {
+    return [...this.links.values()].filter((l) => l.state === 'up' && !this.parked.has(l.peerName)).map((l) => l.peerName)
+  }
+
+  /**
+   * Peers the membership lists as alive (not declared dead), whether their
+   * link is up yet or not: a node that just started knows its members before
+   * its links to them are up.
+   */
+  alivePeers (): string[] {
+    return this.opts.membership.members().filter((m) => m.name !== this.opts.name && m.state !== 'dead' && m.state !== 'left' && !this.parked.has(m.name)).map((m) => m.name)
+  }
+
+  /**
+   * Resolves true once the peer's link is up; false after `timeoutMs`, when
+   * it has none, or as soon as a dial is refused (the peer's process is
+   * gone: waiting for its death to be declared would only stall the caller).
+   */
+  async whenUp (peer: string, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const link = this.links.get(peer)
+      if (link?.state === 'up') return true
+      if (link === undefined || link.state === 'stopped' || link.refused || Date.now() >= deadline) return false
+      await new Promise<void>((resolve) => { const t = setTimeout(resolve, 20); t.unref() })
+    }
+  }
+
+  /** Waits (at most `timeoutMs`) until every up link's peer acknowledged what was queued on it. */
+  async flush (timeoutMs: number): Promise<void> {
+    const waits = [...this.links.values()].filter((l) => l.state === 'up').map(async (l) => await l.whenAcked(l.lastQueuedSeq))
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs) })
+    await Promise.race([Promise.all(waits), timeout])
+    clearTimeout(timer)
+  }
+
+  /** The acceptor asks for a peer that dialled us: membership may know it before its join event reached us. */
+  private forInbound (peer: string): PeerLink | undefined {
+    const existing = this.links.get(peer)
+    if (existing !== undefined || !this.running) return existing
+    const m = this.opts.membership.members().find((x) => x.name === peer && x.state === 'alive')
+    return m === undefined ? undefined : this.ensure(m)
+  }
+
+  private ensure (m: Member): PeerLink | undefined {
+    if (!this.running || m.name === this.opts.name) return undefined
+    const existing = this.links.get(m.name)
+    if (existing !== undefined) {
+      this.unpark(m.name)
+      // Alive again, maybe as a new process: no reason to wait out a backoff to find out.
+      existing.redialNow()
+      return existing
+    }
+    const bind = this.opts.bind
+    const localAddress = bind !== '0.0.0.0' && bind !== '::' && isIP(bind) === isIP(m.addr) ? bind : undefined
+    const faults = this.opts.faults
+    const link: PeerLink = new PeerLink({
+      localName: this.opts.name,
+      process: this.opts.process,
+      peerName: m.name,
+      cipher: this.opts.cipher,
+      connect: () => faults?.linksBlocked({ host: m.addr, port: m.port }) === true
+        ? hangingSocket()
+        : this.opts.dial !== undefined ? this.opts.dial(m, localAddress) : netConnect({ host: m.addr, port: m.port, localAddress }) as Socket,
+      onMessage: (payload, info) => this.opts.handlers.onMessage(link, payload, info),
+      onUp: () => this.linkUp(link),
+      onStateChange: (state) => { if (state === 'backoff' || state === 'waiting') this.opts.handlers.onDown(m.name) },
+      onRestart: (orphans) => {
+        this.processes.set(m.name, link.remoteProcess ?? '')
+        this.opts.handlers.onRestart(m.name, orphans)
+      },
+      onError: (err) => this.opts.log.debug({ peer: m.name, err: err.message }, 'peer link error')
+    })
+    this.links.set(m.name, link)
+    link.start()
+    this.opts.log.debug({ peer: m.name, addr: m.addr, port: m.port, dialer: link.dialer }, 'peer link started')
+    return link
+  }
+
+  private linkUp (link: PeerLink): void {
+    const peer = link.peerName
+    const proc = link.remoteProcess
+    const before = this.processes.get(peer)
+    let restarted = false
+    if (proc !== undefined) {
+      this.processes.set(peer, proc)
+      // A new link object (the old one was dropped) to a new process: a restart
+      // its own link could not see (PeerLink.onRestart covers the same link).
+      restarted = before !== undefined && before !== proc
+      if (restarted) this.opts.handlers.onRestart(peer, [])
+      else if (before === proc) this.opts.handlers.onBack(peer)
+    }
+    this.opts.handlers.onUp(link, restarted)
+  }
+
+  /** Chaos only: cuts the live connections of links whose peer is now blocked (they redial, and hang, until healed). */
+  private applyFaults (): void {
+    const faults = this.opts.faults
+    if (faults === undefined) return
+    for (const m of this.opts.membership.members()) {
+      const link = this.links.get(m.name)
+      if (link !== undefined && faults.linksBlocked({ host: m.addr, port: m.port })) link.dropConnection()
+    }
+  }
+
+  private park (name: string): void {
+    if (this.parked.has(name)) return
+    const keepMs = Math.max(1000, this.opts.parkMs)
+    const timer = setTimeout(() => this.drop(name), keepMs)
+    timer.unref()
+    this.parked.set(name, timer)
+    this.opts.log.debug({ peer: name, keepMs }, 'peer declared dead: link and routes kept for its return')
+  }
+
+  private unpark (name: string): void {
+    const timer = this.parked.get(name)
+    if (timer === undefined) return
+    clearTimeout(timer)
+    this.parked.delete(name)
+    const link = this.links.get(name)
+    // The link may be deep in its redial backoff after a long absence.
+    link?.redialNow()
+    this.opts.log.debug({ peer: name }, 'peer back: parked link in use again')
+    // Back while its link never dropped (a pause): the same process.
+    if (link?.state === 'up' && link.remoteProcess !== undefined && link.remoteProcess === this.processes.get(name)) this.opts.handlers.onBack(name)
+  }
+
+  /** Stops and forgets a peer's link. */
+  drop (name: string): void {
+    const timer = this.parked.get(name)
+    if (timer !== undefined) clearTimeout(timer)
+    this.parked.delete(name)
+    const link = this.links.get(name)
+    if (link === undefined) return
+    this.links.delete(name)
+    link.stop()
+    this.opts.log.debug({ peer: name }, 'peer link stopped')
+    if (this.running) this.opts.handlers.onDropped(name)
+  }
+}
+
+/**
+ * A socket that never connects: what a dial into a partition looks like (the
+ * SYN goes unanswered); the link's handshake timeout gives up on it.
+ */
+function hangingSocket (): Socket {
+  return new NetSocket()
+}

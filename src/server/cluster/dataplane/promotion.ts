@@ -1,0 +1,251 @@
+// Promotion: when a home node dies, the replicas held here for it become
+// sessions of this node (stored, routed, replicated onward), and what the
+// dead home never settled is rescued for them (rescue.ts). Their clients
+// find them here, or fetch them from here, wherever they reconnect.
+//
+// Wills. A client connected on the dead node is owed its will, after
+// min(Will Delay Interval, Session Expiry Interval) from the death, unless it
+// connects anywhere first (a client-connected announcement cancels it). But
+// a node declared dead may only be cut off: its clients may still be
+// connected there (a partition), and a will published now would show an
+// online device as offline (Home Assistant availability topics are wills).
+// So a will is published at its due time only when the death is known:
+// the node's cluster port refuses connections (nothing listens there: the
+// process is gone), it came back as a new process, or it left. A node that
+// is merely unreachable gets `cluster.partition_will_delay` more; if it
+// answers again as the same process, its sessions here are dropped and its
+// clients' wills with them (undo).
+//
+// A promoted session with a Session Expiry Interval expires here (its
+// client was gone since the death, or its own disconnect before it).
+import type { Client } from 'aedes'
+import type { DataPlaneContext } from './context.js'
+import { localClient } from './context.js'
+import type { SessionReplication } from './session-replication.js'
+import { sessionExpiresAt, willDueAt, type ReplicaConnection, type TakenReplica } from './replica-store.js'
+import type { TransferredPacket } from './session-transfer.js'
+import type { Qos } from './retained-store.js'
+import type { Rescue } from './rescue.js'
+
+export interface PromotionHost {
+  /** Stores a session taken over (session-moves.ts), replacing any older copy; resolves when stored. */
+  store: (clientId: string, from: string, replica: TakenReplica) => Promise<boolean>
+  /** Removes a session held here. */
+  remove: (clientId: string) => Promise<void>
+  /** Holds delivery to the sessions until the rescues arrived (session-moves.ts deliveryGate). */
+  hold: (clientIds: string[], until: Promise<unknown>) => void
+}
+
+interface OwedWill { will: TransferredPacket, dueAt: number, peer: string, since: number, timer: NodeJS.Timeout | undefined }
+
+export class Promotion {
+  private readonly ctx: DataPlaneContext
+  private readonly replication: SessionReplication
+  private readonly rescue: Rescue
+  private readonly host: PromotionHost
+  /**
+   * Sessions taken over from a peer believed dead, until their client
+   * connects somewhere: if that peer was only cut off, it still holds them,
+   * and its copy wins.
+   */
+  private readonly promotedFrom = new Map<string, string>()
+  /** Replicas being promoted, by client id: a session request for one waits until it is stored. */
+  readonly promoting = new Map<string, Promise<void>>()
+  private readonly wills = new Map<string, OwedWill>()
+  private readonly expiries = new Map<string, NodeJS.Timeout>()
+  /** Peers known to be down (refused connections, restarted, left): their wills need no extra wait. */
+  private readonly confirmed = new Set<string>()
+  private stopped = false
+
+  constructor (ctx: DataPlaneContext, replication: SessionReplication, rescue: Rescue, host: PromotionHost) {
+    this.ctx = ctx
+    this.replication = replication
+    this.rescue = rescue
+    this.host = host
+  }
+
+  stop (): void {
+    this.stopped = true
+    for (const w of this.wills.values()) clearTimeout(w.timer)
+    for (const t of this.expiries.values()) clearTimeout(t)
+    this.wills.clear()
+    this.expiries.clear()
+  }
+
+  isPromoted (clientId: string): boolean { return this.promotedFrom.has(clientId) }
+  forget (clientId: string): void { this.promotedFrom.delete(clientId) }
+
+  /** The peer is known to be down: wills owed for its clients are due at their time. */
+  confirmDown (peer: string): void {
+    if (this.confirmed.has(peer)) return
+    this.confirmed.add(peer)
+    for (const [clientId, w] of this.wills) if (w.peer === peer) this.arm(clientId, w)
+  }
+
+  /** The peer is a member again: a restart or a return is decided by its link (restarted / back). */
+  alive (peer: string): void { this.confirmed.delete(peer) }
+
+  /**
+   * A home node died (or left without handing its sessions off, or
+   * restarted): its replicas here become sessions of this node.
+   */
+  async promote (peer: string): Promise<void> {
+    const ids = this.replication.replicas.ownedBy(peer)
+    if (ids.length === 0 || this.stopped) return
+    let done!: () => void
+    const storing = new Promise<void>((resolve) => { done = resolve })
+    for (const id of ids) this.promoting.set(id, storing)
+    // Delivery to them waits for the rescues, from before they are stored:
+    // their client may be connecting right now.
+    let rescued!: (p: Promise<unknown>) => void
+    const rescues = new Promise<unknown>((resolve) => { rescued = resolve })
+    this.host.hold(ids, rescues.then(async (p) => await p))
+    const now = Date.now()
+    const taken: string[] = []
+    try {
+      for (const clientId of ids) {
+        const replica = this.replication.replicas.take(clientId)
+        if (replica === undefined) continue
+        this.replication.countPromoted(1)
+        const ended: ReplicaConnection = { connected: false, disconnectedAt: replica.connected ? now : replica.disconnectedAt, expiry: replica.expiry }
+        // Connected here already (it reconnected before the death was declared): its session is live here.
+        if (localClient(this.ctx, clientId) !== undefined) continue
+        if (await this.host.store(clientId, `replica of ${peer}`, replica)) {
+          this.promotedFrom.set(clientId, peer)
+          taken.push(clientId)
+        }
+        this.replication.setConnection(clientId, ended)
+        const willAt = willDueAt(replica, now)
+        if (willAt !== undefined && replica.will !== null) {
+          this.replication.setWill(clientId, replica.will)
+          this.oweWill(clientId, replica.will, willAt, peer)
+        }
+        const expiresAt = sessionExpiresAt(replica, now)
+        if (expiresAt !== undefined) this.armExpiry(clientId, expiresAt - now)
+      }
+      rescued(taken.length > 0 ? this.rescue.request(peer, taken) : Promise.resolve())
+    } finally {
+      rescued(Promise.resolve())
+      for (const id of ids) if (this.promoting.get(id) === storing) this.promoting.delete(id)
+      done()
+    }
+    this.ctx.log.warn({ peer, sessions: taken.length, replicas: ids.length }, 'node gone: took over the sessions it held whose replicas were here')
+  }
+
+  /**
+   * A peer this node took sessions over from is back as the same process: it
+   * was cut off, not dead, and still holds them. The copies taken over here
+   * that no client resumed since are dropped (their client finds the
+   * original there), their wills with them.
+   */
+  undo (peer: string): void {
+    for (const [clientId, w] of [...this.wills]) {
+      if (w.peer !== peer) continue
+      clearTimeout(w.timer)
+      this.wills.delete(clientId)
+      this.replication.willDeleted(clientId)
+    }
+    for (const [clientId, from] of [...this.promotedFrom]) {
+      if (from !== peer) continue
+      this.promotedFrom.delete(clientId)
+      if (localClient(this.ctx, clientId) !== undefined) continue
+      this.ctx.log.info({ client: clientId, peer }, 'peer back after being declared dead: session taken over from it dropped here, its copy stays')
+      this.host.remove(clientId).catch((err: Error) => this.ctx.warn('warn', { client: clientId, err: err.message }, 'session taken over not dropped'))
+    }
+  }
+
+  /**
+   * The client connected, here or on a peer: a will owed for it is
+   * cancelled, its session no longer expires. (Connected here, aedes
+   * replaced the will already: delWill, then putWill of the new one.)
+   */
+  clientSeen (clientId: string, here: boolean): void {
+    const w = this.wills.get(clientId)
+    if (w !== undefined) {
+      clearTimeout(w.timer)
+      this.wills.delete(clientId)
+      if (!here) this.replication.willDeleted(clientId)
+    }
+    const e = this.expiries.get(clientId)
+    if (e !== undefined) {
+      clearTimeout(e)
+      this.expiries.delete(clientId)
+    }
+    if (here) this.promotedFrom.delete(clientId)
+  }
+
+  private oweWill (clientId: string, will: TransferredPacket, dueAt: number, peer: string): void {
+    const prior = this.wills.get(clientId)
+    if (prior !== undefined) clearTimeout(prior.timer)
+    const w: OwedWill = { will, dueAt, peer, since: Date.now(), timer: undefined }
+    this.wills.set(clientId, w)
+    this.arm(clientId, w)
+  }
+
+  private arm (clientId: string, w: OwedWill): void {
+    clearTimeout(w.timer)
+    const extra = this.confirmed.has(w.peer) ? 0 : this.ctx.config.cluster.partition_will_delay
+    const at = Math.max(w.dueAt, w.since + extra)
+    w.timer = setTimeout(() => this.publishWill(clientId, w), Math.max(0, Math.min(at - Date.now(), 2 ** 31 - 1)))
+    w.timer.unref()
+  }
+
+  private publishWill (clientId: string, w: OwedWill): void {
+    if (this.wills.get(clientId) !== w) return
+    this.wills.delete(clientId)
+    if (this.stopped || localClient(this.ctx, clientId) !== undefined) return
+    this.replication.willDeleted(clientId)
+    this.replication.countWill()
+    this.ctx.log.info({ client: clientId, topic: w.will.topic, peer: w.peer }, 'publishing the will of a client whose node died')
+    publishOrphanWill(this.ctx, w.will)
+    // A client with nothing but a will (a clean session) leaves nothing behind.
+    if (!this.ctx.store.hasSession(clientId)) this.replication.ended(clientId)
+  }
+
+  private armExpiry (clientId: string, delayMs: number): void {
+    clearTimeout(this.expiries.get(clientId))
+    // setTimeout holds at most ~24.8 days; a longer expiry is re-armed when it fires early.
+    const step = Math.min(Math.max(0, delayMs), 2 ** 31 - 1)
+    const due = Date.now() + Math.max(0, delayMs)
+    const timer = setTimeout(() => {
+      this.expiries.delete(clientId)
+      if (Date.now() < due) { this.armExpiry(clientId, due - Date.now()); return }
+      if (this.stopped || localClient(this.ctx, clientId) !== undefined) return
+      this.ctx.log.info({ client: clientId }, 'session of a client whose node died expired')
+      this.host.remove(clientId).catch((err: Error) => this.ctx.warn('warn', { client: clientId, err: err.message }, 'expired session not removed'))
+    }, step)
+    timer.unref()
+    this.expiries.set(clientId, timer)
+  }
+}
+
+/**
+ * Publishes the will of a client whose node died, as its node would have: to
+ * local subscribers and to peers. Will Delay Interval belongs to the
+ * CONNECT only (MQTT 5 section 3.1.3.2.2): it never travels on the PUBLISH.
+ */
+export function publishOrphanWill (ctx: DataPlaneContext, will: TransferredPacket): void {
+  const { willDelayInterval: _delay, ...properties } = (will.properties ?? {}) as Record<string, unknown>
+  const packet = {
+    cmd: 'publish' as const,
+    topic: will.topic ?? '',
+    payload: will.payload ?? Buffer.alloc(0),
+    qos: (will.qos ?? 0) as Qos,
+    retain: will.retain === true,
+    dup: false,
+    ...(Object.keys(properties).length === 0 ? {} : { properties })
+  }
+  // Published as the will of a client that is gone: aedes stamps it here and
+  // the `published` layer forwards it like any client message.
+  const aedes = ctx.aedes as unknown as { publish: (p: object, client: Client | null, done: (err?: Error) => void) => void }
+  aedes.publish(packet, ORPHAN_WILL_CLIENT, (err) => {
+    if (err !== undefined && err !== null) ctx.warn('warn', { topic: packet.topic, err: err.message }, 'will of a client whose node died not published')
+  })
+}
+
+/**
+ * The client a will of a dead node's client is published for: aedes'
+ * `published` seam forwards only messages with a client (peers' messages
+ * have none), and a will is a client's message.
+ */
+const ORPHAN_WILL_CLIENT = { id: '', closed: true } as unknown as Client

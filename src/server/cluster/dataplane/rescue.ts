@@ -1,0 +1,172 @@
+// Rescue: what a node that died had received and never settled.
+//
+// A peer keeps every publish it sent a node until that node settles it
+// (peer-link.ts, held messages), and after the node restarted, what its
+// predecessor never settled (orphans, kept RESCUE_WINDOW_MS). When a node
+// takes sessions over from a dead (or restarted) home, by promotion or by
+// resuming a replica, it asks every peer for those messages (rescue-request)
+// and queues, for each taken session whose subscriptions match, what the
+// home never settled. The session's ledger (outgoing-queues.ts) drops what
+// the home had queued already (a settled message reached the replica first:
+// the home settles only once its replica holder has it). Each rescued
+// message goes before its publisher's later messages still waiting.
+import { randomUUID } from 'node:crypto'
+import { topicMatches } from '../../../topic-filter.js'
+import type { DataPlaneContext } from './context.js'
+import { sendControl } from './context.js'
+import { decodeMessage, encodeMessage, type DataPlaneMessage, type ForwardedPublish } from './messages.js'
+import type { PeerLink, DeliveryInfo } from './peer-link.js'
+import { inboundPacket, beforeLaterOf } from './inbound.js'
+import { routable } from './local-routes.js'
+
+/** How long a restarted peer's unsettled publishes are kept for the nodes taking over its sessions. */
+export const RESCUE_WINDOW_MS = 60_000
+
+/** How long the old routes of a restarted peer keep matching local publishes (Rescue.orphanTraffic). */
+const ORPHAN_ROUTES_MS = 10_000
+
+/** Most publishes kept for the old process of a restarted peer. */
+const MAX_ORPHANS = 100_000
+
+/** How long a node that took sessions over waits for the rescues before delivering to them. */
+export const RESCUE_ANSWER_TIMEOUT_MS = 1000
+
+interface Request {
+  from: string
+  sessions: Set<string>
+  waiting: Set<string>
+  done: Promise<void>
+  finish: () => void
+  until: number
+}
+
+export class Rescue {
+  private readonly ctx: DataPlaneContext
+  private readonly requests = new Map<string, Request>()
+  /** Unsettled publishes of peers that restarted, kept for the nodes that take over their sessions. */
+  private readonly orphans = new Map<string, { messages: Array<{ seq: number, payload: Buffer }>, until: number }>()
+  /**
+   * The routes a restarted peer had before: its old process's sessions wait
+   * for their replica holders to take them over, and until then nobody routes
+   * their filters (the new process announced its own, empty, table). A local
+   * publish that matches them is kept for the rescue (ORPHAN_ROUTES_MS).
+   */
+  private readonly orphanRoutes = new Map<string, { filters: string[], until: number }>()
+  /** Publishes queued by rescues (broker_cluster_rescued_messages_total). */
+  rescued = 0
+
+  constructor (ctx: DataPlaneContext) {
+    this.ctx = ctx
+  }
+
+  /**
+   * A peer restarted: what its old process never settled, and what is
+   * published here for its old routes from now on (for a while), for
+   * whoever takes its sessions.
+   */
+  keepOrphans (peer: string, messages: Array<{ seq: number, payload: Buffer }>, routes: string[]): void {
+    const now = Date.now()
+    const kept = this.orphans.get(peer)
+    this.orphans.set(peer, { messages: [...(kept !== undefined && kept.until >= now ? kept.messages : []), ...messages], until: now + RESCUE_WINDOW_MS })
+    if (routes.length > 0) this.orphanRoutes.set(peer, { filters: routes, until: now + ORPHAN_ROUTES_MS })
+  }
+
+  /** A local publish (encoded as it would cross): kept for the old sessions of restarted peers whose routes it matches. */
+  orphanTraffic (topic: string, qos: number, encode: () => Buffer): void {
+    if (this.orphanRoutes.size === 0 || qos === 0) return
+    const now = Date.now()
+    for (const [peer, r] of this.orphanRoutes) {
+      if (r.until < now) { this.orphanRoutes.delete(peer); continue }
+      if (!r.filters.some((f) => topicMatches(f, topic))) continue
+      const kept = this.orphans.get(peer)
+      if (kept === undefined || kept.messages.length >= MAX_ORPHANS) continue
+      kept.messages.push({ seq: 0, payload: encode() })
+    }
+  }
+
+  /**
+   * Sessions of `dead` are now this node's: asks every up peer for what it
+   * sent `dead` and `dead` never settled; this node's own unsettled messages
+   * to it are taken at once. Resolves when every peer answered (bounded).
+   */
+  request (dead: string, clientIds: Iterable<string>): Promise<void> {
+    let finish!: () => void
+    const done = new Promise<void>((resolve) => { finish = resolve })
+    const id = randomUUID()
+    const now = Date.now()
+    const request: Request = { from: dead, sessions: new Set(clientIds), waiting: new Set(), done, finish, until: now + RESCUE_WINDOW_MS }
+    for (const [rid, r] of this.requests) if (r.until < now) this.requests.delete(rid)
+    this.requests.set(id, request)
+    for (const peer of this.ctx.links.upPeers()) {
+      if (peer === dead) continue
+      sendControl(this.ctx, peer, { kind: 'rescue-request', from: dead, requestId: id })
+      request.waiting.add(peer)
+    }
+    const own = this.unsettledTo(dead)
+    if (own.length > 0) this.ctx.log.debug({ peer: dead, publishes: own.length }, 'rescuing what this node sent a gone peer')
+    const mine = own.map((p) => this.queueRescued(id, p))
+    if (request.waiting.size === 0) finish()
+    const timer = setTimeout(finish, RESCUE_ANSWER_TIMEOUT_MS)
+    timer.unref()
+    return Promise.all([done, ...mine]).then(() => clearTimeout(timer))
+  }
+
+  /** A peer took over sessions of `dead`: it gets what `dead` never settled from us. */
+  answer (link: PeerLink, dead: string, requestId: string): void {
+    let n = 0
+    for (const publish of this.unsettledTo(dead)) {
+      link.send(encodeMessage({ kind: 'rescue', requestId, publish }), 'held')
+      n++
+    }
+    sendControl(this.ctx, link.peerName, { kind: 'rescue-done', requestId })
+    if (n > 0) this.ctx.log.info({ peer: dead, to: link.peerName, publishes: n }, 'sent the publishes a gone peer never settled to the node taking its sessions over')
+  }
+
+  done (peer: string, requestId: string): void {
+    const r = this.requests.get(requestId)
+    if (r !== undefined && r.waiting.delete(peer) && r.waiting.size === 0) r.finish()
+  }
+
+  /** A rescued publish from a peer: queued for the request's sessions, then settled. */
+  received (link: PeerLink, requestId: string, publish: ForwardedPublish, info: DeliveryInfo): void {
+    const settle = (): void => { if (info.hold === true && info.source !== undefined) link.settle(info.source) }
+    this.queueRescued(requestId, publish).then(settle, settle)
+  }
+
+  /** QoS 1/2 publishes sent to `peer` and never settled: by its old process if it restarted, else on its link. */
+  private unsettledTo (peer: string): ForwardedPublish[] {
+    const now = Date.now()
+    const orphans = this.orphans.get(peer)
+    if (orphans !== undefined && orphans.until < now) this.orphans.delete(peer)
+    const messages = [...(this.orphans.get(peer)?.messages ?? []), ...(this.ctx.links.get(peer)?.unheld() ?? [])]
+    const out: ForwardedPublish[] = []
+    for (const { payload } of messages) {
+      let m: DataPlaneMessage
+      try { m = decodeMessage(payload) } catch { continue }
+      if (m.kind === 'publish' && m.publish.qos > 0 && m.publish.plain) out.push(m.publish)
+    }
+    return out
+  }
+
+  private async queueRescued (requestId: string, publish: ForwardedPublish): Promise<void> {
+    const request = this.requests.get(requestId)
+    if (request === undefined) return
+    const packet = inboundPacket(publish)
+    if (packet === undefined) return
+    const waits: Array<Promise<void>> = []
+    for (const clientId of request.sessions) {
+      let matches = false
+      for (const topic of this.ctx.store.storedFilters(clientId)) {
+        if (routable(topic) && topicMatches(topic, publish.topic)) { matches = true; break }
+      }
+      if (!matches) continue
+      const { queued, held } = this.ctx.store.enqueueFor(clientId, packet, beforeLaterOf(packet))
+      if (queued) {
+        this.rescued++
+        this.ctx.log.debug({ client: clientId, from: request.from, topic: publish.topic }, 'rescued publish queued')
+      }
+      if (held !== undefined) waits.push(held)
+    }
+    if (waits.length > 0) await Promise.all(waits)
+  }
+}

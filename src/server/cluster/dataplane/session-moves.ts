@@ -1,0 +1,530 @@
+// Persistent sessions moving between nodes (session-transfer.ts has the
+// protocol's shapes): a resuming client gets its session wherever it
+// connects, with nothing it was owed lost, duplicated or out of order.
+//
+// Fetch. aedes' authenticate seam, layer 'cluster': once the access layer
+// accepted a resuming CONNECT (Clean Start 0), every peer whose link is up is
+// asked for the session (session-request), and the newest copy is stored
+// here (a home copy over a replica; a replica held here counts too) before
+// aedes restores the subscriptions and answers CONNACK. Waiting after the
+// access layer means an unauthenticated CONNECT never moves or drops
+// anybody's session. A clean start tells the peers to drop theirs.
+//
+// Serve. The old home closes a live connection of the client (0x8E), sends
+// a snapshot (subscriptions, queue with packet identifiers, ledger, incoming
+// QoS 2 identifiers) and from then on sends every message it queues for the
+// session after it, addressed to the session (a late copy). When the new
+// home acknowledged the session (session-ack, sent once the new home's
+// replica holder has it), the old home deletes its copy but keeps following
+// it for FOLLOW_MS: a message that still reaches it for the session's
+// subscriptions (a peer that has not heard of the new route yet) goes after
+// the session too. The new home queues late copies once each (the ledger),
+// before the publisher's later messages still waiting.
+//
+// Order. Delivery to the moved session waits (bounded, MOVE_SETTLE_MS) until
+// every peer said it has nothing on the way to the old home any more
+// (barrier-request/-done: a peer answers once the old home settled
+// everything it had sent it, and the old home settles a message for the
+// session only once its late copy is held here). Then every late copy is in
+// the queue, in its publisher's order, and the session sender starts. If the
+// old home dies meanwhile, what it never settled is rescued (rescue.ts).
+//
+// Stop. A stopping node hands every session it holds to one peer each
+// (rendezvous hashing over the up peers), unasked, and waits (bounded) for
+// the acknowledgements; a client reconnecting anywhere finds its session.
+import { randomUUID } from 'node:crypto'
+import type { Aedes } from 'aedes'
+import { topicMatches } from '../../../topic-filter.js'
+import type { StoredPacket } from '../../mqtt/outgoing-queues.js'
+import type { DataPlaneContext } from './context.js'
+import { localClient, sendControl } from './context.js'
+import { compareStamps } from './hlc.js'
+import type { DataPlaneMessage } from './messages.js'
+import type { PeerLink } from './peer-link.js'
+import { SessionFetch, bestSession, isEmptySession, type SessionAnswer, type TransferredSession } from './session-transfer.js'
+import type { SessionReplication } from './session-replication.js'
+import { rendezvous, transferable } from './session-replication.js'
+import type { TakenReplica } from './replica-store.js'
+import type { Takeover } from './takeover.js'
+import type { Promotion } from './promotion.js'
+import type { Rescue } from './rescue.js'
+import type { Forwarding } from './forwarding.js'
+import type { LocalRoutes } from './local-routes.js'
+import { beforeLaterOf } from './inbound.js'
+
+/**
+ * How long a resuming CONNECT waits for its peers to say whether they hold
+ * its session. A holder answers within a round trip (plus closing a live
+ * connection); this bounds the wait when one died or its link dropped.
+ */
+const SESSION_FETCH_TIMEOUT_MS = 2000
+
+/** How long a stopping node waits for peers to acknowledge the sessions it hands them. */
+const HANDOFF_ON_STOP_TIMEOUT_MS = 2000
+
+/** Longest a moved session's delivery waits for the peers' barriers (see the top of the file). */
+export const MOVE_SETTLE_MS = 1000
+
+/** How long an old home sends late copies after a session that moved away. */
+const FOLLOW_MS = 60_000
+
+/** How long a late copy that arrived before its session waits for it. */
+const EARLY_MS = 5000
+
+/** A CONNECT noted by preConnect that never reached authentication (refused, dropped) is forgotten after this. */
+const CONNECTING_TTL_MS = 30_000
+
+/** Sessions this node serves while they move away, and follows once they left. */
+interface Leaving { clientId: string, to: string, filters: string[], until: number, requestId: string, replica?: string | undefined }
+
+export interface MovesHost {
+  takeover: Takeover
+  replication: SessionReplication
+  promotion: Promotion
+  rescue: Rescue
+  forwarding: Forwarding
+  routes: LocalRoutes
+}
+
+export class SessionMoves {
+  private readonly ctx: DataPlaneContext
+  private readonly host: MovesHost
+  /** Client ids whose CONNECT is on its way through aedes here, and whether they resume. */
+  private readonly connectingIds = new Map<string, { resume: boolean, until: number }>()
+  /** Session requests this node made and is waiting for answers to. */
+  private readonly fetches = new Map<string, SessionFetch>()
+  /** Sessions sent to a peer (a move, a hand-off), until it acknowledges; and after, followed: by request id. */
+  private readonly leaving = new Map<string, Leaving>()
+  /** Hand-offs on stop waiting for their acknowledgement. */
+  private readonly handoffWaiters = new Map<string, () => void>()
+  /** Sessions whose delivery waits (moved here, taken over): released when settled. */
+  private readonly gates = new Map<string, Promise<void>>()
+  /** Barrier rounds this node waits on, by id. */
+  private readonly barriers = new Map<string, { waiting: Set<string>, done: () => void }>()
+  /**
+   * Late copies that arrived for a session before the session itself (its
+   * snapshot is still being stored): queued once it is, each once.
+   */
+  private readonly early = new Map<string, { packets: Array<{ packet: StoredPacket, done: () => void }>, timer: NodeJS.Timeout }>()
+  /** Sessions on their way here (a fetch under way). */
+  private readonly arriving = new Set<string>()
+  /** Moves whose barriers timed out (broker_cluster_moves_settled_total{by="timeout"}). */
+  readonly settled = { barriers: 0, timeout: 0 }
+
+  constructor (ctx: DataPlaneContext, host: MovesHost) {
+    this.ctx = ctx
+    this.host = host
+  }
+
+  connecting (clientId: string): boolean { return this.connectingIds.has(clientId) }
+
+  // ---- aedes seams ----------------------------------------------------------------------
+
+  /** preConnect, layer 'cluster': notes who is connecting and whether it resumes. */
+  preConnectLayer (next: Aedes['preConnect']): Aedes['preConnect'] {
+    return (client, packet, callback) => {
+      if (typeof packet.clientId === 'string' && packet.clientId !== '') {
+        const now = Date.now()
+        for (const [id, c] of this.connectingIds) if (c.until < now) this.connectingIds.delete(id)
+        this.connectingIds.set(packet.clientId, { resume: packet.clean !== true, until: now + CONNECTING_TTL_MS })
+      }
+      next(client, packet, callback)
+    }
+  }
+
+  /** authenticate, layer 'cluster': once access accepted the CONNECT, the session comes here (or is dropped elsewhere). */
+  authenticateLayer (next: Aedes['authenticate']): Aedes['authenticate'] {
+    return (client, username, password, callback) => {
+      next(client, username, password, (err, ok) => {
+        const c = this.connectingIds.get(client.id)
+        this.connectingIds.delete(client.id)
+        if (err !== null && err !== undefined) return callback(err, ok)
+        if (ok !== true || c === undefined || !this.ctx.running()) return callback(err, ok)
+        if (!c.resume) {
+          this.discardElsewhere(client.id)
+          return callback(null, true)
+        }
+        this.fetch(client.id).then(() => callback(null, true), (e: Error) => {
+          this.ctx.warn('warn', { client: client.id, err: e.message }, 'session not fetched from peers')
+          callback(null, true)
+        })
+      })
+    }
+  }
+
+  /** For the MQTT server: resolves when a session that just arrived may start receiving. */
+  gate (clientId: string): Promise<void> | undefined {
+    return this.gates.get(clientId)
+  }
+
+  /** Delivery to these sessions waits for `until` (bounded by MOVE_SETTLE_MS). */
+  hold (clientIds: string[], until: Promise<unknown>): void {
+    let timer: NodeJS.Timeout | undefined
+    const bounded = Promise.race([
+      until.then(() => {}, () => {}),
+      new Promise<void>((resolve) => { timer = setTimeout(() => { this.settled.timeout++; resolve() }, MOVE_SETTLE_MS); timer.unref() })
+    ]).finally(() => clearTimeout(timer))
+    for (const id of clientIds) {
+      const prior = this.gates.get(id)
+      const gate: Promise<void> = prior === undefined ? bounded : Promise.all([prior, bounded]).then(() => {})
+      this.gates.set(id, gate)
+      void gate.then(() => { if (this.gates.get(id) === gate) this.gates.delete(id) })
+    }
+  }
+
+  // ---- fetching a session ------------------------------------------------------------------
+
+  /**
+   * A resuming CONNECT here: asks every up peer for the client's session,
+   * stores the newest copy, and acknowledges every copy so its holder
+   * deletes it.
+   */
+  private async fetch (clientId: string): Promise<void> {
+    this.arriving.add(clientId)
+    try {
+      await this.fetchFromPeers(clientId)
+    } finally {
+      this.arriving.delete(clientId)
+      void this.takeEarly(clientId)
+    }
+  }
+
+  private async fetchFromPeers (clientId: string): Promise<void> {
+    // Every member believed alive is asked, as soon as its link is up: a
+    // node that just started may hold no link yet, and its peers hold the
+    // session or its replica.
+    const peers = this.ctx.links.alivePeers()
+    const requestId = randomUUID()
+    let answers: SessionAnswer[] = []
+    if (peers.length > 0) {
+      const fetch = new SessionFetch(requestId, clientId, peers, SESSION_FETCH_TIMEOUT_MS)
+      this.fetches.set(requestId, fetch)
+      const request: DataPlaneMessage = { kind: 'session-request', requestId, clientId, stamp: this.ctx.clock.now(), resume: true }
+      for (const peer of peers) {
+        void this.ctx.links.whenUp(peer, SESSION_FETCH_TIMEOUT_MS).then((up) => {
+          if (up) sendControl(this.ctx, peer, request)
+          else fetch.forget(peer)
+        })
+      }
+      answers = await fetch.done
+      this.fetches.delete(requestId)
+    }
+    // A replica held here counts like a peer's, after any home copy: its home
+    // may be dead and not declared so yet. The session lives here from now
+    // on, so a replica of it here has no more use either way.
+    const local = this.host.replication.replicas.take(clientId)
+    const candidates = local === undefined || isEmptySession(local.session)
+      ? answers
+      : [...answers, { peer: this.ctx.name, session: local.session, replica: true }]
+    const best = bestSession(candidates)
+    this.ctx.log.debug({ client: clientId, asked: peers, copies: candidates.map((c) => `${c.peer}${c.replica ? '(replica)' : ''}:${c.session.queue.length}`), chosen: best?.peer }, 'session fetched')
+    if (best !== undefined && await this.store(clientId, best.peer, best.session)) {
+      if (best.replica && best.session.rescueFrom !== undefined && best.session.rescueFrom !== this.ctx.name) {
+        // Its home may be dead: what peers sent it and it never settled comes as rescues first.
+        this.hold([clientId], this.host.rescue.request(best.session.rescueFrom, [clientId]))
+      } else if (!best.replica && best.peer !== this.ctx.name) {
+        this.hold([clientId], this.barrier(clientId, best.peer))
+      }
+    }
+    // Older copies are acknowledged too: they are stale, their holders drop them.
+    const ack: DataPlaneMessage = { kind: 'session-ack', requestId, clientId }
+    for (const a of answers) sendControl(this.ctx, a.peer, ack)
+  }
+
+  /**
+   * Stores a transferred session here unless the copy held here is newer;
+   * resolves true when stored, once its new replica holder has it (so the
+   * old copy may go).
+   */
+  async store (clientId: string, from: string, session: TransferredSession): Promise<boolean> {
+    const store = this.ctx.store
+    const mine = this.host.takeover.stampOf(clientId)
+    // A copy taken over from a peer believed dead yields to any other.
+    if (store.hasSession(clientId) && compareStamps(session.stamp, mine) <= 0 && !this.host.promotion.isPromoted(clientId)) return false
+    this.host.promotion.forget(clientId)
+    await store.importSession(clientId, {
+      subscriptions: session.subscriptions,
+      queue: session.queue as StoredPacket[],
+      ledger: session.ledger,
+      incoming: session.incoming
+    })
+    this.host.takeover.setStamp(clientId, session.stamp)
+    // Back here: no more late copies follow it to where it was.
+    for (const [id, l] of this.leaving) if (l.clientId === clientId && l.until !== 0) this.leaving.delete(id)
+    void this.takeEarly(clientId)
+    this.ctx.log.info({ client: clientId, from, subscriptions: session.subscriptions.length, queued: session.queue.length }, 'persistent session moved here from another node')
+    const held = this.host.replication.resync(clientId)
+    if (held !== undefined) await held
+    return true
+  }
+
+  /**
+   * Queues a late copy for a session that moved here; one that comes before
+   * the session is stored waits for it (EARLY_MS at most). Resolves when it
+   * is queued and held.
+   */
+  async queueLate (clientId: string, packet: StoredPacket): Promise<void> {
+    if (this.ctx.store.hasSession(clientId)) {
+      await this.ctx.store.enqueueFor(clientId, packet, beforeLaterOf(packet)).held
+      return
+    }
+    // Not coming here (any more): nothing to queue it for.
+    if (!this.arriving.has(clientId)) return
+    let e = this.early.get(clientId)
+    if (e === undefined) {
+      const timer = setTimeout(() => {
+        const gone = this.early.get(clientId)
+        this.early.delete(clientId)
+        for (const p of gone?.packets ?? []) p.done()
+      }, EARLY_MS)
+      timer.unref()
+      e = { packets: [], timer }
+      this.early.set(clientId, e)
+    }
+    await new Promise<void>((resolve) => e.packets.push({ packet, done: resolve }))
+  }
+
+  /**
+   * The session's arrival here is decided: the late copies that came before
+   * it join its queue (when it is held here), or go (when it is not).
+   */
+  private takeEarly (clientId: string): Promise<void> | undefined {
+    const e = this.early.get(clientId)
+    if (e === undefined) return undefined
+    this.early.delete(clientId)
+    clearTimeout(e.timer)
+    const waits: Array<Promise<void>> = []
+    const here = this.ctx.store.hasSession(clientId)
+    for (const { packet, done } of e.packets) {
+      if (!here) { done(); continue }
+      const { held } = this.ctx.store.enqueueFor(clientId, packet, beforeLaterOf(packet))
+      if (held === undefined) done()
+      else { held.then(done, done); waits.push(held) }
+    }
+    return waits.length === 0 ? undefined : Promise.all(waits).then(() => {})
+  }
+
+  /** Stores a promoted replica (promotion.ts). */
+  async storeReplica (clientId: string, from: string, replica: TakenReplica): Promise<boolean> {
+    if (isEmptySession(replica.session)) return false
+    return await this.store(clientId, from, replica.session)
+  }
+
+  /** A clean start on this node: the client's old session is discarded wherever it is. */
+  private discardElsewhere (clientId: string): void {
+    const m: DataPlaneMessage = { kind: 'session-request', requestId: randomUUID(), clientId, stamp: this.ctx.clock.now(), resume: false }
+    for (const peer of this.ctx.links.peers) sendControl(this.ctx, peer, m)
+  }
+
+  /** An answer to one of our session requests; false when it is not one (a hand-off from a stopping peer). */
+  answered (peer: string, requestId: string, session: TransferredSession | null, replica: boolean): boolean {
+    return this.fetches.get(requestId)?.answer(peer, session, replica) === true
+  }
+
+  /** A link dropped for good: its peer's answers are not waited for. */
+  peerGone (peer: string): void {
+    for (const f of this.fetches.values()) f.forget(peer)
+    for (const [id, l] of this.leaving) if (l.to === peer && l.until === 0) this.leaving.delete(id)
+    for (const b of this.barriers.values()) b.waiting.delete(peer)
+    for (const [id, b] of this.barriers) if (b.waiting.size === 0) { this.barriers.delete(id); b.done() }
+  }
+
+  // ---- serving a request ----------------------------------------------------------------------
+
+  /**
+   * A peer asks for a session: a live connection here is closed first (0x8E,
+   * as a takeover), so the snapshot taken after it is final; the copy here
+   * is deleted only when the peer acknowledged storing it.
+   */
+  async serve (link: PeerLink, m: Extract<DataPlaneMessage, { kind: 'session-request' }>): Promise<void> {
+    const { clientId } = m
+    try { this.ctx.clock.observe(m.stamp) } catch { /* too far ahead: compared by stamp anyway */ }
+    await this.host.promotion.promoting.get(clientId)
+    await this.gates.get(clientId)
+    const local = localClient(this.ctx, clientId)
+    if (local !== undefined) {
+      const mine = this.host.takeover.connectedStamp(local)
+      if (mine !== undefined && compareStamps(mine, m.stamp) > 0) {
+        // Connected here after the request was made: this connection is the newer one.
+        if (m.resume) sendControl(this.ctx, link.peerName, { kind: 'session-transfer', requestId: m.requestId, clientId, session: null })
+        return
+      }
+      if (!this.host.takeover.isClosing(local)) this.ctx.log.info({ client: clientId, peer: link.peerName }, 'client id connecting on another node: closing the connection here')
+      await this.host.takeover.close(local)
+    }
+    const store = this.ctx.store
+    if (!m.resume) {
+      if (store.hasSession(clientId)) await store.cleanSubscriptions({ id: clientId })
+      this.host.replication.replicas.delete(clientId)
+      return
+    }
+    if (!store.hasSession(clientId)) {
+      // Not at home here; a replica is sent (and dropped once acknowledged)
+      // for the case its home is dead and not declared so yet. Never the
+      // asker's own session back: it is that session's home.
+      const replica = this.host.replication.replicas.peek(clientId)
+      if (replica !== undefined && replica.owner !== link.peerName && !isEmptySession(replica.session)) {
+        this.leaving.set(m.requestId, { clientId, to: link.peerName, filters: [], until: 0, requestId: m.requestId, replica: replica.owner })
+        sendControl(this.ctx, link.peerName, { kind: 'session-transfer', requestId: m.requestId, clientId, session: replica.session, replica: true })
+      } else {
+        sendControl(this.ctx, link.peerName, { kind: 'session-transfer', requestId: m.requestId, clientId, session: null })
+      }
+      return
+    }
+    const session = await this.snapshot(clientId)
+    this.leaving.set(m.requestId, { clientId, to: link.peerName, filters: [...this.host.routes.storedOf(clientId)], until: 0, requestId: m.requestId })
+    // A copy taken over from a peer believed dead counts as a replica: the original, if it answers, wins.
+    const promoted = this.host.promotion.isPromoted(clientId)
+    sendControl(this.ctx, link.peerName, { kind: 'session-transfer', requestId: m.requestId, clientId, session, ...(promoted ? { replica: true } : {}) })
+  }
+
+  private async snapshot (clientId: string): Promise<TransferredSession> {
+    const s = await this.ctx.store.exportSession(clientId)
+    return {
+      stamp: this.host.takeover.stampOf(clientId),
+      subscriptions: s.subscriptions,
+      queue: s.queue.map(transferable),
+      ledger: s.ledger,
+      incoming: s.incoming
+    }
+  }
+
+  /**
+   * The session store queued a message for a session: if the session is on
+   * its way to another node, the message goes after it (a late copy).
+   */
+  queued (clientId: string, entry: StoredPacket): Promise<void> | undefined {
+    let waits: Array<Promise<void>> | undefined
+    // A replica lent to a resuming client's node may have become a session
+    // here since (its home died): what is queued for it follows it too.
+    for (const l of this.leaving.values()) {
+      if (l.clientId !== clientId || l.until !== 0) continue
+      const w = this.host.forwarding.forwardToSession(l.to, entry as never, clientId)
+      if (w !== undefined) (waits ??= []).push(w)
+    }
+    return waits === undefined ? undefined : Promise.all(waits).then(() => {})
+  }
+
+  /** Sessions that left this node lately and whose subscriptions match: late copies follow them. */
+  followers (topic: string): Array<{ clientId: string, to: string }> {
+    if (this.leaving.size === 0) return []
+    const now = Date.now()
+    const out: Array<{ clientId: string, to: string }> = []
+    for (const [id, l] of this.leaving) {
+      if (l.until === 0) continue
+      if (l.until < now) { this.leaving.delete(id); continue }
+      if (l.filters.some((f) => topicMatches(f, topic))) out.push({ clientId: l.clientId, to: l.to })
+    }
+    return out
+  }
+
+  /** The peer stored a session we sent: our copy goes (and is followed), unless the client came back here meanwhile. */
+  async acknowledged (requestId: string, peer: string): Promise<void> {
+    const l = this.leaving.get(requestId)
+    if (l === undefined || l.to !== peer) return
+    const waiter = this.handoffWaiters.get(requestId)
+    this.handoffWaiters.delete(requestId)
+    waiter?.()
+    if (l.replica !== undefined) {
+      this.leaving.delete(requestId)
+      // The requester resumed from our replica or from the home copy: either
+      // way this one is spent, unless a new home replicated it here since.
+      if (this.host.replication.replicas.ownerOf(l.clientId) === l.replica) this.host.replication.replicas.delete(l.clientId)
+      // Promoted here meanwhile (its home died while the requester waited):
+      // what it got since followed as late copies; this copy goes.
+      if (!this.ctx.store.hasSession(l.clientId) || localClient(this.ctx, l.clientId) !== undefined) return
+      this.leaving.set(requestId, { ...l, replica: undefined, until: Date.now() + FOLLOW_MS, filters: [...this.host.routes.storedOf(l.clientId)] })
+      await this.remove(l.clientId)
+      return
+    }
+    if (localClient(this.ctx, l.clientId) !== undefined) {
+      this.leaving.delete(requestId)
+      return
+    }
+    l.until = Date.now() + FOLLOW_MS
+    await this.remove(l.clientId)
+  }
+
+  /** Deletes a session held here (it moved, expired, or a copy elsewhere won). */
+  async remove (clientId: string): Promise<void> {
+    await this.ctx.store.cleanSubscriptions({ id: clientId })
+    this.host.takeover.forget(clientId)
+    this.host.promotion.forget(clientId)
+  }
+
+  /** A stopping peer hands us a session (or an answer came after its CONNECT went on without it): stored, acknowledged. */
+  async adopt (link: PeerLink, requestId: string, clientId: string, session: TransferredSession): Promise<void> {
+    if (localClient(this.ctx, clientId) !== undefined) return
+    this.arriving.add(clientId)
+    try {
+      if (await this.store(clientId, link.peerName, session) && session.rescueFrom !== undefined) {
+        this.hold([clientId], this.host.rescue.request(session.rescueFrom, [clientId]))
+      }
+    } finally {
+      this.arriving.delete(clientId)
+      void this.takeEarly(clientId)
+    }
+    sendControl(this.ctx, link.peerName, { kind: 'session-ack', requestId, clientId })
+  }
+
+  // ---- barriers ------------------------------------------------------------------------------------
+
+  /** Asks every up peer to confirm nothing is on its way to `from` any more; resolves when all did (or left). */
+  private barrier (clientId: string, from: string): Promise<void> {
+    const id = randomUUID()
+    const waiting = new Set(this.ctx.links.upPeers())
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.barriers.delete(id)
+        this.settled.barriers++
+        resolve()
+      }
+      if (waiting.size === 0) { done(); return }
+      this.barriers.set(id, { waiting, done })
+      for (const peer of waiting) sendControl(this.ctx, peer, { kind: 'barrier-request', id, from })
+      this.ctx.log.debug({ client: clientId, from, peers: waiting.size }, 'moved session waits for what is still on its way to its old home')
+    })
+  }
+
+  /** A peer asks whether anything we sent `from` is unsettled: answered once it is not. */
+  async barrierRequested (link: PeerLink, id: string, from: string): Promise<void> {
+    const toOld = from === this.ctx.name ? undefined : this.ctx.links.get(from)
+    if (toOld !== undefined && toOld.state !== 'stopped') await toOld.whenAllHeld(toOld.lastQueuedSeq)
+    sendControl(this.ctx, link.peerName, { kind: 'barrier-done', id })
+  }
+
+  barrierDone (peer: string, id: string): void {
+    const b = this.barriers.get(id)
+    if (b === undefined) return
+    b.waiting.delete(peer)
+    if (b.waiting.size === 0) b.done()
+  }
+
+  // ---- stop ------------------------------------------------------------------------------------
+
+  /**
+   * On stop: every persistent session held here goes to one peer whose link
+   * is up, and this node waits (bounded) for the acknowledgements.
+   */
+  async handOff (): Promise<void> {
+    const up = this.ctx.links.upPeers()
+    // Every stored session, shared-subscription-only ones included.
+    const ids = this.ctx.store.sessions()
+    if (up.length === 0 || ids.length === 0) return
+    await Promise.all(ids.map(async (id) => await this.gates.get(id)))
+    const waits: Array<Promise<void>> = []
+    for (const clientId of ids) {
+      const peer = rendezvous(clientId, up)
+      const session = await this.snapshot(clientId)
+      const requestId = `handoff-${randomUUID()}`
+      this.leaving.set(requestId, { clientId, to: peer, filters: [...this.host.routes.storedOf(clientId)], until: 0, requestId })
+      sendControl(this.ctx, peer, { kind: 'session-transfer', requestId, clientId, session })
+      waits.push(new Promise<void>((resolve) => { this.handoffWaiters.set(requestId, resolve) }))
+    }
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, HANDOFF_ON_STOP_TIMEOUT_MS) })
+    await Promise.race([Promise.all(waits), timeout])
+    clearTimeout(timer)
+    this.handoffWaiters.clear()
+  }
+}

@@ -1,0 +1,104 @@
+// One connection per client id, cluster-wide.
+//
+// Every local connection is announced to every peer (client-connected, with
+// an HLC stamp). A node holding an older connection of that id closes it as
+// aedes closes a local one it takes over (MQTT 5: DISCONNECT 0x8E; the will
+// as aedes handles it); the later stamp wins, so two simultaneous connects
+// close one. A resuming client's session moved already, before its CONNACK
+// (session-moves.ts): the announcement closes what is left, e.g. a
+// clean-session connection, and removes an offline copy older than the new
+// connection (its client started clean, or resumed another copy).
+import type { Client } from 'aedes'
+import type { DataPlaneContext } from './context.js'
+import { localClient, sendControl } from './context.js'
+import { compareStamps, type Stamp } from './hlc.js'
+
+/** MQTT 5 DISCONNECT reason: another connection with the same client id took the session over. */
+export const SESSION_TAKEN_OVER = 0x8E
+
+export interface TakeoverHost {
+  /** A client id connected on a peer (its will owed here, if any, is cancelled). */
+  seenElsewhere: (clientId: string) => void
+  /** Whether a CONNECT of this id is on its way through aedes here. */
+  connecting: (clientId: string) => boolean
+  removeSession: (clientId: string) => Promise<void>
+}
+
+export class Takeover {
+  private readonly ctx: DataPlaneContext
+  private readonly host: TakeoverHost
+  /** When each local connection registered (HLC): of two connections with one id, the later one wins cluster-wide. */
+  private readonly connectedAt = new WeakMap<Client, Stamp>()
+  /** Local connections being closed because their client id connected elsewhere. */
+  private readonly closing = new WeakMap<Client, Promise<void>>()
+  /** When each client id was last connected here (HLC): of two copies of a session, the newer wins. */
+  private readonly stamps = new Map<string, Stamp>()
+
+  constructor (ctx: DataPlaneContext, host: TakeoverHost) {
+    this.ctx = ctx
+    this.host = host
+  }
+
+  /** When the session was last connected here (the zero stamp when never). */
+  stampOf (clientId: string): Stamp {
+    return this.stamps.get(clientId) ?? { wall: 0, logical: 0, node: this.ctx.name }
+  }
+
+  setStamp (clientId: string, stamp: Stamp): void { this.stamps.set(clientId, stamp) }
+  forget (clientId: string): void { this.stamps.delete(clientId) }
+
+  /** A local connection registered (aedes' 'client' event): stamped and announced. */
+  connected (client: Client): Stamp {
+    const stamp = this.ctx.clock.now()
+    this.connectedAt.set(client, stamp)
+    this.stamps.set(client.id, stamp)
+    if (this.ctx.running()) {
+      for (const peer of this.ctx.links.peers) sendControl(this.ctx, peer, { kind: 'client-connected', clientId: client.id, stamp })
+    }
+    return stamp
+  }
+
+  /** When a live local connection registered. */
+  connectedStamp (client: Client): Stamp | undefined { return this.connectedAt.get(client) }
+
+  /** A client with this id connected on a peer at `stamp`. */
+  announced (clientId: string, stamp: Stamp, peer: string): void {
+    try { this.ctx.clock.observe(stamp) } catch { /* too far ahead: compared by stamp anyway */ }
+    this.host.seenElsewhere(clientId)
+    const local = localClient(this.ctx, clientId)
+    if (local === undefined) {
+      // An offline copy older than that connection is stale: the client took
+      // its session from another copy (this node did not answer in time) or
+      // started clean. Kept, it would keep attracting messages for nobody.
+      const held = this.stamps.get(clientId)
+      if (this.ctx.store.hasSession(clientId) && held !== undefined && compareStamps(held, stamp) < 0 && !this.host.connecting(clientId)) {
+        this.ctx.log.info({ client: clientId, peer }, 'client connected on another node with a newer session: stale copy here removed')
+        this.host.removeSession(clientId).catch((err: Error) => this.ctx.warn('warn', { client: clientId, err: err.message }, 'stale session not removed'))
+      }
+      return
+    }
+    const mine = this.connectedAt.get(local)
+    if (mine !== undefined && compareStamps(mine, stamp) >= 0) return // ours is the newer connection
+    if (this.closing.has(local)) return
+    this.ctx.log.info({ client: clientId, peer }, 'client id connected on another node: closing the older connection here')
+    void this.close(local)
+  }
+
+  /**
+   * Closes a local connection whose client id connected elsewhere (MQTT 5:
+   * DISCONNECT 0x8E), once: the announcement and a session request may both
+   * ask, and a second DISCONNECT would race the first.
+   */
+  close (local: Client): Promise<void> {
+    let closing = this.closing.get(local)
+    if (closing === undefined) {
+      closing = new Promise<void>((resolve) => {
+        (local as Client & { disconnect: (opts: { reasonCode: number }, done: () => void) => void }).disconnect({ reasonCode: SESSION_TAKEN_OVER }, () => resolve())
+      })
+      this.closing.set(local, closing)
+    }
+    return closing
+  }
+
+  isClosing (local: Client): boolean { return this.closing.has(local) }
+}

@@ -1,0 +1,42 @@
+// What the session store tells whoever keeps a copy of its sessions (the
+// cluster's session replication): one typed interface, in the spirit of
+// hashicorp/memberlist's delegate.go. The store calls it after each change
+// it made, in order; a method that returns a promise makes the aedes
+// operation behind the change wait for it (that is how an acknowledgement
+// to a publisher, or a QoS 2 packet to a subscriber, waits until a second
+// node holds the state it depends on). Nothing here may throw.
+import type { StoredPacket } from './outgoing-queues.js'
+
+export interface StoredSubscription {
+  topic: string
+  qos: number
+  [key: string]: unknown
+}
+
+export interface PersistenceObserver {
+  /** A local retained write (or clear) was stored; the PUBACK waits for the promise. */
+  retained (packet: StoredPacket): Promise<void> | undefined
+  /** Subscriptions a persistent session stored (added or replaced). */
+  subscribed (clientId: string, subs: readonly StoredSubscription[]): void
+  unsubscribed (clientId: string, topics: readonly string[]): void
+  /** Everything of a session is gone from the store: a clean start, its expiry, or it moved to another node. */
+  ended (clientId: string): void
+  /**
+   * A message was queued for a session at position `at` (undefined: at the
+   * end). Resolves when the message may be delivered and acknowledged to its
+   * publisher.
+   */
+  queued (clientId: string, entry: StoredPacket, at: number | undefined): Promise<void> | undefined
+  /** An entry got its packet identifier and is about to be sent; for QoS 2 the send waits for the promise. */
+  sent (clientId: string, entry: StoredPacket): Promise<void> | undefined
+  /** The client answered PUBREC: the entry under `messageId` is now a PUBREL, which waits for the promise. */
+  released (clientId: string, messageId: number): Promise<void> | undefined
+  /** An entry left the queue: acknowledged (messageId), or dropped (stamp) by a limit or a refused forward. */
+  cleared (clientId: string, ref: { messageId?: number | undefined, stamp?: string | undefined }): void
+  willStored (clientId: string, will: StoredPacket): void
+  willDeleted (clientId: string): void
+  /** A QoS 2 PUBLISH from the client was received (PUBREC follows once the promise resolves). */
+  incomingStored (clientId: string, messageId: number): Promise<void> | undefined
+  /** Its PUBREL arrived: the identifier is free again. */
+  incomingReleased (clientId: string, messageId: number): void
+}
