@@ -4,13 +4,15 @@
 // row shorter (Ink repaints the whole screen, flickering, once its output
 // reaches the terminal's height).
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
-import { Box, Text, useApp, useInput } from 'ink'
+import { Box, Text, useApp, useInput, type Key } from 'ink'
 import type { ClusterSource } from './cluster-source.js'
 import { describeError, isAuthError } from './cluster-source.js'
 import { clientRows, clientsPerNode, inflightRows, memberRows, retainedRows, subscriberRows, type ClientRow } from './cluster-model.js'
 import { clusterAlerts } from './alerts.js'
 import { usePoll } from './hooks/use-poll.js'
 import { useKeyState } from './hooks/use-key-state.js'
+import { KeyRouterContext, useKeyRouter } from './hooks/use-keys.js'
+import { splitKeys, type KeyPress } from './keys.js'
 import { useMetricsHistory } from './hooks/use-metrics-history.js'
 import { useEvents } from './hooks/use-events.js'
 import { useTerminalSize } from './hooks/use-terminal-size.js'
@@ -101,20 +103,47 @@ export function App ({ source, refreshMs = 2000, expectMembers, initialView = 'o
   }, [source, clients])
 
   // ---- keys ---------------------------------------------------------------
-  useInput((input, key) => {
-    if (getHelp()) { setHelp(false); return }
-    if (captureRef.current) return
-    if (input === 'q') { app.exit(); return }
-    if (input === '?') { setHelp(true); return }
-    if (input === 'r') { members.refresh(); clients.refresh(); return }
+  // One listener for the whole app, one key at a time (hooks/use-keys.ts).
+  const { router, viewHandler } = useKeyRouter()
+  // Keys of a chunk that follow a key which switched the view or closed the
+  // help: they belong to the screen that key brought up, so they wait until
+  // it is mounted (its handler registered).
+  const deferred = useRef<KeyPress[]>([])
+  const globalKey = (input: string, key: Key): boolean | 'quit' => {
+    if (input === 'q' || (key.ctrl && input === 'c')) return 'quit'
+    if (input === '?') { setHelp(true); return true }
+    if (input === 'r') { members.refresh(); clients.refresh(); return true }
     if (key.tab) {
       const i = VIEWS.indexOf(getView())
       setView(VIEWS[(i + (key.shift ? VIEWS.length - 1 : 1)) % VIEWS.length]!)
-      return
+      return true
     }
     const n = Number(input)
-    if (Number.isInteger(n) && n >= 1 && n <= VIEWS.length) setView(VIEWS[n - 1]!)
-  })
+    if (input !== '' && input !== ' ' && Number.isInteger(n) && n >= 1 && n <= VIEWS.length) { setView(VIEWS[n - 1]!); return true }
+    return false
+  }
+  const dispatch = (presses: KeyPress[]): void => {
+    for (const [i, { input, key }] of presses.entries()) {
+      const screen = `${getView()} ${getHelp()}`
+      if (getHelp()) setHelp(false)
+      else if (captureRef.current) viewHandler()?.(input, key)
+      else {
+        const handled = globalKey(input, key)
+        if (handled === 'quit') { app.exit(); return }
+        if (!handled) viewHandler()?.(input, key)
+      }
+      if (`${getView()} ${getHelp()}` !== screen) {
+        deferred.current = presses.slice(i + 1)
+        return
+      }
+    }
+  }
+  useInput((input, key) => dispatch(splitKeys(input, key)))
+  useEffect(() => {
+    const rest = deferred.current
+    deferred.current = []
+    if (rest.length > 0) dispatch(rest)
+  }, [view, help])
 
   // ---- screen -------------------------------------------------------------
   const width = Math.max(20, columns)
@@ -164,19 +193,21 @@ export function App ({ source, refreshMs = 2000, expectMembers, initialView = 'o
   })()
 
   return (
-    <Box flexDirection='column' width={width} height={height}>
-      <Text wrap='truncate'>
-        <Text bold color='cyan'>broker-ha admin </Text>
-        {VIEWS.map((v, i) => (
-          <Text key={v} inverse={v === view}>{` ${i + 1} ${TITLES[v]} `}</Text>
-        ))}
-      </Text>
-      <Box height={statusLines}><Text wrap={statusLines > 1 ? 'wrap' : 'truncate'} color={status.color}>{status.text}</Text></Box>
-      <Box flexDirection='column' height={bodyHeight} overflow='hidden'>
-        {help ? <HelpView width={width} /> : body}
+    <KeyRouterContext.Provider value={router}>
+      <Box flexDirection='column' width={width} height={height}>
+        <Text wrap='truncate'>
+          <Text bold color='cyan'>broker-ha admin </Text>
+          {VIEWS.map((v, i) => (
+            <Text key={v} inverse={v === view}>{` ${i + 1} ${TITLES[v]} `}</Text>
+          ))}
+        </Text>
+        <Box height={statusLines}><Text wrap={statusLines > 1 ? 'wrap' : 'truncate'} color={status.color}>{status.text}</Text></Box>
+        <Box flexDirection='column' height={bodyHeight} overflow='hidden'>
+          {help ? <HelpView width={width} /> : body}
+        </Box>
+        <Text wrap='truncate' dimColor>{FOOTERS[view] === '' ? '1-5 views  ? help  q quit' : `${FOOTERS[view]}  │  ? help  q quit`}</Text>
       </Box>
-      <Text wrap='truncate' dimColor>{FOOTERS[view] === '' ? '1-5 views  ? help  q quit' : `${FOOTERS[view]}  │  ? help  q quit`}</Text>
-    </Box>
+    </KeyRouterContext.Provider>
   )
 }
 

@@ -28,7 +28,7 @@ const SOCKET = `broker-ha-admin-test-${process.pid}`
 const SESSION = 'admin'
 const tmux = async (...args: string[]): Promise<string> => (await run('tmux', ['-L', SOCKET, ...args], { encoding: 'utf8' })).stdout
 const screen = (): Promise<string> => tmux('capture-pane', '-p', '-t', SESSION)
-/** One key at a time, as typed: Ink reads several keys arriving together as a paste. */
+/** Keys into the pane: `-l` sends the text as it is, in one write. */
 const key = (k: string, literal = false): Promise<string> => tmux('send-keys', '-t', SESSION, ...(literal ? ['-l', k] : [k]))
 
 async function screenWith (check: (s: string) => boolean, message: string, timeout = 10_000): Promise<string> {
@@ -113,6 +113,43 @@ test('admin in a terminal: Clients view, filter, disconnect with confirmation, q
   assert.doesNotMatch(s, /broker-ha admin {2}1 Overview/, 'the alternate screen is gone: the terminal is as before')
   const cursor = (await tmux('display-message', '-p', '-t', SESSION, '#{cursor_flag}')).trim()
   assert.equal(cursor, '1', 'the cursor is visible again')
+})
+
+test('admin in a terminal: keys that arrive together are each handled (send-keys j j, /sub in one write)', { skip: TMUX === undefined ? 'tmux is not installed' : false }, async () => {
+  for (const id of ['chunk-a', 'chunk-b', 'chunk-c', 'sub-1', 'sub-2']) mqttClients.push(await mqtt.connectAsync(a.mqttUrl, { clientId: id, reconnectPeriod: 0 }))
+  const session = 'chunks'
+  const command = `env TERM=xterm-256color BROKER_ADMIN_USER=admin:pw ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} admin --url ${a.apiUrl} --refresh 500 --view clients; echo ADMIN-EXIT=$?; exec cat`
+  await tmux('new-session', '-d', '-s', session, '-x', '80', '-y', '24', command)
+  cleanups.push(() => tmux('kill-server'))
+  const send = (...keys: string[]): Promise<string> => tmux('send-keys', '-t', session, ...keys)
+  const pane = (): Promise<string> => tmux('capture-pane', '-p', '-t', session)
+  const paneWith = async (check: (s: string) => boolean, message: string): Promise<string> => {
+    let last = ''
+    try {
+      return await waitFor(async () => { last = await pane(); return check(last) ? last : undefined }, { timeout: 10_000, interval: 50, message })
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- screen ---\n${last}`, { cause: err })
+    }
+  }
+  await paneWith((x) => x.includes('CLIENT ID') && x.includes('sub-2'), 'the clients view with every client')
+  // "/chunk" and its Enter in one write each: the filter opens and takes the text.
+  await send('-l', '/chunk')
+  await paneWith((x) => x.includes('filter: chunk█'), 'the filter typed in one write')
+  await send('Enter')
+  let s = await paneWith((x) => x.includes('filter: chunk  (Esc clears)'), 'the filter kept')
+  assert.match(s, /3 of \d+ clients/)
+  assert.match(s, /› chunk-a/)
+  await send('j', 'j')
+  s = await paneWith((x) => x.includes('› chunk-c'), 'two moves down from one send-keys j j')
+  assert.doesNotMatch(s, /› chunk-b/)
+  await send('Escape')
+  await paneWith((x) => x.includes('type / to filter'), 'Esc clears the filter')
+  await send('/', 's', 'u', 'b')
+  s = await paneWith((x) => x.includes('filter: sub█'), 'send-keys / s u b opens the filter and types "sub"')
+  assert.match(s, /2 of \d+ clients/)
+  await send('Enter', 'q')
+  s = await paneWith((x) => x.includes('ADMIN-EXIT='), 'Enter then q in one send-keys: the filter is kept, then the UI quits')
+  assert.match(s, /ADMIN-EXIT=0/)
 })
 
 test('admin in a terminal: Ctrl-C exits cleanly; an unreachable URL is explained and retried', { skip: TMUX === undefined ? 'tmux is not installed' : false }, async () => {

@@ -2,8 +2,9 @@
 // detail pane with the selected client's subscriptions and in-flight
 // messages, and disconnect (`d`) behind a confirmation.
 import { useEffect, useState } from 'react'
-import { Box, Text, useInput } from 'ink'
+import { Box, Text } from 'ink'
 import { useKeyState } from '../hooks/use-key-state.js'
+import { useViewKeys } from '../hooks/use-keys.js'
 import { filterClients, type ClientRow, type InflightRow } from '../cluster-model.js'
 import { fit, formatCells, layoutColumns, windowStart } from '../text-layout.js'
 import { ConfirmDialog } from './confirm-dialog.js'
@@ -42,7 +43,7 @@ export function ClientsView ({ active = true, rows, failures, inflight, onSelect
   useEffect(() => () => onCapture(false), [onCapture])
   useEffect(() => { onSelect(current === undefined ? undefined : current.id) }, [current?.id, onSelect])
 
-  useInput((input, key) => {
+  useViewKeys((input, key) => {
     const pending = getConfirm()
     if (pending !== undefined) {
       if (input === 'y' || input === 'Y') {

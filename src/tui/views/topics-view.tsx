@@ -2,8 +2,9 @@
 // members holding it), a payload preview of the selected one as text, JSON
 // or hex, and the subscribers of a topic across the cluster.
 import { useEffect, useState } from 'react'
-import { Box, Text, useInput } from 'ink'
+import { Box, Text } from 'ink'
 import { useKeyState } from '../hooks/use-key-state.js'
+import { useViewKeys } from '../hooks/use-keys.js'
 import type { RetainedRow, SubscriberRow } from '../cluster-model.js'
 import { PREVIEW_MODES, previewPayload, type PreviewMode } from '../payload-preview.js'
 import { fit, formatCells, layoutColumns, windowStart } from '../text-layout.js'
@@ -38,7 +39,7 @@ export function TopicsView ({ active = true, filter, onFilterChange, retained, t
   useEffect(() => { onCapture(editing !== undefined) }, [editing, onCapture])
   useEffect(() => () => onCapture(false), [onCapture])
 
-  useInput((input, key) => {
+  useViewKeys((input, key) => {
     const field = getEditing()
     if (field !== undefined) {
       if (key.return) {

@@ -8,6 +8,7 @@ import { App } from '../../../src/tui/app.js'
 import { ApiClientError, type ClientInfo, type MemberInfo, type ProxyAnswer, type SseEvent } from '../../../src/client/index.js'
 import type { ClusterSource } from '../../../src/tui/cluster-source.js'
 import { KEY, frameWhere, press } from './ink-helpers.js'
+import { waitFor } from '../../helpers/wait.js'
 
 afterEach(() => cleanup())
 
@@ -96,6 +97,30 @@ test('q typed into a filter does not quit; disconnect through the app reaches th
   await frameWhere(lastFrame, (f) => f.includes('c2 disconnected from node-b'), 'outcome')
   assert.deepEqual(source.stopped, [['http://127.0.0.2:8080', 'c2']])
   await frameWhere(lastFrame, (f) => f.includes('1 of 1 clients'), 'list refreshed')
+})
+
+test('keys that arrive together are each handled: j j moves twice, /sub opens the filter and types, a view switch takes the rest', async () => {
+  const source = new FakeSource()
+  source.clientAnswer = { 'node-a': [clientInfo('c1'), clientInfo('c3')], 'node-b': [clientInfo('c2'), clientInfo('sub-9')] }
+  const { lastFrame, stdin } = render(<App source={source} refreshMs={50} />)
+  await frameWhere(lastFrame, (f) => f.includes('4 clients'), 'overview')
+  // One write is one chunk, as a terminal delivers fast typing or tmux `send-keys 2 j j`.
+  stdin.write('2jj')
+  await frameWhere(lastFrame, (f) => f.includes('› c3'), 'the switch to Clients, then two moves down (c1 -> c2 -> c3)')
+  stdin.write('/sub')
+  let frame = await frameWhere(lastFrame, (f) => f.includes('filter: sub█'), 'the filter opened and took the rest of the chunk')
+  assert.match(frame, /1 of 4 clients/)
+  // q, r and digits typed into a filter are text, also within one chunk, and Enter in it ends the typing.
+  stdin.write('\u007f\u007f\u007fq2r\r')
+  frame = await frameWhere(lastFrame, (f) => f.includes('filter: q2r  (Esc clears)'), 'typed, then kept by Enter')
+  assert.match(frame, /CLIENT ID/, 'still in Clients: 2 went into the filter')
+  stdin.write('\u001B')
+  await frameWhere(lastFrame, (f) => f.includes('4 of 4 clients'), 'Esc clears')
+  stdin.write('?x3')
+  await frameWhere(lastFrame, (f) => f.includes('retained filter (/)') && !f.includes('admin: keys'), 'help opened, closed by x, then 3 switched view')
+  stdin.write('1q')
+  // An app that exited stops reading the terminal.
+  await waitFor(() => stdin.listenerCount('readable') === 0, { timeout: 3000, message: 'the app to exit: q after a view switch in the same chunk' })
 })
 
 test('bad credentials: a clear message, not a crash', async () => {

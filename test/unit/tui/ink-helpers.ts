@@ -24,7 +24,7 @@ export async function frameWhere (lastFrame: () => string | undefined, check: (f
   return await waitFor(() => { const f = plain(lastFrame()); return check(f) ? f : undefined }, { timeout: 3000, interval: 10, message: `${message}; last frame:\n${plain(lastFrame())}` })
 }
 
-/** Writes keys one by one, as a person types them (Ink reads a multi-key chunk as a paste). */
+/** Writes keys one by one, as a person types them slowly (a single write of several keys is one chunk). */
 export async function press (stdin: { write: (data: string) => void }, ...keys: string[]): Promise<void> {
   for (const key of keys) {
     stdin.write(key)
