@@ -3,8 +3,9 @@
 // the same data for scripts (table, or JSON with --json).
 //
 // Exit statuses: 0 done; 1 failed (unreachable, credentials refused, client
-// not found, no member answered); 2 bad usage or a bad clusters file; 3
-// partial answer (data printed, but some members did not answer).
+// not found, no member answered); 2 bad usage, a bad clusters file, or a
+// request the members refused as malformed (HTTP 400); 3 partial answer
+// (data printed, but some members did not answer).
 //
 // This is the only admin code that reads process.env and the clusters file.
 import { existsSync, readFileSync } from 'node:fs'
@@ -15,11 +16,12 @@ import { BrokerHaError } from '../errors.js'
 import { letInkDrawOnThisTerminal } from './interactive-terminal.js'
 import {
   ApiClusterSource, VIEWS, clientRows, clientsJson, clientsTable, describeError, kickClient, kickJson, kickText,
-  memberRows, membersJson, membersTable, resolveTarget, retainedJson, retainedRows, retainedTable, runAdminApp,
-  subscriberRows, subscribersJson, subscribersTable, type ClusterSource, type ViewName
+  memberRows, membersJson, membersTable, refusalOf, resolveTarget, retainedJson, retainedRows, retainedTable, runAdminApp,
+  subscriberRows, subscribersJson, subscribersTable, type Answered, type ClusterSource, type ViewName
 } from '../tui/index.js'
 
 export const EXIT_FAILED = 1
+export const EXIT_USAGE = 2
 export const EXIT_PARTIAL = 3
 
 interface ConnectionFlags { url?: string, user?: string, cluster?: string, clusters?: string, timeout?: string }
@@ -93,13 +95,28 @@ function warnUnreachable (unreachable: Record<string, string>, asked: number): v
   if (failed > 0) process.exitCode = failed >= asked ? EXIT_FAILED : EXIT_PARTIAL
 }
 
-/** Runs a subcommand body; API failures become a message and exit status 1. */
+/** A request the cluster refused as malformed: the caller's mistake, said once, like bad usage. */
+function refuse (reason: string): void {
+  process.stderr.write(`broker-ha admin: ${reason}\n`)
+  process.exitCode = EXIT_USAGE
+}
+
+/** Prints a /proxy answer, unless the request was refused; members that failed go to stderr. */
+function report<R> (json: boolean, answered: Answered<R>, asked: number, asJson: (rows: R[], failures: Record<string, string>) => unknown, asTable: (rows: R[]) => string): void {
+  if (answered.refused !== undefined) return refuse(answered.refused)
+  print(json, asJson(answered.rows, answered.failures), asTable(answered.rows))
+  warnUnreachable(answered.failures, asked)
+}
+
+/** Runs a subcommand body; API failures become a message and exit status 1 (2 for a refused request). */
 async function withSource (command: Command, body: (source: ClusterSource) => Promise<void>): Promise<void> {
   const source = openSource(connectionFlags(command))
   try {
     await body(source)
   } catch (err) {
     if (err instanceof BrokerHaError) throw err
+    const refused = refusalOf(err)
+    if (refused !== undefined) return refuse(refused)
     process.stderr.write(`broker-ha admin: ${describeError(err, source.currentUrl)}\n`)
     process.exitCode = EXIT_FAILED
   } finally {
@@ -117,7 +134,7 @@ export function adminCommand (): Command {
     .addOption(new Option('--view <name>', 'view to open').choices([...VIEWS]).default('overview'))
     .option('--refresh <ms>', 'poll interval', '2000')
     .option('--expect <members>', 'alert when fewer members are alive (default: the most seen alive)')
-    .addHelpText('after', '\nExit status: 0 done, 1 failed (unreachable, credentials refused, not found), 2 bad usage, 3 partial answer.')
+    .addHelpText('after', '\nExit status: 0 done, 1 failed (unreachable, credentials refused, not found), 2 bad usage or a refused request (HTTP 400), 3 partial answer.')
     .action(async function (this: Command) {
       const opts = this.opts<{ view: ViewName, refresh: string, expect?: string }>()
       if (process.stdin.isTTY !== true || process.stdout.isTTY !== true) {
@@ -146,9 +163,7 @@ export function adminCommand (): Command {
     const { json } = this.opts<{ json?: boolean }>()
     await withSource(this, async (source) => {
       const answer = await source.clients()
-      const { rows, failures } = clientRows(answer)
-      print(json === true, clientsJson(rows, failures), clientsTable(rows))
-      warnUnreachable(failures, Object.keys(answer).length)
+      report(json === true, clientRows(answer), Object.keys(answer).length, clientsJson, clientsTable)
     })
   }))
 
@@ -158,9 +173,7 @@ export function adminCommand (): Command {
       const { json } = this.opts<{ json?: boolean }>()
       await withSource(this, async (source) => {
         const answer = await source.retained(filter)
-        const { rows, failures } = retainedRows(answer)
-        print(json === true, retainedJson(rows, failures), retainedTable(rows))
-        warnUnreachable(failures, Object.keys(answer).length)
+        report(json === true, retainedRows(answer), Object.keys(answer).length, retainedJson, retainedTable)
       })
     }))
 
@@ -170,9 +183,7 @@ export function adminCommand (): Command {
       const { json } = this.opts<{ json?: boolean }>()
       await withSource(this, async (source) => {
         const answer = await source.subscribers(topic)
-        const { rows, failures } = subscriberRows(answer)
-        print(json === true, subscribersJson(rows, failures), subscribersTable(rows))
-        warnUnreachable(failures, Object.keys(answer).length)
+        report(json === true, subscriberRows(answer), Object.keys(answer).length, subscribersJson, subscribersTable)
       })
     }))
 
