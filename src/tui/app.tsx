@@ -6,8 +6,8 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
 import { Box, Text, useApp, useInput, type Key } from 'ink'
 import type { ClusterSource } from './cluster-source.js'
-import { describeError, isAuthError } from './cluster-source.js'
-import { clientRows, clientsPerNode, inflightRows, memberRows, retainedRows, subscriberRows, type ClientRow } from './cluster-model.js'
+import { describeError, isAuthError, refusalOf } from './cluster-source.js'
+import { clientRows, clientsPerNode, inflightRows, memberRows, retainedRows, subscriberRows, type Answered, type ClientRow } from './cluster-model.js'
 import { clusterAlerts } from './alerts.js'
 import { usePoll } from './hooks/use-poll.js'
 import { useKeyState } from './hooks/use-key-state.js'
@@ -18,7 +18,7 @@ import { useEvents } from './hooks/use-events.js'
 import { useTerminalSize } from './hooks/use-terminal-size.js'
 import { OverviewView } from './views/overview-view.js'
 import { ClientsView } from './views/clients-view.js'
-import { TopicsView } from './views/topics-view.js'
+import { ALL, TopicsView, type Listing } from './views/topics-view.js'
 import { EventsView } from './views/events-view.js'
 import { MetricsView } from './views/metrics-view.js'
 import { HelpView } from './views/help-view.js'
@@ -76,10 +76,12 @@ export function App ({ source, refreshMs = 2000, expectMembers, initialView = 'o
   // client's messages must not be shown as the new one's.
   const inflight = usePoll(async () => (selectedClient === undefined ? undefined : { clientId: selectedClient, ...inflightRows(await source.inflight(selectedClient)) }), refreshMs * 2, [selectedClient], view === 'clients' && selectedClient !== undefined)
 
-  const [retainedFilter, setRetainedFilter] = useState('#')
-  const retained = usePoll(async () => retainedRows(await source.retained(retainedFilter)), refreshMs * 2, [retainedFilter], view === 'topics')
+  // Answers carry the question they answer: rows for another filter (the
+  // previous one, while the new one loads or was refused) are not this one's.
+  const [retainedFilter, setRetainedFilter] = useState(ALL)
+  const retained = usePoll(async () => ({ filter: retainedFilter, ...retainedRows(await source.retained(retainedFilter)) }), refreshMs * 2, [retainedFilter], view === 'topics')
   const [subscribersTopic, setSubscribersTopic] = useState('')
-  const subscribers = usePoll(async () => subscriberRows(await source.subscribers(subscribersTopic)), refreshMs * 2, [subscribersTopic], view === 'topics' && subscribersTopic !== '')
+  const subscribers = usePoll(async () => ({ topic: subscribersTopic, ...subscriberRows(await source.subscribers(subscribersTopic)) }), refreshMs * 2, [subscribersTopic], view === 'topics' && subscribersTopic !== '')
 
   const [paused, setPaused] = useState(false)
   const [nodeChoice, setNodeChoice] = useState(0)
@@ -169,9 +171,9 @@ export function App ({ source, refreshMs = 2000, expectMembers, initialView = 'o
           <TopicsView
             active={!help} width={width} height={bodyHeight} onCapture={setCapture}
             filter={retainedFilter} onFilterChange={setRetainedFilter}
-            retained={{ rows: retained.data?.rows, failures: retained.data?.failures ?? {}, error: retained.error === undefined ? undefined : describeError(retained.error) }}
+            retained={listing(retained, retained.data?.filter === retainedFilter)}
             topic={subscribersTopic} onTopicChange={setSubscribersTopic}
-            subscribers={{ rows: subscribers.data?.rows, failures: subscribers.data?.failures ?? {}, error: subscribers.error === undefined ? undefined : describeError(subscribers.error) }}
+            subscribers={subscribersTopic === '' ? { rows: undefined, failures: {}, error: undefined } : listing(subscribers, subscribers.data?.topic === subscribersTopic)}
           />
         )
       case 'events':
@@ -209,6 +211,22 @@ export function App ({ source, refreshMs = 2000, expectMembers, initialView = 'o
       </Box>
     </KeyRouterContext.Provider>
   )
+}
+
+/**
+ * A polled /proxy question as the Topics view lists it. A refusal (HTTP 400:
+ * the filter or topic is malformed) is the operator's to fix and is shown as
+ * such, not as members that did not answer; rows answering another question
+ * (`current` false) are not shown.
+ */
+function listing<R> (polled: { data: Answered<R> | undefined, error: unknown }, current: boolean): Listing<R> {
+  const refused = refusalOf(polled.error) ?? (current ? polled.data?.refused : undefined)
+  if (refused !== undefined) return { rows: undefined, failures: {}, error: undefined, refused }
+  return {
+    rows: current ? polled.data?.rows : undefined,
+    failures: current ? polled.data?.failures ?? {} : {},
+    error: polled.error === undefined ? undefined : describeError(polled.error)
+  }
 }
 
 function statusLine (url: string, members: { error: unknown, updatedAt: number | undefined, retryAt: number | undefined, failures: number }, clientsError: unknown, memberCount: number | undefined, clientCount: number | undefined, now: number): { text: string, color: string } {

@@ -152,6 +152,38 @@ test('admin in a terminal: keys that arrive together are each handled (send-keys
   assert.match(s, /ADMIN-EXIT=0/)
 })
 
+test('admin in a terminal: the Topics filter replaces #; a malformed one is refused with its reason; Esc restores #', { skip: TMUX === undefined ? 'tmux is not installed' : false }, async () => {
+  const publisher = await mqtt.connectAsync(a.mqttUrl, { clientId: 'retainer', reconnectPeriod: 0 })
+  mqttClients.push(publisher)
+  await publisher.publishAsync('tui/home/temp', '21.5', { retain: true, qos: 1 })
+  await publisher.publishAsync('elsewhere/x', 'y', { retain: true, qos: 1 })
+  const session = 'topics'
+  const command = `env TERM=xterm-256color BROKER_ADMIN_USER=admin:pw ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} admin --url ${a.apiUrl} --refresh 500 --view topics; echo ADMIN-EXIT=$?; exec cat`
+  await tmux('new-session', '-d', '-s', session, '-x', '80', '-y', '24', command)
+  cleanups.push(() => tmux('kill-server'))
+  const send = (...keys: string[]): Promise<string> => tmux('send-keys', '-t', session, ...keys)
+  let last = ''
+  const paneWith = (check: (s: string) => boolean, message: string): Promise<string> =>
+    waitFor(async () => { last = await tmux('capture-pane', '-p', '-t', session); return check(last) ? last : undefined }, { timeout: 10_000, interval: 50, message })
+      .catch((err: Error) => { throw new Error(`${err.message}\n--- screen ---\n${last}`, { cause: err }) })
+  await paneWith((x) => x.includes('retained filter (/): #') && x.includes('tui/home/temp') && x.includes('elsewhere/x'), 'every retained topic under #')
+  await send('-l', '/tui/#')
+  await paneWith((x) => x.includes('retained filter (/): tui/#█'), 'a fresh filter, not appended to #')
+  await send('Enter')
+  let s = await paneWith((x) => x.includes('retained filter (/): tui/#') && !x.includes('elsewhere/x'), 'only tui/#')
+  assert.match(s, /tui\/home\/temp/)
+  assert.match(s, /1 topics?/)
+  await send('-l', '/a/#/b')
+  await send('Enter')
+  s = await paneWith((x) => x.includes('✖ topic "a/#/b" is not a valid MQTT topic filter'), 'the refusal with its reason')
+  assert.doesNotMatch(s, /no answer from/)
+  await send('Escape')
+  await paneWith((x) => x.includes('retained filter (/): #') && x.includes('elsewhere/x') && !x.includes('✖'), 'Esc: back to #')
+  await send('q')
+  s = await paneWith((x) => x.includes('ADMIN-EXIT='), 'admin to exit')
+  assert.match(s, /ADMIN-EXIT=0/)
+})
+
 test('admin in a terminal: Ctrl-C exits cleanly; an unreachable URL is explained and retried', { skip: TMUX === undefined ? 'tmux is not installed' : false }, async () => {
   const host = await freeLoopbackAddress()
   const session = 'unreachable'

@@ -9,7 +9,14 @@ import type { RetainedRow, SubscriberRow } from '../cluster-model.js'
 import { PREVIEW_MODES, previewPayload, type PreviewMode } from '../payload-preview.js'
 import { fit, formatCells, layoutColumns, windowStart } from '../text-layout.js'
 
-export interface Listing<T> { rows: T[] | undefined, failures: Record<string, string>, error: string | undefined }
+export interface Listing<T> {
+  rows: T[] | undefined
+  failures: Record<string, string>
+  /** Why there is no answer (the entry node cannot be reached, ...). */
+  error: string | undefined
+  /** Why the cluster refused the question itself (HTTP 400): the operator's to fix. */
+  refused?: string | undefined
+}
 
 export interface TopicsViewProps {
   filter: string
@@ -27,6 +34,9 @@ export interface TopicsViewProps {
 
 type Editing = 'filter' | 'topic' | undefined
 
+/** The retained filter when none is set: every topic (but $ ones, per MQTT). */
+export const ALL = '#'
+
 export function TopicsView ({ active = true, filter, onFilterChange, retained, topic, onTopicChange, subscribers, onCapture, width, height }: TopicsViewProps) {
   const [editing, setEditing, getEditing] = useKeyState<Editing>(undefined)
   const [draft, setDraft, getDraft] = useKeyState('')
@@ -42,20 +52,29 @@ export function TopicsView ({ active = true, filter, onFilterChange, retained, t
   useViewKeys((input, key) => {
     const field = getEditing()
     if (field !== undefined) {
+      // As in Clients: Enter keeps what was typed, Esc clears. A cleared retained
+      // filter is # (everything); a cleared subscribers topic asks nothing.
       if (key.return) {
         const value = getDraft().trim()
-        if (value !== '') {
-          if (field === 'filter') { onFilterChange(value); setSelected(0) } else onTopicChange(value)
-        }
+        if (field === 'filter') { onFilterChange(value === '' ? ALL : value); setSelected(0) } else onTopicChange(value)
         setEditing(undefined)
-      } else if (key.escape) setEditing(undefined)
-      else if (key.backspace || key.delete) setDraft((d) => d.slice(0, -1))
+      } else if (key.escape) {
+        if (field === 'filter') { onFilterChange(ALL); setSelected(0) } else onTopicChange('')
+        setEditing(undefined)
+      } else if (key.backspace || key.delete) setDraft((d) => d.slice(0, -1))
       else if (input !== '' && !key.ctrl && !key.meta && !key.upArrow && !key.downArrow && !key.tab) setDraft((d) => d + input)
       onCapture(getEditing() !== undefined)
       return
     }
     const at = Math.min(getSelected(), Math.max(0, rows.length - 1))
-    if (input === '/') { setDraft(filter); setEditing('filter') } else if (input === 's') { setDraft(topic); setEditing('topic') } else if (input === 'v') setMode((m) => PREVIEW_MODES[(PREVIEW_MODES.indexOf(m) + 1) % PREVIEW_MODES.length]!)
+    // Typing starts a fresh value: the default # is not something to append to.
+    if (input === '/') { setDraft(''); setEditing('filter') } else if (input === 's') { setDraft(''); setEditing('topic') } else if (input === 'v') setMode((m) => PREVIEW_MODES[(PREVIEW_MODES.indexOf(m) + 1) % PREVIEW_MODES.length]!)
+    else if (key.escape) {
+      // Back to the defaults: every retained topic, and no refused subscribers topic left on screen.
+      onFilterChange(ALL)
+      setSelected(0)
+      if (subscribers.refused !== undefined) onTopicChange('')
+    }
     else if (key.downArrow || input === 'j') setSelected(Math.min(at + 1, Math.max(0, rows.length - 1)))
     else if (key.upArrow || input === 'k') setSelected(Math.max(0, at - 1))
     else if (key.return && rows[at] !== undefined) onTopicChange(rows[at].topic)
@@ -79,20 +98,21 @@ export function TopicsView ({ active = true, filter, onFilterChange, retained, t
   const retainedRoom = Math.max(1, height - previewLines - subRoom - 7)
   const start = windowStart(rows.length, index, retainedRoom)
   const preview = current === undefined ? undefined : previewPayload(current.payload, mode, previewLines)
-  const editLine = (which: Editing, label: string, value: string) => editing === which
-    ? <Text color='cyan'>{`${label}: ${draft}█`}</Text>
+  const editLine = (which: Editing, label: string, value: string, empty: string) => editing === which
+    ? <Text color='cyan'>{`${label}: ${draft}█`}<Text dimColor>{draft === '' ? `  (Enter: ${empty}, Esc: clear)` : ''}</Text></Text>
     : <Text>{`${label}: `}<Text bold>{value}</Text></Text>
-  const failedNote = (l: Listing<unknown>) => {
+  const failedNote = (l: Listing<unknown>, clear: string) => {
+    if (l.refused !== undefined) return <Text color='red' wrap='truncate'>{`✖ ${l.refused} (Esc: ${clear})`}</Text>
     if (l.error !== undefined) return <Text color='red' wrap='truncate'>{l.error}</Text>
     const failed = Object.entries(l.failures)
     return failed.length === 0 ? null : <Text color='yellow' wrap='truncate'>{`no answer from ${failed.map(([n, e]) => `${n} (${e})`).join(', ')}`}</Text>
   }
   return (
     <Box flexDirection='column'>
-      <Text wrap='truncate'>{editLine('filter', 'retained filter (/)', filter)}<Text dimColor>{`   ${rows.length} topics`}</Text></Text>
-      {failedNote(retained)}
+      <Text wrap='truncate'>{editLine('filter', 'retained filter (/)', filter, `${ALL}, every topic`)}<Text dimColor>{`   ${rows.length} topics`}</Text></Text>
+      {failedNote(retained, `back to ${ALL}`)}
       <Text bold>{`  ${formatCells(retainedColumns.map((c) => c.title), retainedColumns)}`}</Text>
-      {retained.rows === undefined && retained.error === undefined && <Text dimColor>loading…</Text>}
+      {retained.rows === undefined && retained.error === undefined && retained.refused === undefined && <Text dimColor>loading…</Text>}
       {retained.rows !== undefined && rows.length === 0 && <Text dimColor>no retained message matches</Text>}
       {rows.slice(start, start + retainedRoom).map((r, i) => (
         <Text key={r.topic} inverse={start + i === index} wrap='truncate'>
@@ -102,8 +122,8 @@ export function TopicsView ({ active = true, filter, onFilterChange, retained, t
       <Text dimColor wrap='truncate'>{preview === undefined ? '' : fit(`── payload of ${current!.topic} as ${preview.mode} (v: ${mode}) `, width).replace(/ +$/, (s) => '─'.repeat(s.length))}</Text>
       {preview?.lines.map((l, i) => <Text key={i} wrap='truncate'>{l === '' ? ' ' : l}</Text>)}
       <Text> </Text>
-      <Text wrap='truncate'>{editLine('topic', 'subscribers of (s)', topic)}<Text dimColor>{`   ${subscribers.rows?.length ?? 0} subscriptions`}</Text></Text>
-      {failedNote(subscribers)}
+      <Text wrap='truncate'>{editLine('topic', 'subscribers of (s)', topic, 'none')}<Text dimColor>{`   ${subscribers.rows?.length ?? 0} subscriptions`}</Text></Text>
+      {failedNote(subscribers, 'clear')}
       <Text bold>{formatCells(subColumns.map((c) => c.title), subColumns)}</Text>
       {subscribers.rows !== undefined && subscribers.rows.length === 0 && <Text dimColor>nobody would receive a message on this topic</Text>}
       {(subscribers.rows ?? []).slice(0, subRoom).map((s) => (

@@ -5,7 +5,7 @@ import { test, afterEach } from 'node:test'
 import assert from 'node:assert/strict'
 import { render, cleanup } from 'ink-testing-library'
 import { App } from '../../../src/tui/app.js'
-import { ApiClientError, type ClientInfo, type MemberInfo, type ProxyAnswer, type SseEvent } from '../../../src/client/index.js'
+import { ApiClientError, type ClientInfo, type MemberInfo, type MessageInfo, type ProxyAnswer, type SseEvent } from '../../../src/client/index.js'
 import type { ClusterSource } from '../../../src/tui/cluster-source.js'
 import { KEY, frameWhere, press } from './ink-helpers.js'
 import { waitFor } from '../../helpers/wait.js'
@@ -36,7 +36,7 @@ class FakeSource implements ClusterSource {
   }
 
   async inflight () { return { 'node-a': [], 'node-b': [] } }
-  async retained () { return { 'node-a': [], 'node-b': [] } }
+  async retained (_filter: string): Promise<ProxyAnswer<MessageInfo[]>> { return { 'node-a': [], 'node-b': [] } }
   async subscribers () { return { 'node-a': { Shared: {}, SharedSelected: {}, Subscriptions: {} } } }
   async stopClient (apiUrl: string, clientId: string) {
     this.stopped.push([apiUrl, clientId])
@@ -121,6 +121,27 @@ test('keys that arrive together are each handled: j j moves twice, /sub opens th
   stdin.write('1q')
   // An app that exited stops reading the terminal.
   await waitFor(() => stdin.listenerCount('readable') === 0, { timeout: 3000, message: 'the app to exit: q after a view switch in the same chunk' })
+})
+
+test('Topics through the app: a typed filter replaces #, a refused one (HTTP 400) is the operator\'s error with its reason, Esc restores #', async () => {
+  const source = new FakeSource()
+  const asked: string[] = []
+  source.retained = async (filter: string) => {
+    asked.push(filter)
+    if (filter.includes('#/')) throw new ApiClientError('http', 'POST http://127.0.0.1:8080/proxy/api/mqtt/topic/messages: HTTP 400', { status: 400, serverMessage: `topic ${JSON.stringify(filter)} is not a valid MQTT topic filter: '#' must be a whole level and the last one`, method: 'POST', url: 'http://127.0.0.1:8080/proxy/api/mqtt/topic/messages' })
+    return { 'node-a': [], 'node-b': [] }
+  }
+  const { lastFrame, stdin } = render(<App source={source} refreshMs={50} initialView='topics' />)
+  await frameWhere(lastFrame, (f) => f.includes('retained filter (/): #') && f.includes('no retained message matches'), 'topics, filter #')
+  stdin.write('/home/+\r')
+  await frameWhere(lastFrame, (f) => f.includes('retained filter (/): home/+ '), 'the new filter')
+  await waitFor(() => asked.includes('home/+'), { timeout: 3000, message: 'the cluster asked for home/+' })
+  assert.ok(!asked.includes('#home/+'), `asked ${asked.join(', ')}`)
+  stdin.write('/a/#/b\r')
+  const frame = await frameWhere(lastFrame, (f) => f.includes('✖ topic "a/#/b" is not a valid MQTT topic filter'), 'the refusal with its reason')
+  assert.doesNotMatch(frame, /no answer from|node-b/)
+  stdin.write('\u001B')
+  await frameWhere(lastFrame, (f) => f.includes('retained filter (/): # ') && !f.includes('✖'), 'Esc: back to #')
 })
 
 test('bad credentials: a clear message, not a crash', async () => {

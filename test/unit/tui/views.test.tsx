@@ -178,12 +178,30 @@ test('Topics: retained rows, payload preview modes, filter editing, subscribers 
   await press(stdin, KEY.down, KEY.enter)
   await frameWhere(() => String(topics.at(-1)), (t) => t === 'home/temp', 'Enter asks for the subscribers of the selected topic')
   await press(stdin, '/')
-  await frameWhere(lastFrame, (f) => f.includes('retained filter (/): home/#█'), 'editing starts from the current filter')
-  await press(stdin, KEY.backspace, '+', KEY.enter)
-  await frameWhere(() => String(filters.at(-1)), (f) => f === 'home/+', 'filter applied on Enter')
-  await press(stdin, 's', KEY.backspace, KEY.backspace, KEY.backspace, KEY.backspace, 'x', KEY.escape)
-  await frameWhere(lastFrame, (f) => f.includes('subscribers of (s): home/temp'), 'Esc abandons the edit')
-  assert.equal(topics.at(-1), 'home/temp')
+  await frameWhere(lastFrame, (f) => f.includes('retained filter (/): █  (Enter: #, every topic, Esc: clear)'), 'typing starts a fresh filter')
+  stdin.write('home/+\r')
+  await frameWhere(() => String(filters.at(-1)), (f) => f === 'home/+', 'the typed filter replaces the current one on Enter (not appended to it)')
+  await press(stdin, '/', KEY.enter)
+  await frameWhere(() => String(filters.at(-1)), (f) => f === '#', 'an empty filter is #')
+  await press(stdin, '/', 'x', KEY.escape)
+  await frameWhere(() => String(filters.length), (n) => n === '3', 'Esc while typing clears, as in Clients')
+  assert.equal(filters.at(-1), '#')
+  await press(stdin, 's', 'x', KEY.escape)
+  await frameWhere(() => String(topics.at(-1)), (t) => t === '', 'Esc clears the subscribers topic too')
+})
+
+test('Topics: a refused filter is the operator\'s error, with its reason; Esc goes back to #', async () => {
+  const filters: string[] = []
+  const topics: string[] = []
+  const reason = 'topic "a/#/b" is not a valid MQTT topic filter: \'#\' must be a whole level and the last one'
+  const { lastFrame, stdin } = render(
+    <TopicsView filter='a/#/b' onFilterChange={(f) => filters.push(f)} retained={{ rows: undefined, failures: {}, error: undefined, refused: reason }} topic='c/#' onTopicChange={(t) => topics.push(t)} subscribers={{ rows: undefined, failures: {}, error: undefined, refused: 'topic "c/#" is not a valid MQTT topic name' }} onCapture={() => {}} width={100} height={22} />
+  )
+  const frame = await frameWhere(lastFrame, (f) => f.includes(`✖ ${reason}`), 'the reason, in red, once')
+  assert.match(frame, /✖ topic "c\/#" is not a valid MQTT topic name \(Esc: clear\)/)
+  assert.doesNotMatch(frame, /no answer from|loading/)
+  await press(stdin, KEY.escape)
+  await frameWhere(() => `${filters.at(-1)} ${topics.at(-1)}`, (x) => x === '# ', 'Esc: every topic again, and the refused subscribers topic cleared')
 })
 
 test('Topics: an error replaces the list with the reason', async () => {
