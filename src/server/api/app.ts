@@ -50,9 +50,18 @@ export function isProtected (path: string): boolean {
   return path === '/debug' || path.startsWith('/debug/') || path.startsWith('/api/') || path.startsWith('/proxy/')
 }
 
+/** The logger's level, or warn when it is more verbose than that. */
+function atLeastWarn (log: Logger): string {
+  return log.levelVal >= log.levels.values.warn! ? log.level : 'warn'
+}
+
 export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
-    loggerInstance: deps.log as unknown as FastifyBaseLogger,
+    // fastify's own info lines are its start-up banner, "Server listening at
+    // <url>" once per interface, which repeats our "HTTP API listening" (per-
+    // request lines are off, below): it logs from warn up. Our handlers log
+    // through deps.log at the configured level.
+    loggerInstance: deps.log.child({}, { level: atLeastWarn(deps.log) }) as unknown as FastifyBaseLogger,
     // Probes and scrapes arrive every few seconds: per-request logs would drown the rest.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
@@ -78,7 +87,7 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
     }
   })
 
-  app.setErrorHandler(errorHandler)
+  app.setErrorHandler(errorHandler(deps.log))
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({ status: 404, error: `no route ${request.method} ${request.url.split('?')[0]}` })
   })
