@@ -1,8 +1,7 @@
 import { Command, Option } from 'commander'
 import { isIP } from 'node:net'
 import { BrokerHaError } from '../errors.js'
-import { stringify } from 'yaml'
-import { loadConfig, maskSecrets } from '../config/index.js'
+import { effectiveConfigText, loadConfig } from '../config/index.js'
 import { createLogger } from '../log.js'
 
 export function serveCommand (): Command {
@@ -17,7 +16,7 @@ export function serveCommand (): Command {
       const loaded = loadConfig({ path: opts.config, env: process.env })
       if (opts.checkConfig === true) {
         for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`)
-        process.stdout.write(`# effective config (source: ${loaded.source})\n${stringify(maskSecrets(loaded.config))}`)
+        process.stdout.write(effectiveConfigText(loaded))
         return
       }
       const log = createLogger(loaded.config.log)

@@ -53,7 +53,9 @@ test('--check-config prints the effective config with secrets masked and env ove
   try {
     const r = await run(['serve', '--config', cfg.path, '--check-config'], { env: { BROKER_MQTT_PORT: '11883' } })
     assert.equal(r.code, 0, r.stderr)
-    assert.match(r.stdout, /port: 11883/)
+    assert.match(r.stdout, /port: 11883 # env BROKER_MQTT_PORT/, 'a value from the environment is named as such, not as the file\'s')
+    assert.match(r.stdout, /user: # file .*config\.yaml line 2/)
+    assert.match(r.stdout, /probe_interval: 500 # default/)
     assert.match(r.stdout, /admin: "?\*{8}"?/)
     assert.ok(!r.stdout.includes('hunter2'))
     assert.ok(!r.stdout.includes('0123456789abcdef'))
@@ -93,8 +95,8 @@ test('./config.yaml in the working directory is picked up when no --config is gi
   try {
     const r = await run(['serve', '--check-config'], { cwd: join(cfg.path, '..') })
     assert.equal(r.code, 0, r.stderr)
-    assert.match(r.stdout, /source: \.\/config\.yaml/)
-    assert.match(r.stdout, /port: 12883/)
+    assert.match(r.stdout, /from file \.\/config\.yaml/)
+    assert.match(r.stdout, /port: 12883 # file \.\/config\.yaml line 2/)
   } finally {
     cfg.cleanup()
   }
