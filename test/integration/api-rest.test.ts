@@ -57,7 +57,11 @@ describe('MQTT endpoints', () => {
     const byId = new Map(list.map((c) => [c.ID, c]))
     assert.deepEqual([...byId.keys()].sort(), ['rest-v4', 'rest-v5'], 'offline sessions are not connections')
     const v5info = byId.get('rest-v5')!
-    assert.deepEqual(Object.keys(v5info).sort(), ['CleanSession', 'Done', 'ID', 'ProtocolVersion', 'Subscriptions', 'Username'])
+    // The seed's fields, then where from and since when (not in the seed).
+    assert.deepEqual(Object.keys(v5info).sort(), ['CleanSession', 'ConnectedAt', 'Done', 'ID', 'ProtocolVersion', 'Remote', 'Subscriptions', 'Username'])
+    const socket = v5.stream as unknown as { localAddress: string, localPort: number }
+    assert.equal(v5info.Remote, `${socket.localAddress}:${socket.localPort}`, 'the client\'s own address and port')
+    assert.ok(Math.abs(v5info.ConnectedAt! - Date.now() / 1000) < 60, `connected moments ago: ${v5info.ConnectedAt}`)
     assert.equal(v5info.ProtocolVersion, 5)
     assert.equal(v5info.Username, 'alice')
     assert.equal(v5info.CleanSession, true)

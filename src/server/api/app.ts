@@ -12,6 +12,7 @@ import type { MqttIntrospection } from '../mqtt/introspection.js'
 import { VERSION } from '../../version.js'
 import { errorHandler } from './errors.js'
 import type { BasicAuth } from './auth.js'
+import type { ClientConnections } from './client-connections.js'
 import type { ProbeCache } from './probes.js'
 import type { ApiMetrics } from './metrics.js'
 import { healthRoutes } from './routes/health.js'
@@ -28,6 +29,7 @@ export interface AppDeps {
   bus: Bus
   membership: Membership
   introspection: MqttIntrospection
+  connections: ClientConnections
   clientControl: ClientControl
   auth: BasicAuth
   probes: ProbeCache
@@ -133,7 +135,7 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
 
   healthRoutes(app, { probes: deps.probes, registry: deps.registry })
   discoveryRoutes(app, { membership: deps.membership })
-  mqttRoutes(app, { introspection: deps.introspection, clientControl: deps.clientControl })
+  mqttRoutes(app, { introspection: deps.introspection, connections: deps.connections, clientControl: deps.clientControl })
   sseRoutes(app, { bus: deps.bus, streams: deps.streams, keepaliveMs: deps.sseKeepaliveMs })
   debugRoutes(app, { profiler: deps.profiler, nodeName: deps.membership.self.name })
   proxyRoutes(app, [MEMBERS_ROUTE, ...MQTT_PROXIED_ROUTES], { membership: deps.membership, dispatcher: deps.dispatcher, timeoutMs: deps.proxyTimeoutMs })

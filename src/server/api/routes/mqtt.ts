@@ -10,6 +10,7 @@ import { filterProblem, topicProblem, type MqttIntrospection } from '../../mqtt/
 import { BrokerHaError } from '../../../errors.js'
 import { responses } from '../errors.js'
 import { isLocalScope, ScopeHeaders } from '../local-scope.js'
+import type { ClientConnections } from '../client-connections.js'
 
 /** Who asked, as far as finding a client on other members needs to know. */
 export interface ClientControlRequest {
@@ -82,10 +83,10 @@ export const MQTT_PROXIED_ROUTES: ProxiedRoute[] = [
   { method: 'POST', url: '/api/mqtt/topic/subscribers', summary: 'Subscriptions on this node that match a topic name', tags: ['mqtt'], body: TopicRequest, response: TopicSubscribers, check: checkTopicName }
 ]
 
-export function mqttRoutes (app: FastifyInstance, deps: { introspection: MqttIntrospection, clientControl: ClientControl }): void {
-  const { introspection: mqtt, clientControl } = deps
+export function mqttRoutes (app: FastifyInstance, deps: { introspection: MqttIntrospection, connections: ClientConnections, clientControl: ClientControl }): void {
+  const { introspection: mqtt, connections, clientControl } = deps
   const handlers: Record<string, (body: Record<string, string>, request: FastifyRequest) => Promise<unknown> | unknown> = {
-    '/api/mqtt/clients': () => mqtt.clients(),
+    '/api/mqtt/clients': () => mqtt.clients().map((c) => ({ ...c, ...connections.of(c.ID) })),
     '/api/mqtt/client/inflight': (body, request) => clientControl.inflight(body.client_id!, controlRequest(request)),
     '/api/mqtt/topic/messages': (body) => mqtt.retained(body.topic!),
     '/api/mqtt/topic/subscribers': (body) => mqtt.subscribers(body.topic!)
