@@ -116,6 +116,12 @@ export interface ClientRow {
   subscriptions: SubscriptionInfo[]
   /** The subscription keys as the client wrote them ($share/... included). */
   filters: string[]
+  /** address:port it connects from, when the member says. */
+  remote: string | undefined
+  /** Unix seconds the connection was accepted, when the member says. */
+  connectedAt: number | undefined
+  /** Keep alive in force (s), when the member says. */
+  keepAlive: number | undefined
 }
 
 export function clientRows (answer: ProxyAnswer<ClientInfo[]>): Answered<ClientRow> {
@@ -130,7 +136,10 @@ export function clientRows (answer: ProxyAnswer<ClientInfo[]>): Answered<ClientR
         protocol: protocolName(c.ProtocolVersion),
         cleanSession: c.CleanSession,
         subscriptions: Object.values(c.Subscriptions),
-        filters: Object.keys(c.Subscriptions).sort()
+        filters: Object.keys(c.Subscriptions).sort(),
+        remote: c.Remote,
+        connectedAt: c.ConnectedAt,
+        keepAlive: c.KeepAlive
       })
     }
   }

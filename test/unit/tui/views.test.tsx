@@ -23,7 +23,7 @@ const members: MemberRow[] = [
 ]
 
 const clientRow = (id: string, node: string, username = '', filters: string[] = []): ClientRow => ({
-  id, node, username, protocol: '5.0', cleanSession: true, filters,
+  id, node, username, protocol: '5.0', cleanSession: true, filters, remote: undefined, connectedAt: undefined, keepAlive: undefined,
   subscriptions: filters.map((f) => ({ ShareName: null, Filter: f, Identifier: 0, Identifiers: null, RetainHandling: 0, Qos: 1, RetainAsPublished: false, NoLocal: false }))
 })
 
