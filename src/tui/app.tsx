@@ -7,7 +7,8 @@ import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
 import { Box, Text, useApp, useInput, type Key } from 'ink'
 import type { ClusterSource } from './cluster-source.js'
 import { describeError, isAuthError, refusalOf } from './cluster-source.js'
-import { clientRows, clientsPerNode, inflightRows, memberRows, retainedRows, subscriberRows, type Answered, type ClientRow } from './cluster-model.js'
+import { clientRows, clientsPerNode, inflightRows, memberRows, retainedRows, subscriberRows, type Answered, type ClientRow, type MemberRow } from './cluster-model.js'
+import { plural } from './text-layout.js'
 import { clusterAlerts } from './alerts.js'
 import { usePoll } from './hooks/use-poll.js'
 import { useKeyState } from './hooks/use-key-state.js'
@@ -29,9 +30,9 @@ const TITLES: Record<ViewName, string> = { overview: 'Overview', clients: 'Clien
 const CHANNELS = [undefined, 'cluster:message_to', 'cluster:message_from', 'cluster:new_member']
 
 const FOOTERS: Record<ViewName, string> = {
-  overview: '',
-  clients: '↑↓ select  / filter  d disconnect',
-  topics: '/ filter  s subscribers  ↑↓ select  v payload view',
+  overview: '↑↓ select  o sort',
+  clients: '↑↓ select  / filter  o sort  Enter detail  K disconnect',
+  topics: '/ filter  s subscribers  ↑↓ select  o sort  v payload',
   events: 'space pause  n members  f channel  / filter  c clear',
   metrics: ''
 }
@@ -90,6 +91,8 @@ export function App ({ source, refreshMs = 2000, expectMembers, initialView = 'o
   const eventCandidates = (memberList ?? []).filter((m) => (m.state === 'alive' || m.state === 'suspect') && m.apiUrl !== undefined)
   const chosen = nodeChoice === 0 || nodeChoice > eventCandidates.length ? eventCandidates : [eventCandidates[nodeChoice - 1]!]
   const streams = useEvents(source, chosen.map((m) => ({ name: m.name, apiUrl: m.apiUrl! })), paused, view === 'events')
+  // Events already received from members no longer followed are not shown either.
+  const followed = new Set(chosen.map((m) => m.name))
 
   useEffect(() => {
     const t = setInterval(() => setNow(Date.now()), 1000)
@@ -150,18 +153,18 @@ export function App ({ source, refreshMs = 2000, expectMembers, initialView = 'o
   // ---- screen -------------------------------------------------------------
   const width = Math.max(20, columns)
   const height = Math.max(8, rows - 1)
-  const status = statusLine(source.currentUrl, members, clients.error, memberList?.length, clientList?.rows.length, now)
+  const status = statusLine(source.currentUrl, members, clients.error, memberList, clientList?.rows.length, now)
   // An error may take a few lines: the operator must be able to read all of it.
   const statusLines = status.color === 'red' ? Math.min(3, Math.ceil([...status.text].length / width)) : 1
   const bodyHeight = height - 2 - statusLines
   const body = (() => {
     switch (view) {
       case 'overview':
-        return <OverviewView members={memberList} alerts={memberList === undefined ? [] : clusterAlerts(memberList, expectMembers, maxSeenAlive, clientList?.failures)} clientsPerNode={clientsPerNode(clients.data)} unanswered={clientList?.failures ?? {}} history={history} width={width} height={bodyHeight} />
+        return <OverviewView active={!help} members={memberList} alerts={memberList === undefined ? [] : clusterAlerts(memberList, expectMembers, maxSeenAlive, clientList?.failures)} clientsPerNode={clientsPerNode(clients.data)} unanswered={clientList?.failures ?? {}} history={history} width={width} height={bodyHeight} />
       case 'clients':
         return (
           <ClientsView
-            active={!help} rows={clientList?.rows} failures={clientList?.failures ?? {}} width={width} height={bodyHeight}
+            active={!help} rows={clientList?.rows} failures={clientList?.failures ?? {}} width={width} height={bodyHeight} now={now}
             inflight={{ clientId: inflight.data?.clientId ?? selectedClient, rows: inflight.data?.clientId === selectedClient ? inflight.data?.rows : undefined, error: inflight.error === undefined ? undefined : describeError(inflight.error) }}
             onSelect={setSelectedClient} onDisconnect={onDisconnect} onCapture={setCapture}
           />
@@ -180,7 +183,7 @@ export function App ({ source, refreshMs = 2000, expectMembers, initialView = 'o
         return (
           <EventsView
             active={!help} width={width} height={bodyHeight} onCapture={setCapture}
-            events={streams.events.filter((e) => e.seq > cleared)} held={streams.held} errors={streams.errors} paused={paused}
+            events={streams.events.filter((e) => e.seq > cleared && followed.has(e.node))} held={streams.held} errors={streams.errors} paused={paused}
             nodesLabel={chosen.length === eventCandidates.length ? `all (${chosen.length})` : chosen.map((m) => m.name).join(', ')}
             channel={CHANNELS[channelChoice]}
             onTogglePause={() => setPaused((p) => !p)}
@@ -229,13 +232,17 @@ function listing<R> (polled: { data: Answered<R> | undefined, error: unknown }, 
   }
 }
 
-function statusLine (url: string, members: { error: unknown, updatedAt: number | undefined, retryAt: number | undefined, failures: number }, clientsError: unknown, memberCount: number | undefined, clientCount: number | undefined, now: number): { text: string, color: string } {
+function statusLine (url: string, members: { error: unknown, updatedAt: number | undefined, retryAt: number | undefined, failures: number }, clientsError: unknown, memberList: MemberRow[] | undefined, clientCount: number | undefined, now: number): { text: string, color: string } {
   if (members.error !== undefined) {
     const retry = members.retryAt === undefined ? '' : ` · retrying in ${Math.max(0, Math.ceil((members.retryAt - now) / 1000))}s`
     const stale = members.updatedAt === undefined ? '' : ` · showing data from ${clock(members.updatedAt)}`
     return { text: `✖ ${describeError(members.error, url)}${isAuthError(members.error) ? '' : retry}${stale}`, color: 'red' }
   }
   if (members.updatedAt === undefined) return { text: `connecting to ${url}…`, color: 'yellow' }
-  const clientsNote = clientsError === undefined ? `${clientCount ?? '?'} clients` : `clients: ${describeError(clientsError, url)}`
-  return { text: `● ${url} · ${memberCount ?? 0} members · ${clientsNote} · updated ${clock(members.updatedAt)}`, color: clientsError === undefined ? 'green' : 'yellow' }
+  const clientsNote = clientsError === undefined ? (clientCount === undefined ? '? clients' : plural(clientCount, 'client')) : `clients: ${describeError(clientsError, url)}`
+  // Alive members are what serves clients; dead ones stay listed until reaped.
+  const total = memberList?.length ?? 0
+  const alive = memberList?.filter((m) => m.state === 'alive').length ?? 0
+  const membersNote = alive === total ? `${plural(alive, 'member')} alive` : `${alive} of ${plural(total, 'member')} alive`
+  return { text: `● ${url} · ${membersNote} · ${clientsNote} · updated ${clock(members.updatedAt)}`, color: clientsError === undefined ? 'green' : 'yellow' }
 }

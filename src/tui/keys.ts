@@ -50,3 +50,19 @@ export function splitKeys (input: string, key: Key): KeyPress[] {
   if (chars.length <= 1) return [{ input, key }]
   return chars.map(pressOf)
 }
+
+/**
+ * Where a list selection goes for a key, or undefined when the key does not
+ * move it: ↑/↓ (k/j) one row, PgUp/PgDn a page, g/Home the first row, G/End
+ * the last, as in less and vim.
+ */
+export function listMove (input: string, key: Key, at: number, count: number, page = 10): number | undefined {
+  const last = Math.max(0, count - 1)
+  if (key.downArrow || input === 'j') return Math.min(at + 1, last)
+  if (key.upArrow || input === 'k') return Math.max(0, at - 1)
+  if (key.pageDown) return Math.min(at + page, last)
+  if (key.pageUp) return Math.max(0, at - page)
+  if (key.home || input === 'g') return 0
+  if (key.end || input === 'G') return last
+  return undefined
+}

@@ -9,7 +9,9 @@ export const KEY = {
   escape: '\u001B',
   backspace: '\u007F',
   tab: '\t',
-  ctrlC: '\u0003'
+  ctrlC: '\u0003',
+  home: '\u001B[H',
+  end: '\u001B[F'
 }
 
 // eslint-disable-next-line no-control-regex
