@@ -26,7 +26,7 @@ export interface OverviewViewProps {
 
 const STATE_COLOR: Record<string, string> = { alive: 'green', suspect: 'yellow', dead: 'red', left: 'gray', unknown: 'magenta' }
 const STATE_ORDER: Record<string, number> = { alive: 0, suspect: 1, dead: 2, left: 3, unknown: 4 }
-const DETAIL_LINES = 4
+const DETAIL_LINES = 5
 
 export function OverviewView ({ members, alerts, clientsPerNode, history, unanswered = {}, active = true, width, height }: OverviewViewProps) {
   const [selected, setSelected, getSelected] = useKeyState(0)
@@ -118,14 +118,16 @@ export function memberDetailLines (m: MemberRow, history: MetricsHistory, client
   const series = history[m.name]
   const snap = latest(series)
   const mqtt = m.mqttPort === undefined ? '-' : `${m.addr.includes(':') ? `[${m.addr}]` : m.addr}:${m.mqttPort}`
+  const load = snap === undefined ? '' : ` · up ${formatDuration(snap.uptime)} · rss ${formatBytes(snap.rss)} · health ${formatNumber(snap.health)}`
   const lines = [
-    `${m.name} · ${m.state} · version ${m.version || '-'} · gossip ${m.addr}:${m.port} · API ${m.apiUrl ?? '-'} · MQTT ${mqtt}`
+    `${m.name} · ${m.state} · version ${m.version || '-'}${load}`,
+    `gossip ${m.addr}:${m.port} · API ${m.apiUrl ?? '-'} · MQTT ${mqtt}`
   ]
   if (series?.error !== undefined) lines.push(`metrics unavailable: ${series.error}`)
   else if (snap === undefined) lines.push(m.state === 'alive' || m.state === 'suspect' ? 'metrics: scraping…' : `not scraped while ${m.state}`)
   else {
-    lines.push(`up ${formatDuration(snap.uptime)} · rss ${formatBytes(snap.rss)} · health ${formatNumber(snap.health)} · clients ${formatNumber(clients ?? snap.clients)} · subs ${formatNumber(snap.subscriptions)} · retained ${formatNumber(snap.retained)}`)
-    lines.push(`in ${formatNumber(rates(series?.snapshots ?? [], 'recv').at(-1), 1)}/s · out ${formatNumber(rates(series?.snapshots ?? [], 'sent').at(-1), 1)}/s · inflight ${formatNumber(snap.inflight)} · dropped ${formatNumber(snap.dropped)}`)
+    lines.push(`clients ${formatNumber(clients ?? snap.clients)} · subs ${formatNumber(snap.subscriptions)} · retained ${formatNumber(snap.retained)} · inflight ${formatNumber(snap.inflight)} · dropped ${formatNumber(snap.dropped)}`)
+    lines.push(`in ${formatNumber(rates(series?.snapshots ?? [], 'recv').at(-1), 1)}/s · out ${formatNumber(rates(series?.snapshots ?? [], 'sent').at(-1), 1)}/s`)
   }
   return lines
 }

@@ -137,7 +137,10 @@ export function TopicsView ({ active = true, filter, onFilterChange, retained, t
       <Text dimColor wrap='truncate'>{preview === undefined ? '' : fit(`── payload of ${current!.topic} as ${preview.mode} (v: ${mode}) `, width).replace(/ +$/, (s) => '─'.repeat(s.length))}</Text>
       {preview?.lines.map((l, i) => <Text key={i} wrap='truncate'>{l === '' ? ' ' : l}</Text>)}
       <Text> </Text>
-      <Text wrap='truncate'>{editLine('topic', 'subscribers of (s)', topic, 'none')}<Text dimColor>{`   ${plural(subscribers.rows?.length ?? 0, 'subscription')}`}</Text></Text>
+      <Text wrap='truncate'>
+        {editLine('topic', 'subscribers of (s)', topic, 'none')}
+        <Text dimColor>{topic === '' && editing !== 'topic' ? 'no topic: s to type one, Enter for the selected' : `   ${plural(subscribers.rows?.length ?? 0, 'subscription')}`}</Text>
+      </Text>
       {failedNote(subscribers, 'clear')}
       <Text bold>{formatCells(subColumns.map((c) => c.title), subColumns)}</Text>
       {subscribers.rows !== undefined && subscribers.rows.length === 0 && <Text dimColor>nobody would receive a message on this topic</Text>}
