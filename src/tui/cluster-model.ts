@@ -5,7 +5,7 @@ import { isMemberError, type ClientInfo, type MemberInfo, type MessageInfo, type
 
 export type MemberStateName = 'alive' | 'suspect' | 'dead' | 'left' | 'unknown'
 
-// memberlist numbering, as State is sent on the wire (README, HTTP API).
+// memberlist numbering, as State is sent on the wire (docs/http-api.md).
 const STATE_NAMES: MemberStateName[] = ['alive', 'suspect', 'dead', 'left']
 
 export function memberStateName (state: number): MemberStateName {
