@@ -12,6 +12,9 @@ export function buildProgram (): Command {
   const program = new Command('broker-ha')
     .description('Highly available, clustered MQTT 3.1/3.1.1/5.0 broker')
     .version(VERSION, '-v, --version')
+    // Program options only before the subcommand: `broker-ha -v` is the
+    // version, `broker-ha serve -v` is serve's verbose flag.
+    .enablePositionalOptions()
     .showHelpAfterError()
     .exitOverride()
   program.addCommand(serveCommand())

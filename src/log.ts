@@ -1,5 +1,6 @@
 // Structured logging (pino, fastify's logger): JSON by default, readable when
 // attached to a terminal. One child logger per component.
+import { writeSync } from 'node:fs'
 import { pino, type Logger } from 'pino'
 import pretty from 'pino-pretty'
 import type { Config } from './config/index.js'
@@ -10,8 +11,32 @@ export function createLogger (config: Config['log'], isTTY = process.stderr.isTT
   const usePretty = config.format === 'pretty' || (config.format === 'auto' && isTTY)
   const options = { level: config.level, base: { pid: process.pid } }
   // Logs go to stderr so that stdout stays free for command output (--check-config).
-  if (usePretty) return pino(options, pretty({ destination: 2, colorize: isTTY, sync: true }))
+  if (usePretty) return pino(options, prettyDestination(isTTY))
   return pino(options, pino.destination({ dest: 2, sync: false }))
+}
+
+/** Who speaks on a line that names no component: the node (or command) itself. */
+export const ROOT_COMPONENT = 'broker-ha'
+
+/**
+ * `[time] LEVEL (component): message`, then the fields, for a person at a
+ * terminal. pino-pretty's own prefix is `(name/pid)`: the pid says nothing
+ * there, and `name` is a field only some lines carry (a member's name), so
+ * prefixes differed from line to line. The component takes that place on
+ * every line; a line's own `name` is shown as `node`. JSON output is left as
+ * it is.
+ */
+function prettyDestination (colorize: boolean): { write: (line: string) => void } {
+  const format = pretty.prettyFactory({ colorize, ignore: 'pid,hostname' })
+  return {
+    write: (line: string) => {
+      const { component, name, ...rest } = JSON.parse(line) as Record<string, unknown>
+      const shown = { ...rest, name: component ?? ROOT_COMPONENT, ...(name === undefined ? {} : { node: name }) }
+      // Synchronous, as pino-pretty's own destination was (sync: true): a line
+      // logged just before an exit is not lost.
+      writeSync(2, format(shown))
+    }
+  }
 }
 
 /**

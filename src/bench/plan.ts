@@ -13,7 +13,10 @@ export interface BenchOptions {
   subscriberUrls?: string[]
   publishers: number
   subscribers: number
-  qos: 0 | 1
+  qos: 0 | 1 | 2
+  /** CONNECT user name and password of every client, when the broker wants them. */
+  username?: string
+  password?: string
   /** Payload bytes (at least the 16-byte header). */
   size: number
   /** Messages per second per publisher; 0 = as fast as the broker takes them. */
@@ -27,7 +30,7 @@ export interface BenchOptions {
   /** ... or after this many messages per publisher. */
   count?: number
   workers: number
-  /** QoS 1: PUBLISHes a publisher keeps unacknowledged. */
+  /** QoS 1 and 2: PUBLISHes a publisher keeps unacknowledged (PUBACK, or PUBCOMP for QoS 2). */
   inflight: number
   /** After publishing, how long to wait for stragglers once deliveries stop progressing. */
   drainMs: number
@@ -119,4 +122,5 @@ export function validateOptions (o: BenchOptions): void {
   if (o.size < 16) throw usage('--size', 'at least 16 bytes (the timestamp header)')
   if ((o.durationMs === undefined) === (o.count === undefined)) throw usage('--count', 'give exactly one of --duration and --count')
   if (o.count !== undefined && o.count >= 2 ** 32) throw usage('--count', 'below 2^32')
+  if (o.password !== undefined && o.username === undefined) throw usage('--password', 'needs --username (MQTT 3.1.1 sends no password without a user name)')
 }

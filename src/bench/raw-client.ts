@@ -1,6 +1,7 @@
 // A lean MQTT client on a raw socket for the load generator: CONNECT,
-// SUBSCRIBE, pre-encoded PUBLISH batches and a framing-only reader, so that
-// the broker, not the client library, is what saturates.
+// SUBSCRIBE, pre-encoded PUBLISH batches, acknowledgements written in
+// batches, and a framing-only reader, so that the broker, not the client
+// library, is what saturates.
 import { createConnection, type Socket } from 'node:net'
 import { once } from 'node:events'
 import { createRequire } from 'node:module'
@@ -69,8 +70,26 @@ export interface RawConnection {
 
 export class ConnectRefused extends Error {}
 
+/** Fixed headers of the acknowledgements (MQTT 3.4-3.7): PUBREL has flags 0010. */
+export const PUBACK = 0x40
+export const PUBREC = 0x50
+export const PUBREL = 0x62
+export const PUBCOMP = 0x70
+
+/**
+ * Acknowledgements of one kind for the packet ids given, back to back in one
+ * buffer: the two-byte form, which MQTT 5 reads as reason code 0, success.
+ */
+export function acks (header: number, ids: number[]): Buffer {
+  const out = Buffer.allocUnsafe(4 * ids.length)
+  for (const [k, id] of ids.entries()) { out[4 * k] = header; out[4 * k + 1] = 0x02; out.writeUInt16BE(id, 4 * k + 2) }
+  return out
+}
+
+export interface Credentials { username?: string | undefined, password?: string | undefined }
+
 /** Opens a socket, sends CONNECT and resolves at a successful CONNACK. Packets after it go to onPacket. */
-export async function rawConnect (url: string, clientId: string, protocolVersion: 4 | 5, onPacket: (header: number, body: Buffer) => void, timeoutMs = 10_000, onChunkEnd?: () => void): Promise<RawConnection> {
+export async function rawConnect (url: string, clientId: string, protocolVersion: 4 | 5, onPacket: (header: number, body: Buffer) => void, timeoutMs = 10_000, onChunkEnd?: () => void, credentials: Credentials = {}): Promise<RawConnection> {
   const { hostname, port } = new URL(url)
   const startedAt = performance.timeOrigin + performance.now()
   const socket = createConnection({ host: hostname, port: Number(port === '' ? 1883 : port), noDelay: true })
@@ -84,7 +103,8 @@ export async function rawConnect (url: string, clientId: string, protocolVersion
       if ((header & 0xF0) === 0x20) connacked(body[1] ?? 0xFF)
       else onPacket(header, body)
     }, onChunkEnd))
-    socket.write(encode({ cmd: 'connect', protocolId: 'MQTT', clientId, clean: true, keepalive: 300 }, protocolVersion))
+    const auth = { ...(credentials.username === undefined ? {} : { username: credentials.username }), ...(credentials.password === undefined ? {} : { password: Buffer.from(credentials.password) }) }
+    socket.write(encode({ cmd: 'connect', protocolId: 'MQTT', clientId, clean: true, keepalive: 300, ...auth }, protocolVersion))
     const closed = once(socket, 'close').then(() => -1)
     const code = await Promise.race([connack, closed])
     if (code !== 0) throw new ConnectRefused(`${url} refused ${clientId}: ${code === -1 ? 'connection closed' : `code ${code}`}`)

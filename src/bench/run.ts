@@ -134,9 +134,10 @@ export async function runBench (input: Omit<BenchOptions, 'prefix'> & { prefix?:
     const sendSeconds = Math.max(0.001, (publishedAt - startedAt) / 1000)
     const maxElu = Math.max(...finals.map((f) => f.load.elu))
     const maxDelay = Math.max(...finals.map((f) => f.load.delayP99))
-    const { prefix: _prefix, ...shown } = options
+    // The report (and --json) says whether a password was used, never which.
+    const { prefix: _prefix, password, ...shown } = options
     return {
-      options: shown,
+      options: { ...shown, ...(password === undefined ? {} : { password: '********' }) },
       ...acc,
       connections: connects.length,
       connectRate: connects.length / Math.max(0.001, connectSpan),

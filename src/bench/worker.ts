@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import type { Socket } from 'node:net'
 import { ReceiveLedger, writeHeader, type ReceiveTally } from './accounting.js'
-import { rawConnect, encode, publishLayout } from './raw-client.js'
+import { rawConnect, encode, publishLayout, acks, PUBACK, PUBCOMP, PUBREC, PUBREL } from './raw-client.js'
 import type { BenchOptions, ClientSpec } from './plan.js'
 
 export interface WorkerInit { options: BenchOptions, clients: ClientSpec[] }
@@ -51,26 +51,30 @@ async function run (init: WorkerInit): Promise<void> {
   const sockets: Socket[] = []
   const publishers: Publisher[] = []
   const suback = new Map<number, (ok: boolean) => void>()
+  const credentials = { username: o.username, password: o.password }
 
-  // PUBACKs of one read go out in one write, as a real client's would; one
-  // write per message would make the generator's syscalls the bottleneck.
+  // Acknowledgements of one read go out in one write, as a real client's
+  // would; one write per message would make the generator's syscalls the
+  // bottleneck. QoS 1: PUBACK. QoS 2 (MQTT 4.3.3): PUBREC for each PUBLISH,
+  // PUBCOMP for each PUBREL; a message counts when its PUBLISH arrives.
   const subscriberHandler = (spec: ClientSpec, socket: () => Socket): { onPacket: (header: number, body: Buffer) => void, onChunkEnd: () => void } => {
-    let acks: number[] = []
+    const pending = { publish: [] as number[], release: [] as number[] }
     const onChunkEnd = (): void => {
-      if (acks.length === 0) return
-      const out = Buffer.allocUnsafe(4 * acks.length)
-      for (const [k, id] of acks.entries()) { out[4 * k] = 0x40; out[4 * k + 1] = 0x02; out.writeUInt16BE(id, 4 * k + 2) }
-      acks = []
-      socket().write(out)
+      if (pending.publish.length > 0) socket().write(acks(o.qos === 2 ? PUBREC : PUBACK, pending.publish))
+      if (pending.release.length > 0) socket().write(acks(PUBCOMP, pending.release))
+      pending.publish = []
+      pending.release = []
     }
-    return { onPacket: (header, body) => onPacket(spec, header, body, acks), onChunkEnd }
+    return { onPacket: (header, body) => onPacket(spec, header, body, pending), onChunkEnd }
   }
-  const onPacket = (spec: ClientSpec, header: number, body: Buffer, acks: number[]): void => {
+  const onPacket = (spec: ClientSpec, header: number, body: Buffer, pending: { publish: number[], release: number[] }): void => {
     const type = header & 0xF0
     if (type === 0x30) {
       const { packetId, payloadAt } = publishLayout(header, body, v)
       ledger.receive(spec.index, body, now(), payloadAt)
-      if (packetId !== undefined) acks.push(packetId)
+      if (packetId !== undefined) pending.publish.push(packetId)
+    } else if (type === (PUBREL & 0xF0)) {
+      pending.release.push(body.readUInt16BE(0))
     } else if (type === 0x90) {
       // SUBACK: packet id, [v5 properties], one granted QoS or reason code >= 0x80.
       let at = 2
@@ -90,7 +94,7 @@ async function run (init: WorkerInit): Promise<void> {
       if (s.role === 'sub') {
         // The handler acknowledges on the socket that rawConnect is still opening.
         const handler = subscriberHandler(s, () => c.socket)
-        const c = await rawConnect(s.url, s.clientId, v, handler.onPacket, 10_000, handler.onChunkEnd)
+        const c = await rawConnect(s.url, s.clientId, v, handler.onPacket, 10_000, handler.onChunkEnd, credentials)
         const sock = c.socket
         sockets.push(sock)
         connects.push({ startedAt: c.startedAt, connackAt: c.connackAt })
@@ -99,10 +103,18 @@ async function run (init: WorkerInit): Promise<void> {
         if (!await granted) throw new Error(`subscription ${s.topic} refused by ${s.url}`)
       } else {
         const holder: { pub?: Publisher } = {}
-        const c = await rawConnect(s.url, s.clientId, v, (header) => {
+        // QoS 1 ends at PUBACK; QoS 2 at PUBCOMP, after our PUBREL answers the PUBREC.
+        let releases: number[] = []
+        const c = await rawConnect(s.url, s.clientId, v, (header, body) => {
           const pub = holder.pub
-          if ((header & 0xF0) === 0x40 && pub !== undefined) { pub.acked++; onAck(pub) }
-        })
+          const type = header & 0xF0
+          // An MQTT 5 PUBREC with a reason code >= 0x80 (refused) ends the exchange: no PUBREL, not acknowledged.
+          if (type === PUBREC) { if (body.length < 3 || body[2]! < 0x80) releases.push(body.readUInt16BE(0)) }
+          else if ((type === PUBACK || type === PUBCOMP) && pub !== undefined) { pub.acked++; onAck(pub) }
+        }, 10_000, () => {
+          if (releases.length > 0 && holder.pub !== undefined) holder.pub.socket.write(acks(PUBREL, releases))
+          releases = []
+        }, credentials)
         sockets.push(c.socket)
         connects.push({ startedAt: c.startedAt, connackAt: c.connackAt })
         holder.pub = { spec: s, socket: c.socket, sent: 0, acked: 0, nextId: 1, waiting: false }
@@ -121,7 +133,7 @@ async function run (init: WorkerInit): Promise<void> {
   const elu0 = { value: performance.eventLoopUtilization() }
   const delay = monitorEventLoopDelay({ resolution: 10 })
 
-  // Pre-encoded PUBLISH: the payload's header and (QoS 1) the packet id are
+  // Pre-encoded PUBLISH: the payload's header and (QoS 1, 2) the packet id are
   // patched per message in a copy; nothing else is encoded per message.
   const templates = new Map<Publisher, { buf: Buffer, payloadAt: number, idAt: number }>()
   for (const p of publishers) {

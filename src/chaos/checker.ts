@@ -137,7 +137,7 @@ const inWindow = (windows: readonly Window[], t: number, kinds?: readonly string
  * Sessions per node (scope without `sessions`): a session that resumes on
  * another node starts a new epoch even with "session present", because what
  * reaches the old node while the session moves is not owed at that level
- * (README, "The data plane": the move window). `--scope full` owes it.
+ * (docs/known-gaps.md, "The data plane": the move window). `--scope full` owes it.
  */
 function subscriberEpochs (events: readonly HistoryEvent[], sessionsCrossNode: boolean): Epoch[] {
   const epochs: Epoch[] = []

@@ -44,7 +44,7 @@ export function nodeConfig (self: NodeEndpoint, all: readonly NodeEndpoint[]): R
 /**
  * Most time membership may take to settle: the worst-case detection of a
  * dead member (the same steps as the node's own detection bound, see
- * the README (Clustering): reach in the probe round, one probe, the longest
+ * docs/clustering.md: reach in the probe round, one probe, the longest
  * suspicion, gossip spread) plus one discovery re-resolution and slack for a
  * process start, since a healed partition merges through re-resolution.
  */

@@ -6,7 +6,7 @@
 // span nodes, and the workloads move publishers, subscribers, retained clears
 // and client-id takeovers between nodes. Persistent sessions move between
 // nodes and survive their node (a replica on a second node), but a message
-// can still be lost in the instant a session moves or its node dies (README,
+// can still be lost in the instant a session moves or its node dies (docs/known-gaps.md,
 // "The data plane"), so SESSIONS_CROSS_NODE stays false until `--scope full`
 // passes reliably: a persistent subscriber that comes back elsewhere starts a
 // new obligation window, and one without "session present" is counted and

@@ -1,6 +1,7 @@
 // Command-line values of `broker-ha chaos`, parsed and checked without side
 // effects; anything wrong is a USAGE error (exit status 2).
 import { BrokerHaError } from '../errors.js'
+import { didYouMean } from '../did-you-mean.js'
 import { FAULT_KINDS, type FaultKind } from './schedule.js'
 
 export const MAX_NODES = 20
@@ -20,7 +21,7 @@ export function parseFaults (text: string): FaultKind[] {
   if (items.length === 1 && items[0] === 'all') return [...FAULT_KINDS]
   if (items.length === 1 && items[0] === 'none') return []
   const bad = items.filter((s) => !(FAULT_KINDS as readonly string[]).includes(s))
-  if (bad.length > 0) throw new BrokerHaError('USAGE', `--faults: unknown ${bad.join(', ')} (known: ${FAULT_KINDS.join(', ')}, all, none)`, { key: '--faults' })
+  if (bad.length > 0) throw new BrokerHaError('USAGE', `--faults: unknown ${bad.join(', ')} (known: ${FAULT_KINDS.join(', ')}, all, none)${didYouMean(bad[0]!, [...FAULT_KINDS, 'all', 'none'])}`, { key: '--faults' })
   return [...new Set(items)] as FaultKind[]
 }
 
@@ -48,6 +49,6 @@ export type NetworkMode = typeof NETWORK_MODES[number]
 /** `--network`: loopback (in-process fault hook), netns (real partitions; root on Linux) or auto (netns where possible). */
 export function parseNetwork (text: string): NetworkMode {
   const mode = text.trim()
-  if (!(NETWORK_MODES as readonly string[]).includes(mode)) throw new BrokerHaError('USAGE', `--network: ${NETWORK_MODES.join(', ')}; got ${text}`, { key: '--network' })
+  if (!(NETWORK_MODES as readonly string[]).includes(mode)) throw new BrokerHaError('USAGE', `--network: ${NETWORK_MODES.join(', ')}; got ${text}${didYouMean(mode, NETWORK_MODES)}`, { key: '--network' })
   return mode as NetworkMode
 }

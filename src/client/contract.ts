@@ -74,7 +74,11 @@ export const ClientInfo = Type.Object({
   Username: Type.String({ description: 'username given at CONNECT, empty when none' }),
   CleanSession: Type.Boolean({ description: 'true when the session ends with the connection' }),
   Done: Type.Boolean({ description: 'true once the connection is closing' }),
-  Subscriptions: Type.Record(Type.String(), SubscriptionInfo, { description: 'filter -> subscription' })
+  Subscriptions: Type.Record(Type.String(), SubscriptionInfo, { description: 'filter -> subscription' }),
+  // Not in the seed; absent from nodes that do not know them.
+  Remote: Type.Optional(Type.String({ description: 'address:port the client connects from, as this node sees it' })),
+  ConnectedAt: Type.Optional(Type.Integer({ description: 'unix seconds when the connection was accepted' })),
+  KeepAlive: Type.Optional(Type.Integer({ description: 'keep alive in force, seconds (0: none)' }))
 })
 export type ClientInfo = Static<typeof ClientInfo>
 export const ClientList = Type.Array(ClientInfo)

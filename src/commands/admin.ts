@@ -3,26 +3,34 @@
 // the same data for scripts (table, or JSON with --json).
 //
 // Exit statuses: 0 done; 1 failed (unreachable, credentials refused, client
-// not found, no member answered); 2 bad usage or a bad clusters file; 3
-// partial answer (data printed, but some members did not answer).
+// not found, no member answered); 2 bad usage, a bad clusters file, or a
+// request the members refused as malformed (HTTP 400); 3 partial answer
+// (data printed, but some members did not answer).
 //
 // This is the only admin code that reads process.env and the clusters file.
 import { existsSync, readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { Command, Option } from 'commander'
+import { stringify } from 'yaml'
 import { BrokerHaError } from '../errors.js'
+import { didYouMean } from '../did-you-mean.js'
 import { letInkDrawOnThisTerminal } from './interactive-terminal.js'
 import {
   ApiClusterSource, VIEWS, clientRows, clientsJson, clientsTable, describeError, kickClient, kickJson, kickText,
-  memberRows, membersJson, membersTable, resolveTarget, retainedJson, retainedRows, retainedTable, runAdminApp,
-  subscriberRows, subscribersJson, subscribersTable, type ClusterSource, type ViewName
+  memberRows, membersJson, membersTable, refusalOf, resolveTarget, retainedJson, retainedRows, retainedTable, runAdminApp,
+  subscriberRows, subscribersJson, subscribersTable, type Answered, type ClusterSource, type ViewName
 } from '../tui/index.js'
 
 export const EXIT_FAILED = 1
+export const EXIT_USAGE = 2
 export const EXIT_PARTIAL = 3
 
-interface ConnectionFlags { url?: string, user?: string, cluster?: string, clusters?: string, timeout?: string }
+interface ConnectionFlags { url?: string, user?: string, cluster?: string, clusters?: string, timeout?: number }
+
+/** How a subcommand prints: a table (the default), a wider one, or data for machines. */
+export const OUTPUT_FORMATS = ['json', 'yaml', 'wide'] as const
+export type OutputFormat = typeof OUTPUT_FORMATS[number] | 'table'
 
 function clustersFilePath (flags: ConnectionFlags): string | undefined {
   if (flags.clusters !== undefined) return flags.clusters
@@ -44,11 +52,16 @@ function readClustersFile (flags: ConnectionFlags): { path: string, text: string
   }
 }
 
-function positiveInt (value: string | undefined, flag: string, fallback: number): number {
-  if (value === undefined) return fallback
+/** A positive whole-number option; its default shows in --help as the number it is. */
+const positiveInt = (flag: string) => (value: string): number => {
   const n = Number(value)
-  if (!Number.isInteger(n) || n <= 0) throw new BrokerHaError('USAGE', `${flag} must be a positive whole number, got "${value}"`)
+  if (!Number.isInteger(n) || n <= 0) throw new BrokerHaError('USAGE', `${flag} must be a positive whole number, got "${value}"`, { key: flag })
   return n
+}
+
+function parseOutput (value: string): OutputFormat {
+  if ((OUTPUT_FORMATS as readonly string[]).includes(value)) return value as OutputFormat
+  throw new BrokerHaError('USAGE', `-o: ${OUTPUT_FORMATS.join(', ')}; got ${value}${didYouMean(value, OUTPUT_FORMATS)}`, { key: '--output' })
 }
 
 function openSource (flags: ConnectionFlags): ClusterSource {
@@ -62,7 +75,7 @@ function openSource (flags: ConnectionFlags): ClusterSource {
     },
     file: readClustersFile(flags)
   })
-  return new ApiClusterSource(target, { timeoutMs: positiveInt(flags.timeout, '--timeout', 5000) })
+  return new ApiClusterSource(target, { timeoutMs: flags.timeout ?? DEFAULT_TIMEOUT_MS })
 }
 
 function addConnectionOptions (command: Command): Command {
@@ -71,19 +84,35 @@ function addConnectionOptions (command: Command): Command {
     .option('--user <name:password>', 'API basic auth; without ":password", BROKER_ADMIN_PASSWORD is used (env BROKER_ADMIN_USER)')
     .option('--cluster <name>', 'a named cluster from the clusters file (env BROKER_ADMIN_CLUSTER)')
     .option('--clusters <file>', 'clusters file (default ~/.config/broker-ha/admin.yaml)')
-    .option('--timeout <ms>', 'deadline of each API request', '5000')
+    .option('--timeout <ms>', 'deadline of each API request', positiveInt('--timeout'), DEFAULT_TIMEOUT_MS)
 }
+
+const DEFAULT_TIMEOUT_MS = 5000
 
 /** Options given before or after the subcommand name; the subcommand's win. */
 function connectionFlags (command: Command): ConnectionFlags {
   const parent = command.parent?.opts<ConnectionFlags>() ?? {}
   const own = command.opts<ConnectionFlags>()
-  const pick = (key: keyof ConnectionFlags): string | undefined => (command.getOptionValueSource(key) === 'cli' ? own[key] : undefined) ?? parent[key] ?? own[key]
+  const pick = <K extends keyof ConnectionFlags>(key: K): ConnectionFlags[K] => (command.getOptionValueSource(key) === 'cli' ? own[key] : undefined) ?? parent[key] ?? own[key]
   return { url: pick('url'), user: pick('user'), cluster: pick('cluster'), clusters: pick('clusters'), timeout: pick('timeout') }
 }
 
-function print (json: boolean, value: unknown, table: string): void {
-  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : table)
+/** -o, or --json (the same as -o json). */
+function outputFormat (command: Command): OutputFormat {
+  const { output, json } = command.opts<{ output?: OutputFormat, json?: boolean }>()
+  if (json === true && output !== undefined && output !== 'json') throw new BrokerHaError('USAGE', `--json and -o ${output} ask for two formats: give one`, { key: '--output' })
+  return json === true ? 'json' : output ?? 'table'
+}
+
+/** Tables for people; JSON and YAML carry the same data for machines. */
+interface Printable { data: unknown, table: (wide: boolean) => string }
+
+function print (format: OutputFormat, out: Printable): void {
+  switch (format) {
+    case 'json': process.stdout.write(`${JSON.stringify(out.data, null, 2)}\n`); break
+    case 'yaml': process.stdout.write(stringify(out.data)); break
+    default: process.stdout.write(out.table(format === 'wide'))
+  }
 }
 
 /** Members that failed go to stderr; some failing is a partial answer, all failing a failure. */
@@ -93,13 +122,28 @@ function warnUnreachable (unreachable: Record<string, string>, asked: number): v
   if (failed > 0) process.exitCode = failed >= asked ? EXIT_FAILED : EXIT_PARTIAL
 }
 
-/** Runs a subcommand body; API failures become a message and exit status 1. */
+/** A request the cluster refused as malformed: the caller's mistake, said once, like bad usage. */
+function refuse (reason: string): void {
+  process.stderr.write(`broker-ha admin: ${reason}\n`)
+  process.exitCode = EXIT_USAGE
+}
+
+/** Prints a /proxy answer, unless the request was refused; members that failed go to stderr. */
+function report<R> (format: OutputFormat, answered: Answered<R>, asked: number, asData: (rows: R[], failures: Record<string, string>) => unknown, asTable: (rows: R[], wide: boolean) => string): void {
+  if (answered.refused !== undefined) return refuse(answered.refused)
+  print(format, { data: asData(answered.rows, answered.failures), table: (wide) => asTable(answered.rows, wide) })
+  warnUnreachable(answered.failures, asked)
+}
+
+/** Runs a subcommand body; API failures become a message and exit status 1 (2 for a refused request). */
 async function withSource (command: Command, body: (source: ClusterSource) => Promise<void>): Promise<void> {
   const source = openSource(connectionFlags(command))
   try {
     await body(source)
   } catch (err) {
     if (err instanceof BrokerHaError) throw err
+    const refused = refusalOf(err)
+    if (refused !== undefined) return refuse(refused)
     process.stderr.write(`broker-ha admin: ${describeError(err, source.currentUrl)}\n`)
     process.exitCode = EXIT_FAILED
   } finally {
@@ -108,23 +152,32 @@ async function withSource (command: Command, body: (source: ClusterSource) => Pr
 }
 
 function subcommand (name: string, description: string): Command {
-  return addConnectionOptions(new Command(name).description(description)).option('--json', 'machine-readable JSON instead of a table')
+  return addConnectionOptions(new Command(name).description(description))
+    .addOption(new Option('-o, --output <format>', 'json or yaml for machines, wide for more columns (default: a table)').argParser(parseOutput))
+    .option('--json', 'the same as -o json')
 }
+
+const SUBCOMMANDS = ['members', 'clients', 'retained', 'subscribers', 'kick']
 
 export function adminCommand (): Command {
   const admin = addConnectionOptions(new Command('admin'))
     .description('interactive cluster-aware terminal UI for operators, and scriptable subcommands')
     .addOption(new Option('--view <name>', 'view to open').choices([...VIEWS]).default('overview'))
-    .option('--refresh <ms>', 'poll interval', '2000')
-    .option('--expect <members>', 'alert when fewer members are alive (default: the most seen alive)')
-    .addHelpText('after', '\nExit status: 0 done, 1 failed (unreachable, credentials refused, not found), 2 bad usage, 3 partial answer.')
+    .option('--refresh <ms>', 'poll interval', positiveInt('--refresh'), 2000)
+    .option('--expect <members>', 'alert when fewer members are alive (default: the most seen alive)', positiveInt('--expect'))
+    // A word that is no subcommand reaches the action, which suggests the nearest one.
+    .allowExcessArguments()
+    .addHelpText('after', '\nExit status: 0 done, 1 failed (unreachable, credentials refused, not found), 2 bad usage or a refused request (HTTP 400), 3 partial answer.')
     .action(async function (this: Command) {
-      const opts = this.opts<{ view: ViewName, refresh: string, expect?: string }>()
+      const opts = this.opts<{ view: ViewName, refresh: number, expect?: number }>()
+      if (this.args.length > 0) {
+        this.error(`error: unknown command '${this.args[0]}' for 'admin'${didYouMean(this.args[0]!, SUBCOMMANDS)}`, { exitCode: EXIT_USAGE, code: 'commander.unknownCommand' })
+      }
       if (process.stdin.isTTY !== true || process.stdout.isTTY !== true) {
         throw new BrokerHaError('USAGE', 'admin: the interactive UI needs a terminal; in scripts use a subcommand (members, clients, retained, subscribers, kick), see --help')
       }
-      const refreshMs = positiveInt(opts.refresh, '--refresh', 2000)
-      const expectMembers = opts.expect === undefined ? undefined : positiveInt(opts.expect, '--expect', 1)
+      const refreshMs = opts.refresh
+      const expectMembers = opts.expect
       const source = openSource(connectionFlags(this))
       try {
         letInkDrawOnThisTerminal()
@@ -135,54 +188,48 @@ export function adminCommand (): Command {
     })
 
   admin.addCommand(subcommand('members', 'cluster members as the entry node sees them').action(async function (this: Command) {
-    const { json } = this.opts<{ json?: boolean }>()
+    const format = outputFormat(this)
     await withSource(this, async (source) => {
       const rows = memberRows(await source.members())
-      print(json === true, membersJson(rows), membersTable(rows))
+      print(format, { data: membersJson(rows), table: (wide) => membersTable(rows, wide) })
     })
   }))
 
   admin.addCommand(subcommand('clients', 'connected clients of every member').action(async function (this: Command) {
-    const { json } = this.opts<{ json?: boolean }>()
+    const format = outputFormat(this)
     await withSource(this, async (source) => {
       const answer = await source.clients()
-      const { rows, failures } = clientRows(answer)
-      print(json === true, clientsJson(rows, failures), clientsTable(rows))
-      warnUnreachable(failures, Object.keys(answer).length)
+      report(format, clientRows(answer), Object.keys(answer).length, clientsJson, clientsTable)
     })
   }))
 
   admin.addCommand(subcommand('retained', 'retained messages matching an MQTT filter, on every member')
     .argument('[filter]', 'topic filter, wildcards allowed', '#')
     .action(async function (this: Command, filter: string) {
-      const { json } = this.opts<{ json?: boolean }>()
+      const format = outputFormat(this)
       await withSource(this, async (source) => {
         const answer = await source.retained(filter)
-        const { rows, failures } = retainedRows(answer)
-        print(json === true, retainedJson(rows, failures), retainedTable(rows))
-        warnUnreachable(failures, Object.keys(answer).length)
+        report(format, retainedRows(answer), Object.keys(answer).length, retainedJson, retainedTable)
       })
     }))
 
   admin.addCommand(subcommand('subscribers', 'who would receive a message published to a topic, on every member')
     .argument('<topic>', 'topic name (no wildcards)')
     .action(async function (this: Command, topic: string) {
-      const { json } = this.opts<{ json?: boolean }>()
+      const format = outputFormat(this)
       await withSource(this, async (source) => {
         const answer = await source.subscribers(topic)
-        const { rows, failures } = subscriberRows(answer)
-        print(json === true, subscribersJson(rows, failures), subscribersTable(rows))
-        warnUnreachable(failures, Object.keys(answer).length)
+        report(format, subscriberRows(answer), Object.keys(answer).length, subscribersJson, subscribersTable)
       })
     }))
 
   admin.addCommand(subcommand('kick', 'disconnect a client from whichever member it is connected to')
     .argument('<client-id>', 'MQTT client id')
     .action(async function (this: Command, clientId: string) {
-      const { json } = this.opts<{ json?: boolean }>()
+      const format = outputFormat(this)
       await withSource(this, async (source) => {
         const outcome = await kickClient(source, clientId)
-        print(json === true, kickJson(outcome), kickText(outcome))
+        print(format, { data: kickJson(outcome), table: () => kickText(outcome) })
         if (outcome.stopped.length === 0) {
           for (const [node, why] of Object.entries(outcome.unreachable)) process.stderr.write(`broker-ha admin: no answer from ${node} (the client may be there): ${why}\n`)
           process.exitCode = EXIT_FAILED

@@ -16,6 +16,7 @@ import {
   type ChaosProgress
 } from '../chaos/index.js'
 import { BrokerHaError } from '../errors.js'
+import { didYouMean } from '../did-you-mean.js'
 import { letInkDrawOnThisTerminal } from './interactive-terminal.js'
 
 const SCOPES = ['node', 'cluster', 'full'] as const
@@ -23,7 +24,7 @@ const SCOPES = ['node', 'cluster', 'full'] as const
 const DEFAULT_SCOPE = !DATA_PLANE_INTEGRATED ? 'node' : SESSIONS_CROSS_NODE ? 'full' : 'cluster'
 
 interface ChaosFlags {
-  nodes: string
+  nodes: number
   duration: string
   faults: string
   seed?: string
@@ -41,7 +42,7 @@ interface ChaosFlags {
 export function chaosCommand (): Command {
   return new Command('chaos')
     .description('start a local cluster, inject failures and check the guarantees')
-    .option('-n, --nodes <n>', 'nodes to start (real processes on loopback)', '3')
+    .option('-n, --nodes <n>', 'nodes to start (real processes on loopback)', parseNodes, 3)
     .option('-d, --duration <time>', 'how long the workloads run (e.g. 60s, 10m)', '60s')
     .option('-f, --faults <list>', `comma-separated: ${FAULT_KINDS.join(', ')} (or all)`, 'all')
     .option('-s, --seed <n>', 'seed of the fault schedule and workload choices (default: random, printed)')
@@ -57,12 +58,12 @@ export function chaosCommand (): Command {
     .addOption(new Option(`${INSIDE_NETNS_FLAG} <run-id>`).hideHelp())
     .addHelpText('after', `\nFaults:\n${FAULT_KINDS.map((k) => `  ${k.padEnd(10)} ${FAULT_DESCRIPTIONS[k]}`).join('\n')}\n`)
     .action(async (flags: ChaosFlags) => {
-      const nodes = parseNodes(flags.nodes)
+      const nodes = flags.nodes
       const durationMs = parseDuration(flags.duration)
       const faults = parseFaults(flags.faults)
       checkFaultsForNodes(faults, nodes)
       const scope = flags.scope ?? DEFAULT_SCOPE
-      if (!(SCOPES as readonly string[]).includes(scope)) throw new BrokerHaError('USAGE', `--scope: ${SCOPES.join(', ')}; got ${scope}`, { key: '--scope' })
+      if (!(SCOPES as readonly string[]).includes(scope)) throw new BrokerHaError('USAGE', `--scope: ${SCOPES.join(', ')}; got ${scope}${didYouMean(scope, SCOPES)}`, { key: '--scope' })
       const dataPlane = scope !== 'node'
       const sessions = scope === 'full'
       const seed = flags.seed === undefined ? randomInt(0, 2 ** 31) : parseSeed(flags.seed)

@@ -1,23 +1,48 @@
 import { Command, Option } from 'commander'
 import { isIP } from 'node:net'
 import { BrokerHaError } from '../errors.js'
-import { stringify } from 'yaml'
-import { loadConfig, maskSecrets } from '../config/index.js'
+import { effectiveConfigText, loadConfig, type FlagValue } from '../config/index.js'
 import { createLogger } from '../log.js'
+
+interface ServeFlags {
+  config?: string
+  checkConfig?: boolean
+  chaosControl?: boolean
+  port?: string
+  bind?: string
+  verbose?: boolean
+}
+
+/**
+ * The few flags people try first, as config keys: they go through the config
+ * loader (flag > env > file > default), so --check-config and errors name them.
+ */
+function flagValues (flags: ServeFlags): FlagValue[] {
+  const out: FlagValue[] = []
+  // A number when it looks like one; anything else is left for the schema to refuse, naming the flag.
+  if (flags.port !== undefined) out.push({ key: 'mqtt.port', flag: '--port', value: /^\d+$/.test(flags.port) ? Number(flags.port) : flags.port })
+  if (flags.bind !== undefined) for (const key of ['mqtt.bind', 'api.bind', 'cluster.bind']) out.push({ key, flag: '--bind', value: flags.bind })
+  if (flags.verbose === true) out.push({ key: 'log.level', flag: '--verbose', value: 'debug' })
+  return out
+}
 
 export function serveCommand (): Command {
   return new Command('serve')
     .description('run a broker node (config: --config, else /config/config.yaml, else ./config.yaml, else built-in defaults)')
     .option('-c, --config <path>', 'YAML config file')
-    .option('--check-config', 'validate the config, print the effective config (secrets masked) and exit')
+    .option('-p, --port <port>', 'MQTT port (mqtt.port)')
+    .option('--bind <address>', 'listen address of MQTT, the HTTP API and the cluster port (mqtt.bind, api.bind, cluster.bind); 127.0.0.1 keeps the node local')
+    .option('-v, --verbose', 'debug logging (log.level debug)')
+    .option('--check-config', 'validate the config, print the effective config with the source of every key (secrets masked) and exit')
     // For `broker-ha chaos` only (issue 6): fault hook in the cluster transport,
     // /chaos/faults on the API, exit when the runner's stdin pipe closes.
     .addOption(new Option('--chaos-control').hideHelp())
-    .action(async (opts: { config?: string, checkConfig?: boolean, chaosControl?: boolean }) => {
-      const loaded = loadConfig({ path: opts.config, env: process.env })
+    .addHelpText('after', '\nEvery config key can also be set by a BROKER_* environment variable (mqtt.port: BROKER_MQTT_PORT).\nPrecedence: flag > environment > file > default. Keys: docs/configuration.md.\n')
+    .action(async (opts: ServeFlags) => {
+      const loaded = loadConfig({ path: opts.config, env: process.env, flags: flagValues(opts) })
       if (opts.checkConfig === true) {
         for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`)
-        process.stdout.write(`# effective config (source: ${loaded.source})\n${stringify(maskSecrets(loaded.config))}`)
+        process.stdout.write(effectiveConfigText(loaded))
         return
       }
       const log = createLogger(loaded.config.log)

@@ -1,5 +1,5 @@
 // Derived views of the config schema: the settable keys with their BROKER_*
-// environment variable names, secret masking, and the README reference table.
+// environment variable names, secret masking, and the reference table of docs/configuration.md.
 import { ConfigSchema, type Config } from './schema.js'
 
 type SchemaNode = Record<string, unknown> & {
@@ -77,7 +77,7 @@ export function maskSecrets (config: Config): unknown {
   return mask(config, ConfigSchema as unknown as SchemaNode, false)
 }
 
-/** The README's configuration reference, one row per key, generated from the schema. */
+/** The configuration reference of docs/configuration.md, one row per key, generated from the schema. */
 export function referenceTable (): string {
   const rows = leafKeys().map((key) => {
     const def = key.schema.default

@@ -1,6 +1,8 @@
-// Reads the configuration once, at start: file (YAML) <- BROKER_* environment
-// overrides <- schema defaults, validated as a whole. Every error names the key
-// path and where the value came from (file line or environment variable).
+// Reads the configuration once, at start, validated as a whole. Precedence,
+// strongest first: command-line flags (serve -p, --bind, -v), BROKER_*
+// environment variables, the YAML file, schema defaults. Every error names
+// the key path and where the value came from (flag, file line or environment
+// variable), and the loaded config says the same for every key.
 import { readFileSync, existsSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { isIP } from 'node:net'
@@ -24,12 +26,32 @@ export interface LoadOptions {
   searchPaths?: string[]
   /** Use this value instead of reading a file (tests, embedding). */
   object?: unknown
+  /** Values from command-line flags, over everything else. */
+  flags?: FlagValue[]
 }
+
+/** A key set by a command-line flag (`serve --port 1884` sets mqtt.port). */
+export interface FlagValue {
+  /** Key path, `mqtt.port`. */
+  key: string
+  /** The flag as the operator wrote it, for messages: `--port`. */
+  flag: string
+  value: unknown
+}
+
+/** Where a key's value came from. */
+export type ValueSource =
+  | { kind: 'default' }
+  | { kind: 'file', path: string, line: number | undefined }
+  | { kind: 'env', name: string }
+  | { kind: 'flag', name: string }
 
 export interface LoadedConfig {
   config: Readonly<Config>
   /** The file that was read, or 'defaults'. */
   source: string
+  /** Per settable key (leafKeys(), `mqtt.port`), where its value came from. */
+  sources: ReadonlyMap<string, ValueSource>
   /** Things the operator should hear about but that do not stop start-up. */
   warnings: string[]
 }
@@ -59,16 +81,46 @@ export function loadConfig (options: LoadOptions = {}): LoadedConfig {
     }
   }
 
-  const fromEnv = applyEnv(raw as Record<string, unknown>, options.env ?? {}, warnings)
+  const inFile = leafKeys().filter((k) => hasPath(raw, k.path))
+  const overrides = new Map<string, ValueSource>()
+  for (const [key, name] of applyEnv(raw as Record<string, unknown>, options.env ?? {}, warnings)) overrides.set(key, { kind: 'env', name })
+  for (const { key, flag, value } of options.flags ?? []) {
+    setPath(raw as Record<string, unknown>, key.split('.'), value)
+    overrides.set(key, { kind: 'flag', name: flag })
+  }
+  const ctx: ErrorContext = { doc, lines, source, overrides }
 
   if (!validate(raw)) {
-    const messages = (validate.errors ?? []).map((e) => describeError(e, { doc, lines, source, fromEnv }))
+    const messages = (validate.errors ?? []).map((e) => describeError(e, ctx))
     throw new BrokerHaError('CONFIG_INVALID', `config error:\n  ${[...new Set(messages)].join('\n  ')}`, { key: keyPathOf(validate.errors?.[0]) })
   }
   const config = raw as Config
-  checkSemantics(config, { doc, lines, source, fromEnv })
+  checkSemantics(config, ctx)
   if (config.cluster.name === '') config.cluster.name = hostname()
-  return { config: deepFreeze(config), source, warnings }
+  const sources = new Map<string, ValueSource>()
+  for (const key of leafKeys()) sources.set(key.path.join('.'), { kind: 'default' })
+  for (const key of inFile) sources.set(key.path.join('.'), { kind: 'file', path: source, line: keyLine(key.path, ctx) })
+  for (const [key, from] of overrides) sources.set(key, from)
+  return { config: deepFreeze(config), source, sources, warnings }
+}
+
+function hasPath (value: unknown, path: string[]): boolean {
+  let node = value
+  for (const part of path) {
+    if (typeof node !== 'object' || node === null || Array.isArray(node) || !Object.prototype.hasOwnProperty.call(node, part)) return false
+    node = (node as Record<string, unknown>)[part]
+  }
+  return true
+}
+
+/** The file line where the key `path` is written, when there is one. */
+function keyLine (path: Array<string | number>, ctx: ErrorContext): number | undefined {
+  if (ctx.doc === undefined) return undefined
+  const parent = path.length > 1 ? ctx.doc.getIn(path.slice(0, -1), true) : ctx.doc.contents
+  if (!isMap(parent)) return undefined
+  const pair = parent.items.find((item) => isNode(item.key) && String((item.key as { value?: unknown }).value) === String(path[path.length - 1]))
+  const node = pair?.key
+  return isNode(node) && node.range !== undefined && node.range !== null ? ctx.lines.linePos(node.range[0]).line : undefined
 }
 
 function readConfigText (options: LoadOptions): { text: string | undefined, source: string } {
@@ -139,7 +191,8 @@ interface ErrorContext {
   doc: Document | undefined
   lines: LineCounter
   source: string
-  fromEnv: Map<string, string>
+  /** Key path -> the environment variable or flag that set it. */
+  overrides: Map<string, ValueSource>
 }
 
 /** ajv's instancePath (/mqtt/auth/0/allow) as a key path (mqtt.auth[0].allow). */
@@ -188,24 +241,19 @@ function allowedLiterals (segments: string[]): string[] | undefined {
   return anyOf?.every((o) => o.const !== undefined) === true ? anyOf.map((o) => String(o.const)) : undefined
 }
 
-/** " (config.yaml line 3)" or " (environment variable BROKER_MQTT_PORT)". */
+/** " (config.yaml line 3)", " (environment variable BROKER_MQTT_PORT)" or " (flag --port)". */
 function whereFrom (segments: string[], ctx: ErrorContext): string {
   for (let n = segments.length; n > 0; n--) {
-    const env = ctx.fromEnv.get(segments.slice(0, n).join('.'))
-    if (env !== undefined) return ` (environment variable ${env})`
+    const from = ctx.overrides.get(segments.slice(0, n).join('.'))
+    if (from?.kind === 'env') return ` (environment variable ${from.name})`
+    if (from?.kind === 'flag') return ` (flag ${from.name})`
   }
   if (ctx.doc === undefined) return ''
   for (let n = segments.length; n > 0; n--) {
     const path = segments.slice(0, n).map((s) => (/^\d+$/.test(s) ? Number(s) : s))
-    const parent = n > 1 ? ctx.doc.getIn(path.slice(0, -1), true) : ctx.doc.contents
     // Point at the key itself when we can (unknown keys have no value node of interest).
-    if (isMap(parent)) {
-      const pair = parent.items.find((item) => isNode(item.key) && String((item.key as { value?: unknown }).value) === String(path[path.length - 1]))
-      const node = pair?.key
-      if (isNode(node) && node.range !== undefined && node.range !== null) {
-        return ` (${ctx.source} line ${ctx.lines.linePos(node.range[0]).line})`
-      }
-    }
+    const line = keyLine(path, ctx)
+    if (line !== undefined) return ` (${ctx.source} line ${line})`
     const node = ctx.doc.getIn(path, true)
     if (isNode(node) && node.range !== undefined && node.range !== null) {
       return ` (${ctx.source} line ${ctx.lines.linePos(node.range[0]).line})`

@@ -1,6 +1,6 @@
 // The one description of broker-ha's configuration. It gives validation (ajv),
 // defaults, the TypeScript type, the BROKER_* environment variable names and
-// the README's reference table. Add a key here and all of those follow.
+// the reference table in docs/configuration.md. Add a key here and all of those follow.
 //
 // Durations are milliseconds, as in the seed (memberlist's unit), unless the
 // key name says otherwise.

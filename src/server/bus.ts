@@ -3,7 +3,7 @@
 // buffer is full loses the event, and the loss is counted. Nothing that must
 // not be lost (QoS 1/2 delivery) may depend on it.
 
-/** Channel names are public through /api/sse; document new ones in the README. */
+/** Channel names are public through /api/sse; document new ones in docs/http-api.md (POST /api/sse). */
 export const CHANNELS = ['cluster:message_to', 'cluster:message_from', 'cluster:new_member'] as const
 export type Channel = (typeof CHANNELS)[number]
 

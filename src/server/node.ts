@@ -7,7 +7,7 @@ import { Bus } from './bus.js'
 import { MqttServer } from './mqtt/index.js'
 import { SwimMembership, type Membership } from './cluster/index.js'
 import { DataPlane } from './cluster/dataplane/data-plane.js'
-import { ApiServer } from './api/index.js'
+import { ApiServer, ClientConnections } from './api/index.js'
 import { VERSION } from '../version.js'
 
 export interface Lifecycle {
@@ -33,6 +33,7 @@ export class BrokerNode {
   readonly membership: Membership
   readonly dataPlane: DataPlane
   readonly api: ApiServer
+  private readonly connections: ClientConnections
   readonly startedAt = Date.now()
   private readonly started: Array<{ name: string, part: Lifecycle }> = []
   private stopping: Promise<void> | undefined
@@ -54,6 +55,7 @@ export class BrokerNode {
     this.membership = swim
     this.membership.on('join', (member) => this.bus.publish('cluster:new_member', member))
     this.dataPlane = new DataPlane({ config, log: log.child({ component: 'dataplane' }), registry: this.registry, bus: this.bus, membership: swim, mqtt: this.mqtt, faults: swim.faults })
+    this.connections = new ClientConnections(this.mqtt.aedes)
     this.api = new ApiServer({
       config,
       log: log.child({ component: 'api' }),
@@ -62,7 +64,8 @@ export class BrokerNode {
       mqtt: this.mqtt,
       membership: this.membership,
       startedAt: this.startedAt,
-      faults: swim.faults
+      faults: swim.faults,
+      connections: this.connections
     })
   }
 
@@ -72,6 +75,8 @@ export class BrokerNode {
       ['membership', this.membership],
       // Between membership and MQTT: links follow members; stopped after MQTT, so messages in flight still leave.
       ['dataplane', this.dataPlane],
+      // Before MQTT, so the clients that connect the moment it listens are recorded too.
+      ['client-connections', this.connections],
       ['mqtt', this.mqtt],
       // After MQTT, so it is stopped before it: the API never reports on a broker that is gone.
       ['api', this.api]

@@ -5,7 +5,7 @@ import { isMemberError, type ClientInfo, type MemberInfo, type MessageInfo, type
 
 export type MemberStateName = 'alive' | 'suspect' | 'dead' | 'left' | 'unknown'
 
-// memberlist numbering, as State is sent on the wire (README, HTTP API).
+// memberlist numbering, as State is sent on the wire (docs/http-api.md).
 const STATE_NAMES: MemberStateName[] = ['alive', 'suspect', 'dead', 'left']
 
 export function memberStateName (state: number): MemberStateName {
@@ -68,8 +68,18 @@ export function reachableCandidates (rows: MemberRow[]): MemberRow[] {
 /** A /proxy answer split into the members that answered and those that failed. */
 export interface Gathered<T> {
   answers: Array<[string, T]>
+  /** Members that could not answer (down, slow, refused credentials), with why. */
   failures: Record<string, string>
+  /**
+   * Why members refused the request itself (HTTP 400): the caller's mistake,
+   * said once, not an unreachable member. A node refuses such a /proxy
+   * request before asking anyone; older nodes answered it per member.
+   */
+  refused: string | undefined
 }
+
+/** The outcome of one /proxy question as rows. */
+export interface Answered<R> { rows: R[], failures: Record<string, string>, refused: string | undefined }
 
 /**
  * A member's /proxy error without the request line the client repeats
@@ -84,11 +94,13 @@ export function shortReason (error: string): string {
 export function gather<T> (answer: ProxyAnswer<T>): Gathered<T> {
   const answers: Array<[string, T]> = []
   const failures: Record<string, string> = {}
+  let refused: string | undefined
   for (const [member, value] of Object.entries(answer).sort(([a], [b]) => a.localeCompare(b))) {
-    if (isMemberError(value)) failures[member] = shortReason(value.error)
-    else answers.push([member, value])
+    if (!isMemberError(value)) answers.push([member, value])
+    else if (value.error.startsWith('HTTP 400: ')) refused ??= value.error.slice('HTTP 400: '.length)
+    else failures[member] = shortReason(value.error)
   }
-  return { answers, failures }
+  return { answers, failures, refused }
 }
 
 export function protocolName (version: number): string {
@@ -104,10 +116,16 @@ export interface ClientRow {
   subscriptions: SubscriptionInfo[]
   /** The subscription keys as the client wrote them ($share/... included). */
   filters: string[]
+  /** address:port it connects from, when the member says. */
+  remote: string | undefined
+  /** Unix seconds the connection was accepted, when the member says. */
+  connectedAt: number | undefined
+  /** Keep alive in force (s), when the member says. */
+  keepAlive: number | undefined
 }
 
-export function clientRows (answer: ProxyAnswer<ClientInfo[]>): { rows: ClientRow[], failures: Record<string, string> } {
-  const { answers, failures } = gather(answer)
+export function clientRows (answer: ProxyAnswer<ClientInfo[]>): Answered<ClientRow> {
+  const { answers, failures, refused } = gather(answer)
   const rows: ClientRow[] = []
   for (const [node, clients] of answers) {
     for (const c of clients) {
@@ -118,12 +136,15 @@ export function clientRows (answer: ProxyAnswer<ClientInfo[]>): { rows: ClientRo
         protocol: protocolName(c.ProtocolVersion),
         cleanSession: c.CleanSession,
         subscriptions: Object.values(c.Subscriptions),
-        filters: Object.keys(c.Subscriptions).sort()
+        filters: Object.keys(c.Subscriptions).sort(),
+        remote: c.Remote,
+        connectedAt: c.ConnectedAt,
+        keepAlive: c.KeepAlive
       })
     }
   }
   rows.sort((a, b) => a.id.localeCompare(b.id) || a.node.localeCompare(b.node))
-  return { rows, failures }
+  return { rows, failures, refused }
 }
 
 /** Case-insensitive substring match on id, node and username. */
@@ -152,8 +173,8 @@ export interface RetainedRow {
 }
 
 /** Retained messages are replicated to every member: one row per topic, with who holds it. */
-export function retainedRows (answer: ProxyAnswer<MessageInfo[]>): { rows: RetainedRow[], failures: Record<string, string> } {
-  const { answers, failures } = gather(answer)
+export function retainedRows (answer: ProxyAnswer<MessageInfo[]>): Answered<RetainedRow> {
+  const { answers, failures, refused } = gather(answer)
   const byTopic = new Map<string, RetainedRow>()
   for (const [node, messages] of answers) {
     for (const m of messages) {
@@ -173,7 +194,7 @@ export function retainedRows (answer: ProxyAnswer<MessageInfo[]>): { rows: Retai
       }
     }
   }
-  return { rows: [...byTopic.values()].sort((a, b) => a.topic.localeCompare(b.topic)), failures }
+  return { rows: [...byTopic.values()].sort((a, b) => a.topic.localeCompare(b.topic)), failures, refused }
 }
 
 export interface SubscriberRow {
@@ -185,8 +206,8 @@ export interface SubscriberRow {
   group: string
 }
 
-export function subscriberRows (answer: ProxyAnswer<TopicSubscribers>): { rows: SubscriberRow[], failures: Record<string, string> } {
-  const { answers, failures } = gather(answer)
+export function subscriberRows (answer: ProxyAnswer<TopicSubscribers>): Answered<SubscriberRow> {
+  const { answers, failures, refused } = gather(answer)
   const rows: SubscriberRow[] = []
   for (const [node, subs] of answers) {
     for (const [clientId, s] of Object.entries(subs.Subscriptions)) {
@@ -199,16 +220,16 @@ export function subscriberRows (answer: ProxyAnswer<TopicSubscribers>): { rows: 
     }
   }
   rows.sort((a, b) => a.clientId.localeCompare(b.clientId) || a.node.localeCompare(b.node))
-  return { rows, failures }
+  return { rows, failures, refused }
 }
 
 export interface InflightRow { node: string, topic: string, qos: number, packetId: number, payload: Buffer }
 
-export function inflightRows (answer: ProxyAnswer<MessageInfo[]>): { rows: InflightRow[], failures: Record<string, string> } {
-  const { answers, failures } = gather(answer)
+export function inflightRows (answer: ProxyAnswer<MessageInfo[]>): Answered<InflightRow> {
+  const { answers, failures, refused } = gather(answer)
   const rows: InflightRow[] = []
   for (const [node, messages] of answers) {
     for (const m of messages) rows.push({ node, topic: m.TopicName, qos: m.FixedHeader.qos, packetId: m.PacketID, payload: Buffer.from(m.Payload, 'base64') })
   }
-  return { rows, failures }
+  return { rows, failures, refused }
 }

@@ -140,6 +140,15 @@ function networkReason (err: ApiClientError): string {
   return cause?.message ?? err.message
 }
 
+/**
+ * The server's reason when it refused the request itself (HTTP 400): the
+ * caller's mistake (a wildcard where a topic name belongs), not an outage.
+ */
+export function refusalOf (err: unknown): string | undefined {
+  if (!(err instanceof ApiClientError) || err.kind !== 'http' || err.status !== 400) return undefined
+  return err.serverMessage ?? 'bad request'
+}
+
 export function isAuthError (err: unknown): boolean {
   return err instanceof ApiClientError && err.kind === 'http' && err.status === 401
 }

@@ -5,10 +5,10 @@ import type { RunOptions } from './run.js'
 
 export type { RunOptions } from './run.js'
 export { VIEWS, type ViewName } from './view-names.js'
-export { ApiClusterSource, describeError, isAuthError, type ClusterSource, type ClusterTarget } from './cluster-source.js'
+export { ApiClusterSource, describeError, isAuthError, refusalOf, type ClusterSource, type ClusterTarget } from './cluster-source.js'
 export { resolveTarget, DEFAULT_ADMIN_URL } from './admin-target.js'
 export { kickClient, type KickOutcome } from './kick.js'
-export { clientRows, memberRows, retainedRows, subscriberRows } from './cluster-model.js'
+export { clientRows, memberRows, retainedRows, subscriberRows, type Answered } from './cluster-model.js'
 export * from './report-tables.js'
 
 /** Runs the full-screen app until the operator quits. */

@@ -31,8 +31,13 @@ export function previewPayload (payload: Buffer, mode: PreviewMode, maxLines = 8
   const readable = isReadableText(payload)
   if (mode === 'json' || (mode === 'auto' && readable)) {
     try {
-      const pretty = JSON.stringify(JSON.parse(payload.toString('utf8')), null, 2)
-      return { mode: 'json', lines: pretty.split('\n').slice(0, maxLines) }
+      const value: unknown = JSON.parse(payload.toString('utf8'))
+      // "21.5", "true" or "\"on\"" parse as JSON too, but they are what sensors
+      // send as text: auto calls a payload JSON only when it is a document
+      // (an object or a list), and v forces JSON for the rest.
+      if (mode === 'json' || (typeof value === 'object' && value !== null)) {
+        return { mode: 'json', lines: JSON.stringify(value, null, 2).split('\n').slice(0, maxLines) }
+      }
     } catch {
       if (mode === 'json') return { mode: 'hex', lines: hexDump(payload, maxLines) }
     }

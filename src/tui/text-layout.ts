@@ -9,7 +9,14 @@ export function fit (text: string, width: number): string {
   return width === 1 ? '…' : `${clean.slice(0, width - 1)}…`
 }
 
-export interface Column { title: string, width: number, align?: 'left' | 'right' }
+export interface Column {
+  title: string
+  /** Columns; 0: flexible, sharing what the fixed ones leave. */
+  width: number
+  align?: 'left' | 'right'
+  /** Flexible columns: the widest cell (title included); the column grows no wider. */
+  content?: number
+}
 
 export function formatCells (cells: string[], columns: Column[]): string {
   return columns.map((c, i) => {
@@ -20,13 +27,33 @@ export function formatCells (cells: string[], columns: Column[]): string {
 
 /**
  * Shares `total` columns among columns: fixed ones keep their width, the
- * flexible ones (width 0) split what is left, at least `min` each.
+ * flexible ones (width 0) split what is left, at least `min` each and no
+ * wider than their content, the narrowest first so a short column's unused
+ * share goes to the wider ones. What nobody needs stays empty at the right,
+ * rather than an 84-column CLIENT ID for ids of 12.
  */
 export function layoutColumns (columns: Column[], total: number, min = 6): Column[] {
-  const fixed = columns.reduce((sum, c) => sum + c.width, 0) + Math.max(0, columns.length - 1)
-  const flexible = columns.filter((c) => c.width === 0).length
-  const share = flexible === 0 ? 0 : Math.max(min, Math.floor((total - fixed) / flexible))
-  return columns.map((c) => (c.width === 0 ? { ...c, width: share } : c))
+  let free = total - columns.reduce((sum, c) => sum + c.width, 0) - Math.max(0, columns.length - 1)
+  const flexible = columns.map((c, i) => ({ c, i })).filter(({ c }) => c.width === 0)
+    .sort((a, b) => (a.c.content ?? Infinity) - (b.c.content ?? Infinity))
+  const widths = new Map<number, number>()
+  flexible.forEach(({ c, i }, k) => {
+    const share = Math.floor(free / (flexible.length - k))
+    const width = Math.max(min, Math.min(c.content ?? share, share))
+    widths.set(i, width)
+    free -= width
+  })
+  return columns.map((c, i) => (c.width === 0 ? { ...c, width: widths.get(i)! } : c))
+}
+
+/** The widest of `title` and `cells`, for Column.content. */
+export function contentWidth (title: string, cells: string[]): number {
+  return Math.max(title.length + 1, ...cells.map((c) => c.length))
+}
+
+/** "1 client", "2 clients": a count with its noun. */
+export function plural (n: number, singular: string, pluralForm = `${singular}s`): string {
+  return `${n} ${n === 1 ? singular : pluralForm}`
 }
 
 /** First row to show so that `selected` stays inside a window of `height` rows. */

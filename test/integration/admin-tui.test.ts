@@ -28,7 +28,7 @@ const SOCKET = `broker-ha-admin-test-${process.pid}`
 const SESSION = 'admin'
 const tmux = async (...args: string[]): Promise<string> => (await run('tmux', ['-L', SOCKET, ...args], { encoding: 'utf8' })).stdout
 const screen = (): Promise<string> => tmux('capture-pane', '-p', '-t', SESSION)
-/** One key at a time, as typed: Ink reads several keys arriving together as a paste. */
+/** Keys into the pane: `-l` sends the text as it is, in one write. */
 const key = (k: string, literal = false): Promise<string> => tmux('send-keys', '-t', SESSION, ...(literal ? ['-l', k] : [k]))
 
 async function screenWith (check: (s: string) => boolean, message: string, timeout = 10_000): Promise<string> {
@@ -78,7 +78,7 @@ test('admin in a terminal: Clients view, filter, disconnect with confirmation, q
   await tmux('new-session', '-d', '-s', SESSION, '-x', '80', '-y', '24', command)
   cleanups.push(() => tmux('kill-server'))
 
-  let s = await screenWith((x) => x.includes('2 members') && x.includes('2 clients') && x.includes(nameB), 'the overview with both members')
+  let s = await screenWith((x) => x.includes('2 members alive') && x.includes('2 clients') && x.includes(nameB), 'the overview with both members')
   assert.match(s, /broker-ha admin {2}1 Overview {2}2 Clients/)
   assert.match(s, new RegExp(`${nameB}\\s+alive\\s+${b.host.replace(/\./g, '\\.')}:7946`))
   assert.match(s, /no alerts: 2 members alive/)
@@ -97,7 +97,7 @@ test('admin in a terminal: Clients view, filter, disconnect with confirmation, q
   assert.doesNotMatch(s, /bystander/)
   assert.match(s, new RegExp(`victim-7 on ${nameB} · user \\(none\\) · MQTT 5\\.0`))
 
-  await key('d')
+  await key('K')
   await screenWith((x) => x.includes(`Disconnect victim-7 from ${nameB}?`), 'the confirmation dialog')
   assert.equal(closed, false, 'nothing happens before the confirmation')
   await key('y')
@@ -105,7 +105,7 @@ test('admin in a terminal: Clients view, filter, disconnect with confirmation, q
   await waitFor(() => closed, { message: 'the MQTT client to be disconnected' })
   assert.equal(disconnectReason, 0x98, 'MQTT 5 DISCONNECT with reason 0x98 (administrative action)')
   assert.equal(bystander.connected, true, 'the other client stays')
-  await screenWith((x) => x.includes('0 of 1 clients') && x.includes('no client matches the filter'), 'the list without the client')
+  await screenWith((x) => x.includes('0 of 1 client') && x.includes('no client matches the filter'), 'the list without the client')
 
   await key('q')
   s = await screenWith((x) => x.includes('ADMIN-EXIT='), 'admin to exit')
@@ -113,6 +113,75 @@ test('admin in a terminal: Clients view, filter, disconnect with confirmation, q
   assert.doesNotMatch(s, /broker-ha admin {2}1 Overview/, 'the alternate screen is gone: the terminal is as before')
   const cursor = (await tmux('display-message', '-p', '-t', SESSION, '#{cursor_flag}')).trim()
   assert.equal(cursor, '1', 'the cursor is visible again')
+})
+
+test('admin in a terminal: keys that arrive together are each handled (send-keys j j, /sub in one write)', { skip: TMUX === undefined ? 'tmux is not installed' : false }, async () => {
+  for (const id of ['chunk-a', 'chunk-b', 'chunk-c', 'sub-1', 'sub-2']) mqttClients.push(await mqtt.connectAsync(a.mqttUrl, { clientId: id, reconnectPeriod: 0 }))
+  const session = 'chunks'
+  const command = `env TERM=xterm-256color BROKER_ADMIN_USER=admin:pw ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} admin --url ${a.apiUrl} --refresh 500 --view clients; echo ADMIN-EXIT=$?; exec cat`
+  await tmux('new-session', '-d', '-s', session, '-x', '80', '-y', '24', command)
+  cleanups.push(() => tmux('kill-server'))
+  const send = (...keys: string[]): Promise<string> => tmux('send-keys', '-t', session, ...keys)
+  const pane = (): Promise<string> => tmux('capture-pane', '-p', '-t', session)
+  const paneWith = async (check: (s: string) => boolean, message: string): Promise<string> => {
+    let last = ''
+    try {
+      return await waitFor(async () => { last = await pane(); return check(last) ? last : undefined }, { timeout: 10_000, interval: 50, message })
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- screen ---\n${last}`, { cause: err })
+    }
+  }
+  await paneWith((x) => x.includes('CLIENT ID') && x.includes('sub-2'), 'the clients view with every client')
+  // "/chunk" and its Enter in one write each: the filter opens and takes the text.
+  await send('-l', '/chunk')
+  await paneWith((x) => x.includes('filter: chunk█'), 'the filter typed in one write')
+  await send('Enter')
+  let s = await paneWith((x) => x.includes('filter: chunk  (Esc clears)'), 'the filter kept')
+  assert.match(s, /3 of \d+ clients/)
+  assert.match(s, /› chunk-a/)
+  await send('j', 'j')
+  s = await paneWith((x) => x.includes('› chunk-c'), 'two moves down from one send-keys j j')
+  assert.doesNotMatch(s, /› chunk-b/)
+  await send('Escape')
+  await paneWith((x) => x.includes('type / to filter'), 'Esc clears the filter')
+  await send('/', 's', 'u', 'b')
+  s = await paneWith((x) => x.includes('filter: sub█'), 'send-keys / s u b opens the filter and types "sub"')
+  assert.match(s, /2 of \d+ clients/)
+  await send('Enter', 'q')
+  s = await paneWith((x) => x.includes('ADMIN-EXIT='), 'Enter then q in one send-keys: the filter is kept, then the UI quits')
+  assert.match(s, /ADMIN-EXIT=0/)
+})
+
+test('admin in a terminal: the Topics filter replaces #; a malformed one is refused with its reason; Esc restores #', { skip: TMUX === undefined ? 'tmux is not installed' : false }, async () => {
+  const publisher = await mqtt.connectAsync(a.mqttUrl, { clientId: 'retainer', reconnectPeriod: 0 })
+  mqttClients.push(publisher)
+  await publisher.publishAsync('tui/home/temp', '21.5', { retain: true, qos: 1 })
+  await publisher.publishAsync('elsewhere/x', 'y', { retain: true, qos: 1 })
+  const session = 'topics'
+  const command = `env TERM=xterm-256color BROKER_ADMIN_USER=admin:pw ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} admin --url ${a.apiUrl} --refresh 500 --view topics; echo ADMIN-EXIT=$?; exec cat`
+  await tmux('new-session', '-d', '-s', session, '-x', '80', '-y', '24', command)
+  cleanups.push(() => tmux('kill-server'))
+  const send = (...keys: string[]): Promise<string> => tmux('send-keys', '-t', session, ...keys)
+  let last = ''
+  const paneWith = (check: (s: string) => boolean, message: string): Promise<string> =>
+    waitFor(async () => { last = await tmux('capture-pane', '-p', '-t', session); return check(last) ? last : undefined }, { timeout: 10_000, interval: 50, message })
+      .catch((err: Error) => { throw new Error(`${err.message}\n--- screen ---\n${last}`, { cause: err }) })
+  await paneWith((x) => x.includes('retained filter (/): #') && x.includes('tui/home/temp') && x.includes('elsewhere/x'), 'every retained topic under #')
+  await send('-l', '/tui/#')
+  await paneWith((x) => x.includes('retained filter (/): tui/#█'), 'a fresh filter, not appended to #')
+  await send('Enter')
+  let s = await paneWith((x) => x.includes('retained filter (/): tui/#') && x.includes('tui/home/temp') && !x.includes('elsewhere/x'), 'only tui/#')
+  assert.match(s, /tui\/home\/temp/)
+  assert.match(s, /1 topics?/)
+  await send('-l', '/a/#/b')
+  await send('Enter')
+  s = await paneWith((x) => x.includes('✖ topic "a/#/b" is not a valid MQTT topic filter'), 'the refusal with its reason')
+  assert.doesNotMatch(s, /no answer from/)
+  await send('Escape')
+  await paneWith((x) => x.includes('retained filter (/): #') && x.includes('elsewhere/x') && !x.includes('✖'), 'Esc: back to #')
+  await send('q')
+  s = await paneWith((x) => x.includes('ADMIN-EXIT='), 'admin to exit')
+  assert.match(s, /ADMIN-EXIT=0/)
 })
 
 test('admin in a terminal: Ctrl-C exits cleanly; an unreachable URL is explained and retried', { skip: TMUX === undefined ? 'tmux is not installed' : false }, async () => {

@@ -6,9 +6,10 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { BIN, startNode, type TestNode } from '../helpers/node.js'
 
-const run = async (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => {
+const run = (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => runWithEnv({}, ...args)
+const runWithEnv = async (env: Record<string, string>, ...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, 'bench', ...args], { env: { PATH: process.env.PATH ?? '' }, timeout: 60_000 })
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, 'bench', ...args], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 60_000 })
     return { code: 0, stdout, stderr }
   } catch (err) {
     const e = err as { code: number, stdout: string, stderr: string }
@@ -17,8 +18,12 @@ const run = async (...args: string[]): Promise<{ code: number, stdout: string, s
 }
 
 let node: TestNode
-before(async () => { node = await startNode() })
-after(async () => { await node?.stop() })
+let secured: TestNode
+before(async () => {
+  node = await startNode()
+  secured = await startNode({ mqtt: { auth: [{ username: 'bench', password: 's3cret', allow: true }] } })
+})
+after(async () => { await node?.stop(); await secured?.stop() })
 
 test('QoS 1 one-to-one: sends N, receives N, no loss or duplicate, --json shape', async () => {
   const r = await run('--url', node.mqttUrl, '--url', node.mqttUrl, '-p', '2', '-s', '2', '--qos', '1', '--count', '500', '--workers', '2', '--json', '--no-progress')
@@ -38,6 +43,30 @@ test('QoS 1 one-to-one: sends N, receives N, no loss or duplicate, --json shape'
   assert.equal(j.options.qos, 1)
 })
 
+test('QoS 2 (PUBREC, PUBREL, PUBCOMP both ways) with a user name and password: exactly once, nothing lost', async () => {
+  // The password from the environment, as the help suggests, so it stays out of ps.
+  const r = await runWithEnv({ BROKER_BENCH_PASSWORD: 's3cret' }, '--url', secured.mqttUrl, '-p', '2', '-s', '2', '--qos', '2', '--count', '300', '--username', 'bench', '--protocol', '5', '--json', '--no-progress')
+  assert.equal(r.code, 0, r.stderr)
+  const j = JSON.parse(r.stdout) as { sent: number, expected: number, received: number, lost: number, duplicated: number, options: { qos: number, username: string, password: string } }
+  assert.deepEqual([j.sent, j.expected, j.received, j.lost, j.duplicated], [600, 600, 600, 0, 0])
+  assert.equal(j.options.qos, 2)
+  assert.equal(j.options.username, 'bench')
+  assert.equal(j.options.password, '********', 'the report says a password was used, never which')
+  assert.ok(!r.stdout.includes('s3cret'))
+  // Without the password the broker refuses the connection: exit 1, not a hang.
+  const refused = await run('--url', secured.mqttUrl, '--count', '10', '--username', 'bench', '--no-progress')
+  assert.equal(refused.code, 1, refused.stderr)
+  assert.match(refused.stderr, /refused/)
+})
+
+test('numeric defaults show as numbers in --help', async () => {
+  const r = await run('--help')
+  assert.equal(r.code, 0)
+  assert.match(r.stdout, /--publishers <n>\s+publishing clients \(default: 1\)/)
+  assert.match(r.stdout, /\(default: 100\)/)
+  assert.doesNotMatch(r.stdout, /default: "\d+"/)
+})
+
 test('fan-out over MQTT 5 with a wildcard: every subscriber gets every message; the table is printed', async () => {
   const r = await run('--url', node.mqttUrl, '-p', '1', '-s', '3', '--pattern', 'fan-out', '--wildcard', '--protocol', '5', '--count', '200', '--rate', '2000', '--no-progress')
   assert.equal(r.code, 0, r.stderr)
@@ -52,9 +81,11 @@ test('bad usage exits 2 and names the flag; an unreachable broker exits 1', asyn
     [['--count', '10'], /--url/],
     [['--url', node.mqttUrl], /--duration or --count/],
     [['--url', node.mqttUrl, '--count', '10', '--duration', '1s'], /not both/],
-    [['--url', node.mqttUrl, '--count', '10', '--qos', '2'], /--qos/],
+    [['--url', node.mqttUrl, '--count', '10', '--qos', '3'], /--qos: an integer from 0 to 2/],
+    [['--url', node.mqttUrl, '--count', '10', '--password', 'x'], /--password: needs --username/],
     [['--url', node.mqttUrl, '--count', '10', '--size', '8'], /--size/],
     [['--url', node.mqttUrl, '--count', '10', '--pattern', 'star'], /--pattern/],
+    [['--url', node.mqttUrl, '--count', '10', '--pattern', 'fan-ot'], /\(Did you mean fan-out\?\)/],
     [['--url', 'http://x', '--count', '10'], /--url/]
   ] as const) {
     const r = await run(...args)

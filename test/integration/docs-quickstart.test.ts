@@ -3,6 +3,9 @@
 // - the "try it" lines (mosquitto_sub / mosquitto_pub / curl) against a real
 //   node, with its loopback address put in for 127.0.0.1 and localhost; the
 //   mosquitto lines skip when mosquitto-clients is not installed;
+// - `node bin/broker-ha.js serve ...` lines (later starts), on a free loopback
+//   address put in for 127.0.0.1: the node must listen there (MQTT, API) and
+//   stop cleanly on SIGTERM;
 // - the three-node loop, verbatim but for the addresses: 127.0.0.$i becomes
 //   127.B.C.$i on free addresses, and its last line (curl members) is retried
 //   until the three nodes have formed, since a script reaches it before the
@@ -20,7 +23,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { readFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { once } from 'node:events'
-import { createServer } from 'node:net'
+import { createConnection, createServer } from 'node:net'
 import { createSocket } from 'node:dgram'
 import { ROOT } from '../helpers/node.js'
 import { startProcessNode, type ProcessNode } from '../helpers/node.js'
@@ -99,11 +102,12 @@ async function freeLoopbackPrefix (last: number[]): Promise<string> {
   throw new Error('no free loopback prefix')
 }
 
-type Kind = 'ci' | 'npx' | 'docker' | 'kubectl-apply' | 'kubectl' | 'try' | 'cluster'
+type Kind = 'ci' | 'npx' | 'docker' | 'kubectl-apply' | 'kubectl' | 'try' | 'cluster' | 'serve'
 
 function kindOf (line: string, block: string[]): Kind | undefined {
   if (block.some((l) => /^for i in\b/.test(l))) return 'cluster'
   if (/^(mosquitto_(sub|pub)|curl)\b/.test(line)) return 'try'
+  if (/^node bin\/broker-ha\.js serve\b/.test(line)) return 'serve'
   if (/^npm (ci|start|test)\b/.test(line) && line.split('&&').every((p) => /^\s*npm (ci|start|test)\s*$/.test(p))) return 'ci'
   if (/^npx broker-ha\b/.test(line)) return 'npx'
   if (/^docker\b/.test(line)) return 'docker'
@@ -189,6 +193,33 @@ test('the "try it" lines work against a node', async (t) => {
     }
   } finally {
     for (const s of subs) await s.stop()
+  }
+})
+
+test('the "later starts" serve lines start a node where they say and stop it cleanly', async (t) => {
+  const serves = lines.filter((l) => l.kind === 'serve').map((l) => l.line)
+  if (serves.length === 0) return t.skip('no such lines')
+  for (const raw of serves) {
+    const host = (await freeLoopbackPrefix([1])) + '1'
+    // The line's own addresses moved to a free one; without --bind, the environment puts the node there.
+    const line = raw.replace(/127\.0\.0\.1/g, host)
+    const env = { ...process.env, BROKER_LOG_FORMAT: 'json', ...(line.includes('--bind') ? {} : { BROKER_MQTT_BIND: host, BROKER_API_BIND: host, BROKER_CLUSTER_BIND: host }) }
+    const node = background(line, env)
+    try {
+      await waitFor(() => node.output().includes('HTTP API listening') || node.child.exitCode !== null, { timeout: 20_000, message: `${raw} to listen\n${node.output()}` })
+      assert.equal(node.child.exitCode, null, node.output())
+      const ready = await fetch(`http://${host}:8080/ready`)
+      assert.equal(ready.status, 200, `${raw}: the API answers on ${host}`)
+      const mqttOpen = await new Promise<boolean>((resolve) => {
+        const socket = createConnection(1883, host)
+        socket.once('connect', () => { socket.destroy(); resolve(true) })
+        socket.once('error', () => resolve(false))
+      })
+      assert.ok(mqttOpen, `${raw}: MQTT listens on ${host}`)
+    } finally {
+      await node.stop()
+    }
+    assert.match(node.output(), /"msg":"stopped"/, 'a clean stop')
   }
 })
 

@@ -12,6 +12,7 @@ import type { MqttIntrospection } from '../mqtt/introspection.js'
 import { VERSION } from '../../version.js'
 import { errorHandler } from './errors.js'
 import type { BasicAuth } from './auth.js'
+import type { ClientConnections } from './client-connections.js'
 import type { ProbeCache } from './probes.js'
 import type { ApiMetrics } from './metrics.js'
 import { healthRoutes } from './routes/health.js'
@@ -28,6 +29,7 @@ export interface AppDeps {
   bus: Bus
   membership: Membership
   introspection: MqttIntrospection
+  connections: ClientConnections
   clientControl: ClientControl
   auth: BasicAuth
   probes: ProbeCache
@@ -50,9 +52,18 @@ export function isProtected (path: string): boolean {
   return path === '/debug' || path.startsWith('/debug/') || path.startsWith('/api/') || path.startsWith('/proxy/')
 }
 
+/** The logger's level, or warn when it is more verbose than that. */
+function atLeastWarn (log: Logger): string {
+  return log.levelVal >= log.levels.values.warn! ? log.level : 'warn'
+}
+
 export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
-    loggerInstance: deps.log as unknown as FastifyBaseLogger,
+    // fastify's own info lines are its start-up banner, "Server listening at
+    // <url>" once per interface, which repeats our "HTTP API listening" (per-
+    // request lines are off, below): it logs from warn up. Our handlers log
+    // through deps.log at the configured level.
+    loggerInstance: deps.log.child({}, { level: atLeastWarn(deps.log) }) as unknown as FastifyBaseLogger,
     // Probes and scrapes arrive every few seconds: per-request logs would drown the rest.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
@@ -78,7 +89,7 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
     }
   })
 
-  app.setErrorHandler(errorHandler)
+  app.setErrorHandler(errorHandler(deps.log))
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({ status: 404, error: `no route ${request.method} ${request.url.split('?')[0]}` })
   })
@@ -124,7 +135,7 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
 
   healthRoutes(app, { probes: deps.probes, registry: deps.registry })
   discoveryRoutes(app, { membership: deps.membership })
-  mqttRoutes(app, { introspection: deps.introspection, clientControl: deps.clientControl })
+  mqttRoutes(app, { introspection: deps.introspection, connections: deps.connections, clientControl: deps.clientControl })
   sseRoutes(app, { bus: deps.bus, streams: deps.streams, keepaliveMs: deps.sseKeepaliveMs })
   debugRoutes(app, { profiler: deps.profiler, nodeName: deps.membership.self.name })
   proxyRoutes(app, [MEMBERS_ROUTE, ...MQTT_PROXIED_ROUTES], { membership: deps.membership, dispatcher: deps.dispatcher, timeoutMs: deps.proxyTimeoutMs })

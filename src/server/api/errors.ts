@@ -4,6 +4,7 @@
 // validation, bad JSON, body too large) keep their 4xx status.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { BrokerHaError } from '../../errors.js'
+import type { Logger } from '../../log.js'
 import { ErrorBody as ErrorBodySchema } from '../../client/contract.js'
 import type { ErrorBody } from '../../client/contract.js'
 
@@ -36,11 +37,14 @@ export function errorBody (err: unknown): ErrorBody {
   return { status, error: message }
 }
 
-export function errorHandler (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
-  const body = errorBody(err)
-  if (body.status >= 500) request.log.error({ err, url: request.url }, 'API request failed')
-  else request.log.debug({ url: request.url, error: body.error }, 'API request refused')
-  void reply.code(body.status).type('application/json').send(body)
+/** The API's error handler: the shape above, logged with the API's logger. */
+export function errorHandler (log: Logger): (err: FastifyError, request: FastifyRequest, reply: FastifyReply) => void {
+  return (err, request, reply) => {
+    const body = errorBody(err)
+    if (body.status >= 500) log.error({ err, url: request.url }, 'API request failed')
+    else log.debug({ url: request.url, error: body.error }, 'API request refused')
+    void reply.code(body.status).type('application/json').send(body)
+  }
 }
 
 /** Route `response` schemas: the success shape plus the error shape for the given statuses. */

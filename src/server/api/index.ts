@@ -20,11 +20,13 @@ import { SseStreams } from './routes/sse.js'
 import { Profiler } from './routes/debug.js'
 import type { ClientControl } from './routes/mqtt.js'
 import { ClusterClientControl } from './cluster-client-control.js'
+import { ClientConnections } from './client-connections.js'
 import type { FaultControl } from './routes/chaos-faults.js'
 
 export type { ClientControl } from './routes/mqtt.js'
 export { LocalClientControl } from './routes/mqtt.js'
 export { ClusterClientControl } from './cluster-client-control.js'
+export { ClientConnections } from './client-connections.js'
 
 export interface ApiServerOptions {
   config: Config
@@ -46,6 +48,11 @@ export interface ApiServerOptions {
   sseKeepaliveMs?: number
   /** The chaos fault hook (`serve --chaos-control` only): adds /chaos/faults. */
   faults?: FaultControl | undefined
+  /**
+   * Where and since when clients connected, started by the node before MQTT;
+   * when absent, the API keeps its own from its start.
+   */
+  connections?: ClientConnections
 }
 
 export class ApiServer {
@@ -53,6 +60,8 @@ export class ApiServer {
   private readonly options: ApiServerOptions
   private readonly streams = new SseStreams()
   private readonly profiler = new Profiler()
+  private readonly connections: ClientConnections
+  private readonly ownConnections: boolean
   private app: FastifyInstance | undefined
   private metrics: ApiMetrics | undefined
   private dispatcher: Agent | undefined
@@ -60,10 +69,13 @@ export class ApiServer {
   constructor (options: ApiServerOptions) {
     this.options = options
     this.introspection = options.mqtt.introspection ?? new MqttIntrospection(options.mqtt.aedes, undefined, { received: 0, sent: 0, dropped: 0 })
+    this.ownConnections = options.connections === undefined
+    this.connections = options.connections ?? new ClientConnections(options.mqtt.aedes)
   }
 
   async start (): Promise<void> {
     const { config, log, registry, bus, membership } = this.options
+    if (this.ownConnections) await this.connections.start()
     this.profiler.start()
     // Registered at start, after the membership started, so the cluster gauges it owns are already there.
     this.metrics = new ApiMetrics({ registry, introspection: this.introspection, bus, membership, startedAt: this.options.startedAt })
@@ -79,6 +91,7 @@ export class ApiServer {
         bus,
         membership,
         introspection: this.introspection,
+        connections: this.connections,
         clientControl: this.options.clientControl ?? new ClusterClientControl({
           introspection: this.introspection,
           membership,
@@ -123,5 +136,6 @@ export class ApiServer {
     this.dispatcher = undefined
     this.metrics?.unregister()
     this.metrics = undefined
+    if (this.ownConnections) await this.connections.stop()
   }
 }

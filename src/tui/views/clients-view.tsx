@@ -1,11 +1,15 @@
-// Clients: every client of every member, filterable by typing after `/`, a
-// detail pane with the selected client's subscriptions and in-flight
-// messages, and disconnect (`d`) behind a confirmation.
+// Clients: every client of every member, filterable by typing after `/`,
+// sortable by column, a detail pane with the selected client's connection,
+// subscriptions and in-flight messages (Enter or d: the whole of it), and
+// disconnect (`K`) behind a confirmation.
 import { useEffect, useState } from 'react'
-import { Box, Text, useInput } from 'ink'
+import { Box, Text } from 'ink'
 import { useKeyState } from '../hooks/use-key-state.js'
+import { useViewKeys } from '../hooks/use-keys.js'
+import { listMove } from '../keys.js'
 import { filterClients, type ClientRow, type InflightRow } from '../cluster-model.js'
-import { fit, formatCells, layoutColumns, windowStart } from '../text-layout.js'
+import { contentWidth, fit, formatCells, formatDuration, layoutColumns, plural, windowStart, type Column } from '../text-layout.js'
+import { nextSort, sortedTitle, sortRows, UNSORTED, type SortColumn, type SortState } from '../sorting.js'
 import { ConfirmDialog } from './confirm-dialog.js'
 
 export interface InflightState { clientId: string | undefined, rows: InflightRow[] | undefined, error: string | undefined }
@@ -24,17 +28,31 @@ export interface ClientsViewProps {
   active?: boolean
   width: number
   height: number
+  /** The time now (ms), for "connected 2m ago"; the app ticks it. */
+  now?: number
 }
 
 const DETAIL_LINES = 6
 
-export function ClientsView ({ active = true, rows, failures, inflight, onSelect, onDisconnect, onCapture, width, height }: ClientsViewProps) {
+const SORT: Array<SortColumn<ClientRow>> = [
+  { title: 'CLIENT ID', value: (r) => r.id },
+  { title: 'NODE', value: (r) => r.node },
+  { title: 'USER', value: (r) => r.username },
+  { title: 'MQTT', value: (r) => r.protocol },
+  { title: 'CLEAN', value: (r) => (r.cleanSession ? 1 : 0) },
+  { title: 'SUBS', value: (r) => r.subscriptions.length }
+]
+
+export function ClientsView ({ active = true, rows, failures, inflight, onSelect, onDisconnect, onCapture, width, height, now = Date.now() }: ClientsViewProps) {
   const [filter, setFilter, getFilter] = useKeyState('')
   const [typing, setTyping, getTyping] = useKeyState(false)
   const [selected, setSelected, getSelected] = useKeyState(0)
+  const [sort, setSort, getSort] = useKeyState<SortState>(UNSORTED)
+  const [describe, setDescribe, getDescribe] = useKeyState(false)
   const [confirm, setConfirm, getConfirm] = useKeyState<ClientRow | undefined>(undefined)
   const [message, setMessage] = useState<string | undefined>(undefined)
-  const visible = filterClients(rows ?? [], filter)
+  const shownRows = (f: string, s: SortState): ClientRow[] => sortRows(filterClients(rows ?? [], f), SORT, s)
+  const visible = shownRows(filter, sort)
   const index = Math.min(selected, Math.max(0, visible.length - 1))
   const current = visible[index]
 
@@ -42,7 +60,7 @@ export function ClientsView ({ active = true, rows, failures, inflight, onSelect
   useEffect(() => () => onCapture(false), [onCapture])
   useEffect(() => { onSelect(current === undefined ? undefined : current.id) }, [current?.id, onSelect])
 
-  useInput((input, key) => {
+  useViewKeys((input, key) => {
     const pending = getConfirm()
     if (pending !== undefined) {
       if (input === 'y' || input === 'Y') {
@@ -62,74 +80,99 @@ export function ClientsView ({ active = true, rows, failures, inflight, onSelect
       onCapture(getTyping())
       return
     }
-    const shown = filterClients(rows ?? [], getFilter())
+    const shown = shownRows(getFilter(), getSort())
     const at = Math.min(getSelected(), Math.max(0, shown.length - 1))
-    const last = Math.max(0, shown.length - 1)
-    if (input === '/') setTyping(true)
-    else if (key.escape) setFilter('')
-    else if (key.downArrow || input === 'j') setSelected(Math.min(at + 1, last))
-    else if (key.upArrow || input === 'k') setSelected(Math.max(0, at - 1))
-    else if (key.pageDown) setSelected(Math.min(at + 10, last))
-    else if (key.pageUp) setSelected(Math.max(0, at - 10))
-    else if (input === 'd' && shown[at] !== undefined) { setMessage(undefined); setConfirm(shown[at]) }
+    const moved = listMove(input, key, at, shown.length)
+    const sorted = nextSort(getSort(), SORT.length, input)
+    if (moved !== undefined) setSelected(moved)
+    else if (sorted !== undefined) setSort(sorted)
+    else if (input === '/') setTyping(true)
+    else if (key.escape) { if (getDescribe()) setDescribe(false); else setFilter('') }
+    // Enter or d describes (as in k9s); K kicks, after a confirmation.
+    else if (key.return || input === 'd') setDescribe(!getDescribe())
+    else if (input === 'K' && shown[at] !== undefined) { setMessage(undefined); setConfirm(shown[at]) }
     onCapture(getTyping() || getConfirm() !== undefined)
   }, { isActive: active })
 
+  const all = rows ?? []
+  // Fixed columns as narrow as their values; one grows by the sort mark.
+  const fixed = (title: string, index: number, width: number, align: Column['align'] = 'left'): Column => {
+    const shown = sortedTitle(title, index, sort)
+    return { title: shown, width: Math.max(width, shown.length), align }
+  }
   const columns = layoutColumns([
-    { title: 'CLIENT ID', width: 0 },
-    // Member names are short and alike: their column need not grow with the terminal.
-    { title: 'NODE', width: Math.min(24, Math.max(4, ...(rows ?? []).map((r) => r.node.length))) },
-    { title: 'USER', width: 10 },
-    { title: 'MQTT', width: 5 },
-    { title: 'CLEAN', width: 5 },
-    { title: 'SUBS', width: 4, align: 'right' }
-  ], width - 2)
+    { title: sortedTitle('CLIENT ID', 0, sort), width: 0, content: contentWidth('CLIENT ID', all.map((r) => r.id)) },
+    { title: sortedTitle('NODE', 1, sort), width: 0, content: contentWidth('NODE', all.map((r) => r.node)) },
+    { title: sortedTitle('USER', 2, sort), width: 0, content: contentWidth('USER', all.map((r) => r.username)) },
+    fixed('MQTT', 3, 5),
+    fixed('CLEAN', 4, 5),
+    fixed('SUBS', 5, 4, 'right')
+  ], width - 2, 4)
   const failed = Object.entries(failures)
-  const tableRoom = Math.max(1, height - DETAIL_LINES - 3 - (failed.length > 0 ? 1 : 0))
+  const detailLines = describe ? Math.max(DETAIL_LINES, height - 6) : DETAIL_LINES
+  const tableRoom = Math.max(1, height - detailLines - 3 - (failed.length > 0 ? 1 : 0))
   const start = windowStart(visible.length, index, tableRoom)
   const filterLine = typing ? `filter: ${filter}█` : filter !== '' ? `filter: ${filter}  (Esc clears)` : 'type / to filter'
   return (
     <Box flexDirection='column'>
       <Text wrap='truncate'>
         <Text color={typing ? 'cyan' : undefined} dimColor={!typing && filter === ''}>{filterLine}</Text>
-        <Text dimColor>{`   ${visible.length} of ${rows?.length ?? 0} clients`}</Text>
+        <Text dimColor>{`   ${visible.length} of ${plural(all.length, 'client')}`}</Text>
       </Text>
       {failed.length > 0 && <Text color='yellow' wrap='truncate'>{`no answer from ${failed.map(([n, e]) => `${n} (${e})`).join(', ')}`}</Text>}
       <Text bold>{`  ${formatCells(columns.map((c) => c.title), columns)}`}</Text>
       {rows === undefined && <Text dimColor>loading clients…</Text>}
       {rows !== undefined && visible.length === 0 && <Text dimColor>{filter === '' ? 'no clients connected' : 'no client matches the filter'}</Text>}
-      {visible.slice(start, start + tableRoom).map((r, i) => (
+      {!describe && visible.slice(start, start + tableRoom).map((r, i) => (
         <Text key={`${r.node}/${r.id}`} inverse={start + i === index} wrap='truncate'>
           {`${start + i === index ? '›' : ' '} `}{formatCells([r.id, r.node, r.username, r.protocol, r.cleanSession ? 'yes' : 'no', String(r.subscriptions.length)], columns)}
         </Text>
       ))}
+      {describe && current !== undefined && (
+        <Text inverse wrap='truncate'>{'› '}{formatCells([current.id, current.node, current.username, current.protocol, current.cleanSession ? 'yes' : 'no', String(current.subscriptions.length)], columns)}</Text>
+      )}
       <Box flexGrow={1} />
       {confirm !== undefined
         ? <ConfirmDialog question={`Disconnect ${confirm.id} from ${confirm.node}?`} width={width} />
-        : <ClientDetail row={current} inflight={inflight} width={width} message={message} />}
+        : <ClientDetail row={current} inflight={inflight} width={width} message={message} lines={detailLines} full={describe} now={now} />}
     </Box>
   )
 }
 
-function ClientDetail ({ row, inflight, width, message }: { row: ClientRow | undefined, inflight: InflightState, width: number, message: string | undefined }) {
+/** "127.0.0.1:53422 · connected 09:21:07 (2m13s ago) · keep alive 60s", with what the member reports. */
+export function connectionLine (row: ClientRow, now: number): string {
+  const since = row.connectedAt === undefined
+    ? 'connected -'
+    : `connected ${new Date(row.connectedAt * 1000).toISOString().slice(11, 19)} (${formatDuration(Math.max(0, now / 1000 - row.connectedAt))} ago)`
+  return `from ${row.remote ?? '-'} · ${since} · keep alive ${row.keepAlive === undefined ? '-' : row.keepAlive === 0 ? 'off' : `${row.keepAlive}s`}`
+}
+
+function ClientDetail ({ row, inflight, width, message, lines: room, full, now }: { row: ClientRow | undefined, inflight: InflightState, width: number, message: string | undefined, lines: number, full: boolean, now: number }) {
   const lines: Array<{ text: string, color?: string }> = []
   if (message !== undefined) lines.push({ text: message, color: message.includes('failed') ? 'red' : 'green' })
   if (row !== undefined) {
     lines.push({ text: `${row.id} on ${row.node} · user ${row.username === '' ? '(none)' : row.username} · MQTT ${row.protocol} · ${row.cleanSession ? 'clean session' : 'persistent session'}` })
-    const subs = row.subscriptions.map((s, i) => `${row.filters[i] ?? s.Filter} q${s.Qos}`)
-    lines.push({ text: `subscriptions (${subs.length}): ${subs.length === 0 ? '-' : subs.join(', ')}` })
+    lines.push({ text: connectionLine(row, now) })
+    const subs = row.subscriptions.map((s, i) => {
+      const options = full ? `${s.NoLocal ? ' no-local' : ''}${s.RetainAsPublished ? ' retain-as-published' : ''}${s.RetainHandling !== 0 ? ` rh${s.RetainHandling}` : ''}${s.Identifier !== 0 ? ` id ${s.Identifier}` : ''}` : ''
+      return `${row.filters[i] ?? s.Filter} q${s.Qos}${options}`
+    })
+    if (full) {
+      lines.push({ text: `${plural(subs.length, 'subscription')}${subs.length === 0 ? '' : ':'}` })
+      for (const s of subs) lines.push({ text: `  ${s}` })
+    } else lines.push({ text: `${plural(subs.length, 'subscription')}: ${subs.length === 0 ? '-' : subs.join(', ')}` })
     if (inflight.clientId !== row.id || (inflight.rows === undefined && inflight.error === undefined)) lines.push({ text: 'in-flight: loading…' })
     else if (inflight.error !== undefined) lines.push({ text: `in-flight: ${inflight.error}`, color: 'red' })
     else {
       const msgs = inflight.rows ?? []
-      lines.push({ text: `in-flight (${msgs.length})${msgs.length === 0 ? ': none' : ':'}` })
-      for (const m of msgs.slice(0, 2)) lines.push({ text: `  ${m.topic} q${m.qos} id ${m.packetId} ${m.payload.length} B (${m.node})` })
+      lines.push({ text: `${plural(msgs.length, 'message')} in flight${msgs.length === 0 ? '' : ':'}` })
+      for (const m of msgs.slice(0, full ? msgs.length : 1)) lines.push({ text: `  ${m.topic} q${m.qos} id ${m.packetId} ${m.payload.length} B (${m.node})` })
     }
   }
   return (
-    <Box flexDirection='column' borderStyle='single' borderTop borderBottom={false} borderLeft={false} borderRight={false} borderDimColor>
+    <Box flexDirection='column' width={width} borderStyle='single' borderTop borderBottom={false} borderLeft={false} borderRight={false} borderDimColor>
       {lines.length === 0 && <Text dimColor>select a client with ↑/↓</Text>}
-      {lines.slice(0, DETAIL_LINES - 1).map((l, i) => <Text key={i} color={l.color} wrap='truncate'>{fit(l.text, width)}</Text>)}
+      {lines.slice(0, room - 1).map((l, i) => <Text key={i} color={l.color} wrap='truncate'>{fit(l.text, width)}</Text>)}
     </Box>
   )
 }

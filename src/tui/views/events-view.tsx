@@ -2,7 +2,8 @@
 // bottom, pausable and filterable by text and channel.
 import { useEffect } from 'react'
 import { useKeyState } from '../hooks/use-key-state.js'
-import { Box, Text, useInput } from 'ink'
+import { useViewKeys } from '../hooks/use-keys.js'
+import { Box, Text } from 'ink'
 import type { LiveEvent } from '../hooks/use-events.js'
 import { fit } from '../text-layout.js'
 import { previewPayload } from '../payload-preview.js'
@@ -48,7 +49,7 @@ export function EventsView ({ active = true, events, held, errors, paused, nodes
   const [typing, setTyping, getTyping] = useKeyState(false)
   useEffect(() => { onCapture(typing) }, [typing, onCapture])
   useEffect(() => () => onCapture(false), [onCapture])
-  useInput((input, key) => {
+  useViewKeys((input, key) => {
     if (getTyping()) {
       if (key.return) setTyping(false)
       else if (key.escape) { setTyping(false); setFilter('') } else if (key.backspace || key.delete) setFilter((f) => f.slice(0, -1))

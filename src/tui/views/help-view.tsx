@@ -6,9 +6,13 @@ const HELP: Array<[string, string]> = [
   ['r', 'refresh now'],
   ['q, Ctrl-C', 'quit (restores the terminal)'],
   ['?', 'this help (any key closes it)'],
-  ['Clients', '↑/↓ select, / filter (Enter keeps, Esc clears), d disconnect'],
-  ['Topics', '/ retained filter, s subscribers topic, Enter: subscribers'],
-  ['', 'of the selected topic, v payload as auto/text/json/hex'],
+  ['lists', '↑/↓ (k/j), PgUp/PgDn, g/Home, G/End select; o sort by the'],
+  ['', 'next column, O reverse'],
+  ['Overview', 'the selected member\'s details below the alerts'],
+  ['Clients', '/ filter (Enter keeps, Esc clears), Enter or d detail,'],
+  ['', 'K disconnect (asks first)'],
+  ['Topics', '/ retained filter, s subscribers topic (Esc clears),'],
+  ['', 'Enter: subscribers of the selected topic, v auto/text/json/hex'],
   ['Events', 'space pause, n members, f channel, / filter, c clear'],
   ['Metrics', 'rates from /metrics of each member, sparklines']
 ]

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs'
 import { tmpdir, hostname } from 'node:os'
 import { join } from 'node:path'
-import { loadConfig, maskSecrets, leafKeys } from '../../../src/config/index.js'
+import { loadConfig, maskSecrets, leafKeys, effectiveConfigText } from '../../../src/config/index.js'
 import { BrokerHaError } from '../../../src/errors.js'
 
 function withFile (text: string, fn: (path: string) => void): void {
@@ -252,4 +252,37 @@ test('maskSecrets hides passwords and keys but keeps names visible', () => {
   assert.ok(masked.includes('"admin"'))
   assert.ok(masked.includes('"dev"'))
   assert.equal(config.api.user.admin, 'hunter2', 'the config itself is untouched')
+})
+
+test('every key says where its value came from; precedence is flag > env > file > default', () => {
+  withFile('mqtt:\n  port: 1999\n  bind: 127.0.0.5\napi:\n  port: 8081\n', (path) => {
+    const loaded = loadConfig({
+      path,
+      env: { BROKER_MQTT_PORT: '2000', BROKER_API_PORT: '8082', BROKER_LOG_LEVEL: 'warn' },
+      flags: [{ key: 'mqtt.port', flag: '--port', value: 2001 }, { key: 'log.level', flag: '-v', value: 'debug' }]
+    })
+    assert.equal(loaded.config.mqtt.port, 2001, 'the flag wins over env and file')
+    assert.equal(loaded.config.api.port, 8082, 'env wins over the file')
+    assert.equal(loaded.config.mqtt.bind, '127.0.0.5')
+    assert.equal(loaded.config.log.level, 'debug')
+    assert.deepEqual(loaded.sources.get('mqtt.port'), { kind: 'flag', name: '--port' })
+    assert.deepEqual(loaded.sources.get('log.level'), { kind: 'flag', name: '-v' })
+    assert.deepEqual(loaded.sources.get('api.port'), { kind: 'env', name: 'BROKER_API_PORT' })
+    assert.deepEqual(loaded.sources.get('mqtt.bind'), { kind: 'file', path, line: 3 })
+    assert.deepEqual(loaded.sources.get('cluster.port'), { kind: 'default' })
+    assert.equal(loaded.sources.size, leafKeys().length, 'every key has a source')
+
+    const text = effectiveConfigText(loaded)
+    assert.match(text, /^# effective config \(secrets masked\), from file .*config\.yaml; precedence: flag > env > file > default\n/)
+    assert.match(text, /^ {2}port: 2001 # flag --port$/m)
+    assert.match(text, /^ {2}port: 8082 # env BROKER_API_PORT$/m)
+    assert.match(text, new RegExp(`^ {2}bind: 127\\.0\\.0\\.5 # file ${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} line 3$`, 'm'))
+    assert.match(text, /^ {2}auth: \[\] # default$/m)
+    assert.match(text, /^ {2}name: \S+ # default \(the host name\)$/m)
+  })
+})
+
+test('a bad flag value is named by its flag', () => {
+  const err = configError(() => loadConfig({ object: {}, flags: [{ key: 'mqtt.port', flag: '--port', value: 70000 }] }))
+  assert.match(err.message, /mqtt\.port: must be <= 65535 \(flag --port\)/)
 })

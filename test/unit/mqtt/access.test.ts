@@ -342,7 +342,7 @@ describe('ACL', () => {
     assert.notEqual(p.aclFor(who({ username: 'alice' })), p.aclFor(who({ username: 'bob' })))
   })
 
-  test('the README production ACL example behaves as the guide says', () => {
+  test('the docs/security.md production ACL example behaves as the guide says', () => {
     const p = acl([
       { username: 'dev-0001', filters: { 'telemetry/dev-0001': 2, 'cmd/dev-0001': 1, '#': 0 } },
       { username: 'dev-0002', filters: { 'telemetry/dev-0002': 2, 'cmd/dev-0002': 1, '#': 0 } },

@@ -5,9 +5,10 @@ import { test, afterEach } from 'node:test'
 import assert from 'node:assert/strict'
 import { render, cleanup } from 'ink-testing-library'
 import { App } from '../../../src/tui/app.js'
-import { ApiClientError, type ClientInfo, type MemberInfo, type ProxyAnswer, type SseEvent } from '../../../src/client/index.js'
+import { ApiClientError, type ClientInfo, type MemberInfo, type MessageInfo, type ProxyAnswer, type SseEvent } from '../../../src/client/index.js'
 import type { ClusterSource } from '../../../src/tui/cluster-source.js'
 import { KEY, frameWhere, press } from './ink-helpers.js'
+import { waitFor } from '../../helpers/wait.js'
 
 afterEach(() => cleanup())
 
@@ -35,7 +36,7 @@ class FakeSource implements ClusterSource {
   }
 
   async inflight () { return { 'node-a': [], 'node-b': [] } }
-  async retained () { return { 'node-a': [], 'node-b': [] } }
+  async retained (_filter: string): Promise<ProxyAnswer<MessageInfo[]>> { return { 'node-a': [], 'node-b': [] } }
   async subscribers () { return { 'node-a': { Shared: {}, SharedSelected: {}, Subscriptions: {} } } }
   async stopClient (apiUrl: string, clientId: string) {
     this.stopped.push([apiUrl, clientId])
@@ -60,12 +61,12 @@ test('switches views with digits and Tab, shows help on ?, quits on q', async ()
   const source = new FakeSource()
   const { lastFrame, stdin } = render(<App source={source} refreshMs={50} />)
   let frame = await frameWhere(lastFrame, (f) => f.includes('node-b') && f.includes('2 clients'), 'overview')
-  assert.match(frame, /● http:\/\/127\.0\.0\.1:8080 · 2 members · 2 clients · updated/)
-  assert.match(frame, /1-5 views {2}\? help {2}q quit/)
+  assert.match(frame, /● http:\/\/127\.0\.0\.1:8080 · 2 members alive · 2 clients · updated/)
+  assert.match(frame, /↑↓ select {2}o sort {2}│ {2}\? help {2}q quit/)
   await press(stdin, '2')
   frame = await frameWhere(lastFrame, (f) => f.includes('CLIENT ID'), 'clients view')
   assert.match(frame, /› c1\s+node-a/)
-  assert.match(frame, /↑↓ select {2}\/ filter {2}d disconnect/)
+  assert.match(frame, /↑↓ select {2}\/ filter {2}o sort {2}Enter detail {2}K disconnect/)
   await press(stdin, KEY.tab)
   await frameWhere(lastFrame, (f) => f.includes('retained filter (/): #') && f.includes('no retained message matches'), 'topics view')
   await press(stdin, '4')
@@ -88,14 +89,72 @@ test('q typed into a filter does not quit; disconnect through the app reaches th
   await frameWhere(lastFrame, (f) => f.includes('› c1'), 'clients')
   await press(stdin, '/', 'q', 'c', '2')
   await frameWhere(lastFrame, (f) => f.includes('no client matches the filter'), 'q went into the filter')
-  await press(stdin, KEY.backspace, KEY.backspace, KEY.backspace, KEY.enter, KEY.down, 'd')
+  await press(stdin, KEY.backspace, KEY.backspace, KEY.backspace, KEY.enter, KEY.down, 'K')
   await frameWhere(lastFrame, (f) => f.includes('Disconnect c2 from node-b?'), 'dialog')
   await press(stdin, 'q')
   await frameWhere(lastFrame, (f) => f.includes('Disconnect c2 from node-b?'), 'q does not quit from the dialog')
   await press(stdin, 'y')
   await frameWhere(lastFrame, (f) => f.includes('c2 disconnected from node-b'), 'outcome')
   assert.deepEqual(source.stopped, [['http://127.0.0.2:8080', 'c2']])
-  await frameWhere(lastFrame, (f) => f.includes('1 of 1 clients'), 'list refreshed')
+  await frameWhere(lastFrame, (f) => /1 of 1 client$/m.test(f), 'list refreshed')
+})
+
+test('keys that arrive together are each handled: j j moves twice, /sub opens the filter and types, a view switch takes the rest', async () => {
+  const source = new FakeSource()
+  source.clientAnswer = { 'node-a': [clientInfo('c1'), clientInfo('c3')], 'node-b': [clientInfo('c2'), clientInfo('sub-9')] }
+  const { lastFrame, stdin } = render(<App source={source} refreshMs={50} />)
+  await frameWhere(lastFrame, (f) => f.includes('4 clients'), 'overview')
+  // One write is one chunk, as a terminal delivers fast typing or tmux `send-keys 2 j j`.
+  stdin.write('2jj')
+  await frameWhere(lastFrame, (f) => f.includes('› c3'), 'the switch to Clients, then two moves down (c1 -> c2 -> c3)')
+  stdin.write('/sub')
+  let frame = await frameWhere(lastFrame, (f) => f.includes('filter: sub█'), 'the filter opened and took the rest of the chunk')
+  assert.match(frame, /1 of 4 clients/)
+  // q, r and digits typed into a filter are text, also within one chunk, and Enter in it ends the typing.
+  stdin.write('\u007f\u007f\u007fq2r\r')
+  frame = await frameWhere(lastFrame, (f) => f.includes('filter: q2r  (Esc clears)'), 'typed, then kept by Enter')
+  assert.match(frame, /CLIENT ID/, 'still in Clients: 2 went into the filter')
+  stdin.write('\u001B')
+  await frameWhere(lastFrame, (f) => f.includes('4 of 4 clients'), 'Esc clears')
+  stdin.write('?x3')
+  await frameWhere(lastFrame, (f) => f.includes('retained filter (/)') && !f.includes('admin: keys'), 'help opened, closed by x, then 3 switched view')
+  stdin.write('1q')
+  // An app that exited stops reading the terminal.
+  await waitFor(() => stdin.listenerCount('readable') === 0, { timeout: 3000, message: 'the app to exit: q after a view switch in the same chunk' })
+})
+
+test('Topics through the app: a typed filter replaces #, a refused one (HTTP 400) is the operator\'s error with its reason, Esc restores #', async () => {
+  const source = new FakeSource()
+  const asked: string[] = []
+  source.retained = async (filter: string) => {
+    asked.push(filter)
+    if (filter.includes('#/')) throw new ApiClientError('http', 'POST http://127.0.0.1:8080/proxy/api/mqtt/topic/messages: HTTP 400', { status: 400, serverMessage: `topic ${JSON.stringify(filter)} is not a valid MQTT topic filter: '#' must be a whole level and the last one`, method: 'POST', url: 'http://127.0.0.1:8080/proxy/api/mqtt/topic/messages' })
+    return { 'node-a': [], 'node-b': [] }
+  }
+  const { lastFrame, stdin } = render(<App source={source} refreshMs={50} initialView='topics' />)
+  await frameWhere(lastFrame, (f) => f.includes('retained filter (/): #') && f.includes('no retained message matches'), 'topics, filter #')
+  stdin.write('/home/+\r')
+  await frameWhere(lastFrame, (f) => f.includes('retained filter (/): home/+ '), 'the new filter')
+  await waitFor(() => asked.includes('home/+'), { timeout: 3000, message: 'the cluster asked for home/+' })
+  assert.ok(!asked.includes('#home/+'), `asked ${asked.join(', ')}`)
+  stdin.write('/a/#/b\r')
+  const frame = await frameWhere(lastFrame, (f) => f.includes('✖ topic "a/#/b" is not a valid MQTT topic filter'), 'the refusal with its reason')
+  assert.doesNotMatch(frame, /no answer from|node-b/)
+  stdin.write('\u001B')
+  await frameWhere(lastFrame, (f) => f.includes('retained filter (/): # ') && !f.includes('✖'), 'Esc: back to #')
+})
+
+test('the header counts alive members; Events drop what came from members no longer followed', async () => {
+  const source = new FakeSource()
+  source.memberList = [member('node-a', '127.0.0.1'), member('node-b', '127.0.0.2'), member('node-c', '127.0.0.3', 2)]
+  source.clientAnswer = { 'node-a': [clientInfo('c1')], 'node-b': [] }
+  const { lastFrame, stdin } = render(<App source={source} refreshMs={50} initialView='events' />)
+  await frameWhere(lastFrame, (f) => f.includes('· 2 of 3 members alive · 1 client ·'), 'alive members counted, singular client')
+  await frameWhere(lastFrame, (f) => f.includes('node-a cluster:new_member') && f.includes('node-b cluster:new_member'), 'events of both alive members')
+  await press(stdin, 'n')
+  const frame = await frameWhere(lastFrame, (f) => f.includes('members: node-a '), 'following node-a only')
+  assert.doesNotMatch(frame, /node-b cluster:new_member/, 'node-b\'s events are filtered out at once')
+  assert.match(frame, /node-a cluster:new_member/)
 })
 
 test('bad credentials: a clear message, not a crash', async () => {
@@ -117,7 +176,7 @@ test('unreachable URL: the reason and a retry countdown; recovers when the node 
   assert.match(frame.replace(/\s*\n\s*/g, ' '), /✖ cannot reach http:\/\/127\.0\.0\.1:8080: connection refused · retrying in \d+s · showing data from \d\d:\d\d:\d\d/)
   assert.match(frame, /node-a\s+alive/, 'the last member list stays on screen')
   source.membersError = undefined
-  await frameWhere(lastFrame, (f) => f.includes('● http://127.0.0.1:8080 · 2 members'), 'recovered')
+  await frameWhere(lastFrame, (f) => f.includes('● http://127.0.0.1:8080 · 2 members alive'), 'recovered')
 })
 
 test('fits an 80x24 terminal on every view', async () => {

@@ -75,3 +75,18 @@ test('inflight rows decode payloads', () => {
   assert.equal(rows[0]!.payload.toString(), 'hello')
   assert.equal(rows[0]!.node, 'a')
 })
+
+test('members that refuse the request itself (HTTP 400) make it the caller\'s mistake, said once, not unreachable members', () => {
+  // What a node older than the /proxy check answers: every member's own 400.
+  const reason = 'topic "c/#" is not a valid MQTT topic name: must be a topic name, without wildcards'
+  const answer: ProxyAnswer<TopicSubscribers> = {
+    'node-a': { error: `HTTP 400: ${reason}` },
+    'node-b': { error: `HTTP 400: ${reason}` },
+    'node-c': { error: 'timeout: no answer' }
+  }
+  const { rows, failures, refused } = subscriberRows(answer)
+  assert.deepEqual(rows, [])
+  assert.equal(refused, reason)
+  assert.deepEqual(failures, { 'node-c': 'timeout: no answer' })
+  assert.equal(retainedRows({ 'node-a': [] }).refused, undefined)
+})

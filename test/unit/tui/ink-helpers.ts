@@ -9,7 +9,9 @@ export const KEY = {
   escape: '\u001B',
   backspace: '\u007F',
   tab: '\t',
-  ctrlC: '\u0003'
+  ctrlC: '\u0003',
+  home: '\u001B[H',
+  end: '\u001B[F'
 }
 
 // eslint-disable-next-line no-control-regex
@@ -24,7 +26,7 @@ export async function frameWhere (lastFrame: () => string | undefined, check: (f
   return await waitFor(() => { const f = plain(lastFrame()); return check(f) ? f : undefined }, { timeout: 3000, interval: 10, message: `${message}; last frame:\n${plain(lastFrame())}` })
 }
 
-/** Writes keys one by one, as a person types them (Ink reads a multi-key chunk as a paste). */
+/** Writes keys one by one, as a person types them slowly (a single write of several keys is one chunk). */
 export async function press (stdin: { write: (data: string) => void }, ...keys: string[]): Promise<void> {
   for (const key of keys) {
     stdin.write(key)

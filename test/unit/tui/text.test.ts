@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { previewPayload, hexDump } from '../../../src/tui/payload-preview.js'
-import { fit, formatCells, layoutColumns, windowStart, formatBytes, formatDuration } from '../../../src/tui/text-layout.js'
+import { fit, formatCells, layoutColumns, plural, windowStart, formatBytes, formatDuration } from '../../../src/tui/text-layout.js'
 import { clusterAlerts } from '../../../src/tui/alerts.js'
 import { nextDelay, MAX_BACKOFF_MS } from '../../../src/tui/hooks/use-poll.js'
 import type { MemberRow } from '../../../src/tui/cluster-model.js'
@@ -14,6 +14,11 @@ test('payload preview: JSON indented, text as is, binary as hex; forced modes', 
   assert.equal(bin.lines[0], `000000  ${'00 01 ff 41'.padEnd(47)}  ...A`)
   assert.equal(previewPayload(Buffer.from('{"a":1}'), 'text').lines[0], '{"a":1}')
   assert.equal(previewPayload(Buffer.from('not json'), 'json').mode, 'hex')
+  // A bare number, string or boolean is valid JSON but reads as text: "as json" only for documents.
+  assert.deepEqual(previewPayload(Buffer.from('21.5'), 'auto'), { mode: 'text', lines: ['21.5'] })
+  assert.deepEqual(previewPayload(Buffer.from('"on"'), 'auto'), { mode: 'text', lines: ['"on"'] })
+  assert.deepEqual(previewPayload(Buffer.from('[1]'), 'auto').mode, 'json')
+  assert.deepEqual(previewPayload(Buffer.from('21.5'), 'json'), { mode: 'json', lines: ['21.5'] }, 'v can still force it')
   assert.equal(previewPayload(Buffer.from('\x1b[2Jx'), 'text').lines[0], '.[2Jx', 'escape sequences cannot reach the terminal')
   assert.equal(hexDump(Buffer.alloc(100), 2).length, 2)
 })
@@ -23,8 +28,14 @@ test('cells are cut or padded to their columns; flexible columns share the rest'
   assert.equal(fit('ab', 4), 'ab  ')
   assert.equal(fit('a\nb', 3), 'a b')
   const cols = layoutColumns([{ title: 'A', width: 0 }, { title: 'B', width: 3, align: 'right' }, { title: 'C', width: 0 }], 20)
-  assert.deepEqual(cols.map((c) => c.width), [7, 3, 7])
-  assert.equal(formatCells(['x', '7', 'long text here'], cols), 'x         7 long t…')
+  assert.deepEqual(cols.map((c) => c.width), [7, 3, 8], 'the last flexible column gets the odd one')
+  assert.equal(formatCells(['x', '7', 'long text here'], cols), 'x         7 long te…')
+  // A column no wider than its content gives the rest to the others, narrowest first.
+  assert.deepEqual(layoutColumns([{ title: 'ID', width: 0, content: 12 }, { title: 'N', width: 5 }, { title: 'T', width: 0, content: 200 }], 120).map((c) => c.width), [12, 5, 101])
+  assert.deepEqual(layoutColumns([{ title: 'ID', width: 0, content: 12 }, { title: 'N', width: 5 }], 120).map((c) => c.width), [12, 5], 'the rest stays empty')
+  assert.equal(plural(1, 'topic'), '1 topic')
+  assert.equal(plural(0, 'topic'), '0 topics')
+  assert.equal(plural(2, 'entry', 'entries'), '2 entries')
   assert.equal(windowStart(100, 0, 10), 0)
   assert.equal(windowStart(100, 50, 10), 45)
   assert.equal(windowStart(100, 99, 10), 90)

@@ -6,10 +6,11 @@ import {
   ClientIdRequest, ClientList, ClientStopResult, MessageList, TopicRequest, TopicSubscribers,
   type ClientStopResult as ClientStopResultType, type MessageInfo as MessageInfoType
 } from '../../../client/contract.js'
-import type { MqttIntrospection } from '../../mqtt/introspection.js'
+import { filterProblem, topicProblem, type MqttIntrospection } from '../../mqtt/introspection.js'
 import { BrokerHaError } from '../../../errors.js'
 import { responses } from '../errors.js'
 import { isLocalScope, ScopeHeaders } from '../local-scope.js'
+import type { ClientConnections } from '../client-connections.js'
 
 /** Who asked, as far as finding a client on other members needs to know. */
 export interface ClientControlRequest {
@@ -55,19 +56,37 @@ export interface ProxiedRoute {
   /** Headers the direct route takes (not the /proxy variant, which always asks members locally). */
   headers?: TSchema
   response: TSchema
+  /**
+   * Checks the body beyond its schema; throws BAD_REQUEST. /proxy runs it
+   * before asking any member, so a bad request is answered once with 400
+   * rather than as every member's error.
+   */
+  check?: (body: Record<string, string>) => void
+}
+
+/** 400 unless `topic` is a valid filter (wildcards allowed). */
+function checkFilter (body: Record<string, string>): void {
+  const problem = filterProblem(body.topic ?? '')
+  if (problem !== undefined) throw new BrokerHaError('BAD_REQUEST', `topic ${JSON.stringify(body.topic)} is not a valid MQTT topic filter: ${problem}`, { key: 'topic' })
+}
+
+/** 400 unless `topic` is a topic name (no wildcards). */
+function checkTopicName (body: Record<string, string>): void {
+  const problem = topicProblem(body.topic ?? '')
+  if (problem !== undefined) throw new BrokerHaError('BAD_REQUEST', `topic ${JSON.stringify(body.topic)} is not a valid MQTT topic name: ${problem}`, { key: 'topic' })
 }
 
 export const MQTT_PROXIED_ROUTES: ProxiedRoute[] = [
   { method: 'GET', url: '/api/mqtt/clients', summary: 'Clients connected to this node, with their subscriptions', tags: ['mqtt'], response: ClientList },
   { method: 'POST', url: '/api/mqtt/client/inflight', summary: "Messages queued or awaiting acknowledgement in a client's session, read from the member holding it (persistent sessions; empty for clean sessions and unknown ids; with x-broker-ha-scope: local, this node's only)", tags: ['mqtt'], body: ClientIdRequest, headers: ScopeHeaders, response: MessageList },
-  { method: 'POST', url: '/api/mqtt/topic/messages', summary: 'Retained messages whose topic matches a filter (wildcards allowed)', tags: ['mqtt'], body: TopicRequest, response: MessageList },
-  { method: 'POST', url: '/api/mqtt/topic/subscribers', summary: 'Subscriptions on this node that match a topic name', tags: ['mqtt'], body: TopicRequest, response: TopicSubscribers }
+  { method: 'POST', url: '/api/mqtt/topic/messages', summary: 'Retained messages whose topic matches a filter (wildcards allowed)', tags: ['mqtt'], body: TopicRequest, response: MessageList, check: checkFilter },
+  { method: 'POST', url: '/api/mqtt/topic/subscribers', summary: 'Subscriptions on this node that match a topic name', tags: ['mqtt'], body: TopicRequest, response: TopicSubscribers, check: checkTopicName }
 ]
 
-export function mqttRoutes (app: FastifyInstance, deps: { introspection: MqttIntrospection, clientControl: ClientControl }): void {
-  const { introspection: mqtt, clientControl } = deps
+export function mqttRoutes (app: FastifyInstance, deps: { introspection: MqttIntrospection, connections: ClientConnections, clientControl: ClientControl }): void {
+  const { introspection: mqtt, connections, clientControl } = deps
   const handlers: Record<string, (body: Record<string, string>, request: FastifyRequest) => Promise<unknown> | unknown> = {
-    '/api/mqtt/clients': () => mqtt.clients(),
+    '/api/mqtt/clients': () => mqtt.clients().map((c) => ({ ...c, ...connections.of(c.ID) })),
     '/api/mqtt/client/inflight': (body, request) => clientControl.inflight(body.client_id!, controlRequest(request)),
     '/api/mqtt/topic/messages': (body) => mqtt.retained(body.topic!),
     '/api/mqtt/topic/subscribers': (body) => mqtt.subscribers(body.topic!)
@@ -84,7 +103,11 @@ export function mqttRoutes (app: FastifyInstance, deps: { introspection: MqttInt
         ...(route.headers === undefined ? {} : { headers: route.headers }),
         response: responses(route.response, route.body === undefined ? [401, 500] : [400, 401, 500])
       },
-      handler: async (request) => await handler((request.body ?? {}) as Record<string, string>, request)
+      handler: async (request) => {
+        const body = (request.body ?? {}) as Record<string, string>
+        route.check?.(body)
+        return await handler(body, request)
+      }
     })
   }
   app.post<{ Body: ClientIdRequest }>('/api/mqtt/client/stop', {

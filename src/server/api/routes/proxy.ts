@@ -82,6 +82,8 @@ export function proxyRoutes (app: FastifyInstance, routes: ProxiedRoute[], deps:
         response: responses(proxyAnswer(route.response), route.body === undefined ? [401] : [400, 401])
       },
       handler: async (request) => {
+        // A request no member could answer is the caller's mistake: one 400, not one error per member.
+        route.check?.((request.body ?? {}) as Record<string, string>)
         const authorization = request.headers.authorization
         return await fanOut(proxyTargets(deps.membership.members()), async (member) => {
           if (member.name === self) return await withDeadline(askSelf(route, request), deps.timeoutMs)

@@ -1,0 +1,43 @@
+// Where each connected client connects from and since when, for
+// /api/mqtt/clients (Remote, ConnectedAt). Read from aedes' public surface
+// only: its 'client' and 'clientDisconnect' events and Client.conn. The MQTT
+// side (src/server/mqtt) keeps no such record yet; when it does, the clients
+// list should take these fields from there and this file can go.
+import type { Socket } from 'node:net'
+import type { Aedes, Client } from 'aedes'
+
+export interface ConnectionDetails { Remote?: string, ConnectedAt: number }
+
+export class ClientConnections {
+  /** By client id; the Client object tells a takeover's new connection from the old one. */
+  private readonly byId = new Map<string, { client: Client, details: ConnectionDetails }>()
+  private readonly onClient = (client: Client): void => {
+    const socket = client.conn as Partial<Socket>
+    const remote = socket.remoteAddress === undefined
+      ? undefined
+      : `${socket.remoteAddress.includes(':') ? `[${socket.remoteAddress}]` : socket.remoteAddress}:${socket.remotePort ?? 0}`
+    this.byId.set(client.id, { client, details: { ...(remote === undefined ? {} : { Remote: remote }), ConnectedAt: Math.floor(Date.now() / 1000) } })
+  }
+
+  private readonly onGone = (client: Client): void => {
+    if (this.byId.get(client.id)?.client === client) this.byId.delete(client.id)
+  }
+
+  constructor (private readonly aedes: Aedes) {}
+
+  /** Before MQTT listens, so the first clients of a restart are seen too. */
+  async start (): Promise<void> {
+    this.aedes.on('client', this.onClient)
+    this.aedes.on('clientDisconnect', this.onGone)
+  }
+
+  async stop (): Promise<void> {
+    this.aedes.off('client', this.onClient)
+    this.aedes.off('clientDisconnect', this.onGone)
+    this.byId.clear()
+  }
+
+  of (clientId: string): ConnectionDetails | undefined {
+    return this.byId.get(clientId)?.details
+  }
+}
