@@ -10,8 +10,14 @@
 //   was still open when the run ended. Messages acknowledged to a publisher
 //   during a surviving epoch must all arrive. For an epoch that ended (its
 //   node died with it), a message is still required when the subscriber
-//   received, in the same epoch, a message acknowledged clearly later: the
-//   broker was delivering, so an earlier acknowledged one must not be missing.
+//   received, in the same epoch, a message of the same publisher and topic
+//   published clearly later: that stream was reaching it, so an earlier
+//   acknowledged message of it must not be missing.
+// - a connected subscriber *waits* for an owed message from the later of its
+//   acknowledgement and the connection's start until the message arrives or
+//   the connection ends, not counting time a partition, link cut or pause
+//   was under way; the longest wait must stay within stallBoundMs (a session
+//   that silently stopped receiving shows here even if a reconnect released it).
 import { eventsOf, type EventOf, type HistoryEvent, type Qos } from './history.js'
 import { INVARIANTS, type CheckScope, type InvariantId } from './invariants.js'
 import { topicMatches } from '../topic-filter.js'
@@ -28,13 +34,16 @@ export interface CheckOptions {
   faultGraceMs: number
   /** In an epoch that ended, a message is required only if a message acknowledged this much later arrived. */
   deliverySlackMs: number
+  /** Longest a connected subscriber may wait for an owed message (design.md, invariant 7). */
+  stallBoundMs: number
 }
 
 export const DEFAULT_CHECK_OPTIONS: Omit<CheckOptions, 'scope' | 'convergenceBoundMs'> = {
   publishRecoveryBoundMs: 30_000,
   subscribeSettleMs: 250,
   faultGraceMs: 5000,
-  deliverySlackMs: 250
+  deliverySlackMs: 250,
+  stallBoundMs: 2000
 }
 
 export type VerdictStatus = 'pass' | 'fail' | 'skip' | 'info'
@@ -90,6 +99,7 @@ export function checkHistory (events: readonly HistoryEvent[], options: CheckOpt
     'membership-convergence': checkConvergence(sorted, runEnd, options),
     'lost-acked': undefined!,
     'qos2-stalled': undefined!,
+    stall: undefined!,
     'qos0-loss': undefined!,
     'qos2-duplicates': undefined!,
     'duplicates-without-faults': undefined!,
@@ -103,6 +113,7 @@ export function checkHistory (events: readonly HistoryEvent[], options: CheckOpt
   computed['lost-acked'] = loss.acked
   computed['qos0-loss'] = loss.qos0
   computed['qos2-stalled'] = loss.stalled
+  computed.stall = checkStalls(epochs, loss.owed, faultWindows(sorted, runEnd, 0), runEnd, options)
   const dup = checkDuplicates(epochs, windows)
   computed['qos2-duplicates'] = dup.qos2
   computed['duplicates-without-faults'] = dup.withoutFaults
@@ -191,6 +202,7 @@ function checkLoss (events: readonly HistoryEvent[], epochs: readonly Epoch[], a
     const k = msgKey(p.client, p.topic, p.seq)
     if (!publishedAt.has(k)) publishedAt.set(k, p.t)
   }
+  const owed = new Map<Epoch, Ack[]>()
   let requiredAcked = 0
   let lostAcked = 0
   let required0 = 0
@@ -204,20 +216,21 @@ function checkLoss (events: readonly HistoryEvent[], epochs: readonly Epoch[], a
     if (first === undefined) continue
     const from = first.subscribedAt! + options.subscribeSettleMs
     const delivered = new Set(epoch.deliveries.map((d) => msgKey(d.publisher, d.topic, d.seq)))
-    let until = Infinity
+    // An epoch that ended owes a message only where the same publisher's
+    // stream was still reaching it: its latest publish among what arrived.
+    const until = new Map<string, number>()
     if (!epoch.survived) {
-      // Evidence that the broker was still delivering: the latest publish among what arrived.
-      let evidence = -Infinity
       for (const d of epoch.deliveries) {
         const k = msgKey(d.publisher, d.topic, d.seq)
         const at = publishedAt.get(k) ?? acks.get(k)?.t
-        if (at !== undefined && at > evidence) evidence = at
+        const stream = `${d.publisher}|${d.topic}`
+        if (at !== undefined && at - options.deliverySlackMs > (until.get(stream) ?? -Infinity)) until.set(stream, at - options.deliverySlackMs)
       }
-      until = evidence - options.deliverySlackMs
     }
     for (const a of allAcks) {
       const sent = publishedAt.get(msgKey(a.client, a.topic, a.seq)) ?? a.t
-      if (a.t < from || sent < from || sent > until || !topicMatches(first.filter ?? '#', a.topic)) continue
+      const owedUntil = epoch.survived ? Infinity : (until.get(`${a.client}|${a.topic}`) ?? -Infinity)
+      if (a.t < from || sent < from || sent > owedUntil || !topicMatches(first.filter ?? '#', a.topic)) continue
       // Without the data plane only a publisher on the subscriber's own node can reach it.
       if (!options.scope.crossNode && nodeAt(epoch, a.t) !== a.node) continue
       const got = delivered.has(msgKey(a.client, a.topic, a.seq))
@@ -227,6 +240,9 @@ function checkLoss (events: readonly HistoryEvent[], epochs: readonly Epoch[], a
         continue
       }
       requiredAcked++
+      const list = owed.get(epoch)
+      if (list === undefined) owed.set(epoch, [a])
+      else list.push(a)
       if (!got && a.qos === 2 && epoch.received.has(msgKey(a.client, a.topic, a.seq))) {
         // It reached the client; the broker never released it (no PUBREL).
         stalled++
@@ -251,6 +267,7 @@ function checkLoss (events: readonly HistoryEvent[], epochs: readonly Epoch[], a
   }
   const lost = lostAcked + (options.scope.sessions ? sessionsLost : 0)
   return {
+    owed,
     acked: {
       failed: lost > 0,
       value: lost,
@@ -259,6 +276,58 @@ function checkLoss (events: readonly HistoryEvent[], epochs: readonly Epoch[], a
     },
     stalled: { failed: stalled > 0, value: stalled, figure: `${stalled} of ${requiredAcked}`, details: stalledDetails },
     qos0: { failed: false, value: lost0, figure: `${lost0} of ${required0}${required0 > 0 ? ` (${(100 * lost0 / required0).toFixed(1)}%)` : ''}`, details: details0 }
+  }
+}
+
+/** Faults during which a subscriber may be cut off from what it is owed without a stall: its node unreachable or frozen. */
+const CUT_OFF: readonly string[] = ['partition', 'links', 'pause']
+
+function checkStalls (epochs: readonly Epoch[], owed: ReadonlyMap<Epoch, Ack[]>, windows: readonly Window[], runEnd: number, options: CheckOptions) {
+  // The cut-off windows merged, in order.
+  const cutOff: Array<[number, number]> = []
+  for (const w of windows.filter((x) => CUT_OFF.includes(x.kind)).sort((x, y) => x.start - y.start)) {
+    const last = cutOff.at(-1)
+    if (last !== undefined && w.start <= last[1]) last[1] = Math.max(last[1], w.end)
+    else cutOff.push([w.start, w.end])
+  }
+  /** Time in [from, to] outside every cut-off window. */
+  const outsideFaults = (from: number, to: number): number => {
+    let t = to - from
+    for (const [a, b] of cutOff) t -= Math.max(0, Math.min(b, to) - Math.max(a, from))
+    return t
+  }
+  let max = 0
+  let over = 0
+  const worst: Array<{ wait: number, text: string }> = []
+  for (const [epoch, acks] of owed) {
+    const firstDelivery = new Map<string, EventOf<'deliver'>>()
+    for (const d of epoch.deliveries) {
+      const k = msgKey(d.publisher, d.topic, d.seq)
+      if (!firstDelivery.has(k)) firstDelivery.set(k, d)
+    }
+    for (const a of acks) {
+      const d = firstDelivery.get(msgKey(a.client, a.topic, a.seq))
+      const arrived = d?.t ?? Infinity
+      for (const c of epoch.conns) {
+        const end = Math.min(c.endAt ?? runEnd, arrived)
+        const ready = Math.max(a.t, c.connectedAt, c.subscribedAt ?? c.connectedAt)
+        if (ready >= end) continue
+        const wait = outsideFaults(ready, end)
+        if (wait > max) max = wait
+        if (wait > options.stallBoundMs) {
+          over++
+          const how = end === arrived ? `arrived ${wait} ms after` : `not given to it for the ${wait} ms its connection lasted after`
+          worst.push({ wait, text: `${epoch.client} on ${c.node}: ${a.topic}#${a.seq} (QoS ${a.qos}, acknowledged by ${a.node}) ${how} it was owed` })
+        }
+      }
+    }
+  }
+  worst.sort((x, y) => y.wait - x.wait)
+  return {
+    failed: over > 0,
+    value: max,
+    figure: `max ${seconds(max)} (bound ${seconds(options.stallBoundMs)})` + (over > 0 ? `, ${over} waits over it` : ''),
+    details: worst.slice(0, MAX_DETAILS).map((w) => w.text)
   }
 }
 

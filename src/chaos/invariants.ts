@@ -18,6 +18,7 @@ export const INVARIANTS = [
   { id: 'membership-convergence', design: 1, title: 'membership converges after each fault' },
   { id: 'lost-acked', design: 2, title: 'acknowledged QoS 1/2 messages lost (surviving sessions)' },
   { id: 'qos2-stalled', design: 3, title: 'QoS 2 flows the broker never completed (PUBREL missing)' },
+  { id: 'stall', design: 7, title: 'longest wait of a connected subscriber for a message it was owed' },
   { id: 'qos2-duplicates', design: 3, title: 'QoS 2 messages delivered more than once' },
   { id: 'duplicates-without-faults', design: 3, title: 'duplicate deliveries while no fault was active' },
   { id: 'order', design: 4, title: 'out-of-order QoS 1/2 deliveries per publisher and topic' },

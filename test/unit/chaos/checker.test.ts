@@ -227,3 +227,34 @@ test('a QoS 2 message that arrived but was never released counts as stalled, not
   assert.equal(r.verdicts.find((v) => v.id === 'qos2-stalled')!.value, 1)
   assert.equal(status(r, 'qos2-stalled'), 'fail')
 })
+
+test('a message that arrives long after its acknowledgement on a live connection fails stall; during a partition it does not', () => {
+  const late = cleanRun().message(6, 1, 3000)
+  let r = checkHistory(late.at(late.t + 4000).end(), options())
+  assert.deepEqual(failing(r), ['stall'])
+  assert.equal(r.verdicts.find((v) => v.id === 'stall')!.value, 3000)
+  assert.match(r.verdicts.find((v) => v.id === 'stall')!.details[0]!, /arrived 3000 ms after/)
+  // The subscriber's node cut off from the publisher's for most of the wait: only the rest counts.
+  const cut = cleanRun()
+  cut.add({ type: 'fault-start', id: 1, kind: 'partition', targets: ['a'], description: 'partition a' })
+  cut.message(6, 1, 3000)
+  cut.at(cut.t + 2500).add({ type: 'fault-end', id: 1 })
+  r = checkHistory(cut.at(cut.t + 4000).end(), options())
+  assert.equal(status(r, 'stall'), 'pass')
+  assert.ok(r.verdicts.find((v) => v.id === 'stall')!.value <= 600)
+})
+
+test('a session that stopped receiving fails stall even when a reconnect released it', () => {
+  const b = Builder.clean()
+  b.events.splice(0, b.events.length, ...b.events.map((e) => e.type === 'connect' && e.role === 'subscriber' ? { ...e, clean: false } : e))
+  b.message(1, 1)
+  b.message(2, 1, null) // queued, never sent on this connection...
+  b.at(b.t + 5000).add({ type: 'disconnect', client: 'sub-1', conn: 's1', node: 'a', reason: 'keepalive timeout' })
+  b.add({ type: 'connect', client: 'sub-1', conn: 's2', role: 'subscriber', node: 'b', protocol: 5, clean: false, sessionPresent: true })
+  b.at(b.t + 10).deliver(2, 1, 'chaos/d/pub-1/q1', 's2') // ...and sent at once on the next
+  b.add({ type: 'disconnect', client: 'sub-1', conn: 's2', node: 'b', reason: 'run-end' }).add({ type: 'run-end' })
+  const r = checkHistory([...b.events].sort((x, y) => x.t - y.t), options(true, true))
+  assert.equal(status(r, 'lost-acked'), 'pass')
+  assert.equal(status(r, 'stall'), 'fail')
+  assert.match(r.verdicts.find((v) => v.id === 'stall')!.details[0]!, /not given to it for the \d+ ms its connection lasted/)
+})
