@@ -115,7 +115,7 @@ export class OutgoingQueues {
    * (returns undefined then). It goes before the first waiting entry
    * `before` accepts, else at the end. A full queue drops its oldest entry.
    */
-  enqueue (clientId: string, packet: StoredPacket, before?: (entry: StoredPacket) => boolean): StoredPacket | undefined {
+  enqueue (clientId: string, packet: StoredPacket, beforeEntry?: StoredPacket): StoredPacket | undefined {
     const stamp = stampOf(packet)
     if (stamp !== undefined && this.seen(clientId, stamp)) return undefined
     const q = this.queueOf(clientId)
@@ -129,8 +129,8 @@ export class OutgoingQueues {
       this.onDrop(clientId, dropped)
     }
     const entry = copyOf(packet)
-    const at = before === undefined ? -1 : q.entries.findIndex((e) => e.messageId === undefined && e.cmd !== 'pubrel' && before(e))
-    if (at < 0) q.entries.push(entry)
+    const at = beforeEntry !== undefined ? q.entries.indexOf(beforeEntry) : orderedPosition(q.entries, entry)
+    if (at < 0 || at >= q.entries.length) q.entries.push(entry)
     else q.entries.splice(at, 0, entry)
     this.total++
     return entry
@@ -233,4 +233,26 @@ export class OutgoingQueues {
     this.queues.clear()
     this.total = 0
   }
+}
+
+/**
+ * Where a message goes in a queue: at the end, unless waiting entries of
+ * the same sender (broker id) with a higher counter are there already (a
+ * copy that came by a slower path: a late copy, a rescue, a link that
+ * redelivered after another): then before the first of them, so every
+ * sender's messages stay in its order. Scans back from the end over waiting
+ * entries only; what is in flight keeps its place.
+ */
+function orderedPosition (entries: readonly StoredPacket[], entry: StoredPacket): number {
+  const { brokerId, brokerCounter } = entry
+  if (brokerId === undefined || brokerCounter === undefined) return entries.length
+  let at = entries.length
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const e = entries[i]!
+    if (e.messageId !== undefined || e.cmd === 'pubrel') break
+    if (e.brokerId !== brokerId) continue
+    if ((e.brokerCounter ?? 0) > brokerCounter) at = i
+    else break
+  }
+  return at
 }

@@ -279,12 +279,11 @@ export class SessionStore implements AedesPersistence {
 
   /**
    * Queues a message for a session unless its ledger says it was queued
-   * already; before the first waiting entry `before` accepts (the data
-   * plane's way to keep a publisher's order for late copies). `held`: what
-   * the observer asks to wait for before the message may be delivered.
+   * already, in its sender's order (outgoing-queues.ts). `held`: what the
+   * observer asks to wait for before the message may be delivered.
    */
-  enqueueFor (clientId: string, packet: StoredPacket, before?: (entry: StoredPacket) => boolean): { queued: boolean, held: Promise<void> | undefined } {
-    const entry = this.outgoing.enqueue(clientId, packet, before)
+  enqueueFor (clientId: string, packet: StoredPacket): { queued: boolean, held: Promise<void> | undefined } {
+    const entry = this.outgoing.enqueue(clientId, packet)
     if (entry === undefined) return { queued: false, held: undefined }
     const entries = this.outgoing.entries(clientId)
     const at = entries[entries.length - 1] === entry ? undefined : entries.indexOf(entry)

@@ -169,14 +169,20 @@ test('a message aedes will not send is cleared by its stamp, never as "the first
   assert.deepEqual(p.exportQueue('c').queue.map((e) => e.payload.toString()), ['old'])
 })
 
-test('a late copy queued before the first waiting entry a predicate picks keeps its publisher\'s order', async () => {
+test('a copy that came by a slower path takes its place in its sender\'s order among the waiting messages', async () => {
   const { p } = make()
   await p.setup({ id: 'b' })
   await p.outgoingEnqueue({ clientId: 'c' }, packet('t', '1', { brokerId: 'P@1', brokerCounter: 1 }))
   await p.outgoingEnqueue({ clientId: 'c' }, packet('t', '3', { brokerId: 'P@1', brokerCounter: 3 }))
-  p.enqueueFor('c', packet('t', '2', { brokerId: 'P@1', brokerCounter: 2 }), (e) => e.brokerId === 'P@1' && (e.brokerCounter ?? 0) > 2)
-  p.enqueueFor('c', packet('t', '4', { brokerId: 'P@1', brokerCounter: 4 }), () => false)
-  assert.deepEqual(p.queue('c').map((e) => e.payload.toString()), ['1', '2', '3', '4'])
+  await p.outgoingEnqueue({ clientId: 'c' }, packet('t', 'q1', { brokerId: 'Q@1', brokerCounter: 1 }))
+  p.enqueueFor('c', packet('t', '2', { brokerId: 'P@1', brokerCounter: 2 }))
+  p.enqueueFor('c', packet('t', '4', { brokerId: 'P@1', brokerCounter: 4 }))
+  assert.deepEqual(p.queue('c').map((e) => e.payload.toString()), ['1', '2', '3', 'q1', '4'])
+  // In flight already: a later copy of an earlier message goes behind it.
+  await p.assign('c', 'P@1\u00001', 1)
+  await p.assign('c', 'P@1\u00002', 2)
+  p.enqueueFor('c', packet('t', '0', { brokerId: 'P@1', brokerCounter: 0 }))
+  assert.deepEqual(p.queue('c').map((e) => e.payload.toString()), ['1', '2', '0', '3', 'q1', '4'])
 })
 
 test('a session ends whole: a clean start drops its subscriptions, queue, ledger and incoming QoS 2 state', async () => {

@@ -120,13 +120,22 @@ export class DataPlane {
         onMessage: (link, payload, info) => this.onMessage(link, payload, info),
         onUp: (link, restarted) => this.linkUp(link, restarted),
         onGone: (peer, state) => this.peerGone(peer, state),
-        onBack: (peer) => this.promotion.undo(peer),
+        onBack: (peer) => {
+          this.promotion.undo(peer)
+          // Replicas it held for us and that moved on while it was away go there.
+          this.replication.peerUp(peer)
+        },
         onRestart: (peer, orphans) => this.peerRestarted(peer, orphans),
-        onDown: (peer) => this.replication.holderDown(peer),
+        onDown: (peer) => {
+          this.replication.holderDown(peer)
+          this.forwarding.linkDown(peer)
+        },
         onDropped: (peer) => {
           this.routing.removePeer(peer)
           this.forwarding.peerGone(peer)
+          this.forwarding.forget(peer)
           this.replication.peerGone(peer)
+          this.replication.forget(peer)
           this.moves.peerGone(peer)
         }
       }
@@ -168,13 +177,16 @@ export class DataPlane {
         return link.lastQueuedSeq
       },
       stampOf: (clientId) => this.takeover.stampOf(clientId),
+      promoted: (clientId) => this.promotion.isPromoted(clientId),
       replicatedAcks: ctx.replicatedAcks,
+      ackTimeoutMs: config.cluster.ack_timeout,
       maxQueuedPerSession: config.mqtt.max_queued_messages
     })
     this.promotion = new Promotion(ctx, this.replication, this.rescue, {
       store: async (clientId, from, replica) => await this.moves.storeReplica(clientId, from, replica),
       remove: async (clientId) => await this.moves.remove(clientId),
-      hold: (clientIds, until) => this.moves.hold(clientIds, until)
+      hold: (clientIds, until) => this.moves.hold(clientIds, until),
+      arriving: (clientId) => this.moves.isArriving(clientId)
     })
     this.moves = new SessionMoves(ctx, {
       takeover: this.takeover,
@@ -358,6 +370,7 @@ export class DataPlane {
         return
       case 'route-table':
         this.routing.applyTable(peer, m.table)
+        this.forwarding.tableArrived(peer)
         return
       case 'route-delta': {
         const r = this.routing.applyDelta(peer, m.delta)
@@ -399,6 +412,9 @@ export class DataPlane {
         return
       case 'barrier-done':
         this.moves.barrierDone(peer, m.id)
+        return
+      case 'replica-lost':
+        this.replication.replicasLost(peer, m.clientIds)
         return
       default:
         this.retainedReplication.handleSync(link, m)

@@ -26,12 +26,23 @@ import { MESSAGE_TARGETS } from '../../mqtt/bus-events.js'
 import { toMarker } from '../../mqtt/shared-subscriptions.js'
 import { brokerInternals, type DeliveredPacket } from '../../mqtt/aedes-internals.js'
 import { nodeOfProcess, stampOf } from '../../mqtt/message-stamp.js'
-import type { DataPlaneContext } from './context.js'
+import type { StoredPacket } from '../../mqtt/persistence.js'
+import { topicMatches } from '../../../topic-filter.js'
+import { routable } from './local-routes.js'
+import { delay, type DataPlaneContext } from './context.js'
 import { encodeMessage, type ForwardedPublish } from './messages.js'
 import type { PeerLink } from './peer-link.js'
 import type { Qos } from './retained-store.js'
 
 type PublishedPacket = Parameters<Aedes['published']>[0] & { [MESSAGE_TARGETS]?: string[], brokerId?: string, brokerCounter?: number, messageExpiry?: number }
+
+/** Longest a publish waits for the route tables of peers believed alive. */
+const ROUTES_WAIT_MS = 3000
+/** A peer whose table did not come within ROUTES_WAIT_MS is not waited for again for this long. */
+const ROUTES_GIVE_UP_MS = 30_000
+
+/** How long after its link went down a peer still gets every QoS 1/2 message (linkDown). */
+const STALE_ROUTES_MS = 30_000
 
 /** Why an acknowledgement went without a second node's confirmation. */
 export type UnreplicatedReason = 'peer-gone' | 'timeout'
@@ -41,6 +52,12 @@ export class Forwarding {
   /** Waits for a peer's settlement, released when the peer goes (dead, left, restarted). */
   private readonly waiting = new Map<string, Set<() => void>>()
   readonly unreplicated: Record<UnreplicatedReason, number> = { 'peer-gone': 0, timeout: 0 }
+  /** Forwarding waits for the route tables of peers believed alive (awaitRoutes). */
+  private routesWait: Promise<void> | undefined
+  /** Peers whose link went down, since when (linkDown). */
+  private readonly staleSince = new Map<string, number>()
+  /** Peers whose table did not come in time, and until when nobody waits for it again. */
+  private readonly noTableFrom = new Map<string, number>()
   /** Set by the composition: local publishes for the old routes of restarted peers (rescue.ts). */
   orphanTraffic: ((topic: string, qos: number, encode: () => Buffer) => void) | undefined
 
@@ -80,6 +97,66 @@ export class Forwarding {
    * Returns what the acknowledgement waits for, or undefined.
    */
   forward (packet: PublishedPacket): Promise<unknown> | undefined {
+    if (this.ctx.links.size === 0 || !this.ctx.running()) return this.forwardNow(packet)
+    const routes = this.awaitRoutes()
+    if (routes === undefined) return this.forwardNow(packet)
+    return routes.then(async () => await Promise.all([this.queueForArrivals(packet), this.forwardNow(packet)]))
+  }
+
+  /**
+   * After a wait for routes: stored sessions that arrived here meanwhile (a
+   * client whose node died reconnected here) and match get the message too;
+   * their old home never will (it was not routed there). The ledger keeps
+   * sessions that had it from getting it twice.
+   */
+  private async queueForArrivals (packet: PublishedPacket): Promise<void> {
+    const stamp = stampOf(packet)
+    if ((packet.qos ?? 0) === 0 || stamp === undefined) return
+    const store = this.ctx.store
+    const waits: Array<Promise<void>> = []
+    for (const clientId of store.sessions()) {
+      if (store.seen(clientId, stamp)) continue
+      let matches = false
+      for (const filter of store.storedFilters(clientId)) {
+        if (routable(filter) && topicMatches(filter, packet.topic)) { matches = true; break }
+      }
+      if (!matches) continue
+      // Before its publisher's later messages, queued here while it waited.
+      const { held } = store.enqueueFor(clientId, packet as unknown as StoredPacket)
+      if (held !== undefined) waits.push(held)
+    }
+    await Promise.all(waits)
+  }
+
+  /**
+   * Resolves when every peer believed alive sent its route table (bounded by
+   * ROUTES_WAIT_MS); undefined when they all did. A node that just started,
+   * or a peer that just joined, would otherwise see no subscriber there and
+   * acknowledge a message nobody delivers. Messages waiting here go out in
+   * their order: they all wait on the same promise.
+   */
+  private awaitRoutes (): Promise<void> | undefined {
+    if (this.routesWait !== undefined) return this.routesWait
+    if (this.tablesMissing().length === 0) return undefined
+    const deadline = Date.now() + ROUTES_WAIT_MS
+    this.routesWait = (async () => {
+      while (this.tablesMissing().length > 0 && Date.now() < deadline && this.ctx.running()) await delay(10)
+      const missing = this.tablesMissing()
+      if (missing.length > 0) {
+        const until = Date.now() + ROUTES_GIVE_UP_MS
+        for (const peer of missing) this.noTableFrom.set(peer, until)
+        this.ctx.warn('warn', { peers: missing, waitedMs: ROUTES_WAIT_MS }, 'publishing without the route tables of peers believed alive: their subscribers may miss these messages')
+      }
+    })().finally(() => { this.routesWait = undefined })
+    return this.routesWait
+  }
+
+  private tablesMissing (): string[] {
+    const now = Date.now()
+    return this.ctx.links.alivePeers().filter((p) => this.ctx.routing.peerVersion(p) === undefined && (this.noTableFrom.get(p) ?? 0) < now)
+  }
+
+  private forwardNow (packet: PublishedPacket): Promise<unknown> | undefined {
     const ctx = this.ctx
     let sharedFor: Map<string, string[]> | undefined
     for (const pick of ctx.routing.pickShared(packet.topic)) {
@@ -98,9 +175,16 @@ export class Forwarding {
     const plain = ctx.routing.peersFor(packet.topic)
     const targets = sharedFor === undefined ? plain : [...new Set([...plain, ...sharedFor.keys()])].sort()
     packet[MESSAGE_TARGETS] = targets as string[]
-    if (targets.length === 0) return undefined
     const base = this.toForward(packet)
     let plainBuf: Buffer | undefined
+    if (this.staleSince.size > 0 && base.qos > 0) {
+      for (const name of this.staleTargets(targets)) {
+        const link = ctx.links.get(name)
+        // Not waited for, and dropped rather than queued once its buffer is full.
+        if (link !== undefined) link.send(plainBuf ??= encodeMessage({ kind: 'publish', publish: { ...base, plain: true } }), 'held')
+      }
+    }
+    if (targets.length === 0) return undefined
     let waits: Array<Promise<void>> | undefined
     for (const name of targets) {
       const link = ctx.links.get(name)
@@ -210,6 +294,38 @@ export class Forwarding {
       timer.unref()
       link.whenHeld(seq).then((held) => finish(held ? undefined : 'peer-gone'), () => finish('peer-gone'))
     })
+  }
+
+  /**
+   * A peer's link went down. Until its route table comes again, we do not
+   * know where its subscriptions are: a session may move there meanwhile
+   * (from a third node). So for up to STALE_ROUTES_MS every QoS 1/2 message
+   * goes to it too, held on its link for when it is back; its node delivers
+   * what matches. The acknowledgement does not wait for these copies.
+   */
+  linkDown (peer: string): void {
+    if (!this.staleSince.has(peer)) this.staleSince.set(peer, Date.now())
+  }
+
+  /** The peer's route table arrived: its routes are known again. */
+  tableArrived (peer: string): void {
+    this.staleSince.delete(peer)
+  }
+
+  /** The peer's link is gone for good. */
+  forget (peer: string): void {
+    this.staleSince.delete(peer)
+    this.noTableFrom.delete(peer)
+  }
+
+  private staleTargets (targets: readonly string[]): string[] {
+    const now = Date.now()
+    const out: string[] = []
+    for (const [peer, since] of this.staleSince) {
+      if (since + STALE_ROUTES_MS < now) this.staleSince.delete(peer)
+      else if (!targets.includes(peer)) out.push(peer)
+    }
+    return out
   }
 
   /** The peer was declared dead, left, or restarted: nothing waits for it any more. */

@@ -19,7 +19,6 @@
 import type { Aedes } from 'aedes'
 import { stampOf } from '../../mqtt/message-stamp.js'
 import type { Bus } from '../../bus.js'
-import type { StoredPacket } from '../../mqtt/outgoing-queues.js'
 import type { DataPlaneContext } from './context.js'
 import type { ForwardedPublish } from './messages.js'
 import type { PeerLink, DeliveryInfo } from './peer-link.js'
@@ -71,15 +70,6 @@ export function inboundPacket (p: ForwardedPublish, now = Date.now()): InboundPa
   }
 }
 
-/**
- * The queue position for a late copy: before the first waiting message of
- * the same publisher's node with a higher counter.
- */
-export function beforeLaterOf (packet: { brokerId?: string | undefined, brokerCounter?: number | undefined }): ((e: StoredPacket) => boolean) | undefined {
-  const { brokerId, brokerCounter } = packet
-  if (brokerId === undefined || brokerCounter === undefined) return undefined
-  return (e) => e.brokerId === brokerId && (e.brokerCounter ?? 0) > brokerCounter
-}
 
 export class Inbound {
   private readonly ctx: DataPlaneContext

@@ -66,6 +66,10 @@ export class LinkSet {
   private readonly parked = new Map<string, NodeJS.Timeout>()
   /** The process id each peer last had: a different one on a new link is a restart. */
   private readonly processes = new Map<string, string>()
+  /** Peers whose link reported a restart that its onUp has not seen yet. */
+  private readonly restartSeen = new Set<string>()
+  /** The process a parked peer had when it was declared dead: the same one back is a return, not a restart. */
+  private readonly parkedAs = new Map<string, string | undefined>()
   private running = false
   private readonly onJoin = (m: Member): void => { this.ensure(m) }
   private readonly onUpdate = (m: Member): void => { if (m.state === 'alive') this.ensure(m) }
@@ -140,15 +144,22 @@ export class LinkSet {
 
   /**
    * Resolves true once the peer's link is up; false after `timeoutMs`, when
-   * it has none, or as soon as a dial is refused (the peer's process is
-   * gone: waiting for its death to be declared would only stall the caller).
+   * it has none, or when a dial made now is refused too (the peer's process
+   * is gone: waiting for its death to be declared would only stall the
+   * caller; one refusal from before may have been a network fault since healed).
    */
   async whenUp (peer: string, timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs
+    let redialled = false
     for (;;) {
       const link = this.links.get(peer)
       if (link?.state === 'up') return true
-      if (link === undefined || link.state === 'stopped' || link.refused || Date.now() >= deadline) return false
+      if (link === undefined || link.state === 'stopped' || Date.now() >= deadline) return false
+      if (link.refused) {
+        if (redialled) return false
+        redialled = true
+        link.redialNow()
+      }
       await new Promise<void>((resolve) => { const t = setTimeout(resolve, 20); t.unref() })
     }
   }
@@ -195,6 +206,7 @@ export class LinkSet {
       onStateChange: (state) => { if (state === 'backoff' || state === 'waiting') this.opts.handlers.onDown(m.name) },
       onRestart: (orphans) => {
         this.processes.set(m.name, link.remoteProcess ?? '')
+        this.restartSeen.add(m.name)
         this.opts.handlers.onRestart(m.name, orphans)
       },
       onError: (err) => this.opts.log.debug({ peer: m.name, err: err.message }, 'peer link error')
@@ -209,8 +221,9 @@ export class LinkSet {
     const peer = link.peerName
     const proc = link.remoteProcess
     const before = this.processes.get(peer)
-    let restarted = false
-    if (proc !== undefined) {
+    // Its own link saw the new process already (PeerLink onRestart, just before this).
+    let restarted = this.restartSeen.delete(peer)
+    if (proc !== undefined && !restarted) {
       this.processes.set(peer, proc)
       // A new link object (the old one was dropped) to a new process: a restart
       // its own link could not see (PeerLink.onRestart covers the same link).
@@ -237,6 +250,7 @@ export class LinkSet {
     const timer = setTimeout(() => this.drop(name), keepMs)
     timer.unref()
     this.parked.set(name, timer)
+    this.parkedAs.set(name, this.processes.get(name))
     this.opts.log.debug({ peer: name, keepMs }, 'peer declared dead: link and routes kept for its return')
   }
 
@@ -245,12 +259,15 @@ export class LinkSet {
     if (timer === undefined) return
     clearTimeout(timer)
     this.parked.delete(name)
+    const was = this.parkedAs.get(name)
+    this.parkedAs.delete(name)
     const link = this.links.get(name)
     // The link may be deep in its redial backoff after a long absence.
     link?.redialNow()
     this.opts.log.debug({ peer: name }, 'peer back: parked link in use again')
     // Back while its link never dropped (a pause): the same process.
-    if (link?.state === 'up' && link.remoteProcess !== undefined && link.remoteProcess === this.processes.get(name)) this.opts.handlers.onBack(name)
+    // (A restart was reported when its link came up: a different process than the one parked.)
+    if (link?.state === 'up' && link.remoteProcess !== undefined && link.remoteProcess === was) this.opts.handlers.onBack(name)
   }
 
   /** Stops and forgets a peer's link. */
@@ -258,6 +275,7 @@ export class LinkSet {
     const timer = this.parked.get(name)
     if (timer !== undefined) clearTimeout(timer)
     this.parked.delete(name)
+    this.parkedAs.delete(name)
     const link = this.links.get(name)
     if (link === undefined) return
     this.links.delete(name)

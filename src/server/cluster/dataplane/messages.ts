@@ -100,8 +100,10 @@ export type DataPlaneMessage =
    */
   | { kind: 'barrier-request', id: string, from: string }
   | { kind: 'barrier-done', id: string }
+  /** The sender no longer holds the replicas of these sessions of the receiver (it took them over, then gave them back): send snapshots again. */
+  | { kind: 'replica-lost', clientIds: string[] }
 
-const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13, rescue: 14, 'rescue-request': 15, 'rescue-done': 16, 'barrier-request': 17, 'barrier-done': 18 } as const
+const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13, rescue: 14, 'rescue-request': 15, 'rescue-done': 16, 'barrier-request': 17, 'barrier-done': 18, 'replica-lost': 19 } as const
 const HOP_LOCAL = new Set(['topicAlias', 'subscriptionIdentifier', 'messageExpiryInterval'])
 
 /** A DATA payload that is not a valid data-plane message (counted; the link stays up). */
@@ -202,6 +204,7 @@ export function encodeMessage (m: DataPlaneMessage): Buffer {
     case 'rescue-request': w.json({ from: m.from, requestId: m.requestId }); break
     case 'barrier-request': w.json({ id: m.id, from: m.from }); break
     case 'barrier-done': w.json({ id: m.id }); break
+    case 'replica-lost': w.json({ clientIds: m.clientIds }); break
     case 'retained': writeEntry(w, m.entry); break
     case 'route-delta': w.json(m.delta); break
     case 'route-table': w.json(m.table); break
@@ -258,6 +261,12 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
       const h = object(r.json())
       if (typeof h.id !== 'string') throw new MessageDecodeError('bad barrier-done')
       m = { kind: 'barrier-done', id: h.id }
+      break
+    }
+    case KIND['replica-lost']: {
+      const h = object(r.json())
+      if (!Array.isArray(h.clientIds) || !h.clientIds.every((c) => typeof c === 'string')) throw new MessageDecodeError('bad replica-lost')
+      m = { kind: 'replica-lost', clientIds: h.clientIds as string[] }
       break
     }
     case KIND.rescue: {

@@ -38,6 +38,9 @@ import {
   type FrameCipher, type Hello, type LinkErrorReason, type LinkRecord
 } from './frame-codec.js'
 
+/** A dial pending this long when the peer is known to be back is started afresh (redialNow). */
+const STALE_DIAL_MS = 250
+
 export type LinkState = 'idle' | 'connecting' | 'handshaking' | 'up' | 'backoff' | 'waiting' | 'stopped'
 
 export type SendResult = 'queued' | 'backpressure' | 'shed'
@@ -121,6 +124,8 @@ export interface PeerLinkOptions {
   /** A connection with nothing received for this long is dropped (default 5000). */
   idleTimeoutMs?: number
   handshakeTimeoutMs?: number
+  /** A dial not connected in this long is abandoned and retried (default 1000, as TCP would resend its SYN): it may hang on a lost SYN. */
+  connectTimeoutMs?: number
   random?: () => number
   /** Called on connection-level problems (already counted in stats). */
   onError?: (err: Error) => void
@@ -174,7 +179,7 @@ export class PeerLink {
    * that goes silent instead (paused, partitioned away) leaves it false.
    */
   peerClosed = false
-  /** A dial was refused since the link was last up: nothing listens at the peer's address (its process is gone). */
+  /** The latest dial was refused: nothing listened at the peer's address then (its process gone, or a firewall's REJECT). */
   refused = false
 
   // receiver side
@@ -190,6 +195,7 @@ export class PeerLink {
   private attempt = 0
   private retryTimer: NodeJS.Timeout | undefined
   private handshakeTimer: NodeJS.Timeout | undefined
+  private dialStartedAt = 0
   private heartbeat: NodeJS.Timeout | undefined
   private lastReceived = 0
   private lastWritten = 0
@@ -210,10 +216,11 @@ export class PeerLink {
       maxMessageBytes: 16 * 1024 * 1024,
       frameBytes: 256 * 1024,
       minBackoffMs: 50,
-      maxBackoffMs: 5000,
+      maxBackoffMs: 1000,
       pingIntervalMs: 1000,
       idleTimeoutMs: 5000,
       handshakeTimeoutMs: 5000,
+      connectTimeoutMs: 1000,
       random: Math.random,
       ...options
     }
@@ -385,6 +392,8 @@ export class PeerLink {
 
   private dial (): void {
     this.setState('connecting')
+    this.dialStartedAt = Date.now()
+    this.refused = false
     let socket: Socket
     try {
       socket = this.opts.connect!()
@@ -395,7 +404,10 @@ export class PeerLink {
       return
     }
     this.useSocket(socket)
+    const connectTimer = setTimeout(() => { if (socket === this.socket && this.stateValue === 'connecting') this.abandonDial() }, this.opts.connectTimeoutMs)
+    connectTimer.unref()
     socket.once('connect', () => {
+      clearTimeout(connectTimer)
       if (socket !== this.socket) return
       this.setState('handshaking')
       socket.write(Buffer.concat([PREAMBLE, this.helloFrame()]))
@@ -537,8 +549,21 @@ export class PeerLink {
     else this.setState('waiting')
   }
 
-  /** Dials at once if waiting out a backoff (the peer is known to be back). */
+  /** A dial that did not connect: dropped, and retried after the backoff. */
+  private abandonDial (): void {
+    const s = this.socket
+    if (s === undefined) return
+    this.onClosed(s)
+    s.destroy()
+  }
+
+  /**
+   * Dials at once if waiting out a backoff, or if a dial started a while ago
+   * is still not connected (the peer is known to be back: a dial from before
+   * may hang until its next SYN retransmission).
+   */
   redialNow (): void {
+    if (this.stateValue === 'connecting' && Date.now() - this.dialStartedAt >= STALE_DIAL_MS) this.abandonDial()
     if (this.stateValue !== 'backoff') return
     clearTimeout(this.retryTimer)
     this.attempt = 0

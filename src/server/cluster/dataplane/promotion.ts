@@ -20,7 +20,7 @@
 // client was gone since the death, or its own disconnect before it).
 import type { Client } from 'aedes'
 import type { DataPlaneContext } from './context.js'
-import { localClient } from './context.js'
+import { localClient, sendControl } from './context.js'
 import type { SessionReplication } from './session-replication.js'
 import { sessionExpiresAt, willDueAt, type ReplicaConnection, type TakenReplica } from './replica-store.js'
 import type { TransferredPacket } from './session-transfer.js'
@@ -34,6 +34,8 @@ export interface PromotionHost {
   remove: (clientId: string) => Promise<void>
   /** Holds delivery to the sessions until the rescues arrived (session-moves.ts deliveryGate). */
   hold: (clientIds: string[], until: Promise<unknown>) => void
+  /** The client is connecting here and fetching its session right now (session-moves.ts). */
+  arriving: (clientId: string) => boolean
 }
 
 interface OwedWill { will: TransferredPacket, dueAt: number, peer: string, since: number, timer: NodeJS.Timeout | undefined }
@@ -108,11 +110,20 @@ export class Promotion {
         if (replica === undefined) continue
         this.replication.countPromoted(1)
         const ended: ReplicaConnection = { connected: false, disconnectedAt: replica.connected ? now : replica.disconnectedAt, expiry: replica.expiry }
-        // Connected here already (it reconnected before the death was declared): its session is live here.
-        if (localClient(this.ctx, clientId) !== undefined) continue
+        // Connected here already (it reconnected before the death was declared):
+        // its session is live here. One still fetching its session finds
+        // this one stored (the replica it would have fetched is taken).
+        if (localClient(this.ctx, clientId) !== undefined && !this.host.arriving(clientId)) {
+          this.ctx.log.debug({ client: clientId, peer }, 'replica not promoted: its client is connected here')
+          continue
+        }
+        // Marked before it is stored: its replica, made while storing, says it yields to the original's.
+        this.promotedFrom.set(clientId, peer)
         if (await this.host.store(clientId, `replica of ${peer}`, replica)) {
-          this.promotedFrom.set(clientId, peer)
           taken.push(clientId)
+        } else {
+          if (this.promotedFrom.get(clientId) === peer) this.promotedFrom.delete(clientId)
+          this.ctx.log.debug({ client: clientId, peer }, 'replica not promoted: empty, or the session here is newer')
         }
         this.replication.setConnection(clientId, ended)
         const willAt = willDueAt(replica, now)
@@ -145,13 +156,17 @@ export class Promotion {
       this.wills.delete(clientId)
       this.replication.willDeleted(clientId)
     }
+    const lost: string[] = []
     for (const [clientId, from] of [...this.promotedFrom]) {
       if (from !== peer) continue
       this.promotedFrom.delete(clientId)
       if (localClient(this.ctx, clientId) !== undefined) continue
+      lost.push(clientId)
       this.ctx.log.info({ client: clientId, peer }, 'peer back after being declared dead: session taken over from it dropped here, its copy stays')
       this.host.remove(clientId).catch((err: Error) => this.ctx.warn('warn', { client: clientId, err: err.message }, 'session taken over not dropped'))
     }
+    // Their replicas were spent on the promotion: the home sends them again.
+    if (lost.length > 0) sendControl(this.ctx, peer, { kind: 'replica-lost', clientIds: lost })
   }
 
   /**

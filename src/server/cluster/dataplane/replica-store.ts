@@ -38,6 +38,8 @@ export interface ReplicaSnapshot extends ReplicaConnection {
   ledger: string[]
   incoming: number[]
   will: TransferredPacket | null
+  /** The home took the session over from a node believed dead: a copy that yields to its original's. */
+  promoted?: boolean | undefined
 }
 
 /** One change of one session; `clientId` says whose. */
@@ -110,7 +112,9 @@ export class ReplicaStore {
     const id = op.clientId
     if (op.op === 'snapshot') {
       const held = this.replicas.get(id)
-      if (held !== undefined && held.owner !== owner && compareStamps(held.stamp, op.snapshot.stamp) > 0) {
+      // Older, or as old and only a copy taken over from the home we hold it for.
+      const cmp = held === undefined ? 0 : compareStamps(held.stamp, op.snapshot.stamp)
+      if (held !== undefined && held.owner !== owner && (cmp > 0 || (cmp === 0 && op.snapshot.promoted === true))) {
         this.ignored++
         return
       }
@@ -145,7 +149,7 @@ export class ReplicaStore {
         const at = op.at
         const entries = this.queues.entries(id)
         const before = at === undefined ? undefined : entries[at]
-        const added = this.queues.enqueue(id, op.packet as StoredPacket, before === undefined ? undefined : (e) => e === before)
+        const added = this.queues.enqueue(id, op.packet as StoredPacket, before)
         if (added === undefined) this.ignored++
         return
       }
@@ -274,7 +278,7 @@ export function checkReplicaOp (v: unknown, stampOf: (text: unknown) => Stamp): 
       return {
         clientId,
         op: 'snapshot',
-        snapshot: { ...connection(s), stamp: stampOf(s.stamp), subscriptions: s.subscriptions, queue: s.queue, ledger: checkLedger(s.ledger), incoming: checkIncoming(s.incoming), will: will(s.will) }
+        snapshot: { ...connection(s), stamp: stampOf(s.stamp), subscriptions: s.subscriptions, queue: s.queue, ledger: checkLedger(s.ledger), incoming: checkIncoming(s.incoming), will: will(s.will), ...(s.promoted === true ? { promoted: true } : {}) }
       }
     }
     case 'subscribe':

@@ -16,7 +16,7 @@ import type { DataPlaneContext } from './context.js'
 import { sendControl } from './context.js'
 import { decodeMessage, encodeMessage, type DataPlaneMessage, type ForwardedPublish } from './messages.js'
 import type { PeerLink, DeliveryInfo } from './peer-link.js'
-import { inboundPacket, beforeLaterOf } from './inbound.js'
+import { inboundPacket } from './inbound.js'
 import { routable } from './local-routes.js'
 
 /** How long a restarted peer's unsettled publishes are kept for the nodes taking over its sessions. */
@@ -143,7 +143,8 @@ export class Rescue {
     for (const { payload } of messages) {
       let m: DataPlaneMessage
       try { m = decodeMessage(payload) } catch { continue }
-      if (m.kind === 'publish' && m.publish.qos > 0 && m.publish.plain) out.push(m.publish)
+      // Plain deliveries, and late copies for sessions that had moved there (session-moves.ts).
+      if (m.kind === 'publish' && m.publish.qos > 0 && (m.publish.plain || m.publish.sessions.length > 0)) out.push(m.publish)
     }
     return out
   }
@@ -155,12 +156,14 @@ export class Rescue {
     if (packet === undefined) return
     const waits: Array<Promise<void>> = []
     for (const clientId of request.sessions) {
+      // A late copy is for the sessions it names only.
+      if (!publish.plain && !publish.sessions.includes(clientId)) continue
       let matches = false
       for (const topic of this.ctx.store.storedFilters(clientId)) {
         if (routable(topic) && topicMatches(topic, publish.topic)) { matches = true; break }
       }
       if (!matches) continue
-      const { queued, held } = this.ctx.store.enqueueFor(clientId, packet, beforeLaterOf(packet))
+      const { queued, held } = this.ctx.store.enqueueFor(clientId, packet)
       if (queued) {
         this.rescued++
         this.ctx.log.debug({ client: clientId, from: request.from, topic: publish.topic }, 'rescued publish queued')

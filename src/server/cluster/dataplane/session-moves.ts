@@ -50,7 +50,6 @@ import type { Promotion } from './promotion.js'
 import type { Rescue } from './rescue.js'
 import type { Forwarding } from './forwarding.js'
 import type { LocalRoutes } from './local-routes.js'
-import { beforeLaterOf } from './inbound.js'
 
 /**
  * How long a resuming CONNECT waits for its peers to say whether they hold
@@ -108,6 +107,8 @@ export class SessionMoves {
   private readonly early = new Map<string, { packets: Array<{ packet: StoredPacket, done: () => void }>, timer: NodeJS.Timeout }>()
   /** Sessions on their way here (a fetch under way). */
   private readonly arriving = new Set<string>()
+  /** A client connecting here is fetching its session (or being handed it) right now. */
+  isArriving (clientId: string): boolean { return this.arriving.has(clientId) }
   /** Moves whose barriers timed out (broker_cluster_moves_settled_total{by="timeout"}). */
   readonly settled = { barriers: 0, timeout: 0 }
 
@@ -236,19 +237,21 @@ export class SessionMoves {
    * resolves true when stored, once its new replica holder has it (so the
    * old copy may go).
    */
-  async store (clientId: string, from: string, session: TransferredSession): Promise<boolean> {
+  async store (clientId: string, from: string, session: TransferredSession, promoted = false): Promise<boolean> {
     const store = this.ctx.store
     const mine = this.host.takeover.stampOf(clientId)
     // A copy taken over from a peer believed dead yields to any other.
-    if (store.hasSession(clientId) && compareStamps(session.stamp, mine) <= 0 && !this.host.promotion.isPromoted(clientId)) return false
-    this.host.promotion.forget(clientId)
+    if (store.hasSession(clientId) && compareStamps(session.stamp, mine) <= 0 && (promoted || !this.host.promotion.isPromoted(clientId))) return false
+    if (!promoted) this.host.promotion.forget(clientId)
+    // Before the import: its replication starts there, and a replica holder
+    // keeps the copy with the newer stamp.
+    this.host.takeover.setStamp(clientId, session.stamp)
     await store.importSession(clientId, {
       subscriptions: session.subscriptions,
       queue: session.queue as StoredPacket[],
       ledger: session.ledger,
       incoming: session.incoming
     })
-    this.host.takeover.setStamp(clientId, session.stamp)
     // Back here: no more late copies follow it to where it was.
     for (const [id, l] of this.leaving) if (l.clientId === clientId && l.until !== 0) this.leaving.delete(id)
     void this.takeEarly(clientId)
@@ -265,7 +268,7 @@ export class SessionMoves {
    */
   async queueLate (clientId: string, packet: StoredPacket): Promise<void> {
     if (this.ctx.store.hasSession(clientId)) {
-      await this.ctx.store.enqueueFor(clientId, packet, beforeLaterOf(packet)).held
+      await this.ctx.store.enqueueFor(clientId, packet).held
       return
     }
     // Not coming here (any more): nothing to queue it for.
@@ -297,7 +300,7 @@ export class SessionMoves {
     const here = this.ctx.store.hasSession(clientId)
     for (const { packet, done } of e.packets) {
       if (!here) { done(); continue }
-      const { held } = this.ctx.store.enqueueFor(clientId, packet, beforeLaterOf(packet))
+      const { held } = this.ctx.store.enqueueFor(clientId, packet)
       if (held === undefined) done()
       else { held.then(done, done); waits.push(held) }
     }
@@ -307,7 +310,7 @@ export class SessionMoves {
   /** Stores a promoted replica (promotion.ts). */
   async storeReplica (clientId: string, from: string, replica: TakenReplica): Promise<boolean> {
     if (isEmptySession(replica.session)) return false
-    return await this.store(clientId, from, replica.session)
+    return await this.store(clientId, from, replica.session, true)
   }
 
   /** A clean start on this node: the client's old session is discarded wherever it is. */
@@ -515,7 +518,10 @@ export class SessionMoves {
     const waits: Array<Promise<void>> = []
     for (const clientId of ids) {
       const peer = rendezvous(clientId, up)
-      const session = await this.snapshot(clientId)
+      // What peers sent here and this node will not settle any more (a cut
+      // link, a stop mid-flight) is rescued by the new home; the ledger
+      // drops what reached it through here as well.
+      const session = { ...await this.snapshot(clientId), rescueFrom: this.ctx.name }
       const requestId = `handoff-${randomUUID()}`
       this.leaving.set(requestId, { clientId, to: peer, filters: [...this.host.routes.storedOf(clientId)], until: 0, requestId })
       sendControl(this.ctx, peer, { kind: 'session-transfer', requestId, clientId, session })

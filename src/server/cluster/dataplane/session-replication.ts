@@ -42,8 +42,12 @@ export interface ReplicationHost {
   send: (peer: string, m: DataPlaneMessage) => number | undefined
   /** When the session was last connected here (HLC). */
   stampOf: (clientId: string) => Stamp
+  /** The session here was taken over from a node believed dead (promotion.ts): its replica yields to the original's. */
+  promoted: (clientId: string) => boolean
   /** Wait for holders (cluster.ack_after: replicated). */
   replicatedAcks: boolean
+  /** cluster.ack_timeout: longest wait for a holder when none is reachable. */
+  ackTimeoutMs: number
   maxQueuedPerSession: number
 }
 
@@ -79,6 +83,13 @@ export class SessionReplication {
   /** Sessions whose replica a peer held before we moved it away from there: dropped there when it is back. */
   private readonly former = new Map<string, Set<string>>()
   private readonly counters = { opsSent: 0, opsApplied: 0, promoted: 0, willsPublished: 0 }
+  /**
+   * What waits for a holder while none can be reached though peers are
+   * alive (a cut-off node): released when a session gets a holder (its
+   * snapshot carries the change), or after cluster.ack_timeout.
+   */
+  private readonly noHolder: Array<{ clientIds: ReadonlySet<string>, release: () => void }> = []
+  private noHolderTimer: NodeJS.Timeout | undefined
 
   constructor (host: ReplicationHost) {
     this.host = host
@@ -97,6 +108,7 @@ export class SessionReplication {
     this.stopped = true
     for (const t of this.down.values()) clearTimeout(t)
     this.down.clear()
+    this.releaseNoHolder()
   }
 
   // ---- the home side: store changes become operations -------------------------------------
@@ -208,6 +220,18 @@ export class SessionReplication {
     for (const clientId of this.homeSessions()) if (!this.holders.has(clientId)) this.ensureHolder(clientId)
   }
 
+  /** The peer's link is gone for good: nothing to drop there any more. */
+  forget (peer: string): void { this.former.delete(peer) }
+
+  /** A holder no longer holds these replicas (it gave back sessions it had taken over): they start over there, or elsewhere. */
+  replicasLost (peer: string, clientIds: readonly string[]): void {
+    for (const clientId of clientIds) {
+      if (this.holders.get(clientId) !== peer) continue
+      this.holders.delete(clientId)
+      this.ensureHolder(clientId)
+    }
+  }
+
   /**
    * A holder's link went down. A holder that cannot be reached holds up
    * every QoS 2 delivery of its sessions (their packet identifiers wait to
@@ -219,12 +243,9 @@ export class SessionReplication {
     const timer = setTimeout(() => {
       this.down.delete(peer)
       if (this.host.links.get(peer)?.state === 'up') return
-      const moved = [...this.holders].filter(([, h]) => h === peer).map(([id]) => id)
-      if (moved.length === 0) return
-      let set = this.former.get(peer)
-      if (set === undefined) { set = new Set(); this.former.set(peer, set) }
-      for (const id of moved) set.add(id)
-      this.host.log.debug({ peer, sessions: moved.length }, 'replica holder unreachable: its sessions get another holder')
+      const moved = [...this.holders].filter(([, h]) => h === peer).length
+      if (moved === 0) return
+      this.host.log.debug({ peer, sessions: moved }, 'replica holder unreachable: its sessions get another holder')
       this.peerGone(peer)
     }, HOLDER_DOWN_MS)
     timer.unref()
@@ -242,18 +263,24 @@ export class SessionReplication {
     if (pending !== undefined) batches.push({ ...pending, seq: 0 })
     this.unacked.delete(peer)
     this.outbox.delete(peer)
+    let former = this.former.get(peer)
     for (const [clientId, holder] of [...this.holders]) {
       if (holder !== peer) continue
+      // It may come back as the same process, still holding the copy: dropped then (peerUp).
+      if (former === undefined) { former = new Set(); this.former.set(peer, former) }
+      former.add(clientId)
       this.holders.delete(clientId)
       this.ensureHolder(clientId)
     }
     for (const b of batches) {
       for (const w of b.waiters) {
         const moved = [...b.clientIds].map((id) => this.holders.get(id)).find((h) => h !== undefined)
-        if (moved === undefined) w()
-        else this.batchOf(moved).waiters.push(w)
+        if (moved !== undefined) this.batchOf(moved).waiters.push(w)
+        else this.waitForAnyHolder(b.clientIds, w)
       }
     }
+    // The last live peer went: alone in the cluster now, nothing waits for a holder.
+    if (this.noHolder.length > 0 && !this.cutOff()) this.releaseNoHolder()
   }
 
   /** Client ids with state here worth replicating. */
@@ -275,6 +302,7 @@ export class SessionReplication {
     const holder = rendezvous(clientId, peers)
     this.holders.set(clientId, holder)
     this.host.log.debug({ client: clientId, holder }, 'session replica holder chosen')
+    this.holderFound(clientId, holder)
     const c = this.connections.get(clientId) ?? { connected: false }
     const { queue, ledger } = this.host.store.exportQueue(clientId)
     this.queue(clientId, {
@@ -286,7 +314,8 @@ export class SessionReplication {
         queue: queue.map(transferable),
         ledger,
         incoming: this.host.store.incomingIds(clientId),
-        will: this.wills.get(clientId) ?? null
+        will: this.wills.get(clientId) ?? null,
+        ...(this.host.promoted(clientId) ? { promoted: true } : {})
       }
     })
     return 'new'
@@ -294,9 +323,54 @@ export class SessionReplication {
 
   /** Resolves when the session's pending operations are with its holder (undefined: nothing to wait for). */
   private waitFor (clientId: string): Promise<void> | undefined {
+    if (!this.host.replicatedAcks) return undefined
     const holder = this.holders.get(clientId)
-    if (holder === undefined || !this.host.replicatedAcks) return undefined
-    return new Promise((resolve) => this.batchOf(holder).waiters.push(resolve))
+    if (holder !== undefined) return new Promise((resolve) => this.batchOf(holder).waiters.push(resolve))
+    if (!this.cutOff()) return undefined
+    return new Promise((resolve) => this.waitForAnyHolder(new Set([clientId]), resolve))
+  }
+
+  /** Peers are alive but none can hold a replica now (every link down). */
+  private cutOff (): boolean {
+    return !this.stopped && this.host.links.upPeers().length === 0 && this.host.links.alivePeers().length > 0
+  }
+
+  /**
+   * No holder for these sessions: a change that must be held by a second
+   * node (a QoS 2 packet identifier, a PUBREL, a queued message) waits for
+   * one while the node is cut off from live peers, at most
+   * cluster.ack_timeout; alone in the cluster, it goes at once.
+   */
+  private waitForAnyHolder (clientIds: ReadonlySet<string>, release: () => void): void {
+    if (!this.cutOff()) { release(); return }
+    this.noHolder.push({ clientIds, release })
+    if (this.noHolderTimer === undefined) {
+      this.noHolderTimer = setTimeout(() => {
+        this.host.log.warn({ waiting: this.noHolder.length, timeoutMs: this.host.ackTimeoutMs }, 'no peer reachable to hold session changes within cluster.ack_timeout: going on without a replica')
+        this.releaseNoHolder()
+      }, this.host.ackTimeoutMs)
+      this.noHolderTimer.unref()
+    }
+  }
+
+  private releaseNoHolder (): void {
+    clearTimeout(this.noHolderTimer)
+    this.noHolderTimer = undefined
+    for (const w of this.noHolder.splice(0)) w.release()
+  }
+
+  /** A session got a holder (its snapshot carries every change so far): what waited for one waits for that holder. */
+  private holderFound (clientId: string, holder: string): void {
+    if (this.noHolder.length === 0) return
+    const batch = this.batchOf(holder)
+    // In their order: a PUBREL waiting here goes before the next PUBLISH.
+    const still = this.noHolder.filter((w) => {
+      if (!w.clientIds.has(clientId)) return true
+      batch.waiters.push(w.release)
+      return false
+    })
+    this.noHolder.splice(0, this.noHolder.length, ...still)
+    if (this.noHolder.length === 0) { clearTimeout(this.noHolderTimer); this.noHolderTimer = undefined }
   }
 
   private batchOf (holder: string): Batch {

@@ -23,6 +23,7 @@ test('every message kind round-trips', () => {
       kind: 'replica',
       ops: [
         { clientId: 'c', op: 'snapshot', snapshot: { stamp, connected: true, subscriptions: [{ topic: 'a/#', qos: 1 }], queue: [{ cmd: 'publish', topic: 'a/b', payload: Buffer.from('x'), qos: 1, messageId: 3, brokerId: 'b@1', brokerCounter: 2 }], ledger: ['b@1\u00002'], incoming: [12], will: { cmd: 'publish', topic: 'w', payload: Buffer.from('bye') } } },
+        { clientId: 'd', op: 'snapshot', snapshot: { stamp, connected: false, subscriptions: [], queue: [], ledger: [], incoming: [], will: null, promoted: true } },
         { clientId: 'c', op: 'enqueue', packet: { cmd: 'publish', topic: 'a/c', payload: Buffer.from('y'), qos: 2 }, at: 0 },
         { clientId: 'c', op: 'sent', stamp: 'b@1\u00003', messageId: 4, qos: 2 },
         { clientId: 'c', op: 'release', messageId: 4 },
@@ -38,7 +39,8 @@ test('every message kind round-trips', () => {
     { kind: 'rescue', requestId: 'r1', publish: { origin: 'node-b', brokerId: 'node-b@9', brokerCounter: 7, topic: 'a/b', payload: Buffer.from('p'), qos: 1, retain: false, plain: true, shared: [], sessions: [] } },
     { kind: 'rescue-done', requestId: 'r1' },
     { kind: 'barrier-request', id: 'b1', from: 'node-c' },
-    { kind: 'barrier-done', id: 'b1' }
+    { kind: 'barrier-done', id: 'b1' },
+    { kind: 'replica-lost', clientIds: ['c', 'sensor-ä-1'] }
   ]
   for (const m of messages) assert.deepEqual(decodeMessage(encodeMessage(m)), m, m.kind)
 })

@@ -51,6 +51,20 @@ test('only the home changes a replica; a late snapshot from an older home does n
   assert.equal(store.has('c'), false)
 })
 
+test('a copy taken over from a node believed dead does not replace the replica of the original session', () => {
+  const store = new ReplicaStore(0)
+  store.apply('home', snapshot('c', 5))
+  const promoted = snapshot('c', 5)
+  if (promoted.op === 'snapshot') promoted.snapshot.promoted = true
+  store.apply('taker', promoted)
+  assert.equal(store.ownerOf('c'), 'home', 'same session, and the original wins')
+  store.apply('taker', { clientId: 'c', op: 'drop' })
+  assert.equal(store.ownerOf('c'), 'home', 'the taker giving it back drops nothing here')
+  // The same copy where no replica is held: kept (the home may be dead).
+  store.apply('taker', { ...promoted, clientId: 'd' })
+  assert.equal(store.ownerOf('d'), 'taker')
+})
+
 test('take hands a replica out once, with its will and connection state', () => {
   const store = new ReplicaStore(0)
   store.apply('h', snapshot('c', 1))
