@@ -1,0 +1,4 @@
+// See sweep.ts.
+import { sweep } from './sweep.js'
+
+sweep(3)
