@@ -1,14 +1,21 @@
-// aedes 2.0.0-beta.1 hard-codes "Shared Subscription Available: 0" into every
-// MQTT 5 CONNACK (lib/handlers/connect.js connackProperties), because aedes
-// itself refuses $share subscriptions. We serve them (shared-subscriptions.ts),
-// and a client told 0 should not use them (§3.2.2.3.13), so the property is
-// taken out of the CONNACK on its way to the socket: absent means available.
+// Two CONNACK fixes, made on the CONNACK's way to the socket:
+//
+// - aedes 2.0.0-beta.1 hard-codes "Shared Subscription Available: 0" into
+//   every MQTT 5 CONNACK (lib/handlers/connect.js connackProperties), because
+//   aedes itself refuses $share subscriptions. We serve them
+//   (shared-subscriptions.ts), and a client told 0 should not use them
+//   (§3.2.2.3.13), so the property is taken out: absent means available.
+// - aedes says "session present" only when the session has subscriptions
+//   (connect.js restoreSubs). A session is also its queued messages and its
+//   client's QoS 2 publishes awaiting PUBREL [MQTT-3.2.2-2]: a client that
+//   resumes one without subscriptions (it unsubscribed, or only publishes)
+//   must be told, or it would discard its own in-flight state.
 //
 // The seam is the socket's write: aedes serialises the CONNACK with
 // mqtt-packet's writeToStream, which corks the socket, writes the packet in a
 // few synchronous pieces and uncorks on the next tick. We catch those pieces,
-// re-encode the packet without the property and write it once. Only the first
-// packet sent on an MQTT 5 connection is touched; then write is restored.
+// re-encode the packet and write it once. Only the first packet sent on a
+// connection is touched; then write is restored.
 import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
 
@@ -21,23 +28,40 @@ const mqttPacket = require('mqtt-packet') as {
 
 const CONNACK_TYPE = 0x20
 
-/** The CONNACK without the Shared Subscription Available property; the input when it cannot be parsed. */
-export function withoutSharedSubscriptionFlag (bytes: Buffer): Buffer {
+export interface ConnackFix {
+  protocolVersion: number
+  /** The CONNECT asked to resume a session (Clean Start / Clean Session 0). */
+  resume: boolean
+  /** Whether a session is stored for the client now (read as the CONNACK leaves). */
+  hasSession: () => boolean
+}
+
+/** The CONNACK with both fixes; the input when it cannot be parsed or needs none. */
+export function fixedConnack (bytes: Buffer, fix: ConnackFix): Buffer {
   let packet: Record<string, unknown> | undefined
-  const parser = mqttPacket.parser({ protocolVersion: 5 })
+  const parser = mqttPacket.parser({ protocolVersion: fix.protocolVersion })
   parser.on('packet', (p) => { packet = p })
   parser.on('error', () => {})
   parser.parse(bytes)
-  const properties = packet?.properties as Record<string, unknown> | undefined
-  if (packet?.cmd !== 'connack' || properties?.sharedSubscriptionAvailable === undefined) return bytes
-  delete properties.sharedSubscriptionAvailable
-  const out: Record<string, unknown> = { cmd: 'connack', sessionPresent: packet.sessionPresent, reasonCode: packet.reasonCode }
-  if (Object.keys(properties).length > 0) out.properties = properties
-  return mqttPacket.generate(out, { protocolVersion: 5 })
+  if (packet?.cmd !== 'connack') return bytes
+  const accepted = (fix.protocolVersion === 5 ? packet.reasonCode : packet.returnCode) === 0
+  const properties = packet.properties as Record<string, unknown> | undefined
+  const dropFlag = fix.protocolVersion === 5 && properties?.sharedSubscriptionAvailable !== undefined
+  const present = accepted && fix.resume && packet.sessionPresent !== true && fix.hasSession()
+  if (!dropFlag && !present) return bytes
+  if (dropFlag) delete properties!.sharedSubscriptionAvailable
+  const out: Record<string, unknown> = { cmd: 'connack', sessionPresent: present || packet.sessionPresent === true }
+  if (fix.protocolVersion === 5) {
+    out.reasonCode = packet.reasonCode
+    if (properties !== undefined && Object.keys(properties).length > 0) out.properties = properties
+  } else {
+    out.returnCode = packet.returnCode
+  }
+  return mqttPacket.generate(out, { protocolVersion: fix.protocolVersion })
 }
 
-/** Arms the rewrite for the next CONNACK written to this MQTT 5 connection. */
-export function advertiseSharedSubscriptions (socket: Socket): void {
+/** Arms the fixes for the next CONNACK written to this connection. */
+export function fixConnack (socket: Socket, fix: ConnackFix): void {
   const write = socket.write
   let chunks: Buffer[] | undefined
   const restore = (): void => { socket.write = write }
@@ -54,7 +78,7 @@ export function advertiseSharedSubscriptions (socket: Socket): void {
       process.nextTick(() => {
         restore()
         const bytes = Buffer.concat(chunks!)
-        if (!socket.destroyed) socket.write(withoutSharedSubscriptionFlag(bytes))
+        if (!socket.destroyed) socket.write(fixedConnack(bytes, fix))
       })
     }
     if (buf !== undefined) chunks.push(buf)

@@ -21,7 +21,8 @@
 //  - Client id length: aedes checks it for MQTT 3.1 only.
 //  - Shared subscriptions: `$share/g/f` becomes a marker topic aedes accepts
 //    (shared-subscriptions.ts), and the CONNACK stops saying they are
-//    unavailable (connack.ts).
+//    unavailable; it says session present for a session without
+//    subscriptions too (connack.ts).
 //  - A QoS 1 PUBLISH is acknowledged after it was published, not before
 //    (publish-acks.ts).
 import { createRequire } from 'node:module'
@@ -29,7 +30,7 @@ import type { Client } from 'aedes'
 import { internals, type InboundPacket, type PacketParser } from './aedes-internals.js'
 import type { BadPacketReason, LimitName } from './metrics.js'
 import { toMarker } from './shared-subscriptions.js'
-import { advertiseSharedSubscriptions } from './connack.js'
+import { fixConnack } from './connack.js'
 import { outboundAck } from './delivery.js'
 import { handleQos1Publish } from './publish-acks.js'
 import { refuseConnect, CLIENT_ID_NOT_VALID, SERVER_UNAVAILABLE } from './refusal.js'
@@ -54,6 +55,8 @@ export interface InboundOptions {
   onRefused: (client: Client, detail: string) => void
   onBad: (client: Client, reason: BadPacketReason, detail: string) => void
   onLimit: (client: Client, limit: LimitName) => void
+  /** A session is stored for this client id (the CONNACK's session present, connack.ts). */
+  hasSession?: (clientId: string) => boolean
 }
 
 /** Per-connection state kept next to aedes' client. */
@@ -170,7 +173,11 @@ export function guardInbound (client: Client, options: InboundOptions): Connecti
     switch (packet.cmd) {
       case 'connect':
         barrier = true
-        if (packet.protocolVersion === 5) advertiseSharedSubscriptions(c.conn)
+        fixConnack(c.conn, {
+          protocolVersion: packet.protocolVersion ?? 4,
+          resume: packet.clean === false,
+          hasSession: () => options.hasSession?.(packet.clientId ?? '') === true
+        })
         client.once('connected', () => {
           barrier = false
           flush()

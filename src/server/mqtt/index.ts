@@ -168,7 +168,8 @@ export class MqttServer {
         this.metrics.bad(reason)
         this.badInput(c, reason, detail)
       },
-      onLimit: (_c, limit) => this.metrics.limit(limit)
+      onLimit: (_c, limit) => this.metrics.limit(limit),
+      hasSession: (clientId) => this.persistence.hasSession(clientId)
     }))
     hooks.connection('delivery', (client) => {
       const sender = new SessionSender(client, {

@@ -129,9 +129,9 @@ export class SessionStore implements AedesPersistence {
   /** Whether the session's ledger holds this stamp: the message was queued for it lately (maybe sent already). */
   seen (clientId: string, stamp: string): boolean { return this.outgoing.seen(clientId, stamp) }
   /** Whether this node holds state of the session: stored subscriptions, or queued messages. */
-  hasSession (clientId: string): boolean { return this.subscribers.has(clientId) || this.outgoing.countFor(clientId) > 0 }
+  hasSession (clientId: string): boolean { return this.subscribers.has(clientId) || this.outgoing.countFor(clientId) > 0 || this.incoming.has(clientId) }
   /** Client ids of the sessions held here. */
-  sessions (): string[] { return [...new Set([...this.subscribers.keys(), ...this.outgoing.sessions()])] }
+  sessions (): string[] { return [...new Set([...this.subscribers.keys(), ...this.outgoing.sessions(), ...this.incoming.keys()])] }
   /** Stored subscription filters of a session (shared-subscription markers included). */
   storedFilters (clientId: string): ReadonlySet<string> { return this.subscribers.get(clientId) ?? new Set() }
 
@@ -374,6 +374,8 @@ export class SessionStore implements AedesPersistence {
     let mine = this.incoming.get(client.id)
     if (mine === undefined) { mine = new Map(); this.incoming.set(client.id, mine) }
     mine.set(packet.messageId, { cmd: 'publish', topic: packet.topic, payload: packet.payload, qos: 2, messageId: packet.messageId, retain: packet.retain === true, dup: packet.dup === true, ...(packet.properties === undefined ? {} : { properties: packet.properties }) })
+    // A clean session's state ends with its connection: nothing to keep elsewhere.
+    if ((client as { clean?: boolean }).clean === true) return
     const wait = this.observer?.incomingStored(client.id, packet.messageId)
     if (wait !== undefined) await wait
   }

@@ -130,7 +130,9 @@ export class DataPlane {
           this.replication.holderDown(peer)
           this.forwarding.linkDown(peer)
         },
-        onDropped: (peer) => {
+        onDropped: (peer, unsettled) => {
+          // Kept for whoever took (or takes) its sessions over: a node that left handed them off.
+          if (unsettled.length > 0) this.rescue.keepOrphans(peer, unsettled, this.routing.filtersOf(peer))
           this.routing.removePeer(peer)
           this.forwarding.peerGone(peer)
           this.forwarding.forget(peer)
@@ -326,8 +328,11 @@ export class DataPlane {
     if (state === 'left') {
       this.routing.removePeer(peer)
       this.promotion.confirmDown(peer)
-    } else if (this.links.get(peer)?.peerClosed === true) {
-      this.promotion.confirmDown(peer)
+      // Sessions it handed to us: what it was sent and never settled before it went.
+      this.moves.handedOffBy(peer)
+    } else {
+      // A partition looks like a death: only a refused connection proves the process is gone.
+      this.links.probe(peer).then((answer) => { if (answer === 'refused') this.promotion.confirmDown(peer) }, () => {})
     }
     // Its sessions are ours now: those it handed off on a graceful stop are
     // gone from our replicas already, what is left it could not hand off.

@@ -36,8 +36,8 @@ export interface LinkSetHandlers {
   onRestart: (peer: string, orphans: Array<{ seq: number, payload: Buffer }>) => void
   /** The link's connection went down (it redials); `onUp` follows when it is back. */
   onDown: (peer: string) => void
-  /** The link is gone for good (the member left, or stayed dead longer than it is kept). */
-  onDropped: (peer: string) => void
+  /** The link is gone for good (the member left, or stayed dead longer than it is kept), with the held messages it never settled. */
+  onDropped: (peer: string, unsettled: Array<{ seq: number, payload: Buffer }>) => void
 }
 
 export interface LinkSetOptions {
@@ -173,6 +173,38 @@ export class LinkSet {
     clearTimeout(timer)
   }
 
+  /** A TCP connection to a member's cluster port (the simulation's network when given; hanging when chaos blocks it). */
+  private connectTo (m: Member): Socket {
+    const bind = this.opts.bind
+    const localAddress = bind !== '0.0.0.0' && bind !== '::' && isIP(bind) === isIP(m.addr) ? bind : undefined
+    if (this.opts.faults?.linksBlocked({ host: m.addr, port: m.port }) === true) return hangingSocket()
+    return this.opts.dial !== undefined ? this.opts.dial(m, localAddress) : netConnect({ host: m.addr, port: m.port, localAddress }) as Socket
+  }
+
+  /**
+   * Whether anything listens at a member's cluster port now: 'refused' (its
+   * process is gone: the host answers, nothing listens), 'open', or
+   * 'silent' (no answer within `timeoutMs`: cut off, or the host is down).
+   * The probe sends nothing; the peer closes it quietly.
+   */
+  async probe (peer: string, timeoutMs = 1000): Promise<'refused' | 'open' | 'silent'> {
+    const m = this.opts.membership.members().find((x) => x.name === peer)
+    if (m === undefined) return 'silent'
+    let socket: Socket
+    try { socket = this.connectTo(m) } catch { return 'silent' }
+    return await new Promise((resolve) => {
+      const done = (answer: 'refused' | 'open' | 'silent'): void => {
+        clearTimeout(timer)
+        socket.destroy()
+        resolve(answer)
+      }
+      const timer = setTimeout(() => done('silent'), timeoutMs)
+      timer.unref()
+      socket.once('connect', () => done('open'))
+      socket.once('error', (err) => done((err as NodeJS.ErrnoException).code === 'ECONNREFUSED' ? 'refused' : 'silent'))
+    })
+  }
+
   /** The acceptor asks for a peer that dialled us: membership may know it before its join event reached us. */
   private forInbound (peer: string): PeerLink | undefined {
     const existing = this.links.get(peer)
@@ -190,17 +222,12 @@ export class LinkSet {
       existing.redialNow()
       return existing
     }
-    const bind = this.opts.bind
-    const localAddress = bind !== '0.0.0.0' && bind !== '::' && isIP(bind) === isIP(m.addr) ? bind : undefined
-    const faults = this.opts.faults
     const link: PeerLink = new PeerLink({
       localName: this.opts.name,
       process: this.opts.process,
       peerName: m.name,
       cipher: this.opts.cipher,
-      connect: () => faults?.linksBlocked({ host: m.addr, port: m.port }) === true
-        ? hangingSocket()
-        : this.opts.dial !== undefined ? this.opts.dial(m, localAddress) : netConnect({ host: m.addr, port: m.port, localAddress }) as Socket,
+      connect: () => this.connectTo(m),
       onMessage: (payload, info) => this.opts.handlers.onMessage(link, payload, info),
       onUp: () => this.linkUp(link),
       onStateChange: (state) => { if (state === 'backoff' || state === 'waiting') this.opts.handlers.onDown(m.name) },
@@ -279,9 +306,10 @@ export class LinkSet {
     const link = this.links.get(name)
     if (link === undefined) return
     this.links.delete(name)
+    const unsettled = link.unheld()
     link.stop()
     this.opts.log.debug({ peer: name }, 'peer link stopped')
-    if (this.running) this.opts.handlers.onDropped(name)
+    if (this.running) this.opts.handlers.onDropped(name, unsettled)
   }
 }
 

@@ -107,6 +107,8 @@ export class SessionMoves {
   private readonly early = new Map<string, { packets: Array<{ packet: StoredPacket, done: () => void }>, timer: NodeJS.Timeout }>()
   /** Sessions on their way here (a fetch under way). */
   private readonly arriving = new Set<string>()
+  /** Sessions a stopping peer handed us, until it has left (handedOffBy). */
+  private readonly handedOff = new Map<string, Set<string>>()
   /** A client connecting here is fetching its session (or being handed it) right now. */
   isArriving (clientId: string): boolean { return this.arriving.has(clientId) }
   /** Moves whose barriers timed out (broker_cluster_moves_settled_total{by="timeout"}). */
@@ -325,6 +327,19 @@ export class SessionMoves {
   }
 
   /** A link dropped for good: its peer's answers are not waited for. */
+  /**
+   * A peer that handed us sessions on its stop has left: what peers sent it
+   * after our first rescue request and it never settled (kept as orphans
+   * when its link was dropped) is rescued for them too.
+   */
+  handedOffBy (peer: string): void {
+    const ids = this.handedOff.get(peer)
+    this.handedOff.delete(peer)
+    if (ids === undefined) return
+    const here = [...ids].filter((id) => this.ctx.store.hasSession(id))
+    if (here.length > 0) this.hold(here, this.host.rescue.request(peer, here))
+  }
+
   peerGone (peer: string): void {
     for (const f of this.fetches.values()) f.forget(peer)
     for (const [id, l] of this.leaving) if (l.to === peer && l.until === 0) this.leaving.delete(id)
@@ -462,6 +477,11 @@ export class SessionMoves {
     try {
       if (await this.store(clientId, link.peerName, session) && session.rescueFrom !== undefined) {
         this.hold([clientId], this.host.rescue.request(session.rescueFrom, [clientId]))
+        if (session.rescueFrom === link.peerName) {
+          let ids = this.handedOff.get(link.peerName)
+          if (ids === undefined) { ids = new Set(); this.handedOff.set(link.peerName, ids) }
+          ids.add(clientId)
+        }
       }
     } finally {
       this.arriving.delete(clientId)

@@ -70,6 +70,8 @@ export class SessionReplication {
   private readonly subscriptions = new Map<string, Map<string, TransferredSubscription>>()
   private readonly wills = new Map<string, TransferredPacket>()
   private readonly connections = new Map<string, ReplicaConnection>()
+  /** Sessions with a QoS 2 publish of their client awaiting its PUBREL. */
+  private readonly incoming = new Set<string>()
   /** The holder of each replicated session's copy. */
   private readonly holders = new Map<string, string>()
   /** Operations of this turn, per holder. */
@@ -130,6 +132,7 @@ export class SessionReplication {
   ended (clientId: string): void {
     this.subscriptions.delete(clientId)
     this.wills.delete(clientId)
+    this.incoming.delete(clientId)
     this.connections.delete(clientId)
     if (this.holders.has(clientId)) {
       this.queue(clientId, { op: 'drop' })
@@ -171,12 +174,14 @@ export class SessionReplication {
   }
 
   incomingStored (clientId: string, messageId: number): Promise<void> | undefined {
-    if (!this.subscriptions.has(clientId) && !this.holders.has(clientId)) return undefined
+    // A persistent client's own QoS 2 publish is session state, with or without subscriptions.
+    this.incoming.add(clientId)
     if (this.ensureHolder(clientId) !== 'existing') return this.waitFor(clientId)
     return this.queue(clientId, { op: 'incoming', messageId, add: true }, this.host.replicatedAcks)
   }
 
   incomingReleased (clientId: string, messageId: number): void {
+    if (this.host.store.incomingIds(clientId).length === 0) this.incoming.delete(clientId)
     if (this.holders.has(clientId)) this.queue(clientId, { op: 'incoming', messageId, add: false })
   }
 
@@ -288,6 +293,7 @@ export class SessionReplication {
     const ids = new Set<string>()
     for (const [id, subs] of this.subscriptions) if (subs.size > 0) ids.add(id)
     for (const id of this.wills.keys()) ids.add(id)
+    for (const id of this.incoming) ids.add(id)
     return ids
   }
 

@@ -118,8 +118,8 @@ export function isPacketId (v: unknown): v is number { return typeof v === 'numb
 function isQos (v: unknown): boolean { return v === 0 || v === 1 || v === 2 }
 
 /** Whether a session holds anything worth moving. */
-export function isEmptySession (s: { subscriptions: unknown[], queue: unknown[] }): boolean {
-  return s.subscriptions.length === 0 && s.queue.length === 0
+export function isEmptySession (s: { subscriptions: unknown[], queue: unknown[], incoming?: unknown[] }): boolean {
+  return s.subscriptions.length === 0 && s.queue.length === 0 && (s.incoming?.length ?? 0) === 0
 }
 
 /**

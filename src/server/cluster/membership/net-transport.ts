@@ -123,11 +123,6 @@ export class NetTransport implements Transport {
     socket.setTimeout(this.options.streamTimeoutMs, () => socket.destroy())
     socket.on('error', () => {})
     socket.once('close', () => this.sockets.delete(socket))
-    const linkHandler = this.linkHandler
-    if (linkHandler === undefined) {
-      this.serveExchange(socket, handlers, from)
-      return
-    }
     // Peek at the first 4 bytes: "BHDP" is a peer link, anything else a
     // length prefix of a push/pull exchange.
     let head = Buffer.alloc(0)
@@ -138,6 +133,13 @@ export class NetTransport implements Transport {
       socket.pause()
       socket.off('data', peek)
       if (head.subarray(0, PREAMBLE.length).equals(PREAMBLE)) {
+        // A peer link before our data plane started (or after it stopped):
+        // closed quietly, the peer redials. Not a malformed stream.
+        const linkHandler = this.linkHandler
+        if (linkHandler === undefined) {
+          socket.destroy()
+          return
+        }
         socket.setTimeout(0)
         linkHandler(socket, head)
       } else {
