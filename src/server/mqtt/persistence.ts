@@ -104,6 +104,8 @@ export class SessionStore implements AedesPersistence {
   private retainedBytesTotal = 0
   private readonly outgoing: OutgoingQueues
   private readonly incoming = new Map<string, Map<number, StoredPacket>>()
+  /** Client ids whose incoming QoS 2 state belongs to a clean session: it is not a stored session. */
+  private readonly transientIncoming = new Set<string>()
   /** Client ids with stored subscriptions (the inner store does not say cheaply). */
   private readonly subscribers = new Map<string, Set<string>>()
   /** Per message stamp, what its acknowledgement waits for (takeHeld). */
@@ -129,9 +131,11 @@ export class SessionStore implements AedesPersistence {
   /** Whether the session's ledger holds this stamp: the message was queued for it lately (maybe sent already). */
   seen (clientId: string, stamp: string): boolean { return this.outgoing.seen(clientId, stamp) }
   /** Whether this node holds state of the session: stored subscriptions, or queued messages. */
-  hasSession (clientId: string): boolean { return this.subscribers.has(clientId) || this.outgoing.countFor(clientId) > 0 || this.incoming.has(clientId) }
+  hasSession (clientId: string): boolean { return this.subscribers.has(clientId) || this.outgoing.countFor(clientId) > 0 || this.storedIncoming(clientId) }
   /** Client ids of the sessions held here. */
-  sessions (): string[] { return [...new Set([...this.subscribers.keys(), ...this.outgoing.sessions(), ...this.incoming.keys()])] }
+  sessions (): string[] { return [...new Set([...this.subscribers.keys(), ...this.outgoing.sessions(), ...[...this.incoming.keys()].filter((id) => this.storedIncoming(id))])] }
+  /** A persistent session's own QoS 2 PUBLISHes await their PUBREL (a clean session's do not make it stored). */
+  private storedIncoming (clientId: string): boolean { return this.incoming.has(clientId) && !this.transientIncoming.has(clientId) }
   /** Stored subscription filters of a session (shared-subscription markers included). */
   storedFilters (clientId: string): ReadonlySet<string> { return this.subscribers.get(clientId) ?? new Set() }
 
@@ -228,6 +232,7 @@ export class SessionStore implements AedesPersistence {
     this.subscribers.delete(client.id)
     this.outgoing.drop(client.id)
     this.incoming.delete(client.id)
+    this.transientIncoming.delete(client.id)
     this.observer?.ended(client.id)
   }
 
@@ -359,6 +364,7 @@ export class SessionStore implements AedesPersistence {
    */
   async importSession (clientId: string, session: SessionSnapshot): Promise<void> {
     if (this.hasSession(clientId) || this.incoming.has(clientId)) await this.cleanSubscriptions({ id: clientId })
+    this.transientIncoming.delete(clientId)
     this.outgoing.import(clientId, session.queue, session.ledger)
     if (session.incoming.length > 0) {
       this.incoming.set(clientId, new Map(session.incoming.map((id) => [id, { cmd: 'publish', topic: '', payload: Buffer.alloc(0), qos: 2, messageId: id }])))
@@ -374,8 +380,14 @@ export class SessionStore implements AedesPersistence {
     let mine = this.incoming.get(client.id)
     if (mine === undefined) { mine = new Map(); this.incoming.set(client.id, mine) }
     mine.set(packet.messageId, { cmd: 'publish', topic: packet.topic, payload: packet.payload, qos: 2, messageId: packet.messageId, retain: packet.retain === true, dup: packet.dup === true, ...(packet.properties === undefined ? {} : { properties: packet.properties }) })
-    // A clean session's state ends with its connection: nothing to keep elsewhere.
-    if ((client as { clean?: boolean }).clean === true) return
+    // A clean session's state ends with its connection: nothing to keep
+    // elsewhere, and it does not make the session stored (hasSession; the
+    // session sender would otherwise wait for a queue that never fills).
+    if ((client as { clean?: boolean }).clean === true) {
+      this.transientIncoming.add(client.id)
+      return
+    }
+    this.transientIncoming.delete(client.id)
     const wait = this.observer?.incomingStored(client.id, packet.messageId)
     if (wait !== undefined) await wait
   }
@@ -390,6 +402,10 @@ export class SessionStore implements AedesPersistence {
     const mine = this.incoming.get(client.id)
     if (packet.messageId === undefined || mine?.delete(packet.messageId) !== true) throw new Error('no such packet')
     if (mine.size === 0) this.incoming.delete(client.id)
+    if (this.transientIncoming.has(client.id)) {
+      if (mine.size === 0) this.transientIncoming.delete(client.id)
+      return
+    }
     this.observer?.incomingReleased(client.id, packet.messageId)
   }
 
@@ -414,6 +430,7 @@ export class SessionStore implements AedesPersistence {
   async destroy (): Promise<void> {
     this.outgoing.clearAll()
     this.incoming.clear()
+    this.transientIncoming.clear()
     this.subscribers.clear()
     this.retained.clear()
     this.retainedBytesTotal = 0
