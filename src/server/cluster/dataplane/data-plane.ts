@@ -120,6 +120,7 @@ export class DataPlane {
         onMessage: (link, payload, info) => this.onMessage(link, payload, info),
         onUp: (link, restarted) => this.linkUp(link, restarted),
         onGone: (peer, state) => this.peerGone(peer, state),
+        onReachable: (peer) => this.promotion.reachable(peer),
         onBack: (peer) => {
           this.promotion.undo(peer)
           // Replicas it held for us and that moved on while it was away go there.
@@ -328,12 +329,12 @@ export class DataPlane {
     if (state === 'left') {
       this.routing.removePeer(peer)
       this.promotion.confirmDown(peer)
-      // Sessions it handed to us: what it was sent and never settled before it went.
-      this.moves.handedOffBy(peer)
     } else {
       // A partition looks like a death: only a refused connection proves the process is gone.
       this.links.probe(peer).then((answer) => { if (answer === 'refused') this.promotion.confirmDown(peer) }, () => {})
     }
+    // Sessions that left it for here lately: what it was sent for them and never settled.
+    this.moves.movedAwayFrom(peer)
     // Its sessions are ours now: those it handed off on a graceful stop are
     // gone from our replicas already, what is left it could not hand off.
     this.promotion.promote(peer).catch((err: Error) => this.ctx.log.warn({ peer, err: err.message }, 'sessions of a dead node not taken over'))
@@ -347,6 +348,7 @@ export class DataPlane {
     this.replication.peerGone(peer)
     this.moves.peerGone(peer)
     this.promotion.confirmDown(peer)
+    this.moves.movedAwayFrom(peer)
     this.promotion.promote(peer).catch((err: Error) => this.ctx.log.warn({ peer, err: err.message }, 'sessions of a restarted node not taken over'))
     this.promotion.alive(peer)
   }

@@ -30,6 +30,8 @@ export interface LinkSetHandlers {
   onUp: (link: PeerLink, restarted: boolean) => void
   /** The membership declared the peer dead (it may be partitioned away) or it left. */
   onGone: (peer: string, state: 'dead' | 'left') => void
+  /** The membership lists a parked peer as alive again; its link has not said yet whether it is the same process. */
+  onReachable?: (peer: string) => void
   /** A parked peer is alive again, as the same process (it was cut off, not dead). */
   onBack: (peer: string) => void
   /** The peer came back as a new process: the held messages its predecessor never settled. */
@@ -258,6 +260,7 @@ export class LinkSet {
       if (restarted) this.opts.handlers.onRestart(peer, [])
       else if (before === proc) this.opts.handlers.onBack(peer)
     }
+    this.opts.log.debug({ peer, restarted, parked: this.parked.has(peer) }, 'peer link up')
     this.opts.handlers.onUp(link, restarted)
   }
 
@@ -292,6 +295,7 @@ export class LinkSet {
     // The link may be deep in its redial backoff after a long absence.
     link?.redialNow()
     this.opts.log.debug({ peer: name }, 'peer back: parked link in use again')
+    this.opts.handlers.onReachable?.(name)
     // Back while its link never dropped (a pause): the same process.
     // (A restart was reported when its link came up: a different process than the one parked.)
     if (link?.state === 'up' && link.remoteProcess !== undefined && link.remoteProcess === was) this.opts.handlers.onBack(name)

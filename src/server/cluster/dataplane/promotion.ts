@@ -38,7 +38,14 @@ export interface PromotionHost {
   arriving: (clientId: string) => boolean
 }
 
-interface OwedWill { will: TransferredPacket, dueAt: number, peer: string, since: number, timer: NodeJS.Timeout | undefined }
+interface OwedWill {
+  will: TransferredPacket
+  dueAt: number
+  peer: string
+  /** When its node became unreachable (this time): partition_will_delay counts from here. */
+  since: number
+  timer: NodeJS.Timeout | undefined
+}
 
 export class Promotion {
   private readonly ctx: DataPlaneContext
@@ -57,6 +64,10 @@ export class Promotion {
   private readonly expiries = new Map<string, NodeJS.Timeout>()
   /** Peers known to be down (refused connections, restarted, left): their wills need no extra wait. */
   private readonly confirmed = new Set<string>()
+  /** Peers whose promotion is under way, and whether they came back (undo) meanwhile. */
+  private readonly underway = new Map<string, { back: boolean }>()
+  /** Clients seen connected while their replica was being promoted: no will is owed for them. */
+  private readonly seenWhilePromoting = new Set<string>()
   private stopped = false
 
   constructor (ctx: DataPlaneContext, replication: SessionReplication, rescue: Rescue, host: PromotionHost) {
@@ -88,10 +99,36 @@ export class Promotion {
   alive (peer: string): void { this.confirmed.delete(peer) }
 
   /**
+   * The membership hears the peer again, before its link says whether it is
+   * the same process (undo) or a new one (confirmDown). Its clients may be
+   * connected there: their wills wait, and if it is declared dead again
+   * before its link is back, partition_will_delay counts from then.
+   */
+  reachable (peer: string): void {
+    if (this.confirmed.has(peer)) return
+    for (const w of this.wills.values()) {
+      if (w.peer !== peer || w.timer === undefined) continue
+      clearTimeout(w.timer)
+      w.timer = undefined
+    }
+  }
+
+  /** Wills that waited while their peer was reachable: it is unreachable again, from now. */
+  private unreachableAgain (peer: string): void {
+    const now = Date.now()
+    for (const [clientId, w] of this.wills) {
+      if (w.peer !== peer || w.timer !== undefined) continue
+      w.since = now
+      this.arm(clientId, w)
+    }
+  }
+
+  /**
    * A home node died (or left without handing its sessions off, or
    * restarted): its replicas here become sessions of this node.
    */
   async promote (peer: string): Promise<void> {
+    this.unreachableAgain(peer)
     const ids = this.replication.replicas.ownedBy(peer)
     if (ids.length === 0 || this.stopped) return
     let done!: () => void
@@ -104,6 +141,8 @@ export class Promotion {
     this.host.hold(ids, rescues.then(async (p) => await p))
     const now = Date.now()
     const taken: string[] = []
+    const run = { back: false }
+    this.underway.set(peer, run)
     try {
       for (const clientId of ids) {
         const replica = this.replication.replicas.take(clientId)
@@ -119,12 +158,22 @@ export class Promotion {
         }
         // Marked before it is stored: its replica, made while storing, says it yields to the original's.
         this.promotedFrom.set(clientId, peer)
-        if (await this.host.store(clientId, `replica of ${peer}`, replica)) {
+        const stored = await this.host.store(clientId, `replica of ${peer}`, replica)
+        // The peer answered again while this one was stored (storing waits
+        // for its new replica holder): it was cut off and its copy stands,
+        // so this one goes, as undo() did for those stored before.
+        if (run.back) {
+          if (stored) this.dropReturned(peer, clientId)
+          continue
+        }
+        if (stored) {
           taken.push(clientId)
         } else {
           if (this.promotedFrom.get(clientId) === peer) this.promotedFrom.delete(clientId)
           this.ctx.log.debug({ client: clientId, peer }, 'replica not promoted: empty, or the session here is newer')
         }
+        // Its client connected meanwhile (here or on a peer): nothing is owed for it.
+        if (this.seenWhilePromoting.delete(clientId)) continue
         this.replication.setConnection(clientId, ended)
         const willAt = willDueAt(replica, now)
         if (willAt !== undefined && replica.will !== null) {
@@ -137,9 +186,14 @@ export class Promotion {
       rescued(taken.length > 0 ? this.rescue.request(peer, taken) : Promise.resolve())
     } finally {
       rescued(Promise.resolve())
-      for (const id of ids) if (this.promoting.get(id) === storing) this.promoting.delete(id)
+      for (const id of ids) {
+        if (this.promoting.get(id) === storing) this.promoting.delete(id)
+        if (!this.promoting.has(id)) this.seenWhilePromoting.delete(id)
+      }
+      if (this.underway.get(peer) === run) this.underway.delete(peer)
       done()
     }
+    if (run.back) return
     this.ctx.log.warn({ peer, sessions: taken.length, replicas: ids.length }, 'node gone: took over the sessions it held whose replicas were here')
   }
 
@@ -150,6 +204,9 @@ export class Promotion {
    * original there), their wills with them.
    */
   undo (peer: string): void {
+    const run = this.underway.get(peer)
+    if (run !== undefined) run.back = true
+    this.ctx.log.debug({ peer, promoting: run !== undefined, wills: [...this.wills.values()].filter((w) => w.peer === peer).length }, 'peer back as the same process: what was taken over from it is given back')
     for (const [clientId, w] of [...this.wills]) {
       if (w.peer !== peer) continue
       clearTimeout(w.timer)
@@ -162,11 +219,24 @@ export class Promotion {
       this.promotedFrom.delete(clientId)
       if (localClient(this.ctx, clientId) !== undefined) continue
       lost.push(clientId)
-      this.ctx.log.info({ client: clientId, peer }, 'peer back after being declared dead: session taken over from it dropped here, its copy stays')
-      this.host.remove(clientId).catch((err: Error) => this.ctx.warn('warn', { client: clientId, err: err.message }, 'session taken over not dropped'))
+      this.removeReturned(peer, clientId)
     }
     // Their replicas were spent on the promotion: the home sends them again.
     if (lost.length > 0) sendControl(this.ctx, peer, { kind: 'replica-lost', clientIds: lost })
+  }
+
+  /** A session promoted after its peer came back (undo ran while it was stored). */
+  private dropReturned (peer: string, clientId: string): void {
+    // undo() may have seen it marked, and removed it before it was stored: again.
+    if (this.promotedFrom.get(clientId) === peer) this.promotedFrom.delete(clientId)
+    if (localClient(this.ctx, clientId) !== undefined) return
+    this.removeReturned(peer, clientId)
+    sendControl(this.ctx, peer, { kind: 'replica-lost', clientIds: [clientId] })
+  }
+
+  private removeReturned (peer: string, clientId: string): void {
+    this.ctx.log.info({ client: clientId, peer }, 'peer back after being declared dead: session taken over from it dropped here, its copy stays')
+    this.host.remove(clientId).catch((err: Error) => this.ctx.warn('warn', { client: clientId, err: err.message }, 'session taken over not dropped'))
   }
 
   /**
@@ -175,6 +245,7 @@ export class Promotion {
    * replaced the will already: delWill, then putWill of the new one.)
    */
   clientSeen (clientId: string, here: boolean): void {
+    if (this.promoting.has(clientId)) this.seenWhilePromoting.add(clientId)
     const w = this.wills.get(clientId)
     if (w !== undefined) {
       clearTimeout(w.timer)

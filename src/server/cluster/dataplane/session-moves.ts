@@ -107,8 +107,8 @@ export class SessionMoves {
   private readonly early = new Map<string, { packets: Array<{ packet: StoredPacket, done: () => void }>, timer: NodeJS.Timeout }>()
   /** Sessions on their way here (a fetch under way). */
   private readonly arriving = new Set<string>()
-  /** Sessions a stopping peer handed us, until it has left (handedOffBy). */
-  private readonly handedOff = new Map<string, Set<string>>()
+  /** Sessions that came here from a peer's home copy, and until when (movedAwayFrom). */
+  private readonly recentlyFrom = new Map<string, Map<string, number>>()
   /** A client connecting here is fetching its session (or being handed it) right now. */
   isArriving (clientId: string): boolean { return this.arriving.has(clientId) }
   /** Moves whose barriers timed out (broker_cluster_moves_settled_total{by="timeout"}). */
@@ -227,6 +227,7 @@ export class SessionMoves {
         this.hold([clientId], this.host.rescue.request(best.session.rescueFrom, [clientId]))
       } else if (!best.replica && best.peer !== this.ctx.name) {
         this.hold([clientId], this.barrier(clientId, best.peer))
+        this.movedFrom(best.peer, clientId)
       }
     }
     // Older copies are acknowledged too: they are stale, their holders drop them.
@@ -326,20 +327,36 @@ export class SessionMoves {
     return this.fetches.get(requestId)?.answer(peer, session, replica) === true
   }
 
-  /** A link dropped for good: its peer's answers are not waited for. */
+  /** A session came here from `peer`'s home copy (a fetch, or its hand-off on stop). */
+  private movedFrom (peer: string, clientId: string): void {
+    let ids = this.recentlyFrom.get(peer)
+    if (ids === undefined) { ids = new Map(); this.recentlyFrom.set(peer, ids) }
+    const now = Date.now()
+    // In expiry order (one FOLLOW_MS for all): the expired ones are first.
+    ids.delete(clientId)
+    ids.set(clientId, now + FOLLOW_MS)
+    for (const [id, until] of ids) {
+      if (until >= now) break
+      ids.delete(id)
+    }
+  }
+
   /**
-   * A peer that handed us sessions on its stop has left: what peers sent it
-   * after our first rescue request and it never settled (kept as orphans
-   * when its link was dropped) is rescued for them too.
+   * A peer that sessions left for here lately is gone (left, dead or
+   * restarted) before it could send everything it got for them afterwards
+   * as late copies: what peers sent it and it never settled (kept on their
+   * links, or as orphans once a link was dropped) is rescued for them.
    */
-  handedOffBy (peer: string): void {
-    const ids = this.handedOff.get(peer)
-    this.handedOff.delete(peer)
+  movedAwayFrom (peer: string): void {
+    const ids = this.recentlyFrom.get(peer)
+    this.recentlyFrom.delete(peer)
     if (ids === undefined) return
-    const here = [...ids].filter((id) => this.ctx.store.hasSession(id))
+    const now = Date.now()
+    const here = [...ids].filter(([id, until]) => until >= now && this.ctx.store.hasSession(id)).map(([id]) => id)
     if (here.length > 0) this.hold(here, this.host.rescue.request(peer, here))
   }
 
+  /** A link dropped for good: its peer's answers are not waited for. */
   peerGone (peer: string): void {
     for (const f of this.fetches.values()) f.forget(peer)
     for (const [id, l] of this.leaving) if (l.to === peer && l.until === 0) this.leaving.delete(id)
@@ -477,11 +494,7 @@ export class SessionMoves {
     try {
       if (await this.store(clientId, link.peerName, session) && session.rescueFrom !== undefined) {
         this.hold([clientId], this.host.rescue.request(session.rescueFrom, [clientId]))
-        if (session.rescueFrom === link.peerName) {
-          let ids = this.handedOff.get(link.peerName)
-          if (ids === undefined) { ids = new Set(); this.handedOff.set(link.peerName, ids) }
-          ids.add(clientId)
-        }
+        if (session.rescueFrom === link.peerName) this.movedFrom(link.peerName, clientId)
       }
     } finally {
       this.arriving.delete(clientId)
