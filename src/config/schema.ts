@@ -123,7 +123,8 @@ export const ConfigSchema = Type.Object({
     format: Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('pretty')], {
       default: 'auto',
       description: 'json, pretty, or auto (pretty on a terminal, JSON otherwise)'
-    })
+    }),
+    clients: Type.Boolean({ default: true, description: 'an info line per MQTT client connect (address, user, protocol, keep alive, session) and disconnect (with its reason); false turns them off' })
   }, { additionalProperties: false, default: {} })
 }, { additionalProperties: false })
 

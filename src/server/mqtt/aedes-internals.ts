@@ -89,6 +89,8 @@ export interface ClientInternals extends Client {
   _requestProblemInformation?: boolean
   /** Clean Start of the CONNECT (MQTT 5: can differ from `clean`, the persistence axis). */
   _cleanStart?: boolean
+  /** Set when the client sent DISCONNECT (aedes then skips its will). */
+  _disconnected: boolean
   subscriptions: Record<string, AedesSubscription>
   /** Highest brokerCounter delivered per brokerId (aedes' de-duplication; replaced, see hooks.ts). */
   duplicates: Record<string, number>

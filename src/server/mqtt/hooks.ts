@@ -23,7 +23,7 @@ import type { Aedes, Client } from 'aedes'
 export const LAYERS = {
   connection: ['inbound', 'delivery'],
   preConnect: ['cluster'],
-  authenticate: ['introspection', 'cluster', 'access'],
+  authenticate: ['client-log', 'introspection', 'cluster', 'access'],
   authorizePublish: ['reserved-topics', 'access'],
   authorizeSubscribe: ['shared-subscriptions', 'access'],
   authorizeForward: ['packet-size', 'access'],

@@ -20,6 +20,7 @@
 //   metrics.ts               Prometheus metrics
 //   access.ts, authorize.ts  authentication and ACL
 //   introspection.ts         read-only queries for the HTTP API
+//   client-log.ts            a log line per client connect and disconnect, with the reason
 import { createServer, type Server, type Socket } from 'node:net'
 import { once } from 'node:events'
 import { Aedes, type Client } from 'aedes'
@@ -41,7 +42,8 @@ import { shutdown } from './shutdown.js'
 import { installAccessControl } from './authorize.js'
 import { AedesHooks } from './hooks.js'
 import { MqttIntrospection, type MessageCounts } from './introspection.js'
-import { internals, encodePacket } from './aedes-internals.js'
+import { internals, brokerInternals, encodePacket } from './aedes-internals.js'
+import { ClientLog } from './client-log.js'
 
 export { displayTopic } from './shared-subscriptions.js'
 export { SessionStore } from './persistence.js'
@@ -71,6 +73,8 @@ export class MqttServer {
   readonly hooks = new AedesHooks()
   readonly counts: MessageCounts = { received: 0, sent: 0, dropped: 0 }
   readonly introspection: MqttIntrospection
+  /** A line per client connect and disconnect (log.clients); others tell it why they close a connection. */
+  readonly clientLog: ClientLog
   /**
    * Set by the cluster data plane: resolves when a session that just moved
    * here may start receiving (what it was owed from its old node is queued);
@@ -121,7 +125,12 @@ export class MqttServer {
       queuedMessages: () => this.persistence.queuedCount
     })
     this.aedes = new Aedes({ ...aedesOptions(config, options.incarnation), persistence: this.persistence })
-    this.introspection = new MqttIntrospection(this.aedes, this.persistence, this.counts)
+    this.clientLog = new ClientLog(log, (c) => this.introspection.usernameOf(c))
+    if (config.log.clients) {
+      this.clientLog.attach(this.aedes)
+      this.clientLog.installHooks(this.hooks, this.aedes)
+    }
+    this.introspection = new MqttIntrospection(this.aedes, this.persistence, this.counts, (c, reason) => this.clientLog.because(c, reason))
     installAccessControl(this.hooks, { config, log, registry })
     this.introspection.installHooks(this.hooks)
     this.addLayers()
@@ -306,6 +315,7 @@ export class MqttServer {
   stop (): Promise<void> {
     this.stopping ??= (async () => {
       clearInterval(this.sweepTimer)
+      for (const c of Object.values(brokerInternals(this.aedes).clients)) if (c !== undefined) this.clientLog.because(c, 'node stopping')
       const all = new Set([...this.sockets, ...this.refused])
       const { cut } = await shutdown({ server: this.server, aedes: this.aedes, sockets: all, graceMs: this.options.config.mqtt.shutdown_grace_period })
       this.options.log.info({ cut }, 'MQTT stopped')

@@ -168,11 +168,15 @@ export class MqttIntrospection {
   /** Username given at CONNECT; aedes hands it to authenticate() but does not keep it. */
   private readonly usernames = new WeakMap<Client, string>()
 
+  /** Told why a client is disconnected here (client-log.ts). */
+  private readonly because: (client: Client, reason: string) => void
+
   /** `counts` is kept by the delivery layer and the session senders (sent, dropped) and here (received). */
-  constructor (aedes: Aedes, store: SessionStore | undefined, counts: MessageCounts) {
+  constructor (aedes: Aedes, store: SessionStore | undefined, counts: MessageCounts, because: (client: Client, reason: string) => void = () => {}) {
     this.aedes = aedes
     this.store = store
     this.counts = counts
+    this.because = because
     aedes.on('publish', (_packet: unknown, client: Client | null) => {
       if (client !== null && client !== undefined) this.counts.received++
     })
@@ -187,6 +191,9 @@ export class MqttIntrospection {
       next(client, username, password, callback)
     })
   }
+
+  /** The username the client gave at CONNECT, if any. */
+  usernameOf (client: Client): string | undefined { return this.usernames.get(client) }
 
   private persistence (): QueryablePersistence | undefined {
     // Public but untyped in aedes.d.ts; set by aedes.listen().
@@ -325,6 +332,7 @@ export class MqttIntrospection {
   async disconnect (clientId: string): Promise<boolean> {
     const client = this.client(clientId)
     if (client === undefined || client.closed) return false
+    this.because(client, 'disconnected by an operator (client/stop)')
     await new Promise<void>((resolve) => client.disconnect({ reasonCode: ADMINISTRATIVE_ACTION }, resolve))
     return true
   }

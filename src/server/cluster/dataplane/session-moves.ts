@@ -384,8 +384,8 @@ export class SessionMoves {
         if (m.resume) sendControl(this.ctx, link.peerName, { kind: 'session-transfer', requestId: m.requestId, clientId, session: null })
         return
       }
-      if (!this.host.takeover.isClosing(local)) this.ctx.log.info({ client: clientId, peer: link.peerName }, 'client id connecting on another node: closing the connection here')
-      await this.host.takeover.close(local)
+      if (!this.host.takeover.isClosing(local)) this.ctx.log.debug({ client: clientId, peer: link.peerName }, 'client id connecting on another node: closing the connection here')
+      await this.host.takeover.close(local, link.peerName)
     }
     const store = this.ctx.store
     if (!m.resume) {

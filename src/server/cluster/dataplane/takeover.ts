@@ -80,8 +80,8 @@ export class Takeover {
     const mine = this.connectedAt.get(local)
     if (mine !== undefined && compareStamps(mine, stamp) >= 0) return // ours is the newer connection
     if (this.closing.has(local)) return
-    this.ctx.log.info({ client: clientId, peer }, 'client id connected on another node: closing the older connection here')
-    void this.close(local)
+    this.ctx.log.debug({ client: clientId, peer }, 'client id connected on another node: closing the older connection here')
+    void this.close(local, peer)
   }
 
   /**
@@ -89,9 +89,10 @@ export class Takeover {
    * DISCONNECT 0x8E), once: the announcement and a session request may both
    * ask, and a second DISCONNECT would race the first.
    */
-  close (local: Client): Promise<void> {
+  close (local: Client, peer: string): Promise<void> {
     let closing = this.closing.get(local)
     if (closing === undefined) {
+      this.ctx.mqtt.clientLog.because(local, `taken over by a connection on ${peer}`)
       closing = new Promise<void>((resolve) => {
         (local as Client & { disconnect: (opts: { reasonCode: number }, done: () => void) => void }).disconnect({ reasonCode: SESSION_TAKEN_OVER }, () => resolve())
       })
