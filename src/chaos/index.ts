@@ -5,7 +5,7 @@ import type { NetnsRunOptions } from './netns-runner.js'
 
 export type { ChaosOptions, ChaosProgress, ChaosResult } from './runner.js'
 export { checkHistory, DEFAULT_CHECK_OPTIONS, type CheckOptions, type CheckResult, type Verdict } from './checker.js'
-export { DATA_PLANE_INTEGRATED, SESSIONS_CROSS_NODE, INVARIANTS, defaultScope, type InvariantId } from './invariants.js'
+export { INVARIANTS, defaultScope, type InvariantId } from './invariants.js'
 export { FAULT_KINDS, FAULT_DESCRIPTIONS, planSchedule, describeFault, type FaultKind, type PlannedFault } from './schedule.js'
 export { History, type HistoryEvent } from './history.js'
 export { parseDuration, parseFaults, parseNodes, parseSeed, parseNetwork, checkFaultsForNodes, NETWORK_MODES, type NetworkMode } from './options.js'

@@ -1,19 +1,9 @@
 // The guarantees the checker decides (design.md, "Invariants"), and which of
-// them a run owes by default.
-//
-// The cross-node data plane routes messages, replicates retained messages and
-// takes client ids over across nodes (DATA_PLANE_INTEGRATED): expectations
-// span nodes, and the workloads move publishers, subscribers, retained clears
-// and client-id takeovers between nodes. Persistent sessions move between
-// nodes and survive their node (a replica on a second node), but a message
-// can still be lost in the instant a session moves or its node dies (docs/known-gaps.md,
-// "The data plane"), so SESSIONS_CROSS_NODE stays false until `--scope full`
-// passes reliably: a persistent subscriber that comes back elsewhere starts a
-// new obligation window, and one without "session present" is counted and
-// shown; both fail the run only where sessions are owed (--scope full).
-export const DATA_PLANE_INTEGRATED: boolean = true
-export const SESSIONS_CROSS_NODE: boolean = false
-
+// them a run owes by default: all of them, across nodes, persistent sessions
+// included (`--scope full`). `--scope cluster` treats persistent sessions per
+// node (a subscriber that comes back elsewhere starts a new obligation
+// window; a lost session is shown, not failed); `--scope node` owes
+// deliveries only within one node.
 export const INVARIANTS = [
   { id: 'membership-convergence', design: 1, title: 'membership converges after each fault' },
   { id: 'lost-acked', design: 2, title: 'acknowledged QoS 1/2 messages lost (surviving sessions)' },
@@ -43,7 +33,7 @@ export interface CheckScope {
   enabled: ReadonlySet<InvariantId>
 }
 
-export function defaultScope (dataPlane = DATA_PLANE_INTEGRATED, sessions = dataPlane && SESSIONS_CROSS_NODE): CheckScope {
+export function defaultScope (dataPlane = true, sessions = dataPlane): CheckScope {
   return {
     crossNode: dataPlane,
     sessions,

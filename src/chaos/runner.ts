@@ -14,7 +14,7 @@ import { Nemesis } from './nemesis.js'
 import { Workloads, RETAINED_FILTER } from './workloads.js'
 import { planSchedule, describeFault, type FaultKind, type PlannedFault } from './schedule.js'
 import { checkHistory, DEFAULT_CHECK_OPTIONS, type CheckResult } from './checker.js'
-import { DATA_PLANE_INTEGRATED, defaultScope } from './invariants.js'
+import { defaultScope } from './invariants.js'
 import { convergenceBoundMs } from './cluster-config.js'
 import { seededRandom } from '../random.js'
 
@@ -31,9 +31,9 @@ export interface ChaosOptions {
   baseAddress?: string
   /** The broker-ha executable (default: this package's bin/broker-ha.js). */
   bin?: string
-  /** Check guarantees across nodes (default: whether the data plane is integrated). */
+  /** Check guarantees across nodes (default true; false: `--scope node`). */
   dataPlane?: boolean
-  /** Owe persistent sessions across nodes (default: whether sessions move between nodes). */
+  /** Owe persistent sessions across nodes (default true; false: `--scope cluster`). */
   sessions?: boolean
   /**
    * Run the nodes in these (already built) network namespaces and make
@@ -85,7 +85,7 @@ export function runFolderName (seed: number, now = new Date()): string {
 
 export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
   const signal = options.signal ?? new AbortController().signal
-  const dataPlane = options.dataPlane ?? DATA_PLANE_INTEGRATED
+  const dataPlane = options.dataPlane ?? true
   const runDir = resolve(options.runRoot ?? '.chaos-runs', runFolderName(options.seed))
   mkdirSync(runDir, { recursive: true })
   const history = new History()

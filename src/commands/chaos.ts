@@ -12,7 +12,7 @@ import { randomInt } from 'node:crypto'
 import {
   runChaos, parseDuration, parseFaults, parseNodes, parseSeed, parseNetwork, checkFaultsForNodes,
   runChaosInNamespaces, netnsSupport, netnsLayout, netnsRunId, isNetnsRunId, INSIDE_NETNS_FLAG, NETWORK_MODES,
-  planSchedule, describeFault, formatReport, jsonReport, startLiveView, FAULT_KINDS, FAULT_DESCRIPTIONS, DATA_PLANE_INTEGRATED, SESSIONS_CROSS_NODE,
+  planSchedule, describeFault, formatReport, jsonReport, startLiveView, FAULT_KINDS, FAULT_DESCRIPTIONS,
   type ChaosProgress
 } from '../chaos/index.js'
 import { BrokerHaError } from '../errors.js'
@@ -21,7 +21,7 @@ import { letInkDrawOnThisTerminal } from './interactive-terminal.js'
 
 const SCOPES = ['node', 'cluster', 'full'] as const
 /** What the broker guarantees today decides what a run owes by default. */
-const DEFAULT_SCOPE = !DATA_PLANE_INTEGRATED ? 'node' : SESSIONS_CROSS_NODE ? 'full' : 'cluster'
+const DEFAULT_SCOPE = 'full'
 
 interface ChaosFlags {
   nodes: number

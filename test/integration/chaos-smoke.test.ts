@@ -1,7 +1,7 @@
 // The CI chaos run: three real nodes, every fault kind at least once, real
-// MQTT traffic, and the checker's verdict in the default scope: deliveries,
-// retained sets and client ids across nodes, membership; persistent sessions
-// are owed across nodes once SESSIONS_CROSS_NODE is true.
+// MQTT traffic, and the checker's verdict in the default scope (full):
+// deliveries, retained sets, client ids and persistent sessions across
+// nodes, no stall, membership.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
