@@ -1,11 +1,170 @@
-// The user-state hook of the periodic push/pull full-state exchange
-// (memberlist's Delegate.LocalState / MergeRemoteState). The membership
-// carries the bytes; what they mean is the delegate's business. Nothing in
-// the node uses it today (the data plane compares retained digests over its
-// own links); it is tested as memberlist's extension point.
+// The push/pull full-state exchange (memberlist pushPull,
+// sendAndReceiveState and mergeRemoteState): two members swap their whole
+// member tables over the transport's exchange (TCP). state.ts runs it on
+// join, every push_pull_interval with one live member (less often past 32
+// members: pushPullScale), and at once with a member that probed us while
+// unknown; it repairs whatever gossip missed.
+//
+// - Merging: alive entries are taken as alive messages, left as a leave;
+//   dead ones only as suspicion, so a stale view never kills a member
+//   outright (it gets the chance to refute).
+// - The answer is our state as it was before merging theirs, as memberlist
+//   does.
+// - A joiner whose table has a name we know as a live member at another
+//   address is answered with an error instead (two processes share a name;
+//   cluster.name must be unique): it fails with CLUSTER_NAME_CONFLICT and we
+//   keep our view.
+// - The user-state hook (memberlist's Delegate.LocalState /
+//   MergeRemoteState): the membership carries the bytes; what they mean is
+//   the delegate's business. Nothing in the node uses it today (the data
+//   plane compares retained digests over its own links); it is tested as
+//   memberlist's extension point.
+import { BrokerHaError } from '../../../errors.js'
+import type { Keyring } from '../keyring.js'
+import {
+  CodecError, OUR_VERSIONS, decodeStream, encodeStream,
+  type BadPacketReason, type NodeState, type StreamMessage, type Versions
+} from './codec.js'
+import type { MemberTable, MemberTableObserver } from './member-table.js'
+import { addressKey, type Address, type Transport } from './transport.js'
+
 export interface UserStateDelegate {
   /** Bytes to send along with our member list; `join` is true during a join. */
   localState (join: boolean): Buffer
   /** The peer's bytes from the same exchange. Must not throw (errors are swallowed). */
   mergeRemoteState (state: Buffer, join: boolean): void
+}
+
+export interface PushPullObserver extends Pick<MemberTableObserver, 'nameConflict'> {
+  badPacket?: (reason: BadPacketReason, from: Address, detail: string) => void
+}
+
+export interface PushPullOptions {
+  name: string
+  table: MemberTable
+  transport: Transport
+  keyring: Keyring
+  /** How long an exchange may take (the profile's tcpTimeout). */
+  timeoutMs: number
+  observer: PushPullObserver
+  /** Between the state machine's start and stop: no exchange is answered outside it. */
+  running: () => boolean
+}
+
+/** memberlist pushPullScale: beyond 32 members, push/pull less often so the cluster-wide TCP load stays flat. */
+export function pushPullScale (interval: number, n: number): number {
+  if (n <= 32) return interval
+  return Math.ceil(Math.log2(n) - Math.log2(32) + 1) * interval
+}
+
+export class PushPull {
+  delegate: UserStateDelegate | undefined
+  private readonly opts: PushPullOptions
+
+  constructor (opts: PushPullOptions) {
+    this.opts = opts
+  }
+
+  /** Exchanges state with `address` and merges its answer; a name conflict during a join is thrown. */
+  async exchange (address: Address, join: boolean): Promise<void> {
+    const { keyring } = this.opts
+    const request = keyring.seal(encodeStream(this.localStateMessage(join)))
+    const raw = await this.opts.transport.exchange(address, request, this.opts.timeoutMs)
+    let response: StreamMessage
+    try {
+      response = decodeStream(keyring.open(raw))
+    } catch (err) {
+      if (err instanceof CodecError) this.opts.observer.badPacket?.(err.reason, address, err.message)
+      throw err
+    }
+    if (response.type === 'error') {
+      if (response.code === 'CLUSTER_NAME_CONFLICT') throw new BrokerHaError('CLUSTER_NAME_CONFLICT', response.message, { key: 'cluster.name' })
+      throw new Error(`${addressKey(address)} refused the exchange: ${response.message}`)
+    }
+    const conflict = join ? this.findConflict(response.nodes) : undefined
+    if (conflict !== undefined) throw new BrokerHaError('CLUSTER_NAME_CONFLICT', conflict.message, { key: 'cluster.name' })
+    this.mergeState(response.nodes, response.userState, join)
+  }
+
+  /** A peer's exchange: answered with our state, then theirs is merged. */
+  async answer (from: Address, request: Buffer): Promise<Buffer | undefined> {
+    if (!this.opts.running()) return undefined
+    const { keyring, observer } = this.opts
+    let message: StreamMessage
+    try {
+      message = decodeStream(keyring.open(request))
+    } catch (err) {
+      const e = err instanceof CodecError ? err : new CodecError('decode', String(err))
+      observer.badPacket?.(e.reason, from, e.message)
+      return undefined
+    }
+    if (message.type !== 'push-pull') return undefined
+    if (message.join) {
+      // The newcomer is told why, so it can fail with a clear error; we keep our view.
+      const conflict = this.findConflict(message.nodes)
+      if (conflict !== undefined) {
+        observer.nameConflict?.(conflict.name, conflict.existing, conflict.claimed)
+        return keyring.seal(encodeStream({ type: 'error', code: 'CLUSTER_NAME_CONFLICT', message: conflict.message }))
+      }
+    }
+    // Answer with our state as it was before merging theirs, as memberlist does.
+    const response = keyring.seal(encodeStream(this.localStateMessage(message.join)))
+    this.mergeState(message.nodes, message.userState, message.join)
+    return response
+  }
+
+  private localStateMessage (join: boolean): StreamMessage {
+    const nodes: NodeState[] = [...this.opts.table.all()].map((m) => ({
+      name: m.name, addr: m.addr, port: m.port, meta: m.meta, incarnation: m.incarnation, state: m.state, vsn: (m.vsn ?? OUR_VERSIONS) as Versions
+    }))
+    const user = this.delegate?.localState(join)
+    return { type: 'push-pull', join, nodes, userState: user === undefined ? '' : user.toString('base64') }
+  }
+
+  /**
+   * A name we know as a live member at one address claimed live at another
+   * means two processes share a name (cluster.name must be unique).
+   */
+  private findConflict (nodes: NodeState[]): { message: string, name: string, existing: Address, claimed: Address } | undefined {
+    for (const n of nodes) {
+      if (n.state !== 'alive') continue
+      const known = this.opts.table.get(n.name)
+      if (known === undefined || (known.state !== 'alive' && known.state !== 'suspect')) continue
+      if (known.addr !== n.addr || known.port !== n.port) {
+        return {
+          message: `cluster member name "${n.name}" is used by both ${known.addr}:${known.port} and ${n.addr}:${n.port}; cluster.name must be unique`,
+          name: n.name,
+          existing: { host: known.addr, port: known.port },
+          claimed: { host: n.addr, port: n.port }
+        }
+      }
+    }
+    return undefined
+  }
+
+  /** memberlist mergeState (see the top of the file). */
+  private mergeState (nodes: NodeState[], userState: string, join: boolean): void {
+    const table = this.opts.table
+    for (const n of nodes) {
+      switch (n.state) {
+        case 'alive':
+          table.alive({ type: 'alive', incarnation: n.incarnation, node: n.name, addr: n.addr, port: n.port, meta: n.meta, vsn: n.vsn })
+          break
+        case 'left':
+          table.dead({ type: 'dead', incarnation: n.incarnation, node: n.name, from: n.name })
+          break
+        case 'dead':
+        case 'suspect':
+          table.suspect({ type: 'suspect', incarnation: n.incarnation, node: n.name, from: this.opts.name })
+          break
+      }
+    }
+    if (userState !== '' && this.delegate !== undefined) {
+      try {
+        this.delegate.mergeRemoteState(Buffer.from(userState, 'base64'), join)
+      } catch {
+        // The delegate's data is its own business; it must not break membership.
+      }
+    }
+  }
 }

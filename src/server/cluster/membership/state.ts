@@ -1,23 +1,23 @@
-// The SWIM state machine (memberlist state.go + net.go): the member table,
-// the probe loop (direct ping, indirect pings, suspicion), gossip rounds,
-// periodic push/pull, join and leave, and the handling of every message.
+// The SWIM state machine (memberlist state.go + net.go): the probe loop
+// (direct ping, indirect pings, then suspicion), gossip rounds, join and
+// leave, the timers, and the handling of every packet. What it believes
+// about each member, and how alive, suspect and dead news change that, is
+// the member table (member-table.ts); the full-state exchange it runs on
+// join, periodically and with unknown members is push-pull.ts.
 // It touches the world only through its inputs: a Transport, a Clock and a
 // Random source, so tests run it over an in-memory network with a fake clock.
 import { EventEmitter } from 'node:events'
 import { BrokerHaError } from '../../../errors.js'
-import type { Member, MemberMeta, MembershipEvents, MemberState } from './membership.js'
+import type { Member, MemberMeta, MembershipEvents } from './membership.js'
 import type { ClusterProfile } from './config-profile.js'
 import { shuffle, type Clock, type Random, type TimerHandle } from './clock.js'
 import { Awareness } from './awareness.js'
 import { BroadcastQueue } from './broadcast-queue.js'
-import { Suspicion, suspicionTimeouts } from './suspicion.js'
+import { MemberTable, type MemberTableObserver } from './member-table.js'
 import type { Keyring } from '../keyring.js'
-import {
-  CodecError, OUR_VERSIONS, PACKET_OVERHEAD, decodePacket, decodeStream, encodePacket, encodeStream, encodedSize,
-  type BadPacketReason, type Message, type NodeState, type StreamMessage, type Versions
-} from './codec.js'
-import { addressKey, type Address, type Transport } from './transport.js'
-import type { UserStateDelegate } from './push-pull.js'
+import { CodecError, PACKET_OVERHEAD, decodePacket, encodePacket, encodedSize, type Message } from './codec.js'
+import type { Address, Transport } from './transport.js'
+import { PushPull, pushPullScale, type PushPullObserver, type UserStateDelegate } from './push-pull.js'
 
 /** Bytes the sealing adds to a packet: mode, nonce and tag (see keyring.ts). */
 const SEAL_OVERHEAD = 1 + 12 + 16
@@ -25,12 +25,8 @@ const SEAL_OVERHEAD = 1 + 12 + 16
 export type ProbeResult = 'ack' | 'indirect-ack' | 'failed'
 
 /** Counters and diagnostics the adapter turns into metrics and logs. */
-export interface StateObserver {
+export interface StateObserver extends MemberTableObserver, PushPullObserver {
   probe?: (target: string, result: ProbeResult) => void
-  suspect?: (member: Member, from: string) => void
-  refute?: (incarnation: number, accusedBy: string) => void
-  badPacket?: (reason: BadPacketReason, from: Address, detail: string) => void
-  nameConflict?: (name: string, existing: Address, claimed: Address) => void
 }
 
 export interface SwimStateOptions {
@@ -59,7 +55,6 @@ interface JoinResult { joined: number, errors: Array<{ address: Address, error: 
 
 export class SwimState extends EventEmitter<MembershipEvents> {
   readonly name: string
-  private readonly self: Member
   private readonly profile: ClusterProfile
   private readonly transport: Transport
   private readonly keyring: Keyring
@@ -68,12 +63,9 @@ export class SwimState extends EventEmitter<MembershipEvents> {
   private readonly observer: StateObserver
   readonly awareness: Awareness
   readonly broadcasts: BroadcastQueue
-  private delegate: UserStateDelegate | undefined
 
-  private readonly members = new Map<string, Member>()
-  private readonly suspicions = new Map<string, Suspicion>()
-  private probeList: string[] = []
-  private probeIndex = 0
+  private readonly table: MemberTable
+  private readonly pushPull: PushPull
   private seq = 0
   private readonly ackWaiters = new Map<number, AckWaiter>()
   private readonly timers = new Set<TimerHandle>()
@@ -84,7 +76,6 @@ export class SwimState extends EventEmitter<MembershipEvents> {
   /** Names we are repairing a missed join with (see syncWithUnknown). */
   private readonly syncing = new Set<string>()
   private running = false
-  private leaving = false
 
   constructor (opts: SwimStateOptions) {
     super()
@@ -96,46 +87,51 @@ export class SwimState extends EventEmitter<MembershipEvents> {
     this.random = opts.random
     this.observer = opts.observer ?? {}
     this.awareness = new Awareness(opts.profile.awarenessMaxMultiplier)
-    this.broadcasts = new BroadcastQueue(opts.profile.retransmitMult, () => this.members.size)
-    this.self = {
+    this.broadcasts = new BroadcastQueue(opts.profile.retransmitMult, () => this.table.size)
+    this.table = new MemberTable({
       name: opts.name,
-      addr: opts.advertise.host,
-      port: opts.advertise.port,
-      meta: { ...opts.meta },
-      state: 'alive',
+      advertise: opts.advertise,
+      meta: opts.meta,
       incarnation: opts.incarnation ?? 0,
-      since: opts.clock.now(),
-      vsn: OUR_VERSIONS
-    }
-    this.members.set(this.name, this.self)
-    this.probeList.push(this.name)
+      profile: opts.profile,
+      clock: opts.clock,
+      random: opts.random,
+      broadcasts: this.broadcasts,
+      awareness: this.awareness,
+      observer: this.observer,
+      emit: (event, member) => this.emit(event, member),
+      running: () => this.running
+    })
+    this.pushPull = new PushPull({
+      name: opts.name,
+      table: this.table,
+      transport: opts.transport,
+      keyring: opts.keyring,
+      timeoutMs: opts.profile.tcpTimeout,
+      observer: this.observer,
+      running: () => this.running
+    })
   }
 
-  setDelegate (delegate: UserStateDelegate | undefined): void { this.delegate = delegate }
+  setDelegate (delegate: UserStateDelegate | undefined): void { this.pushPull.delegate = delegate }
 
   /** A copy of ourselves as others see us. */
-  get local (): Member { return { ...this.self, meta: { ...this.self.meta } } }
+  get local (): Member { return { ...this.table.self, meta: { ...this.table.self.meta } } }
 
-  list (): Member[] {
-    return [...this.members.values()].map((m) => ({ ...m, meta: { ...m.meta } }))
-  }
+  list (): Member[] { return this.table.list() }
 
   member (name: string): Member | undefined {
-    const m = this.members.get(name)
+    const m = this.table.get(name)
     return m === undefined ? undefined : { ...m, meta: { ...m.meta } }
   }
 
   /** Members that are alive or suspect, ourselves included (memberlist's NumMembers). */
-  numLive (): number {
-    let n = 0
-    for (const m of this.members.values()) if (m.state === 'alive' || m.state === 'suspect') n++
-    return n
-  }
+  numLive (): number { return this.table.numLive() }
 
   async start (): Promise<void> {
     await this.transport.start({
       packet: (from, data) => this.handlePacket(from, data),
-      exchange: (from, request) => this.handleExchange(from, request)
+      exchange: (from, request) => this.pushPull.answer(from, request)
     })
     this.running = true
     // Stagger the first ticks so nodes started together do not probe in lockstep.
@@ -151,15 +147,14 @@ export class SwimState extends EventEmitter<MembershipEvents> {
     this.running = false
     for (const t of [this.probeTimer, this.gossipTimer, this.pushPullTimer, ...this.timers]) this.clock.clearTimeout(t)
     this.timers.clear()
-    for (const s of this.suspicions.values()) s.cancel()
-    this.suspicions.clear()
+    this.table.stop()
     for (const w of this.ackWaiters.values()) w.wake?.()
     this.ackWaiters.clear()
     this.broadcasts.reset()
     await this.transport.stop()
   }
 
-  // ---- join, leave, push/pull ------------------------------------------------
+  // ---- join and leave ---------------------------------------------------------
 
   /**
    * Full state exchange with each address (memberlist Join). Resolves with how
@@ -169,10 +164,10 @@ export class SwimState extends EventEmitter<MembershipEvents> {
     const result: JoinResult = { joined: 0, errors: [] }
     // Announce ourselves by gossip as well (memberlist setAlive): the member we
     // exchange with spreads our alive, and so do we, to those we just learned of.
-    this.broadcasts.queue(this.name, this.aliveMessage())
+    this.broadcasts.queue(this.name, this.table.aliveMessage())
     for (const address of addresses) {
       try {
-        await this.pushPull(address, true)
+        await this.pushPull.exchange(address, true)
         result.joined++
       } catch (err) {
         if (err instanceof BrokerHaError && err.code === 'CLUSTER_NAME_CONFLICT') throw err
@@ -188,12 +183,9 @@ export class SwimState extends EventEmitter<MembershipEvents> {
    * `timeoutMs` passed.
    */
   async leave (timeoutMs: number): Promise<void> {
-    if (this.leaving || !this.running) return
-    this.leaving = true
-    const message: Message = { type: 'dead', incarnation: this.self.incarnation, node: this.name, from: this.name }
-    this.self.state = 'left'
-    this.self.since = this.clock.now()
-    const others = [...this.members.values()].filter((m) => m !== this.self && (m.state === 'alive' || m.state === 'suspect'))
+    if (this.table.leaving || !this.running) return
+    const message = this.table.leave()
+    const others = this.table.others((m) => m.state === 'alive' || m.state === 'suspect')
     if (others.length === 0) return
     const done = new Promise<void>((resolve) => this.broadcasts.queue(this.name, message, resolve))
     // Small clusters: say it to everyone at once instead of waiting for gossip rounds.
@@ -203,115 +195,13 @@ export class SwimState extends EventEmitter<MembershipEvents> {
     this.clock.clearTimeout(timer)
   }
 
-  private async pushPull (address: Address, join: boolean): Promise<void> {
-    const request = this.keyring.seal(encodeStream(this.localStateMessage(join)))
-    const raw = await this.transport.exchange(address, request, this.profile.tcpTimeout)
-    let response: StreamMessage
-    try {
-      response = decodeStream(this.keyring.open(raw))
-    } catch (err) {
-      if (err instanceof CodecError) this.observer.badPacket?.(err.reason, address, err.message)
-      throw err
-    }
-    if (response.type === 'error') {
-      if (response.code === 'CLUSTER_NAME_CONFLICT') throw new BrokerHaError('CLUSTER_NAME_CONFLICT', response.message, { key: 'cluster.name' })
-      throw new Error(`${addressKey(address)} refused the exchange: ${response.message}`)
-    }
-    const conflict = join ? this.findConflict(response.nodes) : undefined
-    if (conflict !== undefined) throw new BrokerHaError('CLUSTER_NAME_CONFLICT', conflict.message, { key: 'cluster.name' })
-    this.mergeState(response.nodes, response.userState, join)
-  }
-
-  private localStateMessage (join: boolean): StreamMessage {
-    const nodes: NodeState[] = [...this.members.values()].map((m) => ({
-      name: m.name, addr: m.addr, port: m.port, meta: m.meta, incarnation: m.incarnation, state: m.state, vsn: (m.vsn ?? OUR_VERSIONS) as Versions
-    }))
-    const user = this.delegate?.localState(join)
-    return { type: 'push-pull', join, nodes, userState: user === undefined ? '' : user.toString('base64') }
-  }
-
-  /**
-   * A name we know as a live member at one address claimed live at another
-   * means two processes share a name (cluster.name must be unique).
-   */
-  private findConflict (nodes: NodeState[]): { message: string, name: string, existing: Address, claimed: Address } | undefined {
-    for (const n of nodes) {
-      if (n.state !== 'alive') continue
-      const known = this.members.get(n.name)
-      if (known === undefined || (known.state !== 'alive' && known.state !== 'suspect')) continue
-      if (known.addr !== n.addr || known.port !== n.port) {
-        return {
-          message: `cluster member name "${n.name}" is used by both ${known.addr}:${known.port} and ${n.addr}:${n.port}; cluster.name must be unique`,
-          name: n.name,
-          existing: { host: known.addr, port: known.port },
-          claimed: { host: n.addr, port: n.port }
-        }
-      }
-    }
-    return undefined
-  }
-
-  private async handleExchange (from: Address, request: Buffer): Promise<Buffer | undefined> {
-    if (!this.running) return undefined
-    let message: StreamMessage
-    try {
-      message = decodeStream(this.keyring.open(request))
-    } catch (err) {
-      const e = err instanceof CodecError ? err : new CodecError('decode', String(err))
-      this.observer.badPacket?.(e.reason, from, e.message)
-      return undefined
-    }
-    if (message.type !== 'push-pull') return undefined
-    if (message.join) {
-      // The newcomer is told why, so it can fail with a clear error; we keep our view.
-      const conflict = this.findConflict(message.nodes)
-      if (conflict !== undefined) {
-        this.observer.nameConflict?.(conflict.name, conflict.existing, conflict.claimed)
-        return this.keyring.seal(encodeStream({ type: 'error', code: 'CLUSTER_NAME_CONFLICT', message: conflict.message }))
-      }
-    }
-    // Answer with our state as it was before merging theirs, as memberlist does.
-    const response = this.keyring.seal(encodeStream(this.localStateMessage(message.join)))
-    this.mergeState(message.nodes, message.userState, message.join)
-    return response
-  }
-
-  /**
-   * memberlist mergeState: alive entries are taken as alive messages, left as
-   * a leave; dead ones only as suspicion, so a stale view never kills a
-   * member outright (it gets the chance to refute).
-   */
-  private mergeState (nodes: NodeState[], userState: string, join: boolean): void {
-    for (const n of nodes) {
-      switch (n.state) {
-        case 'alive':
-          this.handleAlive({ type: 'alive', incarnation: n.incarnation, node: n.name, addr: n.addr, port: n.port, meta: n.meta, vsn: n.vsn })
-          break
-        case 'left':
-          this.handleDead({ type: 'dead', incarnation: n.incarnation, node: n.name, from: n.name })
-          break
-        case 'dead':
-        case 'suspect':
-          this.handleSuspect({ type: 'suspect', incarnation: n.incarnation, node: n.name, from: this.name })
-          break
-      }
-    }
-    if (userState !== '' && this.delegate !== undefined) {
-      try {
-        this.delegate.mergeRemoteState(Buffer.from(userState, 'base64'), join)
-      } catch {
-        // The delegate's data is its own business; it must not break membership.
-      }
-    }
-  }
-
   // ---- timers ----------------------------------------------------------------
 
   private probeTick (): void {
     if (!this.running) return
     // Lifeguard: a struggling node probes less often.
     this.probeTimer = this.clock.setTimeout(() => this.probeTick(), this.awareness.scaleTimeout(this.profile.probeInterval))
-    if (this.probing || this.leaving) return
+    if (this.probing || this.table.leaving) return
     this.probing = true
     this.probe().catch(() => {}).finally(() => { this.probing = false })
   }
@@ -325,11 +215,11 @@ export class SwimState extends EventEmitter<MembershipEvents> {
   private pushPullTick (): void {
     if (!this.running) return
     this.pushPullTimer = this.clock.setTimeout(() => this.pushPullTick(), pushPullScale(this.profile.pushPullInterval, this.numLive()))
-    if (this.leaving) return
-    const candidates = this.otherMembers((m) => m.state === 'alive')
+    if (this.table.leaving) return
+    const candidates = this.table.others((m) => m.state === 'alive')
     const peer = candidates[Math.floor(this.random() * candidates.length)]
     if (peer === undefined) return
-    this.pushPull({ host: peer.addr, port: peer.port }, false).catch(() => {})
+    this.pushPull.exchange({ host: peer.addr, port: peer.port }, false).catch(() => {})
   }
 
   private sleep (ms: number, wakeable?: AckWaiter): Promise<void> {
@@ -344,32 +234,8 @@ export class SwimState extends EventEmitter<MembershipEvents> {
 
   // ---- failure detection -----------------------------------------------------
 
-  /** Round-robin over a shuffled list; at each wrap, reap and reshuffle (memberlist resetNodes). */
-  private nextProbeTarget (): Member | undefined {
-    for (let checked = 0; checked <= this.probeList.length; checked++) {
-      if (this.probeIndex >= this.probeList.length) {
-        this.resetProbeList()
-        this.probeIndex = 0
-      }
-      const name = this.probeList[this.probeIndex++]
-      if (name === undefined) return undefined
-      const m = this.members.get(name)
-      if (m === undefined || m === this.self) continue
-      if (m.state === 'alive' || m.state === 'suspect') return m
-    }
-    return undefined
-  }
-
-  private resetProbeList (): void {
-    const now = this.clock.now()
-    for (const [name, m] of this.members) {
-      if ((m.state === 'dead' || m.state === 'left') && now - m.since > this.profile.gossipToTheDeadTime) this.members.delete(name)
-    }
-    this.probeList = shuffle([...this.members.keys()], this.random)
-  }
-
   private async probe (): Promise<void> {
-    const target = this.nextProbeTarget()
+    const target = this.table.nextProbeTarget()
     if (target === undefined) {
       // Nobody left to probe (the last survivor of a cluster): the score only
       // measures how well we reach others, and there is no one to fail with.
@@ -402,7 +268,7 @@ export class SwimState extends EventEmitter<MembershipEvents> {
         return
       }
       // No direct ack: ask others to try (the problem may be our link, not the target).
-      const relays = shuffle(this.otherMembers((m) => m.state === 'alive' && m.name !== target.name), this.random).slice(0, this.profile.indirectChecks)
+      const relays = shuffle(this.table.others((m) => m.state === 'alive' && m.name !== target.name), this.random).slice(0, this.profile.indirectChecks)
       for (const relay of relays) {
         this.sendMessages(relay, [{ type: 'indirect-ping', seq, target: target.name, addr: target.addr, port: target.port, nack: true, source: this.sourceAddress() }])
       }
@@ -417,8 +283,8 @@ export class SwimState extends EventEmitter<MembershipEvents> {
       // the fault is likely not ours; missing nacks point at our own link.
       this.awareness.applyDelta(relays.length > 0 ? relays.length - Math.min(waiter.nacks, relays.length) : 1)
       this.observer.probe?.(target.name, 'failed')
-      const current = this.members.get(target.name)
-      if (current !== undefined) this.handleSuspect({ type: 'suspect', incarnation: current.incarnation, node: current.name, from: this.name })
+      const current = this.table.get(target.name)
+      if (current !== undefined) this.table.suspect({ type: 'suspect', incarnation: current.incarnation, node: current.name, from: this.name })
     } finally {
       this.ackWaiters.delete(seq)
     }
@@ -427,7 +293,7 @@ export class SwimState extends EventEmitter<MembershipEvents> {
   private gossip (): void {
     if (this.broadcasts.length === 0) return
     const now = this.clock.now()
-    const targets = shuffle(this.otherMembers((m) =>
+    const targets = shuffle(this.table.others((m) =>
       m.state === 'alive' || m.state === 'suspect' || now - m.since < this.profile.gossipToTheDeadTime
     ), this.random).slice(0, this.profile.gossipNodes)
     if (targets.length === 0) return
@@ -459,7 +325,7 @@ export class SwimState extends EventEmitter<MembershipEvents> {
     switch (m.type) {
       case 'ping':
         // A ping for another name reached a reused address (a restarted node): no ack.
-        if (m.node !== this.name || this.leaving) return
+        if (m.node !== this.name || this.table.leaving) return
         this.sendMessages({ addr: from.host, port: from.port }, [{ type: 'ack', seq: m.seq }])
         this.syncWithUnknown(m.source)
         return
@@ -480,13 +346,13 @@ export class SwimState extends EventEmitter<MembershipEvents> {
         return
       }
       case 'alive':
-        this.handleAlive(m)
+        this.table.alive(m)
         return
       case 'suspect':
-        this.handleSuspect(m)
+        this.table.suspect(m)
         return
       case 'dead':
-        this.handleDead(m)
+        this.table.dead(m)
     }
   }
 
@@ -497,11 +363,11 @@ export class SwimState extends EventEmitter<MembershipEvents> {
    * how long a join can stay unseen.
    */
   private syncWithUnknown (source: { name: string, addr: string, port: number }): void {
-    const known = this.members.get(source.name)
+    const known = this.table.get(source.name)
     if (known !== undefined && (known.state === 'alive' || known.state === 'suspect')) return
-    if (this.syncing.has(source.name) || this.leaving) return
+    if (this.syncing.has(source.name) || this.table.leaving) return
     this.syncing.add(source.name)
-    this.pushPull({ host: source.addr, port: source.port }, false)
+    this.pushPull.exchange({ host: source.addr, port: source.port }, false)
       .catch(() => {})
       .finally(() => {
         // Hold the name a little, so a member that stays unreachable over TCP is not hammered.
@@ -512,7 +378,7 @@ export class SwimState extends EventEmitter<MembershipEvents> {
 
   /** Probes `target` on behalf of `from`; forwards its ack, or a nack after probe_timeout. */
   private relayPing (from: Address, m: Extract<Message, { type: 'indirect-ping' }>): void {
-    if (this.leaving) return
+    if (this.table.leaving) return
     const seq = this.nextSeq()
     const waiter: AckWaiter = { acked: false, nacks: 0, wake: undefined, onAck: undefined }
     waiter.onAck = () => this.sendMessages({ addr: from.host, port: from.port }, [{ type: 'ack', seq: m.seq }])
@@ -524,128 +390,10 @@ export class SwimState extends EventEmitter<MembershipEvents> {
     }, () => {})
   }
 
-  /** memberlist aliveNode. */
-  handleAlive (a: Extract<Message, { type: 'alive' }>): void {
-    if (a.node === this.name) {
-      if (this.leaving) return
-      if (a.incarnation < this.self.incarnation) return
-      const same = a.addr === this.self.addr && a.port === this.self.port && sameMeta(a.meta, this.self.meta)
-      if (same && a.incarnation === this.self.incarnation) return
-      if (a.addr !== this.self.addr || a.port !== this.self.port) {
-        this.observer.nameConflict?.(a.node, { host: this.self.addr, port: this.self.port }, { host: a.addr, port: a.port })
-      }
-      // Somebody holds a newer or different view of us: override it.
-      this.refute(a.incarnation, a.node)
-      return
-    }
-    const existing = this.members.get(a.node)
-    const now = this.clock.now()
-    if (existing === undefined) {
-      const m: Member = { name: a.node, addr: a.addr, port: a.port, meta: { ...a.meta }, state: 'alive', incarnation: a.incarnation, since: now, vsn: a.vsn }
-      this.members.set(a.node, m)
-      // Insert at a random place so new members are not all probed last (memberlist does the same).
-      this.probeList.splice(Math.floor(this.random() * (this.probeList.length + 1)), 0, a.node)
-      this.broadcasts.queue(a.node, a)
-      this.emit('join', { ...m, meta: { ...m.meta } })
-      return
-    }
-    const moved = existing.addr !== a.addr || existing.port !== a.port
-    if (moved) {
-      if (existing.state === 'alive' || existing.state === 'suspect') {
-        this.observer.nameConflict?.(a.node, { host: existing.addr, port: existing.port }, { host: a.addr, port: a.port })
-        return
-      }
-      // A dead or departed member came back at another address (a rescheduled pod): reclaim.
-    } else if (a.incarnation <= existing.incarnation) {
-      return
-    }
-    this.suspicions.get(a.node)?.cancel()
-    this.suspicions.delete(a.node)
-    const was = existing.state
-    const metaChanged = !sameMeta(existing.meta, a.meta)
-    existing.addr = a.addr
-    existing.port = a.port
-    existing.meta = { ...a.meta }
-    existing.vsn = a.vsn
-    existing.incarnation = a.incarnation
-    if (was !== 'alive') {
-      existing.state = 'alive'
-      existing.since = now
-    }
-    this.broadcasts.queue(a.node, a)
-    const copy = { ...existing, meta: { ...existing.meta } }
-    if (was === 'dead' || was === 'left') this.emit('join', copy)
-    else if (was === 'suspect' || metaChanged) this.emit('update', copy)
-  }
-
-  /** memberlist suspectNode. */
-  handleSuspect (s: Extract<Message, { type: 'suspect' }>): void {
-    const existing = this.members.get(s.node)
-    if (existing === undefined || s.incarnation < existing.incarnation) return
-    const pending = this.suspicions.get(s.node)
-    if (pending !== undefined) {
-      // Another independent accuser: shorten the timer and pass the news on.
-      if (s.incarnation === existing.incarnation && pending.confirm(s.from)) this.broadcasts.queue(s.node, s)
-      return
-    }
-    if (existing.state !== 'alive') return
-    if (s.node === this.name) {
-      if (!this.leaving) this.refute(s.incarnation, s.from)
-      return
-    }
-    existing.state = 'suspect'
-    existing.incarnation = s.incarnation
-    existing.since = this.clock.now()
-    this.broadcasts.queue(s.node, s)
-    const copy = { ...existing, meta: { ...existing.meta } }
-    this.observer.suspect?.(copy, s.from)
-    this.emit('update', copy)
-    const incarnation = s.incarnation
-    const suspicion = new Suspicion(this.clock, s.from, suspicionTimeouts(this.profile, this.numLive()), () => {
-      this.suspicions.delete(s.node)
-      const current = this.members.get(s.node)
-      if (!this.running || current === undefined || current.state !== 'suspect' || current.incarnation !== incarnation) return
-      this.handleDead({ type: 'dead', incarnation, node: s.node, from: this.name })
-    })
-    this.suspicions.set(s.node, suspicion)
-  }
-
-  /** memberlist deadNode: `from === node` is a graceful leave. */
-  handleDead (d: Extract<Message, { type: 'dead' }>): void {
-    const existing = this.members.get(d.node)
-    if (existing === undefined || d.incarnation < existing.incarnation) return
-    this.suspicions.get(d.node)?.cancel()
-    this.suspicions.delete(d.node)
-    if (existing.state === 'dead' || existing.state === 'left') return
-    if (d.node === this.name) {
-      if (!this.leaving) this.refute(d.incarnation, d.from)
-      return
-    }
-    const state: MemberState = d.node === d.from ? 'left' : 'dead'
-    existing.state = state
-    existing.incarnation = d.incarnation
-    existing.since = this.clock.now()
-    this.broadcasts.queue(d.node, d)
-    this.emit('leave', { ...existing, meta: { ...existing.meta } })
-  }
-
-  /** Says we are alive with an incarnation above the accusation (memberlist refute). */
-  private refute (accused: number, by: string): void {
-    this.self.incarnation = Math.max(this.self.incarnation, accused) + 1
-    this.broadcasts.queue(this.name, this.aliveMessage())
-    // Lifeguard: being suspected hints that we are the slow one.
-    this.awareness.applyDelta(1)
-    this.observer.refute?.(this.self.incarnation, by)
-  }
-
-  private aliveMessage (): Message {
-    return { type: 'alive', incarnation: this.self.incarnation, node: this.name, addr: this.self.addr, port: this.self.port, meta: { ...this.self.meta }, vsn: OUR_VERSIONS }
-  }
-
   // ---- outgoing --------------------------------------------------------------
 
   private sourceAddress (): { name: string, addr: string, port: number } {
-    return { name: this.name, addr: this.self.addr, port: this.self.port }
+    return { name: this.name, addr: this.table.self.addr, port: this.table.self.port }
   }
 
   private packetBudget (): number {
@@ -665,24 +413,9 @@ export class SwimState extends EventEmitter<MembershipEvents> {
     this.transport.sendPacket(to, this.keyring.seal(encodePacket(messages)))
   }
 
-  private otherMembers (filter: (m: Member) => boolean): Member[] {
-    const out: Member[] = []
-    for (const m of this.members.values()) if (m !== this.self && filter(m)) out.push(m)
-    return out
-  }
-
   private nextSeq (): number {
     this.seq = (this.seq + 1) % Number.MAX_SAFE_INTEGER
     return this.seq
   }
 }
 
-function sameMeta (a: MemberMeta, b: MemberMeta): boolean {
-  return a.api === b.api && a.mqtt === b.mqtt && a.version === b.version
-}
-
-/** memberlist pushPullScale: beyond 32 members, push/pull less often so the cluster-wide TCP load stays flat. */
-export function pushPullScale (interval: number, n: number): number {
-  if (n <= 32) return interval
-  return Math.ceil(Math.log2(n) - Math.log2(32) + 1) * interval
-}

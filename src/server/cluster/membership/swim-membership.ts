@@ -1,7 +1,7 @@
 // The node's membership: the SWIM state machine on a real UDP/TCP transport,
 // with discovery (join at start, formation wait, periodic re-resolution),
 // logs and metrics around it. This is the I/O edge; the protocol itself is in
-// state.ts.
+// state.ts (with member-table.ts and push-pull.ts).
 import { EventEmitter } from 'node:events'
 import { networkInterfaces } from 'node:os'
 import { isIP } from 'node:net'
