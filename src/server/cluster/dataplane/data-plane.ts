@@ -9,6 +9,7 @@
 //   retained-replication.ts  retained messages, the same on every node
 //   session-replication.ts   each session's copy on a second node
 //   session-moves.ts         a session following its client to another node; hand-off on stop
+//   delivery-gates.ts        a session that arrived starts receiving once what it was owed is queued
 //   takeover.ts              one connection per client id
 //   promotion.ts             replicas become sessions when their home dies; orphan wills
 //   rescue.ts                what a dead node never settled
@@ -47,6 +48,7 @@ import type { RetainedStore } from './retained-store.js'
 import type { RetainedSync } from './retained-sync.js'
 import { SessionReplication } from './session-replication.js'
 import { SessionMoves } from './session-moves.js'
+import { DeliveryGates } from './delivery-gates.js'
 import { Takeover } from './takeover.js'
 import { Promotion } from './promotion.js'
 import { Rescue } from './rescue.js'
@@ -92,6 +94,7 @@ export class DataPlane {
   private readonly inbound: Inbound
   private readonly routes: LocalRoutes
   private readonly moves: SessionMoves
+  private readonly gates: DeliveryGates
   private readonly takeover: Takeover
   private readonly promotion: Promotion
   private readonly rescue: Rescue
@@ -163,6 +166,7 @@ export class DataPlane {
     this.routes = new LocalRoutes(ctx)
     this.retainedReplication = new RetainedReplication(ctx, this.forwarding)
     this.rescue = new Rescue(ctx)
+    this.gates = new DeliveryGates(ctx)
     this.forwarding.orphanTraffic = (topic, qos, encode) => this.rescue.orphanTraffic(topic, qos, encode)
     this.takeover = new Takeover(ctx, {
       seenElsewhere: (clientId) => this.promotion.clientSeen(clientId, false),
@@ -188,7 +192,7 @@ export class DataPlane {
     this.promotion = new Promotion(ctx, this.replication, this.rescue, {
       store: async (clientId, from, replica) => await this.moves.storeReplica(clientId, from, replica),
       remove: async (clientId) => await this.moves.remove(clientId),
-      hold: (clientIds, until) => this.moves.hold(clientIds, until),
+      hold: (clientIds, until) => this.gates.hold(clientIds, until),
       arriving: (clientId) => this.moves.isArriving(clientId)
     })
     this.moves = new SessionMoves(ctx, {
@@ -197,7 +201,8 @@ export class DataPlane {
       promotion: this.promotion,
       rescue: this.rescue,
       forwarding: this.forwarding,
-      routes: this.routes
+      routes: this.routes,
+      gates: this.gates
     })
     this.inbound = new Inbound(ctx, options.bus, this.forwarding, {
       followers: (topic) => this.moves.followers(topic),
@@ -211,7 +216,7 @@ export class DataPlane {
       sync: () => this.retainedReplication.sync.stats,
       sessions: () => ({ ...this.replication.stats(), rescued: this.rescue.rescued }),
       acks: () => ({ ...this.forwarding.unreplicated }),
-      moves: () => ({ ...this.moves.settled })
+      moves: () => ({ ...this.gates.settled })
     })
     this.plugIn(mqtt)
   }
@@ -261,7 +266,7 @@ export class DataPlane {
     hooks.use('preConnect', 'cluster', (next) => this.moves.preConnectLayer(next))
     hooks.use('authenticate', 'cluster', (next) => this.moves.authenticateLayer(next))
     mqtt.persistence.observer = this.observer()
-    mqtt.deliveryGate = (clientId) => this.moves.gate(clientId)
+    mqtt.deliveryGate = (clientId) => this.gates.gate(clientId)
     // A group spans every node: the publishing node picks one node per message (forwarding.ts).
     mqtt.shared.clusterMode = true
     mqtt.aedes.on('client', (client) => {
@@ -415,10 +420,10 @@ export class DataPlane {
         this.rescue.done(peer, m.requestId)
         return
       case 'barrier-request':
-        this.moves.barrierRequested(link, m.id, m.from).catch(failed('barrier not answered'))
+        this.gates.barrierRequested(link, m.id, m.from).catch(failed('barrier not answered'))
         return
       case 'barrier-done':
-        this.moves.barrierDone(peer, m.id)
+        this.gates.barrierDone(peer, m.id)
         return
       case 'replica-lost':
         this.replication.replicasLost(peer, m.clientIds)

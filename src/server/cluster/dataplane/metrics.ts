@@ -20,7 +20,7 @@ export interface DataPlaneSources {
   sessions: () => SessionReplicationStats
   /** Acknowledgements sent without a second node's confirmation, by reason (forwarding.ts). */
   acks: () => Record<'peer-gone' | 'timeout', number>
-  /** Moved sessions whose delivery started when every peer confirmed, or by timeout (session-moves.ts). */
+  /** Moved sessions whose delivery started when every peer confirmed, or by timeout (delivery-gates.ts). */
   moves: () => { barriers: number, timeout: number }
 }
 

@@ -32,7 +32,7 @@ export interface PromotionHost {
   store: (clientId: string, from: string, replica: TakenReplica) => Promise<boolean>
   /** Removes a session held here. */
   remove: (clientId: string) => Promise<void>
-  /** Holds delivery to the sessions until the rescues arrived (session-moves.ts deliveryGate). */
+  /** Holds delivery to the sessions until the rescues arrived (delivery-gates.ts). */
   hold: (clientIds: string[], until: Promise<unknown>) => void
   /** The client is connecting here and fetching its session right now (session-moves.ts). */
   arriving: (clientId: string) => boolean

@@ -21,13 +21,12 @@
 // the session too. The new home queues late copies once each (the ledger),
 // before the publisher's later messages still waiting.
 //
-// Order. Delivery to the moved session waits (bounded, MOVE_SETTLE_MS) until
-// every peer said it has nothing on the way to the old home any more
-// (barrier-request/-done: a peer answers once the old home settled
-// everything it had sent it, and the old home settles a message for the
-// session only once its late copy is held here). Then every late copy is in
-// the queue, in its publisher's order, and the session sender starts. If the
-// old home dies meanwhile, what it never settled is rescued (rescue.ts).
+// Order. Delivery to the moved session waits (bounded) until every peer
+// said it has nothing on the way to the old home any more (the barriers of
+// delivery-gates.ts; the old home settles a message for the session only
+// once its late copy is held here). Then every late copy is in the queue, in
+// its publisher's order, and the session sender starts. If the old home dies
+// meanwhile, what it never settled is rescued (rescue.ts).
 //
 // Stop. A stopping node hands every session it holds to one peer each
 // (rendezvous hashing over the up peers), unasked, and waits (bounded) for
@@ -50,6 +49,7 @@ import type { Promotion } from './promotion.js'
 import type { Rescue } from './rescue.js'
 import type { Forwarding } from './forwarding.js'
 import type { LocalRoutes } from './local-routes.js'
+import type { DeliveryGates } from './delivery-gates.js'
 
 /**
  * How long a resuming CONNECT waits for its peers to say whether they hold
@@ -60,9 +60,6 @@ const SESSION_FETCH_TIMEOUT_MS = 2000
 
 /** How long a stopping node waits for peers to acknowledge the sessions it hands them. */
 const HANDOFF_ON_STOP_TIMEOUT_MS = 2000
-
-/** Longest a moved session's delivery waits for the peers' barriers (see the top of the file). */
-export const MOVE_SETTLE_MS = 1000
 
 /** How long an old home sends late copies after a session that moved away. */
 const FOLLOW_MS = 60_000
@@ -83,6 +80,7 @@ export interface MovesHost {
   rescue: Rescue
   forwarding: Forwarding
   routes: LocalRoutes
+  gates: DeliveryGates
 }
 
 export class SessionMoves {
@@ -96,10 +94,6 @@ export class SessionMoves {
   private readonly leaving = new Map<string, Leaving>()
   /** Hand-offs on stop waiting for their acknowledgement. */
   private readonly handoffWaiters = new Map<string, () => void>()
-  /** Sessions whose delivery waits (moved here, taken over): released when settled. */
-  private readonly gates = new Map<string, Promise<void>>()
-  /** Barrier rounds this node waits on, by id. */
-  private readonly barriers = new Map<string, { waiting: Set<string>, done: () => void }>()
   /**
    * Late copies that arrived for a session before the session itself (its
    * snapshot is still being stored): queued once it is, each once.
@@ -111,8 +105,6 @@ export class SessionMoves {
   private readonly recentlyFrom = new Map<string, Map<string, number>>()
   /** A client connecting here is fetching its session (or being handed it) right now. */
   isArriving (clientId: string): boolean { return this.arriving.has(clientId) }
-  /** Moves whose barriers timed out (broker_cluster_moves_settled_total{by="timeout"}). */
-  readonly settled = { barriers: 0, timeout: 0 }
 
   constructor (ctx: DataPlaneContext, host: MovesHost) {
     this.ctx = ctx
@@ -152,26 +144,6 @@ export class SessionMoves {
           callback(null, true)
         })
       })
-    }
-  }
-
-  /** For the MQTT server: resolves when a session that just arrived may start receiving. */
-  gate (clientId: string): Promise<void> | undefined {
-    return this.gates.get(clientId)
-  }
-
-  /** Delivery to these sessions waits for `until` (bounded by MOVE_SETTLE_MS). */
-  hold (clientIds: string[], until: Promise<unknown>): void {
-    let timer: NodeJS.Timeout | undefined
-    const bounded = Promise.race([
-      until.then(() => {}, () => {}),
-      new Promise<void>((resolve) => { timer = setTimeout(() => { this.settled.timeout++; resolve() }, MOVE_SETTLE_MS); timer.unref() })
-    ]).finally(() => clearTimeout(timer))
-    for (const id of clientIds) {
-      const prior = this.gates.get(id)
-      const gate: Promise<void> = prior === undefined ? bounded : Promise.all([prior, bounded]).then(() => {})
-      this.gates.set(id, gate)
-      void gate.then(() => { if (this.gates.get(id) === gate) this.gates.delete(id) })
     }
   }
 
@@ -224,9 +196,9 @@ export class SessionMoves {
     if (best !== undefined && await this.store(clientId, best.peer, best.session)) {
       if (best.replica && best.session.rescueFrom !== undefined && best.session.rescueFrom !== this.ctx.name) {
         // Its home may be dead: what peers sent it and it never settled comes as rescues first.
-        this.hold([clientId], this.host.rescue.request(best.session.rescueFrom, [clientId]))
+        this.host.gates.hold([clientId], this.host.rescue.request(best.session.rescueFrom, [clientId]))
       } else if (!best.replica && best.peer !== this.ctx.name) {
-        this.hold([clientId], this.barrier(clientId, best.peer))
+        this.host.gates.hold([clientId], this.host.gates.barrier(clientId, best.peer))
         this.movedFrom(best.peer, clientId)
       }
     }
@@ -353,15 +325,14 @@ export class SessionMoves {
     if (ids === undefined) return
     const now = Date.now()
     const here = [...ids].filter(([id, until]) => until >= now && this.ctx.store.hasSession(id)).map(([id]) => id)
-    if (here.length > 0) this.hold(here, this.host.rescue.request(peer, here))
+    if (here.length > 0) this.host.gates.hold(here, this.host.rescue.request(peer, here))
   }
 
   /** A link dropped for good: its peer's answers are not waited for. */
   peerGone (peer: string): void {
     for (const f of this.fetches.values()) f.forget(peer)
     for (const [id, l] of this.leaving) if (l.to === peer && l.until === 0) this.leaving.delete(id)
-    for (const b of this.barriers.values()) b.waiting.delete(peer)
-    for (const [id, b] of this.barriers) if (b.waiting.size === 0) { this.barriers.delete(id); b.done() }
+    this.host.gates.peerGone(peer)
   }
 
   // ---- serving a request ----------------------------------------------------------------------
@@ -375,7 +346,7 @@ export class SessionMoves {
     const { clientId } = m
     try { this.ctx.clock.observe(m.stamp) } catch { /* too far ahead: compared by stamp anyway */ }
     await this.host.promotion.promoting.get(clientId)
-    await this.gates.get(clientId)
+    await this.host.gates.gate(clientId)
     const local = localClient(this.ctx, clientId)
     if (local !== undefined) {
       const mine = this.host.takeover.connectedStamp(local)
@@ -493,7 +464,7 @@ export class SessionMoves {
     this.arriving.add(clientId)
     try {
       if (await this.store(clientId, link.peerName, session) && session.rescueFrom !== undefined) {
-        this.hold([clientId], this.host.rescue.request(session.rescueFrom, [clientId]))
+        this.host.gates.hold([clientId], this.host.rescue.request(session.rescueFrom, [clientId]))
         if (session.rescueFrom === link.peerName) this.movedFrom(link.peerName, clientId)
       }
     } finally {
@@ -501,39 +472,6 @@ export class SessionMoves {
       void this.takeEarly(clientId)
     }
     sendControl(this.ctx, link.peerName, { kind: 'session-ack', requestId, clientId })
-  }
-
-  // ---- barriers ------------------------------------------------------------------------------------
-
-  /** Asks every up peer to confirm nothing is on its way to `from` any more; resolves when all did (or left). */
-  private barrier (clientId: string, from: string): Promise<void> {
-    const id = randomUUID()
-    const waiting = new Set(this.ctx.links.upPeers())
-    return new Promise<void>((resolve) => {
-      const done = (): void => {
-        this.barriers.delete(id)
-        this.settled.barriers++
-        resolve()
-      }
-      if (waiting.size === 0) { done(); return }
-      this.barriers.set(id, { waiting, done })
-      for (const peer of waiting) sendControl(this.ctx, peer, { kind: 'barrier-request', id, from })
-      this.ctx.log.debug({ client: clientId, from, peers: waiting.size }, 'moved session waits for what is still on its way to its old home')
-    })
-  }
-
-  /** A peer asks whether anything we sent `from` is unsettled: answered once it is not. */
-  async barrierRequested (link: PeerLink, id: string, from: string): Promise<void> {
-    const toOld = from === this.ctx.name ? undefined : this.ctx.links.get(from)
-    if (toOld !== undefined && toOld.state !== 'stopped') await toOld.whenAllHeld(toOld.lastQueuedSeq)
-    sendControl(this.ctx, link.peerName, { kind: 'barrier-done', id })
-  }
-
-  barrierDone (peer: string, id: string): void {
-    const b = this.barriers.get(id)
-    if (b === undefined) return
-    b.waiting.delete(peer)
-    if (b.waiting.size === 0) b.done()
   }
 
   // ---- stop ------------------------------------------------------------------------------------
@@ -547,7 +485,7 @@ export class SessionMoves {
     // Every stored session, shared-subscription-only ones included.
     const ids = this.ctx.store.sessions()
     if (up.length === 0 || ids.length === 0) return
-    await Promise.all(ids.map(async (id) => await this.gates.get(id)))
+    await Promise.all(ids.map(async (id) => await this.host.gates.gate(id)))
     const waits: Array<Promise<void>> = []
     for (const clientId of ids) {
       const peer = rendezvous(clientId, up)
