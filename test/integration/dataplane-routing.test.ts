@@ -186,13 +186,13 @@ test('cutting the peer link (not the node) mid-stream loses no QoS 1 message and
   const link2 = b.node.dataPlane.link(nameOf(a))!
   sub.on('message', (_t, payload) => { got.push(Number(payload.toString())) })
   // Cut from both ends while messages are in flight: from inside B's
-  // handling of a received message, before B acknowledged its frame, so A
+  // handling of a received publish, before B acknowledged its frame, so A
   // holds unacknowledged messages it already wrote.
-  const plane = b.node.dataPlane as unknown as { onMessage: (l: unknown, payload: Buffer, info: unknown) => void }
-  const onMessage = plane.onMessage
+  const inbound = (b.node.dataPlane as unknown as { parts: { inbound: { deliver: (l: unknown, p: object, info: object) => void } } }).parts.inbound
+  const deliver = inbound.deliver
   let received = 0
-  plane.onMessage = function (l, payload, info) {
-    onMessage.call(this, l, payload, info)
+  inbound.deliver = function (l, p, info) {
+    deliver.call(this, l, p, info)
     received++
     if (received === 300) link2.dropConnection()
     if (received === 1200) link.dropConnection()
@@ -207,7 +207,7 @@ test('cutting the peer link (not the node) mid-stream loses no QoS 1 message and
   await waitFor(() => link.state === 'up', { message: 'the link back up' })
   assert.ok(link.stats().connects + link2.stats().connects >= before.connects + 2, 'the link reconnected twice')
   assert.ok(link.stats().retransmitted > before.retransmitted, 'messages in flight were sent again')
-  plane.onMessage = onMessage
+  inbound.deliver = deliver
   assert.deepEqual(got, Array.from({ length: n }, (_, i) => i))
 })
 
@@ -235,7 +235,7 @@ test('QoS 1 and QoS 0 publishes interleaved: no QoS 1 message is lost on the rec
   const topic2 = uniqueId('batch')
   const got2 = collect(sub)
   await sub.subscribeAsync(topic2, { qos: 1 })
-  const inbound = (c.node.dataPlane as unknown as { inbound: { deliver: (link: unknown, p: object, info: object) => void } }).inbound
+  const inbound = (c.node.dataPlane as unknown as { parts: { inbound: { deliver: (link: unknown, p: object, info: object) => void } } }).parts.inbound
   const link = c.node.dataPlane.link(nameOf(a))!
   const brokerId = `${nameOf(a)}@test`
   for (let i = 0; i < 50; i++) {

@@ -14,6 +14,11 @@
 //   promotion.ts             replicas become sessions when their home dies; orphan wills
 //   rescue.ts                what a dead node never settled
 //
+// Events reach them through three adapters, each over the record of the
+// mechanisms (mechanisms.ts): peer-events.ts (the links' events),
+// message-dispatch.ts (the peers' messages) and store-observer.ts (the
+// session store's changes).
+//
 // Where it plugs into the MQTT side (src/server/mqtt/hooks.ts, layer
 // 'cluster' on each seam): publish (stamps), published (forwarding),
 // subscribe/unsubscribe (routes), preConnect and authenticate (session
@@ -30,7 +35,6 @@ import type { Logger } from '../../../log.js'
 import { rateLimited } from '../../../log.js'
 import type { Bus } from '../../bus.js'
 import type { MqttServer } from '../../mqtt/index.js'
-import type { PersistenceObserver, StoredSubscription } from '../../mqtt/persistence-observer.js'
 import type { StoredPacket } from '../../mqtt/outgoing-queues.js'
 import { Keyring } from '../keyring.js'
 import type { Member } from '../membership/membership.js'
@@ -52,9 +56,12 @@ import { DeliveryGates } from './delivery-gates.js'
 import { Takeover } from './takeover.js'
 import { Promotion } from './promotion.js'
 import { Rescue } from './rescue.js'
-import { decodeMessage, encodeMessage, type DataPlaneMessage } from './messages.js'
-import type { PeerLink, DeliveryInfo } from './peer-link.js'
+import { encodeMessage } from './messages.js'
+import type { PeerLink } from './peer-link.js'
 import { registerDataPlaneMetrics } from './metrics.js'
+import type { Mechanisms } from './mechanisms.js'
+import { peerEvents } from './peer-events.js'
+import { storeObserver } from './store-observer.js'
 
 export type { DataPlaneMembership } from './link-set.js'
 export type { MessageFromEvent } from './inbound.js'
@@ -88,16 +95,7 @@ export class DataPlane {
   readonly clock: HybridLogicalClock
   readonly links: LinkSet
   readonly replication: SessionReplication
-  private readonly retainedReplication: RetainedReplication
-  private readonly ctx: DataPlaneContext
-  private readonly forwarding: Forwarding
-  private readonly inbound: Inbound
-  private readonly routes: LocalRoutes
-  private readonly moves: SessionMoves
-  private readonly gates: DeliveryGates
-  private readonly takeover: Takeover
-  private readonly promotion: Promotion
-  private readonly rescue: Rescue
+  private readonly parts: Mechanisms
   private running = false
 
   constructor (options: DataPlaneOptions) {
@@ -119,34 +117,9 @@ export class DataPlane {
       faults: options.faults,
       dial: options.dial,
       warn,
-      handlers: {
-        onMessage: (link, payload, info) => this.onMessage(link, payload, info),
-        onUp: (link, restarted) => this.linkUp(link, restarted),
-        onGone: (peer, state) => this.peerGone(peer, state),
-        onReachable: (peer) => this.promotion.reachable(peer),
-        onBack: (peer) => {
-          this.promotion.undo(peer)
-          // Replicas it held for us and that moved on while it was away go there.
-          this.replication.peerUp(peer)
-        },
-        onRestart: (peer, orphans) => this.peerRestarted(peer, orphans),
-        onDown: (peer) => {
-          this.replication.holderDown(peer)
-          this.forwarding.linkDown(peer)
-        },
-        onDropped: (peer, unsettled) => {
-          // Kept for whoever took (or takes) its sessions over: a node that left handed them off.
-          if (unsettled.length > 0) this.rescue.keepOrphans(peer, unsettled, this.routing.filtersOf(peer))
-          this.routing.removePeer(peer)
-          this.forwarding.peerGone(peer)
-          this.forwarding.forget(peer)
-          this.replication.peerGone(peer)
-          this.replication.forget(peer)
-          this.moves.peerGone(peer)
-        }
-      }
+      handlers: peerEvents(() => this.parts)
     })
-    this.ctx = {
+    const ctx: DataPlaneContext = {
       name: this.name,
       process: mqtt.aedes.id,
       config,
@@ -161,17 +134,17 @@ export class DataPlane {
       replicatedAcks: config.cluster.ack_after === 'replicated',
       running: () => this.running
     }
-    const ctx = this.ctx
-    this.forwarding = new Forwarding(ctx)
-    this.routes = new LocalRoutes(ctx)
-    this.retainedReplication = new RetainedReplication(ctx, this.forwarding)
-    this.rescue = new Rescue(ctx)
-    this.gates = new DeliveryGates(ctx)
-    this.forwarding.orphanTraffic = (topic, qos, encode) => this.rescue.orphanTraffic(topic, qos, encode)
-    this.takeover = new Takeover(ctx, {
-      seenElsewhere: (clientId) => this.promotion.clientSeen(clientId, false),
-      connecting: (clientId) => this.moves.connecting(clientId),
-      removeSession: async (clientId) => await this.moves.remove(clientId)
+    const forwarding = new Forwarding(ctx)
+    const routes = new LocalRoutes(ctx)
+    const retained = new RetainedReplication(ctx, forwarding)
+    const rescue = new Rescue(ctx)
+    forwarding.orphanTraffic = (topic, qos, encode) => rescue.orphanTraffic(topic, qos, encode)
+    const gates = new DeliveryGates(ctx)
+    // Their hosts call each other back: the closures below run only once all are built.
+    const takeover: Takeover = new Takeover(ctx, {
+      seenElsewhere: (clientId) => promotion.clientSeen(clientId, false),
+      connecting: (clientId) => moves.connecting(clientId),
+      removeSession: async (clientId) => await moves.remove(clientId)
     })
     this.replication = new SessionReplication({
       links: this.links,
@@ -183,47 +156,49 @@ export class DataPlane {
         link.send(encodeMessage(m), 'control')
         return link.lastQueuedSeq
       },
-      stampOf: (clientId) => this.takeover.stampOf(clientId),
-      promoted: (clientId) => this.promotion.isPromoted(clientId),
+      stampOf: (clientId) => takeover.stampOf(clientId),
+      promoted: (clientId) => promotion.isPromoted(clientId),
       replicatedAcks: ctx.replicatedAcks,
       ackTimeoutMs: config.cluster.ack_timeout,
       maxQueuedPerSession: config.mqtt.max_queued_messages
     })
-    this.promotion = new Promotion(ctx, this.replication, this.rescue, {
-      store: async (clientId, from, replica) => await this.moves.storeReplica(clientId, from, replica),
-      remove: async (clientId) => await this.moves.remove(clientId),
-      hold: (clientIds, until) => this.gates.hold(clientIds, until),
-      arriving: (clientId) => this.moves.isArriving(clientId)
+    const replication = this.replication
+    const promotion: Promotion = new Promotion(ctx, replication, rescue, {
+      store: async (clientId, from, replica) => await moves.storeReplica(clientId, from, replica),
+      remove: async (clientId) => await moves.remove(clientId),
+      hold: (clientIds, until) => gates.hold(clientIds, until),
+      arriving: (clientId) => moves.isArriving(clientId)
     })
-    this.moves = new SessionMoves(ctx, {
-      takeover: this.takeover,
-      replication: this.replication,
-      promotion: this.promotion,
-      rescue: this.rescue,
-      forwarding: this.forwarding,
-      routes: this.routes,
-      gates: this.gates
+    const moves: SessionMoves = new SessionMoves(ctx, {
+      takeover, replication, promotion, rescue, forwarding, routes, gates
     })
-    this.inbound = new Inbound(ctx, options.bus, this.forwarding, {
-      followers: (topic) => this.moves.followers(topic),
-      queueLate: async (clientId, packet) => await this.moves.queueLate(clientId, packet as StoredPacket)
+    const inbound = new Inbound(ctx, options.bus, forwarding, {
+      followers: (topic) => moves.followers(topic),
+      queueLate: async (clientId, packet) => await moves.queueLate(clientId, packet as StoredPacket)
     })
+    this.parts = {
+      ctx, routing: this.routing, links: this.links, forwarding, inbound, routes, retained, replication,
+      moves, gates, takeover, promotion, rescue
+    }
     registerDataPlaneMetrics(options.registry, {
       links: () => [...this.links.entries()].map(([peer, link]) => [peer, link.stats()]),
       refused: () => ({ ...this.links.acceptor.refused }) as Record<string, number>,
       routes: () => this.routing.size,
-      retained: () => ({ count: this.retainedReplication.store.count, bytes: this.retainedReplication.store.bytes, tombstones: this.retainedReplication.store.tombstones, refused: this.retainedReplication.store.refused }),
-      sync: () => this.retainedReplication.sync.stats,
-      sessions: () => ({ ...this.replication.stats(), rescued: this.rescue.rescued }),
-      acks: () => ({ ...this.forwarding.unreplicated }),
-      moves: () => ({ ...this.gates.settled })
+      retained: () => {
+        const { count, bytes, tombstones, refused } = retained.store
+        return { count, bytes, tombstones, refused }
+      },
+      sync: () => retained.sync.stats,
+      sessions: () => ({ ...replication.stats(), rescued: rescue.rescued }),
+      acks: () => ({ ...forwarding.unreplicated }),
+      moves: () => ({ ...gates.settled })
     })
     this.plugIn(mqtt)
   }
 
   /** Every retained message of the cluster, last writer wins; aedes' retained store follows it. */
-  get retained (): RetainedStore { return this.retainedReplication.store }
-  get sync (): RetainedSync { return this.retainedReplication.sync }
+  get retained (): RetainedStore { return this.parts.retained.store }
+  get sync (): RetainedSync { return this.parts.retained.sync }
 
   /** Peers we hold a link to, sorted. */
   get peers (): string[] { return this.links.peers }
@@ -234,202 +209,55 @@ export class DataPlane {
   async start (): Promise<void> {
     this.running = true
     this.links.start()
-    this.retainedReplication.start()
+    this.parts.retained.start()
   }
 
   async stop (): Promise<void> {
     if (!this.running) return
+    const { ctx, moves, promotion, retained } = this.parts
     // MQTT stopped before us: every client is gone, its session still here.
     // Hand each persistent session to a peer, so a client reconnecting
     // anywhere after this node is gone still finds it.
-    await this.moves.handOff().catch((err: Error) => this.ctx.log.warn({ err: err.message }, 'sessions not handed off on stop'))
+    await moves.handOff().catch((err: Error) => ctx.log.warn({ err: err.message }, 'sessions not handed off on stop'))
     this.replication.stop()
     // The last changes (sessions dropped after their hand-off, routes) reach
     // the peers before the links close: a replica left behind would be taken
     // over as if this node had died.
     await this.links.flush(FLUSH_ON_STOP_MS)
     this.running = false
-    this.ctx.mqtt.deliveryGate = undefined
-    this.promotion.stop()
-    this.retainedReplication.stop()
+    ctx.mqtt.deliveryGate = undefined
+    promotion.stop()
+    retained.stop()
     this.links.stop()
   }
 
   // ---- the seams into MQTT -------------------------------------------------------------------
 
   private plugIn (mqtt: MqttServer): void {
+    const { ctx, forwarding, routes, moves, gates, takeover, promotion, replication } = this.parts
     const hooks = mqtt.hooks
-    hooks.use('publish', 'cluster', (next) => this.forwarding.stampLayer(next))
-    hooks.use('published', 'cluster', (next) => this.forwarding.publishedLayer(next))
-    hooks.use('subscribe', 'cluster', (next) => this.routes.subscribeLayer(next))
-    hooks.use('unsubscribe', 'cluster', (next) => this.routes.unsubscribeLayer(next))
-    hooks.use('preConnect', 'cluster', (next) => this.moves.preConnectLayer(next))
-    hooks.use('authenticate', 'cluster', (next) => this.moves.authenticateLayer(next))
-    mqtt.persistence.observer = this.observer()
-    mqtt.deliveryGate = (clientId) => this.gates.gate(clientId)
+    hooks.use('publish', 'cluster', (next) => forwarding.stampLayer(next))
+    hooks.use('published', 'cluster', (next) => forwarding.publishedLayer(next))
+    hooks.use('subscribe', 'cluster', (next) => routes.subscribeLayer(next))
+    hooks.use('unsubscribe', 'cluster', (next) => routes.unsubscribeLayer(next))
+    hooks.use('preConnect', 'cluster', (next) => moves.preConnectLayer(next))
+    hooks.use('authenticate', 'cluster', (next) => moves.authenticateLayer(next))
+    mqtt.persistence.observer = storeObserver(this.parts)
+    mqtt.deliveryGate = (clientId) => gates.gate(clientId)
     // A group spans every node: the publishing node picks one node per message (forwarding.ts).
     mqtt.shared.clusterMode = true
     mqtt.aedes.on('client', (client) => {
-      this.takeover.connected(client)
-      this.promotion.clientSeen(client.id, true)
-      this.replication.connected(client.id)
+      takeover.connected(client)
+      promotion.clientSeen(client.id, true)
+      replication.connected(client.id)
     })
     mqtt.aedes.on('clientDisconnect', (client) => {
       const c = client as Client & { clean?: boolean, sessionExpiryInterval?: number }
       // A closed connection replaced by a newer one of the same id is not the session's end.
-      if (localClient(this.ctx, client.id) !== undefined) return
+      if (localClient(ctx, client.id) !== undefined) return
       // A clean session ends with its connection: nothing to compare later.
-      if (c.clean === true) this.takeover.forget(client.id)
-      this.replication.disconnected(client.id, c.clean === true ? 0 : (c.sessionExpiryInterval ?? 0xFFFFFFFF))
+      if (c.clean === true) takeover.forget(client.id)
+      replication.disconnected(client.id, c.clean === true ? 0 : (c.sessionExpiryInterval ?? 0xFFFFFFFF))
     })
-  }
-
-  /** The session store's observer: every change, fanned out to the mechanisms that keep what depends on it. */
-  private observer (): PersistenceObserver {
-    const r = this.replication
-    const all = (...waits: Array<Promise<void> | undefined>): Promise<void> | undefined => {
-      const w = waits.filter((x) => x !== undefined)
-      return w.length === 0 ? undefined : w.length === 1 ? w[0] : Promise.all(w).then(() => {})
-    }
-    return {
-      retained: (packet) => this.retainedReplication.written(packet),
-      subscribed: (clientId, subs: readonly StoredSubscription[]) => {
-        r.subscribed(clientId, subs)
-        this.routes.storedAdded(clientId, subs.map((s) => s.topic))
-      },
-      unsubscribed: (clientId, topics) => {
-        r.unsubscribed(clientId, topics)
-        this.routes.storedRemoved(clientId, topics)
-      },
-      ended: (clientId) => {
-        r.ended(clientId)
-        this.routes.storedEnded(clientId)
-      },
-      queued: (clientId, entry: StoredPacket, at) => all(r.queued(clientId, entry, at), this.moves.queued(clientId, entry)),
-      sent: (clientId, entry) => r.sent(clientId, entry),
-      released: (clientId, messageId) => r.released(clientId, messageId),
-      cleared: (clientId, ref) => r.cleared(clientId, ref),
-      willStored: (clientId, will) => r.willStored(clientId, will),
-      willDeleted: (clientId) => r.willDeleted(clientId),
-      incomingStored: (clientId, messageId) => r.incomingStored(clientId, messageId),
-      incomingReleased: (clientId, messageId) => r.incomingReleased(clientId, messageId)
-    }
-  }
-
-  // ---- links ----------------------------------------------------------------------------------
-
-  private linkUp (link: PeerLink, restarted: boolean): void {
-    if (restarted) this.log('peer restarted: taking over its sessions held here as replicas, replicating ours to it afresh', link.peerName)
-    // Every (re)connect sends the whole table: it supersedes any delta the
-    // peer missed, and is how a 'gap' gets repaired.
-    link.send(encodeMessage({ kind: 'route-table', table: this.routing.localTable() }), 'control')
-    this.retainedReplication.linkUp(link)
-    if (!this.links.isParked(link.peerName)) this.replication.peerUp(link.peerName)
-  }
-
-  private peerGone (peer: string, state: 'dead' | 'left'): void {
-    this.forwarding.peerGone(peer)
-    this.replication.peerGone(peer)
-    this.moves.peerGone(peer)
-    if (state === 'left') {
-      this.routing.removePeer(peer)
-      this.promotion.confirmDown(peer)
-    } else {
-      // A partition looks like a death: only a refused connection proves the process is gone.
-      this.links.probe(peer).then((answer) => { if (answer === 'refused') this.promotion.confirmDown(peer) }, () => {})
-    }
-    // Sessions that left it for here lately: what it was sent for them and never settled.
-    this.moves.movedAwayFrom(peer)
-    // Its sessions are ours now: those it handed off on a graceful stop are
-    // gone from our replicas already, what is left it could not hand off.
-    this.promotion.promote(peer).catch((err: Error) => this.ctx.log.warn({ peer, err: err.message }, 'sessions of a dead node not taken over'))
-  }
-
-  /** A peer came back as a new process: it lost every session it held; ours are replicated to it afresh. */
-  private peerRestarted (peer: string, orphans: Array<{ seq: number, payload: Buffer }>): void {
-    // Before the new process's route table replaces the old one.
-    this.rescue.keepOrphans(peer, orphans, this.routing.filtersOf(peer))
-    this.forwarding.peerGone(peer)
-    this.replication.peerGone(peer)
-    this.moves.peerGone(peer)
-    this.promotion.confirmDown(peer)
-    this.moves.movedAwayFrom(peer)
-    this.promotion.promote(peer).catch((err: Error) => this.ctx.log.warn({ peer, err: err.message }, 'sessions of a restarted node not taken over'))
-    this.promotion.alive(peer)
-  }
-
-  private log (msg: string, peer: string): void {
-    this.ctx.log.info({ peer }, msg)
-  }
-
-  private onMessage (link: PeerLink, payload: Buffer, info: DeliveryInfo): void {
-    let m: DataPlaneMessage
-    try {
-      m = decodeMessage(payload)
-    } catch (err) {
-      this.ctx.warn('warn', { peer: link.peerName, err: (err as Error).message }, 'undecodable data-plane message dropped')
-      if (info.hold === true && info.source !== undefined) link.settle(info.source)
-      return
-    }
-    const peer = link.peerName
-    const failed = (what: string, client?: string) => (err: Error): void => this.ctx.warn('warn', { peer, client, err: err.message }, what)
-    switch (m.kind) {
-      case 'publish':
-        this.inbound.deliver(link, m.publish, info)
-        return
-      case 'retained':
-        this.retainedReplication.received(link, m.entry, info)
-        return
-      case 'route-table':
-        this.routing.applyTable(peer, m.table)
-        this.forwarding.tableArrived(peer)
-        return
-      case 'route-delta': {
-        const r = this.routing.applyDelta(peer, m.delta)
-        // No table yet: one is on its way (every link start sends one). A
-        // skipped version with a table: reconnect to get a fresh one.
-        if (r === 'gap' && this.routing.peerVersion(peer) !== undefined) link.dropConnection()
-        return
-      }
-      case 'client-connected':
-        this.takeover.announced(m.clientId, m.stamp, peer)
-        return
-      case 'session-request':
-        this.moves.serve(link, m).catch(failed('session request not served', m.clientId))
-        return
-      case 'session-transfer':
-        if (!this.moves.answered(peer, m.requestId, m.session, m.replica === true) && m.session !== null && m.replica !== true) {
-          // Not an answer we wait for: a stopping peer hands us the session, or
-          // an answer came after its CONNECT went on without it.
-          this.moves.adopt(link, m.requestId, m.clientId, m.session).catch(failed('handed-off session not stored', m.clientId))
-        }
-        return
-      case 'session-ack':
-        this.moves.acknowledged(m.requestId, peer).catch(failed('moved session not removed here', m.clientId))
-        return
-      case 'replica':
-        this.replication.apply(peer, m.ops)
-        return
-      case 'rescue-request':
-        this.rescue.answer(link, m.from, m.requestId)
-        return
-      case 'rescue':
-        this.rescue.received(link, m.requestId, m.publish, info)
-        return
-      case 'rescue-done':
-        this.rescue.done(peer, m.requestId)
-        return
-      case 'barrier-request':
-        this.gates.barrierRequested(link, m.id, m.from).catch(failed('barrier not answered'))
-        return
-      case 'barrier-done':
-        this.gates.barrierDone(peer, m.id)
-        return
-      case 'replica-lost':
-        this.replication.replicasLost(peer, m.clientIds)
-        return
-      default:
-        this.retainedReplication.handleSync(link, m)
-    }
   }
 }
