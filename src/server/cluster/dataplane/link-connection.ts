@@ -19,8 +19,8 @@
 //   how a half-open connection or a silent peer is noticed.
 // - Nothing in a frame is parsed before the cipher authenticated it; bad
 //   bytes close the connection and are counted by reason (LinkStats).
-// - peerClosed and refused tell the data plane how the last connection
-//   ended: closed or refused by the peer's side, or gone silent.
+// - refused tells the data plane that the latest dial was refused: nothing
+//   listens at the peer's address (LinkSet.whenUp).
 import type { Socket } from 'node:net'
 import {
   DATA_HEADER, FrameDecoder, LINK_PROTOCOL_VERSION, LinkProtocolError, PREAMBLE,
@@ -58,12 +58,6 @@ export interface LinkStream {
 
 export class LinkConnection {
   readonly dialer: boolean
-  /**
-   * The last connection was ended by the peer's side (closed, reset, or a
-   * dial refused: nothing listens there), not by our own timeout. A peer
-   * that goes silent instead (paused, partitioned away) leaves it false.
-   */
-  peerClosed = false
   /** The latest dial was refused: nothing listened at the peer's address then (its process gone, or a firewall's REJECT). */
   refused = false
   private readonly opts: ResolvedLinkOptions
@@ -203,14 +197,12 @@ export class LinkConnection {
     socket.on('error', (err) => {
       if (socket !== this.current) return
       const code = (err as NodeJS.ErrnoException).code
-      if (code === 'ECONNREFUSED' || code === 'ECONNRESET') this.peerClosed = true
       if (code === 'ECONNREFUSED') this.refused = true
       this.opts.onError?.(err)
     })
     socket.once('close', () => {
       if (socket !== this.current) return
       // Closed under us, not by drop or fail (which forget the socket first).
-      this.peerClosed = true
       this.onClosed(socket)
     })
     this.lastReceived = Date.now()
@@ -238,7 +230,6 @@ export class LinkConnection {
   private connectionUp (hello: Hello): void {
     clearTimeout(this.handshakeTimer)
     this.checkHello(hello)
-    this.peerClosed = false
     this.refused = false
     this.stream.resume(hello)
     this.counters.connects++

@@ -120,8 +120,6 @@ export class PeerLink {
   /** This side dials (the lower name); the other only accepts. */
   get dialer (): boolean { return this.connection.dialer }
 
-  /** See LinkConnection.peerClosed: the last connection was ended by the peer's side, not by our timeout. */
-  get peerClosed (): boolean { return this.connection.peerClosed }
 
   /** The latest dial was refused: nothing listened at the peer's address then. */
   get refused (): boolean { return this.connection.refused }
