@@ -71,7 +71,8 @@ export function handleQos1Publish (client: Client, packet: InboundPacket, done: 
     if (packet._notAuthorized === true) return done()
     ;(broker.publish as unknown as PublishWithClient)(packet, client, (perr?: Error | null) => {
       if (perr !== null && perr !== undefined) return done(perr)
-      writePacket(client, { cmd: 'puback', messageId: packet.messageId }, (werr) => done(werr))
+      // The 2-byte form (reason code 0, no properties), as aedes writes it.
+      writePacket(client, { cmd: 'puback', messageId: packet.messageId, reasonCode: 0 }, (werr) => done(werr))
     })
   })
 }

@@ -46,7 +46,7 @@ export interface SenderOptions {
 
 interface Item {
   entry: StoredPacket
-  packet: DeliveredPacket | { cmd: 'pubrel', messageId: number }
+  packet: DeliveredPacket | { cmd: 'pubrel', messageId: number, reasonCode: 0 }
   ready: Promise<unknown> | undefined
 }
 
@@ -178,8 +178,10 @@ export class SessionSender {
         if (this.sentHere.has(id)) continue
         // In flight before this connection: sent again under its identifier.
         this.sentHere.add(id)
+        // Reason code 0 written in the 2-byte form [MQTT-3.6.2-1], as aedes does:
+        // Paho Python's v5 client cannot read a longer PUBREL (0x00 and no properties).
         items.push(entry.cmd === 'pubrel'
-          ? { entry, packet: { cmd: 'pubrel', messageId: id }, ready: undefined }
+          ? { entry, packet: { cmd: 'pubrel', messageId: id, reasonCode: 0 }, ready: undefined }
           : { entry, packet: this.packetFor(entry, id, true, now), ready: undefined })
         continue
       }
