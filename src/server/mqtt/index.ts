@@ -125,6 +125,14 @@ export class MqttServer {
       queuedMessages: () => this.persistence.queuedCount
     })
     this.aedes = new Aedes({ ...aedesOptions(config, options.incarnation), persistence: this.persistence })
+    // A client's QoS 2 PUBLISH gets its stamp as it is stored, before aedes
+    // publishes it, so the stamp travels with the session's incoming state.
+    const broker = brokerInternals(this.aedes)
+    this.persistence.stamp = (p) => {
+      if (p.brokerCounter !== undefined && p.brokerCounter !== 0) return
+      p.brokerId = broker.id
+      p.brokerCounter = ++broker.counter
+    }
     this.clientLog = new ClientLog(log, (c) => this.introspection.usernameOf(c))
     if (config.log.clients) {
       this.clientLog.attach(this.aedes)

@@ -35,8 +35,8 @@ export interface PersistenceObserver {
   cleared (clientId: string, ref: { messageId?: number | undefined, stamp?: string | undefined }): void
   willStored (clientId: string, will: StoredPacket): void
   willDeleted (clientId: string): void
-  /** A QoS 2 PUBLISH from the client was received (PUBREC follows once the promise resolves). */
-  incomingStored (clientId: string, messageId: number): Promise<void> | undefined
+  /** A QoS 2 PUBLISH from the client was received, stamped (it is published, and PUBREC follows, once the promise resolves). */
+  incomingStored (clientId: string, packet: StoredPacket): Promise<void> | undefined
   /** Its PUBREL arrived: the identifier is free again. */
   incomingReleased (clientId: string, messageId: number): void
 }

@@ -74,9 +74,12 @@ export interface SessionSnapshot {
   subscriptions: StoredSubscription[]
   queue: StoredPacket[]
   ledger: string[]
-  /** Packet identifiers of QoS 2 PUBLISHes from the client awaiting its PUBREL. */
-  incoming: number[]
+  /** QoS 2 PUBLISHes from the client awaiting its PUBREL, with their packet identifiers and stamps. */
+  incoming: StoredPacket[]
 }
+
+/** A QoS 2 PUBLISH from the client awaiting its PUBREL; `imported`: taken over with its session, not published by this node. */
+interface IncomingEntry { packet: StoredPacket, imported: boolean }
 
 const require = createRequire(import.meta.url)
 
@@ -103,11 +106,13 @@ export class SessionStore implements AedesPersistence {
   private readonly retained = new Map<string, number>()
   private retainedBytesTotal = 0
   private readonly outgoing: OutgoingQueues
-  private readonly incoming = new Map<string, Map<number, StoredPacket>>()
+  private readonly incoming = new Map<string, Map<number, IncomingEntry>>()
   /** Client ids whose incoming QoS 2 state belongs to a clean session: it is not a stored session. */
   private readonly transientIncoming = new Set<string>()
   /** Client ids with stored subscriptions (the inner store does not say cheaply). */
   private readonly subscribers = new Map<string, Set<string>>()
+  /** Gives a message its stamp (message-stamp.ts) before aedes publishes it; set by the MQTT server. */
+  stamp: ((packet: StoredPacket) => void) | undefined
   /** Per message stamp, what its acknowledgement waits for (takeHeld). */
   private readonly pendingHolds = new Map<string, Promise<void>>()
 
@@ -349,12 +354,14 @@ export class SessionStore implements AedesPersistence {
 
   /** Packet identifiers of the client's QoS 2 PUBLISHes awaiting PUBREL. */
   incomingIds (clientId: string): number[] { return [...(this.incoming.get(clientId)?.keys() ?? [])] }
+  /** The client's QoS 2 PUBLISHes awaiting PUBREL, stamped (the live entries: read only). */
+  incomingPackets (clientId: string): StoredPacket[] { return [...(this.incoming.get(clientId)?.values() ?? [])].map((e) => e.packet) }
 
   /** Everything of a session that travels, read from the store. */
   async exportSession (clientId: string): Promise<SessionSnapshot> {
     const subscriptions = (await this.inner.subscriptionsByClient({ id: clientId })).map(({ clientId: _c, ...sub }) => sub)
     const { queue, ledger } = this.outgoing.export(clientId)
-    return { subscriptions, queue, ledger, incoming: [...(this.incoming.get(clientId)?.keys() ?? [])] }
+    return { subscriptions, queue, ledger, incoming: this.incomingPackets(clientId) }
   }
 
   /**
@@ -367,7 +374,7 @@ export class SessionStore implements AedesPersistence {
     this.transientIncoming.delete(clientId)
     this.outgoing.import(clientId, session.queue, session.ledger)
     if (session.incoming.length > 0) {
-      this.incoming.set(clientId, new Map(session.incoming.map((id) => [id, { cmd: 'publish', topic: '', payload: Buffer.alloc(0), qos: 2, messageId: id }])))
+      this.incoming.set(clientId, new Map(session.incoming.map((packet) => [packet.messageId!, { packet, imported: true }])))
     }
     if (session.subscriptions.length > 0) await this.addSubscriptions({ id: clientId }, session.subscriptions)
     this.onQueueChange?.(clientId)
@@ -379,7 +386,20 @@ export class SessionStore implements AedesPersistence {
     if (packet.messageId === undefined) return
     let mine = this.incoming.get(client.id)
     if (mine === undefined) { mine = new Map(); this.incoming.set(client.id, mine) }
-    mine.set(packet.messageId, { cmd: 'publish', topic: packet.topic, payload: packet.payload, qos: 2, messageId: packet.messageId, retain: packet.retain === true, dup: packet.dup === true, ...(packet.properties === undefined ? {} : { properties: packet.properties }) })
+    // The stamp is the message's identity from here on (aedes publishes the
+    // packet object stored here, keeping it). A resend of a publish that came
+    // with its session from another node keeps that node's stamp: it may have
+    // died before passing the message on, so it is published again, and the
+    // subscribers' ledgers drop it where it arrived already.
+    const before = mine.get(packet.messageId)
+    if (before?.imported === true && packet.dup === true && sameMessage(before.packet, packet)) {
+      packet.brokerId = before.packet.brokerId
+      packet.brokerCounter = before.packet.brokerCounter
+    } else {
+      this.stamp?.(packet)
+    }
+    const entry: StoredPacket = { cmd: 'publish', topic: packet.topic, payload: packet.payload, qos: 2, messageId: packet.messageId, retain: packet.retain === true, dup: packet.dup === true, brokerId: packet.brokerId, brokerCounter: packet.brokerCounter, ...(packet.properties === undefined ? {} : { properties: packet.properties }) }
+    mine.set(packet.messageId, { packet: entry, imported: false })
     // A clean session's state ends with its connection: nothing to keep
     // elsewhere, and it does not make the session stored (hasSession; the
     // session sender would otherwise wait for a queue that never fills).
@@ -388,14 +408,20 @@ export class SessionStore implements AedesPersistence {
       return
     }
     this.transientIncoming.delete(client.id)
-    const wait = this.observer?.incomingStored(client.id, packet.messageId)
+    const wait = this.observer?.incomingStored(client.id, entry)
     if (wait !== undefined) await wait
   }
 
-  async incomingGetPacket (client: ClientRef, packet: { messageId?: number | undefined }): Promise<StoredPacket> {
+  /**
+   * aedes asks before it publishes a client's QoS 2 PUBLISH (a resend it
+   * holds already is only acknowledged) and at its PUBREL. A PUBLISH held
+   * only because its session came from another node is "not here" to the
+   * first question: it is published again (incomingStorePacket).
+   */
+  async incomingGetPacket (client: ClientRef, packet: { cmd?: string, messageId?: number | undefined }): Promise<StoredPacket> {
     const stored = packet.messageId === undefined ? undefined : this.incoming.get(client.id)?.get(packet.messageId)
-    if (stored === undefined) throw new Error('no such packet')
-    return { ...stored }
+    if (stored === undefined || (stored.imported && packet.cmd === 'publish')) throw new Error('no such packet')
+    return { ...stored.packet }
   }
 
   async incomingDelPacket (client: ClientRef, packet: { messageId?: number | undefined }): Promise<void> {
@@ -436,4 +462,11 @@ export class SessionStore implements AedesPersistence {
     this.retainedBytesTotal = 0
     await this.inner.destroy()
   }
+}
+
+/** Whether a resent PUBLISH is the one held under its packet identifier (same topic and payload). */
+function sameMessage (held: StoredPacket, resent: StoredPacket): boolean {
+  const a = typeof held.payload === 'string' ? Buffer.from(held.payload) : held.payload
+  const b = typeof resent.payload === 'string' ? Buffer.from(resent.payload) : resent.payload
+  return held.topic === resent.topic && a !== undefined && b !== undefined && Buffer.compare(a, b) === 0
 }

@@ -214,6 +214,34 @@ test('a session exported and imported elsewhere keeps its queue state, ledger an
   await b.importSession('c', await a.exportSession('c'))
   assert.deepEqual(b.queue('c').map((e) => `${e.payload.toString()}:${e.messageId ?? '-'}`), ['sent:7', 'waiting:-'])
   assert.deepEqual((await b.subscriptionsByClient(c)).map((s) => s.topic), ['t/#'])
-  assert.equal((await b.incomingGetPacket(c, { messageId: 9 })).messageId, 9)
+  assert.equal((await b.incomingGetPacket(c, { cmd: 'pubrel', messageId: 9 })).messageId, 9, 'its PUBREL finds it')
   assert.equal(b.enqueueFor('c', packet('t/x', 'sent', { brokerId: 'a@1', brokerCounter: 1 })).queued, false, 'the ledger came along')
+})
+
+test('a QoS 2 PUBLISH that came with its session is published again under its stamp when the client resends it', async () => {
+  const a = make().p
+  const b = make().p
+  let counter = 0
+  a.stamp = (p) => { p.brokerId = 'a@1'; p.brokerCounter = ++counter }
+  b.stamp = (p) => { p.brokerId = 'b@1'; p.brokerCounter = ++counter }
+  const c = { id: 'c', clean: false }
+  const sent = { cmd: 'publish', topic: 'u', payload: Buffer.from('x'), qos: 2 as const, messageId: 9 }
+  await a.incomingStorePacket(c, { ...sent })
+  const moved = await a.exportSession('c')
+  assert.deepEqual(moved.incoming.map((p) => [p.messageId, p.brokerId, p.brokerCounter]), [[9, 'a@1', 1]], 'the stamp travels')
+  await b.importSession('c', moved)
+  // The node that took it may have died before passing it on: to aedes it is not here, so it is published again...
+  await assert.rejects(b.incomingGetPacket(c, { cmd: 'publish', messageId: 9 }), /no such packet/)
+  const resent: StoredPacket = { ...sent, dup: true }
+  await b.incomingStorePacket(c, resent)
+  assert.deepEqual([resent.brokerId, resent.brokerCounter], ['a@1', 1], '...under the stamp it had, which the ledgers know')
+  // ...once: a further resend is only acknowledged.
+  assert.equal((await b.incomingGetPacket(c, { cmd: 'publish', messageId: 9 })).brokerCounter, 1)
+  // A new message under the same identifier (not a resend) is a new message.
+  const b2 = make().p
+  b2.stamp = (p) => { p.brokerId = 'b2@1'; p.brokerCounter = 77 }
+  await b2.importSession('c', moved)
+  const other: StoredPacket = { ...sent, payload: Buffer.from('another'), dup: false }
+  await b2.incomingStorePacket(c, other)
+  assert.deepEqual([other.brokerId, other.brokerCounter], ['b2@1', 77])
 })

@@ -145,7 +145,10 @@ export class Promotion {
     this.underway.set(peer, run)
     try {
       for (const clientId of ids) {
-        const replica = this.replication.replicas.take(clientId)
+        // Only if it is still that peer's: while the ones before it were
+        // stored, a snapshot from the session's new home may have replaced it
+        // (its client reconnected elsewhere); that replica is not ours to take.
+        const replica = this.replication.replicas.take(clientId, peer)
         if (replica === undefined) continue
         this.replication.countPromoted(1)
         const ended: ReplicaConnection = { connected: false, disconnectedAt: replica.connected ? now : replica.disconnectedAt, expiry: replica.expiry }

@@ -36,7 +36,7 @@ export interface ReplicaSnapshot extends ReplicaConnection {
   subscriptions: TransferredSubscription[]
   queue: TransferredPacket[]
   ledger: string[]
-  incoming: number[]
+  incoming: TransferredPacket[]
   will: TransferredPacket | null
   /** The home took the session over from a node believed dead: a copy that yields to its original's. */
   promoted?: boolean | undefined
@@ -57,8 +57,8 @@ export type ReplicaOp =
   | { op: 'clear', messageId?: number | undefined, stamp?: string | undefined }
   | { op: 'will', will: TransferredPacket | null }
   | { op: 'connection', connection: ReplicaConnection, stamp?: Stamp | undefined }
-  /** A QoS 2 PUBLISH from the client awaits its PUBREL (`add`), or got it. */
-  | { op: 'incoming', messageId: number, add: boolean }
+  /** A QoS 2 PUBLISH from the client awaits its PUBREL (`packet`, with its stamp), or got it (no packet). */
+  | { op: 'incoming', messageId: number, packet?: TransferredPacket }
   /** The session ended or moved away from its home: forget the copy. */
   | { op: 'drop' }
 
@@ -69,7 +69,7 @@ interface Replica extends ReplicaConnection {
   stamp: Stamp
   subscriptions: Map<string, TransferredSubscription>
   will: TransferredPacket | null
-  incoming: Set<number>
+  incoming: Map<number, TransferredPacket>
 }
 
 /** A replica handed out (fetched by a reconnecting client, or promoted when its home died). */
@@ -128,7 +128,7 @@ export class ReplicaStore {
         expiry: s.expiry,
         subscriptions: new Map(s.subscriptions.map((sub) => [sub.topic, sub])),
         will: s.will,
-        incoming: new Set(s.incoming)
+        incoming: new Map(s.incoming.map((p) => [p.messageId!, p]))
       })
       this.queues.import(id, s.queue as StoredPacket[], s.ledger)
       return
@@ -177,7 +177,7 @@ export class ReplicaStore {
         if (op.stamp !== undefined) r.stamp = op.stamp
         return
       case 'incoming':
-        if (op.add) r.incoming.add(op.messageId)
+        if (op.packet !== undefined) r.incoming.set(op.messageId, op.packet)
         else r.incoming.delete(op.messageId)
         return
       case 'drop':
@@ -185,10 +185,11 @@ export class ReplicaStore {
     }
   }
 
-  /** Removes a replica and returns it as a session (with its will and connection state), or undefined. */
-  take (clientId: string): TakenReplica | undefined {
+  /** Removes a replica and returns it as a session (with its will and connection state), or undefined; with `owner`, only a replica whose home is that node. */
+  take (clientId: string, owner?: string): TakenReplica | undefined {
     const taken = this.peek(clientId)
-    if (taken !== undefined) this.delete(clientId)
+    if (taken === undefined || (owner !== undefined && taken.owner !== owner)) return undefined
+    this.delete(clientId)
     return taken
   }
 
@@ -203,7 +204,7 @@ export class ReplicaStore {
       disconnectedAt: r.disconnectedAt,
       expiry: r.expiry,
       will: r.will,
-      session: { stamp: r.stamp, subscriptions: [...r.subscriptions.values()], queue: queue as TransferredPacket[], ledger, incoming: [...r.incoming], rescueFrom: r.owner }
+      session: { stamp: r.stamp, subscriptions: [...r.subscriptions.values()], queue: queue as TransferredPacket[], ledger, incoming: [...r.incoming.values()], rescueFrom: r.owner }
     }
   }
 
@@ -306,8 +307,9 @@ export function checkReplicaOp (v: unknown, stampOf: (text: unknown) => Stamp): 
     case 'connection':
       return { clientId, op: 'connection', connection: connection(o.connection), ...(o.stamp === undefined ? {} : { stamp: stampOf(o.stamp) }) }
     case 'incoming':
-      if (!isPacketId(o.messageId) || typeof o.add !== 'boolean') throw new Error('bad replica incoming')
-      return { clientId, op: 'incoming', messageId: o.messageId, add: o.add }
+      if (!isPacketId(o.messageId)) throw new Error('bad replica incoming')
+      if (o.packet === undefined) return { clientId, op: 'incoming', messageId: o.messageId }
+      return { clientId, op: 'incoming', messageId: o.messageId, packet: checkIncoming([o.packet])[0]! }
     case 'drop':
       return { clientId, op: 'drop' }
     default:

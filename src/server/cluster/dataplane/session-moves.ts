@@ -225,7 +225,7 @@ export class SessionMoves {
       subscriptions: session.subscriptions,
       queue: session.queue as StoredPacket[],
       ledger: session.ledger,
-      incoming: session.incoming
+      incoming: session.incoming as StoredPacket[]
     })
     // Back here: no more late copies follow it to where it was.
     for (const [id, l] of this.leaving) if (l.clientId === clientId && l.until !== 0) this.leaving.delete(id)
@@ -391,7 +391,7 @@ export class SessionMoves {
       subscriptions: s.subscriptions,
       queue: s.queue.map(transferable),
       ledger: s.ledger,
-      incoming: s.incoming
+      incoming: s.incoming.map(transferable)
     }
   }
 

@@ -173,16 +173,16 @@ export class SessionReplication {
     if (this.holders.has(clientId)) this.queue(clientId, { op: 'will', will: null })
   }
 
-  incomingStored (clientId: string, messageId: number): Promise<void> | undefined {
+  incomingStored (clientId: string, packet: StoredPacket): Promise<void> | undefined {
     // A persistent client's own QoS 2 publish is session state, with or without subscriptions.
     this.incoming.add(clientId)
     if (this.ensureHolder(clientId) !== 'existing') return this.waitFor(clientId)
-    return this.queue(clientId, { op: 'incoming', messageId, add: true }, this.host.replicatedAcks)
+    return this.queue(clientId, { op: 'incoming', messageId: packet.messageId!, packet: transferable(packet) }, this.host.replicatedAcks)
   }
 
   incomingReleased (clientId: string, messageId: number): void {
     if (this.host.store.incomingIds(clientId).length === 0) this.incoming.delete(clientId)
-    if (this.holders.has(clientId)) this.queue(clientId, { op: 'incoming', messageId, add: false })
+    if (this.holders.has(clientId)) this.queue(clientId, { op: 'incoming', messageId })
   }
 
   connected (clientId: string): void {
@@ -319,7 +319,7 @@ export class SessionReplication {
         subscriptions: [...(this.subscriptions.get(clientId)?.values() ?? [])],
         queue: queue.map(transferable),
         ledger,
-        incoming: this.host.store.incomingIds(clientId),
+        incoming: this.host.store.incomingPackets(clientId).map(transferable),
         will: this.wills.get(clientId) ?? null,
         ...(this.host.promoted(clientId) ? { promoted: true } : {})
       }

@@ -7,7 +7,7 @@
 //   B -> every up peer  session-request {requestId, clientId, stamp, resume}
 //                                        closes the live connection (0x8E) if any,
 //                                        snapshots subscriptions, queue, ledger,
-//                                        incoming QoS 2 identifiers
+//                                        incoming QoS 2 PUBLISHes
 //   A -> B              session-transfer {session | null}
 //   B stores the newest session (subscriptions routed from B, queue), then
 //   B -> A              session-ack       A deletes its copy (unroutes)
@@ -53,8 +53,14 @@ export interface TransferredSession {
   queue: TransferredPacket[]
   /** Stamps of the messages queued for it lately (outgoing-queues.ts): a late copy of one of them is not queued again. */
   ledger: string[]
-  /** Packet identifiers of QoS 2 PUBLISHes from the client awaiting its PUBREL. */
-  incoming: number[]
+  /**
+   * QoS 2 PUBLISHes from the client awaiting its PUBREL, with their packet
+   * identifiers and message stamps: a node that gets a resend of one
+   * publishes it again under its stamp (the subscribers' ledgers drop it if
+   * they had it), so it is delivered once even when the node that took it
+   * died before passing it on.
+   */
+  incoming: TransferredPacket[]
   /**
    * A replica of a session whose home (`rescueFrom`) may be dead: what peers
    * sent that home and it never settled is to be rescued for it.
@@ -88,10 +94,14 @@ export function checkLedger (v: unknown): string[] {
   return v as string[]
 }
 
-export function checkIncoming (v: unknown): number[] {
+export function checkIncoming (v: unknown): TransferredPacket[] {
   if (v === undefined) return []
-  if (!Array.isArray(v) || !v.every(isPacketId)) throw new Error('bad incoming identifiers')
-  return v as number[]
+  if (!Array.isArray(v)) throw new Error('bad incoming QoS 2 publishes')
+  for (const p of v) {
+    checkPacket(p)
+    if (p.cmd !== 'publish' || !isPacketId(p.messageId)) throw new Error('bad incoming QoS 2 publish')
+  }
+  return v as TransferredPacket[]
 }
 
 /** Throws unless `s` is a stored subscription (topic and QoS). */

@@ -36,7 +36,7 @@ export function storeObserver (to: Mechanisms): PersistenceObserver {
     cleared: (clientId, ref) => r.cleared(clientId, ref),
     willStored: (clientId, will) => r.willStored(clientId, will),
     willDeleted: (clientId) => r.willDeleted(clientId),
-    incomingStored: (clientId, messageId) => r.incomingStored(clientId, messageId),
+    incomingStored: (clientId, packet) => r.incomingStored(clientId, packet),
     incomingReleased: (clientId, messageId) => r.incomingReleased(clientId, messageId)
   }
 }

@@ -22,19 +22,20 @@ test('every message kind round-trips', () => {
     {
       kind: 'replica',
       ops: [
-        { clientId: 'c', op: 'snapshot', snapshot: { stamp, connected: true, subscriptions: [{ topic: 'a/#', qos: 1 }], queue: [{ cmd: 'publish', topic: 'a/b', payload: Buffer.from('x'), qos: 1, messageId: 3, brokerId: 'b@1', brokerCounter: 2 }], ledger: ['b@1\u00002'], incoming: [12], will: { cmd: 'publish', topic: 'w', payload: Buffer.from('bye') } } },
+        { clientId: 'c', op: 'snapshot', snapshot: { stamp, connected: true, subscriptions: [{ topic: 'a/#', qos: 1 }], queue: [{ cmd: 'publish', topic: 'a/b', payload: Buffer.from('x'), qos: 1, messageId: 3, brokerId: 'b@1', brokerCounter: 2 }], ledger: ['b@1\u00002'], incoming: [{ cmd: 'publish', topic: 'q', payload: Buffer.from('z'), qos: 2, messageId: 12, brokerId: 'b@1', brokerCounter: 5 }], will: { cmd: 'publish', topic: 'w', payload: Buffer.from('bye') } } },
         { clientId: 'd', op: 'snapshot', snapshot: { stamp, connected: false, subscriptions: [], queue: [], ledger: [], incoming: [], will: null, promoted: true } },
         { clientId: 'c', op: 'enqueue', packet: { cmd: 'publish', topic: 'a/c', payload: Buffer.from('y'), qos: 2 }, at: 0 },
         { clientId: 'c', op: 'sent', stamp: 'b@1\u00003', messageId: 4, qos: 2 },
         { clientId: 'c', op: 'release', messageId: 4 },
         { clientId: 'c', op: 'clear', messageId: 3 },
         { clientId: 'c', op: 'clear', stamp: 'b@1\u00009' },
-        { clientId: 'c', op: 'incoming', messageId: 12, add: false },
+        { clientId: 'c', op: 'incoming', messageId: 12 },
+        { clientId: 'c', op: 'incoming', messageId: 13, packet: { cmd: 'publish', topic: 'q', payload: Buffer.from('z'), qos: 2, messageId: 13, brokerId: 'b@1', brokerCounter: 5 } },
         { clientId: 'c', op: 'connection', connection: { connected: false, disconnectedAt: 5, expiry: 60 }, stamp },
         { clientId: 'c', op: 'drop' }
       ]
     },
-    { kind: 'session-transfer', requestId: 'q', clientId: 'c', session: { stamp, subscriptions: [{ topic: 'a', qos: 2 }], queue: [], ledger: ['x\u00001'], incoming: [3], rescueFrom: 'node-a' }, replica: true },
+    { kind: 'session-transfer', requestId: 'q', clientId: 'c', session: { stamp, subscriptions: [{ topic: 'a', qos: 2 }], queue: [], ledger: ['x\u00001'], incoming: [{ cmd: 'publish', topic: 'q', payload: Buffer.from('z'), qos: 2, messageId: 3, brokerId: 'b@1', brokerCounter: 5 }], rescueFrom: 'node-a' }, replica: true },
     { kind: 'rescue-request', from: 'node-a', requestId: 'r1' },
     { kind: 'rescue', requestId: 'r1', publish: { origin: 'node-b', brokerId: 'node-b@9', brokerCounter: 7, topic: 'a/b', payload: Buffer.from('p'), qos: 1, retain: false, plain: true, shared: [], sessions: [] } },
     { kind: 'rescue-done', requestId: 'r1' },

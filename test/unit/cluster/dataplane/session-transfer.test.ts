@@ -14,7 +14,7 @@ const session: TransferredSession = {
     { cmd: 'pubrel', messageId: 65535 }
   ],
   ledger: ['x\u00003', 'x\u00004'],
-  incoming: [5]
+  incoming: [{ cmd: 'publish', topic: 'q', payload: Buffer.from('z'), qos: 2, messageId: 5, brokerId: 'b@1', brokerCounter: 5 }]
 }
 
 test('session messages round-trip, payloads and correlation data stay binary', () => {
@@ -45,7 +45,7 @@ test('a malformed session transfer throws MessageDecodeError', () => {
   }
   const stampText = encodeStamp(stamp)
   assert.doesNotThrow(() => decodeMessage(bad({ stamp: stampText, subscriptions: [], queue: [{ cmd: 'pubrel', messageId: 1 }] })), 'the helper makes valid messages')
-  assert.doesNotThrow(() => decodeMessage(bad({ stamp: stampText, subscriptions: [], queue: [], ledger: ['a'], incoming: [1] })))
+  assert.doesNotThrow(() => decodeMessage(bad({ stamp: stampText, subscriptions: [], queue: [], ledger: ['a'], incoming: [{ cmd: 'publish', topic: 't', payload: { $b64: '' }, qos: 2, messageId: 1 }] })))
   for (const s of [
     {},
     { stamp: 'nope', subscriptions: [], queue: [] },
@@ -56,7 +56,8 @@ test('a malformed session transfer throws MessageDecodeError', () => {
     { stamp: stampText, subscriptions: [], queue: [{ cmd: 'publish', topic: 't', payload: { $b64: '' }, qos: 1, messageId: 0 }] },
     { stamp: stampText, subscriptions: [], queue: [{ cmd: 'connect' }] },
     { stamp: stampText, subscriptions: [], queue: [], ledger: [1] },
-    { stamp: stampText, subscriptions: [], queue: [], incoming: [0] },
+    { stamp: stampText, subscriptions: [], queue: [], incoming: [1] },
+    { stamp: stampText, subscriptions: [], queue: [], incoming: [{ cmd: 'publish', topic: 't', payload: { $b64: '' }, qos: 2 }] },
     { stamp: stampText, subscriptions: [], queue: [], rescueFrom: 3 }
   ]) {
     assert.throws(() => decodeMessage(bad(s)), MessageDecodeError, JSON.stringify(s))
