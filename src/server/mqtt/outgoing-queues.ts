@@ -221,6 +221,26 @@ export class OutgoingQueues {
     }
   }
 
+  /**
+   * Messages of a session's queue that a copy of it with `ledger` never had
+   * and that were queued here lately (within the ledger's memory, so a
+   * client that got them through that copy long ago would be known to it):
+   * fresh copies, without packet identifiers, oldest first.
+   */
+  unknownTo (clientId: string, ledger: readonly string[]): StoredPacket[] {
+    const q = this.queues.get(clientId)
+    if (q === undefined) return []
+    const known = new Set(ledger)
+    const since = this.now() - LEDGER_TTL_MS
+    const out: StoredPacket[] = []
+    for (const e of q.entries) {
+      const stamp = stampOf(e)
+      if (e.cmd === 'pubrel' || stamp === undefined || known.has(stamp) || (q.ledger.get(stamp) ?? 0) < since) continue
+      out.push(copyOf(e))
+    }
+    return out
+  }
+
   /** Deletes a session's queue and ledger; returns how many entries it held. */
   drop (clientId: string): number {
     const n = this.queues.get(clientId)?.entries.length ?? 0

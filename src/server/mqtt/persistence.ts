@@ -370,6 +370,11 @@ export class SessionStore implements AedesPersistence {
    * its subscriptions are added finds the ledger complete.
    */
   async importSession (clientId: string, session: SessionSnapshot): Promise<void> {
+    // What was queued here for the copy being replaced and the arriving copy
+    // never had (a stale copy still routed to while the newer one was made
+    // elsewhere) is queued again after the import: replacing a copy must not
+    // drop a message only it held. The ledgers keep anything from coming twice.
+    const leftover = this.outgoing.unknownTo(clientId, session.ledger)
     if (this.hasSession(clientId) || this.incoming.has(clientId)) await this.cleanSubscriptions({ id: clientId })
     this.transientIncoming.delete(clientId)
     this.outgoing.import(clientId, session.queue, session.ledger)
@@ -377,6 +382,7 @@ export class SessionStore implements AedesPersistence {
       this.incoming.set(clientId, new Map(session.incoming.map((packet) => [packet.messageId!, { packet, imported: true }])))
     }
     if (session.subscriptions.length > 0) await this.addSubscriptions({ id: clientId }, session.subscriptions)
+    for (const p of leftover) this.enqueueFor(clientId, p)
     this.onQueueChange?.(clientId)
   }
 

@@ -245,3 +245,15 @@ test('a QoS 2 PUBLISH that came with its session is published again under its st
   await b2.incomingStorePacket(c, other)
   assert.deepEqual([other.brokerId, other.brokerCounter], ['b2@1', 77])
 })
+
+test('a copy replaced by a newer one keeps what was queued into it only: queued again, once, in order', async () => {
+  const here = make().p
+  const c = { id: 'c' }
+  await here.addSubscriptions(c, [{ topic: 't/#', qos: 1 }])
+  // A stale copy here got two messages while the newer copy, made elsewhere, got only the first.
+  here.enqueueFor('c', packet('t/x', 'both', { brokerId: 'p@1', brokerCounter: 1 }))
+  here.enqueueFor('c', packet('t/x', 'only-here', { brokerId: 'p@1', brokerCounter: 2 }))
+  const newer = { subscriptions: [{ topic: 't/#', qos: 1 }], queue: [packet('t/x', 'both', { brokerId: 'p@1', brokerCounter: 1 })], ledger: ['p@1\u00001'], incoming: [] }
+  await here.importSession('c', newer)
+  assert.deepEqual(here.queue('c').map((e) => String(e.payload)), ['both', 'only-here'])
+})
