@@ -208,10 +208,38 @@ function fdLimit (): number {
 
 // ---- cluster ---------------------------------------------------------------
 
-async function startClusterProcesses (count: number): Promise<ProcessNode[]> {
+async function startClusterProcesses (count: number, ackAfter: AckAfter): Promise<ProcessNode[]> {
   const hosts: string[] = []
   for (let i = 0; i < count; i++) hosts.push(await freeLoopbackAddress())
-  return await Promise.all(hosts.map(async (h) => await startProcessNode(clusterConfig(h, hosts), { host: h })))
+  return await Promise.all(hosts.map(async (h) => await startProcessNode(clusterConfig(h, hosts, { cluster: { ack_after: ackAfter } }), { host: h })))
+}
+
+type AckAfter = 'replicated' | 'local'
+
+interface ClusterFigures { single: Cell, cross: Cell, latency: { p50: number, p99: number, max: number, rate: number, lost: number, saturated: boolean, ack: { p50: number, p99: number, max: number } } }
+
+/** Three nodes with `cluster.ack_after` = ackAfter against one standalone node, the same load on both. */
+async function clusterFigures (ackAfter: AckAfter): Promise<ClusterFigures> {
+  const cluster = await startClusterProcesses(3, ackAfter)
+  const standalone = await startBrokerHa()
+  try {
+    const [a, b, c] = cluster as [ProcessNode, ProcessNode, ProcessNode]
+    await waitForCrossNode(a.mqttUrl, b.mqttUrl)
+    await waitForCrossNode(a.mqttUrl, c.mqttUrl)
+    const load = (o: Partial<BenchOptions>): Omit<BenchOptions, 'prefix'> => ({ ...base([]), qos: 1, publishers: 4, subscribers: 4, count: quick ? 5000 : 40_000, inflight: 2000, settleMs: 500, ...o })
+    const singleRuns: BenchResult[] = []
+    const crossRuns: BenchResult[] = []
+    for (let r = 0; r < ROUNDS; r++) {
+      singleRuns.push(await runBench(load({ urls: [standalone.url] })))
+      crossRuns.push(await runBench(load({ publisherUrls: [a.mqttUrl], subscriberUrls: [b.mqttUrl, c.mqttUrl] })))
+      log(`cluster (ack_after ${ackAfter}) round ${r + 1}: single ${Math.round(singleRuns.at(-1)!.receiveRate)} msg/s, cross-node ${Math.round(crossRuns.at(-1)!.receiveRate)} msg/s (lost ${crossRuns.at(-1)!.lost})`)
+    }
+    const latency = await runBench({ ...base([]), publisherUrls: [a.mqttUrl], subscriberUrls: [b.mqttUrl], qos: 1, count: undefined, durationMs: LATENCY_SECONDS * 1000, rate: 5000, settleMs: 500, workers: 2 })
+    log(`cross-node latency (ack_after ${ackAfter}) at 5000 msg/s: p50 ${latency.latency.p50.toFixed(2)} ms, p99 ${latency.latency.p99.toFixed(2)} ms; PUBACK p50 ${latency.ackLatency.p50.toFixed(2)} ms, p99 ${latency.ackLatency.p99.toFixed(2)} ms`)
+    return { single: cell(singleRuns), cross: cell(crossRuns), latency: { rate: latency.receiveRate, ...latency.latency, lost: latency.lost, saturated: latency.generator.saturated, ack: latency.ackLatency } }
+  } finally {
+    await Promise.all([...cluster.map(async (n) => { await n.stop('SIGKILL') }), standalone.stop()])
+  }
 }
 
 /** The cluster routes a message published on `from` to a subscriber on `to`. */
@@ -279,28 +307,8 @@ async function main (): Promise<void> {
   }
   result.memory = memory
 
-  // 3. Cluster of three vs one node.
-  const cluster = await startClusterProcesses(3)
-  const standalone = await startBrokerHa()
-  let clusterResult: Record<string, unknown>
-  try {
-    const [a, b, c] = cluster as [ProcessNode, ProcessNode, ProcessNode]
-    await waitForCrossNode(a.mqttUrl, b.mqttUrl)
-    await waitForCrossNode(a.mqttUrl, c.mqttUrl)
-    const load = (o: Partial<BenchOptions>): Omit<BenchOptions, 'prefix'> => ({ ...base([]), qos: 1, publishers: 4, subscribers: 4, count: quick ? 5000 : 40_000, inflight: 2000, settleMs: 500, ...o })
-    const singleRuns: BenchResult[] = []
-    const crossRuns: BenchResult[] = []
-    for (let r = 0; r < ROUNDS; r++) {
-      singleRuns.push(await runBench(load({ urls: [standalone.url] })))
-      crossRuns.push(await runBench(load({ publisherUrls: [a.mqttUrl], subscriberUrls: [b.mqttUrl, c.mqttUrl] })))
-      log(`cluster round ${r + 1}: single ${Math.round(singleRuns.at(-1)!.receiveRate)} msg/s, cross-node ${Math.round(crossRuns.at(-1)!.receiveRate)} msg/s (lost ${crossRuns.at(-1)!.lost})`)
-    }
-    const latency = await runBench({ ...base([]), publisherUrls: [a.mqttUrl], subscriberUrls: [b.mqttUrl], qos: 1, count: undefined, durationMs: LATENCY_SECONDS * 1000, rate: 5000, settleMs: 500, workers: 2 })
-    log(`cross-node latency at 5000 msg/s: p50 ${latency.latency.p50.toFixed(2)} ms, p99 ${latency.latency.p99.toFixed(2)} ms`)
-    clusterResult = { single: cell(singleRuns), cross: cell(crossRuns), latency: { rate: latency.receiveRate, ...latency.latency, lost: latency.lost, saturated: latency.generator.saturated } }
-  } finally {
-    await Promise.all([...cluster.map(async (n) => { await n.stop('SIGKILL') }), standalone.stop()])
-  }
+  // 3. Cluster of three vs one node, with each kind of acknowledgement.
+  const clusterResult: Record<AckAfter, ClusterFigures> = { replicated: await clusterFigures('replicated'), local: await clusterFigures('local') }
   result.cluster = clusterResult
 
   // 4. Retained sync to a joining node (bench/cluster.ts, in-process nodes).
@@ -352,16 +360,18 @@ function markdown (r: Record<string, unknown>, single: Record<string, Record<str
     const x = v as { connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number }
     lines.push(`| ${t} | ${int(x.connections)} | ${int(x.beforeKiB / 1024)} MiB | ${int(x.afterKiB / 1024)} MiB | ${x.perConnectionKiB.toFixed(1)} KiB | ${t === 'broker-ha' ? `<= 30 KiB: ${verdict(x.perConnectionKiB <= 30)}` : '-'} |`)
   }
-  const c = cluster as { single: Cell, cross: Cell, latency: { p50: number, p99: number, max: number, rate: number, lost: number, saturated: boolean } }
-  const ratio = c.cross.rate / c.single.rate
+  const modes = cluster as Record<AckAfter, ClusterFigures>
   lines.push('', '## Cluster', '')
-  lines.push('Three `broker-ha serve` processes forming one cluster (encrypted peer links), and one standalone `broker-ha serve`. Same load on both: 4 QoS 1 publishers -> 4 subscribers one-to-one, in-flight window 2,000 per publisher; in the cluster all publishers on node A and subscribers on nodes B and C, so every message crosses a peer link. Latency: 1 QoS 1 publisher on A at 5,000 msg/s, subscriber on B, timestamp in the payload.', '')
-  lines.push('| figure | result | goal |', '| --- | --- | --- |')
+  lines.push('Three `broker-ha serve` processes forming one cluster (encrypted peer links), and one standalone `broker-ha serve`, once with `cluster.ack_after: replicated` (the default: a PUBACK waits until the subscribers\' node has settled the message) and once with `local`. Same load on both: 4 QoS 1 publishers -> 4 subscribers one-to-one, in-flight window 2,000 per publisher; in the cluster all publishers on node A and subscribers on nodes B and C, so every message crosses a peer link. Latency: 1 QoS 1 publisher on A at 5,000 msg/s, subscriber on B, timestamp in the payload.', '')
+  lines.push('| figure | ack_after: replicated | ack_after: local | goal |', '| --- | --- | --- | --- |')
   const range = (x: Cell): string => x.runs.length > 1 ? ` (${kilo(Math.min(...x.runs))}-${kilo(Math.max(...x.runs))})` : ''
-  lines.push(`| single node | ${int(c.single.rate)} msg/s${range(c.single)} | - |`)
-  lines.push(`| cross-node (A -> B, C) | ${int(c.cross.rate)} msg/s${range(c.cross)}${c.cross.lost > 0 ? `, lost ${int(c.cross.lost)}` : ''} | - |`)
-  lines.push(`| cross-node / single node | ${ratio.toFixed(2)}x | >= 0.6x: ${verdict(ratio >= 0.6)} |`)
-  lines.push(`| cross-node latency at 5,000 msg/s | p50 ${c.latency.p50.toFixed(2)} ms, p99 ${c.latency.p99.toFixed(2)} ms, max ${c.latency.max.toFixed(2)} ms${c.latency.lost > 0 ? `, lost ${c.latency.lost}` : ''} | p99 <= 10 ms: ${verdict(c.latency.p99 <= 10)} |`)
+  const both = (f: (c: ClusterFigures) => string): string => `${f(modes.replicated)} | ${f(modes.local)}`
+  const ratioOf = (c: ClusterFigures): number => c.cross.rate / c.single.rate
+  lines.push(`| single node | ${both((c) => `${int(c.single.rate)} msg/s${range(c.single)}`)} | - |`)
+  lines.push(`| cross-node (A -> B, C) | ${both((c) => `${int(c.cross.rate)} msg/s${range(c.cross)}${c.cross.lost > 0 ? `, lost ${int(c.cross.lost)}` : ''}`)} | - |`)
+  lines.push(`| cross-node / single node | ${both((c) => `${ratioOf(c).toFixed(2)}x`)} | >= 0.6x (replicated): ${verdict(ratioOf(modes.replicated) >= 0.6)} |`)
+  lines.push(`| cross-node latency at 5,000 msg/s, publish to delivery | ${both((c) => `p50 ${c.latency.p50.toFixed(2)} ms, p99 ${c.latency.p99.toFixed(2)} ms, max ${c.latency.max.toFixed(2)} ms${c.latency.lost > 0 ? `, lost ${c.latency.lost}` : ''}`)} | p99 <= 10 ms (replicated): ${verdict(modes.replicated.latency.p99 <= 10)} |`)
+  lines.push(`| same, publish to PUBACK | ${both((c) => `p50 ${c.latency.ack.p50.toFixed(2)} ms, p99 ${c.latency.ack.p99.toFixed(2)} ms, max ${c.latency.ack.max.toFixed(2)} ms`)} | - |`)
   const sync = r.retainedSync as { messages: number, seconds: number }
   const det = r.detection as { detection_median_ms: number, detection_max_ms: number, detections_ms: number[] }
   lines.push(`| ${int(sync.messages)} retained x 100 B synced to a joining node (bench/cluster.ts: in-process nodes; from the new node's start, join included, to holding all) | ${sync.seconds.toFixed(2)} s | <= 5 s: ${verdict(sync.seconds <= 5)} |`)

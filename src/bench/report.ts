@@ -23,6 +23,7 @@ export function formatTable (r: BenchResult): string {
     ['lost', `${int(r.lost)}${r.expected > 0 ? ` (${(100 * r.lost / r.expected).toFixed(3)}%)` : ''}`],
     ['duplicated', int(r.duplicated)],
     ['latency', `p50 ${ms(r.latency.p50)}  p90 ${ms(r.latency.p90)}  p99 ${ms(r.latency.p99)}  max ${ms(r.latency.max)}`],
+    ...(o.qos > 0 ? [['ack latency', `p50 ${ms(r.ackLatency.p50)}  p99 ${ms(r.ackLatency.p99)}  max ${ms(r.ackLatency.max)} (publish to ${o.qos === 1 ? 'PUBACK' : 'PUBCOMP'})`] as [string, string]] : []),
     ['generator', `${r.generator.workers} workers, event loop busy ${(100 * r.generator.maxEventLoopUtilization).toFixed(0)}%, delay p99 ${ms(r.generator.maxEventLoopDelayP99Ms)}`]
   ]
   const width = Math.max(...rows.map(([k]) => k.length))

@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
 import { randomBytes } from 'node:crypto'
-import { account, expectedDeliveries, mergeTallies, type Accounting, type ReceiveTally } from './accounting.js'
+import { account, expectedDeliveries, mergeTallies, percentileSorted, type Accounting, type ReceiveTally } from './accounting.js'
 import { planClients, validateOptions, type BenchOptions } from './plan.js'
 import type { FromWorker, LoadStats, PublisherResult, ToWorker, WorkerInit } from './worker.js'
 import { BrokerHaError } from '../errors.js'
@@ -31,6 +31,8 @@ export interface BenchResult extends Accounting {
   sendRate: number
   /** Deliveries per second, all subscribers together. */
   receiveRate: number
+  /** Publish to acknowledgement (QoS 1 PUBACK, QoS 2 PUBCOMP), ms; all zero at QoS 0. */
+  ackLatency: { p50: number, p99: number, max: number, samples: number }
   generator: {
     workers: number
     maxEventLoopUtilization: number
@@ -134,6 +136,8 @@ export async function runBench (input: Omit<BenchOptions, 'prefix'> & { prefix?:
     const sendSeconds = Math.max(0.001, (publishedAt - startedAt) / 1000)
     const maxElu = Math.max(...finals.map((f) => f.load.elu))
     const maxDelay = Math.max(...finals.map((f) => f.load.delayP99))
+    const ackSorted = finals.flatMap((f) => f.load.ackMs).sort((a, b) => a - b)
+    const ackLatency = { p50: percentileSorted(ackSorted, 50), p99: percentileSorted(ackSorted, 99), max: Math.max(0, ...finals.map((f) => f.load.ackMax)), samples: finals.reduce((n, f) => n + f.load.ackCount, 0) }
     // The report (and --json) says whether a password was used, never which.
     const { prefix: _prefix, password, ...shown } = options
     return {
@@ -144,6 +148,7 @@ export async function runBench (input: Omit<BenchOptions, 'prefix'> & { prefix?:
       publishSeconds,
       sendRate: acc.sent / sendSeconds,
       receiveRate: acc.received / publishSeconds,
+      ackLatency,
       generator: { workers: workerCount, maxEventLoopUtilization: maxElu, maxEventLoopDelayP99Ms: maxDelay, saturated: maxElu >= SATURATED_ELU || maxDelay >= SATURATED_DELAY_MS }
     }
   } finally {

@@ -5,7 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import type { Socket } from 'node:net'
-import { ReceiveLedger, writeHeader, type ReceiveTally } from './accounting.js'
+import { LatencySamples, ReceiveLedger, writeHeader, type ReceiveTally } from './accounting.js'
 import { rawConnect, encode, publishLayout, acks, PUBACK, PUBCOMP, PUBREC, PUBREL } from './raw-client.js'
 import type { BenchOptions, ClientSpec } from './plan.js'
 
@@ -22,6 +22,10 @@ export interface LoadStats {
   elu: number
   /** p99 event-loop delay, ms. */
   delayP99: number
+  /** Publish to its acknowledgement (PUBACK, or PUBCOMP for QoS 2), ms: a reservoir sample, and the count and maximum. */
+  ackMs: number[]
+  ackCount: number
+  ackMax: number
 }
 
 export type FromWorker =
@@ -40,6 +44,9 @@ interface Publisher {
   acked: number
   nextId: number
   waiting: boolean
+  /** Send times of the messages not yet acknowledged, oldest first (a broker acknowledges a client's publishes in order). */
+  pendingAt: number[]
+  pendingHead: number
 }
 
 async function run (init: WorkerInit): Promise<void> {
@@ -48,6 +55,7 @@ async function run (init: WorkerInit): Promise<void> {
   const o = init.options
   const v = o.protocolVersion
   const ledger = new ReceiveLedger()
+  const ackLatency = new LatencySamples()
   const sockets: Socket[] = []
   const publishers: Publisher[] = []
   const suback = new Map<number, (ok: boolean) => void>()
@@ -110,14 +118,20 @@ async function run (init: WorkerInit): Promise<void> {
           const type = header & 0xF0
           // An MQTT 5 PUBREC with a reason code >= 0x80 (refused) ends the exchange: no PUBREL, not acknowledged.
           if (type === PUBREC) { if (body.length < 3 || body[2]! < 0x80) releases.push(body.readUInt16BE(0)) }
-          else if ((type === PUBACK || type === PUBCOMP) && pub !== undefined) { pub.acked++; onAck(pub) }
+          else if ((type === PUBACK || type === PUBCOMP) && pub !== undefined) {
+            pub.acked++
+            const at = pub.pendingAt[pub.pendingHead++]
+            if (at !== undefined) ackLatency.add(Math.max(0, now() - at))
+            if (pub.pendingHead > 4096) { pub.pendingAt.splice(0, pub.pendingHead); pub.pendingHead = 0 }
+            onAck(pub)
+          }
         }, 10_000, () => {
           if (releases.length > 0 && holder.pub !== undefined) holder.pub.socket.write(acks(PUBREL, releases))
           releases = []
         }, credentials)
         sockets.push(c.socket)
         connects.push({ startedAt: c.startedAt, connackAt: c.connackAt })
-        holder.pub = { spec: s, socket: c.socket, sent: 0, acked: 0, nextId: 1, waiting: false }
+        holder.pub = { spec: s, socket: c.socket, sent: 0, acked: 0, nextId: 1, waiting: false, pendingAt: [], pendingHead: 0 }
         publishers.push(holder.pub)
       }
     }
@@ -171,6 +185,7 @@ async function run (init: WorkerInit): Promise<void> {
       }
     }
     p.sent += n
+    if (o.qos > 0) for (let k = 0; k < n; k++) p.pendingAt.push(stamp)
     if (!p.socket.write(batch)) {
       // TCP backpressure: the broker reads no faster; wait rather than buffer.
       p.waiting = true
@@ -218,7 +233,7 @@ async function run (init: WorkerInit): Promise<void> {
       if (ticker !== undefined) clearInterval(ticker)
       delay.disable()
       const elu = performance.eventLoopUtilization(elu0.value).utilization
-      const load: LoadStats = { elu, delayP99: delay.count > 0 ? delay.percentile(99) / 1e6 : 0 }
+      const load: LoadStats = { elu, delayP99: delay.count > 0 ? delay.percentile(99) / 1e6 : 0, ackMs: ackLatency.samples, ackCount: ackLatency.count, ackMax: ackLatency.max }
       const disconnect = encode({ cmd: 'disconnect' }, v)
       for (const s of sockets) s.end(disconnect)
       post({ type: 'final', tally: ledger.tally(), load })
