@@ -158,6 +158,37 @@ describe('MQTT 5 session lifetime', () => {
     }
   })
 
+  test('a will PUBLISH carries the will properties but never the Will Delay Interval, published at once or after its delay', async () => {
+    const topic = `wprops/${uniqueId()}`
+    const watcher = await connect(node.mqttUrl, { protocolVersion: 5 })
+    const got = collect(watcher)
+    await watcher.subscribeAsync(`${topic}/#`, { qos: 1 })
+    const withWill = (name: string, willDelayInterval: number): IClientOptions => ({
+      protocolVersion: 5,
+      properties: { sessionExpiryInterval: 30 },
+      will: {
+        topic: `${topic}/${name}`,
+        payload: Buffer.from(name),
+        qos: 1,
+        retain: false,
+        properties: { willDelayInterval, contentType: 'text/plain', userProperties: { why: 'gone' } }
+      }
+    })
+    const now = await connect(node.mqttUrl, withWill('now', 0))
+    const later = await connect(node.mqttUrl, withWill('later', 1))
+    try {
+      await Promise.all([crash(now), crash(later)])
+      await waitForCount(got, 2, 'both wills')
+      for (const will of got) {
+        assert.equal((will.properties as Record<string, unknown> | undefined)?.willDelayInterval, undefined, `${will.payload}: Will Delay Interval forwarded`)
+        assert.equal(will.properties?.contentType, 'text/plain')
+        assert.deepEqual({ ...will.properties?.userProperties }, { why: 'gone' })
+      }
+    } finally {
+      await endAll(watcher)
+    }
+  })
+
   test('will delay: the will comes after the delay, and not at all if the client reconnects within it', async () => {
     const topic = `wd/${uniqueId()}`
     const watcher = await connect(node.mqttUrl, { protocolVersion: 5 })

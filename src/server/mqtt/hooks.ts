@@ -27,7 +27,7 @@ export const LAYERS = {
   authorizePublish: ['reserved-topics', 'access'],
   authorizeSubscribe: ['shared-subscriptions', 'access'],
   authorizeForward: ['packet-size', 'access'],
-  publish: ['no-local', 'cluster'],
+  publish: ['forwarded-properties', 'no-local', 'cluster'],
   published: ['cluster', 'bus-events'],
   subscribe: ['cluster'],
   unsubscribe: ['cluster']

@@ -16,6 +16,7 @@
 //   refusal.ts               refusing CONNACKs (connection limit, client id, keep alive)
 //   connack.ts               CONNACK fix-up (shared subscriptions are available)
 //   bus-events.ts            cluster:message_to events
+//   forwarded-properties.ts  what MQTT 5 properties a message carries to subscribers (no will delay)
 //   shutdown.ts              graceful stop
 //   metrics.ts               Prometheus metrics
 //   access.ts, authorize.ts  authentication and ACL
@@ -38,6 +39,7 @@ import { SessionSender } from './session-sender.js'
 import { SharedSubscriptions, isMarker, displayTopic, toMarker } from './shared-subscriptions.js'
 import { refuseBeforeConnect, QUOTA_EXCEEDED } from './refusal.js'
 import { messageToEventsLayer } from './bus-events.js'
+import { forwardedPropertiesLayer } from './forwarded-properties.js'
 import { shutdown } from './shutdown.js'
 import { installAccessControl } from './authorize.js'
 import { AedesHooks } from './hooks.js'
@@ -163,6 +165,7 @@ export class MqttServer {
     })
     hooks.use('authorizeForward', 'packet-size', packetSizeLayer)
     hooks.use('published', 'bus-events', messageToEventsLayer(this.options.bus))
+    hooks.use('publish', 'forwarded-properties', forwardedPropertiesLayer)
     // The publishing client travels with the message into the queues, for no-local subscriptions (persistence.ts).
     hooks.use('publish', 'no-local', (next) => ((packet: { clientId?: string }, client: unknown, done: unknown) => {
       if (client !== null && typeof client === 'object' && typeof (client as Client).id === 'string') packet.clientId = (client as Client).id
