@@ -21,7 +21,7 @@ import type { Aedes, Client } from 'aedes'
 
 /** Layers per seam, outermost first. */
 export const LAYERS = {
-  connection: ['inbound', 'delivery'],
+  connection: ['inbound', 'delivery', 'disconnect'],
   preConnect: ['cluster'],
   authenticate: ['client-log', 'introspection', 'cluster', 'access'],
   authorizePublish: ['reserved-topics', 'access'],

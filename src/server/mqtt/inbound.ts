@@ -25,7 +25,6 @@
 //    subscriptions too (connack.ts).
 //  - A QoS 1 PUBLISH is acknowledged after it was published, not before
 //    (publish-acks.ts).
-import { createRequire } from 'node:module'
 import type { Client } from 'aedes'
 import { internals, type InboundPacket, type PacketParser } from './aedes-internals.js'
 import type { BadPacketReason, LimitName } from './metrics.js'
@@ -34,14 +33,10 @@ import { fixConnack } from './connack.js'
 import { outboundAck } from './delivery.js'
 import { handleQos1Publish } from './publish-acks.js'
 import { refuseConnect, CLIENT_ID_NOT_VALID, SERVER_UNAVAILABLE } from './refusal.js'
-
-const require = createRequire(import.meta.url)
-const mqttPacket = require('mqtt-packet') as { generate: (packet: object, opts: { protocolVersion: number }) => Buffer }
-// Pre-built: written with one plain write (mqtt-packet's writeToStream corks
-// until the next tick, by which time aedes has destroyed the socket).
-const DISCONNECT_MALFORMED = mqttPacket.generate({ cmd: 'disconnect', reasonCode: 0x81 }, { protocolVersion: 5 })
+import { writeDisconnect } from './disconnect.js'
 
 // MQTT 5 reason codes used here (§2.4).
+export const MALFORMED_PACKET = 0x81
 export const PROTOCOL_ERROR = 0x82
 export const RECEIVE_MAXIMUM_EXCEEDED = 0x93
 
@@ -88,7 +83,7 @@ export function guardOf (client: Client): ConnectionGuard | undefined {
   return guards.get(client)
 }
 
-/** Ends a connection for a protocol violation, with a reason code on MQTT 5. */
+/** Ends a connection for a protocol violation, with a reason code on MQTT 5 (ended gracefully: disconnect.ts). */
 function dropClient (client: Client, reasonCode: number): void {
   const c = internals(client)
   if (client.version === 5 && client.connected && !client.closed) client.disconnect({ reasonCode })
@@ -289,13 +284,11 @@ export function guardInbound (client: Client, options: InboundOptions): Connecti
     dispatch(packet)
   })
 
-  // Ahead of aedes' own listener, which destroys the socket at once.
+  // Ahead of aedes' own listener, which destroys the socket (gracefully once a DISCONNECT is written).
   parser.prependListener('error', (err: Error) => {
     guard.bad('malformed', err.message)
     held.length = 0
-    if (client.version === 5 && client.connected && !client.closed && !c.conn.destroyed) {
-      c.conn.write(DISCONNECT_MALFORMED)
-    }
+    if (client.version === 5 && client.connected && !client.closed) writeDisconnect(c.conn, MALFORMED_PACKET)
   })
 
   c.conn.once('close', () => {

@@ -14,6 +14,7 @@
 //   publish-acks.ts          QoS 1 PUBACK after the publish
 //   shared-subscriptions.ts  $share/group/filter on one node
 //   refusal.ts               refusing CONNACKs (connection limit, client id, keep alive)
+//   disconnect.ts            the orderly end after a server DISCONNECT or refusal, so the reason arrives
 //   connack.ts               CONNACK fix-up (shared subscriptions are available)
 //   bus-events.ts            cluster:message_to events
 //   forwarded-properties.ts  what MQTT 5 properties a message carries to subscribers (no will delay)
@@ -41,6 +42,7 @@ import { refuseBeforeConnect, QUOTA_EXCEEDED } from './refusal.js'
 import { messageToEventsLayer } from './bus-events.js'
 import { forwardedPropertiesLayer } from './forwarded-properties.js'
 import { shutdown } from './shutdown.js'
+import { gracefulDisconnects } from './disconnect.js'
 import { installAccessControl } from './authorize.js'
 import { AedesHooks } from './hooks.js'
 import { MqttIntrospection, type MessageCounts } from './introspection.js'
@@ -217,6 +219,7 @@ export class MqttServer {
         if (this.senders.get(client.id) === sender) this.senders.delete(client.id)
       })
     })
+    hooks.connection('disconnect', gracefulDisconnects)
   }
 
   private watchErrors (): void {
