@@ -5,7 +5,7 @@ import { test, before, after, describe } from 'node:test'
 import assert from 'node:assert/strict'
 import { startNode, type TestNode } from '../helpers/node.js'
 import { waitFor } from '../helpers/wait.js'
-import { connect, connectWithConnack, collect, waitForCount, endAll, uniqueId, RawClient } from '../helpers/mqtt-clients.js'
+import { connect, connectWithConnack, collect, waitForCount, endAll, uniqueId, RawClient, type Received } from '../helpers/mqtt-clients.js'
 
 let node: TestNode
 
@@ -176,6 +176,32 @@ describe('SUBSCRIBE options', () => {
       await endAll(client)
     }
   })
+
+  for (const session of ['clean', 'stored'] as const) {
+    test(`overlapping subscriptions: one message carries every matching subscription identifier (${session} session)`, async () => {
+      const id = uniqueId('sids')
+      const options = session === 'clean' ? { ...v5, clientId: id } : { ...v5, clientId: id, clean: false, properties: { sessionExpiryInterval: 60 } }
+      const client = await connect(node.mqttUrl, options)
+      try {
+        const got = collect(client)
+        const base = `sids/${id}`
+        // The first subscription has no identifier: its copy must not be the one that decides.
+        await client.subscribeAsync(`${base}/#`, { qos: 1 })
+        await client.subscribeAsync(`${base}/t`, { qos: 1, properties: { subscriptionIdentifier: 2 } })
+        await client.subscribeAsync(`${base}/+`, { qos: 1, properties: { subscriptionIdentifier: 3 } })
+        await client.subscribeAsync(`${base}/other`, { qos: 1, properties: { subscriptionIdentifier: 4 } })
+        await client.publishAsync(`${base}/t`, 'both', { qos: 1 })
+        await client.publishAsync(`${base}/t`, 'qos0', { qos: 0 })
+        await client.publishAsync(`${base}/x`, 'one', { qos: 1 })
+        await waitForCount(got, 3)
+        const ids = (m: Received): number[] => [m.properties?.subscriptionIdentifier ?? []].flat().sort((a, b) => a - b)
+        const byPayload = Object.fromEntries(got.map((m) => [m.payload, ids(m)]))
+        assert.deepEqual(byPayload, { both: [2, 3], qos0: [2, 3], one: [3] })
+      } finally {
+        await endAll(client)
+      }
+    })
+  }
 
   test('no-local: a client does not get its own messages back, others still do', async () => {
     const self = await connect(node.mqttUrl, v5)

@@ -25,7 +25,7 @@ export const LAYERS = {
   preConnect: ['cluster'],
   authenticate: ['client-log', 'introspection', 'cluster', 'access'],
   authorizePublish: ['reserved-topics', 'access'],
-  authorizeSubscribe: ['shared-subscriptions', 'access'],
+  authorizeSubscribe: ['subscription-identifiers', 'shared-subscriptions', 'access'],
   authorizeForward: ['packet-size', 'access'],
   publish: ['forwarded-properties', 'no-local', 'cluster'],
   published: ['cluster', 'bus-events'],

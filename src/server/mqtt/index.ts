@@ -35,7 +35,7 @@ import { aedesOptions } from './options.js'
 import { SessionStore } from './persistence.js'
 import { MqttMetrics } from './metrics.js'
 import { guardInbound, guardOf } from './inbound.js'
-import { installDelivery, packetSizeLayer } from './delivery.js'
+import { installDelivery, packetSizeLayer, usesSubscriptionIdentifiers } from './delivery.js'
 import { SessionSender } from './session-sender.js'
 import { SharedSubscriptions, isMarker, displayTopic, toMarker } from './shared-subscriptions.js'
 import { refuseBeforeConnect, QUOTA_EXCEEDED } from './refusal.js'
@@ -156,6 +156,10 @@ export class MqttServer {
     hooks.use('authorizePublish', 'reserved-topics', (next) => (client, packet, callback) => {
       if (packet.topic.charCodeAt(0) === 36 && isMarker(packet.topic)) return callback(new Error('reserved topic'))
       next(client, packet, callback)
+    })
+    hooks.use('authorizeSubscribe', 'subscription-identifiers', (next) => (client, sub, callback) => {
+      if ((sub as { subscriptionIdentifier?: number }).subscriptionIdentifier !== undefined) usesSubscriptionIdentifiers(client)
+      next(client, sub, callback)
     })
     // Access rules see a shared subscription as the client wrote it.
     hooks.use('authorizeSubscribe', 'shared-subscriptions', (next) => (client, sub, callback) => {

@@ -26,9 +26,7 @@ import type { Client } from 'aedes'
 import { internals, type ClientInternals, type DeliveredPacket } from './aedes-internals.js'
 import type { SessionStore, StoredPacket } from './persistence.js'
 import { stampOf } from './message-stamp.js'
-import { topicMatches } from '../../topic-filter.js'
-import { isMarker } from './shared-subscriptions.js'
-import { grantedQos } from './delivery.js'
+import { grantedQos, matchedOptions } from './delivery.js'
 
 /** MQTT 5 section 3.3.4: hop-local properties, set here per delivery. */
 const HOP_LOCAL = ['topicAlias', 'subscriptionIdentifier', 'messageExpiryInterval']
@@ -221,14 +219,7 @@ export class SessionSender {
   }
 
   private packetFor (entry: StoredPacket, messageId: number | undefined, dup: boolean, now: number): DeliveredPacket {
-    let rap = false
-    const ids: number[] = []
-    for (const filter in this.client.subscriptions) {
-      if (isMarker(filter) || !topicMatches(filter, entry.topic)) continue
-      const sub = this.client.subscriptions[filter]!
-      if (sub.rap === true) rap = true
-      if (sub.si !== undefined && !ids.includes(sub.si)) ids.push(sub.si)
-    }
+    const { rap, ids } = matchedOptions(this.client.subscriptions, entry.topic)
     let properties: Record<string, unknown> | undefined
     if (this.client.version === 5) {
       properties = {}
