@@ -70,6 +70,37 @@ describe('CONNACK', () => {
   }
 })
 
+describe('Server Keep Alive (mqtt.server_keep_alive)', () => {
+  let keeper: TestNode
+  before(async () => { keeper = await startNode({ mqtt: { server_keep_alive: 1 } }) })
+  after(async () => { await keeper.stop() })
+
+  test('every MQTT 5 client is told it in CONNACK and held to it; MQTT 3.1.1 clients keep their own', async () => {
+    const { client: follows, connack } = await connectWithConnack(keeper.mqttUrl, { ...v5, keepalive: 60 })
+    const silent = await RawClient.open(keeper.host, keeper.config.mqtt.port, 5)
+    const old = await RawClient.open(keeper.host, keeper.config.mqtt.port, 4)
+    try {
+      assert.equal(connack.properties?.serverKeepAlive, 1)
+      const silentConnack = await silent.connect(uniqueId(), 5, { keepalive: 60 })
+      assert.equal((silentConnack as { properties?: { serverKeepAlive?: number } }).properties?.serverKeepAlive, 1)
+      await old.connect(uniqueId(), 4, { keepalive: 60 })
+      const since = Date.now()
+      // 1.5 times the Server Keep Alive without a packet closes the connection.
+      await silent.waitClosed(5000)
+      const after = Date.now() - since
+      assert.ok(after >= 1400, `closed after ${after} ms`)
+      // mqtt.js took the server's keep alive: it pings in time and stays.
+      await waitFor(() => Date.now() - since > 2500, { message: 'two more keep alive periods' })
+      assert.equal(follows.connected, true)
+      assert.equal(old.closed, false)
+    } finally {
+      silent.destroy()
+      old.destroy()
+      await endAll(follows)
+    }
+  })
+})
+
 describe('PUBLISH properties', () => {
   test('user properties, payload format, content type, response topic and correlation data pass through', async () => {
     const sub = await connect(node.mqttUrl, v5)

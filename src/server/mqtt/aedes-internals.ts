@@ -84,6 +84,8 @@ export interface ClientInternals extends Client {
   _wireVersion: number | null
   _keepaliveInterval: number
   _keepaliveTimer: NodeJS.Timeout | null
+  /** MQTT 5 Server Keep Alive (s): sent in CONNACK and used for the keep alive timer instead of the CONNECT's. */
+  _serverKeepAlive?: number | undefined
   /** Inbound topic aliases of this connection (alias -> topic). */
   _topicAliases: Map<number, string>
   _requestProblemInformation?: boolean

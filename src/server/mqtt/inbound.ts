@@ -19,6 +19,7 @@
 //    More unreleased QoS 2 publishes than that: DISCONNECT 0x93, counted.
 //    The client's own acknowledgements open its window (delivery.ts).
 //  - Client id length: aedes checks it for MQTT 3.1 only.
+//  - Keep alive: the limits of keep-alive.ts, applied to the CONNECT.
 //  - Shared subscriptions: `$share/g/f` becomes a marker topic aedes accepts
 //    (shared-subscriptions.ts), and the CONNACK stops saying they are
 //    unavailable; it says session present for a session without
@@ -34,6 +35,7 @@ import { outboundAck } from './delivery.js'
 import { handleQos1Publish } from './publish-acks.js'
 import { refuseConnect, CLIENT_ID_NOT_VALID, SERVER_UNAVAILABLE } from './refusal.js'
 import { writeDisconnect } from './disconnect.js'
+import { keepaliveRefused, serverKeepAlive, type KeepAliveLimits } from './keep-alive.js'
 
 // MQTT 5 reason codes used here (§2.4).
 export const MALFORMED_PACKET = 0x81
@@ -44,8 +46,8 @@ export interface InboundOptions {
   /** Most unreleased inbound QoS 2 publishes per connection (mqtt.max_inflight). */
   maxInflight: number
   maxClientIdLength: number
-  /** mqtt.max_keepalive (s); 0: no limit. */
-  maxKeepalive: number
+  /** mqtt.max_keepalive and mqtt.server_keep_alive (keep-alive.ts). */
+  keepAlive: KeepAliveLimits
   /** A CONNECT refused by configuration (not bad input). */
   onRefused: (client: Client, detail: string) => void
   onBad: (client: Client, reason: BadPacketReason, detail: string) => void
@@ -99,13 +101,6 @@ function pruneRefused (unreleased: Map<number, InboundPacket>): void {
   for (const [id, packet] of unreleased) {
     if (packet._notAuthorized === true) unreleased.delete(id)
   }
-}
-
-/** MQTT 3.1/3.1.1 CONNECTs whose keep alive (0 is "none") exceeds the limit. MQTT 5 gets Server Keep Alive instead. */
-export function keepaliveRefused (packet: InboundPacket, maxKeepalive: number): boolean {
-  if (maxKeepalive <= 0 || (packet.protocolVersion ?? 4) >= 5) return false
-  const keepalive = packet.keepalive ?? 0
-  return keepalive === 0 || keepalive > maxKeepalive
 }
 
 function rewriteShares (packet: InboundPacket): void {
@@ -248,14 +243,16 @@ export function guardInbound (client: Client, options: InboundOptions): Connecti
           refuseConnect(c.conn, packet.protocolVersion ?? 4, CLIENT_ID_NOT_VALID)
           return
         }
-        if (keepaliveRefused(packet, options.maxKeepalive)) {
+        if (keepaliveRefused(packet, options.keepAlive.maxKeepalive)) {
           // aedes refuses these with return code 6, which MQTT 3.1.1 does not
           // define (clients report "unknown error"); 3.1.1 has no Server Keep
           // Alive to impose the limit instead, so refuse with a defined code.
-          options.onRefused(client, `keep alive ${String(packet.keepalive)} s over max_keepalive ${options.maxKeepalive} s`)
+          options.onRefused(client, `keep alive ${String(packet.keepalive)} s over max_keepalive ${options.keepAlive.maxKeepalive} s`)
           refuseConnect(c.conn, packet.protocolVersion ?? 4, SERVER_UNAVAILABLE)
           return
         }
+        // aedes puts it in the CONNACK and runs the keep alive timer on it.
+        c._serverKeepAlive = serverKeepAlive(packet, options.keepAlive)
         break
       case 'subscribe':
       case 'unsubscribe':

@@ -14,6 +14,7 @@
 //   publish-acks.ts          QoS 1 PUBACK after the publish
 //   shared-subscriptions.ts  $share/group/filter on one node
 //   refusal.ts               refusing CONNACKs (connection limit, client id, keep alive)
+//   keep-alive.ts            the keep alive a connection gets (Server Keep Alive, max_keepalive)
 //   disconnect.ts            the orderly end after a server DISCONNECT or refusal, so the reason arrives
 //   connack.ts               CONNACK fix-up (shared subscriptions are available)
 //   bus-events.ts            cluster:message_to events
@@ -180,7 +181,7 @@ export class MqttServer {
     hooks.connection('inbound', (client) => guardInbound(client, {
       maxInflight: this.options.config.mqtt.max_inflight,
       maxClientIdLength: this.options.config.mqtt.max_client_id_length,
-      maxKeepalive: this.options.config.mqtt.max_keepalive,
+      keepAlive: { maxKeepalive: this.options.config.mqtt.max_keepalive, serverKeepAlive: this.options.config.mqtt.server_keep_alive },
       onRefused: (c, detail) => this.warnRefused('warn', { client: c.id ?? undefined, remote: internals(c).conn.remoteAddress, detail }, 'MQTT connection refused'),
       onBad: (c, reason, detail) => {
         this.metrics.bad(reason)
