@@ -78,6 +78,7 @@ export const ConfigSchema = Type.Object({
     max_keepalive: Type.Integer({ minimum: 0, maximum: 65_535, default: 0, description: 'largest keep alive accepted (s): a larger (or no) keep alive refuses an MQTT 3.1/3.1.1 CONNECT and gets this as Server Keep Alive on MQTT 5; 0: no limit' }),
     server_keep_alive: Type.Integer({ minimum: 0, maximum: 65_535, default: 0, description: "keep alive (s) every MQTT 5 client is told to use (CONNACK Server Keep Alive) and held to, whatever it asked for: 1.5 times it without a packet closes the connection; MQTT 3.1/3.1.1 clients keep their own; 0: the client's own, within max_keepalive" }),
     topic_alias_maximum: Type.Integer({ minimum: 0, maximum: 65_535, default: 64, description: 'topic aliases an MQTT 5 client may use towards the broker; 0: none' }),
+    server_topic_aliases: Type.Integer({ minimum: 0, maximum: 65_535, default: 16, description: "topic aliases the broker uses towards an MQTT 5 client that allows them (at most its CONNECT's Topic Alias Maximum), least recently used topic first out; 0: none" }),
     max_session_expiry: Type.Integer({ minimum: 0, maximum: 4_294_967_295, default: 0, description: 'cap on the session expiry interval an MQTT 5 client may ask for (s); 0: no cap' }),
     connect_timeout: ms(30_000, 'time a new connection has to send CONNECT'),
     tcp_no_delay: Type.Boolean({ default: false, description: "switch Nagle's algorithm off on client connections: lower latency for request/response traffic with few messages in flight, lower throughput for message streams" }),

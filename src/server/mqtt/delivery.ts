@@ -24,7 +24,8 @@
 //      subscription its copy came through; with overlapping subscriptions
 //      (`t` id 2, `t/#` id 3) it must carry all of them. [MQTT-3.3.4-3]
 //   And the client's Maximum Packet Size (packetSizeLayer): a PUBLISH larger
-//   than it is dropped as if sent. [MQTT-3.1.2-25]
+//   than it is dropped as if sent. [MQTT-3.1.2-25] Deliveries aedes writes in
+//   order may use server topic aliases (topic-aliases.ts).
 import type { Aedes, Client } from 'aedes'
 import { internals, encodePacket, forgetfulDuplicates, type DeliveredPacket, type AedesSubscription } from './aedes-internals.js'
 import type { SessionStore, StoredPacket } from './persistence.js'
@@ -32,6 +33,7 @@ import type { SessionSender } from './session-sender.js'
 import { stampOf } from './message-stamp.js'
 import { topicMatches } from '../../topic-filter.js'
 import { isMarker, isSharedCopy } from './shared-subscriptions.js'
+import { markAliasable } from './topic-aliases.js'
 
 /** Stamps remembered per client for de-duplication: deliveries of one message through several subscriptions come together. */
 const RECENT_STAMPS = 256
@@ -172,6 +174,7 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
     if (handledElsewhere(packet)) return cb()
     identified(packet)
     counted()
+    markAliasable(client, packet)
     deliver0(packet, cb)
   }
 
@@ -184,6 +187,8 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
       packet.qos = 1
     }
     counted()
+    // aedes writes these in the order it gets them (topic-aliases.ts); a stored session's go by its sender.
+    if (client.clean || packet.retain) markAliasable(client, packet)
     const flow = state.flow
     if (flow === undefined) return deliverQoS(packet, cb)
     if (flow.inflight < flow.limit && flow.held.length === 0) {

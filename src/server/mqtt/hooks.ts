@@ -22,11 +22,11 @@ import type { Aedes, Client } from 'aedes'
 /** Layers per seam, outermost first. */
 export const LAYERS = {
   connection: ['inbound', 'delivery', 'disconnect'],
-  preConnect: ['cluster'],
+  preConnect: ['topic-aliases', 'cluster'],
   authenticate: ['client-log', 'introspection', 'cluster', 'access'],
   authorizePublish: ['reserved-topics', 'access'],
   authorizeSubscribe: ['subscription-identifiers', 'shared-subscriptions', 'access'],
-  authorizeForward: ['packet-size', 'access'],
+  authorizeForward: ['topic-aliases', 'packet-size', 'access'],
   publish: ['forwarded-properties', 'no-local', 'cluster'],
   published: ['cluster', 'bus-events'],
   subscribe: ['cluster'],

@@ -10,6 +10,7 @@
 //   outgoing-queues.ts       persistent sessions' queues and their ledgers
 //   session-sender.ts        delivery of a stored session's queue, in order, within its window
 //   delivery.ts              live delivery: de-duplication, QoS downgrade, Receive Maximum, packet size
+//   topic-aliases.ts         server-to-client topic aliases (MQTT 5)
 //   inbound.ts               per-connection packet pipeline (ordering, protocol errors, inflight)
 //   publish-acks.ts          QoS 1 PUBACK after the publish
 //   shared-subscriptions.ts  $share/group/filter on one node
@@ -42,6 +43,7 @@ import { SharedSubscriptions, isMarker, displayTopic, toMarker } from './shared-
 import { refuseBeforeConnect, QUOTA_EXCEEDED } from './refusal.js'
 import { messageToEventsLayer } from './bus-events.js'
 import { forwardedPropertiesLayer } from './forwarded-properties.js'
+import { topicAliasesLayer, outboundAliasLayer } from './topic-aliases.js'
 import { shutdown } from './shutdown.js'
 import { gracefulDisconnects } from './disconnect.js'
 import { installAccessControl } from './authorize.js'
@@ -170,6 +172,8 @@ export class MqttServer {
         callback(null, { ...granted, topic: toMarker(granted.topic) ?? sub.topic })
       })
     })
+    hooks.use('preConnect', 'topic-aliases', topicAliasesLayer(this.options.config.mqtt.server_topic_aliases))
+    hooks.use('authorizeForward', 'topic-aliases', outboundAliasLayer)
     hooks.use('authorizeForward', 'packet-size', packetSizeLayer)
     hooks.use('published', 'bus-events', messageToEventsLayer(this.options.bus))
     hooks.use('publish', 'forwarded-properties', forwardedPropertiesLayer)
