@@ -86,6 +86,8 @@ export interface ClientInternals extends Client {
   _keepaliveTimer: NodeJS.Timeout | null
   /** MQTT 5 Server Keep Alive (s): sent in CONNACK and used for the keep alive timer instead of the CONNECT's. */
   _serverKeepAlive?: number | undefined
+  /** The next packet identifier aedes gives a QoS 1/2 PUBLISH it sends (QoSPacket); the session sender draws from it too. */
+  _nextId: number
   /** Inbound topic aliases of this connection (alias -> topic). */
   _topicAliases: Map<number, string>
   _requestProblemInformation?: boolean

@@ -58,7 +58,6 @@ export class SessionSender {
   private waitingDrain = false
   /** Packet identifiers written on this connection (their entries are in flight here). */
   private readonly sentHere = new Set<number>()
-  private nextId = 1
   /** Deliveries written (QoS 1/2 and downgraded QoS 0), for tests and metrics. */
   sent = 0
   /** This connection's session is stored (persistent, or resumed): the queue is what it gets. */
@@ -209,10 +208,17 @@ export class SessionSender {
     return items
   }
 
+  /**
+   * A packet identifier from the connection's own counter, the one aedes
+   * draws from for what it sends itself (retained messages on SUBSCRIBE):
+   * two counters would hand out the same identifier twice at once, and the
+   * client would take two messages for one.
+   */
   private allocate (inUse: ReadonlySet<number>): number {
+    const c = this.client
     for (let i = 0; i < 65535; i++) {
-      const id = this.nextId
-      this.nextId = id >= 65535 ? 1 : id + 1
+      const id = c._nextId
+      c._nextId = id >= 65535 ? 1 : id + 1
       if (!inUse.has(id)) return id
     }
     throw new Error('no free packet identifier')
