@@ -88,6 +88,9 @@ describe('a server DISCONNECT arrives while the client keeps sending', () => {
       const client = await SendingClient.open(node)
       client.send(publishes(`rm/${uniqueId()}`, 2))
       assert.equal(await client.disconnected(), 0x93)
+      // The reason in words too: Eclipse Paho reads a DISCONNECT's reason code only when properties follow it.
+      const disconnect = client.packets.find((p) => p.cmd === 'disconnect') as { properties?: { reasonString?: string } }
+      assert.equal(disconnect.properties?.reasonString, 'receive maximum exceeded')
     })
 
     test(`0x95 Packet too large (run ${run})`, async () => {

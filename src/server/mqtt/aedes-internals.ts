@@ -120,6 +120,8 @@ export interface AedesInternals extends Aedes {
   maxTopicLevels: number
   topicAliasMaximum: number
   maximumPacketSize: number
+  /** Cancels the Will Delay Interval timer of a client id that closed here (aedes.js scheduleWill). */
+  clearDelayedWill: (clientId: string) => void
 }
 
 export function brokerInternals (aedes: Aedes): AedesInternals {

@@ -5,9 +5,9 @@
 // Closing a TCP socket while the client's packets are still unread in the
 // receive buffer makes the kernel send a reset instead of a FIN, and a
 // reset discards what the client had not read yet: the DISCONNECT. That is
-// what a client that is told 0x93 (Receive Maximum exceeded) meets most,
-// since it is cut off while sending, but any reason can be lost that way.
-// So after the reason is written the connection is ended gracefully:
+// what a client told 0x93 (Receive Maximum exceeded) meets most, since it is
+// cut off while sending. So after the reason is written the connection is
+// ended gracefully:
 //  1. input is read and dropped from then on (nothing after a DISCONNECT is
 //     processed, [MQTT-3.14.4-2]; reading keeps the receive buffer empty);
 //  2. the write side is closed FIN_DELAY_MS later (at once after a CONNACK):
@@ -21,13 +21,43 @@
 // close() and _onError()), right after its own DISCONNECTs too (takeover
 // 0x8E, packet too large 0x95, topic alias invalid 0x94) and ours through
 // client.disconnect() (protocol errors, 0x93, 0x98, shutdown 0x8B). The
-// per-connection 'disconnect' layer (hooks.ts) makes those orderly: once a
-// DISCONNECT is on its way, the socket's destroy() starts the sequence above
-// instead. destroyNow() cuts a connection for real (the end of a shutdown's
-// grace period).
+// per-connection 'disconnect' layer (hooks.ts) gives each client socket a
+// destroy() that ends it as above once a DISCONNECT was written; destroyNow()
+// cuts a connection for real (the end of a shutdown's grace period).
 import { Socket } from 'node:net'
 import type { Client } from 'aedes'
 import { internals, encodePacket } from './aedes-internals.js'
+
+/** MQTT 5 DISCONNECT reason codes the server sends (section 3.14.2.1), as words: the Reason String too. */
+export const DISCONNECT_REASONS: Readonly<Record<number, string>> = {
+  0x00: 'normal disconnection',
+  0x81: 'malformed packet',
+  0x82: 'protocol error',
+  0x87: 'not authorized',
+  0x89: 'server busy',
+  0x8b: 'server shutting down',
+  0x8d: 'keep alive timeout',
+  0x8e: 'session taken over',
+  0x93: 'receive maximum exceeded',
+  0x94: 'topic alias invalid',
+  0x95: 'packet too large',
+  0x97: 'quota exceeded',
+  0x98: 'administrative action'
+}
+
+/**
+ * The properties of a server DISCONNECT: its reason as a Reason String
+ * (section 3.14.2.2.3), unless that would make the packet larger than the
+ * client accepts [MQTT-3.14.2-3]. Besides telling a person, it is what lets
+ * Eclipse Paho's Python client see the reason code at all: it reads a
+ * DISCONNECT's reason code only when properties follow it.
+ */
+export function disconnectProperties (reasonCode: number, maximumPacketSize?: number): { reasonString: string } | undefined {
+  const reasonString = DISCONNECT_REASONS[reasonCode]
+  if (reasonString === undefined) return undefined
+  if (maximumPacketSize !== undefined && 8 + reasonString.length > maximumPacketSize) return undefined
+  return { reasonString }
+}
 
 /** Time between a DISCONNECT and our FIN, so that the client reads the DISCONNECT first. */
 export const FIN_DELAY_MS = 200
@@ -69,36 +99,47 @@ export function endGracefully (socket: Socket, finDelayMs = FIN_DELAY_MS, linger
   })
 }
 
-/** From now on, destroy() on this socket ends it gracefully (aedes' close after a DISCONNECT). */
+/** From now on, destroying this socket ends it gracefully (aedes' close after a DISCONNECT). */
 export function armGracefulEnd (socket: Socket): void {
-  if (armed.has(socket)) return
   armed.add(socket)
-  socket.destroy = function gracefulDestroy (this: Socket) {
-    endGracefully(this)
+}
+
+/** Gives a client socket the destroy() described at the top of the file. */
+function orderlyDestroy (socket: Socket): void {
+  socket.destroy = function destroy (this: Socket, err?: Error) {
+    if (armed.has(this)) endGracefully(this)
+    else destroyNow(this, err)
     return this
   }
 }
 
-/** Writes an MQTT 5 DISCONNECT with `reasonCode`; the connection's end is then graceful. */
-export function writeDisconnect (socket: Socket, reasonCode: number): void {
+/** Writes an MQTT 5 DISCONNECT with `reasonCode` to a client; the connection's end is then graceful. */
+export function writeDisconnect (client: Client, reasonCode: number): void {
+  const socket = internals(client).conn
   if (socket.destroyed || !socket.writable) return
-  socket.write(encodePacket({ cmd: 'disconnect', reasonCode }, 5))
+  const properties = disconnectProperties(reasonCode, client.maximumPacketSize)
+  socket.write(encodePacket({ cmd: 'disconnect', reasonCode, ...(properties === undefined ? {} : { properties }) }, 5))
   armGracefulEnd(socket)
 }
 
 type Disconnect = (opts?: { reasonCode?: number, properties?: object }, done?: () => void) => void
 
 /**
- * The per-connection 'disconnect' layer: every server DISCONNECT aedes or we
- * send through client.disconnect() is followed by a graceful end. aedes
- * writes a DISCONNECT only to a connected MQTT 5 client that did not fail.
+ * The per-connection 'disconnect' layer: the socket gets the destroy() of
+ * the top of the file, and every server DISCONNECT aedes or we send through
+ * client.disconnect() carries its Reason String and is followed by a
+ * graceful end. aedes writes a DISCONNECT only to a connected MQTT 5 client
+ * that did not fail.
  */
-export function gracefulDisconnects (client: Client): void {
+export function orderlyEnds (client: Client): void {
   const c = internals(client)
+  orderlyDestroy(c.conn)
   const target = client as unknown as { disconnect: Disconnect }
   const disconnect = target.disconnect.bind(client)
   target.disconnect = function disconnectGracefully (opts, done) {
     if (client.version === 5 && client.connected && !client.closed && !c.errored) armGracefulEnd(c.conn)
-    disconnect(opts, done)
+    const reasonCode = opts?.reasonCode ?? 0
+    const properties = opts?.properties ?? disconnectProperties(reasonCode, client.maximumPacketSize)
+    disconnect({ ...opts, reasonCode, ...(properties === undefined ? {} : { properties }) }, done)
   }
 }

@@ -41,6 +41,7 @@ import { keepaliveRefused, serverKeepAlive, type KeepAliveLimits } from './keep-
 export const MALFORMED_PACKET = 0x81
 export const PROTOCOL_ERROR = 0x82
 export const RECEIVE_MAXIMUM_EXCEEDED = 0x93
+export const PACKET_TOO_LARGE = 0x95
 
 export interface InboundOptions {
   /** Most unreleased inbound QoS 2 publishes per connection (mqtt.max_inflight). */
@@ -285,7 +286,17 @@ export function guardInbound (client: Client, options: InboundOptions): Connecti
   parser.prependListener('error', (err: Error) => {
     guard.bad('malformed', err.message)
     held.length = 0
-    if (client.version === 5 && client.connected && !client.closed) writeDisconnect(c.conn, MALFORMED_PACKET)
+    if (client.version === 5 && client.connected && !client.closed) writeDisconnect(client, MALFORMED_PACKET)
+  })
+
+  // aedes tells an MQTT 5 client why it refuses an oversize packet (0x95)
+  // only once `connected` is set, after the session's replay that follows
+  // the CONNACK; a client that sends one right after its CONNACK was just
+  // cut off. It has its CONNACK, so it is told too.
+  client.prependListener('error', (err: Error) => {
+    if (err.message === 'packet too large' && client.version === 5 && c.connackSent && !client.connected && !client.closed) {
+      writeDisconnect(client, PACKET_TOO_LARGE)
+    }
   })
 
   c.conn.once('close', () => {

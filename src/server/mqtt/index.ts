@@ -16,7 +16,7 @@
 //   shared-subscriptions.ts  $share/group/filter on one node
 //   refusal.ts               refusing CONNACKs (connection limit, client id, keep alive)
 //   keep-alive.ts            the keep alive a connection gets (Server Keep Alive, max_keepalive)
-//   disconnect.ts            the orderly end after a server DISCONNECT or refusal, so the reason arrives
+//   disconnect.ts            how a connection ends: a server DISCONNECT arrives, the client's last packets are read
 //   connack.ts               CONNACK fix-up (shared subscriptions are available)
 //   bus-events.ts            cluster:message_to events
 //   forwarded-properties.ts  what MQTT 5 properties a message carries to subscribers (no will delay)
@@ -45,7 +45,7 @@ import { messageToEventsLayer } from './bus-events.js'
 import { forwardedPropertiesLayer } from './forwarded-properties.js'
 import { topicAliasesLayer, outboundAliasLayer } from './topic-aliases.js'
 import { shutdown } from './shutdown.js'
-import { gracefulDisconnects } from './disconnect.js'
+import { orderlyEnds } from './disconnect.js'
 import { installAccessControl } from './authorize.js'
 import { AedesHooks } from './hooks.js'
 import { MqttIntrospection, type MessageCounts } from './introspection.js'
@@ -228,7 +228,7 @@ export class MqttServer {
         if (this.senders.get(client.id) === sender) this.senders.delete(client.id)
       })
     })
-    hooks.connection('disconnect', gracefulDisconnects)
+    hooks.connection('disconnect', orderlyEnds)
   }
 
   private watchErrors (): void {
