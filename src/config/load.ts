@@ -277,6 +277,8 @@ function checkSemantics (config: Config, ctx: ErrorContext): void {
   }
   if (cc.secret_key === '' && cc.secondary_keys.length > 0) fail('cluster.config.secondary_keys', 'needs cluster.config.secret_key (the key that encrypts)')
   if (cc.probe_timeout >= cc.probe_interval) fail('cluster.config.probe_timeout', `must be less than cluster.config.probe_interval (${cc.probe_interval})`)
+  const m = config.mqtt
+  if (m.max_keepalive > 0 && m.server_keep_alive > m.max_keepalive) fail('mqtt.server_keep_alive', `must not exceed mqtt.max_keepalive (${m.max_keepalive})`)
   const d = config.discovery
   if (d.formation_wait_min > d.formation_wait_max) fail('discovery.formation_wait_min', `must not exceed discovery.formation_wait_max (${d.formation_wait_max})`)
   for (const [i, seed] of d.seeds.entries()) {

@@ -62,3 +62,35 @@ test('a v3.1.1 client id connecting on a third node closes the older connection'
   assert.equal(connectedOn(b, id), false)
   assert.equal(connectedOn(c, id), true)
 })
+
+test('a client back on another node within its Will Delay Interval: no will from the node it left', async () => {
+  const id = uniqueId('willback')
+  const willTopic = `wb/${id}`
+  const watcher = await connect(c.mqttUrl, { protocolVersion: 5 })
+  clients.push(watcher)
+  const wills: string[] = []
+  watcher.on('message', (_t, p) => wills.push(p.toString()))
+  await watcher.subscribeAsync(willTopic, { qos: 1 })
+  await waitFor(() => a.node.dataPlane.routing.peersFor(willTopic).length > 0, { message: 'route from A to the watcher' })
+  const options = {
+    clientId: id,
+    protocolVersion: 5 as const,
+    properties: { sessionExpiryInterval: 30 },
+    will: { topic: willTopic, payload: Buffer.from('gone'), qos: 1 as const, retain: false, properties: { willDelayInterval: 2 } }
+  }
+  const first = await connect(a.mqttUrl, options)
+  // Dropped without DISCONNECT: A holds the will for 2 s.
+  first.stream.destroy()
+  await first.endAsync(true).catch(() => {})
+  const delayed = (a.node.mqtt.aedes as unknown as { delayedWills: Map<string, unknown> }).delayedWills
+  await waitFor(() => delayed.has(id), { message: 'A to notice the drop' })
+  const back = await connect(b.mqttUrl, { ...options, clean: false })
+  clients.push(back)
+  await waitFor(() => !delayed.has(id), { message: "A to cancel the will: its client is back on B" })
+  // A marker after the will's due time proves none came.
+  const dueAt = Date.now() + 2500
+  await waitFor(() => Date.now() > dueAt, { message: 'the will delay to pass' })
+  await back.publishAsync(willTopic, 'marker', { qos: 1 })
+  await waitFor(() => wills.includes('marker'), { message: 'the marker' })
+  assert.deepEqual(wills, ['marker'])
+})

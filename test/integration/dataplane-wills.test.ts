@@ -57,8 +57,8 @@ test('a client cut off with its node is not declared gone by a will until cluste
   cleanups.push(() => device.endAsync(true))
   const watcher: MqttClient = await connect(`mqtt://${hosts[0]}:1883`, { protocolVersion: 5 })
   cleanups.push(() => watcher.endAsync(true))
-  const seen: Array<{ payload: string, at: number }> = []
-  watcher.on('message', (_t, payload) => seen.push({ payload: payload.toString(), at: Date.now() }))
+  const seen: Array<{ payload: string, at: number, willDelay: unknown }> = []
+  watcher.on('message', (_t, payload, packet) => seen.push({ payload: payload.toString(), at: Date.now(), willDelay: (packet.properties as Record<string, unknown> | undefined)?.willDelayInterval }))
   await watcher.subscribeAsync(willTopic, { qos: 1 })
   // The device's session and will are replicated to A or B before the cut.
   await waitFor(() => a.dataPlane.replication.replicas.has(id) || b.dataPlane.replication.replicas.has(id), { message: 'the will replicated' })
@@ -87,5 +87,6 @@ test('a client cut off with its node is not declared gone by a will until cluste
   const will = seen.find((s) => s.payload === 'offline')!
   const first = Math.min(...declared)
   assert.ok(will.at - first >= WILL_DELAY_MS, `the will waited the delay: ${will.at - first} ms after the death was first declared`)
+  assert.equal(will.willDelay, undefined, 'the Will Delay Interval stays with the CONNECT (MQTT 5 section 3.1.3.2.2)')
   heal()
 })

@@ -12,6 +12,29 @@ before(async () => { node = await startNode() })
 after(async () => { await node.stop() })
 
 for (const protocolVersion of [4, 5] as const) {
+  test(`MQTT ${protocolVersion}: a stored session gets a QoS 2 retained message on SUBSCRIBE and keeps its connection`, async () => {
+    const pub = await connect(node.mqttUrl, { protocolVersion })
+    const topic = `ret2/${uniqueId()}`
+    const id = uniqueId('ret2')
+    const session = { protocolVersion, clientId: id, clean: false, ...(protocolVersion === 5 ? { properties: { sessionExpiryInterval: 60 } } : {}) }
+    let sub
+    try {
+      await pub.publishAsync(topic, 'kept', { qos: 2, retain: true })
+      sub = await connect(node.mqttUrl, session)
+      const got = collect(sub)
+      await sub.subscribeAsync(topic, { qos: 2 })
+      // A QoS 2 message reaches mqtt.js's application at PUBREL: the whole flow completed.
+      await waitForCount(got, 1)
+      assert.deepEqual(got.map((m) => [m.payload, m.qos, m.retain]), [['kept', 2, true]])
+      await pub.publishAsync(topic, 'live', { qos: 2 })
+      await waitForCount(got, 2)
+      assert.equal(sub.connected, true)
+    } finally {
+      await pub.publishAsync(topic, '', { qos: 1, retain: true })
+      await endAll(pub, sub)
+    }
+  })
+
   test(`MQTT ${protocolVersion}: retained set, replace and clear`, async () => {
     const pub = await connect(node.mqttUrl, { protocolVersion })
     const topic = `ret/${uniqueId()}`

@@ -143,6 +143,38 @@ describe('MQTT 5 session lifetime', () => {
     }
   })
 
+  // The new CONNECT's Session Expiry Interval governs how the new connection
+  // ends, not whether the stored session is resumed (sections 3.1.2.4, 3.1.2.11.2).
+  for (const how of ['CONNECT', 'DISCONNECT'] as const) {
+    test(`resumed with Clean Start 0 and no Session Expiry Interval (expiry set on ${how}): queued messages arrive with their remaining expiry`, async () => {
+      const id = uniqueId('noexp')
+      const topic = `noexp/${id}`
+      const first = await connect(node.mqttUrl, { protocolVersion: 5, clientId: id, clean: true, properties: { sessionExpiryInterval: how === 'CONNECT' ? 99999 : 1 } })
+      await first.subscribeAsync(`${topic}/#`, { qos: 2 })
+      await first.endAsync(false, how === 'DISCONNECT' ? { properties: { sessionExpiryInterval: 99999 } } : {})
+      const pub = await connect(node.mqttUrl, { protocolVersion: 5 })
+      let again: MqttClient | undefined
+      try {
+        for (const qos of [0, 1, 2] as const) await pub.publishAsync(`${topic}/m`, `q${qos}`, { qos, properties: { messageExpiryInterval: 100 } })
+        await waitFor(() => node.node.mqtt.persistence.queuedFor(id) === 2, { message: 'QoS 1 and 2 queued' })
+        // Past the CONNECT's 1 s expiry: only the DISCONNECT's keeps the session.
+        const queuedAt = Date.now()
+        await waitFor(() => how === 'CONNECT' || Date.now() - queuedAt > 1500, { message: 'the first expiry to pass' })
+        const resumed = await connectWithConnack(node.mqttUrl, { protocolVersion: 5, clientId: id, clean: false })
+        again = resumed.client
+        assert.equal(resumed.connack.sessionPresent, true)
+        await waitForCount(resumed.got, 2)
+        assert.deepEqual(resumed.got.map((m) => m.payload).sort(), ['q1', 'q2'])
+        for (const m of resumed.got) {
+          const left = m.properties?.messageExpiryInterval ?? 0
+          assert.ok(left > 0 && left <= 100, `remaining expiry ${left}`)
+        }
+      } finally {
+        await endAll(pub, again)
+      }
+    })
+  }
+
   test('a second connection with the same client id takes the session over; the first gets DISCONNECT 0x8E', async () => {
     const id = uniqueId('takeover')
     const first = await connect(node.mqttUrl, { protocolVersion: 5, clientId: id })
@@ -155,6 +187,37 @@ describe('MQTT 5 session lifetime', () => {
       assert.equal(second.connected, true)
     } finally {
       await endAll(first, second)
+    }
+  })
+
+  test('a will PUBLISH carries the will properties but never the Will Delay Interval, published at once or after its delay', async () => {
+    const topic = `wprops/${uniqueId()}`
+    const watcher = await connect(node.mqttUrl, { protocolVersion: 5 })
+    const got = collect(watcher)
+    await watcher.subscribeAsync(`${topic}/#`, { qos: 1 })
+    const withWill = (name: string, willDelayInterval: number): IClientOptions => ({
+      protocolVersion: 5,
+      properties: { sessionExpiryInterval: 30 },
+      will: {
+        topic: `${topic}/${name}`,
+        payload: Buffer.from(name),
+        qos: 1,
+        retain: false,
+        properties: { willDelayInterval, contentType: 'text/plain', userProperties: { why: 'gone' } }
+      }
+    })
+    const now = await connect(node.mqttUrl, withWill('now', 0))
+    const later = await connect(node.mqttUrl, withWill('later', 1))
+    try {
+      await Promise.all([crash(now), crash(later)])
+      await waitForCount(got, 2, 'both wills')
+      for (const will of got) {
+        assert.equal((will.properties as Record<string, unknown> | undefined)?.willDelayInterval, undefined, `${will.payload}: Will Delay Interval forwarded`)
+        assert.equal(will.properties?.contentType, 'text/plain')
+        assert.deepEqual({ ...will.properties?.userProperties }, { why: 'gone' })
+      }
+    } finally {
+      await endAll(watcher)
     }
   })
 

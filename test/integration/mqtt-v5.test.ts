@@ -5,7 +5,7 @@ import { test, before, after, describe } from 'node:test'
 import assert from 'node:assert/strict'
 import { startNode, type TestNode } from '../helpers/node.js'
 import { waitFor } from '../helpers/wait.js'
-import { connect, connectWithConnack, collect, waitForCount, endAll, uniqueId, RawClient } from '../helpers/mqtt-clients.js'
+import { connect, connectWithConnack, collect, waitForCount, endAll, uniqueId, RawClient, type Received } from '../helpers/mqtt-clients.js'
 
 let node: TestNode
 
@@ -68,6 +68,37 @@ describe('CONNACK', () => {
         })
     })
   }
+})
+
+describe('Server Keep Alive (mqtt.server_keep_alive)', () => {
+  let keeper: TestNode
+  before(async () => { keeper = await startNode({ mqtt: { server_keep_alive: 1 } }) })
+  after(async () => { await keeper.stop() })
+
+  test('every MQTT 5 client is told it in CONNACK and held to it; MQTT 3.1.1 clients keep their own', async () => {
+    const { client: follows, connack } = await connectWithConnack(keeper.mqttUrl, { ...v5, keepalive: 60 })
+    const silent = await RawClient.open(keeper.host, keeper.config.mqtt.port, 5)
+    const old = await RawClient.open(keeper.host, keeper.config.mqtt.port, 4)
+    try {
+      assert.equal(connack.properties?.serverKeepAlive, 1)
+      const silentConnack = await silent.connect(uniqueId(), 5, { keepalive: 60 })
+      assert.equal((silentConnack as { properties?: { serverKeepAlive?: number } }).properties?.serverKeepAlive, 1)
+      await old.connect(uniqueId(), 4, { keepalive: 60 })
+      const since = Date.now()
+      // 1.5 times the Server Keep Alive without a packet closes the connection.
+      await silent.waitClosed(5000)
+      const after = Date.now() - since
+      assert.ok(after >= 1400, `closed after ${after} ms`)
+      // mqtt.js took the server's keep alive: it pings in time and stays.
+      await waitFor(() => Date.now() - since > 2500, { message: 'two more keep alive periods' })
+      assert.equal(follows.connected, true)
+      assert.equal(old.closed, false)
+    } finally {
+      silent.destroy()
+      old.destroy()
+      await endAll(follows)
+    }
+  })
 })
 
 describe('PUBLISH properties', () => {
@@ -176,6 +207,32 @@ describe('SUBSCRIBE options', () => {
       await endAll(client)
     }
   })
+
+  for (const session of ['clean', 'stored'] as const) {
+    test(`overlapping subscriptions: one message carries every matching subscription identifier (${session} session)`, async () => {
+      const id = uniqueId('sids')
+      const options = session === 'clean' ? { ...v5, clientId: id } : { ...v5, clientId: id, clean: false, properties: { sessionExpiryInterval: 60 } }
+      const client = await connect(node.mqttUrl, options)
+      try {
+        const got = collect(client)
+        const base = `sids/${id}`
+        // The first subscription has no identifier: its copy must not be the one that decides.
+        await client.subscribeAsync(`${base}/#`, { qos: 1 })
+        await client.subscribeAsync(`${base}/t`, { qos: 1, properties: { subscriptionIdentifier: 2 } })
+        await client.subscribeAsync(`${base}/+`, { qos: 1, properties: { subscriptionIdentifier: 3 } })
+        await client.subscribeAsync(`${base}/other`, { qos: 1, properties: { subscriptionIdentifier: 4 } })
+        await client.publishAsync(`${base}/t`, 'both', { qos: 1 })
+        await client.publishAsync(`${base}/t`, 'qos0', { qos: 0 })
+        await client.publishAsync(`${base}/x`, 'one', { qos: 1 })
+        await waitForCount(got, 3)
+        const ids = (m: Received): number[] => [m.properties?.subscriptionIdentifier ?? []].flat().sort((a, b) => a - b)
+        const byPayload = Object.fromEntries(got.map((m) => [m.payload, ids(m)]))
+        assert.deepEqual(byPayload, { both: [2, 3], qos0: [2, 3], one: [3] })
+      } finally {
+        await endAll(client)
+      }
+    })
+  }
 
   test('no-local: a client does not get its own messages back, others still do', async () => {
     const self = await connect(node.mqttUrl, v5)

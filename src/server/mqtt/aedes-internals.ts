@@ -84,6 +84,10 @@ export interface ClientInternals extends Client {
   _wireVersion: number | null
   _keepaliveInterval: number
   _keepaliveTimer: NodeJS.Timeout | null
+  /** MQTT 5 Server Keep Alive (s): sent in CONNACK and used for the keep alive timer instead of the CONNECT's. */
+  _serverKeepAlive?: number | undefined
+  /** The next packet identifier aedes gives a QoS 1/2 PUBLISH it sends (QoSPacket); the session sender draws from it too. */
+  _nextId: number
   /** Inbound topic aliases of this connection (alias -> topic). */
   _topicAliases: Map<number, string>
   _requestProblemInformation?: boolean
@@ -116,6 +120,8 @@ export interface AedesInternals extends Aedes {
   maxTopicLevels: number
   topicAliasMaximum: number
   maximumPacketSize: number
+  /** Cancels the Will Delay Interval timer of a client id that closed here (aedes.js scheduleWill). */
+  clearDelayedWill: (clientId: string) => void
 }
 
 export function brokerInternals (aedes: Aedes): AedesInternals {

@@ -13,22 +13,7 @@ import type { Aedes, Client } from 'aedes'
 import type { Logger } from '../../log.js'
 import { internals, brokerInternals } from './aedes-internals.js'
 import type { AedesHooks } from './hooks.js'
-
-/** MQTT 5 DISCONNECT reason codes the server sends (section 3.14.2.1), as words. */
-const SERVER_REASONS: Record<number, string> = {
-  0x00: 'normal disconnection',
-  0x81: 'malformed packet',
-  0x82: 'protocol error',
-  0x87: 'not authorized',
-  0x89: 'server busy',
-  0x8b: 'server shutting down',
-  0x8d: 'keep alive timeout',
-  0x8e: 'session taken over',
-  0x93: 'receive maximum exceeded',
-  0x95: 'packet too large',
-  0x97: 'quota exceeded',
-  0x98: 'administrative action'
-}
+import { DISCONNECT_REASONS } from './disconnect.js'
 
 const PROTOCOLS: Record<number, string> = { 3: '3.1', 4: '3.1.1', 5: '5.0' }
 
@@ -104,7 +89,7 @@ export class ClientLog {
     const code = c.disconnectReasonCode
     const noted = this.reasons.get(client)
     if (noted !== undefined) return noted
-    if (code !== null) return `server sent DISCONNECT: ${SERVER_REASONS[code] ?? `reason 0x${code.toString(16)}`}`
+    if (code !== null) return `server sent DISCONNECT: ${DISCONNECT_REASONS[code] ?? `reason 0x${code.toString(16)}`}`
     if (c._disconnected) return 'client sent DISCONNECT'
     return 'connection closed by the client or the network'
   }

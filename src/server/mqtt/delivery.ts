@@ -6,7 +6,7 @@
 //   session's ledger) is the session sender's: the live delivery only wakes
 //   it (session-sender.ts sends the queue in order, within the window).
 // - Everything else (a clean session, QoS 0, retained messages on SUBSCRIBE,
-//   shared-subscription copies) goes out here, with three fixes to aedes
+//   shared-subscription copies) goes out here, with four fixes to aedes
 //   2.0.0-beta.1:
 //   1. De-duplication by stamp. A message matching two subscriptions of a
 //      client reaches it once. aedes remembers the highest counter per
@@ -20,15 +20,20 @@
 //      number of unacknowledged QoS 1/2 PUBLISHes. [MQTT-3.3.4-9] Beyond the
 //      window, deliveries wait in order until an acknowledgement (inbound.ts
 //      reports those through outboundAck).
+//   4. Subscription Identifiers. aedes gives a message the identifier of the
+//      subscription its copy came through; with overlapping subscriptions
+//      (`t` id 2, `t/#` id 3) it must carry all of them. [MQTT-3.3.4-3]
 //   And the client's Maximum Packet Size (packetSizeLayer): a PUBLISH larger
-//   than it is dropped as if sent. [MQTT-3.1.2-25]
+//   than it is dropped as if sent. [MQTT-3.1.2-25] Deliveries aedes writes in
+//   order may use server topic aliases (topic-aliases.ts).
 import type { Aedes, Client } from 'aedes'
-import { internals, encodePacket, forgetfulDuplicates, type DeliveredPacket } from './aedes-internals.js'
+import { internals, encodePacket, forgetfulDuplicates, type DeliveredPacket, type AedesSubscription } from './aedes-internals.js'
 import type { SessionStore, StoredPacket } from './persistence.js'
 import type { SessionSender } from './session-sender.js'
 import { stampOf } from './message-stamp.js'
 import { topicMatches } from '../../topic-filter.js'
-import { isMarker } from './shared-subscriptions.js'
+import { isMarker, isSharedCopy } from './shared-subscriptions.js'
+import { markAliasable } from './topic-aliases.js'
 
 /** Stamps remembered per client for de-duplication: deliveries of one message through several subscriptions come together. */
 const RECENT_STAMPS = 256
@@ -50,6 +55,39 @@ export function grantedQos (subscriptions: Record<string, { qos: number }>, topi
   return best < 0 ? 2 : best
 }
 
+/** What the client's subscriptions matching a topic ask of a delivery: Retain As Published, and their Subscription Identifiers. */
+export interface MatchedOptions {
+  rap: boolean
+  /** Every distinct identifier, in subscription order (MQTT 5 section 3.3.4). */
+  ids: number[]
+}
+
+/** The options of the subscriptions matching `topic`; shared-subscription markers excluded. */
+export function matchedOptions (subscriptions: Record<string, AedesSubscription>, topic: string): MatchedOptions {
+  let rap = false
+  const ids: number[] = []
+  for (const filter in subscriptions) {
+    if (isMarker(filter) || !topicMatches(filter, topic)) continue
+    const sub = subscriptions[filter]!
+    if (sub.rap === true) rap = true
+    if (sub.si !== undefined && !ids.includes(sub.si)) ids.push(sub.si)
+  }
+  return { rap, ids }
+}
+
+/**
+ * A copy that goes out (the first of a message's copies, one per matching
+ * subscription) carries the identifiers of all the client's subscriptions
+ * that match, not only of the one it came through. [MQTT-3.3.4-3]
+ */
+function withAllIdentifiers (subscriptions: Record<string, AedesSubscription>, packet: DeliveredPacket): void {
+  const { ids } = matchedOptions(subscriptions, packet.topic)
+  // aedes made this copy for this client, but its properties object may be shared: replaced, not changed.
+  const { subscriptionIdentifier: _one, ...properties } = packet.properties ?? {}
+  if (ids.length > 0) properties.subscriptionIdentifier = ids.length === 1 ? ids[0] : ids
+  packet.properties = properties
+}
+
 /** Outbound flow control state of one MQTT 5 client with a Receive Maximum below 65535. */
 class OutboundFlow {
   inflight = 0
@@ -61,6 +99,8 @@ interface DeliveryState {
   recent: Set<string>
   flow: OutboundFlow | undefined
   send: (packet: DeliveredPacket) => void
+  /** The client made a subscription with a Subscription Identifier on this connection (restored ones included). */
+  usesIdentifiers: boolean
 }
 
 const states = new WeakMap<Client, DeliveryState>()
@@ -87,7 +127,7 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
   const { store, sender } = options
   const deliverQoS = c.deliverQoS
   const deliver0 = c.deliver0
-  const state: DeliveryState = { recent: new Set(), flow: undefined, send: (packet) => deliverQoS(packet, () => {}) }
+  const state: DeliveryState = { recent: new Set(), flow: undefined, send: (packet) => deliverQoS(packet, () => {}), usesIdentifiers: false }
   states.set(client, state)
 
   /**
@@ -114,6 +154,17 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
     return false
   }
 
+  /**
+   * The copy that goes out carries every matching identifier. Only for a
+   * live message: a retained one sent on SUBSCRIBE (unstamped) is that
+   * subscription's alone, and a shared-subscription copy carries its group's.
+   */
+  const identified = (packet: DeliveredPacket): void => {
+    if (state.usesIdentifiers && client.version === 5 && stampOf(packet) !== undefined && !isSharedCopy(packet)) {
+      withAllIdentifiers(c.subscriptions, packet)
+    }
+  }
+
   const counted = (): void => {
     if (client.closed) options.counts.dropped++
     else options.counts.sent++
@@ -121,18 +172,23 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
 
   c.deliver0 = function deliverOnce (packet: DeliveredPacket, cb: () => void): void {
     if (handledElsewhere(packet)) return cb()
+    identified(packet)
     counted()
+    markAliasable(client, packet)
     deliver0(packet, cb)
   }
 
   c.deliverQoS = function deliverWithFixes (packet: DeliveredPacket, cb: () => void): void {
     if (packet.qos === 0) return c.deliver0(packet, cb)
     if (handledElsewhere(packet)) return cb()
+    identified(packet)
     if (packet.qos === 2 && c.subscriptions[packet.topic] === undefined && grantedQos(c.subscriptions, packet.topic) === 1) {
       // aedes hands each subscription its own packet copy, so this is ours.
       packet.qos = 1
     }
     counted()
+    // aedes writes these in the order it gets them (topic-aliases.ts); a stored session's go by its sender.
+    if (client.clean || packet.retain) markAliasable(client, packet)
     const flow = state.flow
     if (flow === undefined) return deliverQoS(packet, cb)
     if (flow.inflight < flow.limit && flow.held.length === 0) {
@@ -152,6 +208,17 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
   client.once('connected', () => {
     if (client.version === 5 && client.receiveMaximum < 65535) state.flow = new OutboundFlow(client.receiveMaximum)
   })
+}
+
+/**
+ * The client subscribes with a Subscription Identifier: from now on each
+ * message it gets carries those of all its matching subscriptions (the
+ * authorizeSubscribe layer 'subscription-identifiers' tells; clients without
+ * identifiers never pay for the search).
+ */
+export function usesSubscriptionIdentifiers (client: Client): void {
+  const state = states.get(client)
+  if (state !== undefined) state.usesIdentifiers = true
 }
 
 /** The client acknowledged (or refused) one of our QoS 1/2 PUBLISHes: its window has room again. */

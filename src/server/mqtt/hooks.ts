@@ -21,13 +21,13 @@ import type { Aedes, Client } from 'aedes'
 
 /** Layers per seam, outermost first. */
 export const LAYERS = {
-  connection: ['inbound', 'delivery'],
-  preConnect: ['cluster'],
+  connection: ['inbound', 'delivery', 'disconnect'],
+  preConnect: ['topic-aliases', 'cluster'],
   authenticate: ['client-log', 'introspection', 'cluster', 'access'],
   authorizePublish: ['reserved-topics', 'access'],
-  authorizeSubscribe: ['shared-subscriptions', 'access'],
-  authorizeForward: ['packet-size', 'access'],
-  publish: ['no-local', 'cluster'],
+  authorizeSubscribe: ['subscription-identifiers', 'shared-subscriptions', 'access'],
+  authorizeForward: ['topic-aliases', 'packet-size', 'access'],
+  publish: ['forwarded-properties', 'no-local', 'cluster'],
   published: ['cluster', 'bus-events'],
   subscribe: ['cluster'],
   unsubscribe: ['cluster']

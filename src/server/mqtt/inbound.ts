@@ -19,13 +19,13 @@
 //    More unreleased QoS 2 publishes than that: DISCONNECT 0x93, counted.
 //    The client's own acknowledgements open its window (delivery.ts).
 //  - Client id length: aedes checks it for MQTT 3.1 only.
+//  - Keep alive: the limits of keep-alive.ts, applied to the CONNECT.
 //  - Shared subscriptions: `$share/g/f` becomes a marker topic aedes accepts
 //    (shared-subscriptions.ts), and the CONNACK stops saying they are
 //    unavailable; it says session present for a session without
 //    subscriptions too (connack.ts).
 //  - A QoS 1 PUBLISH is acknowledged after it was published, not before
 //    (publish-acks.ts).
-import { createRequire } from 'node:module'
 import type { Client } from 'aedes'
 import { internals, type InboundPacket, type PacketParser } from './aedes-internals.js'
 import type { BadPacketReason, LimitName } from './metrics.js'
@@ -34,23 +34,21 @@ import { fixConnack } from './connack.js'
 import { outboundAck } from './delivery.js'
 import { handleQos1Publish } from './publish-acks.js'
 import { refuseConnect, CLIENT_ID_NOT_VALID, SERVER_UNAVAILABLE } from './refusal.js'
-
-const require = createRequire(import.meta.url)
-const mqttPacket = require('mqtt-packet') as { generate: (packet: object, opts: { protocolVersion: number }) => Buffer }
-// Pre-built: written with one plain write (mqtt-packet's writeToStream corks
-// until the next tick, by which time aedes has destroyed the socket).
-const DISCONNECT_MALFORMED = mqttPacket.generate({ cmd: 'disconnect', reasonCode: 0x81 }, { protocolVersion: 5 })
+import { writeDisconnect } from './disconnect.js'
+import { keepaliveRefused, serverKeepAlive, type KeepAliveLimits } from './keep-alive.js'
 
 // MQTT 5 reason codes used here (§2.4).
+export const MALFORMED_PACKET = 0x81
 export const PROTOCOL_ERROR = 0x82
 export const RECEIVE_MAXIMUM_EXCEEDED = 0x93
+export const PACKET_TOO_LARGE = 0x95
 
 export interface InboundOptions {
   /** Most unreleased inbound QoS 2 publishes per connection (mqtt.max_inflight). */
   maxInflight: number
   maxClientIdLength: number
-  /** mqtt.max_keepalive (s); 0: no limit. */
-  maxKeepalive: number
+  /** mqtt.max_keepalive and mqtt.server_keep_alive (keep-alive.ts). */
+  keepAlive: KeepAliveLimits
   /** A CONNECT refused by configuration (not bad input). */
   onRefused: (client: Client, detail: string) => void
   onBad: (client: Client, reason: BadPacketReason, detail: string) => void
@@ -88,7 +86,7 @@ export function guardOf (client: Client): ConnectionGuard | undefined {
   return guards.get(client)
 }
 
-/** Ends a connection for a protocol violation, with a reason code on MQTT 5. */
+/** Ends a connection for a protocol violation, with a reason code on MQTT 5 (ended gracefully: disconnect.ts). */
 function dropClient (client: Client, reasonCode: number): void {
   const c = internals(client)
   if (client.version === 5 && client.connected && !client.closed) client.disconnect({ reasonCode })
@@ -104,13 +102,6 @@ function pruneRefused (unreleased: Map<number, InboundPacket>): void {
   for (const [id, packet] of unreleased) {
     if (packet._notAuthorized === true) unreleased.delete(id)
   }
-}
-
-/** MQTT 3.1/3.1.1 CONNECTs whose keep alive (0 is "none") exceeds the limit. MQTT 5 gets Server Keep Alive instead. */
-export function keepaliveRefused (packet: InboundPacket, maxKeepalive: number): boolean {
-  if (maxKeepalive <= 0 || (packet.protocolVersion ?? 4) >= 5) return false
-  const keepalive = packet.keepalive ?? 0
-  return keepalive === 0 || keepalive > maxKeepalive
 }
 
 function rewriteShares (packet: InboundPacket): void {
@@ -253,14 +244,16 @@ export function guardInbound (client: Client, options: InboundOptions): Connecti
           refuseConnect(c.conn, packet.protocolVersion ?? 4, CLIENT_ID_NOT_VALID)
           return
         }
-        if (keepaliveRefused(packet, options.maxKeepalive)) {
+        if (keepaliveRefused(packet, options.keepAlive.maxKeepalive)) {
           // aedes refuses these with return code 6, which MQTT 3.1.1 does not
           // define (clients report "unknown error"); 3.1.1 has no Server Keep
           // Alive to impose the limit instead, so refuse with a defined code.
-          options.onRefused(client, `keep alive ${String(packet.keepalive)} s over max_keepalive ${options.maxKeepalive} s`)
+          options.onRefused(client, `keep alive ${String(packet.keepalive)} s over max_keepalive ${options.keepAlive.maxKeepalive} s`)
           refuseConnect(c.conn, packet.protocolVersion ?? 4, SERVER_UNAVAILABLE)
           return
         }
+        // aedes puts it in the CONNACK and runs the keep alive timer on it.
+        c._serverKeepAlive = serverKeepAlive(packet, options.keepAlive)
         break
       case 'subscribe':
       case 'unsubscribe':
@@ -289,12 +282,20 @@ export function guardInbound (client: Client, options: InboundOptions): Connecti
     dispatch(packet)
   })
 
-  // Ahead of aedes' own listener, which destroys the socket at once.
+  // Ahead of aedes' own listener, which destroys the socket (gracefully once a DISCONNECT is written).
   parser.prependListener('error', (err: Error) => {
     guard.bad('malformed', err.message)
     held.length = 0
-    if (client.version === 5 && client.connected && !client.closed && !c.conn.destroyed) {
-      c.conn.write(DISCONNECT_MALFORMED)
+    if (client.version === 5 && client.connected && !client.closed) writeDisconnect(client, MALFORMED_PACKET)
+  })
+
+  // aedes tells an MQTT 5 client why it refuses an oversize packet (0x95)
+  // only once `connected` is set, after the session's replay that follows
+  // the CONNACK; a client that sends one right after its CONNACK was just
+  // cut off. It has its CONNACK, so it is told too.
+  client.prependListener('error', (err: Error) => {
+    if (err.message === 'packet too large' && client.version === 5 && c.connackSent && !client.connected && !client.closed) {
+      writeDisconnect(client, PACKET_TOO_LARGE)
     }
   })
 

@@ -10,12 +10,16 @@
 //   outgoing-queues.ts       persistent sessions' queues and their ledgers
 //   session-sender.ts        delivery of a stored session's queue, in order, within its window
 //   delivery.ts              live delivery: de-duplication, QoS downgrade, Receive Maximum, packet size
+//   topic-aliases.ts         server-to-client topic aliases (MQTT 5)
 //   inbound.ts               per-connection packet pipeline (ordering, protocol errors, inflight)
 //   publish-acks.ts          QoS 1 PUBACK after the publish
 //   shared-subscriptions.ts  $share/group/filter on one node
 //   refusal.ts               refusing CONNACKs (connection limit, client id, keep alive)
+//   keep-alive.ts            the keep alive a connection gets (Server Keep Alive, max_keepalive)
+//   disconnect.ts            how a connection ends: a server DISCONNECT arrives, the client's last packets are read
 //   connack.ts               CONNACK fix-up (shared subscriptions are available)
 //   bus-events.ts            cluster:message_to events
+//   forwarded-properties.ts  what MQTT 5 properties a message carries to subscribers (no will delay)
 //   shutdown.ts              graceful stop
 //   metrics.ts               Prometheus metrics
 //   access.ts, authorize.ts  authentication and ACL
@@ -33,12 +37,15 @@ import { aedesOptions } from './options.js'
 import { SessionStore } from './persistence.js'
 import { MqttMetrics } from './metrics.js'
 import { guardInbound, guardOf } from './inbound.js'
-import { installDelivery, packetSizeLayer } from './delivery.js'
+import { installDelivery, packetSizeLayer, usesSubscriptionIdentifiers } from './delivery.js'
 import { SessionSender } from './session-sender.js'
 import { SharedSubscriptions, isMarker, displayTopic, toMarker } from './shared-subscriptions.js'
 import { refuseBeforeConnect, QUOTA_EXCEEDED } from './refusal.js'
 import { messageToEventsLayer } from './bus-events.js'
+import { forwardedPropertiesLayer } from './forwarded-properties.js'
+import { topicAliasesLayer, outboundAliasLayer } from './topic-aliases.js'
 import { shutdown } from './shutdown.js'
+import { orderlyEnds } from './disconnect.js'
 import { installAccessControl } from './authorize.js'
 import { AedesHooks } from './hooks.js'
 import { MqttIntrospection, type MessageCounts } from './introspection.js'
@@ -161,6 +168,10 @@ export class MqttServer {
       if (packet.topic.charCodeAt(0) === 36 && isMarker(packet.topic)) return callback(new Error('reserved topic'))
       next(client, packet, callback)
     })
+    hooks.use('authorizeSubscribe', 'subscription-identifiers', (next) => (client, sub, callback) => {
+      if ((sub as { subscriptionIdentifier?: number }).subscriptionIdentifier !== undefined) usesSubscriptionIdentifiers(client)
+      next(client, sub, callback)
+    })
     // Access rules see a shared subscription as the client wrote it.
     hooks.use('authorizeSubscribe', 'shared-subscriptions', (next) => (client, sub, callback) => {
       if (!isMarker(sub.topic)) return next(client, sub, callback)
@@ -169,8 +180,11 @@ export class MqttServer {
         callback(null, { ...granted, topic: toMarker(granted.topic) ?? sub.topic })
       })
     })
+    hooks.use('preConnect', 'topic-aliases', topicAliasesLayer(this.options.config.mqtt.server_topic_aliases))
+    hooks.use('authorizeForward', 'topic-aliases', outboundAliasLayer)
     hooks.use('authorizeForward', 'packet-size', packetSizeLayer)
     hooks.use('published', 'bus-events', messageToEventsLayer(this.options.bus))
+    hooks.use('publish', 'forwarded-properties', forwardedPropertiesLayer)
     // The publishing client travels with the message into the queues, for no-local subscriptions (persistence.ts).
     hooks.use('publish', 'no-local', (next) => ((packet: { clientId?: string }, client: unknown, done: unknown) => {
       if (client !== null && typeof client === 'object' && typeof (client as Client).id === 'string') packet.clientId = (client as Client).id
@@ -179,7 +193,7 @@ export class MqttServer {
     hooks.connection('inbound', (client) => guardInbound(client, {
       maxInflight: this.options.config.mqtt.max_inflight,
       maxClientIdLength: this.options.config.mqtt.max_client_id_length,
-      maxKeepalive: this.options.config.mqtt.max_keepalive,
+      keepAlive: { maxKeepalive: this.options.config.mqtt.max_keepalive, serverKeepAlive: this.options.config.mqtt.server_keep_alive },
       onRefused: (c, detail) => this.warnRefused('warn', { client: c.id ?? undefined, remote: internals(c).conn.remoteAddress, detail }, 'MQTT connection refused'),
       onBad: (c, reason, detail) => {
         this.metrics.bad(reason)
@@ -222,6 +236,7 @@ export class MqttServer {
         if (this.senders.get(client.id) === sender) this.senders.delete(client.id)
       })
     })
+    hooks.connection('disconnect', orderlyEnds)
   }
 
   private watchErrors (): void {

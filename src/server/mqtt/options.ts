@@ -14,8 +14,6 @@ export interface AedesOptions {
   receiveMaximum: number
   /** Inbound (client -> server) topic aliases accepted; aedes has no server -> client aliases. */
   topicAliasMaximum: number
-  /** Seconds; v3/v4 clients above it are refused (CONNACK 6), v5 clients get Server Keep Alive. */
-  keepaliveLimit: number
   /** Seconds; caps the Session Expiry Interval of v5 CONNECT and DISCONNECT. */
   sessionExpiryIntervalLimit: number
   /** aedes applies it to MQTT 3.1 (protocol level 3) client ids only; inbound.ts checks the others. */
@@ -39,7 +37,6 @@ export function aedesOptions (config: Config, incarnation = randomBytes(4).toStr
     maximumPacketSize: mqtt.max_packet_size,
     receiveMaximum: mqtt.max_inflight,
     topicAliasMaximum: mqtt.topic_alias_maximum,
-    keepaliveLimit: mqtt.max_keepalive,
     sessionExpiryIntervalLimit: mqtt.max_session_expiry,
     maxClientsIdLength: mqtt.max_client_id_length,
     connectTimeout: mqtt.connect_timeout,

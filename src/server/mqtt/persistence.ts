@@ -319,8 +319,13 @@ export class SessionStore implements AedesPersistence {
     // A PUBREL (QoS 2, second phase) replaces its PUBLISH, matched by packet
     // identifier alone: on a reconnect aedes replays a stored PUBREL through
     // QoSPacket, which stamps this broker's id and a fresh counter on it.
+    // None is queued under it for a QoS 2 message that was never queued (a
+    // retained message sent on SUBSCRIBE): nothing to record, and aedes
+    // still answers the client's PUBREC with the PUBREL it waits for
+    // (rejecting would close the connection, the message undelivered).
     if (packet.cmd === 'pubrel') {
-      if (packet.messageId === undefined || !this.outgoing.release(client.id, packet)) throw new Error('no such packet')
+      if (packet.messageId === undefined) throw new Error('no such packet')
+      if (!this.outgoing.release(client.id, packet)) return
       const wait = this.observer?.released(client.id, packet.messageId)
       if (wait !== undefined) await wait
       return

@@ -4,6 +4,7 @@
 import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
 import type { InboundPacket } from './aedes-internals.js'
+import { endGracefully } from './disconnect.js'
 
 const require = createRequire(import.meta.url)
 interface Parser { on (event: 'packet', fn: (p: InboundPacket) => void): void, on (event: 'error', fn: (e: Error) => void): void, parse (buf: Buffer): number }
@@ -24,8 +25,8 @@ export const QUOTA_EXCEEDED: RefusalCode = { v5: 0x97, v3: 0x03 }
 export const SERVER_UNAVAILABLE: RefusalCode = { v5: 0x88, v3: 0x03 }
 export const CLIENT_ID_NOT_VALID: RefusalCode = { v5: 0x85, v3: 0x02 }
 
-/** Writes the refusing CONNACK and half-closes; the peer's close (or ours after `linger` ms) ends it. */
-export function refuseConnect (socket: Socket, protocolVersion: number, code: RefusalCode, linger = 2000): void {
+/** Writes the refusing CONNACK and ends the connection gracefully (disconnect.ts), at once. */
+export function refuseConnect (socket: Socket, protocolVersion: number, code: RefusalCode): void {
   const v5 = protocolVersion === 5
   const connack = v5
     ? { cmd: 'connack', sessionPresent: false, reasonCode: code.v5 }
@@ -35,10 +36,7 @@ export function refuseConnect (socket: Socket, protocolVersion: number, code: Re
   } catch {
     // Nothing sensible to tell this peer.
   }
-  socket.end()
-  const timer = setTimeout(() => socket.destroy(), linger)
-  timer.unref()
-  socket.once('close', () => clearTimeout(timer))
+  endGracefully(socket, 0)
 }
 
 /**

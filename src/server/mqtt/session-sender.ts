@@ -26,9 +26,7 @@ import type { Client } from 'aedes'
 import { internals, type ClientInternals, type DeliveredPacket } from './aedes-internals.js'
 import type { SessionStore, StoredPacket } from './persistence.js'
 import { stampOf } from './message-stamp.js'
-import { topicMatches } from '../../topic-filter.js'
-import { isMarker } from './shared-subscriptions.js'
-import { grantedQos } from './delivery.js'
+import { grantedQos, matchedOptions } from './delivery.js'
 
 /** MQTT 5 section 3.3.4: hop-local properties, set here per delivery. */
 const HOP_LOCAL = ['topicAlias', 'subscriptionIdentifier', 'messageExpiryInterval']
@@ -60,7 +58,6 @@ export class SessionSender {
   private waitingDrain = false
   /** Packet identifiers written on this connection (their entries are in flight here). */
   private readonly sentHere = new Set<number>()
-  private nextId = 1
   /** Deliveries written (QoS 1/2 and downgraded QoS 0), for tests and metrics. */
   sent = 0
   /** This connection's session is stored (persistent, or resumed): the queue is what it gets. */
@@ -213,24 +210,24 @@ export class SessionSender {
     return items
   }
 
+  /**
+   * A packet identifier from the connection's own counter, the one aedes
+   * draws from for what it sends itself (retained messages on SUBSCRIBE):
+   * two counters would hand out the same identifier twice at once, and the
+   * client would take two messages for one.
+   */
   private allocate (inUse: ReadonlySet<number>): number {
+    const c = this.client
     for (let i = 0; i < 65535; i++) {
-      const id = this.nextId
-      this.nextId = id >= 65535 ? 1 : id + 1
+      const id = c._nextId
+      c._nextId = id >= 65535 ? 1 : id + 1
       if (!inUse.has(id)) return id
     }
     throw new Error('no free packet identifier')
   }
 
   private packetFor (entry: StoredPacket, messageId: number | undefined, dup: boolean, now: number): DeliveredPacket {
-    let rap = false
-    const ids: number[] = []
-    for (const filter in this.client.subscriptions) {
-      if (isMarker(filter) || !topicMatches(filter, entry.topic)) continue
-      const sub = this.client.subscriptions[filter]!
-      if (sub.rap === true) rap = true
-      if (sub.si !== undefined && !ids.includes(sub.si)) ids.push(sub.si)
-    }
+    const { rap, ids } = matchedOptions(this.client.subscriptions, entry.topic)
     let properties: Record<string, unknown> | undefined
     if (this.client.version === 5) {
       properties = {}

@@ -24,6 +24,8 @@ import type { AedesPersistence } from './persistence.js'
 import { parseShared, SHARE_PREFIX } from '../../topic-filter.js'
 
 export const SHARE_MARKER = '$share-group/'
+/** The end of the broker id a group's copy of a message carries (deliverOne). */
+const COPY_SUFFIX = '/$share'
 
 /** `$share/g/f` -> `$share-group/g/f`; undefined when not a valid shared subscription. */
 export function toMarker (topic: string): string | undefined {
@@ -33,6 +35,11 @@ export function toMarker (topic: string): string | undefined {
 
 export function isMarker (topic: string): boolean {
   return topic.charCodeAt(0) === 36 && topic.startsWith(SHARE_MARKER)
+}
+
+/** Whether a delivery is a shared-subscription group's copy of a message. */
+export function isSharedCopy (packet: { brokerId?: string | null }): boolean {
+  return typeof packet.brokerId === 'string' && packet.brokerId.endsWith(COPY_SUFFIX)
 }
 
 /** The topic as the client wrote it: `$share-group/g/f` -> `$share/g/f`; others unchanged. */
@@ -72,7 +79,7 @@ export class SharedSubscriptions {
 
   constructor (aedes: Aedes) {
     this.aedes = aedes
-    this.copyId = `${aedes.id}/$share`
+    this.copyId = `${aedes.id}${COPY_SUFFIX}`
     aedes.on('subscribe', (subs, client) => {
       for (const sub of subs) {
         if (isMarker(sub.topic) && sub.qos < 0x80) this.add(client, sub.topic, sub.qos)

@@ -1,19 +1,14 @@
-// Graceful shutdown of the MQTT listener: stop accepting, tell MQTT 5 clients
-// why (DISCONNECT 0x8B, Server shutting down, §3.14.2.1), half-close the
-// others so they see the end of the stream, wait for them to go for up to the
-// grace period, then cut whatever is left.
+// Graceful shutdown of the MQTT listener: stop accepting, tell MQTT 5
+// clients why (DISCONNECT 0x8B, Server shutting down, §3.14.2.1) and end
+// their connections in order (disconnect.ts), half-close the others so they
+// see the end of the stream, wait for them to go for up to the grace
+// period, then cut whatever is left.
 import type { Server, Socket } from 'node:net'
-import { createRequire } from 'node:module'
 import type { Aedes, Client } from 'aedes'
 import { internals } from './aedes-internals.js'
+import { destroyNow } from './disconnect.js'
 
 export const SERVER_SHUTTING_DOWN = 0x8B
-
-const require = createRequire(import.meta.url)
-const mqttPacket = require('mqtt-packet') as { generate: (packet: object, opts: { protocolVersion: number }) => Buffer }
-/** Time between a DISCONNECT and our FIN, so the client reads the DISCONNECT first. */
-const FIN_DELAY_MS = 200
-const DISCONNECT_SHUTTING_DOWN = mqttPacket.generate({ cmd: 'disconnect', reasonCode: SERVER_SHUTTING_DOWN }, { protocolVersion: 5 })
 
 export interface ShutdownParts {
   server: Server
@@ -41,23 +36,13 @@ function allClosed (sockets: ReadonlySet<Socket>, ms: number): Promise<boolean> 
 }
 
 /** DISCONNECT 0x8B for MQTT 5, then the end of the stream. */
-function sayGoodbye (client: Client, socket: Socket, graceMs: number): void {
-  if (client.version === 5) {
-    // Not aedes' client.disconnect(), which destroys the socket right
-    // after queueing the DISCONNECT: mqtt.js then mostly reports a bare
-    // close, as it drops packets that arrive together with the end of the
-    // stream. The DISCONNECT goes out alone; the FIN follows a moment
-    // later unless the client hung up first (aedes cleans up as for any
-    // close). [MQTT-3.14.4-2]
-    (client as { disconnectReasonCode: number | null }).disconnectReasonCode = SERVER_SHUTTING_DOWN
-    socket.write(DISCONNECT_SHUTTING_DOWN, () => {
-      const timer = setTimeout(() => socket.end(), Math.min(FIN_DELAY_MS, graceMs))
-      socket.once('close', () => clearTimeout(timer))
-    })
-  } else {
-    // MQTT 3.1.1 has no server DISCONNECT: the FIN alone says it.
-    socket.end()
-  }
+function sayGoodbye (client: Client, socket: Socket): void {
+  // aedes writes the DISCONNECT and closes the client; the 'disconnect'
+  // connection layer makes the socket's end orderly, so the reason arrives.
+  // [MQTT-3.14.4-2]
+  if (client.version === 5) client.disconnect({ reasonCode: SERVER_SHUTTING_DOWN })
+  // MQTT 3.1.1 has no server DISCONNECT: the FIN alone says it.
+  else socket.end()
 }
 
 export async function shutdown ({ server, aedes, sockets, graceMs }: ShutdownParts): Promise<{ cut: number }> {
@@ -68,24 +53,24 @@ export async function shutdown ({ server, aedes, sockets, graceMs }: ShutdownPar
     const socket = internals(client).conn
     clientSockets.add(socket)
     if (client.connected) {
-      sayGoodbye(client, socket, graceMs)
+      sayGoodbye(client, socket)
     } else if (client.connecting) {
       // Mid-CONNECT (authentication, or CONNACK just written and the offline
       // queue being replayed): a DISCONNECT must not overtake the CONNACK.
-      client.once('connected', () => sayGoodbye(client, socket, graceMs))
+      client.once('connected', () => sayGoodbye(client, socket))
     } else {
-      socket.destroy()
+      destroyNow(socket)
     }
   }
   // Connections that never finished CONNECT have nothing to wait for.
-  for (const socket of sockets) if (!clientSockets.has(socket)) socket.destroy()
+  for (const socket of sockets) if (!clientSockets.has(socket)) destroyNow(socket)
   const inTime = await allClosed(sockets, graceMs)
   let cut = 0
   if (!inTime) {
     for (const socket of sockets) {
       if (!socket.destroyed) {
         cut++
-        socket.destroy()
+        destroyNow(socket)
       }
     }
   }

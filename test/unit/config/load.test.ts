@@ -218,6 +218,7 @@ test('rules a schema cannot express: key lengths, timing relations, addresses, f
     [{ discovery: { formation_wait_min: 9000, formation_wait_max: 1000 } }, /formation_wait_min: must not exceed/],
     [{ discovery: { seeds: ['host:99999'] } }, /discovery\.seeds\[0\]: "host:99999" is not host or host:port/],
     [{ mqtt: { bind: 'not-an-ip' } }, /mqtt\.bind: "not-an-ip" is not an IP address/],
+    [{ mqtt: { max_keepalive: 30, server_keep_alive: 60 } }, /mqtt\.server_keep_alive: must not exceed mqtt\.max_keepalive \(30\)/],
     [{ mqtt: { auth: [{ remote: '10.0.0.0/33', allow: true }] } }, /mqtt\.auth\[0\]\.remote: "10\.0\.0\.0\/33" is not a valid CIDR block/],
     [{ mqtt: { auth: [{ allow: true }] } }, /mqtt\.auth\[0\]: needs at least one of/],
     [{ mqtt: { auth: [{ username: 'a', password: 'scrypt$1$2', allow: true }] } }, /mqtt\.auth\[0\]\.password: bad password hash/],

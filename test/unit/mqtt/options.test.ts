@@ -18,7 +18,8 @@ test('aedes options come from config.mqtt and cluster.name', () => {
   assert.equal(o.maximumPacketSize, 2048)
   assert.equal(o.receiveMaximum, 7)
   assert.equal(o.topicAliasMaximum, 3)
-  assert.equal(o.keepaliveLimit, 90)
+  // No keep alive limit for aedes: keep-alive.ts applies max_keepalive (and server_keep_alive) itself.
+  assert.equal((o as unknown as Record<string, unknown>).keepaliveLimit, undefined)
   assert.equal(o.sessionExpiryIntervalLimit, 3600)
   assert.equal(o.maxClientsIdLength, 64)
   assert.equal(o.connectTimeout, 1234)
@@ -30,6 +31,5 @@ test('defaults give a usable broker', () => {
   const { config } = loadConfig({ object: {} })
   const o = aedesOptions(config)
   assert.equal(o.maximumPacketSize, config.mqtt.max_packet_size)
-  assert.equal(o.keepaliveLimit, 0)
   assert.equal(o.sessionExpiryIntervalLimit, 0)
 })

@@ -310,11 +310,11 @@ export class Promotion {
 
 /**
  * Publishes the will of a client whose node died, as its node would have: to
- * local subscribers and to peers. Will Delay Interval belongs to the
- * CONNECT only (MQTT 5 section 3.1.3.2.2): it never travels on the PUBLISH.
+ * local subscribers and to peers. Its Will Delay Interval stays behind, as
+ * for every will: aedes.publish's 'forwarded-properties' layer takes it out
+ * (MQTT 5 section 3.1.3.2.2).
  */
 export function publishOrphanWill (ctx: DataPlaneContext, will: TransferredPacket): void {
-  const { willDelayInterval: _delay, ...properties } = (will.properties ?? {}) as Record<string, unknown>
   const packet = {
     cmd: 'publish' as const,
     topic: will.topic ?? '',
@@ -322,7 +322,7 @@ export function publishOrphanWill (ctx: DataPlaneContext, will: TransferredPacke
     qos: (will.qos ?? 0) as Qos,
     retain: will.retain === true,
     dup: false,
-    ...(Object.keys(properties).length === 0 ? {} : { properties })
+    ...(will.properties === undefined ? {} : { properties: will.properties })
   }
   // Published as the will of a client that is gone: aedes stamps it here and
   // the `published` layer forwards it like any client message.

@@ -12,6 +12,7 @@ import type { Client } from 'aedes'
 import type { DataPlaneContext } from './context.js'
 import { localClient, sendControl } from './context.js'
 import { compareStamps, type Stamp } from './hlc.js'
+import { brokerInternals } from '../../mqtt/aedes-internals.js'
 
 /** MQTT 5 DISCONNECT reason: another connection with the same client id took the session over. */
 export const SESSION_TAKEN_OVER = 0x8E
@@ -65,6 +66,9 @@ export class Takeover {
   announced (clientId: string, stamp: Stamp, peer: string): void {
     try { this.ctx.clock.observe(stamp) } catch { /* too far ahead: compared by stamp anyway */ }
     this.host.seenElsewhere(clientId)
+    // The client is back, on another node: a will whose Will Delay Interval
+    // is still running here (its connection here ended) is not sent. [MQTT-3.1.3-9]
+    brokerInternals(this.ctx.aedes).clearDelayedWill(clientId)
     const local = localClient(this.ctx, clientId)
     if (local === undefined) {
       // An offline copy older than that connection is stale: the client took
