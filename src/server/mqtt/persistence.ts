@@ -78,8 +78,13 @@ export interface SessionSnapshot {
   incoming: StoredPacket[]
 }
 
-/** A QoS 2 PUBLISH from the client awaiting its PUBREL; `imported`: taken over with its session, not published by this node. */
-interface IncomingEntry { packet: StoredPacket, imported: boolean }
+/**
+ * A QoS 2 PUBLISH from the client awaiting its PUBREL. `imported`: taken
+ * over with its session, not published by this node. `transient`: from a
+ * clean session, whose state ends with its connection: not a stored
+ * session, not replicated.
+ */
+interface IncomingEntry { packet: StoredPacket, imported: boolean, transient: boolean }
 
 const require = createRequire(import.meta.url)
 
@@ -107,8 +112,6 @@ export class SessionStore implements AedesPersistence {
   private retainedBytesTotal = 0
   private readonly outgoing: OutgoingQueues
   private readonly incoming = new Map<string, Map<number, IncomingEntry>>()
-  /** Client ids whose incoming QoS 2 state belongs to a clean session: it is not a stored session. */
-  private readonly transientIncoming = new Set<string>()
   /** Client ids with stored subscriptions (the inner store does not say cheaply). */
   private readonly subscribers = new Map<string, Set<string>>()
   /** Gives a message its stamp (message-stamp.ts) before aedes publishes it; set by the MQTT server. */
@@ -140,7 +143,10 @@ export class SessionStore implements AedesPersistence {
   /** Client ids of the sessions held here. */
   sessions (): string[] { return [...new Set([...this.subscribers.keys(), ...this.outgoing.sessions(), ...[...this.incoming.keys()].filter((id) => this.storedIncoming(id))])] }
   /** A persistent session's own QoS 2 PUBLISHes await their PUBREL (a clean session's do not make it stored). */
-  private storedIncoming (clientId: string): boolean { return this.incoming.has(clientId) && !this.transientIncoming.has(clientId) }
+  private storedIncoming (clientId: string): boolean {
+    for (const e of this.incoming.get(clientId)?.values() ?? []) if (!e.transient) return true
+    return false
+  }
   /** Stored subscription filters of a session (shared-subscription markers included). */
   storedFilters (clientId: string): ReadonlySet<string> { return this.subscribers.get(clientId) ?? new Set() }
 
@@ -237,7 +243,6 @@ export class SessionStore implements AedesPersistence {
     this.subscribers.delete(client.id)
     this.outgoing.drop(client.id)
     this.incoming.delete(client.id)
-    this.transientIncoming.delete(client.id)
     this.observer?.ended(client.id)
   }
 
@@ -381,10 +386,9 @@ export class SessionStore implements AedesPersistence {
     // drop a message only it held. The ledgers keep anything from coming twice.
     const leftover = this.outgoing.unknownTo(clientId, session.ledger)
     if (this.hasSession(clientId) || this.incoming.has(clientId)) await this.cleanSubscriptions({ id: clientId })
-    this.transientIncoming.delete(clientId)
     this.outgoing.import(clientId, session.queue, session.ledger)
     if (session.incoming.length > 0) {
-      this.incoming.set(clientId, new Map(session.incoming.map((packet) => [packet.messageId!, { packet, imported: true }])))
+      this.incoming.set(clientId, new Map(session.incoming.map((packet) => [packet.messageId!, { packet, imported: true, transient: false }])))
     }
     if (session.subscriptions.length > 0) await this.addSubscriptions({ id: clientId }, session.subscriptions)
     for (const p of leftover) this.enqueueFor(clientId, p)
@@ -410,15 +414,12 @@ export class SessionStore implements AedesPersistence {
       this.stamp?.(packet)
     }
     const entry: StoredPacket = { cmd: 'publish', topic: packet.topic, payload: packet.payload, qos: 2, messageId: packet.messageId, retain: packet.retain === true, dup: packet.dup === true, brokerId: packet.brokerId, brokerCounter: packet.brokerCounter, ...(packet.properties === undefined ? {} : { properties: packet.properties }) }
-    mine.set(packet.messageId, { packet: entry, imported: false })
     // A clean session's state ends with its connection: nothing to keep
     // elsewhere, and it does not make the session stored (hasSession; the
     // session sender would otherwise wait for a queue that never fills).
-    if ((client as { clean?: boolean }).clean === true) {
-      this.transientIncoming.add(client.id)
-      return
-    }
-    this.transientIncoming.delete(client.id)
+    const transient = (client as { clean?: boolean }).clean === true
+    mine.set(packet.messageId, { packet: entry, imported: false, transient })
+    if (transient) return
     const wait = this.observer?.incomingStored(client.id, entry)
     if (wait !== undefined) await wait
   }
@@ -436,14 +437,14 @@ export class SessionStore implements AedesPersistence {
   }
 
   async incomingDelPacket (client: ClientRef, packet: { messageId?: number | undefined }): Promise<void> {
+    const id = packet.messageId
     const mine = this.incoming.get(client.id)
-    if (packet.messageId === undefined || mine?.delete(packet.messageId) !== true) throw new Error('no such packet')
+    const entry = id === undefined ? undefined : mine?.get(id)
+    if (id === undefined || mine === undefined || entry === undefined) throw new Error('no such packet')
+    mine.delete(id)
     if (mine.size === 0) this.incoming.delete(client.id)
-    if (this.transientIncoming.has(client.id)) {
-      if (mine.size === 0) this.transientIncoming.delete(client.id)
-      return
-    }
-    this.observer?.incomingReleased(client.id, packet.messageId)
+    if (entry.transient) return
+    this.observer?.incomingReleased(client.id, id)
   }
 
   // ---- wills ---------------------------------------------------------------------------------------
@@ -467,7 +468,6 @@ export class SessionStore implements AedesPersistence {
   async destroy (): Promise<void> {
     this.outgoing.clearAll()
     this.incoming.clear()
-    this.transientIncoming.clear()
     this.subscribers.clear()
     this.retained.clear()
     this.retainedBytesTotal = 0
