@@ -12,6 +12,7 @@ import { ConfigSchema, type Config } from './schema.js'
 import { leafKeys, type LeafKey } from './keys.js'
 import { BrokerHaError } from '../errors.js'
 import { parsePasswordHash, isPasswordHash } from '../security/password.js'
+import { sealSecrets } from './secrets.js'
 import { filterProblem } from '../topic-filter.js'
 
 /** Where the embedded defaults give way to a file, in this order (seed: /config/config.yaml). */
@@ -101,6 +102,7 @@ export function loadConfig (options: LoadOptions = {}): LoadedConfig {
   for (const key of leafKeys()) sources.set(key.path.join('.'), { kind: 'default' })
   for (const key of inFile) sources.set(key.path.join('.'), { kind: 'file', path: source, line: keyLine(key.path, ctx) })
   for (const [key, from] of overrides) sources.set(key, from)
+  sealSecrets(config)
   return { config: deepFreeze(config), source, sources, warnings }
 }
 

@@ -30,6 +30,46 @@ export function isPasswordHash (value: string): boolean {
   return value.startsWith(PREFIX)
 }
 
+// Plain-text passwords from the config are kept only as an HMAC under a key
+// that lives in this process and off the V8 heap (a Buffer's bytes are not
+// part of a heap snapshot), so a snapshot or a dump of the config object
+// shows neither the password nor anything a dictionary attack can use
+// without that key. The NUL keeps a configured password from ever being
+// mistaken for a protected one.
+const PROTECTED_PREFIX = '\u0000hmac$'
+const PROCESS_KEY = randomBytes(32)
+
+function processDigest (value: Buffer | string): Buffer {
+  return createHmac('sha256', PROCESS_KEY).update(value).digest()
+}
+
+/**
+ * What a long-lived object may keep of a configured password: a scrypt hash
+ * as it is, a plain password as an HMAC under the per-process key. Both are
+ * accepted by verifyPassword.
+ */
+export function protectPassword (configured: string): string {
+  if (isPasswordHash(configured) || configured.startsWith(PROTECTED_PREFIX)) return configured
+  return PROTECTED_PREFIX + processDigest(configured).toString('base64')
+}
+
+/**
+ * A stored value that costs a password check as much work as `like` does
+ * and never matches: an unknown user is then refused after the same work
+ * as a known one with a wrong password, so response times do not tell
+ * which user names exist. For a hash, a random salt and key with the same
+ * scrypt parameters (nothing is computed up front).
+ */
+export function decoyPassword (like: string | undefined): string {
+  if (like !== undefined && isPasswordHash(like)) {
+    const parsed = parsePasswordHash(like)
+    if (typeof parsed !== 'string') {
+      return `${PREFIX}${parsed.logN}$${parsed.r}$${parsed.p}$${randomBytes(parsed.salt.length).toString('base64')}$${randomBytes(parsed.key.length).toString('base64')}`
+    }
+  }
+  return PROTECTED_PREFIX + randomBytes(32).toString('base64')
+}
+
 /** Parses a stored hash; returns an error message when it is malformed. */
 export function parsePasswordHash (value: string): ParsedHash | string {
   const parts = value.split('$')
@@ -66,6 +106,11 @@ export async function verifyPassword (presented: string | Buffer, stored: string
     // Asynchronous: scrypt is deliberately slow and must not block the event loop.
     const derived = await scryptAsync(given, parsed.salt, parsed.key.length, { N: 2 ** parsed.logN, r: parsed.r, p: parsed.p, maxmem: MAX_MEM })
     return timingSafeEqual(derived, parsed.key)
+  }
+  if (stored.startsWith(PROTECTED_PREFIX)) {
+    const expected = Buffer.from(stored.slice(PROTECTED_PREFIX.length), 'base64')
+    const actual = processDigest(given)
+    return expected.length === actual.length && timingSafeEqual(actual, expected)
   }
   return constantTimeEqual(given, Buffer.from(stored, 'utf8'))
 }

@@ -17,6 +17,8 @@ import { connect, endAll, uniqueId } from '../helpers/mqtt-clients.js'
 import { startCluster, nameOf, waitForRoute } from '../helpers/dataplane-cluster.js'
 import { freeLoopbackAddress } from '../helpers/loopback.js'
 import { ClusterClientControl } from '../../src/server/api/cluster-client-control.js'
+import { memberDispatcher } from '../../src/server/api/member-calls.js'
+import { MemberCredential, MEMBER_HEADER } from '../../src/security/member-credential.js'
 import { BrokerHaError } from '../../src/errors.js'
 import type { Member, Membership } from '../../src/server/cluster/membership/membership.js'
 import type { MqttIntrospection } from '../../src/server/mqtt/introspection.js'
@@ -31,6 +33,8 @@ const apis: ApiClient[] = []
 const clients: MqttClient[] = []
 
 before(async () => {
+  // startCluster sets a cluster key: with api.user set, members reach each
+  // other's API with the credential derived from it (member-calls.ts).
   [a, b, c] = await startCluster(3, { api: { user: { [USER]: PASSWORD }, proxy_timeout: 2000 } }) as [TestNode, TestNode, TestNode]
 })
 after(async () => {
@@ -140,7 +144,7 @@ test('local scope: B answers 404 for a client on A and leaves it connected', asy
   assert.equal((explicit.body as { node: string }).node, nameOf(a))
 })
 
-test('members that cannot be asked are named in the 404; members are asked locally with the caller\'s credentials', async () => {
+test('members that cannot be asked are named in the 404; members are asked locally with the member credential, never the caller\'s', async () => {
   const host = await freeLoopbackAddress()
   // A member that has no such client, recording what it was sent.
   const seen: Array<{ url: string, headers: IncomingHttpHeaders }> = []
@@ -157,7 +161,9 @@ test('members that cannot be asked are named in the 404; members are asked local
   await new Promise<void>((resolve) => gone.listen(0, host, resolve))
   const gonePort = (gone.address() as AddressInfo).port
   await new Promise((resolve) => gone.close(resolve))
-  const dispatcher = new Agent()
+  const agent = new Agent()
+  const credential = new MemberCredential(['0123456789abcdef0123456789abcdef'])
+  const dispatcher = memberDispatcher(agent, credential)
   try {
     const m = (name: string, api: number): Member => ({ name, addr: host, port: 7946, meta: { api, mqtt: 1883, version: 't' }, state: 'alive', incarnation: 0, since: 0 })
     const self = m('self', 1)
@@ -165,16 +171,17 @@ test('members that cannot be asked are named in the 404; members are asked local
     const introspection = { disconnect: async () => false, inflight: async () => [], clients: () => [] } as unknown as MqttIntrospection
     const control = new ClusterClientControl({ introspection, membership, dispatcher, timeoutMs: 2000, log: pino({ level: 'silent' }) })
 
-    await assert.rejects(control.stop('ghost', { authorization: AUTH }), (err: BrokerHaError) => {
+    await assert.rejects(control.stop('ghost', {}), (err: BrokerHaError) => {
       assert.ok(err instanceof BrokerHaError)
       assert.equal(err.code, 'NOT_FOUND')
       assert.match(err.message, /^client "ghost" is not connected to any reachable member; unreachable: gone \(network: /)
       return true
     })
-    assert.deepEqual(await control.inflight('ghost', { authorization: AUTH }), [])
+    assert.deepEqual(await control.inflight('ghost', {}), [])
     assert.deepEqual(seen.map((r) => r.url), ['/api/mqtt/client/stop', '/api/mqtt/client/inflight'], 'dead members are not asked')
     for (const r of seen) {
-      assert.equal(r.headers.authorization, AUTH, 'the caller\'s credentials are forwarded')
+      assert.equal(r.headers.authorization, undefined, 'no Authorization header reaches a member')
+      assert.ok(credential.verify(r.headers[MEMBER_HEADER] as string, r.url === '/api/mqtt/client/stop' ? 'POST' : 'POST', r.url), 'signed with the member credential')
       assert.equal(r.headers['x-broker-ha-scope'], 'local', 'the member is asked for itself only')
     }
 
@@ -183,7 +190,7 @@ test('members that cannot be asked are named in the 404; members are asked local
     assert.deepEqual(await control.inflight('ghost', { local: true }), [])
     assert.equal(seen.length, 0, 'local scope asks nobody')
   } finally {
-    await dispatcher.close()
+    await agent.close()
     await new Promise((resolve) => stub.close(resolve))
   }
 })

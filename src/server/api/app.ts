@@ -22,6 +22,11 @@ import { sseRoutes, type SseStreams } from './routes/sse.js'
 import { debugRoutes, type Profiler } from './routes/debug.js'
 import { proxyRoutes } from './routes/proxy.js'
 import { chaosFaultRoutes, type FaultControl } from './routes/chaos-faults.js'
+import { MEMBER_HEADER, type MemberCredential } from '../../security/member-credential.js'
+import type { LoginBackoff } from '../../security/login-backoff.js'
+import { callerAddress, isLocalCaller, LOCAL_ONLY_MESSAGE, needsTrustedCaller } from './caller-trust.js'
+import { isLocalScope } from './local-scope.js'
+import { NO_KEY_WITH_API_USER } from './member-calls.js'
 
 export interface AppDeps {
   log: Logger
@@ -39,6 +44,10 @@ export interface AppDeps {
   dispatcher: Dispatcher
   proxyTimeoutMs: number
   sseKeepaliveMs: number
+  /** Calls from other members (member-calls.ts); disabled without a cluster key. */
+  memberCredential: MemberCredential
+  /** Failed basic-auth logins per caller address. */
+  loginBackoff: LoginBackoff
   /** Only for nodes started with `serve --chaos-control` (loopback only): the chaos runner's fault hook. */
   faults?: FaultControl | undefined
 }
@@ -49,7 +58,13 @@ export interface AppDeps {
  * there is one, so an oddly spelt URL that still reaches a route is covered.
  */
 export function isProtected (path: string): boolean {
-  return path === '/debug' || path.startsWith('/debug/') || path.startsWith('/api/') || path.startsWith('/proxy/')
+  return path === '/debug' || path.startsWith('/debug/') || path.startsWith('/api/') || path.startsWith('/proxy/') ||
+    path === '/chaos' || path.startsWith('/chaos/')
+}
+
+function isMemberAddress (membership: Membership, address: string): boolean {
+  const self = membership.self.name
+  return membership.members().some((m) => m.name !== self && (m.state === 'alive' || m.state === 'suspect') && m.addr === address)
 }
 
 /** The logger's level, or warn when it is more verbose than that. */
@@ -94,13 +109,46 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
     void reply.code(404).send({ status: 404, error: `no route ${request.method} ${request.url.split('?')[0]}` })
   })
 
+  // Who may call what (docs/security.md, "The HTTP API"): another member by
+  // its credential; with api.user, basic auth (failures back the caller's
+  // address off); without api.user, reads are open and /debug, /chaos and
+  // the mutating endpoints answer callers on this host only.
   app.addHook('onRequest', async (request, reply) => {
-    if (!deps.auth.enabled || !isProtected(request.routeOptions.url ?? request.url.split('?')[0]!)) return
-    if (await deps.auth.check(request.headers.authorization)) return
-    await reply
-      .code(401)
-      .header('www-authenticate', 'Basic realm="broker-ha", charset="UTF-8"')
-      .send({ status: 401, error: request.headers.authorization === undefined ? 'authentication required (HTTP basic auth)' : 'wrong username or password' })
+    const path = request.routeOptions.url ?? request.url.split('?')[0]!
+    if (!isProtected(path)) return
+    const member = request.headers[MEMBER_HEADER]
+    if (member !== undefined) {
+      if (deps.memberCredential.verify(Array.isArray(member) ? member[0] : member, request.method, request.url)) return
+      await reply.code(401).send({ status: 401, error: 'member credential not valid: the members hold different cluster keys, or their clocks are more than 60 s apart' })
+      return
+    }
+    if (deps.auth.enabled) {
+      const address = callerAddress(request)
+      const wait = deps.loginBackoff.blockedFor(address, Date.now())
+      if (wait > 0) {
+        await reply.code(429).header('retry-after', String(Math.ceil(wait / 1000)))
+          .send({ status: 429, error: `too many failed logins from ${address}: try again in ${Math.ceil(wait / 1000)} s` })
+        return
+      }
+      const header = request.headers.authorization
+      if (await deps.auth.check(header)) {
+        deps.loginBackoff.succeeded(address)
+        return
+      }
+      // A request without credentials is a browser's first try, not a failed guess.
+      if (header !== undefined) deps.loginBackoff.failed(address, Date.now())
+      await reply
+        .code(401)
+        .header('www-authenticate', 'Basic realm="broker-ha", charset="UTF-8"')
+        .send({ status: 401, error: header === undefined ? 'authentication required (HTTP basic auth)' : 'wrong username or password' })
+      return
+    }
+    if (!needsTrustedCaller(request.method, path) || isLocalCaller(request.socket)) return
+    // A cluster without a key: another member looking for a client here
+    // (cluster-client-control.ts) is known by its gossip address only, which
+    // is as much as such a cluster knows of its members anyway.
+    if (!deps.memberCredential.enabled && isLocalScope(request.headers) && path.startsWith('/api/') && isMemberAddress(deps.membership, callerAddress(request))) return
+    await reply.code(403).send({ status: 403, error: LOCAL_ONLY_MESSAGE })
   })
   app.addHook('onResponse', async (request, reply) => {
     deps.metrics.requests.inc({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) })
@@ -138,7 +186,12 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
   mqttRoutes(app, { introspection: deps.introspection, connections: deps.connections, clientControl: deps.clientControl })
   sseRoutes(app, { bus: deps.bus, streams: deps.streams, keepaliveMs: deps.sseKeepaliveMs })
   debugRoutes(app, { profiler: deps.profiler, nodeName: deps.membership.self.name })
-  proxyRoutes(app, [MEMBERS_ROUTE, ...MQTT_PROXIED_ROUTES], { membership: deps.membership, dispatcher: deps.dispatcher, timeoutMs: deps.proxyTimeoutMs })
+  proxyRoutes(app, [MEMBERS_ROUTE, ...MQTT_PROXIED_ROUTES], {
+    membership: deps.membership,
+    dispatcher: deps.dispatcher,
+    timeoutMs: deps.proxyTimeoutMs,
+    refused: deps.auth.enabled && !deps.memberCredential.enabled ? NO_KEY_WITH_API_USER : undefined
+  })
   if (deps.faults !== undefined) chaosFaultRoutes(app, { faults: deps.faults })
   return app
 }

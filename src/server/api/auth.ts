@@ -4,8 +4,7 @@
 // admin TUI poll every second, so successful checks are remembered in a
 // bounded cache keyed by a digest of the credentials (the plain password is
 // never kept).
-import { createHash } from 'node:crypto'
-import { verifyPassword, constantTimeEqual } from '../../security/password.js'
+import { cachedPasswordVerifier, decoyPassword, isPasswordHash, protectPassword } from '../../security/password.js'
 
 /** Credentials from an `Authorization: Basic ...` header, or undefined when absent or malformed. */
 export function parseBasicAuth (header: string | undefined): { user: string, password: string } | undefined {
@@ -18,38 +17,43 @@ export function parseBasicAuth (header: string | undefined): { user: string, pas
   return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) }
 }
 
-// Enough for every operator and tool of a cluster; evicting the oldest keeps
-// a flood of distinct valid logins from growing memory.
-const CACHE_LIMIT = 256
-
 export class BasicAuth {
   private readonly users: ReadonlyMap<string, string>
-  private readonly verified = new Set<string>()
+  /** What an unknown user name is checked against (password.ts decoyPassword). */
+  private readonly decoy: string
+  /**
+   * Remembers successful hash checks (256 entries, least recently used out)
+   * under an HMAC with a per-process key: the memory holds no password and
+   * nothing a dictionary attack could use without that key.
+   */
+  private readonly verify = cachedPasswordVerifier({ maxEntries: 256 })
 
+  /** Plain passwords are kept only as protected digests (password.ts protectPassword). */
   constructor (users: Record<string, string>) {
-    this.users = new Map(Object.entries(users))
+    this.users = new Map(Object.entries(users).map(([name, password]) => [name, protectPassword(password)]))
+    this.decoy = decoyPassword([...this.users.values()].find(isPasswordHash))
   }
 
   get enabled (): boolean {
     return this.users.size > 0
   }
 
-  /** True when the header carries a configured user and its password. */
+  /**
+   * True when the header carries a configured user and its password. An
+   * unknown user name costs the same work as a wrong password (a check
+   * against a decoy like the configured hashes), so the time to answer does
+   * not tell which user names exist.
+   */
   async check (header: string | undefined): Promise<boolean> {
     if (!this.enabled) return true
     const creds = parseBasicAuth(header)
     if (creds === undefined) return false
     const stored = this.users.get(creds.user)
+    const presented = Buffer.from(creds.password, 'utf8')
     if (stored === undefined) {
-      // Same work as a plain-password check, so an unknown user does not answer faster.
-      constantTimeEqual(creds.password, '\u0000unknown-user')
+      await this.verify(presented, this.decoy)
       return false
     }
-    const key = createHash('sha256').update(creds.user).update('\u0000').update(creds.password).update('\u0000').update(stored).digest('base64')
-    if (this.verified.has(key)) return true
-    if (!await verifyPassword(creds.password, stored)) return false
-    if (this.verified.size >= CACHE_LIMIT) this.verified.delete(this.verified.values().next().value!)
-    this.verified.add(key)
-    return true
+    return await this.verify(presented, stored)
   }
 }

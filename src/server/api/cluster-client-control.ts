@@ -3,8 +3,9 @@
 // lives on one node, so the answer is this node's when it has the client,
 // otherwise the one member's that has it: the others are asked at once, over
 // their HTTP API, marked local-scope so that they answer for themselves
-// (no recursion), with the caller's Authorization header (each member
-// applies its own auth) and the /proxy deadline (api.proxy_timeout).
+// (no recursion), authenticated as member-calls.ts says (never with the
+// caller's Authorization header), with the /proxy deadline
+// (api.proxy_timeout).
 import type { Dispatcher } from 'undici'
 import { ApiClient, ApiClientError } from '../../client/index.js'
 import type { ClientStopResult, MessageInfo } from '../../client/contract.js'
@@ -13,8 +14,8 @@ import type { MqttIntrospection } from '../mqtt/introspection.js'
 import type { Logger } from '../../log.js'
 import { BrokerHaError } from '../../errors.js'
 import { LocalClientControl, type ClientControl, type ClientControlRequest } from './routes/mqtt.js'
-import { describeFailure, memberApiUrl, proxyTargets } from './routes/proxy.js'
-import { localScopeDispatcher } from './local-scope.js'
+import { describeFailure, proxyTargets } from './routes/proxy.js'
+import { memberApiUrl, MemberCallsRefused } from './member-calls.js'
 
 /** What asking the members found: the first member that had it, and who could not be asked. */
 export interface MemberSearch<T> {
@@ -66,11 +67,13 @@ export function notFoundMessage (clientId: string, unreachable: Record<string, s
 export interface ClusterClientControlOptions {
   introspection: MqttIntrospection
   membership: Membership
-  /** Connection pool for member requests (marked local-scope here). */
+  /** The member-call pool (member-calls.ts memberDispatcher): signs, marks local scope, strips Authorization. */
   dispatcher: Dispatcher
   /** Deadline of each member request, ms (api.proxy_timeout). */
   timeoutMs: number
   log: Logger
+  /** Set when other members cannot be asked (api.user without a cluster key): why, as each one's failure. */
+  refused?: string | undefined
 }
 
 export class ClusterClientControl implements ClientControl {
@@ -81,7 +84,7 @@ export class ClusterClientControl implements ClientControl {
   constructor (options: ClusterClientControlOptions) {
     this.options = options
     this.local = new LocalClientControl(options.introspection, options.membership.self.name)
-    this.dispatcher = localScopeDispatcher(options.dispatcher)
+    this.dispatcher = options.dispatcher
   }
 
   async stop (clientId: string, request: ClientControlRequest = {}): Promise<ClientStopResult> {
@@ -135,12 +138,9 @@ export class ClusterClientControl implements ClientControl {
     return this.options.introspection.clients().some((c) => c.ID === clientId)
   }
 
-  private client (member: Member, request: ClientControlRequest): ApiClient {
-    return new ApiClient({
-      baseUrl: memberApiUrl(member),
-      timeoutMs: this.options.timeoutMs,
-      dispatcher: this.dispatcher,
-      ...(request.authorization === undefined ? {} : { authorization: request.authorization })
-    })
+  private client (member: Member, _request: ClientControlRequest): ApiClient {
+    if (this.options.refused !== undefined) throw new MemberCallsRefused(this.options.refused)
+    // No Authorization: the caller's credentials are for this node only.
+    return new ApiClient({ baseUrl: memberApiUrl(member), timeoutMs: this.options.timeoutMs, dispatcher: this.dispatcher })
   }
 }

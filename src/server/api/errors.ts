@@ -57,8 +57,10 @@ export function responses<T> (ok: T, errors: number[] = [400, 401, 500]): Record
 const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: 'bad request: invalid JSON, missing or wrong-typed field, invalid topic or filter',
   401: 'basic auth required (api.user is set) and missing or wrong',
+  403: 'api.user is not set and the caller is not on this host (debug, chaos and mutating endpoints)',
   404: 'no such resource on this node',
   409: 'busy: another profile is running',
+  429: 'too many failed logins from this address: wait Retry-After seconds',
   500: 'the request could not be carried out',
   503: 'probe failed'
 }

@@ -22,6 +22,9 @@ import type { ClientControl } from './routes/mqtt.js'
 import { ClusterClientControl } from './cluster-client-control.js'
 import { ClientConnections } from './client-connections.js'
 import type { FaultControl } from './routes/chaos-faults.js'
+import { MemberCredential } from '../../security/member-credential.js'
+import { LoginBackoff } from '../../security/login-backoff.js'
+import { memberDispatcher, memberCallsProblem } from './member-calls.js'
 
 export type { ClientControl } from './routes/mqtt.js'
 export { LocalClientControl } from './routes/mqtt.js'
@@ -82,7 +85,13 @@ export class ApiServer {
     // One pool for /proxy fan-out and finding a client on other members; a few connections per member are plenty for an admin API.
     this.dispatcher = new Agent({ connections: 4, keepAliveTimeout: 10_000 })
     const auth = new BasicAuth(config.api.user)
-    if (!auth.enabled) log.warn('HTTP API /api, /proxy and /debug are open to anyone who reaches api.port: set api.user to require basic auth')
+    // Derived once; the key string read here is not kept (config/secrets.ts).
+    const cc = config.cluster.config
+    const credential = new MemberCredential([cc.secret_key, ...cc.secondary_keys])
+    const refused = memberCallsProblem({ apiUserSet: auth.enabled, credential })
+    if (!auth.enabled) log.warn('HTTP API /api and /proxy are open to anyone who reaches api.port, /debug and client/stop to callers on this host: set api.user to require basic auth')
+    if (refused !== undefined) log.warn('api.user is set and cluster.config.secret_key is not: /proxy and client control answer for this node only (other members cannot be authenticated to)')
+    const toMembers = memberDispatcher(this.dispatcher, credential)
     const { bind, port } = config.api
     try {
       this.app = await buildApp({
@@ -95,16 +104,19 @@ export class ApiServer {
         clientControl: this.options.clientControl ?? new ClusterClientControl({
           introspection: this.introspection,
           membership,
-          dispatcher: this.dispatcher,
+          dispatcher: toMembers,
           timeoutMs: config.api.proxy_timeout,
-          log
+          log,
+          refused
         }),
         auth,
         probes: new ProbeCache({ membership, config }),
         metrics: this.metrics,
         streams: this.streams,
         profiler: this.profiler,
-        dispatcher: this.dispatcher,
+        dispatcher: toMembers,
+        memberCredential: credential,
+        loginBackoff: new LoginBackoff(),
         proxyTimeoutMs: config.api.proxy_timeout,
         sseKeepaliveMs: this.options.sseKeepaliveMs ?? 15_000,
         faults: this.options.faults

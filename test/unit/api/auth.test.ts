@@ -36,15 +36,34 @@ test('plain and hashed passwords; wrong ones and unknown users refused', async (
 
 test('the success cache is bounded and keyed by password: a cached user with a new wrong password is refused', async () => {
   const users: Record<string, string> = {}
-  for (let i = 0; i < 300; i++) users[`u${i}`] = 'pw'
+  for (let i = 0; i < 300; i++) users[`u${i}`] = hashPassword(`pw${i}`, 10)
   const auth = new BasicAuth(users)
-  for (let i = 0; i < 300; i++) assert.equal(await auth.check(header(`u${i}`, 'pw')), true)
-  assert.equal((auth as unknown as { verified: Set<string> }).verified.size, 256)
+  for (let i = 0; i < 300; i++) assert.equal(await auth.check(header(`u${i}`, `pw${i}`)), true)
+  assert.equal((auth as unknown as { verify: { size: number } }).verify.size, 256)
   assert.equal(await auth.check(header('u299', 'other')), false)
-  assert.equal(await auth.check(header('u0', 'pw')), true, 'evicted entries are checked again')
+  assert.equal(await auth.check(header('u0', 'pw0')), true, 'evicted entries are checked again')
+})
+
+test('an unknown user costs a check of the same kind as a wrong password (a decoy hash with the same parameters)', async () => {
+  const stored: string[] = []
+  const auth = new BasicAuth({ ops: hashPassword('secret', 10) })
+  const inner = auth as unknown as { verify: (p: Buffer, s: string) => Promise<boolean> }
+  const verify = inner.verify
+  inner.verify = async (p, s) => { stored.push(s); return await verify(p, s) }
+  assert.equal(await auth.check(header('ops', 'wrong')), false)
+  assert.equal(await auth.check(header('nobody', 'wrong')), false)
+  assert.equal(stored.length, 2, 'both were checked')
+  assert.match(stored[1]!, /^scrypt\$10\$8\$1\$/, 'the unknown user was checked against a scrypt hash of the same cost')
+  assert.notEqual(stored[0], stored[1])
+})
+
+test('plain passwords are not kept as given', () => {
+  const auth = new BasicAuth({ ops: 'plain-secret-password' })
+  const kept = [...(auth as unknown as { users: Map<string, string> }).users.values()]
+  assert.equal(kept.some((v) => v.includes('plain-secret-password')), false)
 })
 
 test('which paths are behind auth', () => {
-  for (const path of ['/api/mqtt/clients', '/api/sse', '/proxy/api/mqtt/clients', '/debug', '/debug/pprof/heap']) assert.equal(isProtected(path), true, path)
+  for (const path of ['/api/mqtt/clients', '/api/sse', '/proxy/api/mqtt/clients', '/debug', '/debug/pprof/heap', '/chaos/faults']) assert.equal(isProtected(path), true, path)
   for (const path of ['/metrics', '/ready', '/healthz', '/openapi.json', '/debugger', '/apix']) assert.equal(isProtected(path), false, path)
 })

@@ -19,6 +19,14 @@ test('member API address from Addr and Meta.api, IPv6 in brackets', () => {
   assert.equal(memberApiUrl(member('a', 'alive', 'fd00::1')), 'http://[fd00::1]:8081')
 })
 
+test('a member address that is not an IP literal, or a port that is not an integer port, makes no URL', () => {
+  const withMeta = (addr: string, api: unknown): Member => ({ ...member('m', 'alive', addr), meta: { api: api as number, mqtt: 1883, version: 't' } })
+  for (const addr of ['evil.example.com', '10.0.0.1/admin?x=', '10.0.0.1:9999', 'user:pw@10.0.0.1', '10.0.0.1#', '']) {
+    assert.throws(() => memberApiUrl(withMeta(addr, 8081)), /is not an IP address/, addr)
+  }
+  for (const api of [0, 65536, 80.5, '80/x', -1]) assert.throws(() => memberApiUrl(withMeta('10.0.0.1', api)), /not a port number/, String(api))
+})
+
 test('fanOut: answers by member name, failures as {error}', async () => {
   const answer = await fanOut([member('ok'), member('http'), member('slow'), member('plain')], async (m) => {
     if (m.name === 'ok') return [1]

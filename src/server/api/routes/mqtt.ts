@@ -14,8 +14,6 @@ import type { ClientConnections } from '../client-connections.js'
 
 /** Who asked, as far as finding a client on other members needs to know. */
 export interface ClientControlRequest {
-  /** The caller's Authorization header, forwarded to the members asked. */
-  authorization?: string | undefined
   /** The local-scope marker (local-scope.ts): answer for this node only. */
   local?: boolean
 }
@@ -122,5 +120,5 @@ export function mqttRoutes (app: FastifyInstance, deps: { introspection: MqttInt
 }
 
 function controlRequest (request: FastifyRequest): ClientControlRequest {
-  return { authorization: request.headers.authorization, local: isLocalScope(request.headers) }
+  return { local: isLocalScope(request.headers) }
 }

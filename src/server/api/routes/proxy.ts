@@ -2,33 +2,35 @@
 // marked `| /proxy/...`). Members are asked concurrently through the typed
 // client, each with its own deadline (api.proxy_timeout); the answer is
 // `{memberName: answer}`, and a member that fails or times out appears as
-// `{"error": "..."}` instead of failing the whole answer. The caller's
-// Authorization header is forwarded, so each member applies its own auth,
-// and every request is marked local-scope (local-scope.ts), so each member
-// answers for itself instead of searching the cluster again.
+// `{"error": "..."}` instead of failing the whole answer. Members are
+// reached and authenticated as member-calls.ts says (never with the caller's
+// Authorization header), and every request is marked local-scope
+// (local-scope.ts), so each member answers for itself instead of searching
+// the cluster again.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { ApiClient, ApiClientError } from '../../../client/index.js'
 import { proxyAnswer, type MemberError } from '../../../client/contract.js'
 import type { Member, Membership } from '../../cluster/membership/membership.js'
 import { responses } from '../errors.js'
-import { localScopeDispatcher, SCOPE_HEADER } from '../local-scope.js'
+import { SCOPE_HEADER } from '../local-scope.js'
+import { memberApiUrl, MemberCallsRefused } from '../member-calls.js'
 import type { ProxiedRoute } from './mqtt.js'
+
+export { memberApiUrl } from '../member-calls.js'
 
 export interface ProxyDeps {
   membership: Membership
+  /** The member-call pool (member-calls.ts memberDispatcher): signs, marks local scope, strips Authorization. */
   dispatcher: Dispatcher
   timeoutMs: number
+  /** Set when other members cannot be asked (api.user without a cluster key): each one's error. */
+  refused?: string | undefined
 }
 
 /** Members worth asking: alive or merely suspected (a suspect may still answer). */
 export function proxyTargets (members: Member[]): Member[] {
   return members.filter((m) => m.state === 'alive' || m.state === 'suspect')
-}
-
-export function memberApiUrl (member: Member): string {
-  const host = member.addr.includes(':') ? `[${member.addr}]` : member.addr
-  return `http://${host}:${member.meta.api}`
 }
 
 /** One line saying why a member could not answer. */
@@ -55,7 +57,7 @@ export async function fanOut (targets: Member[], ask: (member: Member) => Promis
 
 export function proxyRoutes (app: FastifyInstance, routes: ProxiedRoute[], deps: ProxyDeps): void {
   const self = deps.membership.self.name
-  const dispatcher = localScopeDispatcher(deps.dispatcher)
+  const dispatcher = deps.dispatcher
   const askSelf = async (route: ProxiedRoute, request: FastifyRequest): Promise<unknown> => {
     // Ourselves: through the same route handler in-process, no network hop.
     const headers: Record<string, string> = { [SCOPE_HEADER]: 'local' }
@@ -84,15 +86,11 @@ export function proxyRoutes (app: FastifyInstance, routes: ProxiedRoute[], deps:
       handler: async (request) => {
         // A request no member could answer is the caller's mistake: one 400, not one error per member.
         route.check?.((request.body ?? {}) as Record<string, string>)
-        const authorization = request.headers.authorization
         return await fanOut(proxyTargets(deps.membership.members()), async (member) => {
           if (member.name === self) return await withDeadline(askSelf(route, request), deps.timeoutMs)
-          const client = new ApiClient({
-            baseUrl: memberApiUrl(member),
-            timeoutMs: deps.timeoutMs,
-            dispatcher,
-            ...(authorization === undefined ? {} : { authorization })
-          })
+          if (deps.refused !== undefined) throw new MemberCallsRefused(deps.refused)
+          // No Authorization: the caller's credentials are for this node only.
+          const client = new ApiClient({ baseUrl: memberApiUrl(member), timeoutMs: deps.timeoutMs, dispatcher })
           return await client.request(route.method, route.url, route.method === 'POST' ? request.body : undefined)
         })
       }

@@ -6,6 +6,7 @@
 // is checked on decode, so nothing malformed reaches the state machine.
 // Encryption (security.ts) wraps the whole frame.
 import type { MemberMeta, MemberState } from './membership.js'
+import { isIP } from 'node:net'
 
 const MAGIC = 0xB7
 
@@ -122,11 +123,25 @@ function checkAddress (v: unknown): NodeAddress {
   throw new CodecError('decode', 'malformed node address')
 }
 
+/**
+ * A member's meta: its API and MQTT ports, which other nodes combine with the
+ * member's gossip address (an IP literal, checkMemberAddr) to reach it. Only
+ * integer ports 1-65535: /proxy and client control build URLs from them
+ * (src/server/api/member-url.ts), so nothing here may carry a host or a path.
+ */
 function checkMeta (v: unknown): MemberMeta {
-  if (isObject(v) && isUint(v.api) && isUint(v.mqtt) && typeof v.version === 'string' && v.version.length <= 64) {
+  if (isObject(v) && isPort(v.api) && isPort(v.mqtt) && typeof v.version === 'string' && v.version.length <= 64) {
     return { api: v.api, mqtt: v.mqtt, version: v.version }
   }
   throw new CodecError('decode', 'malformed member meta')
+}
+
+/**
+ * A member's advertised address: an IP literal (cluster.advertise is one),
+ * never a host name, a path or anything else a URL could be built from.
+ */
+function isMemberAddr (v: unknown): v is string {
+  return typeof v === 'string' && v.length <= 45 && isIP(v) !== 0
 }
 
 function checkVersions (v: unknown): Versions {
@@ -135,7 +150,7 @@ function checkVersions (v: unknown): Versions {
 }
 
 function checkNodeState (v: unknown): NodeState {
-  if (isObject(v) && isString(v.name) && isString(v.addr) && isPort(v.port) && isUint(v.incarnation) &&
+  if (isObject(v) && isString(v.name) && isMemberAddr(v.addr) && isPort(v.port) && isUint(v.incarnation) &&
     typeof v.state === 'string' && MEMBER_STATES.includes(v.state)) {
     return { name: v.name, addr: v.addr, port: v.port, incarnation: v.incarnation, state: v.state as MemberState, meta: checkMeta(v.meta), vsn: checkVersions(v.vsn) }
   }
@@ -158,7 +173,7 @@ function checkMessage (m: unknown): Message {
         if (isUint(m.seq)) return { type: m.type, seq: m.seq }
         break
       case 'alive':
-        if (isUint(m.incarnation) && isString(m.node) && isString(m.addr) && isPort(m.port)) {
+        if (isUint(m.incarnation) && isString(m.node) && isMemberAddr(m.addr) && isPort(m.port)) {
           return { type: 'alive', incarnation: m.incarnation, node: m.node, addr: m.addr, port: m.port, meta: checkMeta(m.meta), vsn: checkVersions(m.vsn) }
         }
         break

@@ -94,3 +94,19 @@ test('random and truncated bytes never escape as anything but CodecError', () =>
     assert.ok(['decode', 'version'].includes(reasonOf(() => decodePacket(plain.open(cut)))))
   }
 })
+
+test('a member advertising an API address with a path, a host name or a port that is not one is refused at decode', () => {
+  const frame = encodePacket([messages[0]!])
+  const body = (v: unknown): Buffer => Buffer.concat([frame.subarray(0, 2), Buffer.from(JSON.stringify(v))])
+  const alive = (addr: unknown, api: unknown) => [{ type: 'alive', incarnation: 1, node: 'rogue', addr, port: 7946, meta: { api, mqtt: 1883, version: 'v' }, vsn: [1, 1, 1, 0, 0, 0] }]
+  for (const [addr, api] of [
+    ['127.0.0.9/debug/pprof/heap?', 8080], ['169.254.169.254/latest/meta-data#', 80], ['evil.example.com', 8080], ['user:pw@10.0.0.1', 8080],
+    ['10.0.0.1', 0], ['10.0.0.1', 65536], ['10.0.0.1', 80.5], ['10.0.0.1', '80/x']
+  ] as const) {
+    assert.equal(reasonOf(() => decodePacket(body(alive(addr, api)))), 'decode', `${String(addr)} ${String(api)}`)
+  }
+  const node = (addr: string) => ({ type: 'push-pull', join: true, nodes: [{ name: 'rogue', addr, port: 7946, meta: { api: 8080, mqtt: 1883, version: 'v' }, incarnation: 0, state: 'alive', vsn: [1, 1, 1, 0, 0, 0] }], userState: '' })
+  assert.equal(reasonOf(() => decodeStream(body(node('10.0.0.1/x')))), 'decode')
+  assert.equal(reasonOf(() => decodeStream(body(node('10.0.0.1')))), 'accepted', 'an IP literal is fine')
+  assert.doesNotThrow(() => decodePacket(body(alive('fd00::1', 8080))))
+})
