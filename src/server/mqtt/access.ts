@@ -8,6 +8,7 @@
 import { BlockList, isIP } from 'node:net'
 import type { AuthRuleConfig, AclRuleConfig } from '../../config/index.js'
 import { levelsMatch, stripSharePrefix } from '../../topic-filter.js'
+import { decoyPassword, protectPassword } from '../../security/password.js'
 
 /** Who a client is, as far as rules can tell. */
 export interface ClientIdentity {
@@ -252,7 +253,9 @@ function decideTopic (rule: CompiledAclRule, topic: string[], need: number): Dec
  * are enforced per message at delivery (AclView.canRead).
  */
 function decideSubscription (rule: CompiledAclRule, filter: string[]): Decision {
-  if (rule.filters === undefined) return 'allow'
+  // A rule without filters grants everything except `$` topics, which need a
+  // filter naming their prefix (isReservedFilter).
+  if (rule.filters === undefined) return isReservedFilter(filter) ? 'no-match' : 'allow'
   let overlaps = false
   for (const f of rule.filters) {
     if (filterCovers(f.levels, filter)) return (f.access & READ) !== 0 ? 'allow' : 'deny'
@@ -262,6 +265,22 @@ function decideSubscription (rule: CompiledAclRule, filter: string[]): Decision 
 }
 
 const ALLOWED_BY_DEFAULT = Object.freeze({ allowed: true, rule: undefined })
+const REFUSED_BY_DEFAULT = Object.freeze({ allowed: false, rule: undefined })
+
+/**
+ * Topics starting with `$` are the server's (MQTT 5 §4.7.2): no client may
+ * publish to one, and a subscription to one (`$SYS/...`, `$foo/#`; a shared
+ * subscription `$share/g/f` is judged by `f`) is allowed only by an ACL
+ * filter whose first level names that prefix: `#`, `+/...` and rules without
+ * filters do not grant them, and with no ACL at all they are refused.
+ */
+export function isReservedTopic (topic: string): boolean {
+  return topic.charCodeAt(0) === 36 // '$'
+}
+
+function isReservedFilter (levels: string[]): boolean {
+  return levels[0] !== undefined && levels[0].charCodeAt(0) === 36
+}
 
 /** The ACL as it applies to one client: the rules whose username/client/remote match it, in order. */
 export class AclView {
@@ -294,7 +313,10 @@ export class AclView {
 
   canSubscribe (filter: string): { allowed: boolean, rule: number | undefined } {
     const levels = stripSharePrefix(filter).split('/')
-    return this.decide((r) => decideSubscription(r, levels))
+    const decision = this.decide((r) => decideSubscription(r, levels))
+    // No rule said anything about a `$` filter: refused, not allowed.
+    if (decision.rule === undefined && isReservedFilter(levels)) return REFUSED_BY_DEFAULT
+    return decision
   }
 
   /** May a message on `topic` be delivered to this client? */
@@ -328,9 +350,17 @@ export class AccessPolicy {
   // Clients whose identity selects the same rules share one view (and its memo).
   private readonly views = new Map<string, AclView>()
   private readonly maxViews: number
+  /** Checked when no rule's password was: the same work for an unknown user as for a wrong password. */
+  private readonly decoy: string
 
   constructor (config: { auth: readonly AuthRuleConfig[], acl: readonly AclRuleConfig[] }, options: { maxViews?: number } = {}) {
-    this.authRules = config.auth.map((rule, index) => ({ index, who: identityMatchers(rule), password: rule.password, allow: rule.allow }))
+    // Plain passwords are kept only as protected digests (password.ts), so
+    // this long-lived object holds no password a heap snapshot could show.
+    this.authRules = config.auth.map((rule, index) => {
+      const password = rule.password
+      return { index, who: identityMatchers(rule), password: password === undefined ? undefined : protectPassword(password), allow: rule.allow }
+    })
+    this.decoy = decoyPassword(this.authRules.find((r) => r.password !== undefined)?.password)
     this.aclRules = config.acl.map(compileAclRule)
     this.maxViews = options.maxViews ?? 4096
   }
@@ -352,12 +382,20 @@ export class AccessPolicy {
    */
   async authenticate (who: ClientIdentity, password: Buffer | undefined, check: PasswordCheck): Promise<AuthDecision> {
     if (this.authRules.length === 0) return { allowed: true, rule: undefined }
+    let checked = false
     for (const rule of this.authRules) {
       if (!identityMatches(rule.who, who)) continue
       // A rule naming a password needs one; an absent password is the empty one.
-      if (rule.password !== undefined && !(await check(password ?? Buffer.alloc(0), rule.password))) continue
+      if (rule.password !== undefined) {
+        checked = true
+        if (!(await check(password ?? Buffer.alloc(0), rule.password))) continue
+      }
       return { allowed: rule.allow, rule: rule.index }
     }
+    // Refused without any password checked (an unknown user name): check one
+    // that never matches, so the answer takes as long as for a known user
+    // with a wrong password and does not tell which user names exist.
+    if (!checked) await check(password ?? Buffer.alloc(0), this.decoy)
     return { allowed: false, rule: undefined }
   }
 

@@ -21,7 +21,8 @@ import { Counter, type Registry } from 'prom-client'
 import type { Config } from '../../config/index.js'
 import { rateLimited, type Logger } from '../../log.js'
 import { cachedPasswordVerifier } from '../../security/password.js'
-import { AccessPolicy, type AclView, type ClientIdentity } from './access.js'
+import { LoginBackoff } from '../../security/login-backoff.js'
+import { AccessPolicy, isReservedTopic, normaliseAddress, type AclView, type ClientIdentity } from './access.js'
 
 export interface AccessControlOptions {
   config: Config
@@ -55,6 +56,9 @@ export function installAccessControl (hooks: AedesHooks, options: AccessControlO
   // The ACL view of each connected client, fixed at CONNECT (identity cannot
   // change during a connection). Weak, so a closed client leaves nothing behind.
   const views = new WeakMap<Client, AclView>()
+  // Failed CONNECTs per source address (security/login-backoff.ts): past a
+  // few, the address waits before its next password is even checked.
+  const backoff = new LoginBackoff()
 
   if (policy.anonymous) {
     log.warn('mqtt.auth has no rules: anonymous access is on, every client may connect')
@@ -68,11 +72,21 @@ export function installAccessControl (hooks: AedesHooks, options: AccessControlO
 
   hooks.use('authenticate', 'access', () => (client, username, password, callback) => {
     const who: ClientIdentity = { clientId: client.id, username: username ?? undefined, remote: remoteOf(client) }
+    const address = who.remote === undefined ? undefined : normaliseAddress(who.remote.address)
+    if (!policy.anonymous && address !== undefined) {
+      const wait = backoff.blockedFor(address, Date.now())
+      if (wait > 0) {
+        refuse('connect', client, { backoff: `${Math.ceil(wait / 1000)}s after repeated failed logins from this address` }, who.username)
+        return callback(Object.assign(new Error('not authorized'), { returnCode: NOT_AUTHORIZED_RETURN_CODE }), false)
+      }
+    }
     policy.authenticate(who, password ?? undefined, verify).then((decision) => {
       if (!decision.allowed) {
+        if (address !== undefined) backoff.failed(address, Date.now())
         refuse('connect', client, { rule: decision.rule }, who.username)
         return callback(Object.assign(new Error('not authorized'), { returnCode: NOT_AUTHORIZED_RETURN_CODE }), false)
       }
+      if (address !== undefined && !policy.anonymous) backoff.succeeded(address)
       const view = policy.aclFor(who)
       // The will is published when this connection is gone, possibly by
       // another node that no longer knows who the client was; so its topic is
@@ -98,7 +112,7 @@ export function installAccessControl (hooks: AedesHooks, options: AccessControlO
     let allowed: boolean
     let rule: number | undefined
     if (isReservedTopic(packet.topic)) {
-      // Keeps aedes' default: clients never publish into $SYS.
+      // `$` topics are the server's (MQTT 5 §4.7.2), whatever the ACL says.
       allowed = false
     } else {
       const view = views.get(client)
@@ -140,10 +154,6 @@ export function installAccessControl (hooks: AedesHooks, options: AccessControlO
       return view !== undefined && view.canRead(packet.topic) ? packet : null
     })
   }
-}
-
-function isReservedTopic (topic: string): boolean {
-  return topic.startsWith('$SYS/')
 }
 
 /**

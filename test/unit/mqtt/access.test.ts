@@ -107,6 +107,27 @@ describe('authentication', () => {
     assert.deepEqual(d, { allowed: true, rule: 1 })
   })
 
+  test('an unknown user name costs one password check against a decoy of the same kind, as a wrong password does', async () => {
+    const hash = hashPassword('pw', 10)
+    const p = auth([{ username: 'alice', password: hash, allow: true }])
+    const checked: string[] = []
+    const counting: PasswordCheck = async (presented, stored) => { checked.push(stored); return await verifyPassword(presented, stored) }
+    assert.equal((await p.authenticate(who({ username: 'alice' }), Buffer.from('wrong'), counting)).allowed, false)
+    assert.equal((await p.authenticate(who({ username: 'mallory' }), Buffer.from('wrong'), counting)).allowed, false)
+    assert.equal(checked.length, 2)
+    assert.equal(checked[0], hash)
+    assert.match(checked[1]!, /^scrypt\$10\$8\$1\$/)
+    assert.notEqual(checked[1], hash)
+  })
+
+  test('plain passwords are kept only as protected digests', async () => {
+    const p = auth([{ username: 'alice', password: 'plain-pw-123', allow: true }])
+    const rules = (p as unknown as { authRules: Array<{ password: string }> }).authRules
+    assert.equal(rules[0]!.password.includes('plain-pw-123'), false)
+    assert.equal(await allowed(p, who({ username: 'alice' }), 'plain-pw-123'), true)
+    assert.equal(await allowed(p, who({ username: 'alice' }), 'plain-pw-12'), false)
+  })
+
   test('a rule whose password does not match falls through to the next rule', async () => {
     const p = auth([{ username: 'alice', password: 'pw', allow: true }, { remote: '192.168.0.0/16', allow: true }])
     assert.equal(await allowed(p, who({ username: 'alice' }), 'wrong'), true)
@@ -330,10 +351,28 @@ describe('ACL', () => {
     assert.equal(v.canSubscribe('$share/workers/#').allowed, false)
   })
 
-  test('$ topics are not matched by leading wildcards', () => {
+  test('$ topics need a filter naming their prefix: a deny-by-default ACL refuses them, # and +/... grant none', () => {
     const v = acl([{ filters: { '#': 0 } }]).aclFor(alice)
     assert.equal(v.canPublish('x').allowed, false)
-    assert.equal(v.canSubscribe('$SYS/#').allowed, true, '# does not reach $SYS, so the rule says nothing')
+    assert.equal(v.canSubscribe('$SYS/#').allowed, false, '# does not reach $SYS, and no rule granting it means refused')
+    assert.equal(v.canSubscribe('$foo/#').allowed, false)
+    const open = acl([{ filters: { '#': 3, '+/x': 3 } }]).aclFor(alice)
+    assert.equal(open.canSubscribe('$foo/#').allowed, false, '# grants no $ topic')
+    assert.equal(open.canSubscribe('$foo/x').allowed, false, '+/x grants no $ topic')
+    assert.equal(open.canSubscribe('$share/g/a/b').allowed, true, 'a shared subscription is judged by its filter')
+    assert.equal(open.canSubscribe('$share/g/$SYS/#').allowed, false, 'also when that filter is a $ one')
+    assert.equal(acl([{ username: 'alice' }]).aclFor(alice).canSubscribe('$SYS/#').allowed, false, 'a rule without filters grants no $ topic')
+    const sys = acl([{ username: 'alice', filters: { '$SYS/#': 1 } }, { filters: { '#': 0 } }])
+    assert.equal(sys.aclFor(alice).canSubscribe('$SYS/#').allowed, true, 'an explicit grant does')
+    assert.equal(sys.aclFor(alice).canSubscribe('$SYS/+/new/clients').allowed, true)
+    assert.equal(sys.aclFor(who({ username: 'bob' })).canSubscribe('$SYS/#').allowed, false, 'for whom it is granted only')
+  })
+
+  test('with no ACL at all, $ subscriptions are refused and everything else allowed', () => {
+    const v = acl([]).aclFor(alice)
+    assert.equal(v.canSubscribe('#').allowed, true)
+    assert.equal(v.canSubscribe('$SYS/#').allowed, false)
+    assert.equal(v.canSubscribe('$SYS/broker/new/clients').allowed, false)
   })
 
   test('clients with the same applicable rules share one view', () => {
