@@ -74,6 +74,7 @@ export const ConfigSchema = Type.Object({
     max_inflight: Type.Integer({ minimum: 1, maximum: 65_535, default: 100, description: 'most unacknowledged QoS 1/2 publishes a client may send at once (MQTT 5 Receive Maximum)' }),
     max_retained_messages: Type.Integer({ minimum: 0, maximum: 100_000_000, default: 200_000, description: 'most retained messages held; 0: unlimited' }),
     max_retained_bytes: Type.Integer({ minimum: 0, maximum: 68_719_476_736, default: 268_435_456, description: 'most bytes of retained payloads held; 0: unlimited' }),
+    max_subscriptions_per_client: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 10_000, description: 'most subscriptions one client may hold (each is a route every node keeps); past it a new filter is refused in the SUBACK; 0: unlimited' }),
     max_client_id_length: Type.Integer({ minimum: 23, maximum: 65_535, default: 256, description: 'longest client id accepted' }),
     max_keepalive: Type.Integer({ minimum: 0, maximum: 65_535, default: 0, description: 'largest keep alive accepted (s): a larger (or no) keep alive refuses an MQTT 3.1/3.1.1 CONNECT and gets this as Server Keep Alive on MQTT 5; 0: no limit' }),
     server_keep_alive: Type.Integer({ minimum: 0, maximum: 65_535, default: 0, description: "keep alive (s) every MQTT 5 client is told to use (CONNACK Server Keep Alive) and held to, whatever it asked for: 1.5 times it without a packet closes the connection; MQTT 3.1/3.1.1 clients keep their own; 0: the client's own, within max_keepalive" }),

@@ -25,7 +25,7 @@ export const LAYERS = {
   preConnect: ['topic-aliases', 'cluster'],
   authenticate: ['client-log', 'introspection', 'cluster', 'access'],
   authorizePublish: ['reserved-topics', 'access'],
-  authorizeSubscribe: ['subscription-identifiers', 'shared-subscriptions', 'access'],
+  authorizeSubscribe: ['quota', 'subscription-identifiers', 'shared-subscriptions', 'access'],
   authorizeForward: ['topic-aliases', 'packet-size', 'access'],
   publish: ['forwarded-properties', 'no-local', 'cluster'],
   published: ['cluster', 'bus-events'],

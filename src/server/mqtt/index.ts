@@ -47,6 +47,7 @@ import { topicAliasesLayer, outboundAliasLayer } from './topic-aliases.js'
 import { shutdown } from './shutdown.js'
 import { orderlyEnds } from './disconnect.js'
 import { installAccessControl } from './authorize.js'
+import { installSubscriptionQuota } from './subscription-quota.js'
 import { AedesHooks } from './hooks.js'
 import { MqttIntrospection, type MessageCounts } from './introspection.js'
 import { internals, brokerInternals, encodePacket } from './aedes-internals.js'
@@ -147,6 +148,13 @@ export class MqttServer {
     }
     this.introspection = new MqttIntrospection(this.aedes, this.persistence, this.counts, (c, reason) => this.clientLog.because(c, reason))
     installAccessControl(this.hooks, { config, log, registry })
+    installSubscriptionQuota(this.hooks, this.aedes, {
+      max: mqtt.max_subscriptions_per_client,
+      onRefused: (c, filter, max) => {
+        this.metrics.limit('subscriptions')
+        this.warnLimit('warn', { client: c.id, filter, max }, 'MQTT subscription refused: max_subscriptions_per_client reached')
+      }
+    })
     this.introspection.installHooks(this.hooks)
     this.addLayers()
     this.shared = new SharedSubscriptions(this.aedes)
@@ -241,6 +249,7 @@ export class MqttServer {
 
   private watchErrors (): void {
     const { log } = this.options
+    const infoClientError = rateLimited(log)
     const onClientError = (client: Client, err: Error): void => {
       if (err.message === 'packet too large') {
         this.metrics.limit('packet_size')
@@ -252,8 +261,14 @@ export class MqttServer {
       // Connection-level noise (a peer that went away) at debug; anything
       // else closed a client for a reason worth seeing.
       const code = (err as NodeJS.ErrnoException).code
-      const level = code !== undefined || err.message === 'write after end' || err.message === 'connection closed' ? 'debug' : 'info'
-      log[level]({ client: client.id, err: err.message }, 'MQTT client error')
+      if (code !== undefined || err.message === 'write after end' || err.message === 'connection closed') {
+        log.debug({ client: client.id, err: err.message }, 'MQTT client error')
+        return
+      }
+      // A socket that never sends CONNECT ("connect did not arrive in time"),
+      // or goes silent past its keep alive, is anyone's to open by the
+      // thousand: at most one line per 10 s, with the count of those left out.
+      infoClientError('info', { client: client.id ?? undefined, remote: internals(client).conn?.remoteAddress, err: err.message }, 'MQTT client error')
     }
     this.aedes.on('clientError', onClientError)
     this.aedes.on('connectionError', onClientError)

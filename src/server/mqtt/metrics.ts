@@ -4,7 +4,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client'
 
 /** Label values of broker_limit_rejections_total: one per configured limit. */
-export type LimitName = 'connections' | 'packet_size' | 'queued_messages' | 'retained_messages' | 'retained_bytes' | 'inflight'
+export type LimitName = 'connections' | 'packet_size' | 'queued_messages' | 'retained_messages' | 'retained_bytes' | 'inflight' | 'subscriptions'
 
 /** Label values of broker_bad_packets_total. */
 export type BadPacketReason = 'malformed' | 'truncated' | 'protocol_error' | 'oversize'
@@ -40,7 +40,7 @@ export class MqttMetrics {
       registers: [registry]
     })
     // Initialise every label so dashboards see zeros instead of absent series.
-    for (const limit of ['connections', 'packet_size', 'queued_messages', 'retained_messages', 'retained_bytes', 'inflight'] as const) {
+    for (const limit of ['connections', 'packet_size', 'queued_messages', 'retained_messages', 'retained_bytes', 'inflight', 'subscriptions'] as const) {
       this.limitRejections.inc({ limit }, 0)
     }
     for (const reason of ['malformed', 'truncated', 'protocol_error', 'oversize'] as const) {
