@@ -25,10 +25,15 @@ export interface NodeEndpoint {
   clusterPort: number
 }
 
-/** A node's config object (written as YAML): loopback binds, seed list of every node, JSON logs. */
-export function nodeConfig (self: NodeEndpoint, all: readonly NodeEndpoint[]): Record<string, unknown> {
+/**
+ * A node's config object (written as YAML): loopback binds, seed list of every
+ * node, JSON logs. `apiUser`: basic-auth credentials for the runner, needed
+ * where it does not call from the node's own host (a network namespace):
+ * without api.user, /chaos/faults answers only callers on the node's host.
+ */
+export function nodeConfig (self: NodeEndpoint, all: readonly NodeEndpoint[], apiUser?: { name: string, password: string }): Record<string, unknown> {
   return {
-    api: { bind: self.host, port: self.apiPort, proxy_timeout: 1000 },
+    api: { bind: self.host, port: self.apiPort, proxy_timeout: 1000, ...(apiUser === undefined ? {} : { user: { [apiUser.name]: apiUser.password } }) },
     mqtt: { bind: self.host, port: self.mqttPort, shutdown_grace_period: 500 },
     cluster: { bind: self.host, port: self.clusterPort, name: self.name, expected_members: all.length, config: { ...CHAOS_CLUSTER_TIMING } },
     discovery: {

@@ -14,6 +14,7 @@
 // cannot tell the data plane from gossip by address alone.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -90,16 +91,19 @@ export class ChaosCluster {
     const endpoints: NodeEndpoint[] = this.options.netns === undefined
       ? await allocateEndpoints(this.options.nodes, this.options)
       : this.options.netns.nodes.map((n, i) => ({ name: `chaos-${i + 1}`, host: n.address, mqttPort: 1883, apiPort: 8080, clusterPort: 7946 }))
+    // In namespaces the runner calls from the host side of a veth, not from the
+    // node's host: it authenticates, with a password made for this run.
+    const apiUser = this.options.netns === undefined ? undefined : { name: 'chaos', password: randomBytes(18).toString('base64url') }
     for (const [index, e] of endpoints.entries()) {
       const configPath = join(this.options.runDir, `${e.name}.yaml`)
-      writeFileSync(configPath, stringify(nodeConfig(e, endpoints)))
+      writeFileSync(configPath, stringify(nodeConfig(e, endpoints, apiUser)), { mode: 0o600 })
       const apiUrl = `http://${e.host}:${e.apiPort}`
       this.nodes.push({
         ...e,
         index,
         mqttUrl: `mqtt://${e.host}:${e.mqttPort}`,
         apiUrl,
-        api: new ApiClient({ baseUrl: apiUrl, timeoutMs: 1000 }),
+        api: new ApiClient({ baseUrl: apiUrl, timeoutMs: 1000, ...(apiUser === undefined ? {} : { username: apiUser.name, password: apiUser.password }) }),
         state: 'stopped',
         pid: undefined,
         starts: 0,
