@@ -52,7 +52,8 @@ before(async () => {
   const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress()]
   const config = (host: string): ConfigOverrides => ({
     api: { user: { admin: 'pw' } },
-    cluster: { config: { probe_interval: 200, probe_timeout: 100, gossip_interval: 50, push_pull_interval: 1000 } },
+    // With api.user set, members reach each other's API with the credential derived from the cluster key.
+    cluster: { config: { secret_key: 'admin-tui-test-key-of-32-bytes!!', probe_interval: 200, probe_timeout: 100, gossip_interval: 50, push_pull_interval: 1000 } },
     discovery: { seeds: hosts.filter((h) => h !== host).map((h) => `${h}:7946`), formation_wait_min: 0, formation_wait_max: 200 }
   })
   ;[a, b] = await Promise.all([startNode(config(hosts[0]!), hosts[0]), startNode(config(hosts[1]!), hosts[1])]) as [TestNode, TestNode]
