@@ -206,13 +206,24 @@ describe('mqtt.max_subscriptions_per_client', () => {
     assert.deepEqual(await subackCodes(v4, ['a/1', 'a/3']), [1, 1], 'filters it holds are fine')
     await new Promise<void>((resolve) => v4.client.unsubscribe('a/2', () => resolve()))
     assert.deepEqual(await subackCodes(v4, ['a/4']), [1], 'room again after an UNSUBSCRIBE')
+    assert.deepEqual(await subackCodes(v4, ['a/9']), [0x80], 'at the limit: refused whole')
     const v5 = await connect(node, { protocolVersion: 5 })
-    const codes = await subackCodes(v5, ['b/1', 'b/2', 'b/3', 'b/4'])
-    assert.deepEqual(codes.slice(0, 3), [1, 1, 1])
-    assert.ok(codes[3]! >= 0x80, `v5 refusal code 0x${codes[3]!.toString(16)}`)
+    // Past the limit within one SUBSCRIBE: aedes answers a hook's refusal with 0x87.
+    assert.deepEqual(await subackCodes(v5, ['b/1', 'b/2', 'b/3', 'b/4']), [1, 1, 1, 0x87])
+    // At the limit, a SUBSCRIBE of new filters only: 0x97 quota exceeded.
+    assert.deepEqual(await subackCodes(v5, ['b/5', 'b/6']), [0x97, 0x97])
+    assert.deepEqual(await subackCodes(v5, ['b/1']), [1], 'a filter it holds is still fine')
+    // The packets behind a SUBSCRIBE answered early still flow.
+    v5.client.publish('b/1', 'after', { qos: 1 })
+    await waitFor(() => v5.messages.some((m) => m.topic === 'b/1' && m.payload === 'after'), { message: 'own message on b/1' })
+    assert.ok(v5.client.connected && v4.client.connected)
+    // A persistent session at the limit: refused the same way, and its session keeps working.
+    const persistent = await connect(node, { protocolVersion: 5, clean: false, clientId: `quota-${Date.now()}`, properties: { sessionExpiryInterval: 60 } })
+    assert.deepEqual(await subackCodes(persistent, ['p/1', 'p/2', 'p/3']), [1, 1, 1])
+    assert.deepEqual(await subackCodes(persistent, ['p/4']), [0x97])
     const metric = node.node.registry.getSingleMetric('broker_limit_rejections_total')!
     const refused = (await metric.get()).values.find((v) => v.labels.limit === 'subscriptions')
-    assert.equal(refused?.value, 3)
+    assert.equal(refused?.value, 7)
   })
 })
 

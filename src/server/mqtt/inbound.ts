@@ -27,7 +27,7 @@
 //  - A QoS 1 PUBLISH is acknowledged after it was published, not before
 //    (publish-acks.ts).
 import type { Client } from 'aedes'
-import { internals, type InboundPacket, type PacketParser } from './aedes-internals.js'
+import { internals, writePacket, type InboundPacket, type PacketParser } from './aedes-internals.js'
 import type { BadPacketReason, LimitName } from './metrics.js'
 import { toMarker } from './shared-subscriptions.js'
 import { fixConnack } from './connack.js'
@@ -55,6 +55,11 @@ export interface InboundOptions {
   onLimit: (client: Client, limit: LimitName) => void
   /** A session is stored for this client id (the CONNACK's session present, connack.ts). */
   hasSession?: (clientId: string) => boolean
+  /**
+   * A SUBSCRIBE to be refused whole for mqtt.max_subscriptions_per_client
+   * (subscription-quota.ts): answered here with this SUBACK code per filter.
+   */
+  overQuota?: (client: Client, filters: readonly string[]) => number | undefined
 }
 
 /** Per-connection state kept next to aedes' client. */
@@ -176,7 +181,14 @@ export function guardInbound (client: Client, options: InboundOptions): Connecti
         enqueue.call(parser, packet)
         return
       case 'subscribe':
-      case 'unsubscribe':
+      case 'unsubscribe': {
+        const refused = packet.cmd === 'subscribe' ? options.overQuota?.(client, (packet.subscriptions ?? []).map((s) => s.topic)) : undefined
+        if (refused !== undefined) {
+          // Answered here, as aedes would: counted in its batch, released once written.
+          c._parsingBatch++
+          writePacket(client, { cmd: 'suback', messageId: packet.messageId, granted: (packet.subscriptions ?? []).map(() => refused) }, () => nextBatch(null))
+          return
+        }
         barrier = true
         // aedes passes `client._nextBatch` as this packet's done callback,
         // reading the property at the call.
@@ -187,6 +199,7 @@ export function guardInbound (client: Client, options: InboundOptions): Connecti
           c._nextBatch = nextBatch
         }
         return
+      }
       case 'publish':
         if (packet.qos === 1) {
           // PUBACK after the publish, not before (publish-acks.ts). aedes'

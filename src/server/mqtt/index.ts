@@ -47,7 +47,7 @@ import { topicAliasesLayer, outboundAliasLayer } from './topic-aliases.js'
 import { shutdown } from './shutdown.js'
 import { orderlyEnds } from './disconnect.js'
 import { installAccessControl } from './authorize.js'
-import { installSubscriptionQuota } from './subscription-quota.js'
+import { installSubscriptionQuota, quotaRefusalCode, refuseWholeSubscribe, type QuotaOptions } from './subscription-quota.js'
 import { AedesHooks } from './hooks.js'
 import { MqttIntrospection, type MessageCounts } from './introspection.js'
 import { internals, brokerInternals, encodePacket } from './aedes-internals.js'
@@ -104,6 +104,7 @@ export class MqttServer {
   private readonly warnRefused: ReturnType<typeof rateLimited>
   private readonly warnStall: ReturnType<typeof rateLimited>
   private stopping: Promise<void> | undefined
+  private readonly quota: QuotaOptions
 
   constructor (options: MqttServerOptions) {
     this.options = options
@@ -148,13 +149,14 @@ export class MqttServer {
     }
     this.introspection = new MqttIntrospection(this.aedes, this.persistence, this.counts, (c, reason) => this.clientLog.because(c, reason))
     installAccessControl(this.hooks, { config, log, registry })
-    installSubscriptionQuota(this.hooks, this.aedes, {
+    this.quota = {
       max: mqtt.max_subscriptions_per_client,
       onRefused: (c, filter, max) => {
         this.metrics.limit('subscriptions')
         this.warnLimit('warn', { client: c.id, filter, max }, 'MQTT subscription refused: max_subscriptions_per_client reached')
       }
-    })
+    }
+    installSubscriptionQuota(this.hooks, this.aedes, this.quota)
     this.introspection.installHooks(this.hooks)
     this.addLayers()
     this.shared = new SharedSubscriptions(this.aedes)
@@ -201,6 +203,7 @@ export class MqttServer {
     hooks.connection('inbound', (client) => guardInbound(client, {
       maxInflight: this.options.config.mqtt.max_inflight,
       maxClientIdLength: this.options.config.mqtt.max_client_id_length,
+      overQuota: (c, filters) => refuseWholeSubscribe(c, filters, this.quota) ? quotaRefusalCode(c) : undefined,
       keepAlive: { maxKeepalive: this.options.config.mqtt.max_keepalive, serverKeepAlive: this.options.config.mqtt.server_keep_alive },
       onRefused: (c, detail) => this.warnRefused('warn', { client: c.id ?? undefined, remote: internals(c).conn.remoteAddress, detail }, 'MQTT connection refused'),
       onBad: (c, reason, detail) => {
