@@ -259,10 +259,17 @@ export class FrameDecoder {
     this.maxFrameBytes = maxFrameBytes
   }
 
-  /** Feeds bytes; returns the complete sealed frames they finish. Throws LinkProtocolError. */
+  /**
+   * Feeds bytes; returns the complete sealed frames they finish. Throws
+   * LinkProtocolError. A frame over the limit after some complete ones is
+   * left buffered (and judged by the next push, which may be an empty
+   * one): the frames before it may be a handshake that raises the limit.
+   */
   push (chunk: Buffer): Buffer[] {
-    this.buffered.push(chunk)
-    this.bufferedLength += chunk.length
+    if (chunk.length > 0) {
+      this.buffered.push(chunk)
+      this.bufferedLength += chunk.length
+    }
     const frames: Buffer[] = []
     for (;;) {
       if (!this.preambleSeen) {
@@ -275,6 +282,7 @@ export class FrameDecoder {
       }
       if (this.bufferedLength < 4) return frames
       const length = this.peek(4).readUInt32BE(0)
+      if (length > this.maxFrameBytes && frames.length > 0) return frames
       if (length > this.maxFrameBytes) throw new LinkProtocolError('size', `frame of ${length} bytes exceeds ${this.maxFrameBytes}`)
       if (this.bufferedLength < 4 + length) return frames
       this.take(4)

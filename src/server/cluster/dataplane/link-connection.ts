@@ -35,6 +35,8 @@ import { MAX_HANDSHAKE_FRAME, dialerSession, initFrameBody, newNonce, parseInit,
 /** A dial pending this long when the peer is known to be back is started afresh (redialNow). */
 const STALE_DIAL_MS = 250
 
+const EMPTY = Buffer.alloc(0)
+
 /** Which side of a pair dials: the lower name, so there is one link per pair. */
 export function dialsTo (localName: string, peerName: string): boolean {
   return localName < peerName
@@ -314,30 +316,41 @@ export class LinkConnection {
     this.counters.bytesReceived += chunk.length
     this.lastReceived = Date.now()
     try {
-      for (const sealed of this.decoder.push(chunk)) {
-        if (this.session === undefined) {
-          // The dialer's side: the acceptor's INIT. Our HELLO goes out under the keys it gives.
-          if (!this.dialer || this.ourNonce === undefined) throw new LinkProtocolError('handshake', 'a frame before the handshake')
-          this.session = dialerSession(this.opts.keys, this.ourNonce, parseInit(sealed))
-          this.ourNonce = undefined
-          socket.write(this.helloFrame())
-          continue
-        }
-        let plain: Buffer
-        try {
-          plain = this.session.open(sealed)
-        } catch (err) {
-          throw new LinkProtocolError('auth', `frame does not authenticate: ${(err as Error).message}`)
-        }
-        for (const record of decodeRecords(plain)) {
-          this.onRecord(record)
-          // A handler may have stopped the link or dropped the connection.
-          if (socket !== this.current) return
-        }
+      // Frames come in rounds: a frame over the handshake's size limit waits
+      // until the handshake in the frames before it has raised the limit.
+      const decoder = this.decoder
+      for (let frames = decoder.push(chunk); frames.length > 0; frames = decoder.push(EMPTY)) {
+        if (!this.onFrames(socket, frames)) return
       }
     } catch (err) {
       this.fail(socket, err instanceof Error ? err : new Error(String(err)))
     }
+  }
+
+  /** Opens and handles the frames of one decoder round; false once the connection is not current. Throws LinkProtocolError. */
+  private onFrames (socket: Socket, frames: Buffer[]): boolean {
+    for (const sealed of frames) {
+      if (this.session === undefined) {
+        // The dialer's side: the acceptor's INIT. Our HELLO goes out under the keys it gives.
+        if (!this.dialer || this.ourNonce === undefined) throw new LinkProtocolError('handshake', 'a frame before the handshake')
+        this.session = dialerSession(this.opts.keys, this.ourNonce, parseInit(sealed))
+        this.ourNonce = undefined
+        socket.write(this.helloFrame())
+        continue
+      }
+      let plain: Buffer
+      try {
+        plain = this.session.open(sealed)
+      } catch (err) {
+        throw new LinkProtocolError('auth', `frame does not authenticate: ${(err as Error).message}`)
+      }
+      for (const record of decodeRecords(plain)) {
+        this.onRecord(record)
+        // A handler may have stopped the link or dropped the connection.
+        if (socket !== this.current) return false
+      }
+    }
+    return true
   }
 
   private onRecord (r: LinkRecord): void {
