@@ -24,7 +24,7 @@ export interface NetTransportOptions {
    * authenticates instead).
    */
   admit?: (host: string) => boolean
-  /** Most inbound push/pull exchanges whose request is not read and answered yet; more are closed at once. */
+  /** Most inbound connections not yet handed to the data plane nor answered (push/pull); more are closed at once. */
   maxPending?: number
   /** Called for what was refused before it was read: an address not admitted, or past maxPending. */
   onRefused?: (from: Address, kind: 'udp' | 'tcp', reason: 'address' | 'pending') => void
@@ -140,10 +140,22 @@ export class NetTransport implements Transport {
       socket.destroy()
       return
     }
+    // Until it is handed to the data plane or its request is answered, a
+    // connection is unauthenticated: capped in number, and a push/pull
+    // request in size (MAX_REQUEST_FRAME, not the 32 MiB an answer we asked
+    // for may have). Peer links have their own cap (link-acceptor.ts).
+    if (this.pending >= (this.options.maxPending ?? Infinity)) {
+      this.options.onRefused?.(from, 'tcp', 'pending')
+      socket.destroy()
+      return
+    }
+    this.pending++
+    let counted = true
+    const release = (): void => { if (counted) { counted = false; this.pending-- } }
     this.sockets.add(socket)
     socket.setTimeout(this.options.streamTimeoutMs, () => socket.destroy())
     socket.on('error', () => {})
-    socket.once('close', () => this.sockets.delete(socket))
+    socket.once('close', () => { this.sockets.delete(socket); release() })
     // Peek at the first 4 bytes: "BHDP" is a peer link, anything else a
     // length prefix of a push/pull exchange.
     let head = Buffer.alloc(0)
@@ -154,6 +166,7 @@ export class NetTransport implements Transport {
       socket.pause()
       socket.off('data', peek)
       if (head.subarray(0, PREAMBLE.length).equals(PREAMBLE)) {
+        release()
         // A peer link before our data plane started (or after it stopped):
         // closed quietly, the peer redials. Not a malformed stream.
         const linkHandler = this.linkHandler
@@ -164,26 +177,14 @@ export class NetTransport implements Transport {
         socket.setTimeout(0)
         linkHandler(socket, head)
       } else {
-        this.serveExchange(socket, handlers, from, head)
+        this.serveExchange(socket, handlers, from, release, head)
       }
       socket.resume()
     }
     socket.on('data', peek)
   }
 
-  private serveExchange (socket: Socket, handlers: TransportHandlers, from: Address, head?: Buffer): void {
-    // Until its request is answered, an exchange is unauthenticated: capped in
-    // number, and its request in size (MAX_REQUEST_FRAME, not the 32 MiB an
-    // answer we asked for may have).
-    if (this.pending >= (this.options.maxPending ?? Infinity)) {
-      this.options.onRefused?.(from, 'tcp', 'pending')
-      socket.destroy()
-      return
-    }
-    this.pending++
-    let counted = true
-    const release = (): void => { if (counted) { counted = false; this.pending-- } }
-    socket.once('close', release)
+  private serveExchange (socket: Socket, handlers: TransportHandlers, from: Address, release: () => void, head?: Buffer): void {
     readFrame(socket, (request) => {
       this.stats.bytesReceived += request.length + 4
       handlers.exchange(from, request).then((response) => {
