@@ -13,7 +13,7 @@ import { startNode, type TestNode } from '../helpers/node.js'
 import { freeLoopbackAddress } from '../helpers/loopback.js'
 import { waitFor } from '../helpers/wait.js'
 import { FAST } from '../helpers/cluster.js'
-import { metricValue } from '../helpers/mqtt-clients.js'
+import { collect, connect, endAll, metricValue } from '../helpers/mqtt-clients.js'
 import { Keyring } from '../../src/server/cluster/keyring.js'
 import { OUR_VERSIONS, encodeStream } from '../../src/server/cluster/membership/codec.js'
 import { PeerLink, type DeliveryInfo } from '../../src/server/cluster/dataplane/peer-link.js'
@@ -208,4 +208,29 @@ test('before authentication: connections are capped, frames are small, and big a
   await waitFor(async () => await metricValue(a.node.registry, 'broker_cluster_refused_total', { kind: 'tcp', reason: 'pending' }) === ppBefore + 2,
     { timeout: 3000, message: 'two connections over the cap refused' })
   for (const s of slow) s.destroy()
+})
+
+test('key rotation: members halfway through it (old primary + new secondary, and the reverse) link and exchange messages', async () => {
+  const [oldKey, newKey] = ['old-key-0123456789-abcdefghijklm', Buffer.alloc(32, 7).toString('base64')]
+  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress()]
+  const discovery = { seeds: hosts.map((h) => `${h}:7946`), formation_wait_min: 100, formation_wait_max: 300, resolve_interval: 1000 }
+  const [x, y] = await Promise.all([
+    startNode({ discovery, cluster: { config: { ...FAST, secret_key: oldKey, secondary_keys: [newKey] } } }, hosts[0]),
+    startNode({ discovery, cluster: { config: { ...FAST, secret_key: newKey, secondary_keys: [oldKey] } } }, hosts[1])
+  ])
+  running.push(x, y)
+  const [nx, ny] = [x.config.cluster.name, y.config.cluster.name]
+  await waitFor(() => x.node.dataPlane.link(ny)?.state === 'up' && y.node.dataPlane.link(nx)?.state === 'up', { timeout: 10_000, message: 'linked across the rotation' })
+  // The dialer's HELLO is under its primary key, which the acceptor opens with a secondary; push/pull both ways likewise.
+  const sub = await connect(x.mqttUrl, { clientId: 'rot-sub' })
+  const got = collect(sub)
+  await sub.subscribeAsync('rotation/#', { qos: 1 })
+  await waitFor(() => y.node.dataPlane.routing.peersFor('rotation/x').includes(nx), { timeout: 5000, message: 'route across' })
+  const pub = await connect(y.mqttUrl, { clientId: 'rot-pub' })
+  try {
+    await pub.publishAsync('rotation/x', 'hello', { qos: 1 })
+    await waitFor(() => got.length === 1, { timeout: 5000, message: 'delivered across the rotation' })
+  } finally {
+    await endAll(pub, sub)
+  }
 })
