@@ -10,6 +10,7 @@
 // links; the first one signs. Only derived keys are kept (Buffers: their
 // bytes are not in a heap snapshot).
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
+import { clusterKeyBytes } from '../config/cluster-key.js'
 
 export const MEMBER_HEADER = 'x-broker-ha-member'
 const LABEL = 'broker-ha/api-member-credential/v1'
@@ -19,9 +20,17 @@ export const MAX_SKEW_MS = 60_000
 export class MemberCredential {
   private readonly keys: Buffer[]
 
-  /** `keys`: the cluster key ring (empty strings skipped); none: no credential. */
-  constructor (keys: string[]) {
-    this.keys = keys.filter((k) => k.length > 0).map((k) => Buffer.from(hkdfSync('sha256', Buffer.from(k, 'utf8'), SALT, LABEL, 32)))
+  /**
+   * `keys`: the cluster key ring (empty strings skipped; each read as the
+   * links read it, config/cluster-key.ts); none: no credential. `label`: the
+   * cluster label, bound in as for the links, so two clusters that share a
+   * key do not accept each other's calls.
+   */
+  constructor (keys: string[], label = '') {
+    this.keys = keys.filter((k) => k.length > 0).map((k) => {
+      const bytes = clusterKeyBytes(k) ?? Buffer.from(k, 'utf8')
+      return Buffer.from(hkdfSync('sha256', bytes, SALT, `${LABEL}\n${label}`, 32))
+    })
   }
 
   get enabled (): boolean { return this.keys.length > 0 }

@@ -29,3 +29,9 @@ test('the credential does not contain the key', () => {
   assert.equal(h.includes(KEY), false)
   assert.equal(h.includes(Buffer.from(KEY).toString('base64url')), false)
 })
+
+test('the cluster label is bound in: another cluster with the same key is not accepted', () => {
+  const h = new MemberCredential([KEY], 'blue').sign('GET', '/x', 5)!
+  assert.equal(new MemberCredential([KEY], 'blue').verify(h, 'GET', '/x', 5), true)
+  assert.equal(new MemberCredential([KEY], 'green').verify(h, 'GET', '/x', 5), false)
+})
