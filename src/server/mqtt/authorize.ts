@@ -22,6 +22,7 @@ import type { Config } from '../../config/index.js'
 import { rateLimited, type Logger } from '../../log.js'
 import { cachedPasswordVerifier } from '../../security/password.js'
 import { AccessPolicy, type AclView, type ClientIdentity } from './access.js'
+import { remoteOf as connectionRemote } from './listeners/connection-info.js'
 
 export interface AccessControlOptions {
   config: Config
@@ -165,10 +166,8 @@ function dropAndAcknowledge (client: Client, packet: PublishPacket): void {
 
 function remoteOf (client: Client | null): ClientIdentity['remote'] {
   if (client === null) return undefined
-  // TCP: the socket itself; WebSocket: aedes keeps the upgrade request.
-  const socket = (client.conn as Partial<Socket>).remoteAddress !== undefined ? client.conn as Socket : client.req?.socket
-  if (socket?.remoteAddress === undefined) return undefined
-  return { address: socket.remoteAddress, port: socket.remotePort }
+  // What the client's listener recorded (a PROXY header's address, else the socket's; listeners/connection-info.ts).
+  return connectionRemote(client.conn)
 }
 
 function formatRemote (remote: ClientIdentity['remote']): string | undefined {
