@@ -23,11 +23,17 @@ export function parseBasicAuth (header: string | undefined): { user: string, pas
 const CACHE_LIMIT = 256
 
 export class BasicAuth {
-  private readonly users: ReadonlyMap<string, string>
+  private users: ReadonlyMap<string, string>
   private readonly verified = new Set<string>()
 
   constructor (users: Record<string, string>) {
     this.users = new Map(Object.entries(users))
+  }
+
+  /** A config reload's api.user: remembered logins go, so a removed or changed password stops working at once. */
+  replace (users: Record<string, string>): void {
+    this.users = new Map(Object.entries(users))
+    this.verified.clear()
   }
 
   get enabled (): boolean {

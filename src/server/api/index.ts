@@ -65,6 +65,7 @@ export class ApiServer {
   private app: FastifyInstance | undefined
   private metrics: ApiMetrics | undefined
   private dispatcher: Agent | undefined
+  private auth: BasicAuth | undefined
 
   constructor (options: ApiServerOptions) {
     this.options = options
@@ -82,6 +83,7 @@ export class ApiServer {
     // One pool for /proxy fan-out and finding a client on other members; a few connections per member are plenty for an admin API.
     this.dispatcher = new Agent({ connections: 4, keepAliveTimeout: 10_000 })
     const auth = new BasicAuth(config.api.user)
+    this.auth = auth
     if (!auth.enabled) log.warn('HTTP API /api, /proxy and /debug are open to anyone who reaches api.port: set api.user to require basic auth')
     const { bind, port } = config.api
     try {
@@ -115,6 +117,11 @@ export class ApiServer {
       throw new BrokerHaError('LISTEN_FAILED', `cannot listen for HTTP on ${bind}:${port}: ${(err as Error).message}`, { key: 'api.port', cause: err })
     }
     log.info({ bind, port }, 'HTTP API listening')
+  }
+
+  /** A config reload's api.user (src/server/reload.ts). */
+  replaceUsers (users: Record<string, string>): void {
+    this.auth?.replace(users)
   }
 
   address (): { address: string, port: number } {

@@ -21,7 +21,8 @@ import { Counter, type Registry } from 'prom-client'
 import type { Config } from '../../config/index.js'
 import { rateLimited, type Logger } from '../../log.js'
 import { cachedPasswordVerifier } from '../../security/password.js'
-import { AccessPolicy, type AclView, type ClientIdentity } from './access.js'
+import type { ClientIdentity } from './access.js'
+import { AccessRules } from './access-rules.js'
 import { remoteOf as connectionRemote } from './listeners/connection-info.js'
 
 export interface AccessControlOptions {
@@ -43,9 +44,10 @@ const NOT_AUTHORIZED_RETURN_CODE = 5
 const PUBACK_HEADER = 0x40
 const PUBREC_HEADER = 0x50
 
-export function installAccessControl (hooks: AedesHooks, options: AccessControlOptions): void {
+/** Returns the rules in force, which a config reload replaces (access-rules.ts). */
+export function installAccessControl (hooks: AedesHooks, options: AccessControlOptions): AccessRules {
   const { config, log, registry } = options
-  const policy = new AccessPolicy(config.mqtt)
+  const rules = new AccessRules(config.mqtt)
   const verify = cachedPasswordVerifier()
   const refusals = refusalCounter(registry)
   const logRefusal = {
@@ -53,11 +55,11 @@ export function installAccessControl (hooks: AedesHooks, options: AccessControlO
     publish: rateLimited(log),
     subscribe: rateLimited(log)
   }
-  // The ACL view of each connected client, fixed at CONNECT (identity cannot
-  // change during a connection). Weak, so a closed client leaves nothing behind.
-  const views = new WeakMap<Client, AclView>()
+  // The ACL view of each connected client comes from rules.viewOf(): made at
+  // CONNECT (identity cannot change during a connection), again after a reload.
+  const views = { get: (client: Client) => rules.viewOf(client) }
 
-  if (policy.anonymous) {
+  if (rules.policy.anonymous) {
     log.warn('mqtt.auth has no rules: anonymous access is on, every client may connect')
   }
 
@@ -69,12 +71,13 @@ export function installAccessControl (hooks: AedesHooks, options: AccessControlO
 
   hooks.use('authenticate', 'access', () => (client, username, password, callback) => {
     const who: ClientIdentity = { clientId: client.id, username: username ?? undefined, remote: remoteOf(client) }
-    policy.authenticate(who, password ?? undefined, verify).then((decision) => {
+    const verified = new Set<string>()
+    rules.policy.authenticate(who, password ?? undefined, rules.recording(verify, verified)).then((decision) => {
       if (!decision.allowed) {
         refuse('connect', client, { rule: decision.rule }, who.username)
         return callback(Object.assign(new Error('not authorized'), { returnCode: NOT_AUTHORIZED_RETURN_CODE }), false)
       }
-      const view = policy.aclFor(who)
+      const view = rules.policy.aclFor(who)
       // The will is published when this connection is gone, possibly by
       // another node that no longer knows who the client was; so its topic is
       // checked now, as mosquitto does: a will the client may not write
@@ -84,7 +87,7 @@ export function installAccessControl (hooks: AedesHooks, options: AccessControlO
         refuse('connect', client, { will: will.topic }, who.username)
         return callback(Object.assign(new Error('will topic not authorized'), { returnCode: NOT_AUTHORIZED_RETURN_CODE }), false)
       }
-      views.set(client, view)
+      rules.admit(client, who, verified)
       callback(null, true)
     }, (err: unknown) => {
       log.error({ err, clientId: client.id }, 'MQTT authentication failed with an error')
@@ -134,13 +137,13 @@ export function installAccessControl (hooks: AedesHooks, options: AccessControlO
   })
 
   // Delivery checks cost a lookup per message per subscriber; with no filters
-  // anywhere there is nothing to check, so aedes' default stays in place.
-  if (!policy.unrestricted) {
-    hooks.use('authorizeForward', 'access', () => (client, packet) => {
-      const view = views.get(client)
-      return view !== undefined && view.canRead(packet.topic) ? packet : null
-    })
-  }
+  // anywhere there is nothing to check (a reload may add some: checked then).
+  hooks.use('authorizeForward', 'access', () => (client, packet) => {
+    if (rules.unrestricted) return packet
+    const view = views.get(client)
+    return view !== undefined && view.canRead(packet.topic) ? packet : null
+  })
+  return rules
 }
 
 function isReservedTopic (topic: string): boolean {

@@ -46,6 +46,7 @@ import { topicAliasesLayer, outboundAliasLayer } from './topic-aliases.js'
 import { shutdown } from './shutdown.js'
 import { orderlyEnds } from './disconnect.js'
 import { installAccessControl } from './authorize.js'
+import type { AccessRules } from './access-rules.js'
 import { AedesHooks } from './hooks.js'
 import { MqttIntrospection, type MessageCounts } from './introspection.js'
 import { internals, brokerInternals, encodePacket } from './aedes-internals.js'
@@ -89,6 +90,8 @@ export class MqttServer {
    * undefined when nothing is awaited.
    */
   deliveryGate: ((clientId: string) => Promise<void> | undefined) | undefined
+  /** mqtt.auth and mqtt.acl in force: a config reload replaces them (src/server/reload.ts). */
+  readonly access: AccessRules
   /** The listeners (mqtt.port, mqtt.listeners); undefined with listen: false. */
   readonly listeners: Listeners | undefined
   private readonly options: MqttServerOptions
@@ -148,7 +151,7 @@ export class MqttServer {
       this.clientLog.installHooks(this.hooks, this.aedes)
     }
     this.introspection = new MqttIntrospection(this.aedes, this.persistence, this.counts, (c, reason) => this.clientLog.because(c, reason))
-    installAccessControl(this.hooks, { config, log, registry })
+    this.access = installAccessControl(this.hooks, { config, log, registry })
     this.introspection.installHooks(this.hooks)
     this.addLayers()
     this.shared = new SharedSubscriptions(this.aedes)
