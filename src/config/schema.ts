@@ -78,11 +78,7 @@ export const ConfigSchema = Type.Object({
       secret: true,
       description: 'HTTP basic auth users for /api and /debug, name -> password (plain or scrypt hash); empty: open'
     }),
-    proxy_timeout: ms(5000, 'per-member timeout of /proxy fan-out requests', 100, 600_000),
-    tls: Type.Object({
-      cert: Type.String({ default: '', description: 'PEM certificate chain file: the API is served over HTTPS (reloaded on SIGHUP and when it changes); empty: plain HTTP' }),
-      key: Type.String({ default: '', description: 'PEM private key file of api.tls.cert' })
-    }, { additionalProperties: false, default: {} })
+    proxy_timeout: ms(5000, 'per-member timeout of /proxy fan-out requests', 100, 600_000)
   }, { additionalProperties: false, default: {} }),
 
   discovery: Type.Object({
