@@ -51,6 +51,11 @@ export function webSocketEndpoint (options: WebSocketOptions): { http: HttpServe
         }
       })
       const stream = createWebSocketStream(ws)
+      // Writes queued while one is being sent go out as one frame: aedes writes a
+      // message's packets one by one, and a frame each costs a header and a syscall.
+      ;(stream as unknown as { _writev: (chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void) => void })._writev = (chunks, cb) => {
+        ws.send(Buffer.concat(chunks.map((c) => c.chunk)), { binary: true }, cb)
+      }
       // The stream ends the WebSocket on destroy; errors are the connection's, aedes hears them on the stream.
       options.onStream(stream, socket, req)
     })
