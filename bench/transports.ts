@@ -5,7 +5,7 @@
 // beside them when it is installed. Goal: TLS and WebSocket >= 0.7x plain TCP.
 // Prints a markdown section, then its figures as one JSON line.
 import { spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { writeFileSync, chmodSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -31,6 +31,9 @@ const load = (url: string, ca: string): Omit<BenchOptions, 'prefix'> => ({
 async function startMosquitto (bin: string, certs: TestCertificates): Promise<{ urls: Record<string, string>, stop: () => void } | undefined> {
   const host = await freeLoopbackAddress()
   const server = certs.server(host)
+  // mosquitto started as root drops to its own user, which must read the (test-only) key.
+  chmodSync(certs.dir, 0o755)
+  for (const f of [server.cert, server.key]) chmodSync(f, 0o644)
   const conf = join(certs.dir, 'mosquitto.conf')
   writeFileSync(conf, [
     `listener 1883 ${host}`, `listener 8883 ${host}`, `certfile ${server.cert}`, `keyfile ${server.key}`,
