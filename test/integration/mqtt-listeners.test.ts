@@ -11,7 +11,7 @@ import { execFile, spawn } from 'node:child_process'
 import { promisify } from 'node:util'
 import { once } from 'node:events'
 import { createRequire } from 'node:module'
-import { WebSocket } from 'ws'
+import { WebSocket, createWebSocketStream } from 'ws'
 import mqtt, { MqttClient, type IClientOptions } from 'mqtt'
 import { Peer, V1ProxyProtocol, V2ProxyProtocol, INETProtocol, Command, TransportProtocol, IPv6ProxyAddress, IPv6Address } from 'proxy-protocol-js'
 import { startNode, type TestNode } from '../helpers/node.js'
@@ -25,7 +25,7 @@ const require = createRequire(import.meta.url)
 const mqttPacket = require('mqtt-packet') as { generate: (packet: object, opts?: { protocolVersion: number }) => Buffer }
 
 // Ports of the listeners below; each node has its own loopback address.
-const PORTS = { mqtts: 8883, ws: 8083, wss: 8084, mtls: 8885, proxied: 1885, proxiedTls: 8886 }
+const PORTS = { mqtts: 8883, ws: 8083, wss: 8084, mtls: 8885, proxied: 1885, proxiedTls: 8886, proxiedWs: 8087 }
 const REAL_V4 = '10.9.8.7'
 const REAL_V6 = '2001:db8::7'
 
@@ -49,7 +49,8 @@ describe('listeners: mqtts, ws, wss, mutual TLS, PROXY protocol', () => {
           { type: 'wss', port: PORTS.wss, ...tls },
           { type: 'mqtts', port: PORTS.mtls, ...tls, client_auth: 'require' },
           { type: 'mqtt', port: PORTS.proxied, proxy_protocol: true },
-          { type: 'mqtts', port: PORTS.proxiedTls, ...tls, proxy_protocol: true }
+          { type: 'mqtts', port: PORTS.proxiedTls, ...tls, proxy_protocol: true },
+          { type: 'ws', port: PORTS.proxiedWs, proxy_protocol: true }
         ] as never,
         auth: [
           { username: 'device-1', allow: true },
@@ -245,6 +246,23 @@ describe('listeners: mqtts, ws, wss, mutual TLS, PROXY protocol', () => {
     await new Promise((resolve) => c.once('connect', resolve))
     const list = await (await fetch(`${node.apiUrl}/api/mqtt/clients`)).json() as Array<{ ID: string, Remote?: string }>
     assert.equal(list.find((x) => x.ID === c.options.clientId)?.Remote, `${REAL_V4}:40003`)
+  })
+
+  test('PROXY header before a WebSocket upgrade (ws with proxy_protocol)', async () => {
+    const raw = createConnection({ host, port: PORTS.proxiedWs })
+    await once(raw, 'connect')
+    // Header and upgrade request in one segment, as a balancer may send them.
+    raw.cork()
+    raw.write(new V1ProxyProtocol(INETProtocol.TCP4, new Peer(REAL_V4, 40004), new Peer(host, PORTS.proxiedWs)).build())
+    const ws = new WebSocket(`ws://${host}:${PORTS.proxiedWs}/mqtt`, ['mqtt'], { createConnection: () => raw } as never)
+    setTimeout(() => raw.uncork(), 50)
+    await once(ws, 'open')
+    const stream = createWebSocketStream(ws)
+    const c = new MqttClient(() => stream as never, { clientId: uniqueId(), reconnectPeriod: 0, protocolVersion: 5 })
+    clients.push(c)
+    await new Promise<void>((resolve, reject) => { c.once('connect', () => resolve()); c.once('error', reject) })
+    const list = await (await fetch(`${node.apiUrl}/api/mqtt/clients`)).json() as Array<{ ID: string, Remote?: string }>
+    assert.equal(list.find((x) => x.ID === c.options.clientId)?.Remote, `${REAL_V4}:40004`)
   })
 
   test('a connection without a valid PROXY header is closed and counted', async () => {

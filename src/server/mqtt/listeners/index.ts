@@ -110,6 +110,9 @@ export class Listeners {
     r.deliver = (conn, info) => {
       infos.set(conn, info)
       ws.http.emit('connection', conn)
+      // After a PROXY header the socket is paused with the request's first bytes
+      // unshifted; the HTTP server reads its handle directly and would never see them.
+      conn.resume()
     }
   }
 
