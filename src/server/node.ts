@@ -10,7 +10,7 @@ import { DataPlane } from './cluster/dataplane/data-plane.js'
 import { ApiServer, ClientConnections } from './api/index.js'
 import { VERSION } from '../version.js'
 import { ConfigReloader, type ReloadResult } from './reload.js'
-import type { LoadedConfig } from '../config/index.js'
+import { listenersOf, type LoadedConfig } from '../config/index.js'
 
 export interface Lifecycle {
   start (): Promise<void>
@@ -59,7 +59,8 @@ export class BrokerNode {
       config,
       log: log.child({ component: 'cluster' }),
       registry: this.registry,
-      meta: { api: config.api.port, mqtt: config.mqtt.port, version: VERSION },
+      // The first listener's port: mqtt.port, or with mqtt.port 0 the first of mqtt.listeners.
+      meta: { api: config.api.port, mqtt: listenersOf(config)[0]?.port ?? config.mqtt.port, version: VERSION },
       faultInjection: options.chaosControl === true
     })
     this.membership = swim
