@@ -10,6 +10,7 @@ import { Ajv, type ErrorObject } from 'ajv'
 import { parseDocument, LineCounter, isMap, isNode, type Document } from 'yaml'
 import { ConfigSchema, type Config } from './schema.js'
 import { leafKeys, indexedKeys, type LeafKey } from './keys.js'
+import { clusterKeyBytes } from './cluster-key.js'
 import { BrokerHaError } from '../errors.js'
 import { parsePasswordHash, isPasswordHash } from '../security/password.js'
 import { filterProblem } from '../topic-filter.js'
@@ -303,8 +304,9 @@ function checkSemantics (config: Config, ctx: ErrorContext): void {
   for (const [i, key] of [cc.secret_key, ...cc.secondary_keys].entries()) {
     const name = i === 0 ? 'cluster.config.secret_key' : `cluster.config.secondary_keys[${i - 1}]`
     if (key === '' && i === 0) continue
-    const length = Buffer.byteLength(key, 'utf8')
-    if (![16, 24, 32].includes(length)) fail(name, `must be 16, 24 or 32 bytes long (AES-128/192/256), got ${length}`)
+    if (clusterKeyBytes(key) === undefined) {
+      fail(name, `must be 16, 24 or 32 bytes long (AES-128/192/256), or base64 of 16, 24 or 32 bytes; got ${Buffer.byteLength(key, 'utf8')} bytes`)
+    }
   }
   if (cc.secret_key === '' && cc.secondary_keys.length > 0) fail('cluster.config.secondary_keys', 'needs cluster.config.secret_key (the key that encrypts)')
   if (cc.probe_timeout >= cc.probe_interval) fail('cluster.config.probe_timeout', `must be less than cluster.config.probe_interval (${cc.probe_interval})`)

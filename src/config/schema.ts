@@ -133,6 +133,10 @@ export const ConfigSchema = Type.Object({
       description: "when a QoS 1/2 publish is acknowledged (PUBACK, PUBREC): 'replicated' once a second node holds it (the peers that deliver it, and the replica holders of the sessions it was queued for), so the death of one node loses nothing acknowledged; 'local' once this node queued and forwarded it (lower latency; a node killed right after can lose it)"
     }),
     ack_timeout: ms(10_000, 'longest an acknowledgement waits for a peer to confirm it holds a message (ack_after: replicated); it then goes anyway, logged and counted (broker_cluster_acks_unreplicated_total)', 100, 600_000),
+    label: Type.String({ default: '', maxLength: 255, description: "this cluster's name (memberlist's label), bound into every authenticated packet and link: two clusters that share a key but not a label never merge" }),
+    max_pending_connections: Type.Integer({ minimum: 1, maximum: 100_000, default: 32, description: 'most inbound cluster TCP connections not yet authenticated: connections not yet identified or whose push/pull request is not answered, and peer-link handshakes (each up to this many); more are closed at once and counted' }),
+    handshake_timeout: ms(5000, 'time an inbound peer link has to complete its handshake', 100, 600_000),
+    max_clock_drift: ms(60_000, 'a retained entry from a peer stamped further ahead of our clock than this is refused and counted (broker_retained_future_refused_total), so an entry from the future cannot win forever', 1000, 86_400_000),
     partition_will_delay: ms(60_000, "extra wait before a node publishes the wills of clients whose node became unreachable without being known to be down (a partition: they may still be connected there); a node known to be down (its port refuses connections or closed them, it restarted or left) gets its clients' wills published after their will delay", 0, 86_400_000),
     config: Type.Object({
       secret_key: Type.String({ default: '', secret: true, description: 'key (16, 24 or 32 bytes) that encrypts and authenticates all cluster traffic; empty: plain text' }),

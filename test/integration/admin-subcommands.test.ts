@@ -29,11 +29,14 @@ function run (args: string[], env: Record<string, string> = {}): Promise<Run> {
   return runCli(['admin', ...args], { env: { PATH: process.env.PATH ?? '', HOME: home, XDG_CONFIG_HOME: join(home, '.config'), ...env } })
 }
 
+/** A key: the third members below join through one seed, which only a key admits (without one, by address, discovery must yield every member). */
+const CLUSTER_KEY = 'admin-test-key-0123456789abcdefg'
+
 before(async () => {
   const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress()]
   const config = (host: string): ConfigOverrides => ({
     api: { user: { admin: 'pw' }, proxy_timeout: 2000 },
-    cluster: { config: { probe_interval: 200, probe_timeout: 100, gossip_interval: 50, push_pull_interval: 1000 } },
+    cluster: { config: { probe_interval: 200, probe_timeout: 100, gossip_interval: 50, push_pull_interval: 1000, secret_key: CLUSTER_KEY } },
     discovery: { seeds: hosts.filter((h) => h !== host).map((h) => `${h}:7946`), formation_wait_min: 0, formation_wait_max: 200 }
   })
   ;[a, b] = await Promise.all([startNode(config(hosts[0]!), hosts[0]), startNode(config(hosts[1]!), hosts[1])]) as [TestNode, TestNode]
@@ -174,7 +177,7 @@ test('a partial answer (one member refuses) prints what came and exits 3', async
   const host = await freeLoopbackAddress()
   const c = await startNode({
     api: { user: { other: 'x' } },
-    cluster: { config: { probe_interval: 200, probe_timeout: 100, gossip_interval: 50, push_pull_interval: 1000 } },
+    cluster: { config: { probe_interval: 200, probe_timeout: 100, gossip_interval: 50, push_pull_interval: 1000, secret_key: CLUSTER_KEY } },
     discovery: { seeds: [`${a.host}:7946`], formation_wait_min: 0, formation_wait_max: 200 }
   }, host)
   try {
@@ -194,7 +197,7 @@ test('the cluster source moves to another member when its entry node stops answe
   const host = await freeLoopbackAddress()
   const c = await startNode({
     api: { user: { admin: 'pw' } },
-    cluster: { config: { probe_interval: 200, probe_timeout: 100, gossip_interval: 50, push_pull_interval: 1000 } },
+    cluster: { config: { probe_interval: 200, probe_timeout: 100, gossip_interval: 50, push_pull_interval: 1000, secret_key: CLUSTER_KEY } },
     discovery: { seeds: [`${a.host}:7946`], formation_wait_min: 0, formation_wait_max: 200 }
   }, host)
   const source = new ApiClusterSource({ url: c.apiUrl, username: 'admin', password: 'pw' }, { timeoutMs: 2000 })

@@ -46,7 +46,9 @@ test('two clusters formed apart merge once re-resolution finds the other', async
   const domain = 'merge.test.local'
   dns!.setSrv(domain, [])
   const [a1, a2, b1, b2] = [await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress()]
-  const cluster = { config: FAST }
+  // A key: each cluster forms from one common seed, which admission by
+  // address (no key) does not allow (the seed's discovery yields only itself).
+  const cluster = { config: { ...FAST, secret_key: 'merge-test-key-0123456789abcdefg' } }
   // Cluster A also watches the SRV name (empty for now); cluster B only knows its seed.
   const discoveryA = { domain, dns_server: dns!.address, seeds: [`${a1}:7946`], formation_wait_min: 100, formation_wait_max: 300, resolve_interval: 1000 }
   const discoveryB = { seeds: [`${b1}:7946`], formation_wait_min: 100, formation_wait_max: 300, resolve_interval: 1000 }

@@ -20,6 +20,7 @@ import { ConfigMap } from 'kubernetes-models/v1/ConfigMap'
 import { Secret } from 'kubernetes-models/v1/Secret'
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet'
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget'
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy'
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor'
 import type { IContainer } from 'kubernetes-models/v1/Container'
 import type { IEnvVar } from 'kubernetes-models/v1/EnvVar'
@@ -29,8 +30,8 @@ const K8S = join(ROOT, 'deploy', 'k8s')
 const OVERLAYS = readdirSync(join(K8S, 'overlays')).sort()
 /** What the kubelet would give the pod; any IPv4 does for --check-config. */
 const POD_IP = '10.42.0.7'
-/** Stands in for the Secret the operator creates (32 bytes: AES-256). */
-const TEST_KEY = 'k'.repeat(32)
+/** Stands in for the Secret the operator creates: `openssl rand -base64 32` (32 bytes: AES-256). */
+const TEST_KEY = 'q3J0k9Vb2X8m1YtZp6Lr4Hs7Dc5Wf0Ge+Na/Ku2Ti8o='
 /** How long stop() may spend leaving the cluster (src/server/cluster/swim-membership.ts). */
 const LEAVE_MS = 2000
 
@@ -43,6 +44,7 @@ const MODELS: Record<string, new (data: never) => { validate: () => void }> = {
   'v1/Secret': Secret,
   'apps/v1/StatefulSet': StatefulSet,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
   'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor,
   'cert-manager.io/v1/Certificate': class Certificate {
     // No typed model is published for cert-manager; the fields it requires (its CRD's schema).
@@ -287,13 +289,46 @@ for (const overlay of OVERLAYS) {
       assert.equal(ports.get('gossip'), at(effective, 'cluster.port'))
     })
 
+    test('the cluster key is required from the Secret broker-ha-cluster (key `key`), and no Secret is shipped', () => {
+      const sts = one<StatefulSet>(objects, 'StatefulSet')
+      const container = sts.spec!.template.spec!.containers[0]!
+      const keyRef = container.env?.find((e) => e.name === 'BROKER_CLUSTER_CONFIG_SECRET_KEY')?.valueFrom?.secretKeyRef
+      assert.deepEqual(keyRef, { name: 'broker-ha-cluster', key: 'key', optional: false })
+      assert.equal(only(objects, 'Secret').length, 0, 'no secret is shipped in the manifests')
+    })
+
+    test('a NetworkPolicy admits the cluster port (TCP and UDP) only from the StatefulSet\'s own pods', () => {
+      const sts = one<StatefulSet>(objects, 'StatefulSet')
+      const podLabels = sts.spec!.template.metadata!.labels!
+      const policy = one<NetworkPolicy>(objects, 'NetworkPolicy')
+      const selects = (sel: { matchLabels?: Record<string, string> } | undefined): boolean =>
+        sel?.matchLabels !== undefined && Object.entries(sel.matchLabels).every(([k, v]) => podLabels[k] === v)
+      assert.ok(selects(policy.spec!.podSelector), 'the policy applies to the broker pods')
+      assert.deepEqual(policy.spec!.policyTypes, ['Ingress'])
+      const container = sts.spec!.template.spec!.containers[0]!
+      const clusterPorts = (container.ports ?? []).filter((p) => p.containerPort === 7946).map((p) => p.name)
+      assert.deepEqual(clusterPorts.sort(), ['gossip', 'gossip-udp'])
+      for (const rule of policy.spec!.ingress ?? []) {
+        const opensCluster = (rule.ports ?? []).some((p) => clusterPorts.includes(String(p.port)) || p.port === 7946)
+        if (!opensCluster) continue
+        assert.ok((rule.from ?? []).length > 0, 'the cluster port is never open to every source')
+        for (const peer of rule.from!) {
+          assert.equal(peer.namespaceSelector, undefined, 'no other namespace')
+          assert.equal(peer.ipBlock, undefined, 'no address block')
+          assert.ok(selects(peer.podSelector), 'only pods of the StatefulSet')
+        }
+      }
+      const open = (policy.spec!.ingress ?? []).filter((r) => (r.ports ?? []).some((p) => clusterPorts.includes(String(p.port))))
+      assert.deepEqual(open.flatMap((r) => r.ports!.map((p) => `${String(p.port)}/${p.protocol}`)).sort(), ['gossip-udp/UDP', 'gossip/TCP'])
+      // MQTT on every listener (mqtt, ws, mqtts, wss) and HTTP are not cut off by it.
+      const reachable = (policy.spec!.ingress ?? []).filter((r) => r.from === undefined).flatMap((r) => r.ports!.map((p) => String(p.port)))
+      assert.deepEqual(reachable.sort(), ['http', 'mqtt', 'mqtts', 'ws', 'wss'])
+      const mqttService = one<Service>(objects, 'Service', (o) => o.metadata.name === 'mqtt')
+      for (const p of mqttService.spec?.ports ?? []) assert.ok(reachable.includes(String(p.targetPort)), `the policy admits ${String(p.targetPort)}`)
+    })
+
     if (overlay === 'production') {
       test('production: auth with hashed passwords, a deny-by-default ACL, API users, a required cluster key, a ServiceMonitor', () => {
-        const sts = one<StatefulSet>(objects, 'StatefulSet')
-        const container = sts.spec!.template.spec!.containers[0]!
-        const keyRef = container.env?.find((e) => e.name === 'BROKER_CLUSTER_CONFIG_SECRET_KEY')?.valueFrom?.secretKeyRef
-        assert.ok(keyRef !== undefined)
-        assert.equal(keyRef.optional, false)
         const cm = one<ConfigMap>(objects, 'ConfigMap')
         const config = parse(cm.data!['config.yaml']!) as { api: { user: Record<string, string> }, mqtt: { auth: Array<{ password?: string }>, acl: Array<{ filters?: Record<string, number>, username?: string }> } }
         assert.ok(config.mqtt.auth.length > 0)
@@ -304,6 +339,8 @@ for (const overlay of OVERLAYS) {
         assert.equal(only(objects, 'ServiceMonitor').length, 1)
         assert.equal(only(objects, 'Secret').length, 0, 'no secret is shipped in the manifests')
         // TLS: cert-manager's Secret mounted where the listeners read their files.
+        const sts = one<StatefulSet>(objects, 'StatefulSet')
+        const container = sts.spec!.template.spec!.containers[0]!
         const certificate = one(objects, 'Certificate') as unknown as { spec: { secretName: string } }
         const volume = sts.spec!.template.spec!.volumes?.find((v) => v.secret?.secretName === certificate.spec.secretName)
         assert.ok(volume !== undefined, 'the Certificate Secret is a volume')

@@ -66,13 +66,6 @@ import { storeObserver } from './store-observer.js'
 export type { DataPlaneMembership } from './link-set.js'
 export type { MessageFromEvent } from './inbound.js'
 
-/**
- * A remote stamp further ahead of our wall clock is merged by its stamp but
- * not adopted by our clock (see hlc.ts): one node with a clock set to next
- * year must not drag every clock, and every retained entry, with it.
- */
-const MAX_CLOCK_DRIFT_MS = 60_000
-
 /** How long a stopping node waits for its peers to acknowledge its last messages. */
 const FLUSH_ON_STOP_MS = 1000
 
@@ -105,13 +98,19 @@ export class DataPlane {
     const cc = config.cluster.config
     const warn = rateLimited(log, 10_000)
     this.routing = new RoutingTable(this.name)
-    this.clock = new HybridLogicalClock(this.name, { maxForwardDriftMs: MAX_CLOCK_DRIFT_MS })
+    // A remote stamp further ahead of our wall clock than cluster.max_clock_drift
+    // is not adopted by our clock (hlc.ts), and a retained entry so stamped is
+    // refused (retained-store.ts): one node with a clock set to next year must
+    // not drag every clock, and every retained entry, with it.
+    this.clock = new HybridLogicalClock(this.name, { maxForwardDriftMs: config.cluster.max_clock_drift })
     this.links = new LinkSet({
       name: this.name,
       process: mqtt.aedes.id,
       bind: config.cluster.bind,
       parkMs: cc.gossip_to_the_dead_time,
-      cipher: new Keyring([cc.secret_key, ...cc.secondary_keys]),
+      keys: new Keyring([cc.secret_key, ...cc.secondary_keys], { label: config.cluster.label }),
+      maxPending: config.cluster.max_pending_connections,
+      handshakeTimeoutMs: config.cluster.handshake_timeout,
       log,
       membership: options.membership,
       faults: options.faults,
@@ -185,8 +184,8 @@ export class DataPlane {
       refused: () => ({ ...this.links.acceptor.refused }) as Record<string, number>,
       routes: () => this.routing.size,
       retained: () => {
-        const { count, bytes, tombstones, refused } = retained.store
-        return { count, bytes, tombstones, refused }
+        const { count, bytes, tombstones, refused, future } = retained.store
+        return { count, bytes, tombstones, refused, future }
       },
       sync: () => retained.sync.stats,
       sessions: () => ({ ...replication.stats(), rescued: rescue.rescued }),

@@ -3,10 +3,11 @@
 // A connection starts with the 4-byte preamble "BHDP" from each side, so a
 // listener shared with the membership protocol can tell a data-plane stream
 // from a push/pull exchange by its first bytes (read as a membership length
-// prefix, "BHDP" is over 1 GB and refused there). Then frames follow:
+// prefix, "BHDP" is over 1 GB and refused there). Then frames follow: first
+// the handshake's (link-handshake.ts), then records:
 //
 //   frame  = length (uint32 BE) | sealed
-//   sealed = cipher.seal(records)        (AES-GCM with the cluster key, or plain)
+//   sealed = session.seal(records)       (AES-256-GCM under this connection's keys, or plain)
 //   record = HELLO  0x01 | len (uint32) | JSON
 //          | DATA   0x02 | seq (uint48) | len (uint32) | payload    seq 0: unreliable
 //          | ACK    0x03 | seq (uint48)                             cumulative: received
@@ -27,17 +28,15 @@
 // write. Nothing in a frame is parsed before the cipher authenticated it.
 
 export const PREAMBLE = Buffer.from('BHDP', 'latin1')
-export const LINK_PROTOCOL_VERSION = 2
+export const LINK_PROTOCOL_VERSION = 3
 
-/** Seals and opens frames; the membership Keyring fits this shape. */
+/** Seals and opens the frames of one connection (link-handshake.ts LinkSession). */
 export interface FrameCipher {
   seal (plain: Buffer): Buffer
   /** Throws when the frame does not authenticate. */
   open (sealed: Buffer): Buffer
 }
 
-/** A cipher that adds nothing: for tests and for clusters without a key when no Keyring is at hand. */
-export const plainCipher: FrameCipher = { seal: (b) => b, open: (b) => b }
 
 export interface Hello {
   proto: number
@@ -249,16 +248,28 @@ export class FrameDecoder {
   private buffered: Buffer[] = []
   private bufferedLength = 0
   private preambleSeen = false
-  private readonly maxFrameBytes: number
+  private maxFrameBytes: number
 
   constructor (maxFrameBytes: number) {
     this.maxFrameBytes = maxFrameBytes
   }
 
-  /** Feeds bytes; returns the complete sealed frames they finish. Throws LinkProtocolError. */
+  /** Changes the largest frame accepted (small until a handshake completes). */
+  limit (maxFrameBytes: number): void {
+    this.maxFrameBytes = maxFrameBytes
+  }
+
+  /**
+   * Feeds bytes; returns the complete sealed frames they finish. Throws
+   * LinkProtocolError. A frame over the limit after some complete ones is
+   * left buffered (and judged by the next push, which may be an empty
+   * one): the frames before it may be a handshake that raises the limit.
+   */
   push (chunk: Buffer): Buffer[] {
-    this.buffered.push(chunk)
-    this.bufferedLength += chunk.length
+    if (chunk.length > 0) {
+      this.buffered.push(chunk)
+      this.bufferedLength += chunk.length
+    }
     const frames: Buffer[] = []
     for (;;) {
       if (!this.preambleSeen) {
@@ -271,6 +282,7 @@ export class FrameDecoder {
       }
       if (this.bufferedLength < 4) return frames
       const length = this.peek(4).readUInt32BE(0)
+      if (length > this.maxFrameBytes && frames.length > 0) return frames
       if (length > this.maxFrameBytes) throw new LinkProtocolError('size', `frame of ${length} bytes exceeds ${this.maxFrameBytes}`)
       if (this.bufferedLength < 4 + length) return frames
       this.take(4)

@@ -9,9 +9,10 @@ export {
 export { RoutingTable, type RouteDelta, type RouteTable, type DeltaResult, type SharedTarget, type RoutingTableOptions } from './routing-table.js'
 export { FilterTrie } from './filter-trie.js'
 export {
-  PREAMBLE, LINK_PROTOCOL_VERSION, LinkProtocolError, plainCipher,
+  PREAMBLE, LINK_PROTOCOL_VERSION, LinkProtocolError,
   type FrameCipher, type Hello, type LinkErrorReason
 } from './frame-codec.js'
+export { NO_KEY, LinkSession, type LinkKeys } from './link-handshake.js'
 export { PeerLink, dialsTo, type PeerLinkOptions, type LinkState, type LinkStats, type SendResult, type DeliveryInfo } from './peer-link.js'
 export { LinkAcceptor, LinkListener, type LinkAcceptorOptions } from './link-acceptor.js'
 export { RetainedSync, type RetainedSyncStats, type RetainedSyncOptions } from './retained-sync.js'

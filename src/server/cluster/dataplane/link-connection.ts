@@ -10,10 +10,12 @@
 // - A dial not connected within connectTimeoutMs is abandoned and retried:
 //   it may hang on a lost SYN. When the peer is known to be back, a dial
 //   pending longer than STALE_DIAL_MS is started afresh (redialNow).
-// - The handshake: each side sends the preamble and a HELLO (frame-codec.ts)
-//   naming itself, its sender incarnation and how far it delivered the
-//   other's stream; a HELLO from another name or protocol version, or none
-//   within handshakeTimeoutMs, closes the connection.
+// - The handshake (link-handshake.ts): both sides exchange fresh nonces,
+//   derive this connection's keys, and send a HELLO (frame-codec.ts) sealed
+//   under them, naming itself, its sender incarnation and how far it
+//   delivered the other's stream; a HELLO that does not open, from another
+//   name or protocol version, or none within handshakeTimeoutMs, closes the
+//   connection. Until then frames are at most MAX_HANDSHAKE_FRAME bytes.
 // - Liveness: a PING goes out when nothing was written for pingIntervalMs; a
 //   connection with nothing received for idleTimeoutMs is dropped, which is
 //   how a half-open connection or a silent peer is noticed.
@@ -28,9 +30,12 @@ import {
   type Hello, type LinkErrorReason, type LinkRecord
 } from './frame-codec.js'
 import type { LinkCounters, LinkState, ResolvedLinkOptions } from './peer-link-types.js'
+import { MAX_HANDSHAKE_FRAME, dialerSession, initFrameBody, newNonce, parseInit, type LinkSession } from './link-handshake.js'
 
 /** A dial pending this long when the peer is known to be back is started afresh (redialNow). */
 const STALE_DIAL_MS = 250
+
+const EMPTY = Buffer.alloc(0)
 
 /** Which side of a pair dials: the lower name, so there is one link per pair. */
 export function dialsTo (localName: string, peerName: string): boolean {
@@ -66,6 +71,10 @@ export class LinkConnection {
   private stateValue: LinkState = 'idle'
   private current: Socket | undefined
   private decoder: FrameDecoder | undefined
+  /** The current connection's ciphers, once its handshake derived them. */
+  private session: LinkSession | undefined
+  /** The dialer's nonce of the current connection, until the acceptor's arrives. */
+  private ourNonce: Buffer | undefined
   private attempt = 0
   private retryTimer: NodeJS.Timeout | undefined
   private handshakeTimer: NodeJS.Timeout | undefined
@@ -102,6 +111,11 @@ export class LinkConnection {
     this.setState('stopped')
     clearTimeout(this.retryTimer)
     this.drop()
+  }
+
+  /** Seals a frame's records for the current connection (its own keys and frame counter). */
+  seal (plain: Buffer): Buffer {
+    return this.session!.seal(plain)
   }
 
   /** Writes to the current connection; false when the socket asks to wait for 'drain' (see onceDrained). */
@@ -141,10 +155,11 @@ export class LinkConnection {
   }
 
   /**
-   * Takes an inbound connection whose preamble and HELLO the acceptor already
-   * read and authenticated; `rest` are bytes that followed the HELLO frame.
+   * Takes an inbound connection whose handshake the acceptor ran as far as
+   * the dialer's HELLO (authenticated under `session`); `rest` are bytes
+   * that followed the HELLO frame.
    */
-  adopt (socket: Socket, hello: Hello, rest: Buffer): void {
+  adopt (socket: Socket, hello: Hello, rest: Buffer, session: LinkSession): void {
     if (this.stateValue === 'stopped' || this.stateValue === 'idle' || this.dialer) {
       socket.destroy()
       return
@@ -153,7 +168,10 @@ export class LinkConnection {
     // half-open TCP connection can linger until the idle timeout).
     if (this.current !== undefined) this.drop()
     this.useSocket(socket, true)
-    socket.write(Buffer.concat([PREAMBLE, this.helloFrame()]))
+    this.session = session
+    this.decoder = new FrameDecoder(this.maxFrameBytes)
+    this.decoder.push(PREAMBLE)
+    socket.write(this.helloFrame())
     try {
       this.connectionUp(hello)
     } catch (err) {
@@ -184,13 +202,16 @@ export class LinkConnection {
       clearTimeout(connectTimer)
       if (socket !== this.current) return
       this.setState('handshaking')
-      socket.write(Buffer.concat([PREAMBLE, this.helloFrame()]))
+      this.ourNonce = newNonce()
+      socket.write(Buffer.concat([PREAMBLE, frame(initFrameBody(this.ourNonce))]))
     })
   }
 
   private useSocket (socket: Socket, preambleRead = false): void {
     this.current = socket
-    this.decoder = new FrameDecoder(this.maxFrameBytes)
+    this.session = undefined
+    this.ourNonce = undefined
+    this.decoder = new FrameDecoder(MAX_HANDSHAKE_FRAME)
     if (preambleRead) this.decoder.push(PREAMBLE)
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.onData(socket, chunk))
@@ -219,7 +240,7 @@ export class LinkConnection {
       ...this.stream.helloFields(),
       ...(this.opts.process === undefined ? {} : { process: this.opts.process })
     }
-    return frame(this.opts.cipher.seal(encodeRecord({ type: 'hello', hello })))
+    return frame(this.session!.seal(encodeRecord({ type: 'hello', hello })))
   }
 
   private checkHello (hello: Hello): void {
@@ -230,6 +251,8 @@ export class LinkConnection {
   private connectionUp (hello: Hello): void {
     clearTimeout(this.handshakeTimer)
     this.checkHello(hello)
+    // Authenticated: frames may now be as large as messages are.
+    this.decoder?.limit(this.maxFrameBytes)
     this.refused = false
     this.stream.resume(hello)
     this.counters.connects++
@@ -259,6 +282,7 @@ export class LinkConnection {
     if (socket !== this.current) return
     this.current = undefined
     this.decoder = undefined
+    this.session = undefined
     clearTimeout(this.handshakeTimer)
     clearInterval(this.heartbeat)
     this.stream.closed()
@@ -292,22 +316,41 @@ export class LinkConnection {
     this.counters.bytesReceived += chunk.length
     this.lastReceived = Date.now()
     try {
-      for (const sealed of this.decoder.push(chunk)) {
-        let plain: Buffer
-        try {
-          plain = this.opts.cipher.open(sealed)
-        } catch (err) {
-          throw new LinkProtocolError('auth', `frame does not authenticate: ${(err as Error).message}`)
-        }
-        for (const record of decodeRecords(plain)) {
-          this.onRecord(record)
-          // A handler may have stopped the link or dropped the connection.
-          if (socket !== this.current) return
-        }
+      // Frames come in rounds: a frame over the handshake's size limit waits
+      // until the handshake in the frames before it has raised the limit.
+      const decoder = this.decoder
+      for (let frames = decoder.push(chunk); frames.length > 0; frames = decoder.push(EMPTY)) {
+        if (!this.onFrames(socket, frames)) return
       }
     } catch (err) {
       this.fail(socket, err instanceof Error ? err : new Error(String(err)))
     }
+  }
+
+  /** Opens and handles the frames of one decoder round; false once the connection is not current. Throws LinkProtocolError. */
+  private onFrames (socket: Socket, frames: Buffer[]): boolean {
+    for (const sealed of frames) {
+      if (this.session === undefined) {
+        // The dialer's side: the acceptor's INIT. Our HELLO goes out under the keys it gives.
+        if (!this.dialer || this.ourNonce === undefined) throw new LinkProtocolError('handshake', 'a frame before the handshake')
+        this.session = dialerSession(this.opts.keys, this.ourNonce, parseInit(sealed))
+        this.ourNonce = undefined
+        socket.write(this.helloFrame())
+        continue
+      }
+      let plain: Buffer
+      try {
+        plain = this.session.open(sealed)
+      } catch (err) {
+        throw new LinkProtocolError('auth', `frame does not authenticate: ${(err as Error).message}`)
+      }
+      for (const record of decodeRecords(plain)) {
+        this.onRecord(record)
+        // A handler may have stopped the link or dropped the connection.
+        if (socket !== this.current) return false
+      }
+    }
+    return true
   }
 
   private onRecord (r: LinkRecord): void {

@@ -19,6 +19,7 @@ import type { Member, Membership } from '../membership/membership.js'
 import type { LinkStreamHandler } from '../membership/net-transport.js'
 import type { LinkFaults } from '../fault-injection.js'
 import { LinkAcceptor } from './link-acceptor.js'
+import { normalizeHost } from '../membership/admission.js'
 import { PeerLink, type DeliveryInfo } from './peer-link.js'
 
 /** The membership as the data plane needs it: the SWIM one can lend its TCP listener. */
@@ -50,7 +51,10 @@ export interface LinkSetOptions {
   bind: string
   /** How long a dead member's link is kept (cluster.config.gossip_to_the_dead_time). */
   parkMs: number
-  cipher: Keyring
+  keys: Keyring
+  /** cluster.max_pending_connections and cluster.handshake_timeout, for inbound links. */
+  maxPending?: number
+  handshakeTimeoutMs?: number
   log: Logger
   membership: DataPlaneMembership
   faults?: LinkFaults | undefined
@@ -85,8 +89,11 @@ export class LinkSet {
     this.opts = options
     this.acceptor = new LinkAcceptor({
       localName: options.name,
-      cipher: options.cipher,
+      keys: options.keys,
       lookup: (peer) => this.forInbound(peer),
+      checkAddress: (peer, host) => this.isAddressOf(peer, host),
+      ...(options.maxPending === undefined ? {} : { maxPending: options.maxPending }),
+      ...(options.handshakeTimeoutMs === undefined ? {} : { handshakeTimeoutMs: options.handshakeTimeoutMs }),
       onError: (err) => options.warn('warn', { err: err.message }, 'peer link connection refused')
     })
   }
@@ -207,6 +214,19 @@ export class LinkSet {
     })
   }
 
+  /**
+   * A HELLO as `peer` must come from the address the membership knows it
+   * at: with a key, the name of an authenticated member at its own address;
+   * without one, nobody else can replace a member's link under its name.
+   * (An address given as a host name cannot be compared and is taken as it is.)
+   */
+  private isAddressOf (peer: string, host: string): boolean {
+    const m = this.opts.membership.members().find((x) => x.name === peer)
+    if (m === undefined) return true // refused as unknown by lookup
+    if (isIP(m.addr) === 0) return true
+    return normalizeHost(host) === normalizeHost(m.addr)
+  }
+
   /** The acceptor asks for a peer that dialled us: membership may know it before its join event reached us. */
   private forInbound (peer: string): PeerLink | undefined {
     const existing = this.links.get(peer)
@@ -228,7 +248,8 @@ export class LinkSet {
       localName: this.opts.name,
       process: this.opts.process,
       peerName: m.name,
-      cipher: this.opts.cipher,
+      keys: this.opts.keys,
+      handshakeTimeoutMs: this.opts.handshakeTimeoutMs ?? 5000,
       connect: () => this.connectTo(m),
       onMessage: (payload, info) => this.opts.handlers.onMessage(link, payload, info),
       onUp: () => this.linkUp(link),

@@ -14,7 +14,7 @@ export interface DataPlaneSources {
   /** Connections the acceptor refused, by reason. */
   refused: () => Record<string, number>
   routes: () => number
-  retained: () => { count: number, bytes: number, tombstones: number, refused: number }
+  retained: () => { count: number, bytes: number, tombstones: number, refused: number, future: number }
   sync: () => RetainedSyncStats
   /** Session replication (session-replication.ts). */
   sessions: () => SessionReplicationStats
@@ -132,6 +132,13 @@ export function registerDataPlaneMetrics (registry: Registry, live: DataPlaneSou
     help: 'New retained topics refused by max_retained_messages or max_retained_bytes',
     registers: [registry],
     collect () { follow(this, retainedRefused, {}, live.retained().refused) }
+  })
+  const retainedFuture = new Map<string, number>()
+  new Counter({
+    name: 'broker_retained_future_refused_total',
+    help: 'Retained entries from peers refused for a stamp further ahead of this node\'s clock than cluster.max_clock_drift',
+    registers: [registry],
+    collect () { follow(this, retainedFuture, {}, live.retained().future) }
   })
   const roundsSeen = new Map<string, number>()
   new Counter({

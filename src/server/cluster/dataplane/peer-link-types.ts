@@ -3,7 +3,8 @@
 // delivery carries (DeliveryInfo), the link's states and counters (LinkState,
 // LinkStats), and its options with their defaults (resolveLinkOptions).
 import type { Socket } from 'node:net'
-import type { FrameCipher, LinkErrorReason } from './frame-codec.js'
+import type { LinkErrorReason } from './frame-codec.js'
+import type { LinkKeys } from './link-handshake.js'
 
 export type LinkState = 'idle' | 'connecting' | 'handshaking' | 'up' | 'backoff' | 'waiting' | 'stopped'
 
@@ -63,7 +64,8 @@ export interface PeerLinkOptions {
   /** This node's process id, sent in the HELLO (Hello.process); the peer's is `remoteProcess` once up. */
   process?: string
   peerName: string
-  cipher: FrameCipher
+  /** The cluster keys each connection derives its own from (NO_KEY: plain text). */
+  keys: LinkKeys
   /** Opens a connection to the peer. Required on the dialing side (the lower name). */
   connect?: () => Socket
   /** Called for each delivered message, in order. */

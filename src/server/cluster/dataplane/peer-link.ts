@@ -37,6 +37,7 @@ import type { Socket } from 'node:net'
 import { DATA_HEADER, MAX_HELD_LIST, MAX_SEQ, encodeRecord, frame, writeDataHeader, type Hello } from './frame-codec.js'
 import { HeldMessages, Settlements } from './held-messages.js'
 import { LinkConnection, type StreamRecord } from './link-connection.js'
+import type { LinkSession } from './link-handshake.js'
 import {
   resolveLinkOptions,
   type LinkCounters, type LinkState, type LinkStats, type PeerLinkOptions, type ResolvedLinkOptions,
@@ -264,8 +265,8 @@ export class PeerLink {
   }
 
   /** Takes an inbound connection the acceptor already read the preamble and HELLO of (see LinkConnection.adopt). */
-  adopt (socket: Socket, hello: Hello, rest: Buffer): void {
-    this.connection.adopt(socket, hello, rest)
+  adopt (socket: Socket, hello: Hello, rest: Buffer, session: LinkSession): void {
+    this.connection.adopt(socket, hello, rest, session)
   }
 
   // ---- the connection's life (LinkStream) ---------------------------------------------
@@ -424,7 +425,7 @@ export class PeerLink {
         parts.push(data)
         this.counters.messagesSent += i - start
       }
-      const f = frame(this.opts.cipher.seal(parts.length === 1 ? parts[0]! : Buffer.concat(parts)))
+      const f = frame(this.connection.seal(parts.length === 1 ? parts[0]! : Buffer.concat(parts)))
       frames.push(f)
       total += f.length
     }

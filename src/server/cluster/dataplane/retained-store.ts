@@ -38,7 +38,8 @@ export interface RetainedEntry extends RetainedMessage {
   stamp: Stamp
 }
 
-export type MergeResult = 'applied' | 'stale' | 'refused'
+/** 'future': stamped further ahead of our clock than the clock's maximum drift (see merge). */
+export type MergeResult = 'applied' | 'stale' | 'refused' | 'future'
 
 /** (topic, encoded stamp) pairs of some buckets: what a node holds there, without payloads. */
 export type BucketSummary = Array<[topic: string, stamp: string]>
@@ -73,8 +74,8 @@ export class RetainedStore {
   private liveBytes = 0
   /** New topics refused because a limit was reached (a metric). */
   refused = 0
-  /** Merged entries stamped too far ahead of our clock (merged, but our clock did not follow). */
-  clockDrift = 0
+  /** Entries from peers refused for a stamp too far ahead of our clock (a metric). */
+  future = 0
 
   constructor (options: RetainedStoreOptions) {
     this.clock = options.clock
@@ -112,14 +113,19 @@ export class RetainedStore {
 
   // ---- replication -------------------------------------------------------------
 
-  /** Merges an entry from a peer: the higher stamp wins. */
+  /**
+   * Merges an entry from a peer: the higher stamp wins. An entry stamped
+   * further ahead of our wall clock than the clock's maximum drift
+   * (cluster.max_clock_drift; the HLC throws ClockDriftError) is refused:
+   * stored, it would beat every later write to its topic until our clock
+   * caught up with it, from a skewed clock or a forged entry alike.
+   */
   merge (entry: RetainedEntry): MergeResult {
     try {
       this.clock.observe(entry.stamp)
     } catch {
-      // Too far in the future (ClockDriftError): the entry still merges by its
-      // stamp, only our clock refuses to jump.
-      this.clockDrift++
+      this.future++
+      return 'future'
     }
     const current = this.entries.get(entry.topic)
     if (current !== undefined && compareStamps(entry.stamp, current.entry.stamp) <= 0) return 'stale'

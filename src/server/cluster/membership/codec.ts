@@ -45,7 +45,7 @@ export type StreamMessage =
   | { type: 'push-pull', join: boolean, nodes: NodeState[], userState: string }
   | { type: 'error', code: string, message: string }
 
-export type BadPacketReason = 'auth' | 'encryption' | 'version' | 'decode' | 'size'
+export type BadPacketReason = 'auth' | 'encryption' | 'version' | 'decode' | 'size' | 'replay' | 'target'
 
 /** A frame that cannot be used; `reason` is the bad-packets metric label. */
 export class CodecError extends Error {

@@ -14,6 +14,8 @@ export interface ClusterMetrics {
   dead (): void
   left (): void
   badPacket (reason: BadPacketReason): void
+  /** Refused before it was read: an address admission refused, or past the cap of unauthenticated connections. */
+  refused (kind: 'udp' | 'tcp' | 'link', reason: 'address' | 'pending'): void
 }
 
 export function registerClusterMetrics (registry: Registry, live: { members: () => Member[], healthScore: () => number, stats: () => TransportStats }): ClusterMetrics {
@@ -36,7 +38,14 @@ export function registerClusterMetrics (registry: Registry, live: { members: () 
   const dead = new Counter({ name: 'broker_cluster_members_dead_total', help: 'Members declared dead', registers: [registry] })
   const left = new Counter({ name: 'broker_cluster_members_left_total', help: 'Members that left gracefully', registers: [registry] })
   const bad = new Counter({ name: 'broker_cluster_bad_packets_total', help: 'Cluster packets and streams dropped unparsed, by reason', labelNames: ['reason'] as const, registers: [registry] })
-  for (const r of ['auth', 'encryption', 'version', 'decode', 'size']) bad.inc({ reason: r }, 0)
+  for (const r of ['auth', 'encryption', 'version', 'decode', 'size', 'replay', 'target']) bad.inc({ reason: r }, 0)
+  const refused = new Counter({
+    name: 'broker_cluster_refused_total',
+    help: 'Cluster traffic refused before it was read: from an address discovery did not yield (no key set), or past cluster.max_pending_connections',
+    labelNames: ['kind', 'reason'] as const,
+    registers: [registry]
+  })
+  for (const kind of ['udp', 'tcp']) refused.inc({ kind, reason: 'address' }, 0)
   let sentSeen = 0
   let receivedSeen = 0
   new Counter({
@@ -57,6 +66,7 @@ export function registerClusterMetrics (registry: Registry, live: { members: () 
     refutation: () => refutations.inc(),
     dead: () => dead.inc(),
     left: () => left.inc(),
-    badPacket: (reason) => bad.inc({ reason })
+    badPacket: (reason) => bad.inc({ reason }),
+    refused: (kind, reason) => refused.inc({ kind, reason })
   }
 }

@@ -5,7 +5,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { createServer, connect, type Server, type Socket } from 'node:net'
 import { isIP } from 'node:net'
 import { BrokerHaError } from '../../../errors.js'
-import { MAX_STREAM_FRAME, TransportError, type Address, type Transport, type TransportHandlers, type TransportStats } from './transport.js'
+import { MAX_REQUEST_FRAME, MAX_STREAM_FRAME, TransportError, type Address, type Transport, type TransportHandlers, type TransportStats } from './transport.js'
 import { PREAMBLE } from '../dataplane/frame-codec.js'
 
 /** Takes a data-plane connection (it started with PREAMBLE); `head` holds the bytes already read. */
@@ -18,6 +18,16 @@ export interface NetTransportOptions {
   streamTimeoutMs: number
   /** Called for streams cut for being too large or too slow (counted as bad packets). */
   onBadStream?: (from: Address, reason: 'size' | 'decode') => void
+  /**
+   * Admission by address (membership/admission.ts): traffic from a host it
+   * refuses is dropped before a byte is read. Undefined: every host (a key
+   * authenticates instead).
+   */
+  admit?: (host: string) => boolean
+  /** Most inbound connections not yet handed to the data plane nor answered (push/pull); more are closed at once. */
+  maxPending?: number
+  /** Called for what was refused before it was read: an address not admitted, or past maxPending. */
+  onRefused?: (from: Address, kind: 'udp' | 'tcp', reason: 'address' | 'pending') => void
 }
 
 export class NetTransport implements Transport {
@@ -27,6 +37,8 @@ export class NetTransport implements Transport {
   private tcp: Server | undefined
   private readonly sockets = new Set<Socket>()
   private readonly options: NetTransportOptions
+  /** Inbound exchanges not answered yet (see maxPending). */
+  private pending = 0
   /**
    * Set by the data plane: inbound TCP connections whose first 4 bytes are
    * the data-plane PREAMBLE are handed over instead of read as a push/pull
@@ -43,6 +55,10 @@ export class NetTransport implements Transport {
     const family = isIP(this.options.bind) === 6 ? 'udp6' : 'udp4'
     const udp = createSocket({ type: family, reuseAddr: false })
     udp.on('message', (data, rinfo) => {
+      if (this.options.admit !== undefined && !this.options.admit(rinfo.address)) {
+        this.options.onRefused?.({ host: rinfo.address, port: rinfo.port }, 'udp', 'address')
+        return
+      }
       this.stats.bytesReceived += data.length
       handlers.packet({ host: rinfo.address, port: rinfo.port }, data)
     })
@@ -118,11 +134,28 @@ export class NetTransport implements Transport {
   }
 
   private serve (socket: Socket, handlers: TransportHandlers): void {
-    this.sockets.add(socket)
     const from = { host: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }
+    if (this.options.admit !== undefined && !this.options.admit(from.host)) {
+      this.options.onRefused?.(from, 'tcp', 'address')
+      socket.destroy()
+      return
+    }
+    // Until it is handed to the data plane or its request is answered, a
+    // connection is unauthenticated: capped in number, and a push/pull
+    // request in size (MAX_REQUEST_FRAME, not the 32 MiB an answer we asked
+    // for may have). Peer links have their own cap (link-acceptor.ts).
+    if (this.pending >= (this.options.maxPending ?? Infinity)) {
+      this.options.onRefused?.(from, 'tcp', 'pending')
+      socket.destroy()
+      return
+    }
+    this.pending++
+    let counted = true
+    const release = (): void => { if (counted) { counted = false; this.pending-- } }
+    this.sockets.add(socket)
     socket.setTimeout(this.options.streamTimeoutMs, () => socket.destroy())
     socket.on('error', () => {})
-    socket.once('close', () => this.sockets.delete(socket))
+    socket.once('close', () => { this.sockets.delete(socket); release() })
     // Peek at the first 4 bytes: "BHDP" is a peer link, anything else a
     // length prefix of a push/pull exchange.
     let head = Buffer.alloc(0)
@@ -133,6 +166,7 @@ export class NetTransport implements Transport {
       socket.pause()
       socket.off('data', peek)
       if (head.subarray(0, PREAMBLE.length).equals(PREAMBLE)) {
+        release()
         // A peer link before our data plane started (or after it stopped):
         // closed quietly, the peer redials. Not a malformed stream.
         const linkHandler = this.linkHandler
@@ -143,17 +177,18 @@ export class NetTransport implements Transport {
         socket.setTimeout(0)
         linkHandler(socket, head)
       } else {
-        this.serveExchange(socket, handlers, from, head)
+        this.serveExchange(socket, handlers, from, release, head)
       }
       socket.resume()
     }
     socket.on('data', peek)
   }
 
-  private serveExchange (socket: Socket, handlers: TransportHandlers, from: Address, head?: Buffer): void {
+  private serveExchange (socket: Socket, handlers: TransportHandlers, from: Address, release: () => void, head?: Buffer): void {
     readFrame(socket, (request) => {
       this.stats.bytesReceived += request.length + 4
       handlers.exchange(from, request).then((response) => {
+        release()
         if (response === undefined || socket.destroyed) {
           socket.destroy()
           return
@@ -165,7 +200,7 @@ export class NetTransport implements Transport {
       if (reason === 'frame too large') this.options.onBadStream?.(from, 'size')
       else if (reason !== 'closed before a frame') this.options.onBadStream?.(from, 'decode')
       socket.destroy()
-    }, head)
+    }, head, MAX_REQUEST_FRAME)
   }
 }
 
@@ -176,7 +211,7 @@ function lengthPrefixed (data: Buffer): Buffer {
 }
 
 /** Reads one length-prefixed frame; anything after it is ignored. */
-function readFrame (socket: Socket, onFrame: (data: Buffer) => void, onFail: (reason: string) => void, head?: Buffer): void {
+function readFrame (socket: Socket, onFrame: (data: Buffer) => void, onFail: (reason: string) => void, head?: Buffer, maxFrame = MAX_STREAM_FRAME): void {
   const chunks: Buffer[] = []
   let have = 0
   let need = -1
@@ -188,7 +223,7 @@ function readFrame (socket: Socket, onFrame: (data: Buffer) => void, onFail: (re
     have += chunk.length
     if (need < 0 && have >= 4) {
       need = Buffer.concat(chunks).readUInt32BE(0)
-      if (need > MAX_STREAM_FRAME) {
+      if (need > maxFrame) {
         finish()
         onFail('frame too large')
         return

@@ -19,6 +19,16 @@
 //   the delegate's business. Nothing in the node uses it today (the data
 //   plane compares retained digests over its own links); it is tested as
 //   memberlist's extension point.
+// - Freshness (with a key): a request is sealed with a random nonce and its
+//   send time; a request older or newer than REPLAY_WINDOW_MS, or whose nonce
+//   was seen in that window, is refused, so a recorded request replayed
+//   later is not merged. The answer is sealed bound to the request's nonce,
+//   so a recorded answer does not open as the answer to another request.
+//   Both sides prove the key: the request by opening, the answer by opening
+//   under our fresh nonce.
+//     sealed request = keyring.seal(nonce (16) | time ms (8) | stream message)
+//     sealed answer  = keyring.seal(stream message, bound to the nonce)
+import { randomBytes } from 'node:crypto'
 import { BrokerHaError } from '../../../errors.js'
 import type { Keyring } from '../keyring.js'
 import {
@@ -39,8 +49,17 @@ export interface PushPullObserver extends Pick<MemberTableObserver, 'nameConflic
   badPacket?: (reason: BadPacketReason, from: Address, detail: string) => void
 }
 
+/** How far a request's send time may be from our clock (clocks of members agree within this). */
+export const REPLAY_WINDOW_MS = 5 * 60_000
+/** Most request nonces remembered; a full cache refuses requests rather than forget one still in its window. */
+const MAX_NONCES = 100_000
+const NONCE = 16
+const HEADER = NONCE + 8
+
 export interface PushPullOptions {
   name: string
+  /** Wall clock (ms) for request freshness. */
+  now: () => number
   table: MemberTable
   transport: Transport
   keyring: Keyring
@@ -60,6 +79,8 @@ export function pushPullScale (interval: number, n: number): number {
 export class PushPull {
   delegate: UserStateDelegate | undefined
   private readonly opts: PushPullOptions
+  /** Nonces of requests answered within the replay window, with when they leave it. */
+  private readonly seen = new Map<string, number>()
 
   constructor (opts: PushPullOptions) {
     this.opts = opts
@@ -68,11 +89,15 @@ export class PushPull {
   /** Exchanges state with `address` and merges its answer; a name conflict during a join is thrown. */
   async exchange (address: Address, join: boolean): Promise<void> {
     const { keyring } = this.opts
-    const request = keyring.seal(encodeStream(this.localStateMessage(join)))
+    const header = Buffer.allocUnsafe(HEADER)
+    const nonce = randomBytes(NONCE)
+    nonce.copy(header, 0)
+    header.writeDoubleBE(this.opts.now(), NONCE)
+    const request = keyring.seal(Buffer.concat([header, encodeStream(this.localStateMessage(join))]))
     const raw = await this.opts.transport.exchange(address, request, this.opts.timeoutMs)
     let response: StreamMessage
     try {
-      response = decodeStream(keyring.open(raw))
+      response = decodeStream(keyring.open(raw, nonce))
     } catch (err) {
       if (err instanceof CodecError) this.opts.observer.badPacket?.(err.reason, address, err.message)
       throw err
@@ -91,8 +116,13 @@ export class PushPull {
     if (!this.opts.running()) return undefined
     const { keyring, observer } = this.opts
     let message: StreamMessage
+    let nonce: Buffer
     try {
-      message = decodeStream(keyring.open(request))
+      const plain = keyring.open(request)
+      if (plain.length < HEADER) throw new CodecError('decode', 'push/pull request without its header')
+      nonce = Buffer.from(plain.subarray(0, NONCE))
+      if (keyring.encrypted) this.checkFresh(nonce, plain.readDoubleBE(NONCE))
+      message = decodeStream(plain.subarray(HEADER))
     } catch (err) {
       const e = err instanceof CodecError ? err : new CodecError('decode', String(err))
       observer.badPacket?.(e.reason, from, e.message)
@@ -104,13 +134,29 @@ export class PushPull {
       const conflict = this.findConflict(message.nodes)
       if (conflict !== undefined) {
         observer.nameConflict?.(conflict.name, conflict.existing, conflict.claimed)
-        return keyring.seal(encodeStream({ type: 'error', code: 'CLUSTER_NAME_CONFLICT', message: conflict.message }))
+        return keyring.seal(encodeStream({ type: 'error', code: 'CLUSTER_NAME_CONFLICT', message: conflict.message }), nonce)
       }
     }
     // Answer with our state as it was before merging theirs, as memberlist does.
-    const response = keyring.seal(encodeStream(this.localStateMessage(message.join)))
+    const response = keyring.seal(encodeStream(this.localStateMessage(message.join)), nonce)
     this.mergeState(message.nodes, message.userState, message.join)
     return response
+  }
+
+  /** Throws CodecError('replay') for a request outside the window or seen before; remembers it otherwise. */
+  private checkFresh (nonce: Buffer, sent: number): void {
+    const now = this.opts.now()
+    if (!Number.isFinite(sent) || Math.abs(now - sent) > REPLAY_WINDOW_MS) {
+      throw new CodecError('replay', `push/pull request sent ${Math.round((now - sent) / 1000)} s from our clock (a replay, or clocks apart by more than ${REPLAY_WINDOW_MS / 1000} s)`)
+    }
+    const key = nonce.toString('base64')
+    if (this.seen.has(key)) throw new CodecError('replay', 'push/pull request seen before (a replay)')
+    if (this.seen.size >= MAX_NONCES) {
+      for (const [k, until] of this.seen) if (until < now) this.seen.delete(k)
+      if (this.seen.size >= MAX_NONCES) throw new CodecError('replay', 'too many push/pull requests in the replay window')
+    }
+    this.seen.set(key, now + 2 * REPLAY_WINDOW_MS)
+    if (this.seen.size % 1024 === 0) for (const [k, until] of this.seen) if (until < now) this.seen.delete(k)
   }
 
   private localStateMessage (join: boolean): StreamMessage {

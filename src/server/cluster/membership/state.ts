@@ -107,6 +107,7 @@ export class SwimState extends EventEmitter<MembershipEvents> {
       table: this.table,
       transport: opts.transport,
       keyring: opts.keyring,
+      now: () => opts.clock.now(),
       timeoutMs: opts.profile.tcpTimeout,
       observer: this.observer,
       running: () => this.running
@@ -376,9 +377,19 @@ export class SwimState extends EventEmitter<MembershipEvents> {
       })
   }
 
-  /** Probes `target` on behalf of `from`; forwards its ack, or a nack after probe_timeout. */
+  /**
+   * Probes `target` on behalf of `from`; forwards its ack, or a nack after
+   * probe_timeout. Only for a live member at the address we know it by: one
+   * spoofed packet must not make us send pings to an address of its choice.
+   */
   private relayPing (from: Address, m: Extract<Message, { type: 'indirect-ping' }>): void {
     if (this.table.leaving) return
+    const target = this.table.get(m.target)
+    if (target === undefined || target.name === this.name || (target.state !== 'alive' && target.state !== 'suspect') ||
+      target.addr !== m.addr || target.port !== m.port) {
+      this.observer.badPacket?.('target', from, `indirect ping for ${m.target} at ${m.addr}:${m.port}, not a live member there`)
+      return
+    }
     const seq = this.nextSeq()
     const waiter: AckWaiter = { acked: false, nacks: 0, wake: undefined, onAck: undefined }
     waiter.onAck = () => this.sendMessages({ addr: from.host, port: from.port }, [{ type: 'ack', seq: m.seq }])

@@ -16,7 +16,8 @@ import { Keyring } from '../keyring.js'
 import { NetTransport, type LinkStreamHandler } from './net-transport.js'
 import { FaultInjectingTransport } from '../fault-injection.js'
 import { SwimState } from './state.js'
-import { formationWait, hasDiscovery, resolvePeers, type DiscoverySource } from './discovery.js'
+import { formationWait, hasDiscovery, resolvePeers, type DiscoverySource, type Resolution } from './discovery.js'
+import { Admission, RESOLVE_ON_DEMAND_MS } from './admission.js'
 import { registerClusterMetrics } from './metrics.js'
 import type { Address, Transport } from './transport.js'
 import type { UserStateDelegate } from './push-pull.js'
@@ -59,6 +60,10 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
   private running = false
   /** Addresses discovery found at the last resolution that no live member is at and that did not answer a join. */
   private unjoined = 0
+  /** Without a key: who may reach the cluster port (admission.ts); undefined with a key. */
+  readonly admission: Admission | undefined
+  private lastOnDemand = -Infinity
+  private resolving = false
 
   constructor (opts: SwimMembershipOptions) {
     super()
@@ -69,9 +74,16 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
     this.random = opts.random ?? Math.random
     this.profile = profileFromConfig(config.cluster.config)
     const cc = config.cluster.config
-    const keyring = new Keyring([cc.secret_key, ...cc.secondary_keys])
+    const keyring = new Keyring([cc.secret_key, ...cc.secondary_keys], { label: config.cluster.label })
     const advertise = { host: advertiseAddress(config.cluster.bind, config.cluster.advertise), port: config.cluster.port }
+    this.admission = keyring.encrypted
+      ? undefined
+      : new Admission({
+        self: [advertise.host, config.cluster.bind],
+        liveHosts: () => this.state.list().filter((m) => m.state === 'alive' || m.state === 'suspect').map((m) => m.addr)
+      })
     const badLog = rateLimited(this.log, 10_000)
+    const refusedLog = rateLimited(this.log, 10_000)
     const conflictLog = rateLimited(this.log, 10_000)
     // Read at scrape time, so they may refer to parts built just below.
     const metrics = registerClusterMetrics(opts.registry, {
@@ -83,9 +95,19 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
       bind: config.cluster.bind,
       port: config.cluster.port,
       streamTimeoutMs: cc.tcp_timeout,
+      maxPending: config.cluster.max_pending_connections,
+      ...(this.admission === undefined ? {} : { admit: (host: string) => this.admission!.admits(host) }),
       onBadStream: (from, reason) => {
         metrics.badPacket(reason)
         badLog('warn', { from: `${from.host}:${from.port}`, reason }, 'dropped malformed cluster stream')
+      },
+      onRefused: (from, kind, reason) => {
+        metrics.refused(kind, reason)
+        refusedLog('warn', { from: `${from.host}:${from.port}`, kind, reason }, reason === 'address'
+          ? 'refused cluster traffic from an address discovery did not yield (no cluster key: members are admitted by address)'
+          : 'refused a cluster connection: too many not yet authenticated (cluster.max_pending_connections)')
+        // A member that just started may be in DNS already and not in our last answers.
+        if (reason === 'address') this.resolveOnDemand()
       }
     })
     this.net = base instanceof NetTransport ? base : undefined
@@ -140,7 +162,7 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
       defaultPort: config.cluster.port
     }
     if (!keyring.encrypted) {
-      this.log.warn('cluster.config.secret_key is not set: cluster traffic is neither encrypted nor authenticated')
+      this.log.warn('cluster.config.secret_key is not set: cluster traffic is neither encrypted nor authenticated; only addresses discovery yields are admitted')
     }
   }
 
@@ -162,13 +184,15 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
    * re-resolving, so it merges with the others later).
    */
   async start (): Promise<void> {
+    // Admission needs the addresses before the first packet arrives.
+    const first = hasDiscovery(this.discovery) ? await this.resolve() : undefined
     await this.state.start()
     this.running = true
     const self = this.state.local
     this.log.info({ name: self.name, addr: self.addr, port: self.port, bind: this.config.cluster.bind }, 'cluster membership listening')
-    if (!hasDiscovery(this.discovery)) return
+    if (first === undefined) return
     try {
-      await this.formCluster()
+      await this.formCluster(first)
     } catch (err) {
       await this.state.stop()
       this.running = false
@@ -185,12 +209,29 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
     await this.state.stop()
   }
 
-  private async formCluster (): Promise<void> {
+  /** Resolves discovery, and admits what it yields (without a key). */
+  private async resolve (): Promise<Resolution> {
+    const resolution = await resolvePeers(this.discovery, this.excluded())
+    this.admission?.update(resolution.addresses.map((a) => a.host), resolution.errors.length === 0)
+    return resolution
+  }
+
+  /** An unknown address knocked: resolve now (at most every RESOLVE_ON_DEMAND_MS), in case discovery yields it by now. */
+  private resolveOnDemand (): void {
+    if (!this.running || this.resolving || !hasDiscovery(this.discovery)) return
+    const now = this.clock.now()
+    if (now - this.lastOnDemand < RESOLVE_ON_DEMAND_MS) return
+    this.lastOnDemand = now
+    this.resolving = true
+    this.resolve().catch(() => {}).finally(() => { this.resolving = false })
+  }
+
+  private async formCluster (first: Resolution): Promise<void> {
     const d = this.config.discovery
     const wait = formationWait(d.formation_wait_min, d.formation_wait_max, this.random)
     const deadline = this.clock.now() + wait
     for (let attempt = 1; ; attempt++) {
-      const { addresses, errors } = await resolvePeers(this.discovery, this.excluded())
+      const { addresses, errors } = attempt === 1 ? first : await this.resolve()
       if (addresses.length > 0) {
         const result = await this.state.join(addresses)
         if (result.joined > 0) {
@@ -233,7 +274,7 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
 
   private async resolveOnce (): Promise<void> {
     if (!this.running) return
-    const { addresses } = await resolvePeers(this.discovery, this.excluded())
+    const { addresses } = await this.resolve()
     const known = new Set(this.state.list().filter((m) => m.state === 'alive' || m.state === 'suspect').map((m) => `${m.addr}:${m.port}`))
     const unknown = addresses.filter((a) => !known.has(`${a.host}:${a.port}`))
     this.unjoined = unknown.length

@@ -31,8 +31,15 @@ export interface Transport {
   exchange (to: Address, request: Buffer, timeoutMs: number): Promise<Buffer>
 }
 
-/** Largest stream frame accepted: a full state of thousands of members plus user state. */
+/** Largest stream frame accepted as an answer to our own request: a full state of thousands of members plus user state. */
 export const MAX_STREAM_FRAME = 32 * 1024 * 1024
+
+/**
+ * Largest request frame read from a connection we did not open, before it
+ * authenticated: a member table of some 7,000 members (about 150 bytes
+ * each), and no more memory than that per unauthenticated connection.
+ */
+export const MAX_REQUEST_FRAME = 1024 * 1024
 
 export class TransportError extends Error {
   constructor (message: string, options?: { cause?: unknown }) {

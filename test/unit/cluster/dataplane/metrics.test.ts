@@ -25,7 +25,7 @@ test('data-plane metrics are read from the components at scrape time', async () 
     links: () => links,
     refused: () => ({ auth: 2 }),
     routes: () => 42,
-    retained: () => ({ count: 7, bytes: 700, tombstones: 1, refused: 3 }),
+    retained: () => ({ count: 7, bytes: 700, tombstones: 1, refused: 3, future: 2 }),
     sync: () => sync,
     sessions: () => ({ replicasHeld: 3, replicaQueued: 11, replicatedSessions: 2, opsSent: 40, opsApplied: 30, opsIgnored: 1, promoted: 3, willsPublished: 1, rescued: 4 }),
     acks: () => ({ 'peer-gone': 2, timeout: 1 }),

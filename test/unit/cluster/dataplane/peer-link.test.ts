@@ -9,9 +9,10 @@ import { randomBytes } from 'node:crypto'
 import { PeerLink, type DeliveryInfo, type PeerLinkOptions } from '../../../../src/server/cluster/dataplane/peer-link.js'
 import { LinkAcceptor, LinkListener } from '../../../../src/server/cluster/dataplane/link-acceptor.js'
 import {
-  FrameDecoder, PREAMBLE, decodeRecords, encodeRecord, frame, plainCipher,
+  FrameDecoder, PREAMBLE, decodeRecords, encodeRecord, frame,
   type FrameCipher, type LinkRecord
 } from '../../../../src/server/cluster/dataplane/frame-codec.js'
+import { NO_KEY, dialerSession, initFrameBody, newNonce, parseInit, type LinkKeys } from '../../../../src/server/cluster/dataplane/link-handshake.js'
 import { Keyring } from '../../../../src/server/cluster/keyring.js'
 import { waitFor } from '../../../helpers/wait.js'
 
@@ -32,24 +33,24 @@ interface Pair {
   close: () => Promise<void>
 }
 
-type LinkTuning = Partial<Omit<PeerLinkOptions, 'localName' | 'peerName' | 'cipher' | 'connect' | 'onMessage'>>
+type LinkTuning = Partial<Omit<PeerLinkOptions, 'localName' | 'peerName' | 'keys' | 'connect' | 'onMessage'>>
 
-async function startAcceptorSide (name: string, peer: string, cipher: FrameCipher, tuning: LinkTuning = {}): Promise<{ side: Side, acceptor: LinkAcceptor, listener: LinkListener, port: number }> {
+async function startAcceptorSide (name: string, peer: string, keys: LinkKeys, tuning: LinkTuning = {}): Promise<{ side: Side, acceptor: LinkAcceptor, listener: LinkListener, port: number }> {
   const received: Received[] = []
-  const link = new PeerLink({ localName: name, peerName: peer, cipher, onMessage: (payload, info) => received.push({ payload: Buffer.from(payload), reliable: info.reliable, info }), ...tuning })
-  const acceptor = new LinkAcceptor({ localName: name, cipher, lookup: (n) => (n === peer ? link : undefined) })
+  const link = new PeerLink({ localName: name, peerName: peer, keys, onMessage: (payload, info) => received.push({ payload: Buffer.from(payload), reliable: info.reliable, info }), ...tuning })
+  const acceptor = new LinkAcceptor({ localName: name, keys, lookup: (n) => (n === peer ? link : undefined) })
   const listener = new LinkListener(acceptor)
   const { port } = await listener.start(HOST, 0)
   link.start()
   return { side: { link, received }, acceptor, listener, port }
 }
 
-function startDialerSide (name: string, peer: string, cipher: FrameCipher, port: number, tuning: LinkTuning = {}): Side {
+function startDialerSide (name: string, peer: string, keys: LinkKeys, port: number, tuning: LinkTuning = {}): Side {
   const received: Received[] = []
   const link = new PeerLink({
     localName: name,
     peerName: peer,
-    cipher,
+    keys,
     connect: () => connect({ host: HOST, port }),
     onMessage: (payload, info) => received.push({ payload: Buffer.from(payload), reliable: info.reliable, info }),
     minBackoffMs: 10,
@@ -60,9 +61,9 @@ function startDialerSide (name: string, peer: string, cipher: FrameCipher, port:
   return { link, received }
 }
 
-async function startPair (options: { cipherA?: FrameCipher, cipherB?: FrameCipher, tuningA?: LinkTuning, tuningB?: LinkTuning, waitUp?: boolean } = {}): Promise<Pair> {
-  const { side: b, acceptor, listener, port } = await startAcceptorSide('b', 'a', options.cipherB ?? plainCipher, options.tuningB)
-  const a = startDialerSide('a', 'b', options.cipherA ?? plainCipher, port, options.tuningA)
+async function startPair (options: { cipherA?: LinkKeys, cipherB?: LinkKeys, tuningA?: LinkTuning, tuningB?: LinkTuning, waitUp?: boolean } = {}): Promise<Pair> {
+  const { side: b, acceptor, listener, port } = await startAcceptorSide('b', 'a', options.cipherB ?? NO_KEY, options.tuningB)
+  const a = startDialerSide('a', 'b', options.cipherA ?? NO_KEY, port, options.tuningA)
   const pair = {
     a,
     b,
@@ -87,16 +88,26 @@ const indices = (r: Received[]): number[] => r.map((m) => m.payload.readUInt32BE
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i)
 
 /** A hand-driven peer named 'a' speaking the wire format directly, for misbehaviour the real link never shows. */
-async function rawPeer (port: number, cipher: FrameCipher = plainCipher): Promise<{ socket: Socket, records: LinkRecord[], send: (...r: LinkRecord[]) => void }> {
+async function rawPeer (port: number, keys: LinkKeys = NO_KEY): Promise<{ socket: Socket, records: LinkRecord[], send: (...r: LinkRecord[]) => void }> {
   const socket = connect({ host: HOST, port })
   await once(socket, 'connect')
   const records: LinkRecord[] = []
   const decoder = new FrameDecoder(64 * 1024 * 1024)
-  socket.on('data', (chunk: Buffer) => { for (const f of decoder.push(chunk)) records.push(...decodeRecords(cipher.open(f))) })
+  const nonce = newNonce()
+  let session: FrameCipher | undefined
+  const send = (...r: LinkRecord[]): void => { socket.write(frame(session!.seal(Buffer.concat(r.map(encodeRecord))))) }
+  socket.on('data', (chunk: Buffer) => {
+    for (const f of decoder.push(chunk)) {
+      if (session === undefined) {
+        session = dialerSession(keys, nonce, parseInit(f))
+        send({ type: 'hello', hello: { proto: 3, name: 'a', incarnation: 'raw-1', recv: { incarnation: null, seq: 0 } } })
+      } else {
+        records.push(...decodeRecords(session.open(f)))
+      }
+    }
+  })
   socket.on('error', () => {})
-  const send = (...r: LinkRecord[]): void => { socket.write(frame(cipher.seal(Buffer.concat(r.map(encodeRecord))))) }
-  socket.write(PREAMBLE)
-  send({ type: 'hello', hello: { proto: 2, name: 'a', incarnation: 'raw-1', recv: { incarnation: null, seq: 0 } } })
+  socket.write(Buffer.concat([PREAMBLE, frame(initFrameBody(nonce))]))
   await waitFor(() => records.some((r) => r.type === 'hello'), { message: 'hello from b' })
   return { socket, records, send }
 }
@@ -161,7 +172,7 @@ test('no loss and no duplicates across connection drops in the middle of a burst
 })
 
 test('whenAcked() resolves once the peer delivered the message, false when the link stops first', async () => {
-  const { side: b, listener, port } = await startAcceptorSide('b', 'a', plainCipher)
+  const { side: b, listener, port } = await startAcceptorSide('b', 'a', NO_KEY)
   try {
     const raw = await rawPeer(port)
     assert.equal(b.link.send(seqPayload(1), 'reliable'), 'queued')
@@ -187,7 +198,7 @@ test('whenAcked() resolves once the peer delivered the message, false when the l
 })
 
 test('the receiver discards duplicates by sequence number and acks cumulatively', async () => {
-  const { side: b, listener, port } = await startAcceptorSide('b', 'a', plainCipher)
+  const { side: b, listener, port } = await startAcceptorSide('b', 'a', NO_KEY)
   try {
     const raw = await rawPeer(port)
     raw.send(
@@ -225,7 +236,7 @@ test('a restarted sender (new incarnation) starts its sequence again and is deli
     for (let i = 0; i < 10; i++) p.a.link.send(seqPayload(i), 'reliable')
     await waitFor(() => p.b.received.length === 10 && p.a.link.unackedCount === 0, { message: 'first lifetime' })
     p.a.link.stop()
-    const a2 = startDialerSide('a', 'b', plainCipher, p.port)
+    const a2 = startDialerSide('a', 'b', NO_KEY, p.port)
     try {
       for (let i = 10; i < 20; i++) a2.link.send(seqPayload(i), 'reliable')
       await waitFor(() => p.b.received.length === 20, { message: 'second lifetime delivered' })
@@ -247,7 +258,7 @@ test('a wrong cluster key is refused and never reaches the handler', async () =>
     assert.equal(p.b.link.state, 'waiting')
     assert.equal(p.b.received.length, 0)
     // Plain text against an encrypted node is refused the same way.
-    const plain = startDialerSide('a', 'b', plainCipher, p.port)
+    const plain = startDialerSide('a', 'b', NO_KEY, p.port)
     try {
       await waitFor(() => (p.acceptor.refused.auth ?? 0) >= 4, { message: 'plain text refused' })
       assert.notEqual(plain.link.state, 'up')
@@ -283,7 +294,7 @@ test('garbage bytes are refused without crashing, before and after the handshake
     assert.equal(p.b.link.stats().protocolErrors.decode, 1)
     assert.equal(p.b.link.state, 'waiting')
     // And b still takes a good connection afterwards.
-    const a2 = startDialerSide('a', 'b', plainCipher, p.port)
+    const a2 = startDialerSide('a', 'b', NO_KEY, p.port)
     try {
       a2.link.send(seqPayload(7), 'reliable')
       await waitFor(() => p.b.received.length === 1, { message: 'delivery after garbage' })
@@ -297,7 +308,7 @@ test('garbage bytes are refused without crashing, before and after the handshake
 
 test('a slow reader: QoS 0 is shed and counted, reliable sends report backpressure, memory stays bounded', async () => {
   const maxBufferedBytes = 256 * 1024
-  const { side: b, listener, port } = await startAcceptorSide('b', 'a', plainCipher, { maxBufferedBytes, frameBytes: 16 * 1024 })
+  const { side: b, listener, port } = await startAcceptorSide('b', 'a', NO_KEY, { maxBufferedBytes, frameBytes: 16 * 1024 })
   try {
     const raw = await rawPeer(port)
     raw.socket.pause() // reads nothing: the kernel buffers fill, then ours
@@ -328,7 +339,7 @@ test('a slow reader: QoS 0 is shed and counted, reliable sends report backpressu
 
 test('unacknowledged reliable messages fill the buffer; whenWritable() resolves once acks arrive', async () => {
   const maxBufferedBytes = 64 * 1024
-  const { side: b, listener, port } = await startAcceptorSide('b', 'a', plainCipher, { maxBufferedBytes })
+  const { side: b, listener, port } = await startAcceptorSide('b', 'a', NO_KEY, { maxBufferedBytes })
   try {
     const raw = await rawPeer(port)
     let accepted = 0
@@ -372,7 +383,7 @@ test('a burst leaves in few writes; a lone message is not held back', async () =
 })
 
 test('a silent peer is dropped after the idle timeout; a live idle link stays up on pings', async () => {
-  const { side: b, listener, port } = await startAcceptorSide('b', 'a', plainCipher, { idleTimeoutMs: 300, pingIntervalMs: 50 })
+  const { side: b, listener, port } = await startAcceptorSide('b', 'a', NO_KEY, { idleTimeoutMs: 300, pingIntervalMs: 50 })
   try {
     const raw = await rawPeer(port)
     await waitFor(() => b.link.state === 'waiting', { message: 'idle drop' })
@@ -401,7 +412,7 @@ test('the dialer redials with growing backoff while the peer is unreachable, the
   const a = new PeerLink({
     localName: 'a',
     peerName: 'b',
-    cipher: plainCipher,
+    keys: NO_KEY,
     onMessage: () => {},
     minBackoffMs: 5,
     maxBackoffMs: 40,
@@ -422,7 +433,7 @@ test('the dialer redials with growing backoff while the peer is unreachable, the
     const gaps = times.slice(1, 6).map((t, i) => t - times[i]!)
     // Timers fire late under load, never early: each gap is at least its backoff step (1 ms for rounding).
     for (const [i, min] of [5, 10, 20, 40, 40].entries()) assert.ok(gaps[i]! >= min - 1, `gap ${i}: ${gaps[i]} ms, want >= ${min}`)
-    b = await startAcceptorSide('b', 'a', plainCipher)
+    b = await startAcceptorSide('b', 'a', NO_KEY)
     listenerPort = b.port
     await waitFor(() => b!.side.received.length === 1, { message: 'queued message delivered after connecting' })
     assert.equal(a.state, 'up')
@@ -482,9 +493,9 @@ test('held messages fill the buffer until settled (backpressure), then whenWrita
 })
 
 test('a receiver that restarts settles nothing of its predecessor: those messages are orphaned, not resent', async () => {
-  const { side: b, listener, port } = await startAcceptorSide('b', 'a', plainCipher, { process: 'b-1' } as LinkTuning)
+  const { side: b, listener, port } = await startAcceptorSide('b', 'a', NO_KEY, { process: 'b-1' } as LinkTuning)
   const orphans: number[][] = []
-  const a = startDialerSide('a', 'b', plainCipher, port, { process: 'a-1', onRestart: (o) => orphans.push(o.map((x) => x.seq)) } as LinkTuning)
+  const a = startDialerSide('a', 'b', NO_KEY, port, { process: 'a-1', onRestart: (o) => orphans.push(o.map((x) => x.seq)) } as LinkTuning)
   let b2: Awaited<ReturnType<typeof startAcceptorSide>> | undefined
   try {
     await waitFor(() => a.link.state === 'up', { message: 'up' })
@@ -498,7 +509,7 @@ test('a receiver that restarts settles nothing of its predecessor: those message
     // The first process dies without settling; a new one listens on another port.
     b.link.stop()
     await listener.stop()
-    b2 = await startAcceptorSide('b', 'a', plainCipher, { process: 'b-2' } as LinkTuning)
+    b2 = await startAcceptorSide('b', 'a', NO_KEY, { process: 'b-2' } as LinkTuning)
     const port2 = b2.port
     ;(a.link as unknown as { opts: { connect: () => Socket } }).opts.connect = () => connect({ host: HOST, port: port2 })
     a.link.redialNow()
@@ -518,7 +529,7 @@ test('a receiver that restarts settles nothing of its predecessor: those message
 
 test('microbench: throughput over loopback, plain and AES-256-GCM (printed, not asserted)', async () => {
   const key = randomBytes(32)
-  for (const [label, cipher] of [['plain', plainCipher], ['aes-256-gcm', new Keyring([key])]] as const) {
+  for (const [label, cipher] of [['plain', NO_KEY], ['aes-256-gcm', new Keyring([key])]] as const) {
     const p = await startPair({ cipherA: cipher, cipherB: cipher })
     try {
       const n = 200_000

@@ -185,3 +185,23 @@ test('MQTT 5 properties and QoS are kept with the entry; match() serves retained
   assert.deepEqual(got.properties, properties)
   assert.deepEqual([...n.store.match('home/+/temp')].map((e) => e.topic), ['home/kitchen/temp'], 'tombstones are not delivered')
 })
+
+test('an entry stamped beyond the maximum clock drift is refused and counted: it cannot win forever', () => {
+  const wall = { t: T0 }
+  const store = new RetainedStore({ clock: new HybridLogicalClock('a', { now: () => wall.t, maxForwardDriftMs: 60_000 }), now: () => wall.t })
+  // A peer (skewed clock, or forged) stamps an entry a year ahead.
+  const future: RetainedEntry = { topic: 'home/alarm', stamp: { wall: T0 + 365 * 86_400_000, logical: 0, node: 'rogue' }, payload: Buffer.from('off'), qos: 0 }
+  assert.equal(store.merge(future), 'future')
+  assert.equal(store.future, 1)
+  assert.equal(store.get('home/alarm'), undefined)
+  // A later local write is what holds.
+  wall.t += 1000
+  store.set('home/alarm', { payload: Buffer.from('on'), qos: 0 })
+  assert.equal(store.get('home/alarm')!.payload.toString(), 'on')
+  assert.equal(store.merge(future), 'future')
+  assert.equal(store.get('home/alarm')!.payload.toString(), 'on')
+  // Within the drift bound, an entry from a clock a little ahead still merges (and our clock follows it).
+  const ahead: RetainedEntry = { topic: 'home/alarm', stamp: { wall: wall.t + 30_000, logical: 0, node: 'b' }, payload: Buffer.from('armed'), qos: 0 }
+  assert.equal(store.merge(ahead), 'applied')
+  assert.equal(store.get('home/alarm')!.payload.toString(), 'armed')
+})

@@ -7,7 +7,7 @@ import { RetainedSync } from '../../../../src/server/cluster/dataplane/retained-
 import { decodeMessage, encodeMessage, type DataPlaneMessage } from '../../../../src/server/cluster/dataplane/messages.js'
 import { PeerLink } from '../../../../src/server/cluster/dataplane/peer-link.js'
 import { LinkAcceptor, LinkListener } from '../../../../src/server/cluster/dataplane/link-acceptor.js'
-import { plainCipher } from '../../../../src/server/cluster/dataplane/frame-codec.js'
+import { NO_KEY } from '../../../../src/server/cluster/dataplane/link-handshake.js'
 import { waitFor } from '../../../helpers/wait.js'
 
 type Sync = Parameters<RetainedSync['handle']>[0]
@@ -74,10 +74,10 @@ test('a new node receives 100,000 retained messages of 100 bytes over a real pee
       while (link.send(bytes, 'reliable') === 'backpressure') await link.whenWritable()
     }
   }
-  const linkB: PeerLink = new PeerLink({ localName: 'b', peerName: 'a', cipher: plainCipher, onMessage: deliver(() => linkB, syncB) })
-  const listener = new LinkListener(new LinkAcceptor({ localName: 'b', cipher: plainCipher, lookup: (n) => (n === 'a' ? linkB : undefined) }))
+  const linkB: PeerLink = new PeerLink({ localName: 'b', peerName: 'a', keys: NO_KEY, onMessage: deliver(() => linkB, syncB) })
+  const listener = new LinkListener(new LinkAcceptor({ localName: 'b', keys: NO_KEY, lookup: (n) => (n === 'a' ? linkB : undefined) }))
   const { port } = await listener.start('127.0.0.1', 0)
-  const linkA: PeerLink = new PeerLink({ localName: 'a', peerName: 'b', cipher: plainCipher, connect: () => connect({ host: '127.0.0.1', port }), onMessage: deliver(() => linkA, syncA) })
+  const linkA: PeerLink = new PeerLink({ localName: 'a', peerName: 'b', keys: NO_KEY, connect: () => connect({ host: '127.0.0.1', port }), onMessage: deliver(() => linkA, syncA) })
   try {
     linkB.start()
     linkA.start()
