@@ -325,8 +325,14 @@ async function main (): Promise<void> {
   result.detection = det
   log(`failure detection: median ${det.detection_median_ms} ms`)
 
+  // 6. TLS and WebSocket against plain TCP on one node (bench/transports.ts).
+  log('TLS and WebSocket throughput (bench/transports.js)...')
+  const transportsOut = await runNode('transports.js', ['--rounds', String(ROUNDS), '--count', quick ? '20000' : '100000'])
+  const transportLines = transportsOut.trim().split('\n')
+  result.transports = JSON.parse(transportLines.at(-1)!) as unknown
+
   result.wallSeconds = Math.round((Date.now() - started) / 1000)
-  const md = markdown(result, single, memory, clusterResult)
+  const md = `${markdown(result, single, memory, clusterResult)}\n${transportLines.slice(0, -1).join('\n')}\n`
   mkdirSync(args.out, { recursive: true })
   const stamp = new Date(started).toISOString().replace(/[:.]/g, '-')
   writeFileSync(join(args.out, `suite-${stamp}.json`), JSON.stringify(result, null, 2) + '\n')

@@ -2,6 +2,7 @@
 // exist, their role, topic or filter, URL and worker. Validation errors are
 // USAGE errors (exit 2).
 import { BrokerHaError } from '../errors.js'
+import { SCHEMES } from './transport.js'
 
 export const PATTERNS = ['one-to-one', 'fan-out', 'fan-in'] as const
 export type Pattern = typeof PATTERNS[number]
@@ -17,6 +18,9 @@ export interface BenchOptions {
   /** CONNECT user name and password of every client, when the broker wants them. */
   username?: string
   password?: string
+  /** mqtts:// and wss://: the CAs to trust (PEM text), or no verification at all. */
+  ca?: string
+  insecure?: boolean
   /** Payload bytes (at least the 16-byte header). */
   size: number
   /** Messages per second per publisher; 0 = as fast as the broker takes them. */
@@ -72,7 +76,7 @@ export function parseCount (key: string, text: string, min: number, max: number)
 export function checkUrl (url: string): string {
   let u: URL
   try { u = new URL(url) } catch { throw usage('--url', `not a URL: ${url}`) }
-  if (u.protocol !== 'mqtt:' && u.protocol !== 'tcp:') throw usage('--url', `mqtt://host:port only (plain TCP); got ${url}`)
+  if (!(SCHEMES as readonly string[]).includes(u.protocol)) throw usage('--url', `mqtt://, mqtts://, ws:// or wss:// host:port; got ${url}`)
   return url
 }
 

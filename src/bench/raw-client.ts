@@ -2,7 +2,8 @@
 // SUBSCRIBE, pre-encoded PUBLISH batches, acknowledgements written in
 // batches, and a framing-only reader, so that the broker, not the client
 // library, is what saturates.
-import { createConnection, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
+import { openTransport, type TransportOptions } from './transport.js'
 import { once } from 'node:events'
 import { createRequire } from 'node:module'
 
@@ -89,13 +90,19 @@ export function acks (header: number, ids: number[]): Buffer {
 export interface Credentials { username?: string | undefined, password?: string | undefined }
 
 /** Opens a socket, sends CONNECT and resolves at a successful CONNACK. Packets after it go to onPacket. */
-export async function rawConnect (url: string, clientId: string, protocolVersion: 4 | 5, onPacket: (header: number, body: Buffer) => void, timeoutMs = 10_000, onChunkEnd?: () => void, credentials: Credentials = {}): Promise<RawConnection> {
-  const { hostname, port } = new URL(url)
+export async function rawConnect (url: string, clientId: string, protocolVersion: 4 | 5, onPacket: (header: number, body: Buffer) => void, timeoutMs = 10_000, onChunkEnd?: () => void, credentials: Credentials = {}, transport: TransportOptions = {}): Promise<RawConnection> {
   const startedAt = performance.timeOrigin + performance.now()
-  const socket = createConnection({ host: hostname, port: Number(port === '' ? 1883 : port), noDelay: true })
-  const timer = setTimeout(() => socket.destroy(new Error(`connect to ${url} timed out`)), timeoutMs)
+  let timer: NodeJS.Timeout | undefined
+  const timedOut = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`connect to ${url} timed out`)), timeoutMs) })
+  timedOut.catch(() => {})
+  let socket: Socket
   try {
-    await once(socket, 'connect')
+    socket = await Promise.race([openTransport(url, transport), timedOut])
+  } catch (err) {
+    clearTimeout(timer)
+    throw err
+  }
+  try {
     let connacked!: (code: number) => void
     const connack = new Promise<number>((resolve) => { connacked = resolve })
     socket.on('data', framer((header, body) => {
@@ -106,7 +113,7 @@ export async function rawConnect (url: string, clientId: string, protocolVersion
     const auth = { ...(credentials.username === undefined ? {} : { username: credentials.username }), ...(credentials.password === undefined ? {} : { password: Buffer.from(credentials.password) }) }
     socket.write(encode({ cmd: 'connect', protocolId: 'MQTT', clientId, clean: true, keepalive: 300, ...auth }, protocolVersion))
     const closed = once(socket, 'close').then(() => -1)
-    const code = await Promise.race([connack, closed])
+    const code = await Promise.race([connack, closed, timedOut])
     if (code !== 0) throw new ConnectRefused(`${url} refused ${clientId}: ${code === -1 ? 'connection closed' : `code ${code}`}`)
     return { socket, startedAt, connackAt: performance.timeOrigin + performance.now() }
   } catch (err) {

@@ -139,9 +139,9 @@ export async function runBench (input: Omit<BenchOptions, 'prefix'> & { prefix?:
     const ackSorted = finals.flatMap((f) => f.load.ackMs).sort((a, b) => a - b)
     const ackLatency = { p50: percentileSorted(ackSorted, 50), p99: percentileSorted(ackSorted, 99), max: Math.max(0, ...finals.map((f) => f.load.ackMax)), samples: finals.reduce((n, f) => n + f.load.ackCount, 0) }
     // The report (and --json) says whether a password was used, never which.
-    const { prefix: _prefix, password, ...shown } = options
+    const { prefix: _prefix, password, ca, ...shown } = options
     return {
-      options: { ...shown, ...(password === undefined ? {} : { password: '********' }) },
+      options: { ...shown, ...(password === undefined ? {} : { password: '********' }), ...(ca === undefined ? {} : { ca: 'given' }) },
       ...acc,
       connections: connects.length,
       connectRate: connects.length / Math.max(0.001, connectSpan),

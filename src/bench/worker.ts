@@ -60,6 +60,7 @@ async function run (init: WorkerInit): Promise<void> {
   const publishers: Publisher[] = []
   const suback = new Map<number, (ok: boolean) => void>()
   const credentials = { username: o.username, password: o.password }
+  const transport = { ca: o.ca, insecure: o.insecure }
 
   // Acknowledgements of one read go out in one write, as a real client's
   // would; one write per message would make the generator's syscalls the
@@ -102,7 +103,7 @@ async function run (init: WorkerInit): Promise<void> {
       if (s.role === 'sub') {
         // The handler acknowledges on the socket that rawConnect is still opening.
         const handler = subscriberHandler(s, () => c.socket)
-        const c = await rawConnect(s.url, s.clientId, v, handler.onPacket, 10_000, handler.onChunkEnd, credentials)
+        const c = await rawConnect(s.url, s.clientId, v, handler.onPacket, 10_000, handler.onChunkEnd, credentials, transport)
         const sock = c.socket
         sockets.push(sock)
         connects.push({ startedAt: c.startedAt, connackAt: c.connackAt })
@@ -128,7 +129,7 @@ async function run (init: WorkerInit): Promise<void> {
         }, 10_000, () => {
           if (releases.length > 0 && holder.pub !== undefined) holder.pub.socket.write(acks(PUBREL, releases))
           releases = []
-        }, credentials)
+        }, credentials, transport)
         sockets.push(c.socket)
         connects.push({ startedAt: c.startedAt, connackAt: c.connackAt })
         holder.pub = { spec: s, socket: c.socket, sent: 0, acked: 0, nextId: 1, waiting: false, pendingAt: [], pendingHead: 0 }

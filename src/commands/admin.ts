@@ -26,7 +26,7 @@ export const EXIT_FAILED = 1
 export const EXIT_USAGE = 2
 export const EXIT_PARTIAL = 3
 
-interface ConnectionFlags { url?: string, user?: string, cluster?: string, clusters?: string, timeout?: number }
+interface ConnectionFlags { url?: string, user?: string, cluster?: string, clusters?: string, timeout?: number, ca?: string, insecure?: boolean }
 
 /** How a subcommand prints: a table (the default), a wider one, or data for machines. */
 export const OUTPUT_FORMATS = ['json', 'yaml', 'wide'] as const
@@ -75,7 +75,15 @@ function openSource (flags: ConnectionFlags): ClusterSource {
     },
     file: readClustersFile(flags)
   })
-  return new ApiClusterSource(target, { timeoutMs: flags.timeout ?? DEFAULT_TIMEOUT_MS })
+  return new ApiClusterSource(target, { timeoutMs: flags.timeout ?? DEFAULT_TIMEOUT_MS, tls: { ca: flags.ca === undefined ? undefined : readCa(flags.ca), insecure: flags.insecure } })
+}
+
+function readCa (path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new BrokerHaError('USAGE', `--ca: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { key: '--ca' })
+  }
 }
 
 function addConnectionOptions (command: Command): Command {
@@ -85,6 +93,8 @@ function addConnectionOptions (command: Command): Command {
     .option('--cluster <name>', 'a named cluster from the clusters file (env BROKER_ADMIN_CLUSTER)')
     .option('--clusters <file>', 'clusters file (default ~/.config/broker-ha/admin.yaml)')
     .option('--timeout <ms>', 'deadline of each API request', positiveInt('--timeout'), DEFAULT_TIMEOUT_MS)
+    .option('--ca <file>', 'https:// API (behind an ingress or proxy that terminates TLS): PEM file of the CAs to trust')
+    .option('--insecure', 'https:// API: do not verify its certificate')
 }
 
 const DEFAULT_TIMEOUT_MS = 5000
@@ -94,7 +104,7 @@ function connectionFlags (command: Command): ConnectionFlags {
   const parent = command.parent?.opts<ConnectionFlags>() ?? {}
   const own = command.opts<ConnectionFlags>()
   const pick = <K extends keyof ConnectionFlags>(key: K): ConnectionFlags[K] => (command.getOptionValueSource(key) === 'cli' ? own[key] : undefined) ?? parent[key] ?? own[key]
-  return { url: pick('url'), user: pick('user'), cluster: pick('cluster'), clusters: pick('clusters'), timeout: pick('timeout') }
+  return { url: pick('url'), user: pick('user'), cluster: pick('cluster'), clusters: pick('clusters'), timeout: pick('timeout'), ca: pick('ca'), insecure: pick('insecure') }
 }
 
 /** -o, or --json (the same as -o json). */

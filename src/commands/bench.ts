@@ -3,6 +3,7 @@
 // 1 the broker could not be reached or the run broke, 2 bad usage.
 import { Command, Option } from 'commander'
 import { availableParallelism } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { BrokerHaError } from '../errors.js'
 import { didYouMean } from '../did-you-mean.js'
 // Light (no workers, no sockets): option parsing needs it before the run is loaded.
@@ -28,8 +29,18 @@ interface BenchFlags {
   settle: string
   username?: string
   password?: string
+  ca?: string
+  insecure?: boolean
   json?: boolean
   progress?: boolean
+}
+
+function readCa (path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new BrokerHaError('USAGE', `--ca: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { key: '--ca' })
+  }
 }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
@@ -40,7 +51,7 @@ const integer = (flag: string, min: number, max: number) => (text: string): numb
 export function benchCommand (): Command {
   return new Command('bench')
     .description('load-test an MQTT broker: throughput, loss, duplicates, latency percentiles')
-    .option('-u, --url <url>', 'broker to connect to, mqtt://host:port (repeat: connections spread over them)', collect)
+    .option('-u, --url <url>', 'broker to connect to, mqtt://, mqtts://, ws:// or wss://host:port (repeat: connections spread over them)', collect)
     .option('--pub-url <url>', 'put publishers on this broker only (repeatable)', collect)
     .option('--sub-url <url>', 'put subscribers on this broker only (repeatable)', collect)
     .option('-p, --publishers <n>', 'publishing clients', integer('--publishers', 1, 100_000), 1)
@@ -53,6 +64,8 @@ export function benchCommand (): Command {
     .option('--protocol <v>', 'MQTT protocol version: 4 (3.1.1) or 5', integer('--protocol', 4, 5), 4)
     .option('--username <name>', 'MQTT user name of every client')
     .addOption(new Option('--password <password>', 'MQTT password of every client (the environment variable keeps it out of ps and shell history)').env('BROKER_BENCH_PASSWORD'))
+    .option('--ca <file>', 'mqtts:// and wss://: PEM file of the CAs to trust (a test broker with its own CA)')
+    .option('--insecure', 'mqtts:// and wss://: do not verify the broker certificate')
     .option('-d, --duration <time>', 'publish for this long (e.g. 30s)')
     .option('-c, --count <n>', 'or publish this many messages per publisher', integer('--count', 1, 2 ** 32 - 1))
     .option('-w, --workers <n>', 'worker threads running the clients', integer('--workers', 1, 256), Math.max(1, Math.min(4, availableParallelism())))
@@ -79,6 +92,8 @@ export function benchCommand (): Command {
         qos: flags.qos as 0 | 1 | 2,
         ...(flags.username === undefined ? {} : { username: flags.username }),
         ...(flags.password === undefined ? {} : { password: flags.password }),
+        ...(flags.ca === undefined ? {} : { ca: readCa(flags.ca) }),
+        ...(flags.insecure === true ? { insecure: true } : {}),
         size: flags.size,
         rate: flags.rate,
         pattern,

@@ -63,9 +63,18 @@ export function serveCommand (): Command {
       // Loaded here rather than at the top: the broker's dependency tree (aedes,
       // fastify, ...) would otherwise slow down every other subcommand's start.
       const { BrokerNode } = await import('../server/node.js')
-      const node = new BrokerNode(loaded.config, log, { chaosControl })
+      const path = loaded.source === 'defaults' || loaded.source === 'object' ? undefined : loaded.source
+      const node = new BrokerNode(loaded.config, log, {
+        chaosControl,
+        // A reload reads the same file with the same environment and flags (reload.ts).
+        reload: { load: () => loadConfig({ path, env: process.env, flags: flagValues(opts) }), path }
+      })
       await node.start()
+      // SIGHUP reloads certificates, mqtt.auth, mqtt.acl and api.user, as mosquitto does.
+      const onHangup = (): void => { void node.reload('SIGHUP') }
+      process.on('SIGHUP', onHangup)
       await waitForSignal(log)
+      process.off('SIGHUP', onHangup)
       await node.stop()
       log.info('stopped')
     })

@@ -1,4 +1,5 @@
-export { ConfigSchema, type Config, type AuthRuleConfig, type AclRuleConfig } from './schema.js'
+export { ConfigSchema, type Config, type AuthRuleConfig, type AclRuleConfig, type ListenerConfig } from './schema.js'
+export { listenersOf, isTls, isWebSocket, DEFAULT_LISTENER_PORTS, type Listener } from './listeners.js'
 export { loadConfig, parseHostPort, DEFAULT_CONFIG_PATHS, type FlagValue, type LoadOptions, type LoadedConfig, type ValueSource } from './load.js'
 export { effectiveConfigText } from './effective.js'
 export { leafKeys, maskSecrets, referenceTable, type LeafKey } from './keys.js'

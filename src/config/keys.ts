@@ -12,6 +12,8 @@ type SchemaNode = Record<string, unknown> & {
   default?: unknown
   description?: string
   secret?: boolean
+  /** A list of objects whose fields each get a BROKER_<LIST>_<N>_<FIELD> variable (mqtt.listeners). */
+  indexedEnv?: boolean
   minimum?: number
   maximum?: number
 }
@@ -52,6 +54,30 @@ function kindOf (node: SchemaNode): LeafKey['kind'] {
   return 'structured'
 }
 
+export interface IndexedKey {
+  /** ['mqtt', 'listeners'] */
+  list: string[]
+  /** 'port' */
+  field: string
+  /** BROKER_MQTT_LISTENERS_ */
+  envPrefix: string
+  kind: LeafKey['kind']
+  schema: SchemaNode
+}
+
+/** The fields of lists marked indexedEnv, each settable as BROKER_<LIST>_<N>_<FIELD> (N from 0). */
+export function indexedKeys (): IndexedKey[] {
+  const out: IndexedKey[] = []
+  for (const key of leafKeys()) {
+    const items = key.schema.items
+    if (key.schema.indexedEnv !== true || items?.properties === undefined) continue
+    for (const [field, node] of Object.entries(items.properties)) {
+      out.push({ list: key.path, field, envPrefix: `${key.env}_`, kind: kindOf(node), schema: node })
+    }
+  }
+  return out
+}
+
 const MASK = '********'
 
 /**
@@ -84,7 +110,15 @@ export function referenceTable (): string {
     const shown = def === undefined ? '' : typeof def === 'string' ? (def === '' ? '""' : def) : JSON.stringify(def)
     const range = key.schema.minimum !== undefined && key.schema.maximum !== undefined ? ` (${key.schema.minimum} to ${key.schema.maximum})` : ''
     const description = `${key.schema.description ?? ''}${range}`.replace(/\|/g, '\\|')
-    return `| \`${key.path.join('.')}\` | \`${key.env}\` | \`${shown.replace(/\|/g, '\\|')}\` | ${description} |`
+    const row = `| \`${key.path.join('.')}\` | \`${key.env}\` | \`${shown.replace(/\|/g, '\\|')}\` | ${description} |`
+    const fields = indexedKeys().filter((k) => k.list.join('.') === key.path.join('.')).map((k) => {
+      const d = k.schema.default
+      const def = d === undefined ? '' : `\`${typeof d === 'string' ? d : JSON.stringify(d)}\``
+      const text = (k.schema.description ?? '').replace(/\|/g, '\\|')
+      const values = k.schema.anyOf?.every((o) => o.const !== undefined) === true ? ` (${k.schema.anyOf.map((o) => String(o.const)).join(' \\| ')})` : ''
+      return `| \`${key.path.join('.')}[N].${k.field}\` | \`${k.envPrefix}<N>_${k.field.toUpperCase()}\` | ${def} | ${text}${values} |`
+    })
+    return [row, ...fields].join('\n')
   })
   return ['| key | environment variable | default | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n')
 }

@@ -9,12 +9,13 @@ import { isIP } from 'node:net'
 import { Ajv, type ErrorObject } from 'ajv'
 import { parseDocument, LineCounter, isMap, isNode, type Document } from 'yaml'
 import { ConfigSchema, type Config } from './schema.js'
-import { leafKeys, type LeafKey } from './keys.js'
+import { leafKeys, indexedKeys, type LeafKey } from './keys.js'
 import { clusterKeyBytes } from './cluster-key.js'
 import { BrokerHaError } from '../errors.js'
 import { parsePasswordHash, isPasswordHash } from '../security/password.js'
 import { sealSecrets } from './secrets.js'
 import { filterProblem } from '../topic-filter.js'
+import { listenerProblems } from './listeners.js'
 
 /** Where the embedded defaults give way to a file, in this order (seed: /config/config.yaml). */
 export const DEFAULT_CONFIG_PATHS = ['/config/config.yaml', './config.yaml']
@@ -60,6 +61,7 @@ export interface LoadedConfig {
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true })
 ajv.addKeyword({ keyword: 'secret', schemaType: 'boolean' })
+ajv.addKeyword({ keyword: 'indexedEnv', schemaType: 'boolean' })
 const validate = ajv.compile<Config>(ConfigSchema)
 
 export function loadConfig (options: LoadOptions = {}): LoadedConfig {
@@ -147,6 +149,19 @@ function applyEnv (target: Record<string, unknown>, env: Record<string, string |
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('BROKER_') || value === undefined) continue
     const key = byEnv.get(name)
+    const indexed = key === undefined ? indexedEnv(name) : undefined
+    if (indexed !== undefined) {
+      // BROKER_MQTT_LISTENERS_1_PORT: one field of one list entry, over the file's entry or a new one.
+      const { item, n } = indexed
+      let list = getPath(target, item.list)
+      if (!Array.isArray(list)) { list = []; setPath(target, item.list, list) }
+      const entries = list as unknown[]
+      while (entries.length <= n) entries.push({})
+      if (typeof entries[n] !== 'object' || entries[n] === null) entries[n] = {}
+      ;(entries[n] as Record<string, unknown>)[item.field] = parseEnvValue({ path: [...item.list, String(n), item.field], env: name, kind: item.kind, schema: item.schema }, value)
+      fromEnv.set(item.list.join('.'), name)
+      continue
+    }
     if (key === undefined) {
       // Not an error: Kubernetes injects <SERVICE>_PORT style variables, and a
       // Service called "broker" would otherwise stop every pod from starting.
@@ -157,6 +172,22 @@ function applyEnv (target: Record<string, unknown>, env: Record<string, string |
     fromEnv.set(key.path.join('.'), name)
   }
   return fromEnv
+}
+
+/** BROKER_MQTT_LISTENERS_2_CLIENT_AUTH -> the listeners' client_auth field, entry 2. */
+function indexedEnv (name: string): { item: ReturnType<typeof indexedKeys>[number], n: number } | undefined {
+  for (const item of indexedKeys()) {
+    if (!name.startsWith(item.envPrefix)) continue
+    const m = /^(\d+)_(.+)$/.exec(name.slice(item.envPrefix.length))
+    if (m !== null && m[2] === item.field.toUpperCase() && Number(m[1]) < 100) return { item, n: Number(m[1]) }
+  }
+  return undefined
+}
+
+function getPath (target: Record<string, unknown>, path: string[]): unknown {
+  let node: unknown = target
+  for (const part of path) node = typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[part] : undefined
+  return node
 }
 
 function parseEnvValue (key: LeafKey, value: string): unknown {
@@ -316,12 +347,7 @@ function checkSemantics (config: Config, ctx: ErrorContext): void {
       if (typeof parsed === 'string') fail(`api.user.${name}`, `bad password hash: ${parsed}`)
     }
   }
-  const ports = [['mqtt.port', config.mqtt.port], ['api.port', config.api.port], ['cluster.port', config.cluster.port]] as const
-  for (let i = 0; i < ports.length; i++) {
-    for (let j = i + 1; j < ports.length; j++) {
-      if (ports[i]![1] === ports[j]![1]) fail(ports[j]![0], `port ${ports[j]![1]} is already used by ${ports[i]![0]}`)
-    }
-  }
+  for (const [key, message] of listenerProblems(config)) fail(key, message)
   if (problems.length > 0) {
     throw new BrokerHaError('CONFIG_INVALID', `config error:\n  ${problems.join('\n  ')}`, { key: problems[0]!.split(':')[0] })
   }

@@ -40,6 +40,35 @@ const AclRule = Type.Object({
   }))
 }, { additionalProperties: false })
 
+// One entry of mqtt.listeners. Ports default by type (listeners/index.ts):
+// 1883 mqtt, 8883 mqtts, 8083 ws, 8084 wss (EMQX's convention; 8080 is the API).
+const Listener = Type.Object({
+  type: Type.Union([Type.Literal('mqtt'), Type.Literal('mqtts'), Type.Literal('ws'), Type.Literal('wss')], {
+    description: 'mqtt (TCP), mqtts (TLS), ws (WebSocket), wss (WebSocket over TLS)'
+  }),
+  bind: Type.Optional(Type.String({ minLength: 1, description: 'listen address; default: mqtt.bind' })),
+  port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'port; default: 1883 mqtt, 8883 mqtts, 8083 ws, 8084 wss' })),
+  path: Type.String({ minLength: 1, default: '/mqtt', description: 'ws, wss: the HTTP path of the WebSocket endpoint' }),
+  cert: Type.Optional(Type.String({ minLength: 1, description: 'mqtts, wss: PEM certificate chain file (reloaded on SIGHUP and when it changes)' })),
+  key: Type.Optional(Type.String({ minLength: 1, description: 'mqtts, wss: PEM private key file' })),
+  ca: Type.Optional(Type.String({ minLength: 1, description: 'mqtts, wss: PEM file of the CAs that client certificates must chain to' })),
+  client_auth: Type.Union([Type.Literal('none'), Type.Literal('optional'), Type.Literal('require')], {
+    default: 'none',
+    description: "mqtts, wss: client certificates: none (not asked for), optional (asked for; a client without one may still connect, a bad one is refused), require (a connection without a valid one is refused)"
+  }),
+  identity: Type.Union([Type.Literal('cn'), Type.Literal('san_dns'), Type.Literal('san_email'), Type.Literal('san_uri')], {
+    default: 'cn',
+    description: "the client certificate field that becomes the client's user name for mqtt.auth and mqtt.acl: the subject's CN, or the first DNS, email or URI subject alternative name"
+  }),
+  username_must_match: Type.Boolean({
+    default: false,
+    description: 'with a client certificate: refuse a CONNECT whose user name is set and differs from the certificate identity (false: the identity replaces it)'
+  }),
+  proxy_protocol: Type.Boolean({ default: false, description: 'expect a PROXY protocol v1 or v2 header on every connection (from a load balancer); one without a valid header is closed and counted' }),
+  max_connections: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 0, description: 'most concurrent connections on this listener (within mqtt.max_connections); 0: no own limit' }),
+  origins: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'ws, wss: allowed Origin headers (browsers send one); empty: any, and requests without one' })
+}, { additionalProperties: false })
+
 export const ConfigSchema = Type.Object({
   api: Type.Object({
     bind: bindAddress('HTTP API listen address'),
@@ -63,8 +92,14 @@ export const ConfigSchema = Type.Object({
   }, { additionalProperties: false, default: {} }),
 
   mqtt: Type.Object({
-    bind: bindAddress('MQTT listen address'),
-    port: port(1883, 'MQTT TCP port'),
+    bind: bindAddress('MQTT listen address (of mqtt.port, and the default of every listener)'),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 1883, description: 'MQTT TCP port: the first plain listener; 0: none (only mqtt.listeners)' }),
+    listeners: Type.Array(Listener, {
+      default: [],
+      indexedEnv: true,
+      description: 'further listeners (TLS, WebSocket, PROXY protocol), each with the fields below; as one environment variable, a JSON list'
+    }),
+    reload_disconnect: Type.Boolean({ default: true, description: 'on a reload of mqtt.auth, disconnect connected clients the new rules no longer admit (MQTT 5: DISCONNECT 0x87); false: they stay until they reconnect' }),
     subscription_size: subscriptionSize({ 'cluster:message_from': 1024, 'cluster:new_member': 10 }, 'event bus buffer per channel for the broker side'),
     auth: Type.Array(AuthRule, { default: [], description: 'authentication rules, first match decides; empty: anonymous access' }),
     acl: Type.Array(AclRule, { default: [], description: 'topic access rules, first applicable rule decides; empty: everything allowed' }),
@@ -138,3 +173,4 @@ export const ConfigSchema = Type.Object({
 export type Config = Static<typeof ConfigSchema>
 export type AuthRuleConfig = Static<typeof AuthRule>
 export type AclRuleConfig = Static<typeof AclRule>
+export type ListenerConfig = Static<typeof Listener>

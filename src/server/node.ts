@@ -9,6 +9,8 @@ import { SwimMembership, type Membership } from './cluster/index.js'
 import { DataPlane } from './cluster/dataplane/data-plane.js'
 import { ApiServer, ClientConnections } from './api/index.js'
 import { VERSION } from '../version.js'
+import { ConfigReloader, type ReloadResult } from './reload.js'
+import { listenersOf, type LoadedConfig } from '../config/index.js'
 
 export interface Lifecycle {
   start (): Promise<void>
@@ -22,6 +24,12 @@ export interface BrokerNodeOptions {
    * route. Never a config key, so a deployment cannot switch it on by accident.
    */
   chaosControl?: boolean
+  /**
+   * How to read the config again on a reload (SIGHUP, a change of the file):
+   * the same file, environment and flags as at start. Without it a reload
+   * only re-reads the certificates.
+   */
+  reload?: { load: () => LoadedConfig, path: string | undefined, watch?: boolean }
 }
 
 export class BrokerNode {
@@ -34,6 +42,8 @@ export class BrokerNode {
   readonly dataPlane: DataPlane
   readonly api: ApiServer
   private readonly connections: ClientConnections
+  readonly reloader: ConfigReloader
+  private readonly watchConfig: boolean
   readonly startedAt = Date.now()
   private readonly started: Array<{ name: string, part: Lifecycle }> = []
   private stopping: Promise<void> | undefined
@@ -49,7 +59,8 @@ export class BrokerNode {
       config,
       log: log.child({ component: 'cluster' }),
       registry: this.registry,
-      meta: { api: config.api.port, mqtt: config.mqtt.port, version: VERSION },
+      // The first listener's port: mqtt.port, or with mqtt.port 0 the first of mqtt.listeners.
+      meta: { api: config.api.port, mqtt: listenersOf(config)[0]?.port ?? config.mqtt.port, version: VERSION },
       faultInjection: options.chaosControl === true
     })
     this.membership = swim
@@ -67,6 +78,26 @@ export class BrokerNode {
       faults: swim.faults,
       connections: this.connections
     })
+    this.watchConfig = options.reload?.watch ?? options.reload !== undefined
+    this.reloader = new ConfigReloader({
+      config,
+      load: options.reload?.load,
+      path: options.reload?.path,
+      log: log.child({ component: 'reload' }),
+      registry: this.registry,
+      target: {
+        reloadCertificates: (why) => this.mqtt.listeners?.reloadCertificates(why),
+        applyAccess: async (next) => {
+          this.api.replaceUsers(next.api.user)
+          return await this.mqtt.access.replace(next.mqtt, next.mqtt.reload_disconnect)
+        }
+      }
+    })
+  }
+
+  /** SIGHUP: certificates, then mqtt.auth, mqtt.acl and api.user from the config file (reload.ts). */
+  reload (why = 'SIGHUP'): Promise<ReloadResult> {
+    return this.reloader.reload(why)
   }
 
   /** Starts every part; if one fails, the ones already started are stopped again. */
@@ -90,7 +121,8 @@ export class BrokerNode {
       }
       this.started.push({ name, part })
     }
-    this.log.info({ name: this.config.cluster.name, version: VERSION }, 'broker-ha node started')
+    if (this.watchConfig) this.reloader.watch()
+    this.log.info({ name: this.config.cluster.name, version: VERSION, config: this.reloader.version }, 'broker-ha node started')
   }
 
   /** Stops in reverse start order; safe to call more than once. */
@@ -104,6 +136,7 @@ export class BrokerNode {
         }
       }
       this.started.length = 0
+      this.reloader.stop()
     })()
     return this.stopping
   }

@@ -43,14 +43,20 @@ function isOutage (err: unknown): boolean {
 export class ApiClusterSource implements ClusterSource {
   private readonly target: ClusterTarget
   private readonly timeoutMs: number
-  private readonly dispatcher = new Agent({ connections: 4 })
+  private readonly dispatcher: Agent
   private readonly clientsByUrl = new Map<string, ApiClient>()
   private entryUrl: string
   /** API addresses of members last seen alive: where to go when the entry fails. */
   private fallbacks: string[] = []
 
-  constructor (target: ClusterTarget, options: { timeoutMs?: number } = {}) {
+  /** tls: for an API behind HTTPS (an ingress): the CAs to trust (PEM), or no verification. */
+  constructor (target: ClusterTarget, options: { timeoutMs?: number, tls?: { ca?: string | undefined, insecure?: boolean | undefined } } = {}) {
     this.target = target
+    const tls = options.tls ?? {}
+    this.dispatcher = new Agent({
+      connections: 4,
+      ...(tls.ca === undefined && tls.insecure !== true ? {} : { connect: { ...(tls.ca === undefined ? {} : { ca: tls.ca }), rejectUnauthorized: tls.insecure !== true } })
+    })
     this.timeoutMs = options.timeoutMs ?? 4000
     this.entryUrl = target.url.replace(/\/+$/, '')
   }

@@ -18,6 +18,9 @@ export interface NodeSnapshot {
   dropped?: number | undefined
   busDropped?: number | undefined
   rss?: number | undefined
+  /** The config in force (broker_config_info's version label) and when it was loaded (unix seconds). */
+  configVersion?: string | undefined
+  configLoadedAt?: number | undefined
 }
 
 export function snapshotFromMetrics (text: string, at: number): NodeSnapshot {
@@ -35,7 +38,9 @@ export function snapshotFromMetrics (text: string, at: number): NodeSnapshot {
     sent: metricSum(s, 'broker_messages_sent'),
     dropped: metricSum(s, 'broker_messages_dropped'),
     busDropped: metricSum(s, 'broker_bus_dropped_total'),
-    rss: metricSum(s, 'process_resident_memory_bytes')
+    rss: metricSum(s, 'process_resident_memory_bytes'),
+    configVersion: s.find((x) => x.name === 'broker_config_info')?.labels.version,
+    configLoadedAt: metricSum(s, 'broker_config_loaded_timestamp_seconds')
   }
 }
 

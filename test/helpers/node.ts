@@ -74,6 +74,8 @@ export interface ProcessNode {
   mqttUrl: string
   apiUrl: string
   child: ChildProcess
+  /** The config file it was started with (tests rewrite it to reload). */
+  configPath: string
   /** Everything the process wrote to stdout and stderr so far. */
   output: () => string
   /** Sends a signal and waits for the exit; resolves with the exit code (or signal). */
@@ -106,6 +108,7 @@ export async function startProcessNode (overrides: ConfigOverrides = {}, options
     mqttUrl: `mqtt://${host}:${mqtt}`,
     apiUrl: `http://${host}:${api}`,
     child,
+    configPath,
     output: () => output,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal)

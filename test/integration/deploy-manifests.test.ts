@@ -45,7 +45,17 @@ const MODELS: Record<string, new (data: never) => { validate: () => void }> = {
   'apps/v1/StatefulSet': StatefulSet,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
   'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
-  'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor
+  'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor,
+  'cert-manager.io/v1/Certificate': class Certificate {
+    // No typed model is published for cert-manager; the fields it requires (its CRD's schema).
+    constructor (private readonly o: { spec?: { secretName?: unknown, issuerRef?: { name?: unknown }, dnsNames?: unknown[], commonName?: unknown } }) {}
+    validate (): void {
+      const spec = this.o.spec
+      assert.equal(typeof spec?.secretName, 'string', 'Certificate spec.secretName')
+      assert.equal(typeof spec?.issuerRef?.name, 'string', 'Certificate spec.issuerRef.name')
+      assert.ok((spec?.dnsNames?.length ?? 0) > 0 || typeof spec?.commonName === 'string', 'Certificate names')
+    }
+  }
 }
 
 /** A kustomize that builds these overlays (`patches`, directories in `resources`: v4+), or why not. */
@@ -226,7 +236,19 @@ for (const overlay of OVERLAYS) {
       const podLabels = sts.spec!.template.metadata!.labels
       const mqtt = one<Service>(objects, 'Service', (o) => o.metadata.name === 'mqtt')
       assert.ok(matches(mqtt.spec?.selector, podLabels))
-      assert.deepEqual(mqtt.spec?.ports?.map((p) => `${p.port}->${String(p.targetPort)}`), ['1883->mqtt'])
+      const expected = overlay === 'production'
+        ? ['8883->mqtts', '8084->wss', '1883->mqtt', '8083->ws']
+        : ['1883->mqtt', '8083->ws']
+      assert.deepEqual(mqtt.spec?.ports?.map((p) => `${p.port}->${String(p.targetPort)}`), expected)
+      // Every target is a named container port, and the config listens there with that type.
+      const container = sts.spec!.template.spec!.containers[0]!
+      const cm = one<ConfigMap>(objects, 'ConfigMap')
+      const config = parse(cm.data!['config.yaml']!) as { mqtt?: { listeners?: Array<{ type: string, port: number }> } }
+      for (const p of mqtt.spec?.ports ?? []) {
+        const containerPort = container.ports?.find((c) => c.name === p.targetPort)?.containerPort
+        assert.equal(containerPort, p.port, `container port ${String(p.targetPort)}`)
+        if (p.name !== 'mqtt') assert.ok(config.mqtt?.listeners?.some((l) => l.type === p.name && l.port === p.port), `a ${p.name} listener on ${p.port}`)
+      }
       const pdb = one<PodDisruptionBudget>(objects, 'PodDisruptionBudget')
       assert.equal(pdb.spec?.maxUnavailable, 1)
       assert.ok(matches(pdb.spec?.selector?.matchLabels, podLabels))
@@ -298,9 +320,11 @@ for (const overlay of OVERLAYS) {
       }
       const open = (policy.spec!.ingress ?? []).filter((r) => (r.ports ?? []).some((p) => clusterPorts.includes(String(p.port))))
       assert.deepEqual(open.flatMap((r) => r.ports!.map((p) => `${String(p.port)}/${p.protocol}`)).sort(), ['gossip-udp/UDP', 'gossip/TCP'])
-      // MQTT and HTTP are not cut off by it.
+      // MQTT on every listener (mqtt, ws, mqtts, wss) and HTTP are not cut off by it.
       const reachable = (policy.spec!.ingress ?? []).filter((r) => r.from === undefined).flatMap((r) => r.ports!.map((p) => String(p.port)))
-      assert.deepEqual(reachable.sort(), ['http', 'mqtt'])
+      assert.deepEqual(reachable.sort(), ['http', 'mqtt', 'mqtts', 'ws', 'wss'])
+      const mqttService = one<Service>(objects, 'Service', (o) => o.metadata.name === 'mqtt')
+      for (const p of mqttService.spec?.ports ?? []) assert.ok(reachable.includes(String(p.targetPort)), `the policy admits ${String(p.targetPort)}`)
     })
 
     if (overlay === 'production') {
@@ -314,6 +338,20 @@ for (const overlay of OVERLAYS) {
         assert.deepEqual(last, { filters: { '#': 0 } }, 'the ACL ends deny-by-default')
         assert.equal(only(objects, 'ServiceMonitor').length, 1)
         assert.equal(only(objects, 'Secret').length, 0, 'no secret is shipped in the manifests')
+        // TLS: cert-manager's Secret mounted where the listeners read their files.
+        const sts = one<StatefulSet>(objects, 'StatefulSet')
+        const container = sts.spec!.template.spec!.containers[0]!
+        const certificate = one(objects, 'Certificate') as unknown as { spec: { secretName: string } }
+        const volume = sts.spec!.template.spec!.volumes?.find((v) => v.secret?.secretName === certificate.spec.secretName)
+        assert.ok(volume !== undefined, 'the Certificate Secret is a volume')
+        const mount = container.volumeMounts?.find((m) => m.name === volume.name)
+        assert.ok(mount !== undefined)
+        const tls = (parse(cm.data!['config.yaml']!) as { mqtt: { listeners: Array<{ type: string, cert?: string, key?: string }> } }).mqtt.listeners.filter((l) => l.type === 'mqtts' || l.type === 'wss')
+        assert.deepEqual(tls.map((l) => l.type).sort(), ['mqtts', 'wss'])
+        for (const l of tls) {
+          assert.ok(l.cert?.startsWith(`${mount.mountPath}/`) === true, `${l.type} cert under ${mount.mountPath}`)
+          assert.ok(l.key?.startsWith(`${mount.mountPath}/`) === true)
+        }
       })
     }
   })

@@ -18,20 +18,26 @@ export function parseBasicAuth (header: string | undefined): { user: string, pas
 }
 
 export class BasicAuth {
-  private readonly users: ReadonlyMap<string, string>
+  private users: ReadonlyMap<string, string> = new Map()
   /** What an unknown user name is checked against (password.ts decoyPassword). */
-  private readonly decoy: string
+  private decoy = ''
   /**
    * Remembers successful hash checks (256 entries, least recently used out)
    * under an HMAC with a per-process key: the memory holds no password and
    * nothing a dictionary attack could use without that key.
    */
-  private readonly verify = cachedPasswordVerifier({ maxEntries: 256 })
+  private verify = cachedPasswordVerifier({ maxEntries: 256 })
 
   /** Plain passwords are kept only as protected digests (password.ts protectPassword). */
   constructor (users: Record<string, string>) {
+    this.replace(users)
+  }
+
+  /** A config reload's api.user: remembered logins go, so a removed or changed password stops working at once. */
+  replace (users: Record<string, string>): void {
     this.users = new Map(Object.entries(users).map(([name, password]) => [name, protectPassword(password)]))
     this.decoy = decoyPassword([...this.users.values()].find(isPasswordHash))
+    this.verify = cachedPasswordVerifier({ maxEntries: 256 })
   }
 
   get enabled (): boolean {

@@ -3,8 +3,8 @@
 // only: its 'client' and 'clientDisconnect' events and Client.conn. The MQTT
 // side (src/server/mqtt) keeps no such record yet; when it does, the clients
 // list should take these fields from there and this file can go.
-import type { Socket } from 'node:net'
 import type { Aedes, Client } from 'aedes'
+import { remoteOf, formatRemote } from '../mqtt/listeners/connection-info.js'
 
 export interface ConnectionDetails { Remote?: string, ConnectedAt: number }
 
@@ -12,10 +12,8 @@ export class ClientConnections {
   /** By client id; the Client object tells a takeover's new connection from the old one. */
   private readonly byId = new Map<string, { client: Client, details: ConnectionDetails }>()
   private readonly onClient = (client: Client): void => {
-    const socket = client.conn as Partial<Socket>
-    const remote = socket.remoteAddress === undefined
-      ? undefined
-      : `${socket.remoteAddress.includes(':') ? `[${socket.remoteAddress}]` : socket.remoteAddress}:${socket.remotePort ?? 0}`
+    // The listener's record: a PROXY header's address, else the socket's.
+    const remote = formatRemote(remoteOf(client.conn))
     this.byId.set(client.id, { client, details: { ...(remote === undefined ? {} : { Remote: remote }), ConnectedAt: Math.floor(Date.now() / 1000) } })
   }
 

@@ -68,6 +68,7 @@ export class ApiServer {
   private app: FastifyInstance | undefined
   private metrics: ApiMetrics | undefined
   private dispatcher: Agent | undefined
+  private auth: BasicAuth | undefined
 
   constructor (options: ApiServerOptions) {
     this.options = options
@@ -85,6 +86,7 @@ export class ApiServer {
     // One pool for /proxy fan-out and finding a client on other members; a few connections per member are plenty for an admin API.
     this.dispatcher = new Agent({ connections: 4, keepAliveTimeout: 10_000 })
     const auth = new BasicAuth(config.api.user)
+    this.auth = auth
     // Derived once; the key string read here is not kept (config/secrets.ts).
     const cc = config.cluster.config
     const credential = new MemberCredential([cc.secret_key, ...cc.secondary_keys], config.cluster.label)
@@ -127,6 +129,11 @@ export class ApiServer {
       throw new BrokerHaError('LISTEN_FAILED', `cannot listen for HTTP on ${bind}:${port}: ${(err as Error).message}`, { key: 'api.port', cause: err })
     }
     log.info({ bind, port }, 'HTTP API listening')
+  }
+
+  /** A config reload's api.user (src/server/reload.ts). */
+  replaceUsers (users: Record<string, string>): void {
+    this.auth?.replace(users)
   }
 
   address (): { address: string, port: number } {

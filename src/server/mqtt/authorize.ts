@@ -22,7 +22,9 @@ import type { Config } from '../../config/index.js'
 import { rateLimited, type Logger } from '../../log.js'
 import { cachedPasswordVerifier } from '../../security/password.js'
 import { LoginBackoff } from '../../security/login-backoff.js'
-import { AccessPolicy, isReservedTopic, normaliseAddress, type AclView, type ClientIdentity } from './access.js'
+import { isReservedTopic, normaliseAddress, type ClientIdentity } from './access.js'
+import { AccessRules } from './access-rules.js'
+import { remoteOf as connectionRemote } from './listeners/connection-info.js'
 
 export interface AccessControlOptions {
   config: Config
@@ -43,9 +45,10 @@ const NOT_AUTHORIZED_RETURN_CODE = 5
 const PUBACK_HEADER = 0x40
 const PUBREC_HEADER = 0x50
 
-export function installAccessControl (hooks: AedesHooks, options: AccessControlOptions): void {
+/** Returns the rules in force, which a config reload replaces (access-rules.ts). */
+export function installAccessControl (hooks: AedesHooks, options: AccessControlOptions): AccessRules {
   const { config, log, registry } = options
-  const policy = new AccessPolicy(config.mqtt)
+  const rules = new AccessRules(config.mqtt)
   const verify = cachedPasswordVerifier()
   const refusals = refusalCounter(registry)
   const logRefusal = {
@@ -53,14 +56,14 @@ export function installAccessControl (hooks: AedesHooks, options: AccessControlO
     publish: rateLimited(log),
     subscribe: rateLimited(log)
   }
-  // The ACL view of each connected client, fixed at CONNECT (identity cannot
-  // change during a connection). Weak, so a closed client leaves nothing behind.
-  const views = new WeakMap<Client, AclView>()
+  // The ACL view of each connected client comes from rules.viewOf(): made at
+  // CONNECT (identity cannot change during a connection), again after a reload.
+  const views = { get: (client: Client) => rules.viewOf(client) }
   // Failed CONNECTs per source address (security/login-backoff.ts): past a
   // few, the address waits before its next password is even checked.
   const backoff = new LoginBackoff()
 
-  if (policy.anonymous) {
+  if (rules.policy.anonymous) {
     log.warn('mqtt.auth has no rules: anonymous access is on, every client may connect')
   }
 
@@ -73,21 +76,22 @@ export function installAccessControl (hooks: AedesHooks, options: AccessControlO
   hooks.use('authenticate', 'access', () => (client, username, password, callback) => {
     const who: ClientIdentity = { clientId: client.id, username: username ?? undefined, remote: remoteOf(client) }
     const address = who.remote === undefined ? undefined : normaliseAddress(who.remote.address)
-    if (!policy.anonymous && address !== undefined) {
+    if (!rules.policy.anonymous && address !== undefined) {
       const wait = backoff.blockedFor(address, Date.now())
       if (wait > 0) {
         refuse('connect', client, { backoff: `${Math.ceil(wait / 1000)}s after repeated failed logins from this address` }, who.username)
         return callback(Object.assign(new Error('not authorized'), { returnCode: NOT_AUTHORIZED_RETURN_CODE }), false)
       }
     }
-    policy.authenticate(who, password ?? undefined, verify).then((decision) => {
+    const verified = new Set<string>()
+    rules.policy.authenticate(who, password ?? undefined, rules.recording(verify, verified)).then((decision) => {
       if (!decision.allowed) {
         if (address !== undefined) backoff.failed(address, Date.now())
         refuse('connect', client, { rule: decision.rule }, who.username)
         return callback(Object.assign(new Error('not authorized'), { returnCode: NOT_AUTHORIZED_RETURN_CODE }), false)
       }
-      if (address !== undefined && !policy.anonymous) backoff.succeeded(address)
-      const view = policy.aclFor(who)
+      if (address !== undefined && !rules.policy.anonymous) backoff.succeeded(address)
+      const view = rules.policy.aclFor(who)
       // The will is published when this connection is gone, possibly by
       // another node that no longer knows who the client was; so its topic is
       // checked now, as mosquitto does: a will the client may not write
@@ -97,7 +101,7 @@ export function installAccessControl (hooks: AedesHooks, options: AccessControlO
         refuse('connect', client, { will: will.topic }, who.username)
         return callback(Object.assign(new Error('will topic not authorized'), { returnCode: NOT_AUTHORIZED_RETURN_CODE }), false)
       }
-      views.set(client, view)
+      rules.admit(client, who, verified)
       callback(null, true)
     }, (err: unknown) => {
       log.error({ err, clientId: client.id }, 'MQTT authentication failed with an error')
@@ -147,13 +151,13 @@ export function installAccessControl (hooks: AedesHooks, options: AccessControlO
   })
 
   // Delivery checks cost a lookup per message per subscriber; with no filters
-  // anywhere there is nothing to check, so aedes' default stays in place.
-  if (!policy.unrestricted) {
-    hooks.use('authorizeForward', 'access', () => (client, packet) => {
-      const view = views.get(client)
-      return view !== undefined && view.canRead(packet.topic) ? packet : null
-    })
-  }
+  // anywhere there is nothing to check (a reload may add some: checked then).
+  hooks.use('authorizeForward', 'access', () => (client, packet) => {
+    if (rules.unrestricted) return packet
+    const view = views.get(client)
+    return view !== undefined && view.canRead(packet.topic) ? packet : null
+  })
+  return rules
 }
 
 /**
@@ -175,10 +179,8 @@ function dropAndAcknowledge (client: Client, packet: PublishPacket): void {
 
 function remoteOf (client: Client | null): ClientIdentity['remote'] {
   if (client === null) return undefined
-  // TCP: the socket itself; WebSocket: aedes keeps the upgrade request.
-  const socket = (client.conn as Partial<Socket>).remoteAddress !== undefined ? client.conn as Socket : client.req?.socket
-  if (socket?.remoteAddress === undefined) return undefined
-  return { address: socket.remoteAddress, port: socket.remotePort }
+  // What the client's listener recorded (a PROXY header's address, else the socket's; listeners/connection-info.ts).
+  return connectionRemote(client.conn)
 }
 
 function formatRemote (remote: ClientIdentity['remote']): string | undefined {

@@ -14,6 +14,7 @@ import type { Logger } from '../../log.js'
 import { internals, brokerInternals } from './aedes-internals.js'
 import type { AedesHooks } from './hooks.js'
 import { DISCONNECT_REASONS } from './disconnect.js'
+import { remoteOf as connectionRemote, formatRemote } from './listeners/connection-info.js'
 
 const PROTOCOLS: Record<number, string> = { 3: '3.1', 4: '3.1.1', 5: '5.0' }
 
@@ -95,11 +96,9 @@ export class ClientLog {
   }
 }
 
+/** The client's address as its listener knows it (a PROXY header's, else the socket's). */
 function remoteOf (client: Client): string | undefined {
-  const conn = internals(client).conn as { remoteAddress?: string, remotePort?: number } | undefined
-  if (conn?.remoteAddress === undefined) return undefined
-  const host = conn.remoteAddress.includes(':') ? `[${conn.remoteAddress}]` : conn.remoteAddress
-  return `${host}:${conn.remotePort ?? 0}`
+  return formatRemote(connectionRemote(internals(client).conn))
 }
 
 function describeRemote (remote: string | undefined): string {

@@ -23,7 +23,7 @@ import type { Aedes, Client } from 'aedes'
 export const LAYERS = {
   connection: ['inbound', 'delivery', 'disconnect'],
   preConnect: ['topic-aliases', 'cluster'],
-  authenticate: ['client-log', 'introspection', 'cluster', 'access'],
+  authenticate: ['client-certificate', 'client-log', 'introspection', 'cluster', 'access'],
   authorizePublish: ['reserved-topics', 'access'],
   authorizeSubscribe: ['quota', 'subscription-identifiers', 'shared-subscriptions', 'access'],
   authorizeForward: ['topic-aliases', 'packet-size', 'access'],

@@ -25,14 +25,13 @@
 //   access.ts, authorize.ts  authentication and ACL
 //   introspection.ts         read-only queries for the HTTP API
 //   client-log.ts            a log line per client connect and disconnect, with the reason
-import { createServer, type Server, type Socket } from 'node:net'
-import { once } from 'node:events'
+//   listeners/               mqtt, mqtts, ws, wss listeners, PROXY protocol, certificates and their identity
+import type { Socket } from 'node:net'
 import { Aedes, type Client } from 'aedes'
 import type { Registry } from 'prom-client'
-import type { Config } from '../../config/index.js'
+import { listenersOf, type Config } from '../../config/index.js'
 import { rateLimited, type Logger } from '../../log.js'
 import type { Bus } from '../bus.js'
-import { BrokerHaError } from '../../errors.js'
 import { aedesOptions } from './options.js'
 import { SessionStore } from './persistence.js'
 import { MqttMetrics } from './metrics.js'
@@ -48,10 +47,13 @@ import { shutdown } from './shutdown.js'
 import { orderlyEnds } from './disconnect.js'
 import { installAccessControl } from './authorize.js'
 import { installSubscriptionQuota, quotaRefusalCode, refuseWholeSubscribe, type QuotaOptions } from './subscription-quota.js'
+import type { AccessRules } from './access-rules.js'
 import { AedesHooks } from './hooks.js'
 import { MqttIntrospection, type MessageCounts } from './introspection.js'
 import { internals, brokerInternals, encodePacket } from './aedes-internals.js'
 import { ClientLog } from './client-log.js'
+import { Listeners, describeConnection, remoteOf, formatRemote, type ConnectionInfo } from './listeners/index.js'
+import { certificateIdentityLayer } from './listeners/identity.js'
 
 export { displayTopic } from './shared-subscriptions.js'
 export { SessionStore } from './persistence.js'
@@ -89,7 +91,10 @@ export class MqttServer {
    * undefined when nothing is awaited.
    */
   deliveryGate: ((clientId: string) => Promise<void> | undefined) | undefined
-  private readonly server: Server
+  /** mqtt.auth and mqtt.acl in force: a config reload replaces them (src/server/reload.ts). */
+  readonly access: AccessRules
+  /** The listeners (mqtt.port, mqtt.listeners); undefined with listen: false. */
+  readonly listeners: Listeners | undefined
   private readonly options: MqttServerOptions
   /** Sockets handed to aedes. */
   private readonly sockets = new Set<Socket>()
@@ -148,7 +153,7 @@ export class MqttServer {
       this.clientLog.installHooks(this.hooks, this.aedes)
     }
     this.introspection = new MqttIntrospection(this.aedes, this.persistence, this.counts, (c, reason) => this.clientLog.because(c, reason))
-    installAccessControl(this.hooks, { config, log, registry })
+    this.access = installAccessControl(this.hooks, { config, log, registry })
     this.quota = {
       max: mqtt.max_subscriptions_per_client,
       onRefused: (c, filter, max) => {
@@ -167,12 +172,25 @@ export class MqttServer {
     // Nagle plus delayed ACKs cause for request/response traffic with few
     // messages in flight (`broker-ha bench --qos 1 --inflight 1000` against
     // bare aedes: 23k msg/s with it on, 66-80k off).
-    this.server = createServer({ noDelay: options.config.mqtt.tcp_no_delay }, (socket) => this.accept(socket))
+    this.listeners = options.listen === false
+      ? undefined
+      : new Listeners({
+        listeners: listenersOf(config),
+        log,
+        registry,
+        accept: (conn, info) => this.accept(conn, info),
+        handshakeTimeoutMs: Math.min(mqtt.connect_timeout, 10_000),
+        maxPacketSize: mqtt.max_packet_size,
+        noDelay: mqtt.tcp_no_delay
+      })
   }
 
   /** Our own layers (hooks.ts); the cluster's are added by the data plane. */
   private addLayers (): void {
     const hooks = this.hooks
+    hooks.use('authenticate', 'client-certificate', certificateIdentityLayer((c, username, identity) => {
+      this.warnRefused('warn', { client: c.id, username, identity, remote: formatRemote(remoteOf(c.conn)) }, 'MQTT connection refused: user name does not match the client certificate')
+    }))
     // The shared-subscription marker prefix is ours: no client may publish there.
     hooks.use('authorizePublish', 'reserved-topics', (next) => (client, packet, callback) => {
       if (packet.topic.charCodeAt(0) === 36 && isMarker(packet.topic)) return callback(new Error('reserved topic'))
@@ -205,7 +223,7 @@ export class MqttServer {
       maxClientIdLength: this.options.config.mqtt.max_client_id_length,
       overQuota: (c, filters) => refuseWholeSubscribe(c, filters, this.quota) ? quotaRefusalCode(c) : undefined,
       keepAlive: { maxKeepalive: this.options.config.mqtt.max_keepalive, serverKeepAlive: this.options.config.mqtt.server_keep_alive },
-      onRefused: (c, detail) => this.warnRefused('warn', { client: c.id ?? undefined, remote: internals(c).conn.remoteAddress, detail }, 'MQTT connection refused'),
+      onRefused: (c, detail) => this.warnRefused('warn', { client: c.id ?? undefined, remote: formatRemote(remoteOf(internals(c).conn)), detail }, 'MQTT connection refused'),
       onBad: (c, reason, detail) => {
         this.metrics.bad(reason)
         this.badInput(c, reason, detail)
@@ -281,11 +299,16 @@ export class MqttServer {
   }
 
   private badInput (client: Client, reason: string, detail: string): void {
-    this.warnBad('warn', { client: client.id ?? undefined, remote: internals(client).conn?.remoteAddress, reason, detail }, 'MQTT client dropped for bad input')
+    this.warnBad('warn', { client: client.id ?? undefined, remote: formatRemote(remoteOf(internals(client).conn)), reason, detail }, 'MQTT client dropped for bad input')
   }
 
-  /** Takes a client connection (the TCP listener's, or any duplex stream with a socket's surface). */
-  accept (socket: Socket): void {
+  /**
+   * Takes a client connection (a listener's TCP or TLS socket or WebSocket
+   * stream, or any duplex stream with a socket's surface) with what its
+   * listener learned about it.
+   */
+  accept (socket: Socket, info?: ConnectionInfo): void {
+    if (info !== undefined) describeConnection(socket, info)
     if (this.stopping !== undefined) {
       socket.destroy()
       return
@@ -293,7 +316,7 @@ export class MqttServer {
     const { max_connections: max, connect_timeout: connectTimeout } = this.options.config.mqtt
     if (max > 0 && this.sockets.size >= max) {
       this.metrics.limit('connections')
-      this.warnLimit('warn', { remote: socket.remoteAddress, max }, 'MQTT connection refused: max_connections reached')
+      this.warnLimit('warn', { remote: formatRemote(remoteOf(socket)), max }, 'MQTT connection refused: max_connections reached')
       this.refused.add(socket)
       socket.once('close', () => this.refused.delete(socket))
       refuseBeforeConnect(socket, QUOTA_EXCEEDED, Math.min(connectTimeout, 10_000))
@@ -319,26 +342,24 @@ export class MqttServer {
   }
 
   async start (): Promise<void> {
-    const { bind, port } = this.options.config.mqtt
     this.hooks.install(this.aedes)
     await this.aedes.listen()
     this.sweepTimer = setInterval(() => this.sweep(), STALL_SWEEP_MS)
     this.sweepTimer.unref()
-    if (this.options.listen === false) return
-    this.server.listen(port, bind)
+    if (this.listeners === undefined) return
     try {
-      await once(this.server, 'listening')
+      await this.listeners.start()
     } catch (err) {
       clearInterval(this.sweepTimer)
       await new Promise<void>((resolve) => this.aedes.close(() => resolve()))
-      throw new BrokerHaError('LISTEN_FAILED', `cannot listen for MQTT on ${bind}:${port}: ${(err as Error).message}`, { key: 'mqtt.port', cause: err })
+      throw err
     }
-    this.options.log.info({ bind, port }, 'MQTT listening')
   }
 
+  /** The first listener's address (mqtt.port, unless it is 0). */
   address (): { address: string, port: number } {
-    const a = this.server.address()
-    if (a === null || typeof a === 'string') throw new Error('MQTT server is not listening')
+    const a = this.listeners?.addresses()[0]
+    if (a === undefined) throw new Error('MQTT server is not listening')
     return { address: a.address, port: a.port }
   }
 
@@ -358,7 +379,7 @@ export class MqttServer {
       clearInterval(this.sweepTimer)
       for (const c of Object.values(brokerInternals(this.aedes).clients)) if (c !== undefined) this.clientLog.because(c, 'node stopping')
       const all = new Set([...this.sockets, ...this.refused])
-      const { cut } = await shutdown({ server: this.server, aedes: this.aedes, sockets: all, graceMs: this.options.config.mqtt.shutdown_grace_period })
+      const { cut } = await shutdown({ server: this.listeners ?? { close: (done: () => void) => done() }, aedes: this.aedes, sockets: all, graceMs: this.options.config.mqtt.shutdown_grace_period })
       this.options.log.info({ cut }, 'MQTT stopped')
     })()
     return this.stopping

@@ -3,7 +3,7 @@
 // their connections in order (disconnect.ts), half-close the others so they
 // see the end of the stream, wait for them to go for up to the grace
 // period, then cut whatever is left.
-import type { Server, Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import type { Aedes, Client } from 'aedes'
 import { internals } from './aedes-internals.js'
 import { destroyNow } from './disconnect.js'
@@ -11,7 +11,8 @@ import { destroyNow } from './disconnect.js'
 export const SERVER_SHUTTING_DOWN = 0x8B
 
 export interface ShutdownParts {
-  server: Server
+  /** What accepts connections (the listeners): closed first. */
+  server: { close (callback: () => void): unknown }
   aedes: Aedes
   /** Every open MQTT socket (aedes' and refused ones). */
   sockets: ReadonlySet<Socket>

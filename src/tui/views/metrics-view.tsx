@@ -31,7 +31,7 @@ export function MetricsView ({ members, history, width, height }: MetricsViewPro
             <Text wrap='truncate'>
               <Text bold>{m.name}</Text>
               {m.state !== 'alive' && <Text color={m.state === 'suspect' ? 'yellow' : 'red'}>{` [${m.state}]`}</Text>}
-              <Text dimColor>{`  up ${formatDuration(snap?.uptime)}  rss ${formatBytes(snap?.rss)}  health ${formatNumber(snap?.health)}`}</Text>
+              <Text dimColor>{`  up ${formatDuration(snap?.uptime)}  rss ${formatBytes(snap?.rss)}  health ${formatNumber(snap?.health)}${configText(snap)}`}</Text>
             </Text>
             {!gone && series?.error !== undefined && <Text color='red' wrap='truncate'>{`  metrics unavailable: ${series.error}`}</Text>}
             {gone && <Text dimColor wrap='truncate'>{`  not scraped while ${m.state}; last figures:`}</Text>}
@@ -50,4 +50,11 @@ export function MetricsView ({ members, history, width, height }: MetricsViewPro
       })}
     </Box>
   )
+}
+
+/** `  config 3f2a9c0d11be since 14:02:11`: which config the node runs, and since when (UTC). */
+function configText (snap: { configVersion?: string | undefined, configLoadedAt?: number | undefined } | undefined): string {
+  if (snap?.configVersion === undefined) return ''
+  const since = snap.configLoadedAt === undefined ? '' : ` since ${new Date(snap.configLoadedAt * 1000).toISOString().slice(11, 19)}`
+  return `  config ${snap.configVersion}${since}`
 }

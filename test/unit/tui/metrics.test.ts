@@ -11,6 +11,8 @@ broker_messages_recv 100
 broker_bus_dropped_total{channel="cluster:message_to"} 2
 broker_bus_dropped_total{channel="a \\"quoted\\" one",x="y"} 3 1700000000000
 process_resident_memory_bytes 1.5e+8
+broker_config_info{version="3f2a9c0d11be",source="/config/config.yaml"} 1
+broker_config_loaded_timestamp_seconds 1796300000
 weird line without value
 nan_metric NaN
 `
@@ -26,6 +28,19 @@ test('Prometheus text: samples with labels, sums across label sets, junk skipped
   assert.equal(snap.clients, 3)
   assert.equal(snap.rss, 150_000_000)
   assert.equal(snap.sent, undefined)
+  assert.equal(snap.configVersion, '3f2a9c0d11be')
+  assert.equal(snap.configLoadedAt, 1796300000)
+})
+
+test('Metrics view: the config version and its load time follow the figures', async () => {
+  const { MetricsView } = await import('../../../src/tui/views/metrics-view.js')
+  const { render } = await import('ink-testing-library')
+  const { createElement } = await import('react')
+  const history: MetricsHistory = { a: { snapshots: [{ at: 1, uptime: 5, configVersion: '3f2a9c0d11be', configLoadedAt: 1796300000 }] } }
+  const members = [{ name: 'a', state: 'alive', addr: '127.0.0.1', port: 7946, version: '0.1.0' }]
+  const { lastFrame, unmount } = render(createElement(MetricsView, { members: members as never, history, width: 120, height: 10 }))
+  assert.match(lastFrame() ?? '', /config 3f2a9c0d11be since \d\d:\d\d:\d\d/)
+  unmount()
 })
 
 test('rates per second from successive snapshots; a counter reset gives no rate', () => {

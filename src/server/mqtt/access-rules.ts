@@ -1,0 +1,86 @@
+// The mqtt.auth and mqtt.acl in force, replaceable at run time (a config
+// reload, src/server/reload.ts). authorize.ts asks here for each connected
+// client's ACL view: a view made under older rules is made again on the
+// client's next publish, subscribe or delivery, so a new ACL applies to
+// connected clients at once. A reload also asks, for every connected client,
+// whether the new mqtt.auth still admits it, without keeping any password:
+// a rule naming a password admits the client again only if it is the very
+// stored value (plain or hash) the client's password was verified against.
+import type { Client } from 'aedes'
+import type { AuthRuleConfig, AclRuleConfig } from '../../config/index.js'
+import { AccessPolicy, type AclView, type ClientIdentity, type PasswordCheck } from './access.js'
+
+// MQTT 5 DISCONNECT reason 0x87 "Not authorized" (section 3.14.2.1).
+const NOT_AUTHORIZED = 0x87
+
+interface Entry {
+  who: ClientIdentity
+  /** Stored passwords (plain or hash) this client's password matched at CONNECT. */
+  verified: Set<string>
+  view: AclView
+  generation: number
+}
+
+export class AccessRules {
+  policy: AccessPolicy
+  /** No ACL rule restricts anything: deliveries need no check (kept here: asked per message). */
+  unrestricted: boolean
+  private generation = 0
+  private readonly entries = new Map<Client, Entry>()
+
+  constructor (mqtt: { auth: readonly AuthRuleConfig[], acl: readonly AclRuleConfig[] }) {
+    this.policy = new AccessPolicy(mqtt)
+    this.unrestricted = this.policy.unrestricted
+  }
+
+  /** A password check that remembers which stored values matched, for reloads. */
+  recording (check: PasswordCheck, verified: Set<string>): PasswordCheck {
+    return async (presented, stored) => {
+      const ok = await check(presented, stored)
+      if (ok) verified.add(stored)
+      return ok
+    }
+  }
+
+  /** Records an admitted client; forgotten when its connection closes. */
+  admit (client: Client, who: ClientIdentity, verified: Set<string>): AclView {
+    const view = this.policy.aclFor(who)
+    this.entries.set(client, { who, verified, view, generation: this.generation })
+    client.conn.once('close', () => this.entries.delete(client))
+    return view
+  }
+
+  /** The client's ACL view under the rules in force; undefined for a client never admitted. */
+  viewOf (client: Client): AclView | undefined {
+    const entry = this.entries.get(client)
+    if (entry === undefined) return undefined
+    if (entry.generation !== this.generation) {
+      entry.view = this.policy.aclFor(entry.who)
+      entry.generation = this.generation
+    }
+    return entry.view
+  }
+
+  /**
+   * Puts new rules in force. With `disconnect`, clients the new mqtt.auth no
+   * longer admits are disconnected (MQTT 5: DISCONNECT 0x87 first); resolves
+   * with their ids.
+   */
+  async replace (mqtt: { auth: readonly AuthRuleConfig[], acl: readonly AclRuleConfig[] }, disconnect: boolean): Promise<string[]> {
+    this.policy = new AccessPolicy(mqtt)
+    this.unrestricted = this.policy.unrestricted
+    this.generation++
+    if (!disconnect) return []
+    const gone: string[] = []
+    for (const [client, entry] of [...this.entries]) {
+      const known: PasswordCheck = async (_presented, stored) => entry.verified.has(stored)
+      const decision = await this.policy.authenticate(entry.who, Buffer.alloc(0), known)
+      if (decision.allowed) continue
+      gone.push(client.id)
+      this.entries.delete(client)
+      // aedes writes the DISCONNECT to MQTT 5 clients only; others see the connection close.
+      client.disconnect({ reasonCode: NOT_AUTHORIZED })
+    }
+    return gone
+  }
+}
