@@ -1,0 +1,380 @@
+// Durable storage of one node (storage.dir; docs/storage.md): retained
+// messages with their HLC stamps and tombstones, and persistent sessions
+// (subscriptions, queue with packet identifiers and PUBRELs, ledger, the
+// client's QoS 2 PUBLISHes awaiting PUBREL, expiry), written to the
+// node's store (durable-store.ts) and read back at start, before the node
+// joins its peers or accepts a client; the peers then reconcile as after
+// any restart (retained digests; of two copies of a session the newer one
+// wins when its client comes back).
+//
+// It plugs in where the state changes, and nowhere else:
+//   - the session store's observer (persistence-observer.ts), next to the
+//     cluster's: a changed session is marked, and written whole once per
+//     event-loop turn, however many changes it had in that turn;
+//   - the retained store's listener (retained-store.ts): every entry stored
+//     (local, from a peer, from a sync round) or collected;
+//   - aedes' client events: when a session's client left, with what expiry.
+// With storage.sync 'always', what the observer lets wait (a publisher's
+// PUBACK/PUBREC, a QoS 2 identifier before it is sent, a PUBREL) also waits
+// for the write to be flushed to the disk.
+//
+// With storage.dir empty none of this exists: the node keeps everything in
+// memory, as before.
+import type { Client } from 'aedes'
+import type { Registry } from 'prom-client'
+import type { Config } from '../../config/index.js'
+import { rateLimited, type Logger } from '../../log.js'
+import { BrokerHaError } from '../../errors.js'
+import type { MqttServer } from '../mqtt/index.js'
+import { bothObservers, type PersistenceObserver, type StoredSubscription } from '../mqtt/persistence-observer.js'
+import { brokerInternals } from '../mqtt/aedes-internals.js'
+import type { DataPlane } from '../cluster/dataplane/data-plane.js'
+import type { RetainedEntry } from '../cluster/dataplane/retained-store.js'
+import { DurableStore, clusterFingerprint } from './durable-store.js'
+import { RETAINED, SESSION, checkSessionRecord, expired, retainedEntry, retainedRecord, sessionRecord, type SessionRecord } from './records.js'
+import { StorageMetrics } from './metrics.js'
+import { installFullRefusal } from './full-refusal.js'
+
+const HLC = 'm\u0000hlc'
+/** Below this share of storage.max_size a full store takes writes again (hysteresis: no flapping at the line). */
+const RESUME_BELOW = 0.95
+
+export interface StorageOptions {
+  config: Config
+  log: Logger
+  registry: Registry
+  mqtt: MqttServer
+  dataPlane: DataPlane
+  /** serve --reset-storage: move the store aside and start empty. */
+  reset?: boolean
+}
+
+interface Connection { expiry: number | undefined, disconnectedAt: number | undefined }
+
+export class Storage {
+  readonly enabled: boolean
+  private readonly o: StorageOptions
+  private store: DurableStore | undefined
+  private metrics: StorageMetrics | undefined
+  private readonly warn: ReturnType<typeof rateLimited>
+  /** Sessions changed this turn. */
+  private readonly dirty = new Set<string>()
+  private flushScheduled = false
+  /** What waits for this turn's writes (sync always). */
+  private waiters: Array<() => void> = []
+  /** Stored subscriptions per session, with their options (the observer's view). */
+  private readonly subscriptions = new Map<string, Map<string, StoredSubscription>>()
+  private readonly connections = new Map<string, Connection>()
+  /** Sessions read from disk whose client has not come back: they expire here. */
+  private readonly expiryTimers = new Map<string, NodeJS.Timeout>()
+  private loading = false
+  private full = false
+  /** A commit failed: everything is written again once one succeeds. */
+  private rewrite = false
+  /** Figures of the last start (tests, benchmarks, the log). */
+  loaded = { retained: 0, sessions: 0, expired: 0, bad: 0, ms: 0 }
+
+  constructor (o: StorageOptions) {
+    this.o = o
+    this.enabled = o.config.storage.dir !== ''
+    this.warn = rateLimited(o.log, 10_000)
+    if (!this.enabled) return
+    const { mqtt } = o
+    this.metrics = new StorageMetrics(o.registry, {
+      dataBytes: () => this.store?.usedBytes() ?? 0,
+      fileBytes: () => this.store?.fileBytes() ?? 0,
+      full: () => this.full
+    })
+    const mine = this.observer()
+    mqtt.persistence.observer = mqtt.persistence.observer === undefined ? mine : bothObservers(mqtt.persistence.observer, mine)
+    installFullRefusal(mqtt.hooks, { full: () => this.full, log: o.log })
+    mqtt.aedes.on('client', (client) => this.connected(client.id))
+    mqtt.aedes.on('clientDisconnect', (client) => this.disconnected(client))
+  }
+
+  /** Whether publishes that need storage are refused (storage.max_size or the disk reached). */
+  get isFull (): boolean { return this.full }
+  get durable (): DurableStore | undefined { return this.store }
+
+  async start (): Promise<void> {
+    if (!this.enabled) return
+    const { config, log } = this.o
+    const { dir } = config.storage
+    if (this.o.reset === true) {
+      const aside = DurableStore.reset(dir)
+      log.warn({ dir, aside }, aside === undefined ? 'storage reset asked (--reset-storage): there was no store' : 'storage reset (--reset-storage): the store was moved aside; starting empty')
+    }
+    const cc = config.cluster.config
+    const options = {
+      dir,
+      sync: config.storage.sync,
+      batchIntervalMs: config.storage.batch_interval,
+      node: config.cluster.name,
+      cluster: [cc.secret_key, ...cc.secondary_keys].map(clusterFingerprint)
+    }
+    let opened
+    try {
+      opened = DurableStore.open(options)
+    } catch (err) {
+      if (!(err instanceof BrokerHaError) || err.code !== 'STORAGE_CORRUPT' || config.storage.on_corruption !== 'reset') throw err
+      const aside = DurableStore.reset(dir)
+      this.metrics!.errors.inc({ kind: 'reset' })
+      log.error({ err: err.message, aside }, 'STORE CORRUPTED: moved aside, starting EMPTY (storage.on_corruption: reset); retained messages refill from the peers, sessions only this node held are lost')
+      opened = DurableStore.open(options)
+    }
+    this.store = opened.store
+    if (opened.otherNode !== undefined) log.warn({ dir, writtenBy: opened.otherNode, node: config.cluster.name }, 'the store was written by a node of another name; using it')
+    await this.load()
+    this.o.dataPlane.retained.listener = {
+      put: (entry) => this.write(RETAINED + entry.topic, retainedRecord(entry)),
+      removed: (topic) => this.erase(RETAINED + topic)
+    }
+    log.info({ dir, sync: config.storage.sync, ...this.loaded, bytes: this.store.fileBytes() }, 'storage loaded')
+  }
+
+  async stop (): Promise<void> {
+    if (this.store === undefined) return
+    for (const t of this.expiryTimers.values()) clearTimeout(t)
+    this.expiryTimers.clear()
+    this.o.dataPlane.retained.listener = undefined
+    this.flush()
+    const store = this.store
+    this.store = undefined
+    await store.whenWritten().catch(() => {})
+    await store.close()
+  }
+
+  // ---- start: what the disk holds, back into the broker ------------------------------------------
+
+  private async load (): Promise<void> {
+    const store = this.store!
+    const started = Date.now()
+    this.loading = true
+    try {
+      const hwm = store.get(HLC)
+      if (Array.isArray(hwm) && typeof hwm[0] === 'number' && typeof hwm[1] === 'number') {
+        try {
+          this.o.dataPlane.clock.observe({ wall: hwm[0], logical: hwm[1], node: this.o.dataPlane.name })
+        } catch {
+          // Far ahead of the wall clock (ClockDriftError): the clock is not dragged there.
+        }
+      }
+      const entries: RetainedEntry[] = []
+      for (const { key, value } of store.range(RETAINED)) {
+        try {
+          entries.push(retainedEntry(key.slice(RETAINED.length), value))
+        } catch (err) {
+          this.badRecord(key, err)
+        }
+      }
+      for (const topic of this.o.dataPlane.restoreRetained(entries)) void store.remove(RETAINED + topic)
+      this.loaded.retained = entries.length
+      const now = Date.now()
+      const sessions: Array<[string, SessionRecord]> = []
+      for (const { key, value } of store.range(SESSION)) {
+        try {
+          sessions.push([key.slice(SESSION.length), checkSessionRecord(value)])
+        } catch (err) {
+          this.badRecord(key, err)
+        }
+      }
+      const persistence = this.o.mqtt.persistence
+      for (const [clientId, r] of sessions) {
+        if (expired(r, now)) {
+          void store.remove(SESSION + clientId)
+          this.loaded.expired++
+          continue
+        }
+        await persistence.importSession(clientId, {
+          subscriptions: r.subscriptions,
+          queue: r.queue as never,
+          ledger: r.ledger,
+          incoming: r.incoming as never
+        })
+        // Whatever it was, its client is not connected to this new process.
+        const c = { expiry: r.expiry, disconnectedAt: r.disconnectedAt ?? now }
+        this.connections.set(clientId, c)
+        this.armExpiry(clientId, c)
+        this.loaded.sessions++
+      }
+    } finally {
+      this.loading = false
+    }
+    this.loaded.ms = Date.now() - started
+  }
+
+  private badRecord (key: string, err: unknown): void {
+    this.loaded.bad++
+    this.metrics!.errors.inc({ kind: 'bad_record' })
+    this.o.log.error({ key: key.slice(0, 200), err: (err as Error).message }, 'a stored record does not check: skipped and deleted')
+    void this.store!.remove(key)
+  }
+
+  /** A session read from disk ends at its expiry unless its client comes back. */
+  private armExpiry (clientId: string, c: Connection): void {
+    if (c.expiry === undefined || c.expiry >= 0xFFFFFFFF) return
+    const at = (c.disconnectedAt ?? Date.now()) + c.expiry * 1000
+    const t = setTimeout(() => {
+      this.expiryTimers.delete(clientId)
+      if (brokerInternals(this.o.mqtt.aedes).clients[clientId] !== undefined) return
+      const persistence = this.o.mqtt.persistence
+      persistence.cleanSubscriptions({ id: clientId }).catch(() => {})
+    }, Math.min(Math.max(0, at - Date.now()), 0x7FFFFFFF))
+    t.unref()
+    this.expiryTimers.set(clientId, t)
+  }
+
+  // ---- changes: the observer, the retained listener, client events -------------------------------
+
+  private observer (): PersistenceObserver {
+    const mark = (clientId: string): Promise<void> | undefined => this.mark(clientId)
+    return {
+      retained: () => this.schedule(),
+      subscribed: (clientId, subs) => {
+        let mine = this.subscriptions.get(clientId)
+        if (mine === undefined) { mine = new Map(); this.subscriptions.set(clientId, mine) }
+        for (const s of subs) mine.set(s.topic, { ...s })
+        mark(clientId)
+      },
+      unsubscribed: (clientId, topics) => {
+        const mine = this.subscriptions.get(clientId)
+        for (const t of topics) mine?.delete(t)
+        if (mine?.size === 0) this.subscriptions.delete(clientId)
+        mark(clientId)
+      },
+      ended: (clientId) => {
+        this.subscriptions.delete(clientId)
+        mark(clientId)
+      },
+      queued: (clientId) => mark(clientId),
+      sent: (clientId, entry) => entry.qos === 2 ? mark(clientId) : (mark(clientId), undefined),
+      released: (clientId) => mark(clientId),
+      cleared: (clientId) => { mark(clientId) },
+      willStored: () => {},
+      willDeleted: () => {},
+      incomingStored: (clientId) => mark(clientId),
+      incomingReleased: (clientId) => { mark(clientId) }
+    }
+  }
+
+  private connected (clientId: string): void {
+    clearTimeout(this.expiryTimers.get(clientId))
+    this.expiryTimers.delete(clientId)
+    this.connections.set(clientId, { expiry: undefined, disconnectedAt: undefined })
+  }
+
+  private disconnected (client: Client): void {
+    const c = client as Client & { clean?: boolean, version?: number, sessionExpiryInterval?: number }
+    // A connection replaced by a newer one of the same id does not end anything.
+    const current = brokerInternals(this.o.mqtt.aedes).clients[client.id]
+    if (current !== undefined && current !== client) return
+    if (c.clean === true) { this.connections.delete(client.id); return }
+    this.connections.set(client.id, { expiry: c.version === 5 ? c.sessionExpiryInterval : undefined, disconnectedAt: Date.now() })
+    if (this.o.mqtt.persistence.hasSession(client.id)) this.mark(client.id)
+  }
+
+  private mark (clientId: string): Promise<void> | undefined {
+    if (this.loading || this.store === undefined) return undefined
+    this.dirty.add(clientId)
+    return this.schedule()
+  }
+
+  private write (key: string, value: unknown): void {
+    if (this.store === undefined) return
+    this.track(this.store.put(key, value))
+    this.schedule()
+  }
+
+  private erase (key: string): void {
+    if (this.store === undefined) return
+    this.track(this.store.remove(key))
+    this.schedule()
+  }
+
+  private track (p: Promise<unknown>): void {
+    p.catch(() => {}) // counted once per group in flush()
+  }
+
+  /** A flush at the end of this turn; with sync always, a promise of its writes on disk. */
+  private schedule (): Promise<void> | undefined {
+    if (this.store === undefined) return undefined
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(() => this.flush())
+    }
+    if (this.store.sync !== 'always') return undefined
+    return new Promise((resolve) => this.waiters.push(resolve))
+  }
+
+  private flush (): void {
+    this.flushScheduled = false
+    const store = this.store
+    const waiters = this.waiters
+    this.waiters = []
+    if (store === undefined) { for (const w of waiters) w(); return }
+    if (this.rewrite) this.writeEverything()
+    for (const clientId of this.dirty) this.writeSession(clientId)
+    this.dirty.clear()
+    const clock = this.o.dataPlane.clock.peek()
+    this.track(store.put(HLC, [clock.wall, clock.logical]))
+    const started = performance.now()
+    store.whenWritten().then(() => {
+      this.metrics!.flushes.inc()
+      this.metrics!.writeSeconds.observe((performance.now() - started) / 1000)
+      this.rewrite = false
+      this.checkFull(store)
+    }, (err: Error) => {
+      this.metrics!.errors.inc({ kind: 'write' })
+      this.rewrite = true
+      this.warn('error', { err: err.message }, 'storage write failed: publishes that need storage are refused until a write succeeds')
+      this.setFull(true)
+      // Try again: the next successful commit clears the state.
+      setTimeout(() => this.schedule(), 1000).unref()
+    }).finally(() => { for (const w of waiters) w() })
+  }
+
+  private writeSession (clientId: string): void {
+    const store = this.store!
+    const persistence = this.o.mqtt.persistence
+    if (!persistence.hasSession(clientId)) {
+      this.track(store.remove(SESSION + clientId))
+      this.connections.delete(clientId)
+      return
+    }
+    const { queue, ledger } = persistence.exportQueue(clientId)
+    const c = this.connections.get(clientId)
+    this.track(store.put(SESSION + clientId, sessionRecord({
+      subscriptions: [...(this.subscriptions.get(clientId)?.values() ?? [])],
+      queue,
+      ledger,
+      incoming: persistence.incomingPackets(clientId),
+      expiry: c?.expiry,
+      disconnectedAt: c?.disconnectedAt
+    })))
+  }
+
+  /** After a failed commit: every session and retained entry again (what failed is not known per record). */
+  private writeEverything (): void {
+    for (const clientId of this.o.mqtt.persistence.sessions()) this.dirty.add(clientId)
+    for (const entry of this.o.dataPlane.retained.all()) this.track(this.store!.put(RETAINED + entry.topic, retainedRecord(entry)))
+  }
+
+  private checkFull (store: DurableStore): void {
+    const max = this.o.config.storage.max_size
+    if (max === 0) { this.setFull(false); return }
+    const used = store.usedBytes()
+    if (used >= max) this.setFull(true)
+    else if (used < max * RESUME_BELOW) this.setFull(false)
+  }
+
+  private setFull (full: boolean): void {
+    if (full === this.full) return
+    this.full = full
+    if (full) {
+      this.metrics!.errors.inc({ kind: 'full' })
+      this.o.log.error({ maxSize: this.o.config.storage.max_size, used: this.store?.usedBytes() }, 'STORAGE FULL: QoS 1/2 and retained publishes are refused (MQTT 5: 0x97 quota exceeded) until space frees')
+    } else {
+      this.o.log.warn({ used: this.store?.usedBytes() }, 'storage has room again: publishes accepted')
+    }
+  }
+}
