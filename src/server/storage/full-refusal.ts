@@ -7,8 +7,8 @@
 //                no: no PUBACK/PUBREC is sent, so the client keeps the
 //                message in flight and sends it again when it reconnects.
 //   retained     QoS 0 with a payload: dropped (no acknowledgement to say
-//                why). Clearing a retained topic (empty payload) always
-//                passes: it frees space.
+//                why). Clearing a retained topic (empty payload, any QoS)
+//                always passes: it frees space.
 //
 // Every QoS 1/2 publish is refused, not only those with a stored session
 // to queue them for: finding out costs a subscription lookup per message,
@@ -27,6 +27,8 @@ export function installFullRefusal (hooks: AedesHooks, o: { full: () => boolean,
       if ((err !== null && err !== undefined) || !o.full() || client === null) return callback(err)
       const p = packet as PublishPacket & { _notAuthorized?: boolean, cmd?: string }
       if (p._notAuthorized === true) return callback(null)
+      // Clearing a retained topic frees space, at any QoS.
+      if (p.retain && p.payload.length === 0) return callback(null)
       const retains = p.retain && p.payload.length > 0
       if (p.qos === 0 && !retains) return callback(null)
       warn('warn', { clientId: client.id, topic: p.topic, qos: p.qos }, 'publish refused: storage full')
