@@ -25,9 +25,10 @@ export interface NodeEndpoint {
   clusterPort: number
 }
 
-/** A node's config object (written as YAML): loopback binds, seed list of every node, JSON logs. */
-export function nodeConfig (self: NodeEndpoint, all: readonly NodeEndpoint[]): Record<string, unknown> {
+/** A node's config object (written as YAML): loopback binds, seed list of every node, JSON logs; `storageDir`: durable storage, sync always. */
+export function nodeConfig (self: NodeEndpoint, all: readonly NodeEndpoint[], storageDir?: string): Record<string, unknown> {
   return {
+    ...(storageDir === undefined ? {} : { storage: { dir: storageDir, sync: 'always' } }),
     api: { bind: self.host, port: self.apiPort, proxy_timeout: 1000 },
     mqtt: { bind: self.host, port: self.mqttPort, shutdown_grace_period: 500 },
     cluster: { bind: self.host, port: self.clusterPort, name: self.name, expected_members: all.length, config: { ...CHAOS_CLUSTER_TIMING } },

@@ -52,6 +52,8 @@ export interface LauncherOptions extends AllocateOptions {
   onUnexpectedExit?: (node: ChaosNode, code: number | null, signal: string | null) => void
   /** Run each node in its namespace of this layout (already built; see NetnsNetwork). */
   netns?: NetnsLayout
+  /** Give every node a store in the run directory (`<name>-data`), so a restart of every node loses nothing (fault restart-all). */
+  storage?: boolean
 }
 
 /** How a run splits the cluster: for the report and --json. */
@@ -92,7 +94,7 @@ export class ChaosCluster {
       : this.options.netns.nodes.map((n, i) => ({ name: `chaos-${i + 1}`, host: n.address, mqttPort: 1883, apiPort: 8080, clusterPort: 7946 }))
     for (const [index, e] of endpoints.entries()) {
       const configPath = join(this.options.runDir, `${e.name}.yaml`)
-      writeFileSync(configPath, stringify(nodeConfig(e, endpoints)))
+      writeFileSync(configPath, stringify(nodeConfig(e, endpoints, this.options.storage === true ? join(this.options.runDir, `${e.name}-data`) : undefined)))
       const apiUrl = `http://${e.host}:${e.apiPort}`
       this.nodes.push({
         ...e,

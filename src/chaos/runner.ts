@@ -119,6 +119,7 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
     baseAddress: options.baseAddress,
     bin: options.bin,
     netns: options.netns,
+    storage: options.faults.includes('restart-all'),
     onState: (node, state) => {
       history.record({ type: 'node', node: node.name, state })
       const shown = progress.nodes.find((n) => n.name === node.name)
