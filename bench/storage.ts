@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util'
 import { runBench, type BenchOptions, type BenchResult } from '../src/bench/index.js'
 import { startProcessNode, startNode, type ProcessNode } from '../test/helpers/node.js'
 import { DurableStore } from '../src/server/storage/durable-store.js'
-import { RETAINED, SESSION, retainedRecord, sessionRecord } from '../src/server/storage/records.js'
+import { RETAINED, SESSION, queueKey, queueRecord, retainedRecord, sessionRecord } from '../src/server/storage/records.js'
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, rounds: { type: 'string' }, only: { type: 'string' } } })
 const quick = args.quick
@@ -83,7 +83,8 @@ async function writeStore (dir: string, node: string): Promise<void> {
   }
   for (let i = 0; i < START_SESSIONS; i++) {
     const queue = Array.from({ length: 10 }, (_, j) => ({ cmd: 'publish', topic: `jobs/${i}`, payload, qos: 1, retain: false, brokerId: `${node}@old`, brokerCounter: i * 10 + j }))
-    void store.put(SESSION + `client-${i}`, sessionRecord({ subscriptions: [{ topic: `jobs/${i}`, qos: 1 }], queue, ledger: queue.map((q) => `${q.brokerId}\u0000${q.brokerCounter}`), incoming: [], expiry: undefined, disconnectedAt: wall }))
+    void store.put(SESSION + `client-${i}`, sessionRecord({ subscriptions: [{ topic: `jobs/${i}`, qos: 1 }], ledger: queue.map((q) => `${q.brokerId}\u0000${q.brokerCounter}`), incoming: [], expiry: undefined, disconnectedAt: wall }))
+    queue.forEach((q, j) => { void store.put(queueKey(`client-${i}`, i * 10 + j + 1), queueRecord(j + 1, q)) })
     if (i % 1000 === 0) await store.whenWritten()
   }
   await store.whenWritten()

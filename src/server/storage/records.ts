@@ -9,6 +9,38 @@ import { transferable } from '../cluster/dataplane/session-replication.js'
 
 export const RETAINED = 'r\u0000'
 export const SESSION = 's\u0000'
+/** `q\0<clientId>\0<id>`: one entry of a session's queue (MQTT client ids never hold U+0000). */
+export const QUEUE = 'q\u0000'
+
+export function queueKey (clientId: string, id: number): string {
+  return `${QUEUE}${clientId}\u0000${id.toString(36)}`
+}
+
+/** The client id and entry id of a queue key. */
+export function parseQueueKey (key: string): { clientId: string, id: number } {
+  const at = key.lastIndexOf('\u0000')
+  const id = parseInt(key.slice(at + 1), 36)
+  if (at <= QUEUE.length - 1 || !Number.isSafeInteger(id)) throw new Error('bad queue key')
+  return { clientId: key.slice(QUEUE.length, at), id }
+}
+
+/**
+ * One queue entry on disk: a waiting or in-flight PUBLISH (with its packet
+ * identifier) or a PUBREL; `o` orders the entries of a session (a message
+ * that came by a slower path goes between two others: o between theirs).
+ */
+export interface QueueRecord { o: number, p: TransferredPacket }
+
+export function queueRecord (order: number, packet: StoredPacket): QueueRecord {
+  return { o: order, p: transferable(packet) }
+}
+
+export function checkQueueRecord (v: unknown): QueueRecord {
+  const r = v as QueueRecord
+  if (typeof r !== 'object' || r === null || typeof r.o !== 'number' || !Number.isFinite(r.o)) throw new Error('bad queue record')
+  checkPacket(r.p)
+  return r
+}
 
 /** A retained entry on disk: the stamp as [wall, logical, node]; an empty payload is a tombstone. */
 export interface RetainedRecord {
@@ -32,11 +64,10 @@ export function retainedEntry (topic: string, v: unknown): RetainedEntry {
   return { topic, stamp: { wall, logical, node }, payload: r.p, qos: r.q, ...(r.o === undefined ? {} : { properties: r.o }) }
 }
 
-/** A persistent session on disk. */
+/** A persistent session on disk, but for its queue (one record per entry, QUEUE). */
 export interface SessionRecord {
   subscriptions: StoredSubscription[]
-  /** Waiting and in-flight messages (with their packet identifiers) and PUBRELs, in delivery order. */
-  queue: TransferredPacket[]
+  /** Stamps of the messages queued for it lately (written with the rest, at most every few seconds for queueing alone). */
   ledger: string[]
   /** The client's QoS 2 PUBLISHes awaiting its PUBREL. */
   incoming: TransferredPacket[]
@@ -46,10 +77,9 @@ export interface SessionRecord {
   disconnectedAt?: number
 }
 
-export function sessionRecord (parts: { subscriptions: StoredSubscription[], queue: StoredPacket[], ledger: string[], incoming: StoredPacket[], expiry: number | undefined, disconnectedAt: number | undefined }): SessionRecord {
+export function sessionRecord (parts: { subscriptions: StoredSubscription[], ledger: string[], incoming: StoredPacket[], expiry: number | undefined, disconnectedAt: number | undefined }): SessionRecord {
   const r: SessionRecord = {
     subscriptions: parts.subscriptions.map((s) => ({ ...s })),
-    queue: parts.queue.map(transferable),
     ledger: parts.ledger,
     incoming: parts.incoming.map(transferable)
   }
@@ -61,9 +91,8 @@ export function sessionRecord (parts: { subscriptions: StoredSubscription[], que
 /** Throws unless `v` is a session record. */
 export function checkSessionRecord (v: unknown): SessionRecord {
   const r = v as SessionRecord
-  if (typeof r !== 'object' || r === null || !Array.isArray(r.subscriptions) || !Array.isArray(r.queue)) throw new Error('bad session record')
+  if (typeof r !== 'object' || r === null || !Array.isArray(r.subscriptions)) throw new Error('bad session record')
   r.subscriptions.forEach(checkSubscription)
-  r.queue.forEach(checkPacket)
   checkLedger(r.ledger)
   checkIncoming(r.incoming)
   if (r.expiry !== undefined && typeof r.expiry !== 'number') throw new Error('bad session expiry')

@@ -31,7 +31,8 @@ import { brokerInternals } from '../mqtt/aedes-internals.js'
 import type { DataPlane } from '../cluster/dataplane/data-plane.js'
 import type { RetainedEntry } from '../cluster/dataplane/retained-store.js'
 import { DurableStore, clusterFingerprint } from './durable-store.js'
-import { RETAINED, SESSION, checkSessionRecord, expired, retainedEntry, retainedRecord, sessionRecord, type SessionRecord } from './records.js'
+import { QUEUE, RETAINED, SESSION, checkQueueRecord, queueKey, checkSessionRecord, expired, parseQueueKey, retainedEntry, retainedRecord, type QueueRecord, type SessionRecord } from './records.js'
+import { LEDGER_EVERY_MS, SessionWriter, type Connection } from './session-writer.js'
 import { StorageMetrics } from './metrics.js'
 import { installFullRefusal } from './full-refusal.js'
 
@@ -49,8 +50,6 @@ export interface StorageOptions {
   reset?: boolean
 }
 
-interface Connection { expiry: number | undefined, disconnectedAt: number | undefined }
-
 export class Storage {
   readonly enabled: boolean
   private readonly o: StorageOptions
@@ -67,6 +66,8 @@ export class Storage {
   private readonly connections = new Map<string, Connection>()
   /** Sessions read from disk whose client has not come back: they expire here. */
   private readonly expiryTimers = new Map<string, NodeJS.Timeout>()
+  private readonly writer: SessionWriter
+  private ledgerTimer: NodeJS.Timeout | undefined
   private loading = false
   private full = false
   /** A commit failed: everything is written again once one succeeds. */
@@ -78,6 +79,7 @@ export class Storage {
     this.o = o
     this.enabled = o.config.storage.dir !== ''
     this.warn = rateLimited(o.log, 10_000)
+    this.writer = new SessionWriter(o.mqtt.persistence)
     if (!this.enabled) return
     const { mqtt } = o
     this.metrics = new StorageMetrics(o.registry, {
@@ -129,6 +131,9 @@ export class Storage {
       put: (entry) => this.write(RETAINED + entry.topic, retainedRecord(entry)),
       removed: (topic) => this.erase(RETAINED + topic)
     }
+    // Ledgers that only grew are written at most this often (session-writer.ts).
+    this.ledgerTimer = setInterval(() => { for (const id of this.writer.ledgerDue(Date.now())) this.mark(id) }, LEDGER_EVERY_MS)
+    this.ledgerTimer.unref()
     log.info({ dir, sync: config.storage.sync, ...this.loaded, bytes: this.store.fileBytes() }, 'storage loaded')
   }
 
@@ -136,6 +141,7 @@ export class Storage {
     if (this.store === undefined) return
     for (const t of this.expiryTimers.values()) clearTimeout(t)
     this.expiryTimers.clear()
+    clearInterval(this.ledgerTimer)
     this.o.dataPlane.retained.listener = undefined
     this.flush()
     const store = this.store
@@ -178,25 +184,45 @@ export class Storage {
           this.badRecord(key, err)
         }
       }
+      const queues = new Map<string, Array<{ id: number, record: QueueRecord }>>()
+      for (const { key, value } of store.range(QUEUE)) {
+        try {
+          const { clientId, id } = parseQueueKey(key)
+          const record = checkQueueRecord(value)
+          this.writer.seenId(id)
+          let q = queues.get(clientId)
+          if (q === undefined) { q = []; queues.set(clientId, q) }
+          q.push({ id, record })
+        } catch (err) {
+          this.badRecord(key, err)
+        }
+      }
       const persistence = this.o.mqtt.persistence
       for (const [clientId, r] of sessions) {
+        const queue = (queues.get(clientId) ?? []).sort((a, b) => a.record.o - b.record.o || a.id - b.id)
+        queues.delete(clientId)
         if (expired(r, now)) {
           void store.remove(SESSION + clientId)
+          for (const q of queue) void store.remove(queueKey(clientId, q.id))
           this.loaded.expired++
           continue
         }
         await persistence.importSession(clientId, {
           subscriptions: r.subscriptions,
-          queue: r.queue as never,
+          queue: queue.map((q) => q.record.p) as never,
           ledger: r.ledger,
           incoming: r.incoming as never
         })
+        this.writer.loaded(clientId, queue.map((q) => ({ id: q.id, order: q.record.o })))
+        for (const s of r.subscriptions) this.subscriptionsOf(clientId).set(s.topic, { ...s })
         // Whatever it was, its client is not connected to this new process.
         const c = { expiry: r.expiry, disconnectedAt: r.disconnectedAt ?? now }
         this.connections.set(clientId, c)
         this.armExpiry(clientId, c)
         this.loaded.sessions++
       }
+      // Queue entries of no session (a session deleted in a commit that did not complete): gone.
+      for (const [clientId, queue] of queues) for (const q of queue) void store.remove(queueKey(clientId, q.id))
     } finally {
       this.loading = false
     }
@@ -231,20 +257,19 @@ export class Storage {
     return {
       retained: () => this.schedule(),
       subscribed: (clientId, subs) => {
-        let mine = this.subscriptions.get(clientId)
-        if (mine === undefined) { mine = new Map(); this.subscriptions.set(clientId, mine) }
+        const mine = this.subscriptionsOf(clientId)
         for (const s of subs) mine.set(s.topic, { ...s })
-        mark(clientId)
+        this.markRecord(clientId)
       },
       unsubscribed: (clientId, topics) => {
         const mine = this.subscriptions.get(clientId)
         for (const t of topics) mine?.delete(t)
         if (mine?.size === 0) this.subscriptions.delete(clientId)
-        mark(clientId)
+        this.markRecord(clientId)
       },
       ended: (clientId) => {
         this.subscriptions.delete(clientId)
-        mark(clientId)
+        this.markRecord(clientId)
       },
       queued: (clientId) => mark(clientId),
       sent: (clientId, entry) => entry.qos === 2 ? mark(clientId) : (mark(clientId), undefined),
@@ -252,8 +277,8 @@ export class Storage {
       cleared: (clientId) => { mark(clientId) },
       willStored: () => {},
       willDeleted: () => {},
-      incomingStored: (clientId) => mark(clientId),
-      incomingReleased: (clientId) => { mark(clientId) }
+      incomingStored: (clientId) => this.markRecord(clientId),
+      incomingReleased: (clientId) => { this.markRecord(clientId) }
     }
   }
 
@@ -270,13 +295,27 @@ export class Storage {
     if (current !== undefined && current !== client) return
     if (c.clean === true) { this.connections.delete(client.id); return }
     this.connections.set(client.id, { expiry: c.version === 5 ? c.sessionExpiryInterval : undefined, disconnectedAt: Date.now() })
-    if (this.o.mqtt.persistence.hasSession(client.id)) this.mark(client.id)
+    if (this.o.mqtt.persistence.hasSession(client.id)) this.markRecord(client.id)
   }
 
+  private subscriptionsOf (clientId: string): Map<string, StoredSubscription> {
+    let mine = this.subscriptions.get(clientId)
+    if (mine === undefined) { mine = new Map(); this.subscriptions.set(clientId, mine) }
+    return mine
+  }
+
+  /** The session's queue changed. */
   private mark (clientId: string): Promise<void> | undefined {
     if (this.loading || this.store === undefined) return undefined
     this.dirty.add(clientId)
     return this.schedule()
+  }
+
+  /** The session's record changed (and maybe its queue). */
+  private markRecord (clientId: string): Promise<void> | undefined {
+    if (this.loading || this.store === undefined) return undefined
+    this.writer.recordChanged(clientId)
+    return this.mark(clientId)
   }
 
   private write (key: string, value: unknown): void {
@@ -313,7 +352,9 @@ export class Storage {
     this.waiters = []
     if (store === undefined) { for (const w of waiters) w(); return }
     if (this.rewrite) this.writeEverything()
-    for (const clientId of this.dirty) this.writeSession(clientId)
+    const now = Date.now()
+    for (const clientId of this.dirty) this.writer.write(store, clientId, this.subscriptions.get(clientId), this.connections.get(clientId), now)
+    for (const clientId of this.dirty) if (!this.o.mqtt.persistence.hasSession(clientId)) this.connections.delete(clientId)
     this.dirty.clear()
     const clock = this.o.dataPlane.clock.peek()
     this.track(store.put(HLC, [clock.wall, clock.logical]))
@@ -333,28 +374,9 @@ export class Storage {
     }).finally(() => { for (const w of waiters) w() })
   }
 
-  private writeSession (clientId: string): void {
-    const store = this.store!
-    const persistence = this.o.mqtt.persistence
-    if (!persistence.hasSession(clientId)) {
-      this.track(store.remove(SESSION + clientId))
-      this.connections.delete(clientId)
-      return
-    }
-    const { queue, ledger } = persistence.exportQueue(clientId)
-    const c = this.connections.get(clientId)
-    this.track(store.put(SESSION + clientId, sessionRecord({
-      subscriptions: [...(this.subscriptions.get(clientId)?.values() ?? [])],
-      queue,
-      ledger,
-      incoming: persistence.incomingPackets(clientId),
-      expiry: c?.expiry,
-      disconnectedAt: c?.disconnectedAt
-    })))
-  }
-
   /** After a failed commit: every session and retained entry again (what failed is not known per record). */
   private writeEverything (): void {
+    this.writer.rewriteAll()
     for (const clientId of this.o.mqtt.persistence.sessions()) this.dirty.add(clientId)
     for (const entry of this.o.dataPlane.retained.all()) this.track(this.store!.put(RETAINED + entry.topic, retainedRecord(entry)))
   }
