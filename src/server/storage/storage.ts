@@ -73,7 +73,7 @@ export class Storage {
   /** A commit failed: everything is written again once one succeeds. */
   private rewrite = false
   /** Figures of the last start (tests, benchmarks, the log). */
-  loaded = { retained: 0, sessions: 0, expired: 0, bad: 0, ms: 0 }
+  loaded = { retained: 0, sessions: 0, expired: 0, bad: 0, ms: 0, retainedMs: 0 }
 
   constructor (o: StorageOptions) {
     this.o = o
@@ -175,6 +175,7 @@ export class Storage {
       }
       for (const topic of this.o.dataPlane.restoreRetained(entries)) void store.remove(RETAINED + topic)
       this.loaded.retained = entries.length
+      this.loaded.retainedMs = Date.now() - started
       const now = Date.now()
       const sessions: Array<[string, SessionRecord]> = []
       for (const { key, value } of store.range(SESSION)) {
