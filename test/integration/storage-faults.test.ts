@@ -5,11 +5,13 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, statSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { open } from 'lmdb'
 import { startNode, startProcessNode, type ProcessNode, type ConfigOverrides } from '../helpers/node.js'
 import { freeLoopbackAddress } from '../helpers/loopback.js'
+import type { MqttClient } from 'mqtt'
 import { connect, endAll, metricValue } from '../helpers/mqtt-clients.js'
 import { waitFor } from '../helpers/wait.js'
 import { FILE_NAME } from '../../src/server/storage/durable-store.js'
@@ -132,4 +134,47 @@ test('a full store refuses QoS 1 and retained publishes with 0x97 on MQTT 5, kee
   }, { timeout: 10_000, message: 'a QoS 1 publish to be accepted again' })
   assert.equal(await metricValue(node.node.registry, 'broker_storage_full'), 0)
   assert.equal(await metricValue(node.node.registry, 'broker_storage_errors_total', { kind: 'full' }), 1)
+})
+
+test('a really full disk (a 2 MiB tmpfs): refused with 0x97, the client stays, the node recovers once retained topics are cleared', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'broker-ha-tmpfs-'))
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir], { stdio: 'ignore' }).status === 0
+  const held: { node?: ProcessNode, client?: MqttClient } = {}
+  // One hook, in this order: the node must be gone before its file system is.
+  t.after(async () => {
+    await endAll(held.client)
+    await held.node?.stop('SIGKILL')
+    if (mounted) spawnSync('umount', [dir], { stdio: 'ignore' })
+    rmSync(dir, { recursive: true, force: true })
+  })
+  if (!mounted) { t.skip('mounting a tmpfs needs root (mount -t tmpfs): not available here'); return }
+  // No size limit of our own: the disk is the limit. A real process: lmdb-js' failed commits must not end it.
+  const node = held.node = await startProcessNode({ storage: { dir: join(dir, 'data'), sync: 'always', max_size: 0 } })
+  const api = node.apiUrl
+  const metric = async (line: RegExp): Promise<boolean> => line.test(await (await fetch(`${api}/metrics`)).text())
+  const client = held.client = await connect(node.mqttUrl, { protocolVersion: 5 })
+  const payload = Buffer.alloc(20_000, 1)
+  let stored = 0
+  let refusal: (Error & { code?: number }) | undefined
+  for (let i = 0; i < 300 && refusal === undefined; i++) {
+    try {
+      await client.publishAsync(`big/${i}`, payload, { qos: 1, retain: true })
+      stored++
+    } catch (err) {
+      refusal = err as Error & { code?: number }
+    }
+  }
+  assert.equal(refusal?.code, 0x97, `refused with quota exceeded after ${stored} x 20 kB on 2 MiB`)
+  assert.equal(client.connected, true)
+  assert.ok(await metric(/broker_storage_errors_total\{kind="write"\} [1-9]/), 'the failed commit is counted')
+  assert.ok(await metric(/broker_storage_full 1/))
+  for (let i = 0; i < stored; i++) await client.publishAsync(`big/${i}`, '', { qos: 1, retain: true })
+  await waitFor(async () => {
+    try {
+      await client.publishAsync('plain/qos1', 'again', { qos: 1 })
+      return true
+    } catch { return false }
+  }, { timeout: 15_000, message: 'a QoS 1 publish to be accepted again' })
+  assert.ok(await metric(/broker_storage_full 0/))
+  assert.equal(node.child.exitCode, null, 'the node is still running')
 })

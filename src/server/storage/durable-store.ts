@@ -97,11 +97,16 @@ export class DurableStore {
         noSync: options.sync === 'off',
         commitDelay: options.batchIntervalMs,
         // Keys are ours and short; values are msgpack (Buffers round-trip).
-        encoding: 'msgpack'
+        encoding: 'msgpack',
+        // No shared msgpack structures: each record decodes by itself (one damaged record cannot
+        // make every other unreadable), and lmdb-js saves them with writes nobody can handle
+        // when a commit fails (a full disk ended the process with an unhandled rejection).
+        sharedStructuresKey: undefined
       })
     } catch (err) {
       throw corrupt(path, (err as Error).message, err)
     }
+    ignoreLmdbCommitRejections()
     const store = new DurableStore(path, db, options.sync)
     let format: unknown, cluster: unknown, node: unknown
     try {
@@ -146,15 +151,23 @@ export class DurableStore {
     return aside
   }
 
-  /** Writes a record (committed with this turn's group; `whenWritten` says when). */
+  /**
+   * Writes a record (committed with this turn's group; `whenWritten` says
+   * when, and whether it failed: callers need not handle the promise).
+   */
   put (key: string, value: unknown): Promise<boolean> {
-    const p = this.db.put(key, value)
-    this.last = p
-    return p
+    return this.track(this.db.put(key, value))
   }
 
   remove (key: string): Promise<boolean> {
-    const p = this.db.remove(key)
+    return this.track(this.db.remove(key))
+  }
+
+  private track (p: Promise<boolean>): Promise<boolean> {
+    // A failed commit (a full disk) rejects every write of the group, and
+    // lmdb-js adds a second promise with the cause (commitError): handled
+    // here, so neither ends the process as an unhandled rejection.
+    p.catch((err: { commitError?: Promise<unknown> } | undefined) => { err?.commitError?.catch(() => {}) })
     this.last = p
     return p
   }
@@ -195,6 +208,28 @@ export class DurableStore {
     await this.db.close()
   }
 }
+
+/**
+ * lmdb-js starts each group commit with an internal write whose promise
+ * nobody can reach; when the commit fails (a full disk), that promise
+ * rejects unhandled, which would end the process. The failure itself reaches
+ * the store through its own writes (whenWritten), so those rejections, and
+ * only those (an error carrying lmdb-js' commitError), are dropped here;
+ * any other unhandled rejection still ends the process, as without this.
+ */
+function ignoreLmdbCommitRejections (): void {
+  if (installed) return
+  installed = true
+  process.on('unhandledRejection', (reason) => {
+    const commitError = (reason as { commitError?: Promise<unknown> } | null)?.commitError
+    if (commitError !== undefined && typeof commitError.catch === 'function') {
+      commitError.catch(() => {})
+      return
+    }
+    throw reason
+  })
+}
+let installed = false
 
 function corrupt (path: string, detail: string, cause?: unknown): BrokerHaError {
   return new BrokerHaError('STORAGE_CORRUPT', `the store at ${path} cannot be read (${detail}): run serve --reset-storage to move it aside and start empty (the peers refill retained messages), or set storage.on_corruption: reset`, { key: 'storage.dir', cause })

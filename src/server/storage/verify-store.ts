@@ -12,7 +12,7 @@ if (path === undefined) {
   process.exit(1)
 }
 try {
-  const db = open({ path, readOnly: true, compression: false, encoding: 'msgpack' })
+  const db = open({ path, readOnly: true, compression: false, encoding: 'msgpack', sharedStructuresKey: undefined })
   const expected = (db.getStats() as { entryCount: number }).entryCount
   let n = 0
   for (const { value } of db.getRange({})) {
