@@ -21,6 +21,7 @@
 // With storage.dir empty none of this exists: the node keeps everything in
 // memory, as before.
 import type { Client } from 'aedes'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Registry } from 'prom-client'
 import type { Config } from '../../config/index.js'
 import { rateLimited, type Logger } from '../../log.js'
@@ -37,6 +38,8 @@ import { StorageMetrics } from './metrics.js'
 import { installFullRefusal } from './full-refusal.js'
 
 const HLC = 'm\u0000hlc'
+/** How long after start a session fetch may wait for the expected members (waitForPeersAtStart). */
+const PEERS_AT_START_MS = 15_000
 /** Below this share of storage.max_size a full store takes writes again (hysteresis: no flapping at the line). */
 const RESUME_BELOW = 0.95
 
@@ -131,6 +134,7 @@ export class Storage {
       put: (entry) => this.write(RETAINED + entry.topic, retainedRecord(entry)),
       removed: (topic) => this.erase(RETAINED + topic)
     }
+    this.waitForPeersAtStart()
     // Ledgers that only grew are written at most this often (session-writer.ts).
     this.ledgerTimer = setInterval(() => { for (const id of this.writer.ledgerDue(Date.now())) this.mark(id) }, LEDGER_EVERY_MS)
     this.ledgerTimer.unref()
@@ -228,6 +232,33 @@ export class Storage {
       this.loading = false
     }
     this.loaded.ms = Date.now() - started
+  }
+
+  /**
+   * After a restart of every node at once, a client may reconnect to a node
+   * before the node whose disk holds its session is back: a fetch then
+   * finds nothing and the client gets a new session, while the old one comes
+   * back a moment later. So for the first PEERS_AT_START_MS after start, in a
+   * cluster (discovery configured, cluster.expected_members > 1), a
+   * resuming client's session fetch first waits until the expected members
+   * are alive (or that time is up). Without storage nothing is on disk to
+   * wait for, and none of this is set.
+   */
+  private waitForPeersAtStart (): void {
+    const { config } = this.o
+    const d = config.discovery
+    const expected = config.cluster.expected_members
+    if (expected <= 1 || (d.seeds.length === 0 && d.domain === '')) return
+    const until = Date.now() + PEERS_AT_START_MS
+    const links = this.o.dataPlane.links
+    let waiting: Promise<void> | undefined
+    this.o.dataPlane.sessionFetchWait = () => {
+      if (Date.now() >= until || links.alivePeers().length + 1 >= expected) return undefined
+      waiting ??= (async () => {
+        while (Date.now() < until && links.alivePeers().length + 1 < expected) await sleep(100)
+      })()
+      return waiting
+    }
   }
 
   private badRecord (key: string, err: unknown): void {

@@ -97,6 +97,11 @@ export class DataPlane {
   readonly replication: SessionReplication
   private readonly parts: Mechanisms
   private running = false
+  /**
+   * What a resuming client's session fetch waits for first (set by the
+   * node's storage: after a restart, the peers whose disks hold sessions).
+   */
+  sessionFetchWait: (() => Promise<void> | undefined) | undefined
 
   constructor (options: DataPlaneOptions) {
     const { config, mqtt } = options
@@ -170,7 +175,8 @@ export class DataPlane {
       arriving: (clientId) => moves.isArriving(clientId)
     })
     const moves: SessionMoves = new SessionMoves(ctx, {
-      takeover, replication, promotion, rescue, forwarding, routes, gates
+      takeover, replication, promotion, rescue, forwarding, routes, gates,
+      fetchWait: () => this.sessionFetchWait?.()
     })
     const inbound = new Inbound(ctx, options.bus, forwarding, {
       followers: (topic) => moves.followers(topic),
