@@ -6,7 +6,8 @@
 // Each broker runs in its own child process; the load comes from the
 // `broker-ha bench` generator (worker threads, raw sockets, pre-encoded
 // PUBLISHes) in this process. Retained sync and failure detection reuse
-// bench/cluster.ts and bench/detection.ts as child processes.
+// bench/cluster.ts and bench/detection.ts as child processes, durable storage
+// bench/storage.ts.
 //
 //   npm run bench -- [--quick] [--rounds 3] [--out bench/results] [--no-mosquitto] [--connections 10000]
 import { fork, spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process'
@@ -331,6 +332,11 @@ async function main (): Promise<void> {
   const transportLines = transportsOut.trim().split('\n')
   result.transports = JSON.parse(transportLines.at(-1)!) as unknown
 
+  // 7. Durable storage (bench/storage.ts: throughput per storage.sync, start-up from a full store, size under churn).
+  log('durable storage (bench/storage.js)...')
+  const storageOut = await runNode('storage.js', quick ? ['--quick'] : [])
+  result.storage = JSON.parse(storageOut.trim().split('\n').at(-1)!)
+
   result.wallSeconds = Math.round((Date.now() - started) / 1000)
   const md = `${markdown(result, single, memory, clusterResult)}\n${transportLines.slice(0, -1).join('\n')}\n`
   mkdirSync(args.out, { recursive: true })
@@ -382,8 +388,33 @@ function markdown (r: Record<string, unknown>, single: Record<string, Record<str
   const det = r.detection as { detection_median_ms: number, detection_max_ms: number, detections_ms: number[] }
   lines.push(`| ${int(sync.messages)} retained x 100 B synced to a joining node (bench/cluster.ts: in-process nodes; from the new node's start, join included, to holding all) | ${sync.seconds.toFixed(2)} s | <= 5 s: ${verdict(sync.seconds <= 5)} |`)
   lines.push(`| failure detection, 3 members, SIGKILL to dead on every survivor (bench/detection.ts, ${det.detections_ms.length} kills) | median ${(det.detection_median_ms / 1000).toFixed(1)} s, max ${(det.detection_max_ms / 1000).toFixed(1)} s | median <= 5 s: ${verdict(det.detection_median_ms <= 5000)} |`)
+  lines.push(...storageMarkdown(r.storage as StorageFigures))
   lines.push('')
   return lines.join('\n') + '\n'
+}
+
+interface StorageFigures {
+  throughput: Record<'qos1' | 'persistent', Record<'memory' | 'batch' | 'always', { rate: number, runs: number[], lost: number }>>
+  startup: { retained: number, sessions: number, readyMs: number, loadMs: number, fileBytes: number, dataBytes: number }
+  churn: { updates: number, topics: number, fileBytes: number, dataBytes: number }
+}
+
+function storageMarkdown (s: StorageFigures): string[] {
+  const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`
+  const lines = ['', '## Durable storage', '']
+  lines.push('QoS 1, 1 publisher -> 1 subscriber, 64 B, three `broker-ha serve` side by side: in memory, `storage.sync: batch`, `storage.sync: always` (bench/storage.ts). A clean subscriber needs nothing stored; a persistent one (clean: false) has every message queued, written, sent and removed. Goal: batch >= 0.7x in memory.', '')
+  lines.push('| load | in memory | batch | always | batch / memory | always / memory | goal |', '| --- | --- | --- | --- | --- | --- | --- |')
+  for (const [key, title] of [['qos1', 'QoS 1 one-to-one, clean subscriber'], ['persistent', 'QoS 1 one-to-one, persistent session']] as const) {
+    const row = s.throughput[key]
+    const b = row.batch.rate / row.memory.rate
+    lines.push(`| ${title} | ${int(row.memory.rate)} msg/s | ${int(row.batch.rate)} | ${int(row.always.rate)} | ${b.toFixed(2)}x | ${(row.always.rate / row.memory.rate).toFixed(2)}x | >= 0.7x: ${verdict(b >= 0.7)} |`)
+  }
+  const st = s.startup
+  lines.push('', '| figure | value |', '| --- | --- |')
+  lines.push(`| start with ${int(st.retained)} retained and ${int(st.sessions)} sessions (10 queued messages each) on disk: spawn to MQTT listening | ${(st.readyMs / 1000).toFixed(1)} s (reading the store ${(st.loadMs / 1000).toFixed(1)} s) |`)
+  lines.push(`| that store on disk | ${mib(st.fileBytes)} (${mib(st.dataBytes)} of data) |`)
+  lines.push(`| store after ${int(s.churn.updates)} retained updates (10% clears) over ${int(s.churn.topics)} topics | ${mib(s.churn.fileBytes)} on disk (${mib(s.churn.dataBytes)} of data) |`)
+  return lines
 }
 
 await main()

@@ -9,6 +9,8 @@ export type ErrorCode =
   | 'CLUSTER_NAME_CONFLICT' // another member already uses our cluster.name
   | 'NOT_FOUND'
   | 'BAD_REQUEST'
+  | 'STORAGE_INCOMPATIBLE' // the store was written by a newer version or another cluster
+  | 'STORAGE_CORRUPT' // the store cannot be read (truncated, overwritten); serve --reset-storage starts empty
   | 'INTERNAL'
 
 export class BrokerHaError extends Error {
@@ -24,9 +26,9 @@ export class BrokerHaError extends Error {
   }
 }
 
-/** Exit status for a failed command: 2 for bad config or usage (the operator's input), 1 otherwise. */
+/** Exit status for a failed command: 2 for bad config, usage or a store the node must not use (the operator's input), 1 otherwise. */
 export function exitStatusFor (err: unknown): number {
-  if (err instanceof BrokerHaError && (err.code === 'CONFIG_INVALID' || err.code === 'CONFIG_UNREADABLE' || err.code === 'USAGE')) {
+  if (err instanceof BrokerHaError && (err.code === 'CONFIG_INVALID' || err.code === 'CONFIG_UNREADABLE' || err.code === 'USAGE' || err.code === 'STORAGE_INCOMPATIBLE' || err.code === 'STORAGE_CORRUPT')) {
     return 2
   }
   return 1

@@ -43,6 +43,8 @@ export interface BenchOptions {
   connectConcurrency: number
   /** Wait after every subscription is granted before publishing: a cluster propagates subscriptions to its peers asynchronously. */
   settleMs?: number
+  /** Subscribers connect with clean: false: every message goes through their stored session's queue. */
+  persistentSubscribers?: boolean
 }
 
 export interface ClientSpec {

@@ -87,7 +87,8 @@ export function acks (header: number, ids: number[]): Buffer {
   return out
 }
 
-export interface Credentials { username?: string | undefined, password?: string | undefined }
+/** CONNECT fields beyond the client id: a login, and `clean: false` for a persistent session. */
+export interface Credentials { username?: string | undefined, password?: string | undefined, clean?: boolean }
 
 /** Opens a socket, sends CONNECT and resolves at a successful CONNACK. Packets after it go to onPacket. */
 export async function rawConnect (url: string, clientId: string, protocolVersion: 4 | 5, onPacket: (header: number, body: Buffer) => void, timeoutMs = 10_000, onChunkEnd?: () => void, credentials: Credentials = {}, transport: TransportOptions = {}): Promise<RawConnection> {
@@ -111,7 +112,7 @@ export async function rawConnect (url: string, clientId: string, protocolVersion
       else onPacket(header, body)
     }, onChunkEnd))
     const auth = { ...(credentials.username === undefined ? {} : { username: credentials.username }), ...(credentials.password === undefined ? {} : { password: Buffer.from(credentials.password) }) }
-    socket.write(encode({ cmd: 'connect', protocolId: 'MQTT', clientId, clean: true, keepalive: 300, ...auth }, protocolVersion))
+    socket.write(encode({ cmd: 'connect', protocolId: 'MQTT', clientId, clean: credentials.clean ?? true, keepalive: 300, ...auth }, protocolVersion))
     const closed = once(socket, 'close').then(() => -1)
     const code = await Promise.race([connack, closed, timedOut])
     if (code !== 0) throw new ConnectRefused(`${url} refused ${clientId}: ${code === -1 ? 'connection closed' : `code ${code}`}`)

@@ -103,7 +103,7 @@ async function run (init: WorkerInit): Promise<void> {
       if (s.role === 'sub') {
         // The handler acknowledges on the socket that rawConnect is still opening.
         const handler = subscriberHandler(s, () => c.socket)
-        const c = await rawConnect(s.url, s.clientId, v, handler.onPacket, 10_000, handler.onChunkEnd, credentials, transport)
+        const c = await rawConnect(s.url, s.clientId, v, handler.onPacket, 10_000, handler.onChunkEnd, { ...credentials, clean: o.persistentSubscribers !== true }, transport)
         const sock = c.socket
         sockets.push(sock)
         connects.push({ startedAt: c.startedAt, connackAt: c.connackAt })

@@ -279,8 +279,8 @@ function checkLoss (events: readonly HistoryEvent[], epochs: readonly Epoch[], a
   }
 }
 
-/** Faults during which a subscriber may be cut off from what it is owed without a stall: its node unreachable or frozen. */
-const CUT_OFF: readonly string[] = ['partition', 'links', 'pause']
+/** Faults during which a subscriber may be cut off from what it is owed without a stall: its node unreachable or frozen, or every node down. */
+const CUT_OFF: readonly string[] = ['partition', 'links', 'pause', 'restart-all']
 
 function checkStalls (epochs: readonly Epoch[], owed: ReadonlyMap<Epoch, Ack[]>, windows: readonly Window[], runEnd: number, options: CheckOptions) {
   // The cut-off windows merged, in order.
@@ -385,6 +385,18 @@ function checkRetained (events: readonly HistoryEvent[], scope: CheckScope) {
     const prev = last.get(r.topic)
     if (prev === undefined || r.t >= prev.t) last.set(r.topic, r)
   }
+  // A retained write whose acknowledgement never came (its node died first)
+  // may or may not have been applied: after the last acknowledged write of
+  // its topic, its value is as good as that one.
+  const unacked = new Map<string, Set<string>>()
+  for (const f of eventsOf(events, 'publish-failed')) {
+    if (f.retained === undefined) continue
+    const after = last.get(f.topic)
+    if (after !== undefined && after.t > f.t) continue
+    let values = unacked.get(f.topic)
+    if (values === undefined) { values = new Set(); unacked.set(f.topic, values) }
+    values.add(f.retained ?? '(none)')
+  }
   const finals = eventsOf(events, 'retained-final')
   const reachable = finals.filter((f) => f.topics !== null) as Array<EventOf<'retained-final'> & { topics: Record<string, string> }>
   const divergenceDetails: string[] = finals.filter((f) => f.topics === null).map((f) => `${f.node} did not answer the final retained query`)
@@ -394,8 +406,12 @@ function checkRetained (events: readonly HistoryEvent[], scope: CheckScope) {
   for (const topic of [...topics].sort()) {
     const values = new Set(reachable.map((f) => f.topics[topic] ?? '(none)'))
     const op = last.get(topic)
-    // With the data plane every node must also hold the last acknowledged write.
-    if (scope.crossNode && op !== undefined) values.add(op.value ?? '(none)')
+    // With the data plane every node must also hold the last acknowledged write,
+    // or one written after it whose acknowledgement was lost with its node.
+    const held = [...values]
+    const later = unacked.get(topic)
+    const settledOnLater = held.length === 1 && later !== undefined && later.has(held[0]!)
+    if (scope.crossNode && op !== undefined && !settledOnLater) values.add(op.value ?? '(none)')
     if (values.size > 1) {
       diverged++
       if (divergenceDetails.length < MAX_DETAILS) divergenceDetails.push(`${topic}: ${reachable.map((f) => `${f.node}=${f.topics[topic] ?? '(none)'}`).join(' ')}${op === undefined ? '' : ` last acked ${op.value ?? 'clear'} on ${op.node}`}`)
@@ -412,7 +428,7 @@ function checkRetained (events: readonly HistoryEvent[], scope: CheckScope) {
     for (const f of reachable) {
       if (!scope.crossNode && f.node !== op.node) continue
       const held = f.topics[topic]
-      if (held !== undefined) {
+      if (held !== undefined && unacked.get(topic)?.has(held) !== true) {
         resurrected++
         if (details.length < MAX_DETAILS) details.push(`${topic} cleared on ${op.node} but ${f.node} holds ${JSON.stringify(held)}`)
       }

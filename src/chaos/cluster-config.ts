@@ -30,9 +30,12 @@ export interface NodeEndpoint {
  * node, JSON logs. `apiUser`: basic-auth credentials for the runner, needed
  * where it does not call from the node's own host (a network namespace):
  * without api.user, /chaos/faults answers only callers on the node's host.
+ * `storageDir`: durable storage, sync always.
  */
-export function nodeConfig (self: NodeEndpoint, all: readonly NodeEndpoint[], apiUser?: { name: string, password: string }): Record<string, unknown> {
+export function nodeConfig (self: NodeEndpoint, all: readonly NodeEndpoint[], extra: { apiUser?: { name: string, password: string }, storageDir?: string } = {}): Record<string, unknown> {
+  const { apiUser, storageDir } = extra
   return {
+    ...(storageDir === undefined ? {} : { storage: { dir: storageDir, sync: 'always' } }),
     api: { bind: self.host, port: self.apiPort, proxy_timeout: 1000, ...(apiUser === undefined ? {} : { user: { [apiUser.name]: apiUser.password } }) },
     mqtt: { bind: self.host, port: self.mqttPort, shutdown_grace_period: 500 },
     cluster: { bind: self.host, port: self.clusterPort, name: self.name, expected_members: all.length, config: { ...CHAOS_CLUSTER_TIMING } },

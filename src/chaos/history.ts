@@ -26,7 +26,7 @@ export type HistoryEvent =
   /** PUBACK (QoS 1), PUBCOMP (QoS 2) or, for QoS 0, the write completing. */
   | { type: 'ack', t: number, client: string, conn: string, node: string, topic: string, seq: number, qos: Qos }
   /** The publish got no ack (connection lost, timeout): the broker owes nothing for it. */
-  | { type: 'publish-failed', t: number, client: string, conn: string, node: string, topic: string, seq: number, qos: Qos, reason: string }
+  | { type: 'publish-failed', t: number, client: string, conn: string, node: string, topic: string, seq: number, qos: Qos, reason: string, retained?: string | null }
   /**
    * A QoS 2 PUBLISH reached the subscriber (PUBREC sent). The delivery to the
    * application ('deliver') follows the broker's PUBREL; one without the

@@ -53,6 +53,8 @@ export interface LauncherOptions extends AllocateOptions {
   onUnexpectedExit?: (node: ChaosNode, code: number | null, signal: string | null) => void
   /** Run each node in its namespace of this layout (already built; see NetnsNetwork). */
   netns?: NetnsLayout
+  /** Give every node a store in the run directory (`<name>-data`), so a restart of every node loses nothing (fault restart-all). */
+  storage?: boolean
 }
 
 /** How a run splits the cluster: for the report and --json. */
@@ -96,7 +98,8 @@ export class ChaosCluster {
     const apiUser = this.options.netns === undefined ? undefined : { name: 'chaos', password: randomBytes(18).toString('base64url') }
     for (const [index, e] of endpoints.entries()) {
       const configPath = join(this.options.runDir, `${e.name}.yaml`)
-      writeFileSync(configPath, stringify(nodeConfig(e, endpoints, apiUser)), { mode: 0o600 })
+      const storageDir = this.options.storage === true ? join(this.options.runDir, `${e.name}-data`) : undefined
+      writeFileSync(configPath, stringify(nodeConfig(e, endpoints, { apiUser, storageDir })), { mode: 0o600 })
       const apiUrl = `http://${e.host}:${e.apiPort}`
       this.nodes.push({
         ...e,

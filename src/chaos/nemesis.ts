@@ -63,6 +63,12 @@ export class Nemesis {
           await this.wait(f.holdMs)
           for (const i of f.targets) await cluster.startNode(i)
           break
+        case 'restart-all':
+          // A power cut, a cluster upgrade: every node dies at once; what they stored is all there is.
+          await Promise.all(f.targets.map(async (i) => await cluster.signal(i, 'SIGKILL', 'killed')))
+          await this.wait(f.holdMs)
+          await Promise.all(f.targets.map(async (i) => await cluster.startNode(i)))
+          break
         case 'pause':
           for (const i of f.targets) cluster.pause(i)
           await this.wait(f.holdMs)

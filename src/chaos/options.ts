@@ -2,7 +2,7 @@
 // effects; anything wrong is a USAGE error (exit status 2).
 import { BrokerHaError } from '../errors.js'
 import { didYouMean } from '../did-you-mean.js'
-import { FAULT_KINDS, type FaultKind } from './schedule.js'
+import { FAULT_KINDS, NAMED_FAULT_KINDS, type FaultKind } from './schedule.js'
 
 export const MAX_NODES = 20
 
@@ -20,8 +20,9 @@ export function parseFaults (text: string): FaultKind[] {
   const items = text.split(',').map((s) => s.trim()).filter((s) => s !== '')
   if (items.length === 1 && items[0] === 'all') return [...FAULT_KINDS]
   if (items.length === 1 && items[0] === 'none') return []
-  const bad = items.filter((s) => !(FAULT_KINDS as readonly string[]).includes(s))
-  if (bad.length > 0) throw new BrokerHaError('USAGE', `--faults: unknown ${bad.join(', ')} (known: ${FAULT_KINDS.join(', ')}, all, none)${didYouMean(bad[0]!, [...FAULT_KINDS, 'all', 'none'])}`, { key: '--faults' })
+  const known: readonly string[] = [...FAULT_KINDS, ...NAMED_FAULT_KINDS]
+  const bad = items.filter((s) => !known.includes(s))
+  if (bad.length > 0) throw new BrokerHaError('USAGE', `--faults: unknown ${bad.join(', ')} (known: ${known.join(', ')}, all, none)${didYouMean(bad[0]!, [...known, 'all', 'none'])}`, { key: '--faults' })
   return [...new Set(items)] as FaultKind[]
 }
 

@@ -119,6 +119,10 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
     baseAddress: options.baseAddress,
     bin: options.bin,
     netns: options.netns,
+    storage: options.faults.includes('restart-all'),
+    // restart-all starts every node at once, each reading and verifying its store: on a
+    // small shared machine that takes longer than one node's start.
+    ...(options.faults.includes('restart-all') ? { startTimeoutMs: 60_000 } : {}),
     onState: (node, state) => {
       history.record({ type: 'node', node: node.name, state })
       const shown = progress.nodes.find((n) => n.name === node.name)

@@ -5,8 +5,15 @@
 // but never changes what is done to which node.
 import { pick, randomInt, seededRandom, shuffled, type Random } from '../random.js'
 
+/** The kinds `--faults all` runs. */
 export const FAULT_KINDS = ['kill', 'stop', 'pause', 'restart', 'partition', 'links'] as const
-export type FaultKind = typeof FAULT_KINDS[number]
+/**
+ * Kinds run only when named: `restart-all` kills every node at once, which
+ * only a cluster with storage survives (the launcher then gives every node
+ * a storage.dir with storage.sync always).
+ */
+export const NAMED_FAULT_KINDS = ['restart-all'] as const
+export type FaultKind = typeof FAULT_KINDS[number] | typeof NAMED_FAULT_KINDS[number]
 
 export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   kill: 'kill -9 a node, restart it after the hold',
@@ -14,7 +21,8 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   pause: 'SIGSTOP a node, SIGCONT after the hold',
   restart: 'rolling restart of every node, one at a time',
   partition: 'split the cluster in two (gossip and data plane dropped between the sides), heal after the hold',
-  links: 'cut the data-plane peer links between two sides (membership untouched), restore after the hold'
+  links: 'cut the data-plane peer links between two sides (membership untouched), restore after the hold',
+  'restart-all': 'kill -9 every node, start them all after the hold (nodes get storage.dir, sync always; not part of all)'
 }
 
 export interface PlannedFault {
@@ -53,6 +61,8 @@ export function recoveryEstimateMs (kind: FaultKind, nodes: number): number {
       return 2500
     case 'restart':
       return nodes * 3000
+    case 'restart-all':
+      return 6000
     case 'partition':
       return 2500
     default:
@@ -101,6 +111,7 @@ function targetsFor (kind: FaultKind, nodes: number, random: Random): number[] {
   const all = Array.from({ length: nodes }, (_, i) => i)
   switch (kind) {
     case 'restart':
+    case 'restart-all':
       return all
     case 'partition':
     case 'links': {
@@ -120,6 +131,7 @@ export function describeFault (f: PlannedFault, names: readonly string[]): strin
     case 'partition': return `partition {${who}} | rest for ${f.holdMs} ms`
     case 'links': return `cut peer links of {${who}} for ${f.holdMs} ms`
     case 'restart': return 'rolling restart of every node'
+    case 'restart-all': return `kill -9 every node, start them all after ${f.holdMs} ms`
     default: return `${f.kind} ${who} for ${f.holdMs} ms`
   }
 }

@@ -234,7 +234,7 @@ export class Retainer extends RotatingClient {
       const result = await this.publish(live, topic, value ?? '', 1, true)
       const base = { client: this.id, conn: live.conn, node: live.node.name, topic }
       if (result === true) this.ctx.history.record({ type: 'retained', ...base, value })
-      else { this.ctx.history.record({ type: 'publish-failed', ...base, seq: this.seq, qos: 1, reason: result }); break }
+      else { this.ctx.history.record({ type: 'publish-failed', ...base, seq: this.seq, qos: 1, reason: result, retained: value }); break }
       await sleep(300)
     }
   }

@@ -12,7 +12,7 @@ import { randomInt } from 'node:crypto'
 import {
   runChaos, parseDuration, parseFaults, parseNodes, parseSeed, parseNetwork, checkFaultsForNodes,
   runChaosInNamespaces, netnsSupport, netnsLayout, netnsRunId, isNetnsRunId, INSIDE_NETNS_FLAG, NETWORK_MODES,
-  planSchedule, describeFault, formatReport, jsonReport, startLiveView, FAULT_KINDS, FAULT_DESCRIPTIONS,
+  planSchedule, describeFault, formatReport, jsonReport, startLiveView, FAULT_KINDS, NAMED_FAULT_KINDS, FAULT_DESCRIPTIONS,
   type ChaosProgress
 } from '../chaos/index.js'
 import { BrokerHaError } from '../errors.js'
@@ -44,7 +44,7 @@ export function chaosCommand (): Command {
     .description('start a local cluster, inject failures and check the guarantees')
     .option('-n, --nodes <n>', 'nodes to start (real processes on loopback)', parseNodes, 3)
     .option('-d, --duration <time>', 'how long the workloads run (e.g. 60s, 10m)', '60s')
-    .option('-f, --faults <list>', `comma-separated: ${FAULT_KINDS.join(', ')} (or all)`, 'all')
+    .option('-f, --faults <list>', `comma-separated: ${[...FAULT_KINDS, ...NAMED_FAULT_KINDS].join(', ')} (or all: every kind but ${NAMED_FAULT_KINDS.join(', ')})`, 'all')
     .option('-s, --seed <n>', 'seed of the fault schedule and workload choices (default: random, printed)')
     .option('--ci', 'plain line output even on a terminal')
     .option('--json <file>', 'write the verdicts and history summary as JSON')
@@ -56,7 +56,7 @@ export function chaosCommand (): Command {
     .option('--network <mode>', `${NETWORK_MODES.join(', ')}: where nodes run and how partitions are made; netns (root on Linux, iproute2) runs each node in its own network namespace and partitions with blackhole routes; auto picks netns when it can`, 'loopback')
     // Set by the --network netns outer process when it re-runs the command inside the hub namespace.
     .addOption(new Option(`${INSIDE_NETNS_FLAG} <run-id>`).hideHelp())
-    .addHelpText('after', `\nFaults:\n${FAULT_KINDS.map((k) => `  ${k.padEnd(10)} ${FAULT_DESCRIPTIONS[k]}`).join('\n')}\n`)
+    .addHelpText('after', `\nFaults:\n${[...FAULT_KINDS, ...NAMED_FAULT_KINDS].map((k) => `  ${k.padEnd(11)} ${FAULT_DESCRIPTIONS[k]}`).join('\n')}\n`)
     .action(async (flags: ChaosFlags) => {
       const nodes = flags.nodes
       const durationMs = parseDuration(flags.duration)

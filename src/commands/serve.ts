@@ -11,6 +11,7 @@ interface ServeFlags {
   port?: string
   bind?: string
   verbose?: boolean
+  resetStorage?: boolean
 }
 
 /**
@@ -33,6 +34,7 @@ export function serveCommand (): Command {
     .option('-p, --port <port>', 'MQTT port (mqtt.port)')
     .option('--bind <address>', 'listen address of MQTT, the HTTP API and the cluster port (mqtt.bind, api.bind, cluster.bind); 127.0.0.1 keeps the node local')
     .option('-v, --verbose', 'debug logging (log.level debug)')
+    .option('--reset-storage', 'move the store in storage.dir aside (kept as broker-ha.mdb.broken-<time>) and start empty; the peers refill retained messages')
     .option('--check-config', 'validate the config, print the effective config with the source of every key (secrets masked) and exit')
     // For `broker-ha chaos` only (issue 6): fault hook in the cluster transport,
     // /chaos/faults on the API, exit when the runner's stdin pipe closes.
@@ -66,6 +68,7 @@ export function serveCommand (): Command {
       const path = loaded.source === 'defaults' || loaded.source === 'object' ? undefined : loaded.source
       const node = new BrokerNode(loaded.config, log, {
         chaosControl,
+        resetStorage: opts.resetStorage === true,
         // A reload reads the same file with the same environment and flags (reload.ts).
         reload: { load: () => loadConfig({ path, env: process.env, flags: flagValues(opts) }), path }
       })

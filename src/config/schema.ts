@@ -157,6 +157,20 @@ export const ConfigSchema = Type.Object({
     }, { additionalProperties: false, default: {} })
   }, { additionalProperties: false, default: {} }),
 
+  storage: Type.Object({
+    dir: Type.String({ default: '', description: "directory of this node's store (retained messages, persistent sessions and their queues survive a restart); empty: everything in memory, lost on restart. The container image sets /data" }),
+    batch_interval: ms(0, "with sync batch or always, how long writes are gathered into one commit; 0: one commit per event-loop turn", 0, 1000),
+    sync: Type.Union([Type.Literal('always'), Type.Literal('batch'), Type.Literal('off')], {
+      default: 'batch',
+      description: "'always': a QoS 1/2 acknowledgement (and a retained write's) also waits for the store's write to reach the disk; 'batch': writes are committed and synced once per event-loop turn, acknowledgements do not wait (a power cut loses the last turn's writes, a process crash loses nothing written before its last turn); 'off': committed without syncing (the OS writes them out; a power cut can lose more, and LMDB may need a reset)"
+    }),
+    max_size: Type.Integer({ minimum: 0, maximum: 1_099_511_627_776, default: 536_870_912, description: 'most bytes of data in the store; beyond it publishes that need storage are refused (MQTT 5: reason 0x97 quota exceeded) until space frees; 0: unlimited (until the disk is full). The file on disk can exceed it (freed pages are kept for reuse): leave the volume room, e.g. twice this' }),
+    on_corruption: Type.Union([Type.Literal('fail'), Type.Literal('reset')], {
+      default: 'fail',
+      description: "an unreadable or corrupted store: 'fail' stops the node with an error (exit 2) until an operator runs serve --reset-storage; 'reset' moves it aside, starts empty and refills from the peers (logged as an error, counted in broker_storage_errors_total{kind=\"reset\"})"
+    })
+  }, { additionalProperties: false, default: {} }),
+
   log: Type.Object({
     level: Type.Union([
       Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'),

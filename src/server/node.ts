@@ -8,6 +8,7 @@ import { MqttServer } from './mqtt/index.js'
 import { SwimMembership, type Membership } from './cluster/index.js'
 import { DataPlane } from './cluster/dataplane/data-plane.js'
 import { ApiServer, ClientConnections } from './api/index.js'
+import { Storage } from './storage/storage.js'
 import { VERSION } from '../version.js'
 import { ConfigReloader, type ReloadResult } from './reload.js'
 import { listenersOf, type LoadedConfig } from '../config/index.js'
@@ -30,6 +31,8 @@ export interface BrokerNodeOptions {
    * only re-reads the certificates.
    */
   reload?: { load: () => LoadedConfig, path: string | undefined, watch?: boolean }
+  /** `serve --reset-storage`: the store in storage.dir is moved aside and the node starts empty. */
+  resetStorage?: boolean
 }
 
 export class BrokerNode {
@@ -41,6 +44,7 @@ export class BrokerNode {
   readonly membership: Membership
   readonly dataPlane: DataPlane
   readonly api: ApiServer
+  readonly storage: Storage
   private readonly connections: ClientConnections
   readonly reloader: ConfigReloader
   private readonly watchConfig: boolean
@@ -66,6 +70,8 @@ export class BrokerNode {
     this.membership = swim
     this.membership.on('join', (member) => this.bus.publish('cluster:new_member', member))
     this.dataPlane = new DataPlane({ config, log: log.child({ component: 'dataplane' }), registry: this.registry, bus: this.bus, membership: swim, mqtt: this.mqtt, faults: swim.faults })
+    // After the data plane: its observer of the session store is there, the store's goes next to it.
+    this.storage = new Storage({ config, log: log.child({ component: 'storage' }), registry: this.registry, mqtt: this.mqtt, dataPlane: this.dataPlane, reset: options.resetStorage })
     this.connections = new ClientConnections(this.mqtt.aedes)
     this.api = new ApiServer({
       config,
@@ -103,6 +109,8 @@ export class BrokerNode {
   /** Starts every part; if one fails, the ones already started are stopped again. */
   async start (): Promise<void> {
     const parts: Array<[string, Lifecycle]> = [
+      // First: what the disk holds is back in the broker before any peer or client sees this node; stopped last.
+      ['storage', this.storage],
       ['membership', this.membership],
       // Between membership and MQTT: links follow members; stopped after MQTT, so messages in flight still leave.
       ['dataplane', this.dataPlane],

@@ -83,14 +83,14 @@ export interface ProcessNode {
 }
 
 /** Runs `broker-ha serve` as a child process and waits until MQTT accepts connections. */
-export async function startProcessNode (overrides: ConfigOverrides = {}, options: { host?: string, env?: Record<string, string>, waitUntilListening?: boolean } = {}): Promise<ProcessNode> {
+export async function startProcessNode (overrides: ConfigOverrides = {}, options: { host?: string, env?: Record<string, string>, waitUntilListening?: boolean, args?: string[] } = {}): Promise<ProcessNode> {
   const host = options.host ?? await freeLoopbackAddress()
   const dir = mkdtempSync(join(tmpdir(), 'broker-ha-test-'))
   const configPath = join(dir, 'config.yaml')
   // Info level: the helper waits for the "MQTT listening" line.
   const object = nodeConfigObject(host, merge({ log: { level: 'info' } }, overrides as Record<string, unknown>))
   writeFileSync(configPath, stringify(object))
-  const child = spawn(process.execPath, [BIN, 'serve', '--config', configPath], {
+  const child = spawn(process.execPath, [BIN, 'serve', '--config', configPath, ...(options.args ?? [])], {
     env: { PATH: process.env.PATH ?? '', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe']
   })

@@ -57,10 +57,13 @@ test('runs as the non-root numeric user the Kubernetes securityContext expects',
   assert.equal(sts.spec.template.spec.securityContext.runAsGroup, gid)
 })
 
-test('ports, /config volume, SIGTERM, entrypoint broker-ha serve', () => {
+test('ports, /config and /data volumes, storage.dir /data, SIGTERM, entrypoint broker-ha serve', () => {
   const exposed = runtime.filter((i) => i.op === 'EXPOSE').flatMap((i) => i.args.split(/\s+/))
   assert.deepEqual(exposed.sort(), ['1883/tcp', '7946/tcp', '7946/udp', '8080/tcp'])
   assert.ok(runtime.some((i) => i.op === 'VOLUME' && i.args.includes('/config')))
+  // The store lives on a volume by default (docs/storage.md).
+  assert.ok(runtime.some((i) => i.op === 'VOLUME' && i.args.includes('/data')))
+  assert.ok(runtime.some((i) => i.op === 'ENV' && /BROKER_STORAGE_DIR=\/data\b/.test(i.args)))
   assert.deepEqual(runtime.filter((i) => i.op === 'STOPSIGNAL').map((i) => i.args), ['SIGTERM'])
   const entrypoint = runtime.find((i) => i.op === 'ENTRYPOINT')
   assert.deepEqual(JSON.parse(entrypoint!.args), ['broker-ha', 'serve'])

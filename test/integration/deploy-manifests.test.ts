@@ -212,6 +212,16 @@ for (const overlay of OVERLAYS) {
       const volume = pod.volumes?.find((v) => v.name === mount?.name)
       const cm = one<ConfigMap>(objects, 'ConfigMap', (o) => o.metadata.name === volume?.configMap?.name)
       assert.ok(typeof cm.data?.['config.yaml'] === 'string', 'ConfigMap key config.yaml')
+      // The store: storage.dir on a volume claimed per pod (small, the cluster's storage class).
+      const env = containerEnv(container, { namespace: sts.metadata!.namespace! })
+      assert.equal(env.BROKER_STORAGE_DIR, '/data')
+      const data = container.volumeMounts?.find((m) => m.mountPath === '/data')
+      assert.ok(data !== undefined && data.readOnly !== true, '/data mounted writable')
+      const claim = sts.spec!.volumeClaimTemplates?.find((c) => c.metadata?.name === data.name)
+      assert.ok(claim !== undefined, 'a volumeClaimTemplate for /data')
+      assert.deepEqual(claim.spec?.accessModes, ['ReadWriteOnce'])
+      assert.equal(claim.spec?.storageClassName, undefined, 'storage class left to the cluster')
+      assert.ok(claim.spec?.resources?.requests?.storage !== undefined, 'a size')
     })
 
     test('the headless Service publishes not-ready addresses, names its ports, carries UDP and TCP and only the cluster port', () => {

@@ -10,7 +10,7 @@
 //   connection          each new connection, after aedes.handle(): per-connection layers, in order
 //   preConnect          CONNECT, before authentication
 //   authenticate        CONNECT credentials
-//   authorizePublish    a PUBLISH (and a will) from a client
+//   authorizePublish    a PUBLISH (and a will) from a client ('storage': refused while the store is full)
 //   authorizeSubscribe  a subscription
 //   authorizeForward    a delivery to a client (sync; null drops it)
 //   publish             aedes.publish(): every message entering the broker
@@ -24,7 +24,7 @@ export const LAYERS = {
   connection: ['inbound', 'delivery', 'disconnect'],
   preConnect: ['topic-aliases', 'cluster'],
   authenticate: ['client-certificate', 'client-log', 'introspection', 'cluster', 'access'],
-  authorizePublish: ['reserved-topics', 'access'],
+  authorizePublish: ['storage', 'reserved-topics', 'access'],
   authorizeSubscribe: ['quota', 'subscription-identifiers', 'shared-subscriptions', 'access'],
   authorizeForward: ['topic-aliases', 'packet-size', 'access'],
   publish: ['forwarded-properties', 'no-local', 'cluster'],

@@ -40,3 +40,26 @@ export interface PersistenceObserver {
   /** Its PUBREL arrived: the identifier is free again. */
   incomingReleased (clientId: string, messageId: number): void
 }
+
+/**
+ * Two observers as one, told in order (the cluster's first, then the
+ * store on disk); what the change waits for is what both ask to wait for.
+ */
+export function bothObservers (a: PersistenceObserver, b: PersistenceObserver): PersistenceObserver {
+  const both = (x: Promise<void> | undefined, y: Promise<void> | undefined): Promise<void> | undefined =>
+    x === undefined ? y : y === undefined ? x : Promise.all([x, y]).then(() => {})
+  return {
+    retained: (packet) => both(a.retained(packet), b.retained(packet)),
+    subscribed: (id, subs) => { a.subscribed(id, subs); b.subscribed(id, subs) },
+    unsubscribed: (id, topics) => { a.unsubscribed(id, topics); b.unsubscribed(id, topics) },
+    ended: (id) => { a.ended(id); b.ended(id) },
+    queued: (id, entry, at) => both(a.queued(id, entry, at), b.queued(id, entry, at)),
+    sent: (id, entry) => both(a.sent(id, entry), b.sent(id, entry)),
+    released: (id, messageId) => both(a.released(id, messageId), b.released(id, messageId)),
+    cleared: (id, ref) => { a.cleared(id, ref); b.cleared(id, ref) },
+    willStored: (id, will) => { a.willStored(id, will); b.willStored(id, will) },
+    willDeleted: (id) => { a.willDeleted(id); b.willDeleted(id) },
+    incomingStored: (id, packet) => both(a.incomingStored(id, packet), b.incomingStored(id, packet)),
+    incomingReleased: (id, messageId) => { a.incomingReleased(id, messageId); b.incomingReleased(id, messageId) }
+  }
+}

@@ -48,7 +48,7 @@ import { Forwarding } from './forwarding.js'
 import { Inbound } from './inbound.js'
 import { LocalRoutes } from './local-routes.js'
 import { RetainedReplication } from './retained-replication.js'
-import type { RetainedStore } from './retained-store.js'
+import type { RetainedStore, RetainedEntry } from './retained-store.js'
 import type { RetainedSync } from './retained-sync.js'
 import { SessionReplication } from './session-replication.js'
 import { SessionMoves } from './session-moves.js'
@@ -90,6 +90,11 @@ export class DataPlane {
   readonly replication: SessionReplication
   private readonly parts: Mechanisms
   private running = false
+  /**
+   * What a resuming client's session fetch waits for first (set by the
+   * node's storage: after a restart, the peers whose disks hold sessions).
+   */
+  sessionFetchWait: (() => Promise<void> | undefined) | undefined
 
   constructor (options: DataPlaneOptions) {
     const { config, mqtt } = options
@@ -169,7 +174,8 @@ export class DataPlane {
       arriving: (clientId) => moves.isArriving(clientId)
     })
     const moves: SessionMoves = new SessionMoves(ctx, {
-      takeover, replication, promotion, rescue, forwarding, routes, gates
+      takeover, replication, promotion, rescue, forwarding, routes, gates,
+      fetchWait: () => this.sessionFetchWait?.()
     })
     const inbound = new Inbound(ctx, options.bus, forwarding, {
       followers: (topic) => moves.followers(topic),
@@ -198,6 +204,9 @@ export class DataPlane {
   /** Every retained message of the cluster, last writer wins; aedes' retained store follows it. */
   get retained (): RetainedStore { return this.parts.retained.store }
   get sync (): RetainedSync { return this.parts.retained.sync }
+
+  /** Retained entries from this node's store on disk (before start): see RetainedReplication.restore. */
+  restoreRetained (entries: Iterable<RetainedEntry>): string[] { return this.parts.retained.restore(entries) }
 
   /** Peers we hold a link to, sorted. */
   get peers (): string[] { return this.links.peers }

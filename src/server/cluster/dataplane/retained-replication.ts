@@ -56,6 +56,20 @@ export class RetainedReplication {
     clearInterval(this.gcTimer)
   }
 
+  /**
+   * Entries read back from this node's store at start, before any peer link:
+   * merged like a peer's (the clock moves past their stamps) and written into
+   * aedes' store. Returns the topics not taken (tombstones past their TTL).
+   */
+  restore (entries: Iterable<RetainedEntry>): string[] {
+    const dropped: string[] = []
+    for (const entry of entries) {
+      if (this.store.merge(entry) === 'applied') this.applyLocally(entry)
+      else dropped.push(entry.topic)
+    }
+    return dropped
+  }
+
   /** A peer's link came up: compare digests (a joining node gets what it lacks, and we what we lack). */
   linkUp (link: PeerLink): void {
     sendControl(this.ctx, link.peerName, this.sync.begin())

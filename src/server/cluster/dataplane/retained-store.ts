@@ -41,6 +41,14 @@ export interface RetainedEntry extends RetainedMessage {
 /** 'future': stamped further ahead of our clock than the clock's maximum drift (see merge). */
 export type MergeResult = 'applied' | 'stale' | 'refused' | 'future'
 
+/** Told about every change of the store, after it is made (the node's store on disk follows it). Must not throw. */
+export interface RetainedStoreListener {
+  /** An entry (a tombstone too) was stored for its topic, replacing any older one. */
+  put (entry: RetainedEntry): void
+  /** A topic's entry (a collected tombstone) is gone. */
+  removed (topic: string): void
+}
+
 /** (topic, encoded stamp) pairs of some buckets: what a node holds there, without payloads. */
 export type BucketSummary = Array<[topic: string, stamp: string]>
 
@@ -76,6 +84,8 @@ export class RetainedStore {
   refused = 0
   /** Entries from peers refused for a stamp too far ahead of our clock (a metric). */
   future = 0
+  /** Told about every change (storage.dir); none in memory. */
+  listener: RetainedStoreListener | undefined
 
   constructor (options: RetainedStoreOptions) {
     this.clock = options.clock
@@ -266,6 +276,7 @@ export class RetainedStore {
     this.entries.set(entry.topic, { entry, hash, bucket })
     this.bucketTopics[bucket]!.add(entry.topic)
     this.account(entry, 1)
+    this.listener?.put(entry)
   }
 
   private remove (topic: string): void {
@@ -275,6 +286,7 @@ export class RetainedStore {
     this.xorInto(old.bucket, old.hash)
     this.entries.delete(topic)
     this.bucketTopics[old.bucket]!.delete(topic)
+    this.listener?.removed(topic)
   }
 
   private account (entry: RetainedEntry, sign: 1 | -1): void {

@@ -81,6 +81,8 @@ export interface MovesHost {
   forwarding: Forwarding
   routes: LocalRoutes
   gates: DeliveryGates
+  /** What a session fetch waits for first, if anything (storage: the peers back after a whole-cluster restart). */
+  fetchWait?: () => Promise<void> | undefined
 }
 
 export class SessionMoves {
@@ -165,6 +167,7 @@ export class SessionMoves {
   }
 
   private async fetchFromPeers (clientId: string): Promise<void> {
+    await this.host.fetchWait?.()
     // Every member believed alive is asked, as soon as its link is up: a
     // node that just started may hold no link yet, and its peers hold the
     // session or its replica.
