@@ -34,6 +34,8 @@ import { stampOf } from './message-stamp.js'
 import { topicMatches } from '../../topic-filter.js'
 import { isMarker, isSharedCopy } from './shared-subscriptions.js'
 import { markAliasable } from './topic-aliases.js'
+import { AedesPacket } from './outgoing-queues.js'
+import { OutboundBuffer, publishBytes, type OutboundOptions } from './outbound-buffer.js'
 
 /** Stamps remembered per client for de-duplication: deliveries of one message through several subscriptions come together. */
 const RECENT_STAMPS = 256
@@ -95,12 +97,15 @@ class OutboundFlow {
   constructor (readonly limit: number) {}
 }
 
+const QOS0 = { qos: 0 }
+
 interface DeliveryState {
   recent: Set<string>
   flow: OutboundFlow | undefined
   send: (packet: DeliveredPacket) => void
   /** The client made a subscription with a Subscription Identifier on this connection (restored ones included). */
   usesIdentifiers: boolean
+  outbound: OutboundBuffer
 }
 
 const states = new WeakMap<Client, DeliveryState>()
@@ -114,6 +119,8 @@ export interface DeliveryOptions {
   /** Most deliveries held back for one client by its Receive Maximum; the oldest goes first. */
   maxHeld: number
   onHeldDropped: (client: Client) => void
+  /** mqtt.max_client_buffer_bytes and what happens past it (outbound-buffer.ts). */
+  buffer: OutboundOptions
 }
 
 /**
@@ -125,10 +132,23 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
   const c = internals(client)
   c.duplicates = forgetfulDuplicates()
   const { store, sender } = options
-  const deliverQoS = c.deliverQoS
-  const deliver0 = c.deliver0
-  const state: DeliveryState = { recent: new Set(), flow: undefined, send: (packet) => deliverQoS(packet, () => {}), usesIdentifiers: false }
+  const aedesDeliverQoS = c.deliverQoS
+  const outbound = new OutboundBuffer(client, options.buffer)
+  /** aedes' QoS 1/2 delivery of a clean session (or a retained message), within the buffer bound. */
+  const deliverQoS = (packet: DeliveredPacket, cb: () => void): void => {
+    // aedes writes it on the next turn: QoS 0 deliveries after it must not overtake it (topic aliases).
+    outbound.seal()
+    if (client.clean || packet.retain) {
+      if (!outbound.sendQoS(packet, (p) => aedesDeliverQoS(p, () => {}))) counts.dropped++
+      outbound.later(cb)
+    } else {
+      aedesDeliverQoS(packet, cb)
+    }
+  }
+  const { counts } = options
+  const state: DeliveryState = { recent: new Set(), flow: undefined, send: (packet) => deliverQoS(packet, () => {}), usesIdentifiers: false, outbound }
   states.set(client, state)
+  const broker = c.broker
 
   /**
    * True when this copy is to be dropped: a copy of it went out already, or
@@ -136,16 +156,21 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
    * its queue lacks (it was queued before the session arrived here) joins
    * the queue now: the queue is the one source of what a stored session gets.
    */
+  /** The sender writes what it sends a turn later: QoS 0 deliveries after this wait for it, in publish order. */
+  const kick = (): void => {
+    outbound.seal()
+    sender.kick()
+  }
   const handledElsewhere = (packet: DeliveredPacket): boolean => {
     const stamp = stampOf(packet)
     if (stamp === undefined) return false
     if (store.seen(client.id, stamp)) {
-      sender.kick()
+      kick()
       return true
     }
     if (packet.qos > 0 && sender.managing) {
       store.enqueueFor(client.id, packet as StoredPacket)
-      sender.kick()
+      kick()
       return true
     }
     if (state.recent.has(stamp)) return true
@@ -170,17 +195,25 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
     else options.counts.sent++
   }
 
+  // aedes' deliver0 (lib/client.js) with its per-message setImmediate and 'drain' wait replaced by the batch (outbound-buffer.ts).
   c.deliver0 = function deliverOnce (packet: DeliveredPacket, cb: () => void): void {
-    if (handledElsewhere(packet)) return cb()
+    if (handledElsewhere(packet)) return outbound.later(cb)
+    // MQTT 5 No Local [MQTT-3.8.3-3].
+    if (packet.nl === true && packet.clientId === client.id) return outbound.later(cb)
     identified(packet)
-    counted()
     markAliasable(client, packet)
-    deliver0(packet, cb)
+    const toForward = broker.authorizeForward(client, packet as never) as DeliveredPacket | null | undefined
+    if (toForward === null || toForward === undefined) return outbound.later(cb)
+    counted()
+    // A copy: the emitter hands every subscriber the same packet.
+    const out = new AedesPacket(toForward as never, broker) as unknown as DeliveredPacket
+    Object.assign(out, QOS0)
+    outbound.send0(out, cb)
   }
 
   c.deliverQoS = function deliverWithFixes (packet: DeliveredPacket, cb: () => void): void {
     if (packet.qos === 0) return c.deliver0(packet, cb)
-    if (handledElsewhere(packet)) return cb()
+    if (handledElsewhere(packet)) return outbound.later(cb)
     identified(packet)
     if (packet.qos === 2 && c.subscriptions[packet.topic] === undefined && grantedQos(c.subscriptions, packet.topic) === 1) {
       // aedes hands each subscription its own packet copy, so this is ours.
@@ -196,12 +229,13 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
       return deliverQoS(packet, cb)
     }
     if (options.maxHeld > 0 && flow.held.length >= options.maxHeld) {
-      flow.held.shift()
+      outbound.heldBytes -= publishBytes(flow.held.shift()!)
       options.onHeldDropped(client)
     }
     // Held, not blocked: aedes' delivery pipeline (shared by all clients) moves on.
     flow.held.push(packet)
-    cb()
+    outbound.heldBytes += publishBytes(packet)
+    outbound.later(cb)
   }
 
   // The window is known once CONNECT is handled (aedes stores it on the client).
@@ -229,8 +263,15 @@ export function outboundAck (client: Client): void {
   if (flow.inflight > 0) flow.inflight--
   while (flow.inflight < flow.limit && flow.held.length > 0 && !client.closed) {
     flow.inflight++
-    state.send(flow.held.shift()!)
+    const packet = flow.held.shift()!
+    state.outbound.heldBytes -= publishBytes(packet)
+    state.send(packet)
   }
+}
+
+/** The client's outbound buffer (its bytes, its bound); undefined before the delivery layer saw it. */
+export function outboundOf (client: Client): OutboundBuffer | undefined {
+  return states.get(client)?.outbound
 }
 
 /** Deliveries held back for the client by its Receive Maximum (introspection, tests). */

@@ -33,11 +33,12 @@ import type { Config } from '../../config/index.js'
 import { rateLimited, type Logger } from '../../log.js'
 import type { Bus } from '../bus.js'
 import { BrokerHaError } from '../../errors.js'
+import { messageEmitter } from './message-emitter.js'
 import { aedesOptions } from './options.js'
 import { SessionStore } from './persistence.js'
 import { MqttMetrics } from './metrics.js'
 import { guardInbound, guardOf } from './inbound.js'
-import { installDelivery, packetSizeLayer, usesSubscriptionIdentifiers } from './delivery.js'
+import { installDelivery, outboundOf, packetSizeLayer, usesSubscriptionIdentifiers } from './delivery.js'
 import { SessionSender } from './session-sender.js'
 import { SharedSubscriptions, isMarker, displayTopic, toMarker } from './shared-subscriptions.js'
 import { refuseBeforeConnect, QUOTA_EXCEEDED } from './refusal.js'
@@ -131,7 +132,7 @@ export class MqttServer {
       retainedBytes: () => this.persistence.retainedBytes,
       queuedMessages: () => this.persistence.queuedCount
     })
-    this.aedes = new Aedes({ ...aedesOptions(config, options.incarnation), persistence: this.persistence })
+    this.aedes = new Aedes({ ...aedesOptions(config, options.incarnation), persistence: this.persistence, mq: messageEmitter() })
     // A client's QoS 2 PUBLISH gets its stamp as it is stored, before aedes
     // publishes it, so the stamp travels with the session's incoming state.
     const broker = brokerInternals(this.aedes)
@@ -212,7 +213,8 @@ export class MqttServer {
           return conn.write(encodePacket(packet, internals(c)._wireVersion ?? 4))
         },
         onExpired: () => { this.counts.dropped++ },
-        onSent: () => { this.counts.sent++ }
+        onSent: () => { this.counts.sent++ },
+        room: () => outboundOf(client)?.room() ?? Infinity
       })
       installDelivery(client, {
         store: this.persistence,
@@ -222,6 +224,18 @@ export class MqttServer {
         onHeldDropped: () => {
           this.metrics.limit('queued_messages')
           this.warnLimit('warn', { limit: 'queued_messages' }, 'MQTT limit reached')
+        },
+        buffer: {
+          limit: this.options.config.mqtt.max_client_buffer_bytes,
+          onDropped: () => {
+            this.counts.dropped++
+            this.metrics.limit('client_buffer')
+            this.warnLimit('warn', { limit: 'client_buffer', client: client.id }, 'MQTT limit reached: QoS 0 dropped for a client that reads too slowly')
+          },
+          onOverflow: () => {
+            this.metrics.bufferDisconnects.inc()
+            this.warnLimit('warn', { limit: 'client_buffer', client: client.id }, 'MQTT limit reached: client disconnected, its QoS 1/2 deliveries did not drain')
+          }
         }
       })
       client.once('connected', () => {
