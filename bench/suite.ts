@@ -41,6 +41,11 @@ const CONNECTIONS = Number(args.connections ?? (quick ? 2000 : 10_000))
 const RETAINED = quick ? 20_000 : 100_000
 const KILLS = quick ? 2 : 5
 const LATENCY_SECONDS = quick ? 2 : 5
+const IDLE_MANY = quick ? 5000 : 50_000
+const STORM_CLIENTS = quick ? 2000 : 10_000
+const STORM_PERSISTENT = quick ? 600 : 3000
+
+interface StormFigures { clients: number, persistent: number, victimClients: number, victimPersistent: number, freshConnectMs: number, reconnectMs: number, resumedMs: number, reconnected: number, resumed: number, notResumed: number, sent: number, acked: number, lost: number, peakRssMiB: number[] }
 
 type Target = 'broker-ha' | 'aedes' | 'mosquitto'
 interface Broker { target: Target, url: string, pid: number, stop: () => Promise<void> }
@@ -114,7 +119,9 @@ const SCENARIOS: Scenario[] = [
   // QoS 1 keeps 5,000 in flight: with 1,000 the run stalls on TCP delayed ACKs (see the report).
   { key: 'qos1', title: 'one-to-one QoS 1 (1 -> 1)', options: (u) => ({ ...base(u), qos: 1, inflight: 5000, count: quick ? 20_000 : 100_000 }) },
   { key: 'fanout', title: 'fan-out QoS 0 (1 -> 100)', options: (u) => ({ ...base(u), subscribers: 100, pattern: 'fan-out', count: quick ? 500 : 2000 }) },
-  { key: 'fanin', title: 'fan-in QoS 0 (100 -> 1, wildcard)', options: (u) => ({ ...base(u), publishers: 100, pattern: 'fan-in', count: quick ? 200 : 1000 }) }
+  { key: 'fanin', title: 'fan-in QoS 0 (100 -> 1, wildcard)', options: (u) => ({ ...base(u), publishers: 100, pattern: 'fan-in', count: quick ? 200 : 1000 }) },
+  // 100 in flight per publisher: 10,000 unacknowledged in all, what 100 devices with a modest window send.
+  { key: 'fanin1', title: 'fan-in QoS 1 (100 -> 1, wildcard)', options: (u) => ({ ...base(u), publishers: 100, pattern: 'fan-in', qos: 1, inflight: 100, count: quick ? 200 : 1000 }) }
 ]
 
 const median = (xs: number[]): number => {
@@ -176,23 +183,27 @@ async function settledRss (pid: number): Promise<number> {
   return last
 }
 
-async function memoryPerConnection (b: Broker, count: number): Promise<{ connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number }> {
+interface MemoryFigure { connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number, connectSeconds: number }
+
+async function memoryPerConnection (b: Broker, count: number): Promise<MemoryFigure> {
   const sockets: Socket[] = []
   try {
     // A few connections first so lazily built structures are not charged to the measured ones.
     for (let i = 0; i < 10; i++) sockets.push((await rawConnect(b.url, `warm-${i}`, 4, () => {})).socket)
     const before = await settledRss(b.pid)
+    const t0 = Date.now()
     let next = 0
     await Promise.all(Array.from({ length: 200 }, async () => {
       while (next < count) {
         const i = next++
-        const c = await rawConnect(b.url, `idle-${i}`, 4, () => {}, 30_000)
+        const c = await rawConnect(b.url, `idle-${i}`, 4, () => {}, 60_000)
         c.socket.on('error', () => {})
         sockets.push(c.socket)
       }
     }))
+    const connectSeconds = (Date.now() - t0) / 1000
     const after = await settledRss(b.pid)
-    return { connections: count, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / count }
+    return { connections: count, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / count, connectSeconds }
   } finally {
     for (const s of sockets) s.destroy()
   }
@@ -307,6 +318,25 @@ async function main (): Promise<void> {
   }
   result.memory = memory
 
+  // 2b. Many idle connections (50,000 asked), as far as the open-file limit lets this process and the broker go.
+  const many = Math.min(IDLE_MANY, Math.max(100, fds - 1000))
+  if (many < IDLE_MANY) log(`open-file limit ${fds} (hard limit; raise it with ulimit -n before the run): ${many} idle connections instead of ${IDLE_MANY}`)
+  const manyIdle: Record<string, unknown> = {}
+  for (const start of [async () => await startBrokerHa(), ...(mosq !== undefined ? [async () => await startMosquitto(mosq)] : [])]) {
+    const b = await start()
+    try {
+      const m = await memoryPerConnection(b, many)
+      manyIdle[b.target] = m
+      log(`${m.connections} idle ${b.target}: ${m.perConnectionKiB.toFixed(1)} KiB per connection, connected in ${m.connectSeconds.toFixed(1)} s`)
+    } finally { await b.stop() }
+  }
+  result.manyIdle = { asked: IDLE_MANY, ...manyIdle }
+
+  // 2c. Reconnect storm (bench/reconnect-storm.ts, three node processes).
+  log(`reconnect storm: ${STORM_CLIENTS} clients, ${STORM_PERSISTENT} persistent (bench/reconnect-storm.js)...`)
+  const stormOut = await runNode('reconnect-storm.js', ['--clients', String(STORM_CLIENTS), '--persistent', String(STORM_PERSISTENT)])
+  result.storm = JSON.parse(stormOut.trim().split('\n').at(-1)!) as StormFigures
+
   // 3. Cluster of three vs one node, with each kind of acknowledgement.
   const clusterResult: Record<AckAfter, ClusterFigures> = { replicated: await clusterFigures('replicated'), local: await clusterFigures('local') }
   result.cluster = clusterResult
@@ -345,13 +375,15 @@ function markdown (r: Record<string, unknown>, single: Record<string, Record<str
   lines.push(`Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB RAM, Linux ${m.kernel}, Node ${m.node}. Loopback only; ${r.quick === true ? 'quick mode' : 'full mode'}, ${String(r.rounds)} round(s) per figure (median), broker order rotated per round; total ${String(r.wallSeconds)} s.`, '')
   lines.push('## Single node, side by side', '')
   lines.push('Each broker in its own process; load from `broker-ha bench` (2 worker threads, raw sockets, pre-encoded 64-byte PUBLISHes, MQTT 3.1.1) in the suite process. Figure: deliveries per second received by all subscribers together, from the start signal to the last delivery (median of rounds, range in brackets), and the p99 latency of the same runs (unthrottled, so it is mostly queueing). The generator shares the cores with the broker under test, as every loopback benchmark does. Goal: broker-ha >= 0.9x bare aedes.', '')
-  lines.push(`| load | ${targets.map((t) => t === 'aedes' ? 'bare aedes' : t).join(' | ')} | broker-ha / aedes | goal |`)
-  lines.push(`| --- | ${targets.map(() => '---').join(' | ')} | --- | --- |`)
+  const withMosquitto = targets.includes('mosquitto')
+  lines.push(`| load | ${targets.map((t) => t === 'aedes' ? 'bare aedes' : t).join(' | ')} | broker-ha / aedes |${withMosquitto ? ' broker-ha / mosquitto |' : ''} goal |`)
+  lines.push(`| --- | ${targets.map(() => '---').join(' | ')} | --- |${withMosquitto ? ' --- |' : ''} --- |`)
   for (const s of SCENARIOS) {
     const row = single[s.key]!
     const ratio = row['broker-ha']!.rate / row.aedes!.rate
+    const vsMosquitto = withMosquitto ? ` ${(row['broker-ha']!.rate / row.mosquitto!.rate).toFixed(2)}x |` : ''
     const fmt = (c: Cell): string => `${int(c.rate)} msg/s${c.runs.length > 1 ? ` (${kilo(Math.min(...c.runs))}-${kilo(Math.max(...c.runs))})` : ''}, p99 ${c.p99.toFixed(1)} ms${c.lost > 0 ? `, lost ${int(c.lost)}` : ''}${c.saturated ? ' (generator saturated)' : ''}`
-    lines.push(`| ${s.title} | ${targets.map((t) => fmt(row[t]!)).join(' | ')} | ${ratio.toFixed(2)}x | >= 0.9x: ${verdict(ratio >= 0.9)} |`)
+    lines.push(`| ${s.title} | ${targets.map((t) => fmt(row[t]!)).join(' | ')} | ${ratio.toFixed(2)}x |${vsMosquitto} >= 0.9x: ${verdict(ratio >= 0.9)} |`)
   }
   lines.push('', '## Memory per idle connection', '')
   lines.push('A fresh broker process; 10 warm-up connections, RSS (VmRSS of /proc/<pid>/status, once steady), then N raw-socket MQTT 3.1.1 clients connected (CONNECT/CONNACK, keepalive 300 s, no subscription) 200 at a time, RSS again once steady. Figure: RSS growth / N. Goal: <= 30 KiB.', '')
@@ -360,6 +392,21 @@ function markdown (r: Record<string, unknown>, single: Record<string, Record<str
     const x = v as { connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number }
     lines.push(`| ${t} | ${int(x.connections)} | ${int(x.beforeKiB / 1024)} MiB | ${int(x.afterKiB / 1024)} MiB | ${x.perConnectionKiB.toFixed(1)} KiB | ${t === 'broker-ha' ? `<= 30 KiB: ${verdict(x.perConnectionKiB <= 30)}` : '-'} |`)
   }
+  const { asked, ...manyIdle } = r.manyIdle as Record<string, MemoryFigure> & { asked: number }
+  lines.push('', `**${int(asked)} idle connections asked** (same method; capped by the open-file limit of this process and the broker's):`, '')
+  lines.push('| broker | connections | connect time | RSS after | per connection |', '| --- | --- | --- | --- | --- |')
+  for (const [t, x] of Object.entries(manyIdle as Record<string, MemoryFigure>)) {
+    lines.push(`| ${t} | ${int(x.connections)} | ${x.connectSeconds.toFixed(1)} s | ${int(x.afterKiB / 1024)} MiB | ${x.perConnectionKiB.toFixed(1)} KiB |`)
+  }
+  const st = r.storm as StormFigures
+  lines.push('', '## Reconnect storm', '')
+  lines.push(`Three \`broker-ha serve\` processes, ${int(st.clients)} raw MQTT 3.1.1 clients round robin over them, ${int(st.persistent)} with persistent sessions (a QoS 1 subscription each). SIGKILL one node; its ${int(st.victimClients)} clients (${int(st.victimPersistent)} persistent) reconnect to the two survivors at once, while a publisher on a survivor sends QoS 1 to those persistent sessions (bench/reconnect-storm.ts). Yardstick: a fresh single node accepting ${int(st.clients)} connections, 256 at a time.`, '')
+  lines.push('| figure | value | goal |', '| --- | --- | --- |')
+  lines.push(`| a fresh node accepts ${int(st.clients)} connections | ${(st.freshConnectMs / 1000).toFixed(1)} s | - |`)
+  lines.push(`| kill to every client reconnected | ${(st.reconnectMs / 1000).toFixed(1)} s (${int(st.reconnected)}/${int(st.victimClients)}) | <= 2x fresh: ${verdict(st.reconnected === st.victimClients && st.reconnectMs <= 2 * st.freshConnectMs)} |`)
+  lines.push(`| kill to every persistent session resumed (session present) | ${(st.resumedMs / 1000).toFixed(1)} s (${int(st.resumed)} resumed, ${int(st.notResumed)} without their session) | all resumed: ${verdict(st.notResumed === 0 && st.resumed === st.victimPersistent)} |`)
+  lines.push(`| QoS 1 acknowledged during the storm, never delivered | ${int(st.lost)} of ${int(st.acked)} | 0: ${verdict(st.lost === 0)} |`)
+  lines.push(`| peak RSS of the survivors | ${st.peakRssMiB.map((m) => `${int(m)} MiB`).join(', ')} | - |`)
   const modes = cluster as Record<AckAfter, ClusterFigures>
   lines.push('', '## Cluster', '')
   lines.push('Three `broker-ha serve` processes forming one cluster (encrypted peer links), and one standalone `broker-ha serve`, once with `cluster.ack_after: replicated` (the default: a PUBACK waits until the subscribers\' node has settled the message) and once with `local`. Same load on both: 4 QoS 1 publishers -> 4 subscribers one-to-one, in-flight window 2,000 per publisher; in the cluster all publishers on node A and subscribers on nodes B and C, so every message crosses a peer link. Latency: 1 QoS 1 publisher on A at 5,000 msg/s, subscriber on B, timestamp in the payload.', '')
