@@ -27,7 +27,7 @@
 //   than it is dropped as if sent. [MQTT-3.1.2-25] Deliveries aedes writes in
 //   order may use server topic aliases (topic-aliases.ts).
 import type { Aedes, Client } from 'aedes'
-import { internals, encodePacket, forgetfulDuplicates, type DeliveredPacket, type AedesSubscription } from './aedes-internals.js'
+import { internals, encodePacket, forgetfulDuplicates, type ClientInternals, type DeliveredPacket, type AedesSubscription } from './aedes-internals.js'
 import type { SessionStore, StoredPacket } from './persistence.js'
 import type { SessionSender } from './session-sender.js'
 import { stampOf } from './message-stamp.js'
@@ -90,6 +90,13 @@ function withAllIdentifiers (subscriptions: Record<string, AedesSubscription>, p
   packet.properties = properties
 }
 
+/** The next packet identifier of the connection's counter, as aedes' QoSPacket takes it (the session sender shares it). */
+function nextMessageId (c: ClientInternals): number {
+  const id = c._nextId
+  c._nextId = id >= 65535 ? 1 : id + 1
+  return id
+}
+
 /** Outbound flow control state of one MQTT 5 client with a Receive Maximum below 65535. */
 class OutboundFlow {
   inflight = 0
@@ -136,14 +143,22 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
   const outbound = new OutboundBuffer(client, options.buffer)
   /** aedes' QoS 1/2 delivery of a clean session (or a retained message), within the buffer bound. */
   const deliverQoS = (packet: DeliveredPacket, cb: () => void): void => {
-    // aedes writes it on the next turn: QoS 0 deliveries after it must not overtake it (topic aliases).
-    outbound.seal()
-    if (client.clean || packet.retain) {
-      if (!outbound.sendQoS(packet, (p) => aedesDeliverQoS(p, () => {}))) counts.dropped++
-      outbound.later(cb)
-    } else {
-      aedesDeliverQoS(packet, cb)
+    if (!client.clean) {
+      // A retained message to a stored session: aedes records it in the session (outgoingUpdate) and writes it on the next turn.
+      outbound.seal()
+      return aedesDeliverQoS(packet, cb)
     }
+    // aedes' deliverQoS for a clean session (lib/client.js), into this turn's batch.
+    if (packet.nl === true && packet.clientId === client.id) return outbound.later(cb)
+    const toForward = broker.authorizeForward(client, packet as never) as DeliveredPacket | null | undefined
+    if (toForward === null || toForward === undefined) return outbound.later(cb)
+    const out = new AedesPacket(toForward as never, broker) as unknown as DeliveredPacket
+    // The subscription's QoS when the topic is the filter itself (aedes' downgrade; wildcards below, in deliverWithFixes).
+    const sub = c.subscriptions[packet.topic]
+    if (sub !== undefined && sub.qos < out.qos) out.qos = sub.qos
+    if (out.qos > 0) out.messageId = nextMessageId(c)
+    if (!outbound.sendQoS(out, (p) => outbound.push(p))) counts.dropped++
+    outbound.later(cb)
   }
   const { counts } = options
   const state: DeliveryState = { recent: new Set(), flow: undefined, send: (packet) => deliverQoS(packet, () => {}), usesIdentifiers: false, outbound }

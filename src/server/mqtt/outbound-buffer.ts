@@ -101,6 +101,16 @@ export class OutboundBuffer {
     batch.callbacks.push(done)
   }
 
+  /** A packet for this turn's write, whatever the bound (QoS 1/2 already admitted by sendQoS, acknowledgements). */
+  push (packet: object & { topic?: string, payload?: Buffer }, done?: () => void): void {
+    const batch = this.batch()
+    const bytes = packet.payload === undefined ? 4 : publishBytes(packet as DeliveredPacket)
+    batch.packets.push(packet as DeliveredPacket)
+    batch.bytes += bytes
+    this.batchBytes += bytes
+    if (done !== undefined) batch.callbacks.push(done)
+  }
+
   /** Calls `done` at the end of this turn, with the batch (never synchronously: the emitter would recurse through its backlog). */
   later (done: () => void): void {
     this.batch().callbacks.push(done)
