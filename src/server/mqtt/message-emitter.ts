@@ -1,6 +1,7 @@
 // aedes' message emitter (mqemitter 7.1.0, the version aedes 2.0.0-beta.1
 // brings), built here and handed to aedes as its `mq` option, with one
-// change: its backlog is a FIFO whose shift costs O(1).
+// two changes: its backlog is a FIFO whose shift costs O(1), and it does not
+// recurse through its backlog.
 //
 // mqemitter runs at most `concurrency` messages at a time through the
 // subscriptions and keeps the rest in two arrays, taking the next one with
@@ -49,10 +50,11 @@ export class Fifo<T> {
   }
 }
 
-/** mqemitter's private backlog (mqemitter.js: emit pushes, released shifts). */
+/** mqemitter's private backlog (mqemitter.js: emit pushes, released shifts) and the step that runs one message. */
 interface EmitterBacklog {
   _messageQueue: unknown
   _messageCallbacks: unknown
+  _do: (message: unknown, callback: unknown) => unknown
 }
 
 /** The emitter aedes gets as `mq`: mqemitter with matchEmptyLevels [MQTT-4.7.1-3], as aedes builds it, and a Fifo backlog. */
@@ -64,5 +66,28 @@ export function messageEmitter (concurrency = EMITTER_CONCURRENCY): MQEmitter {
   }
   backlog._messageQueue = new Fifo()
   backlog._messageCallbacks = new Fifo()
+  // A message that no subscription matches completes synchronously, and
+  // mqemitter then takes the next one from the backlog inside that call:
+  // a backlog of such messages recursed once per message until the stack
+  // overflowed (bare aedes crashed so in the fan-in row, RangeError in
+  // qlobber's match, once its subscriber was gone). Messages started from
+  // inside a running one wait in order and the outermost call runs them.
+  const run = backlog._do
+  const pending = new Fifo<[unknown, unknown]>()
+  let running = false
+  backlog._do = function (message: unknown, callback: unknown): unknown {
+    if (running) {
+      pending.push([message, callback])
+      return this
+    }
+    running = true
+    try {
+      run.call(this, message, callback)
+      for (let next = pending.shift(); next !== undefined; next = pending.shift()) run.call(this, next[0], next[1])
+    } finally {
+      running = false
+    }
+    return this
+  }
   return mq
 }
