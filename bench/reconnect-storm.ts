@@ -18,9 +18,15 @@ import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { performance } from 'node:perf_hooks'
 import { encode, framer, acks, PUBACK } from '../src/bench/raw-client.js'
-import { startProcessNode, type ProcessNode } from '../test/helpers/node.js'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { ProcessNode, startProcessNode as StartProcessNode } from '../test/helpers/node.js'
 import { freeLoopbackAddress } from '../test/helpers/loopback.js'
 import { clusterConfig } from '../test/helpers/dataplane-cluster.js'
+
+// BENCH_BROKER_HA_ROOT: another built checkout whose broker-ha runs instead (bench/suite.ts).
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const { startProcessNode } = await import(join(process.env.BENCH_BROKER_HA_ROOT ?? ROOT, 'dist', 'test', 'helpers', 'node.js')) as { startProcessNode: typeof StartProcessNode }
 
 const { values: args } = parseArgs({ options: { clients: { type: 'string', default: '10000' }, persistent: { type: 'string', default: '3000' } } })
 const CLIENTS = Number(args.clients)

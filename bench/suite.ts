@@ -19,12 +19,14 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Socket } from 'node:net'
 import { runBench, type BenchOptions, type BenchResult } from '../src/bench/index.js'
 import { rawConnect } from '../src/bench/raw-client.js'
-import { startProcessNode, type ProcessNode } from '../test/helpers/node.js'
+import type { ProcessNode, startProcessNode as StartProcessNode } from '../test/helpers/node.js'
 import { freeLoopbackAddress } from '../test/helpers/loopback.js'
 import { clusterConfig } from '../test/helpers/dataplane-cluster.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const ROOT = join(here, '..', '..')
+// BENCH_BROKER_HA_ROOT: another built checkout whose broker-ha runs instead (a before/after comparison on one machine).
+const { startProcessNode } = await import(join(process.env.BENCH_BROKER_HA_ROOT ?? ROOT, 'dist', 'test', 'helpers', 'node.js')) as { startProcessNode: typeof StartProcessNode }
 
 const { values: args } = parseArgs({
   options: {
@@ -48,7 +50,7 @@ const STORM_PERSISTENT = quick ? 600 : 3000
 interface StormFigures { clients: number, persistent: number, victimClients: number, victimPersistent: number, freshConnectMs: number, reconnectMs: number, resumedMs: number, reconnected: number, resumed: number, notResumed: number, sent: number, acked: number, lost: number, peakRssMiB: number[] }
 
 type Target = 'broker-ha' | 'aedes' | 'mosquitto'
-interface Broker { target: Target, url: string, pid: number, stop: () => Promise<void> }
+interface Broker { target: Target, url: string, pid: number, stop: () => Promise<void>, restart?: () => Promise<Broker> }
 
 const log = (line: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`) }
 
@@ -57,7 +59,7 @@ const log = (line: string): void => { process.stderr.write(`${new Date().toISOSt
 async function startBrokerHa (): Promise<Broker> {
   // No connection cap (default 10,000): the memory figure opens that many plus warm-ups.
   const n = await startProcessNode({ log: { level: 'info' }, mqtt: { max_connections: 0 } })
-  return { target: 'broker-ha', url: n.mqttUrl, pid: n.child.pid!, stop: async () => { await n.stop('SIGKILL') } }
+  return { target: 'broker-ha', url: n.mqttUrl, pid: n.child.pid!, stop: async () => { await n.stop('SIGKILL') }, restart: startBrokerHa }
 }
 
 /** Bare aedes (bench/bare-aedes.ts) in a child process. */
@@ -68,7 +70,7 @@ async function startAedes (): Promise<Broker> {
     child.once('message', () => resolve())
     child.once('exit', (code) => reject(new Error(`aedes exited with ${code}`)))
   })
-  return { target: 'aedes', url: `mqtt://${host}:1883`, pid: child.pid!, stop: async () => { child.kill('SIGKILL') } }
+  return { target: 'aedes', url: `mqtt://${host}:1883`, pid: child.pid!, stop: async () => { child.kill('SIGKILL') }, restart: startAedes }
 }
 
 function mosquittoPath (): string | undefined {
@@ -130,9 +132,9 @@ const median = (xs: number[]): number => {
   return s.length === 0 ? NaN : s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
 }
 
-interface Cell { rate: number, p99: number, lost: number, duplicated: number, saturated: boolean, runs: number[] }
+interface Cell { rate: number, p99: number, lost: number, duplicated: number, saturated: boolean, runs: number[], failed: number }
 
-function cell (results: BenchResult[]): Cell {
+function cell (results: BenchResult[], failed = 0): Cell {
   const rates = results.map((r) => r.receiveRate)
   return {
     rate: median(rates),
@@ -140,8 +142,19 @@ function cell (results: BenchResult[]): Cell {
     lost: results.reduce((s, r) => s + r.lost, 0),
     duplicated: results.reduce((s, r) => s + r.duplicated, 0),
     saturated: results.some((r) => r.generator.saturated),
-    runs: rates.map(Math.round)
+    runs: rates.map(Math.round),
+    failed
   }
+}
+
+/** Runs that failed, per `scenario/target` (a crashed broker). */
+const failures = new Map<string, number>()
+
+function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch { return false }
 }
 
 async function sideBySide (brokers: Broker[]): Promise<Record<string, Record<string, Cell>>> {
@@ -152,13 +165,26 @@ async function sideBySide (brokers: Broker[]): Promise<Record<string, Record<str
     const runs = new Map<Target, BenchResult[]>()
     for (let r = 0; r < ROUNDS; r++) {
       // Rotate the order each round so no broker always runs first.
-      for (const b of brokers.map((_, i) => brokers[(i + r) % brokers.length]!)) {
-        const res = await runBench(s.options([b.url]))
+      for (const k of brokers.map((_, i) => (i + r) % brokers.length)) {
+        const b = brokers[k]!
+        let res: BenchResult
+        try {
+          res = await runBench(s.options([b.url]))
+        } catch (err) {
+          // A broker that crashed (bare aedes did, in fan-in) is counted and restarted; the suite goes on.
+          log(`${s.title} ${b.target}: run failed (${(err as Error).message})`)
+          failures.set(`${s.key}/${b.target}`, (failures.get(`${s.key}/${b.target}`) ?? 0) + 1)
+          if (!alive(b.pid) && b.restart !== undefined) {
+            log(`${b.target} exited: restarting it`)
+            brokers[k] = await b.restart()
+          }
+          continue
+        }
         runs.set(b.target, [...(runs.get(b.target) ?? []), res])
         log(`${s.title} ${b.target}: ${Math.round(res.receiveRate)} msg/s, p99 ${res.latency.p99.toFixed(1)} ms, lost ${res.lost}`)
       }
     }
-    out[s.key] = Object.fromEntries([...runs].map(([t, rs]) => [t, cell(rs)]))
+    out[s.key] = Object.fromEntries(brokers.map((b) => [b.target, cell(runs.get(b.target) ?? [], failures.get(`${s.key}/${b.target}`) ?? 0)]))
   }
   return out
 }
@@ -382,7 +408,7 @@ function markdown (r: Record<string, unknown>, single: Record<string, Record<str
     const row = single[s.key]!
     const ratio = row['broker-ha']!.rate / row.aedes!.rate
     const vsMosquitto = withMosquitto ? ` ${(row['broker-ha']!.rate / row.mosquitto!.rate).toFixed(2)}x |` : ''
-    const fmt = (c: Cell): string => `${int(c.rate)} msg/s${c.runs.length > 1 ? ` (${kilo(Math.min(...c.runs))}-${kilo(Math.max(...c.runs))})` : ''}, p99 ${c.p99.toFixed(1)} ms${c.lost > 0 ? `, lost ${int(c.lost)}` : ''}${c.saturated ? ' (generator saturated)' : ''}`
+    const fmt = (c: Cell): string => `${int(c.rate)} msg/s${c.runs.length > 1 ? ` (${kilo(Math.min(...c.runs))}-${kilo(Math.max(...c.runs))})` : ''}, p99 ${c.p99.toFixed(1)} ms${c.lost > 0 ? `, lost ${int(c.lost)}` : ''}${c.saturated ? ' (generator saturated)' : ''}${c.failed > 0 ? `, ${c.failed} run(s) failed: broker crashed or cut the clients` : ''}`
     lines.push(`| ${s.title} | ${targets.map((t) => fmt(row[t]!)).join(' | ')} | ${ratio.toFixed(2)}x |${vsMosquitto} >= 0.9x: ${verdict(ratio >= 0.9)} |`)
   }
   lines.push('', '## Memory per idle connection', '')
