@@ -30,6 +30,9 @@ import { internals, writeToSocket, type ClientInternals, type DeliveredPacket } 
 /** A clean session's QoS 1/2 may wait this long for its socket to drain below the bound before the client is disconnected. */
 export const OVERFLOW_GRACE_MS = 5000
 
+// Shared, never written: sendQoS replaces it with the connection's own array before the first push.
+const NONE_WAITING: never[] = []
+
 /** MQTT 5 reason code 0x97, Quota exceeded. */
 const QUOTA_EXCEEDED = 0x97
 
@@ -59,7 +62,8 @@ export class OutboundBuffer {
   private batchBytes = 0
   /** Bytes of the Receive Maximum backlog (delivery.ts keeps it). */
   heldBytes = 0
-  private readonly waiting: Array<{ packet: DeliveredPacket, send: (p: DeliveredPacket) => void }> = []
+  /** Clean-session QoS 1/2 waiting for room, oldest first (allocated the first time one waits: most connections never need it). */
+  private waiting: Array<{ packet: DeliveredPacket, send: (p: DeliveredPacket) => void }> = NONE_WAITING
   private waitingBytes = 0
   private grace: NodeJS.Timeout | undefined
   private overflowed = false
@@ -132,6 +136,7 @@ export class OutboundBuffer {
       send(packet)
       return true
     }
+    if (this.waiting === NONE_WAITING) this.waiting = []
     this.waiting.push({ packet, send })
     this.waitingBytes += publishBytes(packet)
     if (this.waitingBytes > this.opts.limit) {
@@ -139,22 +144,29 @@ export class OutboundBuffer {
       return false
     }
     if (this.waiting.length === 1) {
-      this.client.conn.once('drain', this.onDrain)
+      this.client.conn.once('drain', this.drained)
       this.grace ??= setTimeout(() => { this.grace = undefined; if (this.waiting.length > 0) this.overflow() }, OVERFLOW_GRACE_MS)
       this.grace.unref?.()
     }
     return true
   }
 
-  private readonly onDrain = (): void => {
+  private get drained (): () => void {
+    this.onDrainBound ??= () => { this.onDrain() }
+    return this.onDrainBound
+  }
+
+  private onDrainBound: (() => void) | undefined
+
+  private onDrain (): void {
     while (this.waiting.length > 0 && !this.full() && !this.client.closed) {
       const w = this.waiting.shift()!
       this.waitingBytes -= publishBytes(w.packet)
       w.send(w.packet)
     }
     if (this.waiting.length > 0) {
-      if (this.client.conn.writableLength > 0) this.client.conn.once('drain', this.onDrain)
-      else setImmediate(this.onDrain)
+      if (this.client.conn.writableLength > 0) this.client.conn.once('drain', this.drained)
+      else setImmediate(this.drained)
     } else if (this.grace !== undefined) {
       clearTimeout(this.grace)
       this.grace = undefined
@@ -164,7 +176,7 @@ export class OutboundBuffer {
   private overflow (): void {
     if (this.overflowed) return
     this.overflowed = true
-    this.waiting.length = 0
+    if (this.waiting !== NONE_WAITING) this.waiting.length = 0
     this.waitingBytes = 0
     if (this.grace !== undefined) clearTimeout(this.grace)
     this.grace = undefined
