@@ -14,8 +14,10 @@
 //
 // How many messages may run at once: aedes' default is 100. A delivery now
 // completes on the next turn of the event loop (delivery.ts), so this is also
-// how many messages go out per turn; more amortises the turn, while the
-// backlog itself stays bounded by what the publishers' sockets delivered.
+// how many messages go out per turn. 200 against 1,000, side by side with
+// mosquitto (3 rounds each): fan-in QoS 0 57k against 47k msg/s, and fan-in
+// QoS 1 p99 0.4-0.6 s against 2.8 s (with 1,000, 100 publishers' messages
+// wait behind each other's larger batches).
 import { createRequire } from 'node:module'
 import type { MQEmitter } from 'mqemitter'
 
@@ -23,7 +25,7 @@ const require = createRequire(import.meta.url)
 const mqemitter = require('mqemitter') as (opts: { concurrency: number, matchEmptyLevels: boolean }) => MQEmitter
 
 /** Messages mqemitter runs through the subscriptions at once. */
-export const EMITTER_CONCURRENCY = 1000
+export const EMITTER_CONCURRENCY = 200
 
 /** A queue with amortised O(1) push and shift, and the array members mqemitter uses (push, shift, length). */
 export class Fifo<T> {
