@@ -10,6 +10,8 @@
 //   outgoing-queues.ts       persistent sessions' queues and their ledgers
 //   session-sender.ts        delivery of a stored session's queue, in order, within its window
 //   delivery.ts              live delivery: de-duplication, QoS downgrade, Receive Maximum, packet size
+//   outbound-buffer.ts       a connection's writes of one turn in one writev; mqtt.max_client_buffer_bytes
+//   message-emitter.ts       aedes' message emitter with an O(1) backlog that does not recurse
 //   topic-aliases.ts         server-to-client topic aliases (MQTT 5)
 //   inbound.ts               per-connection packet pipeline (ordering, protocol errors, inflight)
 //   publish-acks.ts          QoS 1 PUBACK after the publish
