@@ -106,6 +106,7 @@ export const ConfigSchema = Type.Object({
     max_connections: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 10_000, description: 'most concurrent MQTT connections on this node; 0: unlimited' }),
     max_packet_size: Type.Integer({ minimum: 64, maximum: 268_435_455, default: 4_194_304, description: 'largest MQTT packet accepted, bytes (advertised to MQTT 5 clients)' }),
     max_queued_messages: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 1000, description: 'most QoS 1/2 messages queued for one offline session; older ones are dropped first; 0: unlimited' }),
+    max_client_buffer_bytes: Type.Integer({ minimum: 0, maximum: 4_294_967_296, default: 8_388_608, description: 'most bytes buffered for delivery to one online client (its socket plus what the broker holds for it); past it QoS 0 is dropped and counted, a persistent session\'s QoS 1/2 waits in its queue, and a clean session whose QoS 1/2 cannot drain below it for 5 s is disconnected (MQTT 5: 0x97 Quota exceeded); 0: no bound' }),
     max_inflight: Type.Integer({ minimum: 1, maximum: 65_535, default: 100, description: 'most unacknowledged QoS 1/2 publishes a client may send at once (MQTT 5 Receive Maximum)' }),
     max_retained_messages: Type.Integer({ minimum: 0, maximum: 100_000_000, default: 200_000, description: 'most retained messages held; 0: unlimited' }),
     max_retained_bytes: Type.Integer({ minimum: 0, maximum: 68_719_476_736, default: 268_435_456, description: 'most bytes of retained payloads held; 0: unlimited' }),

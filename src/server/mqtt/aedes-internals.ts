@@ -152,6 +152,18 @@ export function writePacket (client: Client, packet: object, done: (err: Error |
   else setImmediate(done, null)
 }
 
+const WRITE_OPTS: Record<number, { protocolVersion: number }> = { 3: { protocolVersion: 3 }, 4: { protocolVersion: 4 }, 5: { protocolVersion: 5 } }
+
+/**
+ * Writes a packet to the client's socket as aedes' lib/write.js serialises
+ * it (the connection's protocol version), and nothing else: no 'drain' wait,
+ * no callback. Throws when mqtt-packet cannot encode it. outbound-buffer.ts
+ * batches and bounds what goes through here.
+ */
+export function writeToSocket (c: ClientInternals, packet: object): boolean {
+  return mqttPacket.writeToStream(packet, c.conn, WRITE_OPTS[c._wireVersion ?? 4] ?? WRITE_OPTS[4]!)
+}
+
 /** A packet encoded for a protocol version (size checks, pre-built DISCONNECTs). */
 export function encodePacket (packet: object, protocolVersion: number): Buffer {
   return mqttPacket.generate(packet, { protocolVersion })

@@ -27,13 +27,15 @@
 //   than it is dropped as if sent. [MQTT-3.1.2-25] Deliveries aedes writes in
 //   order may use server topic aliases (topic-aliases.ts).
 import type { Aedes, Client } from 'aedes'
-import { internals, encodePacket, forgetfulDuplicates, type DeliveredPacket, type AedesSubscription } from './aedes-internals.js'
+import { internals, encodePacket, forgetfulDuplicates, type ClientInternals, type DeliveredPacket, type AedesSubscription } from './aedes-internals.js'
 import type { SessionStore, StoredPacket } from './persistence.js'
 import type { SessionSender } from './session-sender.js'
 import { stampOf } from './message-stamp.js'
 import { topicMatches } from '../../topic-filter.js'
 import { isMarker, isSharedCopy } from './shared-subscriptions.js'
 import { markAliasable } from './topic-aliases.js'
+import { AedesPacket } from './outgoing-queues.js'
+import { OutboundBuffer, publishBytes, type OutboundOptions } from './outbound-buffer.js'
 
 /** Stamps remembered per client for de-duplication: deliveries of one message through several subscriptions come together. */
 const RECENT_STAMPS = 256
@@ -88,6 +90,13 @@ function withAllIdentifiers (subscriptions: Record<string, AedesSubscription>, p
   packet.properties = properties
 }
 
+/** The next packet identifier of the connection's counter, as aedes' QoSPacket takes it (the session sender shares it). */
+function nextMessageId (c: ClientInternals): number {
+  const id = c._nextId
+  c._nextId = id >= 65535 ? 1 : id + 1
+  return id
+}
+
 /** Outbound flow control state of one MQTT 5 client with a Receive Maximum below 65535. */
 class OutboundFlow {
   inflight = 0
@@ -95,12 +104,15 @@ class OutboundFlow {
   constructor (readonly limit: number) {}
 }
 
+const QOS0 = { qos: 0 }
+
 interface DeliveryState {
   recent: Set<string>
   flow: OutboundFlow | undefined
   send: (packet: DeliveredPacket) => void
   /** The client made a subscription with a Subscription Identifier on this connection (restored ones included). */
   usesIdentifiers: boolean
+  outbound: OutboundBuffer
 }
 
 const states = new WeakMap<Client, DeliveryState>()
@@ -114,6 +126,8 @@ export interface DeliveryOptions {
   /** Most deliveries held back for one client by its Receive Maximum; the oldest goes first. */
   maxHeld: number
   onHeldDropped: (client: Client) => void
+  /** mqtt.max_client_buffer_bytes and what happens past it (outbound-buffer.ts). */
+  buffer: OutboundOptions
 }
 
 /**
@@ -125,10 +139,31 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
   const c = internals(client)
   c.duplicates = forgetfulDuplicates()
   const { store, sender } = options
-  const deliverQoS = c.deliverQoS
-  const deliver0 = c.deliver0
-  const state: DeliveryState = { recent: new Set(), flow: undefined, send: (packet) => deliverQoS(packet, () => {}), usesIdentifiers: false }
+  const aedesDeliverQoS = c.deliverQoS
+  const outbound = new OutboundBuffer(client, options.buffer)
+  /** aedes' QoS 1/2 delivery of a clean session (or a retained message), within the buffer bound. */
+  const deliverQoS = (packet: DeliveredPacket, cb: () => void): void => {
+    if (!client.clean) {
+      // A retained message to a stored session: aedes records it in the session (outgoingUpdate) and writes it on the next turn.
+      outbound.seal()
+      return aedesDeliverQoS(packet, cb)
+    }
+    // aedes' deliverQoS for a clean session (lib/client.js), into this turn's batch.
+    if (packet.nl === true && packet.clientId === client.id) return outbound.later(cb)
+    const toForward = broker.authorizeForward(client, packet as never) as DeliveredPacket | null | undefined
+    if (toForward === null || toForward === undefined) return outbound.later(cb)
+    const out = new AedesPacket(toForward as never, broker) as unknown as DeliveredPacket
+    // The subscription's QoS when the topic is the filter itself (aedes' downgrade; wildcards below, in deliverWithFixes).
+    const sub = c.subscriptions[packet.topic]
+    if (sub !== undefined && sub.qos < out.qos) out.qos = sub.qos
+    if (out.qos > 0) out.messageId = nextMessageId(c)
+    if (!outbound.sendQoS(out, (p) => outbound.push(p))) counts.dropped++
+    outbound.later(cb)
+  }
+  const { counts } = options
+  const state: DeliveryState = { recent: new Set(), flow: undefined, send: (packet) => deliverQoS(packet, () => {}), usesIdentifiers: false, outbound }
   states.set(client, state)
+  const broker = c.broker
 
   /**
    * True when this copy is to be dropped: a copy of it went out already, or
@@ -136,16 +171,21 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
    * its queue lacks (it was queued before the session arrived here) joins
    * the queue now: the queue is the one source of what a stored session gets.
    */
+  /** The sender writes what it sends a turn later: QoS 0 deliveries after this wait for it, in publish order. */
+  const kick = (): void => {
+    outbound.seal()
+    sender.kick()
+  }
   const handledElsewhere = (packet: DeliveredPacket): boolean => {
     const stamp = stampOf(packet)
     if (stamp === undefined) return false
     if (store.seen(client.id, stamp)) {
-      sender.kick()
+      kick()
       return true
     }
     if (packet.qos > 0 && sender.managing) {
       store.enqueueFor(client.id, packet as StoredPacket)
-      sender.kick()
+      kick()
       return true
     }
     if (state.recent.has(stamp)) return true
@@ -170,17 +210,25 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
     else options.counts.sent++
   }
 
+  // aedes' deliver0 (lib/client.js) with its per-message setImmediate and 'drain' wait replaced by the batch (outbound-buffer.ts).
   c.deliver0 = function deliverOnce (packet: DeliveredPacket, cb: () => void): void {
-    if (handledElsewhere(packet)) return cb()
+    if (handledElsewhere(packet)) return outbound.later(cb)
+    // MQTT 5 No Local [MQTT-3.8.3-3].
+    if (packet.nl === true && packet.clientId === client.id) return outbound.later(cb)
     identified(packet)
-    counted()
     markAliasable(client, packet)
-    deliver0(packet, cb)
+    const toForward = broker.authorizeForward(client, packet as never) as DeliveredPacket | null | undefined
+    if (toForward === null || toForward === undefined) return outbound.later(cb)
+    counted()
+    // A copy: the emitter hands every subscriber the same packet.
+    const out = new AedesPacket(toForward as never, broker) as unknown as DeliveredPacket
+    Object.assign(out, QOS0)
+    outbound.send0(out, cb)
   }
 
   c.deliverQoS = function deliverWithFixes (packet: DeliveredPacket, cb: () => void): void {
     if (packet.qos === 0) return c.deliver0(packet, cb)
-    if (handledElsewhere(packet)) return cb()
+    if (handledElsewhere(packet)) return outbound.later(cb)
     identified(packet)
     if (packet.qos === 2 && c.subscriptions[packet.topic] === undefined && grantedQos(c.subscriptions, packet.topic) === 1) {
       // aedes hands each subscription its own packet copy, so this is ours.
@@ -196,12 +244,13 @@ export function installDelivery (client: Client, options: DeliveryOptions): void
       return deliverQoS(packet, cb)
     }
     if (options.maxHeld > 0 && flow.held.length >= options.maxHeld) {
-      flow.held.shift()
+      outbound.heldBytes -= publishBytes(flow.held.shift()!)
       options.onHeldDropped(client)
     }
     // Held, not blocked: aedes' delivery pipeline (shared by all clients) moves on.
     flow.held.push(packet)
-    cb()
+    outbound.heldBytes += publishBytes(packet)
+    outbound.later(cb)
   }
 
   // The window is known once CONNECT is handled (aedes stores it on the client).
@@ -229,8 +278,15 @@ export function outboundAck (client: Client): void {
   if (flow.inflight > 0) flow.inflight--
   while (flow.inflight < flow.limit && flow.held.length > 0 && !client.closed) {
     flow.inflight++
-    state.send(flow.held.shift()!)
+    const packet = flow.held.shift()!
+    state.outbound.heldBytes -= publishBytes(packet)
+    state.send(packet)
   }
+}
+
+/** The client's outbound buffer (its bytes, its bound); undefined before the delivery layer saw it. */
+export function outboundOf (client: Client): OutboundBuffer | undefined {
+  return states.get(client)?.outbound
 }
 
 /** Deliveries held back for the client by its Receive Maximum (introspection, tests). */

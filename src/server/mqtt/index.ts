@@ -10,6 +10,8 @@
 //   outgoing-queues.ts       persistent sessions' queues and their ledgers
 //   session-sender.ts        delivery of a stored session's queue, in order, within its window
 //   delivery.ts              live delivery: de-duplication, QoS downgrade, Receive Maximum, packet size
+//   outbound-buffer.ts       a connection's writes of one turn in one writev; mqtt.max_client_buffer_bytes
+//   message-emitter.ts       aedes' message emitter with an O(1) backlog that does not recurse
 //   topic-aliases.ts         server-to-client topic aliases (MQTT 5)
 //   inbound.ts               per-connection packet pipeline (ordering, protocol errors, inflight)
 //   publish-acks.ts          QoS 1 PUBACK after the publish
@@ -32,11 +34,12 @@ import type { Registry } from 'prom-client'
 import { listenersOf, type Config } from '../../config/index.js'
 import { rateLimited, type Logger } from '../../log.js'
 import type { Bus } from '../bus.js'
+import { messageEmitter } from './message-emitter.js'
 import { aedesOptions } from './options.js'
 import { SessionStore } from './persistence.js'
 import { MqttMetrics } from './metrics.js'
 import { guardInbound, guardOf } from './inbound.js'
-import { installDelivery, packetSizeLayer, usesSubscriptionIdentifiers } from './delivery.js'
+import { installDelivery, outboundOf, packetSizeLayer, usesSubscriptionIdentifiers } from './delivery.js'
 import { SessionSender } from './session-sender.js'
 import { SharedSubscriptions, isMarker, displayTopic, toMarker } from './shared-subscriptions.js'
 import { refuseBeforeConnect, QUOTA_EXCEEDED } from './refusal.js'
@@ -138,7 +141,7 @@ export class MqttServer {
       retainedBytes: () => this.persistence.retainedBytes,
       queuedMessages: () => this.persistence.queuedCount
     })
-    this.aedes = new Aedes({ ...aedesOptions(config, options.incarnation), persistence: this.persistence })
+    this.aedes = new Aedes({ ...aedesOptions(config, options.incarnation), persistence: this.persistence, mq: messageEmitter() })
     // A client's QoS 2 PUBLISH gets its stamp as it is stored, before aedes
     // publishes it, so the stamp travels with the session's incoming state.
     const broker = brokerInternals(this.aedes)
@@ -241,7 +244,8 @@ export class MqttServer {
           return conn.write(encodePacket(packet, internals(c)._wireVersion ?? 4))
         },
         onExpired: () => { this.counts.dropped++ },
-        onSent: () => { this.counts.sent++ }
+        onSent: () => { this.counts.sent++ },
+        room: () => outboundOf(client)?.room() ?? Infinity
       })
       installDelivery(client, {
         store: this.persistence,
@@ -251,6 +255,18 @@ export class MqttServer {
         onHeldDropped: () => {
           this.metrics.limit('queued_messages')
           this.warnLimit('warn', { limit: 'queued_messages' }, 'MQTT limit reached')
+        },
+        buffer: {
+          limit: this.options.config.mqtt.max_client_buffer_bytes,
+          onDropped: () => {
+            this.counts.dropped++
+            this.metrics.limit('client_buffer')
+            this.warnLimit('warn', { limit: 'client_buffer', client: client.id }, 'MQTT limit reached: QoS 0 dropped for a client that reads too slowly')
+          },
+          onOverflow: () => {
+            this.metrics.bufferDisconnects.inc()
+            this.warnLimit('warn', { limit: 'client_buffer', client: client.id }, 'MQTT limit reached: client disconnected, its QoS 1/2 deliveries did not drain')
+          }
         }
       })
       client.once('connected', () => {

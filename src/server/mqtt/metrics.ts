@@ -4,7 +4,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client'
 
 /** Label values of broker_limit_rejections_total: one per configured limit. */
-export type LimitName = 'connections' | 'packet_size' | 'queued_messages' | 'retained_messages' | 'retained_bytes' | 'inflight' | 'subscriptions'
+export type LimitName = 'connections' | 'packet_size' | 'queued_messages' | 'retained_messages' | 'retained_bytes' | 'inflight' | 'subscriptions' | 'client_buffer'
 
 /** Label values of broker_bad_packets_total. */
 export type BadPacketReason = 'malformed' | 'truncated' | 'protocol_error' | 'oversize'
@@ -20,6 +20,7 @@ export class MqttMetrics {
   readonly limitRejections: Counter<'limit'>
   readonly badPackets: Counter<'reason'>
   readonly stalls: Counter
+  readonly bufferDisconnects: Counter
 
   constructor (registry: Registry, live: LiveState) {
     this.limitRejections = new Counter({
@@ -39,8 +40,13 @@ export class MqttMetrics {
       help: 'Times a connected client with a stored session had messages waiting and room in its window, but nothing was being sent (should stay 0; each one is logged)',
       registers: [registry]
     })
+    this.bufferDisconnects = new Counter({
+      name: 'broker_client_buffer_disconnects_total',
+      help: 'Clean-session clients disconnected because QoS 1/2 deliveries could not drain below mqtt.max_client_buffer_bytes (MQTT 5: reason 0x97)',
+      registers: [registry]
+    })
     // Initialise every label so dashboards see zeros instead of absent series.
-    for (const limit of ['connections', 'packet_size', 'queued_messages', 'retained_messages', 'retained_bytes', 'inflight', 'subscriptions'] as const) {
+    for (const limit of ['connections', 'packet_size', 'queued_messages', 'retained_messages', 'retained_bytes', 'inflight', 'subscriptions', 'client_buffer'] as const) {
       this.limitRejections.inc({ limit }, 0)
     }
     for (const reason of ['malformed', 'truncated', 'protocol_error', 'oversize'] as const) {

@@ -15,6 +15,7 @@
 // (PUBACK 0x87 and a Reason String, the connection kept).
 import { internals, writePacket, brokerInternals, type InboundPacket } from './aedes-internals.js'
 import type { Client } from 'aedes'
+import { outboundOf } from './delivery.js'
 
 /** aedes.publish as aedes calls it for a client's message (its typings omit the client). */
 type PublishWithClient = (packet: InboundPacket, client: Client, done: (err?: Error | null) => void) => void
@@ -71,8 +72,12 @@ export function handleQos1Publish (client: Client, packet: InboundPacket, done: 
     if (packet._notAuthorized === true) return done()
     ;(broker.publish as unknown as PublishWithClient)(packet, client, (perr?: Error | null) => {
       if (perr !== null && perr !== undefined) return done(perr)
-      // The 2-byte form (reason code 0, no properties), as aedes writes it.
-      writePacket(client, { cmd: 'puback', messageId: packet.messageId, reasonCode: 0 }, (werr) => done(werr))
+      // The 2-byte form (reason code 0, no properties), as aedes writes it;
+      // with the connection's other writes of this turn, in one (outbound-buffer.ts).
+      const puback = { cmd: 'puback', messageId: packet.messageId, reasonCode: 0 }
+      const outbound = outboundOf(client)
+      if (outbound !== undefined) outbound.push(puback, () => done())
+      else writePacket(client, puback, (werr) => done(werr))
     })
   })
 }

@@ -40,6 +40,8 @@ export interface SenderOptions {
   onExpired?: (clientId: string) => void
   /** A PUBLISH was written (broker_messages_sent). */
   onSent?: () => void
+  /** Bytes the client's buffer may still take (mqtt.max_client_buffer_bytes): beyond it messages wait in the queue. */
+  room?: () => number
 }
 
 interface Item {
@@ -56,6 +58,8 @@ export class SessionSender {
   private pumping = false
   private again = false
   private waitingDrain = false
+  /** The last select() left messages queued for the buffer bound: the next 'drain' sends them. */
+  private roomWait = false
   /** Packet identifiers written on this connection (their entries are in flight here). */
   private readonly sentHere = new Set<number>()
   /** Deliveries written (QoS 1/2 and downgraded QoS 0), for tests and metrics. */
@@ -140,6 +144,7 @@ export class SessionSender {
       do {
         this.again = false
         if (this.waitingDrain || this.stopped || this.client.closed) return
+        this.roomWait = false
         const items = this.select()
         for (const item of items) {
           if (item.ready !== undefined) {
@@ -154,6 +159,7 @@ export class SessionSender {
           this.write(item)
         }
       } while (this.again && !this.stopped && !this.waitingDrain)
+      if (this.roomWait && !this.waitingDrain && !this.stopped) this.waitForRoom()
     } finally {
       this.pumping = false
     }
@@ -167,6 +173,8 @@ export class SessionSender {
     for (const e of queue) if (e.messageId !== undefined) inUse.add(e.messageId)
     for (const id of this.sentHere) if (!inUse.has(id)) this.sentHere.delete(id)
     let inflight = inUse.size
+    // The buffer bound: new messages stay queued once it is used up (at least one goes while there is room).
+    let room = this.opts.room?.() ?? Infinity
     const items: Item[] = []
     const now = Date.now()
     for (const entry of [...queue]) {
@@ -184,6 +192,8 @@ export class SessionSender {
       }
       if (entry.cmd === 'pubrel') continue
       if (inflight >= this.window) break
+      if (room <= 0) { this.roomWait = true; break }
+      room -= entry.topic.length + (entry.payload?.length ?? 0) + 9
       const stamp = stampOf(entry)
       if (entry.messageExpiry !== undefined && entry.messageExpiry <= now) {
         // Expired while queued: never sent. [MQTT-3.3.2-5]
@@ -247,6 +257,17 @@ export class SessionSender {
       ...(entry.brokerId === undefined ? {} : { brokerId: entry.brokerId, brokerCounter: entry.brokerCounter }),
       ...(properties === undefined ? {} : { properties })
     }
+  }
+
+  /** Sends again once the client's socket drained (or soon, when the bound is used by something that does not drain). */
+  private waitForRoom (): void {
+    this.waitingDrain = true
+    const again = (): void => {
+      this.waitingDrain = false
+      this.kick()
+    }
+    if (this.client.conn.writableLength > 0) this.client.conn.once('drain', again)
+    else setTimeout(again, 50).unref()
   }
 
   private write (item: Item): void {

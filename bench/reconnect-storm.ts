@@ -1,0 +1,211 @@
+// Reconnect storm (issue 18): what an HA broker is for. Three `broker-ha
+// serve` processes; N clients spread over them round robin, P of them with
+// persistent sessions (Clean Session 0, a QoS 1 subscription each). One node
+// is SIGKILLed; its clients reconnect to the two survivors at once. While
+// that happens a publisher on a survivor sends QoS 1 messages to the
+// persistent sessions of the killed node. Prints one JSON line:
+//  - freshConnectMs: a single fresh node accepting N new connections (the yardstick);
+//  - reconnectMs: from the kill until every client of the killed node is connected again;
+//  - resumedMs: until every persistent session of the killed node is back with session present;
+//  - notResumed: persistent sessions that came back with session present 0;
+//  - acked / lost: QoS 1 messages acknowledged to the publisher during the storm, and of those never delivered;
+//  - peakRssMiB: the survivors' peak RSS (VmHWM).
+//
+//   node dist/bench/reconnect-storm.js [--clients 10000] [--persistent 3000]
+import { createConnection, type Socket } from 'node:net'
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { performance } from 'node:perf_hooks'
+import { encode, framer, acks, PUBACK } from '../src/bench/raw-client.js'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { ProcessNode, startProcessNode as StartProcessNode } from '../test/helpers/node.js'
+import { freeLoopbackAddress } from '../test/helpers/loopback.js'
+import { clusterConfig } from '../test/helpers/dataplane-cluster.js'
+
+// BENCH_BROKER_HA_ROOT: another built checkout whose broker-ha runs instead (bench/suite.ts).
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const { startProcessNode } = await import(join(process.env.BENCH_BROKER_HA_ROOT ?? ROOT, 'dist', 'test', 'helpers', 'node.js')) as { startProcessNode: typeof StartProcessNode }
+
+const { values: args } = parseArgs({ options: { clients: { type: 'string', default: '10000' }, persistent: { type: 'string', default: '3000' } } })
+const CLIENTS = Number(args.clients)
+const PERSISTENT = Number(args.persistent)
+const CONCURRENCY = 256
+
+const log = (line: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} storm: ${line}\n`) }
+const now = (): number => performance.now()
+
+interface Conn { socket: Socket, sessionPresent: boolean }
+
+/** CONNECT (MQTT 3.1.1) and wait for CONNACK; PUBLISHes after it go to onPublish (and are acknowledged). */
+async function connect (url: string, clientId: string, clean: boolean, onPublish: (payload: Buffer) => void = () => {}, timeoutMs = 60_000): Promise<Conn> {
+  const { hostname, port } = new URL(url)
+  const socket = createConnection({ host: hostname, port: Number(port) })
+  socket.on('error', () => {})
+  return await new Promise<Conn>((resolve, reject) => {
+    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`${clientId}: no CONNACK from ${url}`)) }, timeoutMs)
+    let ids: number[] = []
+    socket.on('data', framer((header, body) => {
+      const type = header & 0xF0
+      if (type === 0x20) {
+        clearTimeout(timer)
+        if (body[1] !== 0) { socket.destroy(); reject(new Error(`${clientId}: CONNACK ${body[1]}`)); return }
+        resolve({ socket, sessionPresent: (body[0]! & 1) === 1 })
+      } else if (type === 0x30) {
+        const topicLength = body.readUInt16BE(0)
+        let at = 2 + topicLength
+        if ((header & 0x06) !== 0) { ids.push(body.readUInt16BE(at)); at += 2 }
+        onPublish(body.subarray(at))
+      }
+    }, () => { if (ids.length > 0) { socket.write(acks(PUBACK, ids)); ids = [] } }))
+    socket.once('close', () => { clearTimeout(timer); reject(new Error(`${clientId}: closed before CONNACK`)) })
+    socket.write(encode({ cmd: 'connect', protocolId: 'MQTT', clientId, clean, keepalive: 300 }, 4))
+  })
+}
+
+async function inParallel (count: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, count) }, async () => {
+    while (next < count) await fn(next++)
+  }))
+}
+
+const peakRss = (pid: number): number => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024
+
+async function freshConnect (): Promise<number> {
+  const node = await startProcessNode({ mqtt: { max_connections: 0 } })
+  const sockets: Socket[] = []
+  try {
+    const t0 = now()
+    await inParallel(CLIENTS, async (i) => { sockets.push((await connect(node.mqttUrl, `fresh-${i}`, true)).socket) })
+    return now() - t0
+  } finally {
+    for (const s of sockets) s.destroy()
+    await node.stop('SIGKILL')
+  }
+}
+
+async function main (): Promise<void> {
+  const freshConnectMs = await freshConnect()
+  log(`a fresh node accepted ${CLIENTS} connections in ${Math.round(freshConnectMs)} ms`)
+
+  const hosts: string[] = []
+  for (let i = 0; i < 3; i++) hosts.push(await freeLoopbackAddress())
+  const nodes: ProcessNode[] = await Promise.all(hosts.map(async (h) => await startProcessNode(clusterConfig(h, hosts, { mqtt: { max_connections: 0 } }), { host: h })))
+  const sockets = new Set<Socket>()
+  try {
+    await sleep(3000)
+    const [victim, ...survivors] = nodes as [ProcessNode, ProcessNode, ProcessNode]
+    // Persistent sessions: every third client lands on the victim; each counts what it receives.
+    const received = new Set<number>()
+    const onPublish = (payload: Buffer): void => { if (payload.length >= 4) received.add(payload.readUInt32BE(0)) }
+    const victims: number[] = []
+    let reconnected = 0
+    let resumed = 0
+    let notResumed = 0
+    let lastReconnect = 0
+    let lastResumed = 0
+    let killedAt = Infinity
+    const reconnect = async (i: number, persistent: boolean): Promise<void> => {
+      const url = survivors[i % 2]!.mqttUrl
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const c = await connect(url, `storm-${i}`, !persistent, onPublish)
+          sockets.add(c.socket)
+          reconnected++
+          lastReconnect = now()
+          if (persistent) {
+            if (c.sessionPresent) { resumed++; lastResumed = now() } else notResumed++
+          }
+          return
+        } catch {
+          if (attempt > 20) return
+          await sleep(50)
+        }
+      }
+    }
+    await inParallel(CLIENTS, async (i) => {
+      const node = nodes[i % 3]!
+      const persistent = i < PERSISTENT
+      const c = await connect(node.mqttUrl, `storm-${i}`, !persistent, onPublish)
+      sockets.add(c.socket)
+      if (persistent) c.socket.write(encode({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `storm/${i}`, qos: 1 }] }, 4))
+      if (node === victim) {
+        victims.push(i)
+        c.socket.once('close', () => { sockets.delete(c.socket); if (now() >= killedAt) void reconnect(i, persistent) })
+      }
+    })
+    const victimPersistent = victims.filter((i) => i < PERSISTENT)
+    log(`${CLIENTS} clients connected (${victims.length} on the node to be killed, ${victimPersistent.length} of them persistent); waiting for sessions to settle`)
+    await sleep(5000)
+
+    // QoS 1 to the victim's persistent sessions from a survivor, before, during and after the kill.
+    const pub = await connect(survivors[0]!.mqttUrl, 'storm-publisher', true)
+    let acked = 0
+    const ackedSeqs: number[] = []
+    const pending = new Map<number, number>()
+    pub.socket.on('data', framer((header, body) => {
+      if ((header & 0xF0) === PUBACK) {
+        const seq = pending.get(body.readUInt16BE(0))
+        if (seq !== undefined) { acked++; ackedSeqs.push(seq); pending.delete(body.readUInt16BE(0)) }
+      }
+    }))
+    let seq = 0
+    let publishing = true
+    const publisher = (async () => {
+      while (publishing) {
+        for (let k = 0; k < 20 && victimPersistent.length > 0; k++) {
+          const target = victimPersistent[seq % victimPersistent.length]!
+          const id = (seq % 60000) + 1
+          const payload = Buffer.alloc(16)
+          payload.writeUInt32BE(seq, 0)
+          pending.set(id, seq)
+          pub.socket.write(encode({ cmd: 'publish', topic: `storm/${target}`, payload, qos: 1, messageId: id }, 4))
+          seq++
+        }
+        await sleep(10)
+      }
+    })()
+    await sleep(1000)
+    killedAt = now()
+    await victim.stop('SIGKILL')
+    log('killed one node')
+    const deadline = now() + 120_000
+    while (reconnected < victims.length && now() < deadline) await sleep(20)
+    const reconnectMs = lastReconnect - killedAt
+    log(`${reconnected}/${victims.length} reconnected in ${Math.round(reconnectMs)} ms; ${resumed} resumed, ${notResumed} without their session`)
+    await sleep(2000)
+    publishing = false
+    await publisher
+    // Stragglers: deliveries of everything acknowledged.
+    const drainUntil = now() + 15_000
+    while (ackedSeqs.some((s) => !received.has(s)) && now() < drainUntil) await sleep(100)
+    const lost = ackedSeqs.filter((s) => !received.has(s)).length
+    const result = {
+      clients: CLIENTS,
+      persistent: PERSISTENT,
+      victimClients: victims.length,
+      victimPersistent: victimPersistent.length,
+      freshConnectMs: Math.round(freshConnectMs),
+      reconnectMs: Math.round(reconnectMs),
+      resumedMs: Math.round(lastResumed - killedAt),
+      reconnected,
+      resumed,
+      notResumed,
+      sent: seq,
+      acked,
+      lost,
+      peakRssMiB: survivors.map((n) => Math.round(peakRss(n.child.pid!)))
+    }
+    log(JSON.stringify(result))
+    process.stdout.write(JSON.stringify(result) + '\n')
+    pub.socket.destroy()
+  } finally {
+    for (const s of sockets) s.destroy()
+    await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL')))
+  }
+}
+
+await main()
+process.exit(0)
