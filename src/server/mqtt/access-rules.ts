@@ -26,7 +26,12 @@ export class AccessRules {
   /** No ACL rule restricts anything: deliveries need no check (kept here: asked per message). */
   unrestricted: boolean
   private generation = 0
-  private readonly entries = new Map<Client, Entry>()
+  // Kept as long as aedes holds the client object, not only while it is
+  // connected: a delayed will is authorized (against the rules then in force)
+  // when it fires, after the connection closed.
+  private readonly entries = new WeakMap<Client, Entry>()
+  /** Connected clients, which a reload checks again. */
+  private readonly connected = new Set<Client>()
 
   constructor (mqtt: { auth: readonly AuthRuleConfig[], acl: readonly AclRuleConfig[] }) {
     this.policy = new AccessPolicy(mqtt)
@@ -42,11 +47,12 @@ export class AccessRules {
     }
   }
 
-  /** Records an admitted client; forgotten when its connection closes. */
+  /** Records an admitted client; a reload stops checking it when its connection closes. */
   admit (client: Client, who: ClientIdentity, verified: Set<string>): AclView {
     const view = this.policy.aclFor(who)
     this.entries.set(client, { who, verified, view, generation: this.generation })
-    client.conn.once('close', () => this.entries.delete(client))
+    this.connected.add(client)
+    client.conn.once('close', () => this.connected.delete(client))
     return view
   }
 
@@ -72,11 +78,14 @@ export class AccessRules {
     this.generation++
     if (!disconnect) return []
     const gone: string[] = []
-    for (const [client, entry] of [...this.entries]) {
+    for (const client of [...this.connected]) {
+      const entry = this.entries.get(client)
+      if (entry === undefined) continue
       const known: PasswordCheck = async (_presented, stored) => entry.verified.has(stored)
       const decision = await this.policy.authenticate(entry.who, Buffer.alloc(0), known)
       if (decision.allowed) continue
       gone.push(client.id)
+      this.connected.delete(client)
       this.entries.delete(client)
       // aedes writes the DISCONNECT to MQTT 5 clients only; others see the connection close.
       client.disconnect({ reasonCode: NOT_AUTHORIZED })
