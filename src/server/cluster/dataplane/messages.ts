@@ -90,7 +90,11 @@ export type DataPlaneMessage =
   /** A publish the sender had sent to `from` (rescue-request `requestId`), which died before settling it. */
   | { kind: 'rescue', requestId: string, publish: ForwardedPublish }
   /** The sender takes over sessions of `from`, which died (or restarted): send your unsettled publishes to it. */
-  | { kind: 'rescue-request', from: string, requestId: string }
+  /**
+   * `filters`: the requesting sessions' subscriptions; only publishes matching
+   * one are sent back (absent: every publish `from` never settled).
+   */
+  | { kind: 'rescue-request', from: string, requestId: string, filters?: string[] }
   /** The sender sent every rescue it had for request `requestId`. */
   | { kind: 'rescue-done', requestId: string }
   /**
@@ -201,7 +205,7 @@ export function encodeMessage (m: DataPlaneMessage): Buffer {
     case 'publish': writePublish(w, m.publish); break
     case 'rescue': w.json({ requestId: m.requestId }); writePublish(w, m.publish); break
     case 'rescue-done': w.json({ requestId: m.requestId }); break
-    case 'rescue-request': w.json({ from: m.from, requestId: m.requestId }); break
+    case 'rescue-request': w.json({ from: m.from, requestId: m.requestId, ...(m.filters === undefined ? {} : { filters: m.filters }) }); break
     case 'barrier-request': w.json({ id: m.id, from: m.from }); break
     case 'barrier-done': w.json({ id: m.id }); break
     case 'replica-lost': w.json({ clientIds: m.clientIds }); break
@@ -248,7 +252,8 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
     case KIND['rescue-request']: {
       const h = object(r.json())
       if (typeof h.from !== 'string' || typeof h.requestId !== 'string') throw new MessageDecodeError('bad rescue-request')
-      m = { kind: 'rescue-request', from: h.from, requestId: h.requestId }
+      if (h.filters !== undefined && (!Array.isArray(h.filters) || !h.filters.every((f) => typeof f === 'string'))) throw new MessageDecodeError('bad rescue-request filters')
+      m = { kind: 'rescue-request', from: h.from, requestId: h.requestId, ...(h.filters === undefined ? {} : { filters: h.filters as string[] }) }
       break
     }
     case KIND['barrier-request']: {

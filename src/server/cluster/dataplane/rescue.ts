@@ -18,6 +18,7 @@ import { decodeMessage, encodeMessage, type DataPlaneMessage, type ForwardedPubl
 import type { PeerLink, DeliveryInfo } from './peer-link.js'
 import { inboundPacket } from './inbound.js'
 import { routable } from './local-routes.js'
+import { FilterTrie } from './filter-trie.js'
 
 /** How long a restarted peer's unsettled publishes are kept for the nodes taking over its sessions. */
 export const RESCUE_WINDOW_MS = 60_000
@@ -30,6 +31,12 @@ const MAX_ORPHANS = 100_000
 
 /** How long a node that took sessions over waits for the rescues before delivering to them. */
 export const RESCUE_ANSWER_TIMEOUT_MS = 1000
+
+/**
+ * Most filters a rescue request names; beyond it the request names none and
+ * gets every unsettled publish (the requester keeps what matches).
+ */
+const MAX_REQUEST_FILTERS = 10_000
 
 interface Request {
   from: string
@@ -97,9 +104,10 @@ export class Rescue {
     const request: Request = { from: dead, sessions: new Set(clientIds), waiting: new Set(), done, finish, until: now + RESCUE_WINDOW_MS }
     for (const [rid, r] of this.requests) if (r.until < now) this.requests.delete(rid)
     this.requests.set(id, request)
+    const filters = this.filtersOf(request.sessions)
     for (const peer of this.ctx.links.upPeers()) {
       if (peer === dead) continue
-      sendControl(this.ctx, peer, { kind: 'rescue-request', from: dead, requestId: id })
+      sendControl(this.ctx, peer, { kind: 'rescue-request', from: dead, requestId: id, ...(filters === undefined ? {} : { filters }) })
       request.waiting.add(peer)
     }
     const own = this.unsettledTo(dead)
@@ -111,13 +119,42 @@ export class Rescue {
     return Promise.all([done, ...mine]).then(() => clearTimeout(timer))
   }
 
-  /** A peer took over sessions of `dead`: it gets what `dead` never settled from us. */
-  answer (link: PeerLink, dead: string, requestId: string): void {
+  /** The sessions' subscriptions, which is all a peer needs to send back; undefined: too many to name. */
+  private filtersOf (clientIds: ReadonlySet<string>): string[] | undefined {
+    const filters = new Set<string>()
+    for (const clientId of clientIds) {
+      for (const f of this.ctx.store.storedFilters(clientId)) {
+        if (!routable(f)) continue
+        filters.add(f)
+        if (filters.size > MAX_REQUEST_FILTERS) return undefined
+      }
+    }
+    return [...filters]
+  }
+
+  /**
+   * A peer took over sessions of `dead`: it gets what `dead` never settled
+   * from us (what matches `filters`, when the request names them), then
+   * rescue-done. A full link is waited for, never skipped: a rescue dropped
+   * here is a message lost after its publisher was acknowledged.
+   */
+  async answer (link: PeerLink, dead: string, requestId: string, filters?: readonly string[]): Promise<void> {
+    let wanted: FilterTrie<true> | undefined
+    if (filters !== undefined) {
+      wanted = new FilterTrie()
+      for (const f of filters) wanted.add(f, true)
+    }
     let n = 0
     for (const publish of this.unsettledTo(dead)) {
-      link.send(encodeMessage({ kind: 'rescue', requestId, publish }), 'held')
+      if (wanted !== undefined && !matchesAny(wanted, publish.topic)) continue
+      const buf = encodeMessage({ kind: 'rescue', requestId, publish })
+      while (link.send(buf, 'held') === 'backpressure') {
+        await link.whenWritable()
+        if (link.state === 'stopped') return
+      }
       n++
     }
+    if (link.state === 'stopped') return
     sendControl(this.ctx, link.peerName, { kind: 'rescue-done', requestId })
     if (n > 0) this.ctx.log.info({ peer: dead, to: link.peerName, publishes: n }, 'sent the publishes a gone peer never settled to the node taking its sessions over')
   }
@@ -172,4 +209,10 @@ export class Rescue {
     }
     if (waits.length > 0) await Promise.all(waits)
   }
+}
+
+function matchesAny (trie: FilterTrie<true>, topic: string): boolean {
+  let found = false
+  trie.match(topic, () => { found = true })
+  return found
 }

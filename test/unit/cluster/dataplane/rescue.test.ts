@@ -1,0 +1,75 @@
+// What a node sends the node taking over a dead peer's sessions (rescue.ts),
+// over a link that fills up: a rescue is never dropped, and only what the
+// requesting sessions subscribe to crosses.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Rescue } from '../../../../src/server/cluster/dataplane/rescue.js'
+import { decodeMessage, encodeMessage, type DataPlaneMessage, type ForwardedPublish } from '../../../../src/server/cluster/dataplane/messages.js'
+import type { DataPlaneContext } from '../../../../src/server/cluster/dataplane/context.js'
+import type { PeerLink } from '../../../../src/server/cluster/dataplane/peer-link.js'
+
+const publish = (topic: string, counter: number): ForwardedPublish => ({
+  origin: 'node-a', brokerId: 'node-a@1', brokerCounter: counter, topic, payload: Buffer.from(String(counter)), qos: 1, retain: false, plain: true, shared: [], sessions: []
+})
+
+/** A link whose buffer holds `capacity` messages until the test drains it. */
+class FakeLink {
+  readonly sent: DataPlaneMessage[] = []
+  state: PeerLink['state'] = 'up'
+  private buffered = 0
+  private waiters: Array<() => void> = []
+  constructor (readonly peerName: string, private readonly capacity: number, private readonly unsettled: ForwardedPublish[] = []) {}
+  send (payload: Buffer, mode: string): string {
+    if (mode !== 'control' && this.buffered >= this.capacity) return 'backpressure'
+    this.buffered++
+    this.sent.push(decodeMessage(payload))
+    return 'queued'
+  }
+
+  async whenWritable (): Promise<void> {
+    if (this.buffered < this.capacity) return
+    await new Promise<void>((resolve) => this.waiters.push(resolve))
+  }
+
+  drain (): void {
+    this.buffered = 0
+    for (const w of this.waiters.splice(0)) w()
+  }
+
+  unheld (): Array<{ seq: number, payload: Buffer }> {
+    return this.unsettled.map((p, i) => ({ seq: i + 1, payload: encodeMessage({ kind: 'publish', publish: p }) }))
+  }
+}
+
+function rescueWith (links: FakeLink[]): Rescue {
+  const byName = new Map(links.map((l) => [l.peerName, l]))
+  const log = { info: () => {}, debug: () => {}, warn: () => {} }
+  const ctx = { name: 'node-b', log, links: { get: (p: string) => byName.get(p), upPeers: () => [...byName.keys()] } }
+  return new Rescue(ctx as unknown as DataPlaneContext)
+}
+
+test('a rescue answer waits for a full link instead of dropping what does not fit, and says done last', async () => {
+  const unsettled = Array.from({ length: 50 }, (_, i) => publish(`storm/${i % 5}`, i + 1))
+  const dead = new FakeLink('node-dead', Infinity, unsettled)
+  const taker = new FakeLink('node-c', 8)
+  const rescue = rescueWith([dead, taker])
+  let answered = false
+  const answer = rescue.answer(taker as unknown as PeerLink, 'node-dead', 'r1').then(() => { answered = true })
+  for (let i = 0; i < 20 && !answered; i++) {
+    await new Promise((resolve) => setImmediate(resolve))
+    taker.drain()
+  }
+  await answer
+  const rescued = taker.sent.filter((m) => m.kind === 'rescue').map((m) => (m as { publish: ForwardedPublish }).publish.brokerCounter)
+  assert.deepEqual(rescued, unsettled.map((p) => p.brokerCounter), 'every unsettled publish, in order')
+  assert.equal(taker.sent.at(-1)?.kind, 'rescue-done')
+})
+
+test('a rescue answer carries only what the requesting sessions subscribe to', async () => {
+  const unsettled = [publish('storm/1', 1), publish('storm/2', 2), publish('other/x', 3), publish('storm/1', 4)]
+  const dead = new FakeLink('node-dead', Infinity, unsettled)
+  const taker = new FakeLink('node-c', Infinity)
+  await rescueWith([dead, taker]).answer(taker as unknown as PeerLink, 'node-dead', 'r1', ['storm/1', 'other/#'])
+  const rescued = taker.sent.filter((m) => m.kind === 'rescue').map((m) => (m as { publish: ForwardedPublish }).publish.brokerCounter)
+  assert.deepEqual(rescued, [1, 3, 4])
+})
