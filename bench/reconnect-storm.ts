@@ -11,9 +11,11 @@
 //  - acked / lost: QoS 1 messages acknowledged to the publisher during the storm, and of those never delivered;
 //  - peakRssMiB: the survivors' peak RSS (VmHWM).
 //
-//   node dist/bench/reconnect-storm.js [--clients 10000] [--persistent 3000]
+//   node dist/bench/reconnect-storm.js [--clients 10000] [--persistent 3000] [--logs DIR]
+//
+// --logs DIR writes each node's debug log there (node-0.log is the one killed).
 import { createConnection, type Socket } from 'node:net'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { performance } from 'node:perf_hooks'
@@ -28,7 +30,7 @@ import { clusterConfig } from '../test/helpers/dataplane-cluster.js'
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const { startProcessNode } = await import(join(process.env.BENCH_BROKER_HA_ROOT ?? ROOT, 'dist', 'test', 'helpers', 'node.js')) as { startProcessNode: typeof StartProcessNode }
 
-const { values: args } = parseArgs({ options: { clients: { type: 'string', default: '10000' }, persistent: { type: 'string', default: '3000' } } })
+const { values: args } = parseArgs({ options: { clients: { type: 'string', default: '10000' }, persistent: { type: 'string', default: '3000' }, logs: { type: 'string' } } })
 const CLIENTS = Number(args.clients)
 const PERSISTENT = Number(args.persistent)
 const CONCURRENCY = 256
@@ -92,7 +94,7 @@ async function main (): Promise<void> {
 
   const hosts: string[] = []
   for (let i = 0; i < 3; i++) hosts.push(await freeLoopbackAddress())
-  const nodes: ProcessNode[] = await Promise.all(hosts.map(async (h) => await startProcessNode(clusterConfig(h, hosts, { mqtt: { max_connections: 0 } }), { host: h })))
+  const nodes: ProcessNode[] = await Promise.all(hosts.map(async (h) => await startProcessNode(clusterConfig(h, hosts, { mqtt: { max_connections: 0 }, ...(args.logs !== undefined ? { log: { level: 'debug' } } : {}) }), { host: h })))
   const sockets = new Set<Socket>()
   try {
     await sleep(3000)
@@ -152,6 +154,7 @@ async function main (): Promise<void> {
       }
     }))
     let seq = 0
+    const sentAt = new Map<number, number>()
     let publishing = true
     const publisher = (async () => {
       while (publishing) {
@@ -161,6 +164,7 @@ async function main (): Promise<void> {
           const payload = Buffer.alloc(16)
           payload.writeUInt32BE(seq, 0)
           pending.set(id, seq)
+          sentAt.set(seq, now())
           pub.socket.write(encode({ cmd: 'publish', topic: `storm/${target}`, payload, qos: 1, messageId: id }, 4))
           seq++
         }
@@ -181,7 +185,21 @@ async function main (): Promise<void> {
     // Stragglers: deliveries of everything acknowledged.
     const drainUntil = now() + 15_000
     while (ackedSeqs.some((s) => !received.has(s)) && now() < drainUntil) await sleep(100)
-    const lost = ackedSeqs.filter((s) => !received.has(s)).length
+    const lostSeqs = ackedSeqs.filter((s) => !received.has(s))
+    const lost = lostSeqs.length
+    if (lost > 0) {
+      // Where to look: when the lost messages were sent, and for which sessions.
+      const byTime = new Map<number, number>()
+      const byTarget = new Map<number, number>()
+      for (const s of lostSeqs) {
+        const b = Math.floor((sentAt.get(s)! - killedAt) / 250) * 250
+        byTime.set(b, (byTime.get(b) ?? 0) + 1)
+        const t = victimPersistent[s % victimPersistent.length]!
+        byTarget.set(t, (byTarget.get(t) ?? 0) + 1)
+      }
+      log(`lost by send time (ms from kill): ${JSON.stringify([...byTime].sort((a, b) => a[0] - b[0]))}`)
+      log(`lost targets: ${byTarget.size}: ${JSON.stringify([...byTarget].slice(0, 40))}`)
+    }
     const result = {
       clients: CLIENTS,
       persistent: PERSISTENT,
@@ -204,6 +222,10 @@ async function main (): Promise<void> {
   } finally {
     for (const s of sockets) s.destroy()
     await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL')))
+    if (args.logs !== undefined) {
+      mkdirSync(args.logs, { recursive: true })
+      nodes.forEach((n, i) => writeFileSync(join(args.logs!, `node-${i}.log`), n.output()))
+    }
   }
 }
 

@@ -2,6 +2,7 @@
 // seed again with the nodes' logs (SIM_LOG=debug) to see what happened.
 //
 //   npm run sim -- [--seeds 1-200] [--nodes 3] [--faults kill,stop] [--duration 6000] [--every 10]
+//                  [--persistent 3] [--publishers 2]
 import { parseArgs } from 'node:util'
 import { runScenario, FAULTS, type SimFault } from '../test/sim/scenario.js'
 
@@ -12,6 +13,8 @@ const { values } = parseArgs({
     faults: { type: 'string', default: FAULTS.join(',') },
     duration: { type: 'string', default: '6000' },
     every: { type: 'string', default: '10' },
+    persistent: { type: 'string', default: '3' },
+    publishers: { type: 'string', default: '2' },
     verbose: { type: 'boolean', default: false }
   }
 })
@@ -20,7 +23,7 @@ let failed = 0
 const started = Date.now()
 for (let seed = from; seed <= (to ?? from); seed++) {
   const t0 = Date.now()
-  const r = await runScenario({ seed, nodes: Number(values.nodes), faults: values.faults.split(',') as SimFault[], durationMs: Number(values.duration), publishEveryMs: Number(values.every) })
+  const r = await runScenario({ seed, nodes: Number(values.nodes), faults: values.faults.split(',') as SimFault[], durationMs: Number(values.duration), publishEveryMs: Number(values.every), persistentSubscribers: Number(values.persistent), publishers: Number(values.publishers) })
   if (!r.ok) failed++
   console.log(`seed ${seed}: ${r.ok ? 'ok  ' : 'FAIL'} acked ${r.acked} deliveries ${r.deliveries} max wait ${r.maxWaitMs} ms ack p50/p99/max ${r.ackMs.p50}/${r.ackMs.p99}/${r.ackMs.max} ms history ${r.digest} (${Date.now() - t0} ms real)`)
   if (!r.ok || values.verbose) {
