@@ -11,9 +11,12 @@
 //  - acked / lost: QoS 1 messages acknowledged to the publisher during the storm, and of those never delivered;
 //  - peakRssMiB: the survivors' peak RSS (VmHWM).
 //
-//   node dist/bench/reconnect-storm.js [--clients 10000] [--persistent 3000] [--logs DIR]
+//   node dist/bench/reconnect-storm.js [--clients 10000] [--persistent 3000] [--logs DIR] [--skip-fresh]
 //
 // --logs DIR writes each node's debug log there (node-0.log is the one killed).
+// --skip-fresh leaves out the yardstick (freshConnectMs is then null): the
+// integration test (test/integration/reconnect-storm.test.ts) only checks
+// that nothing is lost.
 import { createConnection, type Socket } from 'node:net'
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -30,7 +33,7 @@ import { clusterConfig } from '../test/helpers/dataplane-cluster.js'
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const { startProcessNode } = await import(join(process.env.BENCH_BROKER_HA_ROOT ?? ROOT, 'dist', 'test', 'helpers', 'node.js')) as { startProcessNode: typeof StartProcessNode }
 
-const { values: args } = parseArgs({ options: { clients: { type: 'string', default: '10000' }, persistent: { type: 'string', default: '3000' }, logs: { type: 'string' } } })
+const { values: args } = parseArgs({ options: { clients: { type: 'string', default: '10000' }, persistent: { type: 'string', default: '3000' }, logs: { type: 'string' }, 'skip-fresh': { type: 'boolean', default: false } } })
 const CLIENTS = Number(args.clients)
 const PERSISTENT = Number(args.persistent)
 const CONCURRENCY = 256
@@ -38,7 +41,7 @@ const CONCURRENCY = 256
 const log = (line: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} storm: ${line}\n`) }
 const now = (): number => performance.now()
 
-interface Conn { socket: Socket, sessionPresent: boolean }
+interface Conn { socket: Socket, sessionPresent: boolean, subscribed: Promise<void> }
 
 /** CONNECT (MQTT 3.1.1) and wait for CONNACK; PUBLISHes after it go to onPublish (and are acknowledged). */
 async function connect (url: string, clientId: string, clean: boolean, onPublish: (payload: Buffer) => void = () => {}, timeoutMs = 60_000): Promise<Conn> {
@@ -48,12 +51,16 @@ async function connect (url: string, clientId: string, clean: boolean, onPublish
   return await new Promise<Conn>((resolve, reject) => {
     const timer = setTimeout(() => { socket.destroy(); reject(new Error(`${clientId}: no CONNACK from ${url}`)) }, timeoutMs)
     let ids: number[] = []
+    let onSuback: () => void = () => {}
+    const subscribed = new Promise<void>((resolve) => { onSuback = resolve })
     socket.on('data', framer((header, body) => {
       const type = header & 0xF0
       if (type === 0x20) {
         clearTimeout(timer)
         if (body[1] !== 0) { socket.destroy(); reject(new Error(`${clientId}: CONNACK ${body[1]}`)); return }
-        resolve({ socket, sessionPresent: (body[0]! & 1) === 1 })
+        resolve({ socket, sessionPresent: (body[0]! & 1) === 1, subscribed })
+      } else if (type === 0x90) {
+        onSuback()
       } else if (type === 0x30) {
         const topicLength = body.readUInt16BE(0)
         let at = 2 + topicLength
@@ -73,6 +80,25 @@ async function inParallel (count: number, fn: (i: number) => Promise<void>): Pro
   }))
 }
 
+/** The sum of a metric's samples on a node's /metrics. */
+async function metric (node: ProcessNode, name: string): Promise<number> {
+  const text = await (await fetch(`${node.apiUrl}/metrics`)).text()
+  let sum = 0
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.slice(line.lastIndexOf(' ') + 1))
+  }
+  return sum
+}
+
+/** Polls `check` until it holds, or fails after `timeoutMs` saying what it waited for. */
+async function until (what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = now() + timeoutMs
+  while (!await check()) {
+    if (now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(100)
+  }
+}
+
 const peakRss = (pid: number): number => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024
 
 async function freshConnect (): Promise<number> {
@@ -89,15 +115,15 @@ async function freshConnect (): Promise<number> {
 }
 
 async function main (): Promise<void> {
-  const freshConnectMs = await freshConnect()
-  log(`a fresh node accepted ${CLIENTS} connections in ${Math.round(freshConnectMs)} ms`)
+  const freshConnectMs = args['skip-fresh'] ? null : await freshConnect()
+  if (freshConnectMs !== null) log(`a fresh node accepted ${CLIENTS} connections in ${Math.round(freshConnectMs)} ms`)
 
   const hosts: string[] = []
   for (let i = 0; i < 3; i++) hosts.push(await freeLoopbackAddress())
   const nodes: ProcessNode[] = await Promise.all(hosts.map(async (h) => await startProcessNode(clusterConfig(h, hosts, { mqtt: { max_connections: 0 }, ...(args.logs !== undefined ? { log: { level: 'debug' } } : {}) }), { host: h })))
   const sockets = new Set<Socket>()
   try {
-    await sleep(3000)
+    await until('a full mesh of peer links', async () => (await Promise.all(nodes.map(async (n) => await metric(n, 'broker_cluster_link_up')))).every((up) => up === 2))
     const [victim, ...survivors] = nodes as [ProcessNode, ProcessNode, ProcessNode]
     // Persistent sessions: every third client lands on the victim; each counts what it receives.
     const received = new Set<number>()
@@ -122,8 +148,9 @@ async function main (): Promise<void> {
           }
           return
         } catch {
-          if (attempt > 20) return
-          await sleep(50)
+          // Devices retry for as long as it takes; the bench for a minute.
+          if (now() - killedAt > 60_000) return
+          await sleep(Math.min(50 * 2 ** attempt, 1000))
         }
       }
     }
@@ -132,15 +159,18 @@ async function main (): Promise<void> {
       const persistent = i < PERSISTENT
       const c = await connect(node.mqttUrl, `storm-${i}`, !persistent, onPublish)
       sockets.add(c.socket)
-      if (persistent) c.socket.write(encode({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `storm/${i}`, qos: 1 }] }, 4))
+      if (persistent) {
+        c.socket.write(encode({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `storm/${i}`, qos: 1 }] }, 4))
+        await c.subscribed
+      }
       if (node === victim) {
         victims.push(i)
         c.socket.once('close', () => { sockets.delete(c.socket); if (now() >= killedAt) void reconnect(i, persistent) })
       }
     })
     const victimPersistent = victims.filter((i) => i < PERSISTENT)
-    log(`${CLIENTS} clients connected (${victims.length} on the node to be killed, ${victimPersistent.length} of them persistent); waiting for sessions to settle`)
-    await sleep(5000)
+    log(`${CLIENTS} clients connected (${victims.length} on the node to be killed, ${victimPersistent.length} of them persistent); waiting for every session's replica`)
+    await until('a replica of every persistent session', async () => (await Promise.all(nodes.map(async (n) => await metric(n, 'broker_cluster_session_replicas')))).reduce((a, b) => a + b, 0) >= PERSISTENT)
 
     // QoS 1 to the victim's persistent sessions from a survivor, before, during and after the kill.
     const pub = await connect(survivors[0]!.mqttUrl, 'storm-publisher', true)
@@ -182,7 +212,8 @@ async function main (): Promise<void> {
     await sleep(2000)
     publishing = false
     await publisher
-    // Stragglers: deliveries of everything acknowledged.
+    // The last acknowledgements, then the stragglers: deliveries of everything acknowledged.
+    await until('the publisher\'s last acknowledgements', async () => pending.size === 0, 15_000).catch(() => {})
     const drainUntil = now() + 15_000
     while (ackedSeqs.some((s) => !received.has(s)) && now() < drainUntil) await sleep(100)
     const lostSeqs = ackedSeqs.filter((s) => !received.has(s))
@@ -205,7 +236,7 @@ async function main (): Promise<void> {
       persistent: PERSISTENT,
       victimClients: victims.length,
       victimPersistent: victimPersistent.length,
-      freshConnectMs: Math.round(freshConnectMs),
+      freshConnectMs: freshConnectMs === null ? null : Math.round(freshConnectMs),
       reconnectMs: Math.round(reconnectMs),
       resumedMs: Math.round(lastResumed - killedAt),
       reconnected,
