@@ -61,7 +61,9 @@ export function listenerProblems (config: Config): Array<[string, string]> {
       const a = taken[i]!
       const b = taken[j]!
       if (a.port === b.port && (a.bind === b.bind || wildcard(a.bind) || wildcard(b.bind))) {
-        problems.push([b.key, `port ${b.port} is already used by ${a.key}`])
+        // The usual case: a plain listener in mqtt.listeners on 1883 beside mqtt.port's default.
+        const hint = a.key === 'mqtt.port' ? ' (mqtt.port is the first plain listener: change this port, or set mqtt.port: 0 to list every listener here)' : ''
+        problems.push([b.key, `port ${b.port} is already used by ${a.key}${hint}`])
       }
     }
   }

@@ -103,3 +103,17 @@ test('log.clients: false keeps the log quiet about clients', async () => {
   assert.ok(lines.some((l) => l.msg === 'MQTT listening'), 'the node\'s own lines still come')
   assert.deepEqual(lines.filter((l) => l.client === id), [])
 })
+
+test('an MQTT 5 PUBLISH refused by the ACL keeps the connection: its later DISCONNECT is the reason, and no client error is logged', async () => {
+  const { url, lines } = await start({ mqtt: { acl: [{ filters: { 'open/#': 3, 'closed/#': 0 } }] } as never })
+  const id = uniqueId('refused')
+  const c = await connect(url, { clientId: id, protocolVersion: 5 })
+  const refused = await new Promise<(Error & { code?: number }) | undefined>((resolve) => c.publish('closed/x', 'no', { qos: 1 }, (err) => resolve(err ?? undefined)))
+  assert.equal(refused?.code, 0x87, 'PUBACK 0x87')
+  await c.publishAsync('open/x', 'yes', { qos: 1 })
+  await c.endAsync()
+  const [gone] = await waitFor(() => { const l = about(lines, id, 'client disconnected'); return l.length === 1 ? l : undefined }, { message: 'the disconnect line' })
+  assert.equal(gone!.reason, 'client sent DISCONNECT')
+  assert.equal(lines.filter((l) => l.msg === 'MQTT client error' && l.client === id).length, 0)
+  assert.equal(lines.filter((l) => l.msg === 'MQTT publish refused: not authorized' && l.clientId === id).length, 1)
+})

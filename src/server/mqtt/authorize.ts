@@ -134,7 +134,7 @@ export function installAccessControl (hooks: AedesHooks, options: AccessControlO
     if (client.version === 5 || !fromWire) {
       // MQTT 5 (aedes answers 0x87 and keeps the connection), or a will
       // (aedes then skips publishing it).
-      return callback(new Error(`not authorized to publish to ${packet.topic}`))
+      return callback(connectionKept(new Error(`not authorized to publish to ${packet.topic}`)))
     }
     dropAndAcknowledge(client, packet)
     callback(null)
@@ -201,4 +201,17 @@ function refusalCounter (registry: Registry): Counter<'kind'> {
   // Zero series up front, so dashboards and alerts see them before the first refusal.
   for (const kind of ['connect', 'publish', 'subscribe'] as const) counter.inc({ kind }, 0)
   return counter
+}
+
+/**
+ * Marks an error aedes reports on 'clientError' although the connection
+ * stays (an MQTT 5 PUBLISH refused with 0x87): not a reason the client went,
+ * and logged already as a refusal.
+ */
+export function connectionKept (err: Error): Error {
+  return Object.assign(err, { connectionKept: true })
+}
+
+export function keepsConnection (err: Error): boolean {
+  return (err as { connectionKept?: unknown }).connectionKept === true
 }

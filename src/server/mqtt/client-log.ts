@@ -15,6 +15,7 @@ import { internals, brokerInternals } from './aedes-internals.js'
 import type { AedesHooks } from './hooks.js'
 import { DISCONNECT_REASONS } from './disconnect.js'
 import { remoteOf as connectionRemote, formatRemote } from './listeners/connection-info.js'
+import { keepsConnection } from './authorize.js'
 
 const PROTOCOLS: Record<number, string> = { 3: '3.1', 4: '3.1.1', 5: '5.0' }
 
@@ -72,7 +73,7 @@ export class ClientLog {
       }, 'client connected')
     })
     aedes.on('keepaliveTimeout', (client: Client) => this.because(client, 'keep alive timeout'))
-    aedes.on('clientError', (client: Client, err: Error) => this.because(client, errorReason(err)))
+    aedes.on('clientError', (client: Client, err: Error) => { if (!keepsConnection(err)) this.because(client, errorReason(err)) })
     aedes.on('clientDisconnect', (client: Client) => {
       const s = this.seen.get(client)
       this.log.info({

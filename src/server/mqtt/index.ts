@@ -48,7 +48,7 @@ import { forwardedPropertiesLayer } from './forwarded-properties.js'
 import { topicAliasesLayer, outboundAliasLayer } from './topic-aliases.js'
 import { shutdown } from './shutdown.js'
 import { orderlyEnds } from './disconnect.js'
-import { installAccessControl } from './authorize.js'
+import { installAccessControl, keepsConnection } from './authorize.js'
 import { installSubscriptionQuota, quotaRefusalCode, refuseWholeSubscribe, type QuotaOptions } from './subscription-quota.js'
 import type { AccessRules } from './access-rules.js'
 import { AedesHooks } from './hooks.js'
@@ -288,6 +288,7 @@ export class MqttServer {
     const { log } = this.options
     const infoClientError = rateLimited(log)
     const onClientError = (client: Client, err: Error): void => {
+      if (keepsConnection(err)) return
       if (err.message === 'packet too large') {
         this.metrics.limit('packet_size')
         const guard = guardOf(client)
