@@ -111,6 +111,13 @@ test('with api.user and no cluster key, other members are not asked at all (ther
   assert.deepEqual(body[n.config.cluster.name], [])
   assert.match((body.collector as { error: string }).error, /api\.user is set and there is no cluster\.config\.secret_key/)
   assert.equal(member.seen.length, 0)
+
+  // A reload that removes api.user: the API is open again, and so are member calls.
+  n.node.api.replaceUsers({})
+  const open = await call(`${n.apiUrl}/proxy/api/mqtt/clients`)
+  assert.equal(open.status, 200)
+  assert.equal((JSON.parse(open.text) as Record<string, { error?: string }>).collector?.error, undefined)
+  assert.equal(member.seen.length, 1, 'the member was asked')
 })
 
 test('a member advertising an API address with a path or a foreign host is not called; its entry says why', async () => {

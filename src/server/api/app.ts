@@ -26,7 +26,7 @@ import { MEMBER_HEADER, type MemberCredential } from '../../security/member-cred
 import type { LoginBackoff } from '../../security/login-backoff.js'
 import { callerAddress, isLocalCaller, LOCAL_ONLY_MESSAGE, needsTrustedCaller } from './caller-trust.js'
 import { isLocalScope } from './local-scope.js'
-import { NO_KEY_WITH_API_USER } from './member-calls.js'
+import { memberCallsProblem } from './member-calls.js'
 
 export interface AppDeps {
   log: Logger
@@ -190,7 +190,8 @@ export async function buildApp (deps: AppDeps): Promise<FastifyInstance> {
     membership: deps.membership,
     dispatcher: deps.dispatcher,
     timeoutMs: deps.proxyTimeoutMs,
-    refused: deps.auth.enabled && !deps.memberCredential.enabled ? NO_KEY_WITH_API_USER : undefined
+    // Asked per request: a reload may set or clear api.user.
+    refused: () => memberCallsProblem({ apiUserSet: deps.auth.enabled, credential: deps.memberCredential })
   })
   if (deps.faults !== undefined) chaosFaultRoutes(app, { faults: deps.faults })
   return app

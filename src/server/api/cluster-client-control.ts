@@ -72,8 +72,8 @@ export interface ClusterClientControlOptions {
   /** Deadline of each member request, ms (api.proxy_timeout). */
   timeoutMs: number
   log: Logger
-  /** Set when other members cannot be asked (api.user without a cluster key): why, as each one's failure. */
-  refused?: string | undefined
+  /** Why other members cannot be asked (api.user without a cluster key), as each one's failure; undefined when they can. */
+  refused?: () => string | undefined
 }
 
 export class ClusterClientControl implements ClientControl {
@@ -139,7 +139,8 @@ export class ClusterClientControl implements ClientControl {
   }
 
   private client (member: Member, _request: ClientControlRequest): ApiClient {
-    if (this.options.refused !== undefined) throw new MemberCallsRefused(this.options.refused)
+    const refused = this.options.refused?.()
+    if (refused !== undefined) throw new MemberCallsRefused(refused)
     // No Authorization: the caller's credentials are for this node only.
     return new ApiClient({ baseUrl: memberApiUrl(member), timeoutMs: this.options.timeoutMs, dispatcher: this.dispatcher })
   }

@@ -90,9 +90,8 @@ export class ApiServer {
     // Derived once; the key string read here is not kept (config/secrets.ts).
     const cc = config.cluster.config
     const credential = new MemberCredential([cc.secret_key, ...cc.secondary_keys], config.cluster.label)
-    const refused = memberCallsProblem({ apiUserSet: auth.enabled, credential })
     if (!auth.enabled) log.warn('HTTP API /api and /proxy are open to anyone who reaches api.port, /debug and client/stop to callers on this host: set api.user to require basic auth')
-    if (refused !== undefined) log.warn('api.user is set and cluster.config.secret_key is not: /proxy and client control answer for this node only (other members cannot be authenticated to)')
+    if (memberCallsProblem({ apiUserSet: auth.enabled, credential }) !== undefined) log.warn('api.user is set and cluster.config.secret_key is not: /proxy and client control answer for this node only (other members cannot be authenticated to)')
     const toMembers = memberDispatcher(this.dispatcher, credential)
     const { bind, port } = config.api
     try {
@@ -109,7 +108,7 @@ export class ApiServer {
           dispatcher: toMembers,
           timeoutMs: config.api.proxy_timeout,
           log,
-          refused
+          refused: () => memberCallsProblem({ apiUserSet: auth.enabled, credential })
         }),
         auth,
         probes: new ProbeCache({ membership, config }),

@@ -24,8 +24,8 @@ export interface ProxyDeps {
   /** The member-call pool (member-calls.ts memberDispatcher): signs, marks local scope, strips Authorization. */
   dispatcher: Dispatcher
   timeoutMs: number
-  /** Set when other members cannot be asked (api.user without a cluster key): each one's error. */
-  refused?: string | undefined
+  /** Why other members cannot be asked (api.user without a cluster key), as each one's error; undefined when they can. */
+  refused?: () => string | undefined
 }
 
 /** Members worth asking: alive or merely suspected (a suspect may still answer). */
@@ -88,7 +88,8 @@ export function proxyRoutes (app: FastifyInstance, routes: ProxiedRoute[], deps:
         route.check?.((request.body ?? {}) as Record<string, string>)
         return await fanOut(proxyTargets(deps.membership.members()), async (member) => {
           if (member.name === self) return await withDeadline(askSelf(route, request), deps.timeoutMs)
-          if (deps.refused !== undefined) throw new MemberCallsRefused(deps.refused)
+          const refused = deps.refused?.()
+          if (refused !== undefined) throw new MemberCallsRefused(refused)
           // No Authorization: the caller's credentials are for this node only.
           const client = new ApiClient({ baseUrl: memberApiUrl(member), timeoutMs: deps.timeoutMs, dispatcher })
           return await client.request(route.method, route.url, route.method === 'POST' ? request.body : undefined)
