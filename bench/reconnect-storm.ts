@@ -27,6 +27,7 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ProcessNode, startProcessNode as StartProcessNode } from '../test/helpers/node.js'
 import { freeLoopbackAddress } from '../test/helpers/loopback.js'
+import { metricSum } from '../test/helpers/metrics.js'
 import { clusterConfig } from '../test/helpers/dataplane-cluster.js'
 
 // BENCH_BROKER_HA_ROOT: another built checkout whose broker-ha runs instead (bench/suite.ts).
@@ -80,16 +81,6 @@ async function inParallel (count: number, fn: (i: number) => Promise<void>): Pro
   }))
 }
 
-/** The sum of a metric's samples on a node's /metrics. */
-async function metric (node: ProcessNode, name: string): Promise<number> {
-  const text = await (await fetch(`${node.apiUrl}/metrics`)).text()
-  let sum = 0
-  for (const line of text.split('\n')) {
-    if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.slice(line.lastIndexOf(' ') + 1))
-  }
-  return sum
-}
-
 /** Polls `check` until it holds, or fails after `timeoutMs` saying what it waited for. */
 async function until (what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
   const deadline = now() + timeoutMs
@@ -123,7 +114,7 @@ async function main (): Promise<void> {
   const nodes: ProcessNode[] = await Promise.all(hosts.map(async (h) => await startProcessNode(clusterConfig(h, hosts, { mqtt: { max_connections: 0 }, ...(args.logs !== undefined ? { log: { level: 'debug' } } : {}) }), { host: h })))
   const sockets = new Set<Socket>()
   try {
-    await until('a full mesh of peer links', async () => (await Promise.all(nodes.map(async (n) => await metric(n, 'broker_cluster_link_up')))).every((up) => up === 2))
+    await until('a full mesh of peer links', async () => (await Promise.all(nodes.map(async (n) => await metricSum(n.apiUrl, 'broker_cluster_link_up')))).every((up) => up === 2))
     const [victim, ...survivors] = nodes as [ProcessNode, ProcessNode, ProcessNode]
     // Persistent sessions: every third client lands on the victim; each counts what it receives.
     const received = new Set<number>()
@@ -170,7 +161,7 @@ async function main (): Promise<void> {
     })
     const victimPersistent = victims.filter((i) => i < PERSISTENT)
     log(`${CLIENTS} clients connected (${victims.length} on the node to be killed, ${victimPersistent.length} of them persistent); waiting for every session's replica`)
-    await until('a replica of every persistent session', async () => (await Promise.all(nodes.map(async (n) => await metric(n, 'broker_cluster_session_replicas')))).reduce((a, b) => a + b, 0) >= PERSISTENT)
+    await until('a replica of every persistent session', async () => (await Promise.all(nodes.map(async (n) => await metricSum(n.apiUrl, 'broker_cluster_session_replicas')))).reduce((a, b) => a + b, 0) >= PERSISTENT)
 
     // QoS 1 to the victim's persistent sessions from a survivor, before, during and after the kill.
     const pub = await connect(survivors[0]!.mqttUrl, 'storm-publisher', true)

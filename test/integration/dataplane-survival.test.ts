@@ -9,6 +9,7 @@ import type { MqttClient } from 'mqtt'
 import type { ProcessNode } from '../helpers/node.js'
 import { startProcessCluster, FAST } from '../helpers/cluster.js'
 import { waitFor } from '../helpers/wait.js'
+import { metricSum } from '../helpers/metrics.js'
 import { connect, connectWithConnack, collect, uniqueId, waitForCount } from '../helpers/mqtt-clients.js'
 
 const KEY = '0123456789abcdef0123456789abcdef'
@@ -25,21 +26,12 @@ async function cluster (): Promise<[ProcessNode, ProcessNode, ProcessNode]> {
   return nodes as [ProcessNode, ProcessNode, ProcessNode]
 }
 
-/** A metric's value from a node's /metrics (summed over label sets), 0 when absent. */
-async function metric (node: ProcessNode, name: string): Promise<number> {
-  const text = await (await fetch(`${node.apiUrl}/metrics`)).text()
-  let sum = 0
-  for (const line of text.split('\n')) {
-    if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.slice(line.lastIndexOf(' ') + 1))
-  }
-  return sum
-}
 
 /** The one of `candidates` holding a replica, once the home node sent it there with `queued` messages. */
 async function replicaHolder (candidates: ProcessNode[], queued: number): Promise<ProcessNode> {
   let holder: ProcessNode | undefined
   await waitFor(async () => {
-    const held = await Promise.all(candidates.map(async (n) => [await metric(n, 'broker_cluster_session_replicas'), await metric(n, 'broker_cluster_session_replica_queued_messages')]))
+    const held = await Promise.all(candidates.map(async (n) => [await metricSum(n.apiUrl, 'broker_cluster_session_replicas'), await metricSum(n.apiUrl, 'broker_cluster_session_replica_queued_messages')]))
     const i = held.findIndex(([replicas, q]) => replicas === 1 && q === queued)
     if (i >= 0 && held.filter(([replicas]) => (replicas ?? 0) > 0).length === 1) holder = candidates[i]
     return holder !== undefined
@@ -79,8 +71,8 @@ test('v3.1.1: an offline session with queued QoS 1 messages survives the SIGKILL
   assert.deepEqual(got.map((m) => m.payload).filter((p) => p.startsWith('m')), ['m0', 'm1', 'm2'])
   assert.deepEqual(got.map((m) => m.payload).filter((p) => p.startsWith('late')).sort(), ['late-from-holder', 'late-from-other'])
   // One home: the session lives on `other` (which replicates it onward); the holder's copy went.
-  await waitFor(async () => await metric(holder, 'broker_cluster_session_replicas') === 1 && await metric(other, 'broker_cluster_replicated_sessions') === 1 &&
-    await metric(holder, 'broker_cluster_replicated_sessions') === 0,
+  await waitFor(async () => await metricSum(holder.apiUrl, 'broker_cluster_session_replicas') === 1 && await metricSum(other.apiUrl, 'broker_cluster_replicated_sessions') === 1 &&
+    await metricSum(holder.apiUrl, 'broker_cluster_replicated_sessions') === 0,
   { timeout: 10_000, message: 'the session at home on the node it reconnected to, replicated to the other survivor' })
   assert.equal(got.length, 5, 'no message twice')
 })
@@ -115,9 +107,9 @@ test('v5: the replica holder takes over the sessions of a killed node, publishes
   }, { timeout: 5000, interval: 200, message: 'the watcher routed from the holder' })
 
   await a.stop('SIGKILL')
-  await waitFor(async () => await metric(holder, 'broker_cluster_sessions_promoted_total') === 1, { timeout: 15_000, message: 'the holder took the session over' })
+  await waitFor(async () => await metricSum(holder.apiUrl, 'broker_cluster_sessions_promoted_total') === 1, { timeout: 15_000, message: 'the holder took the session over' })
   await waitFor(() => wills.some((w) => w.payload === 'gone'), { timeout: 5000, message: 'the will of the client of the killed node' })
-  assert.equal(await metric(holder, 'broker_cluster_orphan_wills_published_total'), 1)
+  assert.equal(await metricSum(holder.apiUrl, 'broker_cluster_orphan_wills_published_total'), 1)
   // Published while the client is away: queued for it on the holder, its new home.
   for (let i = 0; i < 2; i++) await prober.publishAsync(topic, `after${i}`, { qos: 1 })
 
