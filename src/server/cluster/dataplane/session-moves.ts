@@ -52,11 +52,26 @@ import type { LocalRoutes } from './local-routes.js'
 import type { DeliveryGates } from './delivery-gates.js'
 
 /**
- * How long a resuming CONNECT waits for its peers to say whether they hold
- * its session. A holder answers within a round trip (plus closing a live
- * connection); this bounds the wait when one died or its link dropped.
+ * How long a resuming CONNECT waits for a peer's link to come up before it
+ * stops asking that peer (one that died, or whose link dropped).
  */
 const SESSION_FETCH_TIMEOUT_MS = 2000
+
+/**
+ * How long it waits for the answers of peers whose link is up. A holder
+ * answers within a round trip (plus closing a live connection), but one
+ * busy with thousands of reconnecting clients takes longer; a link that
+ * drops meanwhile releases the wait at once. Past this the CONNECT is
+ * refused (server unavailable): starting an empty session while a peer
+ * may hold the real one would lose it once the two meet.
+ */
+const SESSION_FETCH_PATIENCE_MS = 20_000
+
+/** A resuming CONNECT whose peers did not say in time whether they hold its session. */
+export class SessionFetchUnanswered extends Error {}
+
+/** CONNACK return code 3 (3.1.1 §3.2.2.3), reason 0x88 on MQTT 5. */
+const SERVER_UNAVAILABLE = 3
 
 /** How long a stopping node waits for peers to acknowledge the sessions it hands them. */
 const HANDOFF_ON_STOP_TIMEOUT_MS = 2000
@@ -142,6 +157,10 @@ export class SessionMoves {
           return callback(null, true)
         }
         this.fetch(client.id).then(() => callback(null, true), (e: Error) => {
+          if (e instanceof SessionFetchUnanswered) {
+            this.ctx.warn('warn', { client: client.id, err: e.message }, 'resuming CONNECT refused (server unavailable): peers did not say whether they hold the session')
+            return callback(Object.assign(new Error('server unavailable'), { returnCode: SERVER_UNAVAILABLE }), false)
+          }
           this.ctx.warn('warn', { client: client.id, err: e.message }, 'session not fetched from peers')
           callback(null, true)
         })
@@ -175,7 +194,7 @@ export class SessionMoves {
     const requestId = randomUUID()
     let answers: SessionAnswer[] = []
     if (peers.length > 0) {
-      const fetch = new SessionFetch(requestId, clientId, peers, SESSION_FETCH_TIMEOUT_MS)
+      const fetch = new SessionFetch(requestId, clientId, peers, SESSION_FETCH_PATIENCE_MS)
       this.fetches.set(requestId, fetch)
       const request: DataPlaneMessage = { kind: 'session-request', requestId, clientId, stamp: this.ctx.clock.now(), resume: true }
       for (const peer of peers) {
@@ -186,6 +205,8 @@ export class SessionMoves {
       }
       answers = await fetch.done
       this.fetches.delete(requestId)
+      // Nothing is taken or acknowledged: every copy stays where it is for the client's next try.
+      if (fetch.unanswered.length > 0) throw new SessionFetchUnanswered(`no answer from ${fetch.unanswered.join(', ')} within ${SESSION_FETCH_PATIENCE_MS / 1000} s`)
     }
     // A replica held here counts like a peer's, after any home copy: its home
     // may be dead and not declared so yet. The session lives here from now

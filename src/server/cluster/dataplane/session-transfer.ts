@@ -167,13 +167,15 @@ export class SessionFetch {
   private readonly timer: NodeJS.Timeout
   private resolve!: (answers: SessionAnswer[]) => void
   readonly done: Promise<SessionAnswer[]>
+  /** Peers that had not answered when the time ran out (empty unless it did). */
+  unanswered: string[] = []
 
   constructor (requestId: string, clientId: string, peers: string[], timeoutMs: number) {
     this.requestId = requestId
     this.clientId = clientId
     this.waiting = new Set(peers)
     this.done = new Promise((resolve) => { this.resolve = resolve })
-    this.timer = setTimeout(() => this.finish(), timeoutMs)
+    this.timer = setTimeout(() => { this.unanswered = [...this.waiting]; this.finish() }, timeoutMs)
     if (this.waiting.size === 0) this.finish()
   }
 
