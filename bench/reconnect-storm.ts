@@ -11,7 +11,7 @@
 //  - acked / lost: QoS 1 messages acknowledged to the publisher during the storm, and of those never delivered;
 //  - peakRssMiB: the survivors' peak RSS (VmHWM).
 //
-//   node dist/bench/reconnect-storm.js [--clients 10000] [--persistent 3000] [--logs DIR] [--skip-fresh]
+//   node dist/bench/reconnect-storm.js [--clients 10000] [--persistent 3000] [--logs DIR] [--skip-fresh] [--payload 16]
 //
 // --logs DIR writes each node's debug log there (node-0.log is the one killed).
 // --skip-fresh leaves out the yardstick (freshConnectMs is then null): the
@@ -34,9 +34,11 @@ import { clusterConfig } from '../test/helpers/dataplane-cluster.js'
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const { startProcessNode } = await import(join(process.env.BENCH_BROKER_HA_ROOT ?? ROOT, 'dist', 'test', 'helpers', 'node.js')) as { startProcessNode: typeof StartProcessNode }
 
-const { values: args } = parseArgs({ options: { clients: { type: 'string', default: '10000' }, persistent: { type: 'string', default: '3000' }, logs: { type: 'string' }, 'skip-fresh': { type: 'boolean', default: false } } })
+const { values: args } = parseArgs({ options: { clients: { type: 'string', default: '10000' }, persistent: { type: 'string', default: '3000' }, logs: { type: 'string' }, 'skip-fresh': { type: 'boolean', default: false }, payload: { type: 'string', default: '16' } } })
 const CLIENTS = Number(args.clients)
 const PERSISTENT = Number(args.persistent)
+/** Bytes per QoS 1 message (at least 4: the sequence number). */
+const PAYLOAD = Math.max(4, Number(args.payload))
 const CONCURRENCY = 256
 
 const log = (line: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} storm: ${line}\n`) }
@@ -79,6 +81,15 @@ async function inParallel (count: number, fn: (i: number) => Promise<void>): Pro
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, count) }, async () => {
     while (next < count) await fn(next++)
   }))
+}
+
+async function unreplicated (nodes: ProcessNode[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {}
+  for (const n of nodes) {
+    const text = await (await fetch(`${n.apiUrl}/metrics`)).text()
+    for (const m of text.matchAll(/^broker_cluster_acks_unreplicated_total\{reason="([^"]+)"\} (\d+)/gm)) out[m[1]!] = (out[m[1]!] ?? 0) + Number(m[2])
+  }
+  return out
 }
 
 /** Polls `check` until it holds, or fails after `timeoutMs` saying what it waited for. */
@@ -182,7 +193,7 @@ async function main (): Promise<void> {
         for (let k = 0; k < 20 && victimPersistent.length > 0; k++) {
           const target = victimPersistent[seq % victimPersistent.length]!
           const id = (seq % 60000) + 1
-          const payload = Buffer.alloc(16)
+          const payload = Buffer.alloc(PAYLOAD)
           payload.writeUInt32BE(seq, 0)
           pending.set(id, seq)
           sentAt.set(seq, now())
@@ -203,10 +214,24 @@ async function main (): Promise<void> {
     await sleep(2000)
     publishing = false
     await publisher
-    // The last acknowledgements, then the stragglers: deliveries of everything acknowledged.
-    await until('the publisher\'s last acknowledgements', async () => pending.size === 0, 15_000).catch(() => {})
-    const drainUntil = now() + 15_000
-    while (ackedSeqs.some((s) => !received.has(s)) && now() < drainUntil) await sleep(100)
+    // The last acknowledgements, then the stragglers: deliveries of everything
+    // acknowledged, for as long as they keep coming (large payloads take a
+    // while), up to two minutes; a message still missing after 10 s without
+    // progress is lost.
+    await until('the publisher\'s last acknowledgements', async () => pending.size === 0, 60_000).catch(() => {})
+    const drainUntil = now() + 120_000
+    let progressAt = now()
+    let seen = received.size
+    while (ackedSeqs.some((s) => !received.has(s)) && now() < drainUntil && now() - progressAt < 10_000) {
+      await sleep(100)
+      if (received.size !== seen) { seen = received.size; progressAt = now() }
+    }
+    if (process.env.STORM_LATE !== undefined) {
+      const missing = ackedSeqs.filter((s) => !received.has(s))
+      const t0 = now()
+      while (missing.some((s) => !received.has(s)) && now() - t0 < 90_000) await sleep(500)
+      log(`LATE: of ${missing.length} missing, ${missing.filter((s) => received.has(s)).length} arrived within ${Math.round(now() - t0)} ms more`)
+    }
     const lostSeqs = ackedSeqs.filter((s) => !received.has(s))
     const lost = lostSeqs.length
     if (lost > 0) {
@@ -236,7 +261,9 @@ async function main (): Promise<void> {
       sent: seq,
       acked,
       lost,
-      peakRssMiB: survivors.map((n) => Math.round(peakRss(n.child.pid!)))
+      peakRssMiB: survivors.map((n) => Math.round(peakRss(n.child.pid!))),
+      // Acknowledgements the survivors gave without a second copy, by reason (a message 'dropped' was kept nowhere).
+      acksUnreplicated: await unreplicated(survivors)
     }
     log(JSON.stringify(result))
     process.stdout.write(JSON.stringify(result) + '\n')

@@ -10,6 +10,7 @@ import { brokerInternals } from '../../mqtt/aedes-internals.js'
 import type { HybridLogicalClock } from './hlc.js'
 import type { RoutingTable } from './routing-table.js'
 import type { LinkSet } from './link-set.js'
+import type { PeerLink } from './peer-link.js'
 import type { DataPlaneMessage } from './messages.js'
 import { encodeMessage } from './messages.js'
 
@@ -43,10 +44,26 @@ export function localClient (ctx: Pick<DataPlaneContext, 'aedes'>, clientId: str
 }
 
 /** Sends a control message (routes, sessions, requests) to a peer, if its link exists. */
-export function sendControl (ctx: Pick<DataPlaneContext, 'links'>, peer: string, m: DataPlaneMessage): void {
+export function sendControl (ctx: Pick<DataPlaneContext, 'links' | 'log'>, peer: string, m: DataPlaneMessage): void {
   const link = ctx.links.get(peer)
   if (link === undefined || link.state === 'stopped') return
-  link.send(encodeMessage(m), 'control')
+  sendOrReport(ctx, link, m)
+}
+
+/**
+ * Queues a control message; false when the link refused it (a message past
+ * maxMessageBytes: a session with an enormous queue, say). Logged as an
+ * error, never thrown: a throw here would end the process.
+ */
+export function sendOrReport (ctx: Pick<DataPlaneContext, 'log'>, link: PeerLink, m: DataPlaneMessage): boolean {
+  const payload = encodeMessage(m)
+  try {
+    link.send(payload, 'control')
+    return true
+  } catch (err) {
+    ctx.log.error({ peer: link.peerName, kind: m.kind, bytes: payload.length, err: (err as Error).message }, 'cluster message not sent')
+    return false
+  }
 }
 
 /** Resolves after `ms`, or at once when ms is 0; the timer does not hold the process. */

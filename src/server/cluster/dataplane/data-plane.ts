@@ -40,7 +40,7 @@ import { Keyring } from '../keyring.js'
 import type { Member } from '../membership/membership.js'
 import type { LinkFaults } from '../fault-injection.js'
 import type { DataPlaneContext } from './context.js'
-import { localClient } from './context.js'
+import { localClient, sendOrReport } from './context.js'
 import { HybridLogicalClock } from './hlc.js'
 import { RoutingTable } from './routing-table.js'
 import { LinkSet, type DataPlaneMembership } from './link-set.js'
@@ -56,7 +56,6 @@ import { DeliveryGates } from './delivery-gates.js'
 import { Takeover } from './takeover.js'
 import { Promotion } from './promotion.js'
 import { Rescue } from './rescue.js'
-import { encodeMessage } from './messages.js'
 import type { PeerLink } from './peer-link.js'
 import { registerDataPlaneMetrics } from './metrics.js'
 import type { Mechanisms } from './mechanisms.js'
@@ -143,6 +142,7 @@ export class DataPlane {
     const retained = new RetainedReplication(ctx, forwarding)
     const rescue = new Rescue(ctx)
     forwarding.orphanTraffic = (topic, qos, encode) => rescue.orphanTraffic(topic, qos, encode)
+    forwarding.followGone = (peer, buf) => rescue.follow(peer, buf, async (link, seq) => await forwarding.held(link, seq))
     const gates = new DeliveryGates(ctx)
     // Their hosts call each other back: the closures below run only once all are built.
     const takeover: Takeover = new Takeover(ctx, {
@@ -157,7 +157,7 @@ export class DataPlane {
       send: (peer, m) => {
         const link = this.links.get(peer)
         if (link === undefined || link.state === 'stopped') return undefined
-        link.send(encodeMessage(m), 'control')
+        if (!sendOrReport(ctx, link, m)) return undefined
         return link.lastQueuedSeq
       },
       stampOf: (clientId) => takeover.stampOf(clientId),

@@ -44,14 +44,21 @@ const ROUTES_GIVE_UP_MS = 30_000
 /** How long after its link went down a peer still gets every QoS 1/2 message (linkDown). */
 const STALE_ROUTES_MS = 30_000
 
+/**
+ * Most a link to a peer declared dead holds: its unsettled publishes, kept
+ * for whoever takes its sessions over (rescue.ts). Past it a publish for it
+ * is dropped, logged and counted (reason 'dropped').
+ */
+const PARKED_MAX_BYTES = 64 * 1024 * 1024
+
 /** Why an acknowledgement went without a second node's confirmation. */
-export type UnreplicatedReason = 'peer-gone' | 'timeout'
+export type UnreplicatedReason = 'peer-gone' | 'timeout' | 'dropped'
 
 export class Forwarding {
   private readonly ctx: DataPlaneContext
   /** Waits for a peer's settlement, released when the peer goes (dead, left, restarted). */
   private readonly waiting = new Map<string, Set<() => void>>()
-  readonly unreplicated: Record<UnreplicatedReason, number> = { 'peer-gone': 0, timeout: 0 }
+  readonly unreplicated: Record<UnreplicatedReason, number> = { 'peer-gone': 0, timeout: 0, dropped: 0 }
   /** Forwarding waits for the route tables of peers believed alive (awaitRoutes). */
   private routesWait: Promise<void> | undefined
   /** Peers whose link went down, since when (linkDown). */
@@ -60,6 +67,12 @@ export class Forwarding {
   private readonly noTableFrom = new Map<string, number>()
   /** Set by the composition: local publishes for the old routes of restarted peers (rescue.ts). */
   orphanTraffic: ((topic: string, qos: number, encode: () => Buffer) => void) | undefined
+  /**
+   * Set by the composition: a publish queued for a peer that is not up goes
+   * also to the nodes that took its sessions over and asked for its
+   * publishes already (rescue.ts follow); resolves when they hold it.
+   */
+  followGone: ((peer: string, buf: Buffer) => Promise<void> | undefined) | undefined
 
   constructor (ctx: DataPlaneContext) {
     this.ctx = ctx
@@ -186,6 +199,8 @@ export class Forwarding {
     }
     if (targets.length === 0) return undefined
     let waits: Array<Promise<void>> | undefined
+    // Whether a target other than `name` is a live node: then a copy kept for a dead `name` is not the only one.
+    const liveOtherThan = (name: string): boolean => targets.some((t) => t !== name && ctx.links.get(t)?.state === 'up' && !ctx.links.isParked(t))
     for (const name of targets) {
       const link = ctx.links.get(name)
       if (link === undefined) continue
@@ -193,7 +208,7 @@ export class Forwarding {
       const buf = keys === undefined
         ? (plainBuf ??= encodeMessage({ kind: 'publish', publish: { ...base, plain: true } }))
         : encodeMessage({ kind: 'publish', publish: { ...base, plain: plain.includes(name), shared: keys } })
-      const w = this.send(link, buf, base.qos)
+      const w = this.send(link, buf, base.qos, false, liveOtherThan)
       if (w !== undefined) (waits ??= []).push(w)
     }
     return waits === undefined ? undefined : Promise.all(waits)
@@ -237,30 +252,55 @@ export class Forwarding {
   }
 
   /** Queues a message on a link; returns what its acknowledgement waits for. */
-  private send (link: PeerLink, buf: Buffer, qos: Qos, mustHold = false): Promise<void> | undefined {
+  private send (link: PeerLink, buf: Buffer, qos: Qos, mustHold = false, liveOtherThan?: (peer: string) => boolean): Promise<void> | undefined {
     const ctx = this.ctx
     if (qos === 0) {
       link.send(buf, 'unreliable')
       return undefined
     }
-    const parked = ctx.links.isParked(link.peerName)
+    if (ctx.links.isParked(link.peerName)) return this.keepForRescue(link, buf, liveOtherThan?.(link.peerName) === true)
     const r = link.send(buf, 'held')
-    if (r === 'backpressure') {
-      // A peer declared dead must not stall the publishers: once its buffer is full, what it would have received is dropped (and logged).
-      if (parked) {
-        ctx.warn('warn', { peer: link.peerName }, 'buffer for a peer declared dead is full: message not kept for it')
-        return undefined
-      }
-      return this.sendWhenWritable(link, buf, mustHold)
-    }
-    if (parked || (!ctx.replicatedAcks && !mustHold)) return undefined
-    return this.held(link, link.lastQueuedSeq)
+    if (r === 'backpressure') return this.sendWhenWritable(link, buf, mustHold, liveOtherThan)
+    const followed = link.state === 'up' ? undefined : this.followGone?.(link.peerName, buf)
+    if (!ctx.replicatedAcks && !mustHold) return followed
+    const held = this.held(link, link.lastQueuedSeq)
+    return followed === undefined ? held : Promise.all([held, followed]).then(() => {})
   }
 
-  private async sendWhenWritable (link: PeerLink, buf: Buffer, mustHold: boolean): Promise<void> {
+  /**
+   * A QoS 1/2 publish for a peer declared dead. It must not stall the
+   * publishers, and must not be lost either: it is kept on the peer's link
+   * for whoever takes the peer's sessions over (rescue.ts), past the link's
+   * usual bound up to PARKED_MAX_BYTES, and goes at once to the nodes that
+   * took some over already. The acknowledgement waits for those copies
+   * only. Past the bound it is not kept; when no live node got it either
+   * (`elsewhere`), that is logged and counted: it may be lost.
+   */
+  private keepForRescue (link: PeerLink, buf: Buffer, elsewhere: boolean): Promise<void> | undefined {
+    const followed = this.followGone?.(link.peerName, buf)
+    if (link.bufferedBytes + buf.length <= PARKED_MAX_BYTES) {
+      link.send(buf, 'held', true)
+    } else if (!elsewhere && followed === undefined) {
+      this.unreplicated.dropped++
+      this.ctx.warn('warn', { peer: link.peerName, keptBytes: link.bufferedBytes }, 'publishes kept for a peer declared dead reached 64 MiB: this one, which no live node got, is not kept for the nodes taking its sessions over')
+    }
+    return followed
+  }
+
+  private async sendWhenWritable (link: PeerLink, buf: Buffer, mustHold: boolean, liveOtherThan?: (peer: string) => boolean): Promise<void> {
     for (;;) {
       await link.whenWritable()
-      if (link.state === 'stopped') return
+      const elsewhere = liveOtherThan?.(link.peerName) === true
+      if (link.state === 'stopped') {
+        // The peer left for good before there was room: nothing holds the message.
+        if (!elsewhere) {
+          this.unreplicated.dropped++
+          this.ctx.warn('warn', { peer: link.peerName }, 'a publish waiting for room on the link of a peer that is gone was not kept')
+        }
+        return
+      }
+      // Declared dead while this waited (the link woke it): kept for the rescue.
+      if (this.ctx.links.isParked(link.peerName)) return await this.keepForRescue(link, buf, elsewhere)
       if (link.send(buf, 'held') !== 'backpressure') break
     }
     if (this.ctx.replicatedAcks || mustHold) await this.held(link, link.lastQueuedSeq)

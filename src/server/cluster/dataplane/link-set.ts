@@ -302,6 +302,8 @@ export class LinkSet {
     timer.unref()
     this.parked.set(name, timer)
     this.parkedAs.set(name, this.processes.get(name))
+    // Senders waiting for room on its link would wait until it is dropped.
+    this.links.get(name)?.wakeWriters()
     this.opts.log.debug({ peer: name, keepMs }, 'peer declared dead: link and routes kept for its return')
   }
 

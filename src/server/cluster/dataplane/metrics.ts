@@ -178,7 +178,7 @@ export function registerDataPlaneMetrics (registry: Registry, live: DataPlaneSou
   const acksSeen = new Map<string, number>()
   new Counter({
     name: 'broker_cluster_acks_unreplicated_total',
-    help: 'QoS 1/2 acknowledgements sent without a second node confirming it holds the message (cluster.ack_after: replicated), by reason: peer-gone (declared dead, left or restarted; its unsettled messages wait for rescue), timeout (cluster.ack_timeout)',
+    help: 'QoS 1/2 acknowledgements sent without a second node confirming it holds the message (cluster.ack_after: replicated), by reason: peer-gone (declared dead, left or restarted; its unsettled messages wait for rescue), timeout (cluster.ack_timeout), dropped (not kept for the nodes taking a dead peer\'s sessions over, past 64 MiB kept for it, and sent to no live peer: may be lost unless a session on this node had it)',
     labelNames: ['reason'],
     registers: [registry],
     collect () { for (const [reason, n] of Object.entries(live.acks())) follow(this, acksSeen, { reason }, n) }

@@ -80,7 +80,7 @@ export interface PeerLinkOptions {
   onStateChange?: (state: LinkState) => void
   /** Bound of unacked reliable bytes plus queued unreliable bytes (default 8 MiB). */
   maxBufferedBytes?: number
-  /** Largest single message (default 16 MiB). */
+  /** Largest single message (default 256 MiB: a session snapshot with a long queue of large messages is one message). */
   maxMessageBytes?: number
   /** A batch is cut into frames of about this many bytes (default 256 KiB). */
   frameBytes?: number
@@ -105,7 +105,7 @@ export type ResolvedLinkOptions = PeerLinkOptions &
 export function resolveLinkOptions (options: PeerLinkOptions): ResolvedLinkOptions {
   return {
     maxBufferedBytes: 8 * 1024 * 1024,
-    maxMessageBytes: 16 * 1024 * 1024,
+    maxMessageBytes: 256 * 1024 * 1024,
     frameBytes: 256 * 1024,
     minBackoffMs: 50,
     maxBackoffMs: 1000,

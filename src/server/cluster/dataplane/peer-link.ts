@@ -147,9 +147,11 @@ export class PeerLink {
    * 'backpressure' (not queued) when the buffer is full; 'unreliable' is
    * 'shed' then, or when the link is not up; 'control' is always queued:
    * route deltas, sync and session operations are small and few, and must
-   * not be refused, or a peer's view would silently go stale.
+   * not be refused, or a peer's view would silently go stale. `overBound`
+   * queues a 'held' message past the bound too (for a peer declared dead:
+   * kept for whoever takes its sessions over; forwarding.ts bounds it).
    */
-  send (payload: Buffer, mode: SendMode): SendResult {
+  send (payload: Buffer, mode: SendMode, overBound = false): SendResult {
     if (payload.length > this.opts.maxMessageBytes) throw new RangeError(`message of ${payload.length} bytes exceeds maxMessageBytes`)
     if (this.state === 'stopped') throw new Error('peer link is stopped')
     const size = payload.length + DATA_HEADER
@@ -161,7 +163,7 @@ export class PeerLink {
       this.scheduleFlush()
       return 'queued'
     }
-    if (full && mode !== 'control') { this.counters.backpressured++; return 'backpressure' }
+    if (full && mode !== 'control' && !overBound) { this.counters.backpressured++; return 'backpressure' }
     if (this.nextSeq > MAX_SEQ) throw new Error('sequence space exhausted')
     const out = { seq: this.nextSeq++, payload, hold: mode === 'held' }
     this.unacked.push(out)
@@ -362,6 +364,15 @@ export class PeerLink {
     this.unackedHead = 0
     this.unackedBytes = kept.reduce((n, o) => n + o.payload.length + DATA_HEADER, 0)
     this.opts.onRestart?.(orphans)
+  }
+
+  /**
+   * Wakes every sender waiting for room (whenWritable), full or not: the
+   * peer was declared dead, so the link will not drain, and they must decide
+   * what to do with their message instead (forwarding.ts).
+   */
+  wakeWriters (): void {
+    this.releaseDrainWaiters()
   }
 
   private releaseDrainWaitersIfBelow (): void {

@@ -59,6 +59,12 @@ export class Rescue {
    * publish that matches them is kept for the rescue (ORPHAN_ROUTES_MS).
    */
   private readonly orphanRoutes = new Map<string, { filters: string[], until: number }>()
+  /**
+   * Rescue requests answered here, by the peer they were about: publishes
+   * queued for that peer afterwards (while it is not up) follow to the
+   * requester (follow), or they would be stranded on its link.
+   */
+  private readonly followers = new Map<string, Map<string, { link: PeerLink, wanted: FilterTrie<true> | undefined, until: number }>>()
   /** Publishes queued by rescues (broker_cluster_rescued_messages_total). */
   rescued = 0
 
@@ -155,8 +161,43 @@ export class Rescue {
       n++
     }
     if (link.state === 'stopped') return
+    // From now on, what this node queues for `dead` goes to the requester too.
+    let followers = this.followers.get(dead)
+    if (followers === undefined) { followers = new Map(); this.followers.set(dead, followers) }
+    followers.set(requestId, { link, wanted, until: Date.now() + RESCUE_WINDOW_MS })
     sendControl(this.ctx, link.peerName, { kind: 'rescue-done', requestId })
     if (n > 0) this.ctx.log.info({ peer: dead, to: link.peerName, publishes: n }, 'sent the publishes a gone peer never settled to the node taking its sessions over')
+  }
+
+  /**
+   * A QoS 1/2 publish (`buf`, as queued on the link) was queued for `dead`,
+   * which is not up, after this node answered rescue requests about it: it
+   * goes to each requester whose sessions subscribe to it, as a rescue of
+   * that request. Resolves when they hold it (`hold`); undefined when no
+   * requester wants it.
+   */
+  follow (dead: string, buf: Buffer, hold: (link: PeerLink, seq: number) => Promise<void>): Promise<void> | undefined {
+    const followers = this.followers.get(dead)
+    if (followers === undefined) return undefined
+    const now = Date.now()
+    let publish: ForwardedPublish | undefined
+    const waits: Array<Promise<void>> = []
+    for (const [requestId, f] of followers) {
+      if (f.until < now || f.link.state === 'stopped') { followers.delete(requestId); continue }
+      if (publish === undefined) {
+        let m: DataPlaneMessage
+        try { m = decodeMessage(buf) } catch { return undefined }
+        if (m.kind !== 'publish' || m.publish.qos === 0) return undefined
+        publish = m.publish
+      }
+      if (f.wanted !== undefined && !matchesAny(f.wanted, publish.topic)) continue
+      // Small and rare (a dead peer's traffic between its death and the new routes): past the link's bound rather than waiting.
+      f.link.send(encodeMessage({ kind: 'rescue', requestId, publish }), 'held', true)
+      waits.push(hold(f.link, f.link.lastQueuedSeq))
+    }
+    if (followers.size === 0) this.followers.delete(dead)
+    if (waits.length === 0) return undefined
+    return Promise.all(waits).then(() => {})
   }
 
   done (peer: string, requestId: string): void {

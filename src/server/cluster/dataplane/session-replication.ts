@@ -56,6 +56,13 @@ type Op = ReplicaOp extends infer T ? T extends ReplicaOp ? T : never : never
 /** How long a replica holder may be unreachable before its sessions get another (holderDown). */
 const HOLDER_DOWN_MS = 500
 
+/**
+ * About how many bytes of operations go in one replica message: a turn's
+ * changes for one holder (a promotion's snapshots of large queues, say) are
+ * split so that no message nears the link's maxMessageBytes.
+ */
+const CHUNK_BYTES = 4 * 1024 * 1024
+
 interface Batch {
   ops: ClientReplicaOp[]
   waiters: Array<() => void>
@@ -409,7 +416,12 @@ export class SessionReplication {
     this.outbox.clear()
     for (const [peer, batch] of outbox) {
       this.counters.opsSent += batch.ops.length
-      const seq = batch.ops.length === 0 ? undefined : this.host.send(peer, { kind: 'replica', ops: batch.ops })
+      // In order, on one link: the last chunk's acknowledgement covers them all.
+      let seq: number | undefined
+      for (const ops of chunks(batch.ops)) {
+        seq = this.host.send(peer, { kind: 'replica', ops })
+        if (seq === undefined) break
+      }
       const link = this.host.links.get(peer)
       if (seq === undefined || link === undefined) {
         // Nothing to wait for (no ops), or the holder is gone already: peerGone moves or releases its waiters.
@@ -489,4 +501,37 @@ export function transferable (p: StoredPacket): TransferredPacket {
   }
   if (typeof out.payload === 'string') out.payload = Buffer.from(out.payload)
   return out
+}
+
+/** Splits operations into runs of about CHUNK_BYTES (an operation is never split). */
+function chunks (ops: ClientReplicaOp[]): ClientReplicaOp[][] {
+  const out: ClientReplicaOp[][] = []
+  let run: ClientReplicaOp[] = []
+  let bytes = 0
+  for (const op of ops) {
+    const size = opBytes(op)
+    if (run.length > 0 && bytes + size > CHUNK_BYTES) { out.push(run); run = []; bytes = 0 }
+    run.push(op)
+    bytes += size
+  }
+  if (run.length > 0) out.push(run)
+  return out
+}
+
+/** An operation's size, roughly: its payloads plus a little for the rest. */
+function opBytes (op: ClientReplicaOp): number {
+  const packetBytes = (p: TransferredPacket | null | undefined): number => 128 + (p?.payload?.length ?? 0)
+  switch (op.op) {
+    case 'enqueue': return packetBytes(op.packet)
+    case 'incoming': return packetBytes(op.packet)
+    case 'will': return packetBytes(op.will)
+    case 'snapshot': {
+      const s = op.snapshot
+      let n = 256 + s.subscriptions.length * 64 + s.ledger.length * 48 + packetBytes(s.will)
+      for (const p of s.queue) n += packetBytes(p)
+      for (const p of s.incoming) n += packetBytes(p)
+      return n
+    }
+    default: return 128
+  }
 }
