@@ -226,12 +226,6 @@ async function main (): Promise<void> {
       await sleep(100)
       if (received.size !== seen) { seen = received.size; progressAt = now() }
     }
-    if (process.env.STORM_LATE !== undefined) {
-      const missing = ackedSeqs.filter((s) => !received.has(s))
-      const t0 = now()
-      while (missing.some((s) => !received.has(s)) && now() - t0 < 90_000) await sleep(500)
-      log(`LATE: of ${missing.length} missing, ${missing.filter((s) => received.has(s)).length} arrived within ${Math.round(now() - t0)} ms more`)
-    }
     const lostSeqs = ackedSeqs.filter((s) => !received.has(s))
     const lost = lostSeqs.length
     if (lost > 0) {
