@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process'
 import { startProcessNode, type ProcessNode, type ConfigOverrides } from '../helpers/node.js'
 import { freeLoopbackAddress } from '../helpers/loopback.js'
 import { waitFor } from '../helpers/wait.js'
+import { waitForView, FAST } from '../helpers/cluster.js'
 import { connect, connectWithConnack, waitForCount, endAll, uniqueId } from '../helpers/mqtt-clients.js'
 
 function tmpDir (t: { after: (fn: () => void) => void }): string {
@@ -108,6 +109,46 @@ test('a will with a Will Delay Interval waits for it after the restart, and is n
   // The returning client's will would have come 3 s after the restart: wait past it.
   await waitFor(() => Date.now() - restarted > 5000, { timeout: 8000, message: 'past the second will delay' })
   assert.deepEqual(got.map((m) => m.payload), ['slow offline'], 'no will for the client that came back')
+})
+
+test('after a whole-cluster restart the will of a client connected at the crash reaches a subscriber on the other node', { timeout: 90_000 }, async (t) => {
+  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress()]
+  const dirs = hosts.map(() => tmpDir(t))
+  const seeds = hosts.map((h) => `${h}:7946`)
+  const overridesOf = (i: number): ConfigOverrides => ({
+    storage: { dir: dirs[i]!, sync: 'always' },
+    discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000 },
+    cluster: { expected_members: 2, config: FAST }
+  })
+  const startAll = async (): Promise<ProcessNode[]> => await Promise.all(hosts.map(async (host, i) => await startProcessNode(overridesOf(i), { host })))
+  let nodes = await startAll()
+  t.after(async () => { await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL'))) })
+  await waitForView(nodes, nodes, 'alive', 20_000)
+  const [a, b] = nodes as [ProcessNode, ProcessNode]
+
+  const watcherId = uniqueId('watcher')
+  const watcher = await connect(b.mqttUrl, { clientId: watcherId, ...SESSION })
+  await watcher.subscribeAsync('status/#', { qos: 1 })
+  await watcher.endAsync()
+  const device = await connect(a.mqttUrl, { clientId: uniqueId('dev'), protocolVersion: 4, will: { topic: 'status/dev', payload: Buffer.from('dev offline'), qos: 1, retain: false } })
+  await flushed(a)
+
+  await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL')))
+  device.end(true)
+  nodes = await startAll()
+  await waitForView(nodes, nodes, 'alive', 20_000)
+  const [, b2] = nodes as [ProcessNode, ProcessNode]
+  const { client: back, connack, got } = await connectWithConnack(b2.mqttUrl, { clientId: watcherId, ...SESSION })
+  t.after(async () => { await endAll(back) })
+  assert.equal(connack.sessionPresent, true)
+  await waitForCount(got, 1, 'the will from the other node', 20_000)
+  assert.deepEqual(got.map((m) => m.payload), ['dev offline'])
+  // Nothing else came before a message published after it on the same path (no second copy).
+  const pub = await connect(nodes[0]!.mqttUrl)
+  t.after(async () => { await endAll(pub) })
+  await pub.publishAsync('status/marker', 'marker', { qos: 1 })
+  await waitForCount(got, 2, 'the marker after the will')
+  assert.deepEqual(got.map((m) => m.payload), ['dev offline', 'marker'])
 })
 
 test('the will reaches a mosquitto_sub subscriber (second client stack)', { timeout: 60_000, skip: hasMosquittoSub() ? false : 'mosquitto_sub not installed' }, async (t) => {

@@ -292,8 +292,10 @@ export class Storage {
     const expected = config.cluster.expected_members
     if (expected <= 1 || (d.seeds.length === 0 && d.domain === '')) return
     const until = this.startedAt + PEERS_AT_START_MS
-    const links = this.o.dataPlane.links
-    while (Date.now() < until && links.upPeers().length + 1 < expected && this.store !== undefined) await sleep(100)
+    const { links, routing } = this.o.dataPlane
+    // Linked, and their route tables here: a will published then reaches their subscribers.
+    const ready = (): number => links.upPeers().filter((p) => routing.peerVersion(p) !== undefined).length
+    while (Date.now() < until && ready() + 1 < expected && this.store !== undefined) await sleep(100)
   }
 
   private badRecord (key: string, err: unknown): void {
