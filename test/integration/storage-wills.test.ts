@@ -14,6 +14,12 @@ import { waitFor } from '../helpers/wait.js'
 import { waitForView, FAST } from '../helpers/cluster.js'
 import { connect, connectWithConnack, waitForCount, endAll, uniqueId } from '../helpers/mqtt-clients.js'
 
+async function metric (node: ProcessNode, name: string): Promise<number> {
+  const text = await fetch(`${node.apiUrl}/metrics`).then(async (r) => await r.text()).catch(() => '')
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+  return line === undefined ? 0 : Number(line.split(' ').pop())
+}
+
 function tmpDir (t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'broker-ha-wills-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
@@ -149,6 +155,44 @@ test('after a whole-cluster restart the will of a client connected at the crash 
   await pub.publishAsync('status/marker', 'marker', { qos: 1 })
   await waitForCount(got, 2, 'the marker after the will')
   assert.deepEqual(got.map((m) => m.payload), ['dev offline', 'marker'])
+})
+
+test('one node of three SIGKILLed and restarted alone: the will comes once, from the replica holder, not again from the disk', { timeout: 90_000 }, async (t) => {
+  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress()]
+  const dirs = hosts.map(() => tmpDir(t))
+  const seeds = hosts.map((h) => `${h}:7946`)
+  const overridesOf = (i: number): ConfigOverrides => ({
+    storage: { dir: dirs[i]!, sync: 'always' },
+    discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000 },
+    cluster: { expected_members: 3, config: FAST }
+  })
+  const nodes = await Promise.all(hosts.map(async (host, i) => await startProcessNode(overridesOf(i), { host })))
+  t.after(async () => { await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL'))) })
+  await waitForView(nodes, nodes, 'alive', 20_000)
+
+  const watcherId = uniqueId('watcher')
+  const watcher = await connect(nodes[1]!.mqttUrl, { clientId: watcherId, ...SESSION })
+  await watcher.subscribeAsync('status/#', { qos: 1 })
+  await watcher.endAsync()
+  const device = await connect(nodes[0]!.mqttUrl, { clientId: uniqueId('dev'), protocolVersion: 4, will: { topic: 'status/dev', payload: Buffer.from('dev offline'), qos: 1, retain: false } })
+  // The watcher's session and the device's will are replicated.
+  await waitFor(async () => (await Promise.all(nodes.map(async (n) => await metric(n, 'broker_cluster_session_replicas')))).reduce((a, b) => a + b, 0) >= 2, { timeout: 10_000, message: 'the replicas held' })
+  await flushed(nodes[0]!)
+
+  assert.equal(await nodes[0]!.stop('SIGKILL'), 'SIGKILL')
+  device.end(true)
+  nodes[0] = await startProcessNode(overridesOf(0), { host: hosts[0] })
+  const restarted = nodes[0]
+  const { client: back, got } = await connectWithConnack(nodes[1]!.mqttUrl, { clientId: watcherId, ...SESSION })
+  t.after(async () => { await endAll(back) })
+  await waitForCount(got, 1, 'the will', 20_000)
+  await waitFor(() => /stored will left to the replica holder|publishing the will of a client connected when this node stopped/.test(restarted.output()), { timeout: 20_000, message: 'the restarted node to decide on the stored will' })
+  // A message from the restarted node after that decision: a will it published would come before it.
+  const pub = await connect(restarted.mqttUrl)
+  t.after(async () => { await endAll(pub) })
+  await pub.publishAsync('status/marker', 'marker', { qos: 1 })
+  await waitForCount(got, 2, 'the marker')
+  assert.deepEqual(got.map((m) => m.payload), ['dev offline', 'marker'], 'the will once')
 })
 
 test('the will reaches a mosquitto_sub subscriber (second client stack)', { timeout: 60_000, skip: hasMosquittoSub() ? false : 'mosquitto_sub not installed' }, async (t) => {

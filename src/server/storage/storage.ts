@@ -92,7 +92,12 @@ export class Storage {
       log: o.log,
       write: (key, value) => this.write(key, value),
       erase: (key) => this.erase(key),
-      ready: async () => await this.peersAtStart()
+      ready: async () => await this.peersAtStart(),
+      holderOf: (clientId) => o.dataPlane.replication.holderOf(clientId),
+      processOf: (peer) => {
+        const link = o.dataPlane.links.get(peer)
+        return link?.state === 'up' ? link.remoteProcess : undefined
+      }
     })
     if (!this.enabled) return
     const { mqtt } = o
@@ -107,6 +112,7 @@ export class Storage {
     mqtt.aedes.on('client', (client) => { this.connected(client.id); this.wills.connected(client) })
     mqtt.aedes.on('clientDisconnect', (client) => { this.disconnected(client); this.wills.ended(client) })
     o.dataPlane.clientSeenElsewhere = (clientId) => this.wills.seenElsewhere(clientId)
+    o.dataPlane.replication.holderChosen = (clientId, holder) => this.wills.holderChosen(clientId, holder)
   }
 
   /** Whether publishes that need storage are refused (storage.max_size or the disk reached). */

@@ -17,9 +17,11 @@
 // (up to 15 s), so the will reaches their subscribers and a peer's
 // announcement of the client comes before it.
 //
-// Not avoided: when a node is killed and restarted alone, its replica holder
-// may already have published the same will (promotion.ts, as for any dead
-// node); then subscribers get it twice (see docs/known-gaps.md).
+// In a cluster the peer holding the client's replica (its will with it)
+// publishes the will when this node dies (promotion.ts). So each record
+// notes that holder and its process: a node restarted alone, whose holder
+// is still the same process, leaves the will to it; after a whole-cluster
+// restart (the holder restarted too, its replicas gone) it publishes it.
 import type { Aedes, Client } from 'aedes'
 import type { Logger } from '../../log.js'
 import type { StoredPacket } from '../mqtt/outgoing-queues.js'
@@ -38,6 +40,9 @@ export interface WillRecord {
   e?: number
   /** When the connection ended (ms since the epoch), once it did with the will delayed; undefined: connected. */
   d?: number
+  /** The peer holding the replica of the client's session and will, and its process (a cluster). */
+  h?: string
+  hp?: string
 }
 
 export function checkWillRecord (v: unknown): WillRecord {
@@ -46,6 +51,7 @@ export function checkWillRecord (v: unknown): WillRecord {
   checkPacket(r.p)
   if (typeof r.p.topic !== 'string') throw new Error('bad will topic')
   for (const k of ['v', 'e', 'd'] as const) if (r[k] !== undefined && typeof r[k] !== 'number') throw new Error(`bad will record ${k}`)
+  for (const k of ['h', 'hp'] as const) if (r[k] !== undefined && typeof r[k] !== 'string') throw new Error(`bad will record ${k}`)
   return r
 }
 
@@ -65,6 +71,10 @@ export interface StoredWillsHost {
   erase: (key: string) => void
   /** Resolves when the node may publish what it owes from disk (a cluster: its peers are linked). */
   ready: () => Promise<void>
+  /** The peer holding the client's replica here, if any. */
+  holderOf: (clientId: string) => string | undefined
+  /** The process of a peer whose link is up, if it is. */
+  processOf: (peer: string) => string | undefined
 }
 
 export class StoredWills {
@@ -91,7 +101,23 @@ export class StoredWills {
     const r: WillRecord = { p: { ...p, cmd: 'publish' } }
     const c = clientOf(this.host.aedes, clientId)
     if (c !== undefined) this.describe(r, c)
+    this.noteHolder(r, this.host.holderOf(clientId))
     this.put(clientId, r)
+  }
+
+  /** The client's replica (its will with it) went to a holder: noted, so a restart knows who publishes the will. */
+  holderChosen (clientId: string, holder: string): void {
+    const r = this.records.get(clientId)
+    if (r === undefined || this.owed.has(clientId) || (r.h === holder && r.hp === this.host.processOf(holder))) return
+    this.noteHolder(r, holder)
+    this.put(clientId, r)
+  }
+
+  private noteHolder (r: WillRecord, holder: string | undefined): void {
+    const process = holder === undefined ? undefined : this.host.processOf(holder)
+    if (holder === undefined || process === undefined) { delete r.h; delete r.hp; return }
+    r.h = holder
+    r.hp = process
   }
 
   /** aedes deleted the client's will (DISCONNECT, published, or replaced). */
@@ -133,8 +159,17 @@ export class StoredWills {
     if (wills.length === 0) return
     this.host.log.info({ wills: wills.length }, 'wills of clients connected at the last stop read back: published when due unless their clients come back')
     void this.host.ready().then(() => {
-      for (const [clientId, o] of this.owed) {
+      for (const [clientId, o] of [...this.owed]) {
         if (this.stopped) return
+        const { h, hp } = o.record
+        if (h !== undefined && hp !== undefined && this.host.processOf(h) === hp) {
+          // Its replica holder is the same process as before the crash: it took
+          // the session over and publishes the will (promotion.ts). Not twice.
+          this.host.log.info({ client: clientId, holder: h }, 'stored will left to the replica holder that outlived this node')
+          this.owed.delete(clientId)
+          if (this.records.get(clientId) === o.record) this.deleted(clientId)
+          continue
+        }
         const delay = Math.max(0, willDue(o.record, now) - Date.now())
         o.timer = setTimeout(() => this.publish(clientId), Math.min(delay, 2 ** 31 - 1))
         o.timer.unref()
