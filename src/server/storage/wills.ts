@@ -144,6 +144,9 @@ export class StoredWills {
   ended (client: Client): void {
     const r = this.records.get(client.id)
     if (r === undefined || this.owed.has(client.id)) return
+    // A connection replaced by a newer one of the same id: the will on disk is the newer one's.
+    const current = clientOf(this.host.aedes, client.id)
+    if (current !== undefined && current !== client) return
     r.d = Date.now()
     this.put(client.id, r)
   }
