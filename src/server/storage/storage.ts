@@ -36,6 +36,7 @@ import { QUEUE, RETAINED, SESSION, checkQueueRecord, queueKey, checkSessionRecor
 import { LEDGER_EVERY_MS, SessionWriter, type Connection } from './session-writer.js'
 import { StorageMetrics } from './metrics.js'
 import { installFullRefusal } from './full-refusal.js'
+import { StoredWills, WILL, checkWillRecord, type WillRecord } from './wills.js'
 
 const HLC = 'm\u0000hlc'
 /** How long after start a session fetch may wait for the expected members (waitForPeersAtStart). */
@@ -70,19 +71,34 @@ export class Storage {
   /** Sessions read from disk whose client has not come back: they expire here. */
   private readonly expiryTimers = new Map<string, NodeJS.Timeout>()
   private readonly writer: SessionWriter
+  /** Wills of connected clients, on disk; published after a restart (wills.ts). */
+  readonly wills: StoredWills
   private ledgerTimer: NodeJS.Timeout | undefined
   private loading = false
+  private startedAt = Date.now()
   private full = false
   /** A commit failed: everything is written again once one succeeds. */
   private rewrite = false
   /** Figures of the last start (tests, benchmarks, the log). */
-  loaded = { retained: 0, sessions: 0, expired: 0, bad: 0, ms: 0, retainedMs: 0 }
+  loaded = { retained: 0, sessions: 0, expired: 0, bad: 0, wills: 0, ms: 0, retainedMs: 0 }
 
   constructor (o: StorageOptions) {
     this.o = o
     this.enabled = o.config.storage.dir !== ''
     this.warn = rateLimited(o.log, 10_000)
     this.writer = new SessionWriter(o.mqtt.persistence)
+    this.wills = new StoredWills({
+      aedes: o.mqtt.aedes,
+      log: o.log,
+      write: (key, value) => this.write(key, value),
+      erase: (key) => this.erase(key),
+      ready: async () => await this.peersAtStart(),
+      holderOf: (clientId) => o.dataPlane.replication.holderOf(clientId),
+      processOf: (peer) => {
+        const link = o.dataPlane.links.get(peer)
+        return link?.state === 'up' ? link.remoteProcess : undefined
+      }
+    })
     if (!this.enabled) return
     const { mqtt } = o
     this.metrics = new StorageMetrics(o.registry, {
@@ -93,8 +109,10 @@ export class Storage {
     const mine = this.observer()
     mqtt.persistence.observer = mqtt.persistence.observer === undefined ? mine : bothObservers(mqtt.persistence.observer, mine)
     installFullRefusal(mqtt.hooks, { full: () => this.full, log: o.log })
-    mqtt.aedes.on('client', (client) => this.connected(client.id))
-    mqtt.aedes.on('clientDisconnect', (client) => this.disconnected(client))
+    mqtt.aedes.on('client', (client) => { this.connected(client.id); this.wills.connected(client) })
+    mqtt.aedes.on('clientDisconnect', (client) => { this.disconnected(client); this.wills.ended(client) })
+    o.dataPlane.clientSeenElsewhere = (clientId) => this.wills.seenElsewhere(clientId)
+    o.dataPlane.replication.holderChosen = (clientId, holder) => this.wills.holderChosen(clientId, holder)
   }
 
   /** Whether publishes that need storage are refused (storage.max_size or the disk reached). */
@@ -103,6 +121,7 @@ export class Storage {
 
   async start (): Promise<void> {
     if (!this.enabled) return
+    this.startedAt = Date.now()
     const { config, log } = this.o
     const { dir } = config.storage
     if (this.o.reset === true) {
@@ -143,6 +162,7 @@ export class Storage {
 
   async stop (): Promise<void> {
     if (this.store === undefined) return
+    this.wills.stop()
     for (const t of this.expiryTimers.values()) clearTimeout(t)
     this.expiryTimers.clear()
     clearInterval(this.ledgerTimer)
@@ -228,6 +248,16 @@ export class Storage {
       }
       // Queue entries of no session (a session deleted in a commit that did not complete): gone.
       for (const [clientId, queue] of queues) for (const q of queue) void store.remove(queueKey(clientId, q.id))
+      const wills: Array<[string, WillRecord]> = []
+      for (const { key, value } of store.range(WILL)) {
+        try {
+          wills.push([key.slice(WILL.length), checkWillRecord(value)])
+        } catch (err) {
+          this.badRecord(key, err)
+        }
+      }
+      this.loaded.wills = wills.length
+      this.wills.load(wills, now)
     } finally {
       this.loading = false
     }
@@ -259,6 +289,19 @@ export class Storage {
       })()
       return waiting
     }
+  }
+
+  /** Resolves once a node of a cluster has its expected peers linked (PEERS_AT_START_MS at most after start); at once for a single node. */
+  private async peersAtStart (): Promise<void> {
+    const { config } = this.o
+    const d = config.discovery
+    const expected = config.cluster.expected_members
+    if (expected <= 1 || (d.seeds.length === 0 && d.domain === '')) return
+    const until = this.startedAt + PEERS_AT_START_MS
+    const { links, routing } = this.o.dataPlane
+    // Linked, and their route tables here: a will published then reaches their subscribers.
+    const ready = (): number => links.upPeers().filter((p) => routing.peerVersion(p) !== undefined).length
+    while (Date.now() < until && ready() + 1 < expected && this.store !== undefined) await sleep(100)
   }
 
   private badRecord (key: string, err: unknown): void {
@@ -307,8 +350,8 @@ export class Storage {
       sent: (clientId, entry) => entry.qos === 2 ? mark(clientId) : (mark(clientId), undefined),
       released: (clientId) => mark(clientId),
       cleared: (clientId) => { mark(clientId) },
-      willStored: () => {},
-      willDeleted: () => {},
+      willStored: (clientId, will) => this.wills.stored(clientId, will),
+      willDeleted: (clientId) => this.wills.deleted(clientId),
       incomingStored: (clientId) => this.markRecord(clientId),
       incomingReleased: (clientId) => { this.markRecord(clientId) }
     }

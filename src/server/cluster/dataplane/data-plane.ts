@@ -94,6 +94,8 @@ export class DataPlane {
    * node's storage: after a restart, the peers whose disks hold sessions).
    */
   sessionFetchWait: (() => Promise<void> | undefined) | undefined
+  /** Told when a client connected on a peer (set by the node's storage: a will it owes from disk is dropped). */
+  clientSeenElsewhere: ((clientId: string) => void) | undefined
 
   constructor (options: DataPlaneOptions) {
     const { config, mqtt } = options
@@ -146,7 +148,7 @@ export class DataPlane {
     const gates = new DeliveryGates(ctx)
     // Their hosts call each other back: the closures below run only once all are built.
     const takeover: Takeover = new Takeover(ctx, {
-      seenElsewhere: (clientId) => promotion.clientSeen(clientId, false),
+      seenElsewhere: (clientId) => { promotion.clientSeen(clientId, false); this.clientSeenElsewhere?.(clientId) },
       connecting: (clientId) => moves.connecting(clientId),
       removeSession: async (clientId) => await moves.remove(clientId)
     })

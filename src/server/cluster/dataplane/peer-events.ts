@@ -86,6 +86,11 @@ function peerRestarted (m: Mechanisms, peer: string, orphans: Array<{ seq: numbe
   m.moves.peerGone(peer)
   m.promotion.confirmDown(peer)
   m.moves.movedAwayFrom(peer)
-  m.promotion.promote(peer).catch((err: Error) => m.ctx.log.warn({ peer, err: err.message }, 'sessions of a restarted node not taken over'))
-  m.promotion.alive(peer)
+  // Confirmed down until its sessions are taken over: the wills owed for its
+  // clients are due at their time (a restart proves the old process gone),
+  // not after cluster.partition_will_delay. promote() awaits each store, so
+  // clearing the confirmation at once left every will but none waiting 60 s.
+  m.promotion.promote(peer)
+    .catch((err: Error) => m.ctx.log.warn({ peer, err: err.message }, 'sessions of a restarted node not taken over'))
+    .finally(() => m.promotion.alive(peer))
 }

@@ -32,7 +32,7 @@
 // (rendezvous hashing over the up peers), unasked, and waits (bounded) for
 // the acknowledgements; a client reconnecting anywhere finds its session.
 import { randomUUID } from 'node:crypto'
-import type { Aedes } from 'aedes'
+import type { Aedes, Client } from 'aedes'
 import { topicMatches } from '../../../topic-filter.js'
 import type { StoredPacket } from '../../mqtt/outgoing-queues.js'
 import type { DataPlaneContext } from './context.js'
@@ -86,7 +86,19 @@ const EARLY_MS = 5000
 const CONNECTING_TTL_MS = 30_000
 
 /** Sessions this node serves while they move away, and follows once they left. */
-interface Leaving { clientId: string, to: string, filters: string[], until: number, requestId: string, replica?: string | undefined }
+interface Leaving { clientId: string, to: string, filters: string[], until: number, requestId: string, replica?: string | undefined, since?: number }
+
+/**
+ * Whether the connection whose CONNECT asked for a session is gone (its
+ * client gave up waiting for the CONNACK, or the node is closing it). aedes
+ * stops reading the socket while authenticate runs, so an end of stream the
+ * client sent shows only in the stream's state, not as an event yet.
+ */
+export function connectionGone (client: Client): boolean {
+  const conn = (client as Client & { conn?: { destroyed?: boolean, readableEnded?: boolean, _readableState?: { ended?: boolean } } }).conn
+  return (client as Client & { closed?: boolean }).closed === true || conn?.destroyed === true ||
+    conn?.readableEnded === true || conn?._readableState?.ended === true
+}
 
 export interface MovesHost {
   takeover: Takeover
@@ -156,7 +168,7 @@ export class SessionMoves {
           this.discardElsewhere(client.id)
           return callback(null, true)
         }
-        this.fetch(client.id).then(() => callback(null, true), (e: Error) => {
+        this.fetch(client.id, () => connectionGone(client)).then(() => callback(null, true), (e: Error) => {
           if (e instanceof SessionFetchUnanswered) {
             this.ctx.warn('warn', { client: client.id, err: e.message }, 'resuming CONNECT refused (server unavailable): peers did not say whether they hold the session')
             return callback(Object.assign(new Error('server unavailable'), { returnCode: SERVER_UNAVAILABLE }), false)
@@ -175,18 +187,33 @@ export class SessionMoves {
    * stores the newest copy, and acknowledges every copy so its holder
    * deletes it.
    */
-  private async fetch (clientId: string): Promise<void> {
+  private async fetch (clientId: string, gone: () => boolean = () => false): Promise<void> {
     this.arriving.add(clientId)
     try {
-      await this.fetchFromPeers(clientId)
+      await this.fetchFromPeers(clientId, gone)
     } finally {
       this.arriving.delete(clientId)
       void this.takeEarly(clientId)
     }
   }
 
-  private async fetchFromPeers (clientId: string): Promise<void> {
+  /**
+   * `gone`: whether the CONNECT that asked was abandoned. A fetched session
+   * is stored here, or left where it was, whatever happens to that CONNECT:
+   * a client that gave up on a slow CONNECT (the fetch waited for the peers
+   * after a whole-cluster restart) and reconnected elsewhere must not find
+   * its session moved to a node it left, where its new node's fetch may not
+   * reach it and its connect announcement then removes it as stale (the
+   * session lost in the 5-node restart-all chaos run, seed 16). So once the
+   * CONNECT is gone nothing is asked for, taken or acknowledged, and a copy
+   * stored here meanwhile goes again, unacknowledged: its holders keep theirs.
+   */
+  private async fetchFromPeers (clientId: string, gone: () => boolean = () => false): Promise<void> {
     await this.host.fetchWait?.()
+    if (gone()) {
+      this.ctx.log.info({ client: clientId }, 'session fetch: its CONNECT was abandoned before the peers were asked: the session stays where it is')
+      return
+    }
     // Every member believed alive is asked, as soon as its link is up: a
     // node that just started may hold no link yet, and its peers hold the
     // session or its replica.
@@ -208,6 +235,11 @@ export class SessionMoves {
       // Nothing is taken or acknowledged: every copy stays where it is for the client's next try.
       if (fetch.unanswered.length > 0) throw new SessionFetchUnanswered(`no answer from ${fetch.unanswered.join(', ')} within ${SESSION_FETCH_PATIENCE_MS / 1000} s`)
     }
+    if (gone()) {
+      // Unacknowledged, the copies stay with their holders (serve() keeps them until an ack).
+      this.ctx.log.info({ client: clientId, copies: answers.map((a) => a.peer) }, 'session fetch: its CONNECT was abandoned meanwhile: the session stays where it was')
+      return
+    }
     // A replica held here counts like a peer's, after any home copy: its home
     // may be dead and not declared so yet. The session lives here from now
     // on, so a replica of it here has no more use either way.
@@ -218,6 +250,12 @@ export class SessionMoves {
     const best = bestSession(candidates)
     this.ctx.log.debug({ client: clientId, asked: peers, copies: candidates.map((c) => `${c.peer}${c.replica ? '(replica)' : ''}:${c.session.queue.length}`), chosen: best?.peer }, 'session fetched')
     if (best !== undefined && await this.store(clientId, best.peer, best.session)) {
+      if (best.peer !== this.ctx.name && gone()) {
+        // Abandoned while the copy was being stored: ours goes, theirs stay (not acknowledged).
+        this.ctx.log.info({ client: clientId, from: best.peer }, 'session fetch: its CONNECT was abandoned while the session was stored: it stays where it was')
+        await this.remove(clientId)
+        return
+      }
       if (best.replica && best.session.rescueFrom !== undefined && best.session.rescueFrom !== this.ctx.name) {
         // Its home may be dead: what peers sent it and it never settled comes as rescues first.
         this.host.gates.hold([clientId], this.host.rescue.request(best.session.rescueFrom, [clientId]))
@@ -229,6 +267,11 @@ export class SessionMoves {
     // Older copies are acknowledged too: they are stale, their holders drop them.
     const ack: DataPlaneMessage = { kind: 'session-ack', requestId, clientId }
     for (const a of answers) sendControl(this.ctx, a.peer, ack)
+    // The session lives here: what this node lent to fetches that never
+    // acknowledged (their CONNECT was abandoned) is not followed any more.
+    if (this.ctx.store.hasSession(clientId)) {
+      for (const [id, l] of this.leaving) if (l.clientId === clientId && l.until === 0 && !id.startsWith('handoff-')) this.leaving.delete(id)
+    }
   }
 
   /**
@@ -394,7 +437,7 @@ export class SessionMoves {
       // asker's own session back: it is that session's home.
       const replica = this.host.replication.replicas.peek(clientId)
       if (replica !== undefined && replica.owner !== link.peerName && !isEmptySession(replica.session)) {
-        this.leaving.set(m.requestId, { clientId, to: link.peerName, filters: [], until: 0, requestId: m.requestId, replica: replica.owner })
+        this.leaving.set(m.requestId, { clientId, to: link.peerName, filters: [], until: 0, requestId: m.requestId, replica: replica.owner, since: Date.now() })
         sendControl(this.ctx, link.peerName, { kind: 'session-transfer', requestId: m.requestId, clientId, session: replica.session, replica: true })
       } else {
         sendControl(this.ctx, link.peerName, { kind: 'session-transfer', requestId: m.requestId, clientId, session: null })
@@ -402,7 +445,7 @@ export class SessionMoves {
       return
     }
     const session = await this.snapshot(clientId)
-    this.leaving.set(m.requestId, { clientId, to: link.peerName, filters: [...this.host.routes.storedOf(clientId)], until: 0, requestId: m.requestId })
+    this.leaving.set(m.requestId, { clientId, to: link.peerName, filters: [...this.host.routes.storedOf(clientId)], until: 0, requestId: m.requestId, since: Date.now() })
     // A copy taken over from a peer believed dead counts as a replica: the original, if it answers, wins.
     const promoted = this.host.promotion.isPromoted(clientId)
     sendControl(this.ctx, link.peerName, { kind: 'session-transfer', requestId: m.requestId, clientId, session, ...(promoted ? { replica: true } : {}) })
@@ -425,10 +468,13 @@ export class SessionMoves {
    */
   queued (clientId: string, entry: StoredPacket): Promise<void> | undefined {
     let waits: Array<Promise<void>> | undefined
+    const now = Date.now()
     // A replica lent to a resuming client's node may have become a session
     // here since (its home died): what is queued for it follows it too.
     for (const l of this.leaving.values()) {
       if (l.clientId !== clientId || l.until !== 0) continue
+      // Never acknowledged (the asker's CONNECT was abandoned): not followed for ever.
+      if (l.since !== undefined && l.since + FOLLOW_MS < now) { this.leaving.delete(l.requestId); continue }
       const w = this.host.forwarding.forwardToSession(l.to, entry as never, clientId)
       if (w !== undefined) (waits ??= []).push(w)
     }

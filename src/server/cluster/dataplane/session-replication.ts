@@ -81,6 +81,8 @@ export class SessionReplication {
   private readonly incoming = new Set<string>()
   /** The holder of each replicated session's copy. */
   private readonly holders = new Map<string, string>()
+  /** Told when a session (or a client's will) gets a replica holder (storage: a will on disk notes it). */
+  holderChosen: ((clientId: string, holder: string) => void) | undefined
   /** Operations of this turn, per holder. */
   private readonly outbox = new Map<string, Batch>()
   /** Batches sent and not yet acknowledged, per holder, oldest first. */
@@ -219,6 +221,9 @@ export class SessionReplication {
   }
 
   /** A peer's link came up: sessions that had no holder (no peer until now) get one; stale replicas there go. */
+  /** Where the replica of a session (or will) made here is held, if anywhere. */
+  holderOf (clientId: string): string | undefined { return this.holders.get(clientId) }
+
   peerUp (peer: string): void {
     clearTimeout(this.down.get(peer))
     this.down.delete(peer)
@@ -316,6 +321,7 @@ export class SessionReplication {
     this.holders.set(clientId, holder)
     this.host.log.debug({ client: clientId, holder }, 'session replica holder chosen')
     this.holderFound(clientId, holder)
+    this.holderChosen?.(clientId, holder)
     const c = this.connections.get(clientId) ?? { connected: false }
     const { queue, ledger } = this.host.store.exportQueue(clientId)
     this.queue(clientId, {

@@ -139,12 +139,24 @@ export function isEmptySession (s: { subscriptions: unknown[], queue: unknown[],
  * session was last connected); two copies with one stamp are the same
  * session at different moments, and the one whose ledger saw more messages
  * is the later (ties: the first).
+ *
+ * A home copy with no stamp (read back from disk by a restarted node and
+ * not connected since) is older than any copy connected since: it ranks as
+ * a replica when a stamped replica answered. That replica is a copy the
+ * client moved to while the node was down (a promoted replica, or the
+ * replica of the node it moved to since), which got what the disk copy
+ * missed; the disk copy kept queueing what the client may have received
+ * there already (the 5-node restart-all chaos run, seed 16: QoS 2 messages
+ * delivered twice after a fetch chose such a disk copy).
  */
 export function bestSession<T extends { session: TransferredSession, replica: boolean }> (copies: T[]): T | undefined {
+  const unstamped = (c: T): boolean => c.session.stamp.wall === 0 && c.session.stamp.logical === 0
+  const stampedReplica = copies.some((c) => c.replica && !unstamped(c))
+  const home = (c: T): boolean => !c.replica && !(stampedReplica && unstamped(c))
   let best: T | undefined
   for (const c of copies) {
-    if (best === undefined || (best.replica && !c.replica)) { best = c; continue }
-    if (c.replica !== best.replica) continue
+    if (best === undefined || (!home(best) && home(c))) { best = c; continue }
+    if (home(c) !== home(best)) continue
     const byStamp = compareStamps(c.session.stamp, best.session.stamp)
     if (byStamp > 0 || (byStamp === 0 && c.session.ledger.length > best.session.ledger.length)) best = c
   }

@@ -81,6 +81,19 @@ test('the newest home copy of a session wins; a replica only when no home copy a
   assert.equal(bestSession([late, early])?.peer, 'l')
 })
 
+test('a home copy read back from disk and not connected since yields to a replica connected since', () => {
+  const disk = { peer: 'd', replica: false, session: { ...session, stamp: { wall: 0, logical: 0, node: 'd' } } }
+  const moved = { peer: 'p', replica: true, session: { ...session, stamp: { wall: 5, logical: 0, node: 'c' } } }
+  const rebuilt = { peer: 'q', replica: true, session: { ...session, stamp: { wall: 0, logical: 0, node: 'd' } } }
+  const home = { peer: 'h', replica: false, session: { ...session, stamp: { wall: 1, logical: 0, node: 'h' } } }
+  assert.equal(bestSession([disk, moved])?.peer, 'p')
+  assert.equal(bestSession([moved, disk])?.peer, 'p')
+  // After a whole-cluster restart the replicas are rebuilt from the disk copy, unstamped too: the home copy wins.
+  assert.equal(bestSession([rebuilt, disk])?.peer, 'd')
+  // A stamped home copy still beats any replica.
+  assert.equal(bestSession([moved, disk, home])?.peer, 'h')
+})
+
 test('a session fetch resolves once every peer answered, keeping only non-empty sessions', async () => {
   const f = new SessionFetch('r', 'c', ['a', 'b', 'c'], 10_000)
   assert.equal(f.answer('a', null), true)
