@@ -13,12 +13,7 @@ import { freeLoopbackAddress } from '../helpers/loopback.js'
 import { waitFor } from '../helpers/wait.js'
 import { waitForView, FAST } from '../helpers/cluster.js'
 import { connect, connectWithConnack, waitForCount, endAll, uniqueId } from '../helpers/mqtt-clients.js'
-
-async function metric (node: ProcessNode, name: string): Promise<number> {
-  const text = await fetch(`${node.apiUrl}/metrics`).then(async (r) => await r.text()).catch(() => '')
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
-  return line === undefined ? 0 : Number(line.split(' ').pop())
-}
+import { metricSum } from '../helpers/metrics.js'
 
 function tmpDir (t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'broker-ha-wills-'))
@@ -176,7 +171,7 @@ test('one node of three SIGKILLed and restarted alone: the will comes once, from
   await watcher.endAsync()
   const device = await connect(nodes[0]!.mqttUrl, { clientId: uniqueId('dev'), protocolVersion: 4, will: { topic: 'status/dev', payload: Buffer.from('dev offline'), qos: 1, retain: false } })
   // The watcher's session and the device's will are replicated.
-  await waitFor(async () => (await Promise.all(nodes.map(async (n) => await metric(n, 'broker_cluster_session_replicas')))).reduce((a, b) => a + b, 0) >= 2, { timeout: 10_000, message: 'the replicas held' })
+  await waitFor(async () => (await Promise.all(nodes.map(async (n) => await metricSum(n.apiUrl, 'broker_cluster_session_replicas').catch(() => 0)))).reduce((a, b) => a + b, 0) >= 2, { timeout: 10_000, message: 'the replicas held' })
   await flushed(nodes[0]!)
 
   assert.equal(await nodes[0]!.stop('SIGKILL'), 'SIGKILL')
