@@ -16,10 +16,12 @@ const NOT_AUTHORIZED = 0x87
 interface Entry {
   who: ClientIdentity
   /** Stored passwords (plain or hash) this client's password matched at CONNECT. */
-  verified: Set<string>
+  verified: ReadonlySet<string>
   view: AclView
   generation: number
 }
+
+const NONE_VERIFIED: ReadonlySet<string> = new Set()
 
 export class AccessRules {
   policy: AccessPolicy
@@ -32,6 +34,10 @@ export class AccessRules {
   private readonly entries = new WeakMap<Client, Entry>()
   /** Connected clients, which a reload checks again. */
   private readonly connected = new Set<Client>()
+  /** The close listener of every admitted client's socket (aedes sets conn.client): one function, not a closure per connection. */
+  private readonly onClose = ((connected: Set<Client>) => function (this: { client?: Client }) {
+    if (this.client !== undefined) connected.delete(this.client)
+  })(this.connected)
 
   constructor (mqtt: { auth: readonly AuthRuleConfig[], acl: readonly AclRuleConfig[] }) {
     this.policy = new AccessPolicy(mqtt)
@@ -50,9 +56,12 @@ export class AccessRules {
   /** Records an admitted client; a reload stops checking it when its connection closes. */
   admit (client: Client, who: ClientIdentity, verified: Set<string>): AclView {
     const view = this.policy.aclFor(who)
-    this.entries.set(client, { who, verified, view, generation: this.generation })
+    // Most clients matched no stored password (anonymous, certificate, open rules): they share one empty set.
+    this.entries.set(client, { who, verified: verified.size > 0 ? verified : NONE_VERIFIED, view, generation: this.generation })
     this.connected.add(client)
-    client.conn.once('close', () => this.connected.delete(client))
+    const conn = client.conn as unknown as NodeJS.EventEmitter & { client?: Client }
+    if (conn.client === client) conn.on('close', this.onClose)
+    else conn.once('close', () => this.connected.delete(client))
     return view
   }
 

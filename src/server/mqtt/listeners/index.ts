@@ -49,7 +49,12 @@ interface Running {
   deliver: Deliver
   tls?: ReloadableTls
   close: Array<() => void>
+  /** The close listener of every socket of this listener (one function, not a closure per socket). */
+  onClose: (this: Socket) => void
 }
+
+/** Errors of a listener's sockets are the MQTT layer's to report; this one swallows them for every socket. */
+function ignoreError (): void {}
 
 const REFUSED_METRIC = 'broker_mqtt_listener_refused_total'
 
@@ -82,7 +87,8 @@ export class Listeners {
       open: new Set(),
       server: createServer({ noDelay: this.options.noDelay }, (s) => this.onSocket(r, s)),
       deliver: (conn, info) => this.options.accept(conn as Socket, info),
-      close: []
+      close: [],
+      onClose: function (this: Socket) { r.open.delete(this) }
     }
     if (isWebSocket(listener.type)) this.addWebSocket(r)
     if (isTls(listener.type)) this.addTls(r)
@@ -159,14 +165,14 @@ export class Listeners {
 
   private onSocket (r: Running, socket: Socket): void {
     const { listener } = r
-    socket.on('error', () => {})
+    socket.on('error', ignoreError)
     if (listener.max_connections > 0 && r.open.size >= listener.max_connections) {
       this.refuse(r, 'max_connections', undefined, `${listener.max_connections}`)
       socket.destroy()
       return
     }
     r.open.add(socket)
-    socket.once('close', () => r.open.delete(socket))
+    socket.on('close', r.onClose)
     const info: ConnectionInfo = {
       listener: r.name,
       remote: socket.remoteAddress === undefined ? undefined : { address: socket.remoteAddress, port: socket.remotePort },
