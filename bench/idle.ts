@@ -17,7 +17,8 @@
 // 28,000 connections to one ip:port.
 //
 //   node dist/bench/idle.js [--connections 10000] [--brokers broker-ha,aedes,mosquitto]
-//     [--sources 4] [--heap DIR] [--json]
+//     [--sources 4] [--heap DIR] [--config JSON] [--json]
+// --config: broker-ha config merged over the bench's (e.g. '{"log":{"clients":false}}').
 // --heap DIR writes a heap snapshot of each Node broker (SIGUSR2) with the connections open.
 // BENCH_BROKER_HA_ROOT: another built checkout whose broker-ha runs instead (before/after on one machine).
 import { fork, spawn, execFileSync, type ChildProcess } from 'node:child_process'
@@ -43,6 +44,7 @@ const { values: args } = parseArgs({
     brokers: { type: 'string', default: 'broker-ha,aedes,mosquitto' },
     sources: { type: 'string' },
     heap: { type: 'string' },
+    config: { type: 'string' },
     json: { type: 'boolean', default: false }
   }
 })
@@ -90,7 +92,8 @@ function raiseFdLimit (want: number): boolean {
 const HEAP_ENV = { NODE_OPTIONS: '--heapsnapshot-signal=SIGUSR2' }
 
 async function startBrokerHa (): Promise<Broker> {
-  const n = await startProcessNode({ mqtt: { max_connections: 0 } }, { env: args.heap === undefined ? {} : HEAP_ENV })
+  const extra = args.config === undefined ? {} : JSON.parse(args.config) as Record<string, Record<string, unknown>>
+  const n = await startProcessNode({ ...extra, mqtt: { max_connections: 0, ...extra.mqtt } }, { env: args.heap === undefined ? {} : HEAP_ENV })
   return { target: 'broker-ha', url: n.mqttUrl, pid: n.child.pid!, stop: async () => { await n.stop('SIGKILL') } }
 }
 

@@ -34,10 +34,12 @@ export class AccessRules {
   private readonly entries = new WeakMap<Client, Entry>()
   /** Connected clients, which a reload checks again. */
   private readonly connected = new Set<Client>()
-  /** The close listener of every admitted client's socket (aedes sets conn.client): one function, not a closure per connection. */
-  private readonly onClose = ((connected: Set<Client>) => function (this: { client?: Client }) {
-    if (this.client !== undefined) connected.delete(this.client)
-  })(this.connected)
+  /**
+   * Set when the MQTT server reports each closed connection (closed(), from
+   * its one close listener per socket, hooks.ts); otherwise admit() listens
+   * to the socket itself.
+   */
+  closesReported = false
 
   constructor (mqtt: { auth: readonly AuthRuleConfig[], acl: readonly AclRuleConfig[] }) {
     this.policy = new AccessPolicy(mqtt)
@@ -59,10 +61,13 @@ export class AccessRules {
     // Most clients matched no stored password (anonymous, certificate, open rules): they share one empty set.
     this.entries.set(client, { who, verified: verified.size > 0 ? verified : NONE_VERIFIED, view, generation: this.generation })
     this.connected.add(client)
-    const conn = client.conn as unknown as NodeJS.EventEmitter & { client?: Client }
-    if (conn.client === client) conn.on('close', this.onClose)
-    else conn.once('close', () => this.connected.delete(client))
+    if (!this.closesReported) client.conn.once('close', () => this.connected.delete(client))
     return view
+  }
+
+  /** The client's connection closed: a reload no longer checks it (its view stays, for a delayed will). */
+  closed (client: Client): void {
+    this.connected.delete(client)
   }
 
   /** The client's ACL view under the rules in force; undefined for a client never admitted. */

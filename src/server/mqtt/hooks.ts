@@ -8,6 +8,7 @@
 // The seams (aedes 2.0.0-beta.1; aedes-internals.ts lists every private
 // field touched):
 //   connection          each new connection, after aedes.handle(): per-connection layers, in order
+//                       (and their close steps, hooks.closed(), when its socket closes)
 //   preConnect          CONNECT, before authentication
 //   authenticate        CONNECT credentials
 //   authorizePublish    a PUBLISH (and a will) from a client ('storage': refused while the store is full)
@@ -21,7 +22,7 @@ import type { Aedes, Client } from 'aedes'
 
 /** Layers per seam, outermost first. */
 export const LAYERS = {
-  connection: ['inbound', 'delivery', 'disconnect'],
+  connection: ['inbound', 'delivery', 'disconnect', 'access'],
   preConnect: ['topic-aliases', 'cluster'],
   authenticate: ['client-certificate', 'client-log', 'introspection', 'cluster', 'access'],
   authorizePublish: ['storage', 'reserved-topics', 'access'],
