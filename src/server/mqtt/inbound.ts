@@ -27,7 +27,7 @@
 //  - A QoS 1 PUBLISH is acknowledged after it was published, not before
 //    (publish-acks.ts).
 import type { Client } from 'aedes'
-import { internals, writePacket, type ClientInternals, type InboundPacket, type PacketParser } from './aedes-internals.js'
+import { internals, inboundAliases, writePacket, type ClientInternals, type InboundPacket, type PacketParser } from './aedes-internals.js'
 import type { BadPacketReason, LimitName } from './metrics.js'
 import { toMarker } from './shared-subscriptions.js'
 import { fixConnack } from './connack.js'
@@ -365,7 +365,9 @@ function onClientError (this: Client, err: Error): void {
 export function guardInbound (client: Client, options: InboundOptions): ConnectionGuard {
   const guard = new ConnectionGuard(client, options)
   guards.set(client, guard)
-  const parser = internals(client)._parser
+  const c = internals(client)
+  c._topicAliases = inboundAliases()
+  const parser = c._parser
   parser.removeAllListeners('packet')
   parser.on('packet', onPacket)
   parser.prependListener('error', onParserError)
