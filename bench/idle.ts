@@ -51,7 +51,7 @@ const { values: args } = parseArgs({
 const ASKED = Number(args.connections)
 const CONCURRENCY = 200
 /** About 28,000 ephemeral ports per source address and destination; keep well under. */
-const PER_SOURCE = 15_000
+const PER_SOURCE = 10_000
 const SOURCES = Number(args.sources ?? Math.max(1, Math.ceil(ASKED / PER_SOURCE)))
 
 const log = (line: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`) }
@@ -184,31 +184,26 @@ async function heapSnapshot (b: Broker, cwd: string, dir: string): Promise<strin
 
 export interface IdleFigure { target: Target, connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number, connectSeconds: number }
 
-async function measure (b: Broker, sources: string[]): Promise<IdleFigure> {
-  const sockets: Socket[] = []
-  try {
-    for (let i = 0; i < 10; i++) sockets.push((await rawConnect(b.url, `warm-${i}`, 4, () => {})).socket)
-    const before = await settledRss(b.pid)
-    const t0 = Date.now()
-    let next = 0
-    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-      while (next < COUNT) {
-        const i = next++
-        const c = await rawConnect(b.url, `idle-${i}`, 4, () => {}, 60_000, undefined, {}, { localAddress: sources[i % sources.length] })
-        c.socket.on('error', () => {})
-        sockets.push(c.socket)
-      }
-    }))
-    const connectSeconds = (Date.now() - t0) / 1000
-    const after = await settledRss(b.pid)
-    if (args.heap !== undefined && b.target !== 'mosquitto') {
-      const file = await heapSnapshot(b, process.cwd(), args.heap)
-      log(`heap snapshot ${b.target}: ${file ?? 'not written'}`)
+async function measure (b: Broker, sources: string[], sockets: Socket[]): Promise<IdleFigure> {
+  for (let i = 0; i < 10; i++) sockets.push((await rawConnect(b.url, `warm-${i}`, 4, () => {})).socket)
+  const before = await settledRss(b.pid)
+  const t0 = Date.now()
+  let next = 0
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next < COUNT) {
+      const i = next++
+      const c = await rawConnect(b.url, `idle-${i}`, 4, () => {}, 60_000, undefined, {}, { localAddress: sources[i % sources.length] })
+      c.socket.on('error', () => {})
+      sockets.push(c.socket)
     }
-    return { target: b.target, connections: COUNT, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / COUNT, connectSeconds }
-  } finally {
-    for (const s of sockets) s.destroy()
+  }))
+  const connectSeconds = (Date.now() - t0) / 1000
+  const after = await settledRss(b.pid)
+  if (args.heap !== undefined && b.target !== 'mosquitto') {
+    const file = await heapSnapshot(b, process.cwd(), args.heap)
+    log(`heap snapshot ${b.target}: ${file ?? 'not written'}`)
   }
+  return { target: b.target, connections: COUNT, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / COUNT, connectSeconds }
 }
 
 // ---- run -------------------------------------------------------------------------
@@ -221,8 +216,9 @@ if (!raiseFdLimit(need)) {
   COUNT = Math.max(100, soft - 1000)
   log(`open-file limit ${soft} (hard ${hard}) is below the ${need} that ${ASKED} connections need in this process and in the broker, and it cannot be raised here (root without CAP_SYS_RESOURCE, or not root): ${COUNT} connections instead`)
 }
-// 127.0.0.1 and then 127.0.0.2, 127.0.0.3 ...: every 127/8 address is the loopback.
-const sources = Array.from({ length: SOURCES }, (_, i) => `127.0.${Math.floor((i + 1) / 250)}.${((i + 1) % 250) + 1}`)
+// 127.77.0.1, 127.77.0.2 ...: every 127/8 address is the loopback; these are
+// clear of 127.0.0.1 and of the test nodes' 127.100-199 (test/helpers/loopback.ts).
+const sources = Array.from({ length: SOURCES }, (_, i) => `127.77.${Math.floor(i / 250)}.${(i % 250) + 1}`)
 const wanted = args.brokers.split(',')
 const mosq = mosquittoPath()
 const starts: Array<[Target, () => Promise<Broker>]> = [['broker-ha', startBrokerHa], ['aedes', startAedes]]
@@ -233,10 +229,16 @@ const figures: IdleFigure[] = []
 for (const [target, start] of starts) {
   if (!wanted.includes(target)) continue
   const b = await start()
+  const sockets: Socket[] = []
   try {
-    const f = await measure(b, sources)
+    const f = await measure(b, sources, sockets)
     figures.push(f)
     log(`${target}: ${f.perConnectionKiB.toFixed(2)} KiB RSS per idle connection over ${f.connections} (RSS ${Math.round(f.beforeKiB / 1024)} -> ${Math.round(f.afterKiB / 1024)} MiB), connected in ${f.connectSeconds.toFixed(1)} s`)
-  } finally { await b.stop() }
+  } finally {
+    // The broker closes first: the TIME_WAIT of every connection stays on its
+    // side, not on our source ports (a second run right after would find them taken).
+    await b.stop()
+    for (const s of sockets) s.destroy()
+  }
 }
 if (args.json) process.stdout.write(`${JSON.stringify({ asked: ASKED, connections: COUNT, sources: sources.length, figures })}\n`)
