@@ -52,6 +52,12 @@ interface Running {
   close: Array<() => void>
   /** The close listener of every socket of this listener (one function, not a closure per socket). */
   onClose: (this: Socket) => void
+  /**
+   * What a plain TCP listener (no PROXY protocol, TLS or WebSocket) knows of
+   * each of its sockets: the same for all of them (the address is the
+   * socket's own), so one record, not one per connection.
+   */
+  plain: ConnectionInfo | undefined
 }
 
 /** Errors of a listener's sockets are the MQTT layer's to report; this one swallows them for every socket. */
@@ -89,7 +95,10 @@ export class Listeners {
       server: createServer({ noDelay: this.options.noDelay }, (s) => this.onSocket(r, s)),
       deliver: (conn, info) => this.options.accept(conn as Socket, info),
       close: [],
-      onClose: function (this: Socket) { r.open.delete(this) }
+      onClose: function (this: Socket) { r.open.delete(this) },
+      plain: listener.proxy_protocol || isTls(listener.type) || isWebSocket(listener.type)
+        ? undefined
+        : { listener: name, remote: undefined, certificateIdentity: undefined, usernameMustMatch: listener.username_must_match }
     }
     if (isWebSocket(listener.type)) this.addWebSocket(r)
     if (isTls(listener.type)) this.addTls(r)
@@ -183,6 +192,7 @@ export class Listeners {
       r.open.add(socket)
       socket.on('close', r.onClose)
     }
+    if (r.plain !== undefined) return r.deliver(socket, r.plain)
     const info: ConnectionInfo = {
       listener: r.name,
       remote: socket.remoteAddress === undefined ? undefined : { address: socket.remoteAddress, port: socket.remotePort },
