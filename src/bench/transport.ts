@@ -14,6 +14,8 @@ export interface TransportOptions {
   ca?: string | undefined
   /** Do not verify the server's certificate (self-signed test brokers). */
   insecure?: boolean | undefined
+  /** Source address of a plain TCP connection (several spread many connections over more ephemeral ports). */
+  localAddress?: string | undefined
 }
 
 const DEFAULT_PORTS: Record<string, number> = { 'mqtt:': 1883, 'tcp:': 1883, 'mqtts:': 8883, 'ssl:': 8883, 'tls:': 8883, 'ws:': 8083, 'wss:': 8084 }
@@ -47,7 +49,7 @@ export async function openTransport (url: string, options: TransportOptions): Pr
       return stream
     }
     default: {
-      const socket = createConnection({ host, port, noDelay: true })
+      const socket = createConnection({ host, port, noDelay: true, ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }) })
       await once(socket, 'connect')
       return socket
     }

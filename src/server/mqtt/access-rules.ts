@@ -16,10 +16,12 @@ const NOT_AUTHORIZED = 0x87
 interface Entry {
   who: ClientIdentity
   /** Stored passwords (plain or hash) this client's password matched at CONNECT. */
-  verified: Set<string>
+  verified: ReadonlySet<string>
   view: AclView
   generation: number
 }
+
+const NONE_VERIFIED: ReadonlySet<string> = new Set()
 
 export class AccessRules {
   policy: AccessPolicy
@@ -32,6 +34,12 @@ export class AccessRules {
   private readonly entries = new WeakMap<Client, Entry>()
   /** Connected clients, which a reload checks again. */
   private readonly connected = new Set<Client>()
+  /**
+   * Set when the MQTT server reports each closed connection (closed(), from
+   * its one close listener per socket, hooks.ts); otherwise admit() listens
+   * to the socket itself.
+   */
+  closesReported = false
 
   constructor (mqtt: { auth: readonly AuthRuleConfig[], acl: readonly AclRuleConfig[] }) {
     this.policy = new AccessPolicy(mqtt)
@@ -50,10 +58,16 @@ export class AccessRules {
   /** Records an admitted client; a reload stops checking it when its connection closes. */
   admit (client: Client, who: ClientIdentity, verified: Set<string>): AclView {
     const view = this.policy.aclFor(who)
-    this.entries.set(client, { who, verified, view, generation: this.generation })
+    // Most clients matched no stored password (anonymous, certificate, open rules): they share one empty set.
+    this.entries.set(client, { who, verified: verified.size > 0 ? verified : NONE_VERIFIED, view, generation: this.generation })
     this.connected.add(client)
-    client.conn.once('close', () => this.connected.delete(client))
+    if (!this.closesReported) client.conn.once('close', () => this.connected.delete(client))
     return view
+  }
+
+  /** The client's connection closed: a reload no longer checks it (its view stays, for a delayed will). */
+  closed (client: Client): void {
+    this.connected.delete(client)
   }
 
   /** The client's ACL view under the rules in force; undefined for a client never admitted. */

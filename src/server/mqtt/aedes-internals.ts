@@ -88,8 +88,8 @@ export interface ClientInternals extends Client {
   _serverKeepAlive?: number | undefined
   /** The next packet identifier aedes gives a QoS 1/2 PUBLISH it sends (QoSPacket); the session sender draws from it too. */
   _nextId: number
-  /** Inbound topic aliases of this connection (alias -> topic). */
-  _topicAliases: Map<number, string>
+  /** Inbound topic aliases of this connection (alias -> topic); aedes makes a Map, inboundAliases() below replaces it. */
+  _topicAliases: { get: (alias: number) => string | undefined, set: (alias: number, topic: string) => unknown }
   _requestProblemInformation?: boolean
   /** Clean Start of the CONNECT (MQTT 5: can differ from `clean`, the persistence axis). */
   _cleanStart?: boolean
@@ -169,6 +169,10 @@ export function encodePacket (packet: object, protocolVersion: number): Buffer {
   return mqttPacket.generate(packet, { protocolVersion })
 }
 
+// It remembers nothing, so every client shares one (a Proxy, its target and
+// handler with three closures per connection were about 300 bytes of each idle one).
+const FORGETFUL = new Proxy({}, { set: () => true, get: () => undefined, has: () => false }) as Record<string, number>
+
 /**
  * aedes' per-client de-duplication keeps the highest counter per broker id
  * and drops anything lower: right for one stream of messages, wrong for a
@@ -177,5 +181,28 @@ export function encodePacket (packet: object, protocolVersion: number): Buffer {
  * through, and hooks.ts de-duplicates by stamp instead.
  */
 export function forgetfulDuplicates (): Record<string, number> {
-  return new Proxy({}, { set: () => true, get: () => undefined, has: () => false }) as Record<string, number>
+  return FORGETFUL
+}
+
+/**
+ * Inbound topic aliases (alias -> topic) whose Map is made on the first alias
+ * the client registers. aedes gives every client a Map (a 152-byte table with
+ * it) that only an MQTT 5 client sending topic aliases ever fills; aedes
+ * reads and writes `client._topicAliases` through get() and set() only
+ * (lib/handlers/publish.js), as publish-acks.ts does.
+ */
+class InboundAliases {
+  private map: Map<number, string> | undefined
+  get (alias: number): string | undefined {
+    return this.map?.get(alias)
+  }
+
+  set (alias: number, topic: string): this {
+    (this.map ??= new Map()).set(alias, topic)
+    return this
+  }
+}
+
+export function inboundAliases (): ClientInternals['_topicAliases'] {
+  return new InboundAliases()
 }

@@ -49,6 +49,8 @@ const PUBREC_HEADER = 0x50
 export function installAccessControl (hooks: AedesHooks, options: AccessControlOptions): AccessRules {
   const { config, log, registry } = options
   const rules = new AccessRules(config.mqtt)
+  rules.closesReported = true
+  hooks.closed('access', (client) => rules.closed(client))
   const verify = cachedPasswordVerifier()
   const refusals = refusalCounter(registry)
   const logRefusal = {

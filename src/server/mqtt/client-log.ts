@@ -19,7 +19,8 @@ import { keepsConnection } from './authorize.js'
 
 const PROTOCOLS: Record<number, string> = { 3: '3.1', 4: '3.1.1', 5: '5.0' }
 
-interface Seen { connectedAt: number, remote: string | undefined, sessionPresent: boolean }
+// The address is not kept: the connection's own record (connection-info.ts) still has it when it closes.
+interface Seen { connectedAt: number, sessionPresent: boolean }
 
 export class ClientLog {
   private readonly seen = new WeakMap<Client, Seen>()
@@ -56,7 +57,7 @@ export class ClientLog {
   attach (aedes: Aedes): void {
     aedes.on('connackSent', (packet: { sessionPresent?: boolean, returnCode?: number, reasonCode?: number }, client: Client) => {
       if ((packet.returnCode ?? packet.reasonCode ?? 0) !== 0) return
-      this.seen.set(client, { connectedAt: Date.now(), remote: remoteOf(client), sessionPresent: packet.sessionPresent === true })
+      this.seen.set(client, { connectedAt: Date.now(), sessionPresent: packet.sessionPresent === true })
     })
     aedes.on('clientReady', (client: Client) => {
       const c = internals(client)
@@ -64,7 +65,7 @@ export class ClientLog {
       const user = this.userOf(client)
       this.log.info({
         client: client.id,
-        remote: s?.remote ?? remoteOf(client),
+        remote: remoteOf(client),
         ...(user === undefined ? {} : { user }),
         protocol: PROTOCOLS[c._wireVersion ?? c.version] ?? String(c.version),
         keepalive: c._keepaliveInterval > 0 ? Math.floor(c._keepaliveInterval / 1500) : 0,
@@ -78,7 +79,7 @@ export class ClientLog {
       const s = this.seen.get(client)
       this.log.info({
         client: client.id,
-        remote: s?.remote ?? remoteOf(client),
+        remote: remoteOf(client),
         reason: this.reasonOf(client),
         ...(s === undefined ? {} : { connectedFor: `${((Date.now() - s.connectedAt) / 1000).toFixed(1)}s` })
       }, 'client disconnected')

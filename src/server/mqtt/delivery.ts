@@ -27,7 +27,7 @@
 //   than it is dropped as if sent. [MQTT-3.1.2-25] Deliveries aedes writes in
 //   order may use server topic aliases (topic-aliases.ts).
 import type { Aedes, Client } from 'aedes'
-import { internals, encodePacket, forgetfulDuplicates, type ClientInternals, type DeliveredPacket, type AedesSubscription } from './aedes-internals.js'
+import { internals, encodePacket, forgetfulDuplicates, type ClientInternals, type DeliveredPacket, type AedesSubscription, type DeliverFunc } from './aedes-internals.js'
 import type { SessionStore, StoredPacket } from './persistence.js'
 import type { SessionSender } from './session-sender.js'
 import { stampOf } from './message-stamp.js'
@@ -106,21 +106,188 @@ class OutboundFlow {
 
 const QOS0 = { qos: 0 }
 
-interface DeliveryState {
-  recent: Set<string>
-  flow: OutboundFlow | undefined
-  send: (packet: DeliveredPacket) => void
+/**
+ * One connection's delivery state, one object with methods: a heap snapshot
+ * of idle connections showed the closures this layer made per connection
+ * (ten, with their contexts and an options object) at about 1 KiB of each.
+ * The de-duplication set, the outbound buffer and the session sender are
+ * made on first use: an idle connection has none.
+ */
+class Delivery {
+  readonly client: ClientInternals
+  readonly options: DeliveryOptions
+  /** aedes' own deliverQoS of this client (its closure, called unbound). */
+  private readonly aedesDeliverQoS: DeliverFunc
+  private recent: Set<string> | undefined
+  private flowChecked = false
+  private flowState: OutboundFlow | undefined
+  private buffer: OutboundBuffer | undefined
   /** The client made a subscription with a Subscription Identifier on this connection (restored ones included). */
-  usesIdentifiers: boolean
-  outbound: OutboundBuffer
+  usesIdentifiers = false
+
+  constructor (client: Client, options: DeliveryOptions) {
+    this.client = internals(client)
+    this.options = options
+    this.aedesDeliverQoS = this.client.deliverQoS as unknown as DeliverFunc
+  }
+
+  get outbound (): OutboundBuffer {
+    this.buffer ??= new OutboundBuffer(this.client, this.options.buffer)
+    return this.buffer
+  }
+
+  /** Receive Maximum flow control, for an MQTT 5 client that asked for a window below 65535 (read once it is connected). */
+  get flow (): OutboundFlow | undefined {
+    if (!this.flowChecked && this.client.connected) {
+      this.flowChecked = true
+      if (this.client.version === 5 && this.client.receiveMaximum < 65535) this.flowState = new OutboundFlow(this.client.receiveMaximum)
+    }
+    return this.flowState
+  }
+
+  /** aedes' QoS 1/2 delivery of a clean session (or a retained message), within the buffer bound. */
+  deliverQoS (packet: DeliveredPacket, cb: () => void): void {
+    const client = this.client
+    const outbound = this.outbound
+    if (!client.clean) {
+      // A retained message to a stored session: aedes records it in the session (outgoingUpdate) and writes it on the next turn.
+      outbound.seal()
+      return this.aedesDeliverQoS(packet, cb)
+    }
+    // aedes' deliverQoS for a clean session (lib/client.js), into this turn's batch.
+    if (packet.nl === true && packet.clientId === client.id) return outbound.later(cb)
+    const broker = client.broker
+    const toForward = broker.authorizeForward(client, packet as never) as DeliveredPacket | null | undefined
+    if (toForward === null || toForward === undefined) return outbound.later(cb)
+    const out = new AedesPacket(toForward as never, broker) as unknown as DeliveredPacket
+    // The subscription's QoS when the topic is the filter itself (aedes' downgrade; wildcards below, in deliverWithFixes).
+    const sub = client.subscriptions[packet.topic]
+    if (sub !== undefined && sub.qos < out.qos) out.qos = sub.qos
+    if (out.qos > 0) out.messageId = nextMessageId(client)
+    if (!outbound.sendQoS(out, pushTo(outbound))) this.options.counts.dropped++
+    outbound.later(cb)
+  }
+
+  send (packet: DeliveredPacket): void {
+    this.deliverQoS(packet, noop)
+  }
+
+  /** The sender writes what it sends a turn later: QoS 0 deliveries after this wait for it, in publish order. */
+  private kick (): void {
+    this.outbound.seal()
+    this.options.sender(this.client).kick()
+  }
+
+  /**
+   * True when this copy is to be dropped: a copy of it went out already, or
+   * the session's queue has it. A QoS 1/2 message for a stored session that
+   * its queue lacks (it was queued before the session arrived here) joins
+   * the queue now: the queue is the one source of what a stored session gets.
+   */
+  handledElsewhere (packet: DeliveredPacket): boolean {
+    const stamp = stampOf(packet)
+    if (stamp === undefined) return false
+    const { store } = this.options
+    const id = this.client.id
+    if (store.seen(id, stamp)) {
+      this.kick()
+      return true
+    }
+    if (packet.qos > 0 && this.options.sender(this.client).managing) {
+      store.enqueueFor(id, packet as StoredPacket)
+      this.kick()
+      return true
+    }
+    const recent = this.recent ??= new Set()
+    if (recent.has(stamp)) return true
+    recent.add(stamp)
+    if (recent.size > RECENT_STAMPS) recent.delete(recent.values().next().value!)
+    return false
+  }
+
+  /**
+   * The copy that goes out carries every matching identifier. Only for a
+   * live message: a retained one sent on SUBSCRIBE (unstamped) is that
+   * subscription's alone, and a shared-subscription copy carries its group's.
+   */
+  identified (packet: DeliveredPacket): void {
+    if (this.usesIdentifiers && this.client.version === 5 && stampOf(packet) !== undefined && !isSharedCopy(packet)) {
+      withAllIdentifiers(this.client.subscriptions, packet)
+    }
+  }
+
+  counted (): void {
+    if (this.client.closed) this.options.counts.dropped++
+    else this.options.counts.sent++
+  }
+
+  /** aedes' deliver0 (lib/client.js) with its per-message setImmediate and 'drain' wait replaced by the batch (outbound-buffer.ts). */
+  deliver0 (packet: DeliveredPacket, cb: () => void): void {
+    const client = this.client
+    if (this.handledElsewhere(packet)) return this.outbound.later(cb)
+    // MQTT 5 No Local [MQTT-3.8.3-3].
+    if (packet.nl === true && packet.clientId === client.id) return this.outbound.later(cb)
+    this.identified(packet)
+    markAliasable(client, packet)
+    const toForward = client.broker.authorizeForward(client, packet as never) as DeliveredPacket | null | undefined
+    if (toForward === null || toForward === undefined) return this.outbound.later(cb)
+    this.counted()
+    // A copy: the emitter hands every subscriber the same packet.
+    const out = new AedesPacket(toForward as never, client.broker) as unknown as DeliveredPacket
+    Object.assign(out, QOS0)
+    this.outbound.send0(out, cb)
+  }
+
+  deliverWithFixes (packet: DeliveredPacket, cb: () => void): void {
+    const client = this.client
+    if (packet.qos === 0) return client.deliver0(packet, cb)
+    if (this.handledElsewhere(packet)) return this.outbound.later(cb)
+    this.identified(packet)
+    if (packet.qos === 2 && client.subscriptions[packet.topic] === undefined && grantedQos(client.subscriptions, packet.topic) === 1) {
+      // aedes hands each subscription its own packet copy, so this is ours.
+      packet.qos = 1
+    }
+    this.counted()
+    // aedes writes these in the order it gets them (topic-aliases.ts); a stored session's go by its sender.
+    if (client.clean || packet.retain) markAliasable(client, packet)
+    const flow = this.flow
+    if (flow === undefined) return this.deliverQoS(packet, cb)
+    if (flow.inflight < flow.limit && flow.held.length === 0) {
+      flow.inflight++
+      return this.deliverQoS(packet, cb)
+    }
+    const outbound = this.outbound
+    if (this.options.maxHeld > 0 && flow.held.length >= this.options.maxHeld) {
+      outbound.heldBytes -= publishBytes(flow.held.shift()!)
+      this.options.onHeldDropped(client)
+    }
+    // Held, not blocked: aedes' delivery pipeline (shared by all clients) moves on.
+    flow.held.push(packet)
+    outbound.heldBytes += publishBytes(packet)
+    outbound.later(cb)
+  }
 }
 
-const states = new WeakMap<Client, DeliveryState>()
+function noop (): void {}
+
+const pushers = new WeakMap<OutboundBuffer, (p: DeliveredPacket) => void>()
+
+/** The `send` sendQoS calls once there is room: one per buffer, made the first time one is needed. */
+function pushTo (outbound: OutboundBuffer): (p: DeliveredPacket) => void {
+  let push = pushers.get(outbound)
+  if (push === undefined) {
+    push = (p) => outbound.push(p)
+    pushers.set(outbound, push)
+  }
+  return push
+}
+
+const states = new WeakMap<Client, Delivery>()
 
 export interface DeliveryOptions {
   store: SessionStore
-  /** The client's session sender (stored sessions). */
-  sender: SessionSender
+  /** The client's session sender (stored sessions): made the first time it is asked for. */
+  sender: (client: Client) => SessionSender
   /** broker_messages_sent / _dropped (introspection.ts). */
   counts: { sent: number, dropped: number }
   /** Most deliveries held back for one client by its Receive Maximum; the oldest goes first. */
@@ -133,130 +300,17 @@ export interface DeliveryOptions {
 /**
  * Installs the layer on a new connection. aedes reads `client.deliverQoS`
  * and `deliver0` when a subscription is made, so replacing them here covers
- * every subscription, restored ones and retained deliveries included.
+ * every subscription, restored ones and retained deliveries included. Its
+ * options are shared by every connection.
  */
 export function installDelivery (client: Client, options: DeliveryOptions): void {
   const c = internals(client)
   c.duplicates = forgetfulDuplicates()
-  const { store, sender } = options
-  const aedesDeliverQoS = c.deliverQoS
-  const outbound = new OutboundBuffer(client, options.buffer)
-  /** aedes' QoS 1/2 delivery of a clean session (or a retained message), within the buffer bound. */
-  const deliverQoS = (packet: DeliveredPacket, cb: () => void): void => {
-    if (!client.clean) {
-      // A retained message to a stored session: aedes records it in the session (outgoingUpdate) and writes it on the next turn.
-      outbound.seal()
-      return aedesDeliverQoS(packet, cb)
-    }
-    // aedes' deliverQoS for a clean session (lib/client.js), into this turn's batch.
-    if (packet.nl === true && packet.clientId === client.id) return outbound.later(cb)
-    const toForward = broker.authorizeForward(client, packet as never) as DeliveredPacket | null | undefined
-    if (toForward === null || toForward === undefined) return outbound.later(cb)
-    const out = new AedesPacket(toForward as never, broker) as unknown as DeliveredPacket
-    // The subscription's QoS when the topic is the filter itself (aedes' downgrade; wildcards below, in deliverWithFixes).
-    const sub = c.subscriptions[packet.topic]
-    if (sub !== undefined && sub.qos < out.qos) out.qos = sub.qos
-    if (out.qos > 0) out.messageId = nextMessageId(c)
-    if (!outbound.sendQoS(out, (p) => outbound.push(p))) counts.dropped++
-    outbound.later(cb)
-  }
-  const { counts } = options
-  const state: DeliveryState = { recent: new Set(), flow: undefined, send: (packet) => deliverQoS(packet, () => {}), usesIdentifiers: false, outbound }
+  const state = new Delivery(client, options)
   states.set(client, state)
-  const broker = c.broker
-
-  /**
-   * True when this copy is to be dropped: a copy of it went out already, or
-   * the session's queue has it. A QoS 1/2 message for a stored session that
-   * its queue lacks (it was queued before the session arrived here) joins
-   * the queue now: the queue is the one source of what a stored session gets.
-   */
-  /** The sender writes what it sends a turn later: QoS 0 deliveries after this wait for it, in publish order. */
-  const kick = (): void => {
-    outbound.seal()
-    sender.kick()
-  }
-  const handledElsewhere = (packet: DeliveredPacket): boolean => {
-    const stamp = stampOf(packet)
-    if (stamp === undefined) return false
-    if (store.seen(client.id, stamp)) {
-      kick()
-      return true
-    }
-    if (packet.qos > 0 && sender.managing) {
-      store.enqueueFor(client.id, packet as StoredPacket)
-      kick()
-      return true
-    }
-    if (state.recent.has(stamp)) return true
-    state.recent.add(stamp)
-    if (state.recent.size > RECENT_STAMPS) state.recent.delete(state.recent.values().next().value!)
-    return false
-  }
-
-  /**
-   * The copy that goes out carries every matching identifier. Only for a
-   * live message: a retained one sent on SUBSCRIBE (unstamped) is that
-   * subscription's alone, and a shared-subscription copy carries its group's.
-   */
-  const identified = (packet: DeliveredPacket): void => {
-    if (state.usesIdentifiers && client.version === 5 && stampOf(packet) !== undefined && !isSharedCopy(packet)) {
-      withAllIdentifiers(c.subscriptions, packet)
-    }
-  }
-
-  const counted = (): void => {
-    if (client.closed) options.counts.dropped++
-    else options.counts.sent++
-  }
-
-  // aedes' deliver0 (lib/client.js) with its per-message setImmediate and 'drain' wait replaced by the batch (outbound-buffer.ts).
-  c.deliver0 = function deliverOnce (packet: DeliveredPacket, cb: () => void): void {
-    if (handledElsewhere(packet)) return outbound.later(cb)
-    // MQTT 5 No Local [MQTT-3.8.3-3].
-    if (packet.nl === true && packet.clientId === client.id) return outbound.later(cb)
-    identified(packet)
-    markAliasable(client, packet)
-    const toForward = broker.authorizeForward(client, packet as never) as DeliveredPacket | null | undefined
-    if (toForward === null || toForward === undefined) return outbound.later(cb)
-    counted()
-    // A copy: the emitter hands every subscriber the same packet.
-    const out = new AedesPacket(toForward as never, broker) as unknown as DeliveredPacket
-    Object.assign(out, QOS0)
-    outbound.send0(out, cb)
-  }
-
-  c.deliverQoS = function deliverWithFixes (packet: DeliveredPacket, cb: () => void): void {
-    if (packet.qos === 0) return c.deliver0(packet, cb)
-    if (handledElsewhere(packet)) return outbound.later(cb)
-    identified(packet)
-    if (packet.qos === 2 && c.subscriptions[packet.topic] === undefined && grantedQos(c.subscriptions, packet.topic) === 1) {
-      // aedes hands each subscription its own packet copy, so this is ours.
-      packet.qos = 1
-    }
-    counted()
-    // aedes writes these in the order it gets them (topic-aliases.ts); a stored session's go by its sender.
-    if (client.clean || packet.retain) markAliasable(client, packet)
-    const flow = state.flow
-    if (flow === undefined) return deliverQoS(packet, cb)
-    if (flow.inflight < flow.limit && flow.held.length === 0) {
-      flow.inflight++
-      return deliverQoS(packet, cb)
-    }
-    if (options.maxHeld > 0 && flow.held.length >= options.maxHeld) {
-      outbound.heldBytes -= publishBytes(flow.held.shift()!)
-      options.onHeldDropped(client)
-    }
-    // Held, not blocked: aedes' delivery pipeline (shared by all clients) moves on.
-    flow.held.push(packet)
-    outbound.heldBytes += publishBytes(packet)
-    outbound.later(cb)
-  }
-
-  // The window is known once CONNECT is handled (aedes stores it on the client).
-  client.once('connected', () => {
-    if (client.version === 5 && client.receiveMaximum < 65535) state.flow = new OutboundFlow(client.receiveMaximum)
-  })
+  // aedes calls these unbound: the two closures a connection needs.
+  c.deliver0 = function deliverOnce (packet: DeliveredPacket, cb: () => void): void { state.deliver0(packet, cb) }
+  c.deliverQoS = function deliverWithFixes (packet: DeliveredPacket, cb: () => void): void { state.deliverWithFixes(packet, cb) }
 }
 
 /**

@@ -104,13 +104,15 @@ export function armGracefulEnd (socket: Socket): void {
   armed.add(socket)
 }
 
-/** Gives a client socket the destroy() described at the top of the file. */
-function orderlyDestroy (socket: Socket): void {
-  socket.destroy = function destroy (this: Socket, err?: Error) {
-    if (armed.has(this)) endGracefully(this)
-    else destroyNow(this, err)
-    return this
-  }
+/**
+ * The destroy() described at the top of the file, one function for every
+ * socket (it reads the socket from `this`; a closure per socket was about
+ * 100 bytes of every idle connection).
+ */
+function orderlyDestroy (this: Socket, err?: Error): Socket {
+  if (armed.has(this)) endGracefully(this)
+  else destroyNow(this, err)
+  return this
 }
 
 /** Writes an MQTT 5 DISCONNECT with `reasonCode` to a client; the connection's end is then graceful. */
@@ -133,13 +135,28 @@ type Disconnect = (opts?: { reasonCode?: number, properties?: object }, done?: (
  */
 export function orderlyEnds (client: Client): void {
   const c = internals(client)
-  orderlyDestroy(c.conn)
+  c.conn.destroy = orderlyDestroy
   const target = client as unknown as { disconnect: Disconnect }
-  const disconnect = target.disconnect.bind(client)
-  target.disconnect = function disconnectGracefully (opts, done) {
-    if (client.version === 5 && client.connected && !client.closed && !c.errored) armGracefulEnd(c.conn)
-    const reasonCode = opts?.reasonCode ?? 0
-    const properties = opts?.properties ?? disconnectProperties(reasonCode, client.maximumPacketSize)
-    disconnect({ ...opts, reasonCode, ...(properties === undefined ? {} : { properties }) }, done)
+  // One shared function over aedes' Client.prototype.disconnect (it reads the
+  // client from `this`; every caller calls it as a method), not a bound copy
+  // and a closure per connection.
+  const own = target.disconnect
+  if (own === (Object.getPrototypeOf(client) as { disconnect: Disconnect }).disconnect) {
+    target.disconnect = disconnectGracefully
+    return
   }
+  // Someone replaced it already: wrap that one.
+  target.disconnect = function (this: Client, opts, done) { gracefully(this, own, opts, done) }
+}
+
+function disconnectGracefully (this: Client, opts?: { reasonCode?: number, properties?: object }, done?: () => void): void {
+  gracefully(this, (Object.getPrototypeOf(this) as { disconnect: Disconnect }).disconnect, opts, done)
+}
+
+function gracefully (client: Client, disconnect: Disconnect, opts?: { reasonCode?: number, properties?: object }, done?: () => void): void {
+  const c = internals(client)
+  if (client.version === 5 && client.connected && !client.closed && !c.errored) armGracefulEnd(c.conn)
+  const reasonCode = opts?.reasonCode ?? 0
+  const properties = opts?.properties ?? disconnectProperties(reasonCode, client.maximumPacketSize)
+  disconnect.call(client, { ...opts, reasonCode, ...(properties === undefined ? {} : { properties }) }, done)
 }

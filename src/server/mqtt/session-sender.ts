@@ -41,7 +41,7 @@ export interface SenderOptions {
   /** A PUBLISH was written (broker_messages_sent). */
   onSent?: () => void
   /** Bytes the client's buffer may still take (mqtt.max_client_buffer_bytes): beyond it messages wait in the queue. */
-  room?: () => number
+  room?: (client: Client) => number
 }
 
 interface Item {
@@ -174,7 +174,7 @@ export class SessionSender {
     for (const id of this.sentHere) if (!inUse.has(id)) this.sentHere.delete(id)
     let inflight = inUse.size
     // The buffer bound: new messages stay queued once it is used up (at least one goes while there is room).
-    let room = this.opts.room?.() ?? Infinity
+    let room = this.opts.room?.(this.client) ?? Infinity
     const items: Item[] = []
     const now = Date.now()
     for (const entry of [...queue]) {

@@ -9,7 +9,11 @@ import type { RemoteAddress } from '../access.js'
 export interface ConnectionInfo {
   /** `mqtts 0.0.0.0:8883`: the listener, for logs. */
   listener: string
-  /** The client's address as the listener knows it (from the PROXY header when there was one). */
+  /**
+   * The client's address as the listener knows it (from the PROXY header when
+   * there was one); undefined: the socket's own (a plain TCP listener shares
+   * one record among all its sockets).
+   */
   remote: RemoteAddress | undefined
   /** The identity a verified client certificate gives (mqtt.listeners[].identity field); undefined without one. */
   certificateIdentity: string | undefined
@@ -30,7 +34,7 @@ export function connectionInfo (conn: object | undefined | null): ConnectionInfo
 /** The client's address: what its listener recorded, else the socket's own. */
 export function remoteOf (conn: object | undefined | null): RemoteAddress | undefined {
   const info = connectionInfo(conn)
-  if (info !== undefined) return info.remote
+  if (info?.remote !== undefined) return info.remote
   const socket = conn as { remoteAddress?: string, remotePort?: number } | undefined | null
   if (socket?.remoteAddress === undefined) return undefined
   return { address: socket.remoteAddress, port: socket.remotePort }

@@ -1,0 +1,244 @@
+// Memory per idle connection and many idle connections, side by side:
+// broker-ha (`broker-ha serve`), bare aedes of the same version
+// (bench/bare-aedes.ts) and mosquitto when installed, each in its own
+// process, one after the other, the same generator against each.
+//
+// Each connection is a raw MQTT 3.1.1 CONNECT (keep alive 60 s, clean
+// session) and nothing more. The figure is the broker's RSS once it stopped
+// moving after the last CONNACK, less its RSS with ten warm-up connections,
+// divided by the number of connections; the connect time runs from the
+// first CONNECT to the last CONNACK, 200 in flight.
+//
+// Open files: each connection holds a descriptor here and one in the broker.
+// When the open-file limit is too low and we are root, the limit of this
+// process is raised with prlimit(1) before any broker starts (they inherit
+// it); otherwise the run stops and says so. Ephemeral ports: connections come
+// from several loopback source addresses (--sources), each good for about
+// 28,000 connections to one ip:port.
+//
+//   node dist/bench/idle.js [--connections 10000] [--brokers broker-ha,aedes,mosquitto]
+//     [--sources 4] [--heap DIR] [--config JSON] [--json]
+// --config: broker-ha config merged over the bench's (e.g. '{"log":{"clients":false}}').
+// --heap DIR writes a heap snapshot of each Node broker (SIGUSR2) with the connections open.
+// BENCH_BROKER_HA_ROOT: another built checkout whose broker-ha runs instead (before/after on one machine).
+import { fork, spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync, renameSync, mkdirSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Socket } from 'node:net'
+import { rawConnect } from '../src/bench/raw-client.js'
+import type { startProcessNode as StartProcessNode } from '../test/helpers/node.js'
+import { freeLoopbackAddress } from '../test/helpers/loopback.js'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const ROOT = join(here, '..', '..')
+const BROKER_HA_ROOT = process.env.BENCH_BROKER_HA_ROOT ?? ROOT
+const { startProcessNode } = await import(join(BROKER_HA_ROOT, 'dist', 'test', 'helpers', 'node.js')) as { startProcessNode: typeof StartProcessNode }
+
+const { values: args } = parseArgs({
+  options: {
+    connections: { type: 'string', default: '10000' },
+    brokers: { type: 'string', default: 'broker-ha,aedes,mosquitto' },
+    sources: { type: 'string' },
+    heap: { type: 'string' },
+    config: { type: 'string' },
+    json: { type: 'boolean', default: false }
+  }
+})
+const ASKED = Number(args.connections)
+const CONCURRENCY = 200
+/** About 28,000 ephemeral ports per source address and destination; keep well under. */
+const PER_SOURCE = 10_000
+const SOURCES = Number(args.sources ?? Math.max(1, Math.ceil(ASKED / PER_SOURCE)))
+
+const log = (line: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`) }
+
+type Target = 'broker-ha' | 'aedes' | 'mosquitto'
+interface Broker { target: Target, url: string, pid: number, stop: () => Promise<void> }
+
+// ---- open files --------------------------------------------------------------
+
+function fdLimit (pid: number | 'self' = 'self'): { soft: number, hard: number } {
+  const m = /Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))
+  const n = (s: string | undefined): number => s === undefined || s === 'unlimited' ? Infinity : Number(s)
+  return { soft: n(m?.[1]), hard: n(m?.[2]) }
+}
+
+/** Raises this process's open-file limit to `want` (children inherit it); false when it cannot. */
+function raiseFdLimit (want: number): boolean {
+  if (fdLimit().soft >= want) return true
+  let nrOpen = Infinity
+  try {
+    nrOpen = Number(readFileSync('/proc/sys/fs/nr_open', 'utf8').trim())
+  } catch {
+    // Not Linux: no cap but the hard limit.
+  }
+  const target = Math.min(want, nrOpen)
+  try {
+    // Raising the hard limit needs root (CAP_SYS_RESOURCE); raising the soft one up to the hard does not.
+    const limit = process.getuid?.() === 0 ? `${target}:${target}` : `${Math.min(target, fdLimit().hard)}:`
+    execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${limit}`], { stdio: 'ignore' })
+  } catch (err) {
+    log(`prlimit failed: ${(err as Error).message}`)
+  }
+  return fdLimit().soft >= want
+}
+
+// ---- brokers -------------------------------------------------------------------
+
+const HEAP_ENV = { NODE_OPTIONS: '--heapsnapshot-signal=SIGUSR2' }
+
+async function startBrokerHa (): Promise<Broker> {
+  const extra = args.config === undefined ? {} : JSON.parse(args.config) as Record<string, Record<string, unknown>>
+  const n = await startProcessNode({ ...extra, mqtt: { max_connections: 0, ...extra.mqtt } }, { env: args.heap === undefined ? {} : HEAP_ENV })
+  return { target: 'broker-ha', url: n.mqttUrl, pid: n.child.pid!, stop: async () => { await n.stop('SIGKILL') } }
+}
+
+async function startAedes (): Promise<Broker> {
+  const host = await freeLoopbackAddress()
+  const child = fork(join(here, 'bare-aedes.js'), ['--host', host, '--port', '1883'], { stdio: 'inherit', execArgv: args.heap === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2'] })
+  await new Promise<void>((resolve, reject) => {
+    child.once('message', () => resolve())
+    child.once('exit', (code) => reject(new Error(`aedes exited with ${code}`)))
+  })
+  return { target: 'aedes', url: `mqtt://${host}:1883`, pid: child.pid!, stop: async () => { child.kill('SIGKILL') } }
+}
+
+function mosquittoPath (): string | undefined {
+  for (const p of ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto']) {
+    try {
+      statSync(p)
+      return p
+    } catch {
+      // Not there: the next place.
+    }
+  }
+  return undefined
+}
+
+async function startMosquitto (bin: string): Promise<Broker> {
+  const host = await freeLoopbackAddress()
+  const dir = mkdtempSync(join(tmpdir(), 'bench-mosquitto-'))
+  const conf = join(dir, 'mosquitto.conf')
+  writeFileSync(conf, `listener 1883 ${host}\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\nmax_connections -1\n`)
+  const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: 'ignore' })
+  const url = `mqtt://${host}:1883`
+  const stop = async (): Promise<void> => { child.kill('SIGKILL'); rmSync(dir, { recursive: true, force: true }) }
+  for (let i = 0; i < 100; i++) {
+    try {
+      const c = await rawConnect(url, 'probe', 4, () => {}, 500)
+      c.socket.destroy()
+      return { target: 'mosquitto', url, pid: child.pid!, stop }
+    } catch {
+      await sleep(50)
+    }
+  }
+  await stop()
+  throw new Error('mosquitto did not start')
+}
+
+// ---- measurement ----------------------------------------------------------------
+
+function rssKiB (pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m === null ? NaN : Number(m[1])
+}
+
+/** RSS once it stopped moving (within 1% over 1 s), or after 10 s. */
+async function settledRss (pid: number): Promise<number> {
+  let last = rssKiB(pid)
+  const deadline = Date.now() + 10_000
+  while (Date.now() < deadline) {
+    await sleep(1000)
+    const now = rssKiB(pid)
+    if (Math.abs(now - last) <= last * 0.01) return now
+    last = now
+  }
+  return last
+}
+
+/** Waits for a heap snapshot the process writes on SIGUSR2 into its cwd, and moves it to dir. */
+async function heapSnapshot (b: Broker, cwd: string, dir: string): Promise<string | undefined> {
+  const before = new Set(readdirSync(cwd))
+  process.kill(b.pid, 'SIGUSR2')
+  const deadline = Date.now() + 120_000
+  while (Date.now() < deadline) {
+    await sleep(1000)
+    const file = readdirSync(cwd).find((f) => f.endsWith('.heapsnapshot') && !before.has(f))
+    if (file === undefined) continue
+    // Complete once the JSON is closed.
+    while (!readFileSync(join(cwd, file)).subarray(-2).equals(Buffer.from(']}'))) {
+      if (Date.now() > deadline) return undefined
+      await sleep(1000)
+    }
+    mkdirSync(dir, { recursive: true })
+    const to = join(dir, `${b.target}-${COUNT}.heapsnapshot`)
+    renameSync(join(cwd, file), to)
+    return to
+  }
+  return undefined
+}
+
+export interface IdleFigure { target: Target, connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number, connectSeconds: number }
+
+async function measure (b: Broker, sources: string[], sockets: Socket[]): Promise<IdleFigure> {
+  for (let i = 0; i < 10; i++) sockets.push((await rawConnect(b.url, `warm-${i}`, 4, () => {})).socket)
+  const before = await settledRss(b.pid)
+  const t0 = Date.now()
+  let next = 0
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next < COUNT) {
+      const i = next++
+      const c = await rawConnect(b.url, `idle-${i}`, 4, () => {}, 60_000, undefined, {}, { localAddress: sources[i % sources.length] })
+      c.socket.on('error', () => {})
+      sockets.push(c.socket)
+    }
+  }))
+  const connectSeconds = (Date.now() - t0) / 1000
+  const after = await settledRss(b.pid)
+  if (args.heap !== undefined && b.target !== 'mosquitto') {
+    const file = await heapSnapshot(b, process.cwd(), args.heap)
+    log(`heap snapshot ${b.target}: ${file ?? 'not written'}`)
+  }
+  return { target: b.target, connections: COUNT, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / COUNT, connectSeconds }
+}
+
+// ---- run -------------------------------------------------------------------------
+
+// Each process holds one side of each connection: this one and the broker need COUNT descriptors each.
+const need = ASKED + 1000
+let COUNT = ASKED
+if (!raiseFdLimit(need)) {
+  const { soft, hard } = fdLimit()
+  COUNT = Math.max(100, soft - 1000)
+  log(`open-file limit ${soft} (hard ${hard}) is below the ${need} that ${ASKED} connections need in this process and in the broker, and it cannot be raised here (root without CAP_SYS_RESOURCE, or not root): ${COUNT} connections instead`)
+}
+// 127.77.0.1, 127.77.0.2 ...: every 127/8 address is the loopback; these are
+// clear of 127.0.0.1 and of the test nodes' 127.100-199 (test/helpers/loopback.ts).
+const sources = Array.from({ length: SOURCES }, (_, i) => `127.77.${Math.floor(i / 250)}.${(i % 250) + 1}`)
+const wanted = args.brokers.split(',')
+const mosq = mosquittoPath()
+const starts: Array<[Target, () => Promise<Broker>]> = [['broker-ha', startBrokerHa], ['aedes', startAedes]]
+if (mosq !== undefined) starts.push(['mosquitto', async () => await startMosquitto(mosq)])
+else if (wanted.includes('mosquitto')) log('mosquitto not installed: no mosquitto row')
+log(`${COUNT} idle connections from ${sources.length} source address(es), open-file limit ${fdLimit().soft}`)
+const figures: IdleFigure[] = []
+for (const [target, start] of starts) {
+  if (!wanted.includes(target)) continue
+  const b = await start()
+  const sockets: Socket[] = []
+  try {
+    const f = await measure(b, sources, sockets)
+    figures.push(f)
+    log(`${target}: ${f.perConnectionKiB.toFixed(2)} KiB RSS per idle connection over ${f.connections} (RSS ${Math.round(f.beforeKiB / 1024)} -> ${Math.round(f.afterKiB / 1024)} MiB), connected in ${f.connectSeconds.toFixed(1)} s`)
+  } finally {
+    // The broker closes first: the TIME_WAIT of every connection stays on its
+    // side, not on our source ports (a second run right after would find them taken).
+    await b.stop()
+    for (const s of sockets) s.destroy()
+  }
+}
+if (args.json) process.stdout.write(`${JSON.stringify({ asked: ASKED, connections: COUNT, sources: sources.length, figures })}\n`)

@@ -1,0 +1,104 @@
+// What an idle connection costs in our layers (issue 18): shared functions
+// and listeners instead of closures per connection, state made on first use,
+// and the close steps every layer still runs from the one close listener a
+// socket gets (the ACL forgets the client, the session sender stops, the log
+// says why and from where). Real node, real clients.
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
+import type { MqttClient } from 'mqtt'
+import { loadConfig } from '../../src/config/index.js'
+import { BrokerNode } from '../../src/server/node.js'
+import { brokerInternals, internals, type ClientInternals } from '../../src/server/mqtt/aedes-internals.js'
+import { nodeConfigObject, type ConfigOverrides } from '../helpers/node.js'
+import { freeLoopbackAddress } from '../helpers/loopback.js'
+import { waitFor } from '../helpers/wait.js'
+import { connect, RawClient, uniqueId } from '../helpers/mqtt-clients.js'
+
+interface Line { msg: string, client?: string, [key: string]: unknown }
+
+const cleanups: Array<() => Promise<unknown>> = []
+after(async () => { for (const c of cleanups.reverse()) await c().catch(() => {}) })
+
+async function start (overrides: ConfigOverrides = {}): Promise<{ node: BrokerNode, host: string, port: number, url: string, lines: Line[] }> {
+  const host = await freeLoopbackAddress()
+  const lines: Line[] = []
+  const sink = new Writable({
+    write (chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Line)
+      done()
+    }
+  })
+  const { config } = loadConfig({ object: nodeConfigObject(host, overrides) })
+  const node = new BrokerNode(config, pino({ level: 'info' }, sink))
+  await node.start()
+  cleanups.push(() => node.stop())
+  return { node, host, port: config.mqtt.port, url: `mqtt://${host}:${config.mqtt.port}`, lines }
+}
+
+function clientOf (node: BrokerNode, id: string): ClientInternals {
+  const c = brokerInternals(node.mqtt.aedes).clients[id]
+  assert.ok(c !== undefined, `client ${id} connected`)
+  return internals(c)
+}
+
+const AUTH = { auth: [{ username: 'a', allow: true }, { username: 'b', allow: true }] }
+
+test('an idle connection gets shared functions and at most two listeners per socket event, not closures of ours', async () => {
+  const { node, url } = await start({ mqtt: AUTH as never })
+  const ids = [uniqueId('idle-v4'), uniqueId('idle-v5')]
+  const clients: MqttClient[] = [
+    await connect(url, { clientId: ids[0], protocolVersion: 4, username: 'a' }),
+    await connect(url, { clientId: ids[1], protocolVersion: 5, username: 'a' })
+  ]
+  cleanups.push(async () => { for (const c of clients) await c.endAsync(true) })
+  const [one, two] = ids.map((id) => clientOf(node, id!)) as [ClientInternals, ClientInternals]
+  for (const c of [one, two]) {
+    // aedes puts two on each; a third grows the listener array to 19 slots.
+    assert.ok(c.conn.listenerCount('close') <= 2, `'close' listeners: ${c.conn.listenerCount('close')}`)
+    assert.ok(c.conn.listenerCount('error') <= 2, `'error' listeners: ${c.conn.listenerCount('error')}`)
+  }
+  // One function for every connection, where there used to be a closure each.
+  assert.equal(one.conn.destroy, two.conn.destroy, 'destroy() is shared')
+  assert.equal(one.disconnect, two.disconnect, 'disconnect() is shared')
+  assert.deepEqual(one._parser.listeners('packet'), two._parser.listeners('packet'), 'the inbound pipeline listener is shared')
+  assert.equal(one.duplicates, two.duplicates, 'one forgetful duplicates table')
+  // Clean sessions never get a session sender.
+  assert.equal(node.mqtt.senderOf(ids[0]!), undefined)
+  assert.equal(node.mqtt.connections, 2)
+})
+
+test('the one close listener still runs every layer\'s close step: the ACL, the session sender, the connection count', async () => {
+  const { node, url } = await start({ mqtt: AUTH as never })
+  const stays = uniqueId('stays')
+  const goes = uniqueId('goes')
+  const a = await connect(url, { clientId: stays, protocolVersion: 4, username: 'a', clean: false })
+  const b = await connect(url, { clientId: goes, protocolVersion: 5, username: 'b', clean: false, properties: { sessionExpiryInterval: 60 } })
+  cleanups.push(async () => { await a.endAsync(true) })
+  await waitFor(() => node.mqtt.senderOf(goes), { message: 'the persistent session\'s sender' })
+  assert.equal(node.mqtt.connections, 2)
+  await b.endAsync()
+  await waitFor(() => node.mqtt.connections === 1 && node.mqtt.senderOf(goes) === undefined, { message: 'the closed connection to leave the server and its sender to stop' })
+  assert.ok(node.mqtt.senderOf(stays) !== undefined, 'the connected one keeps its sender')
+  // A reload that admits neither user disconnects only the connected client:
+  // the closed one left the ACL's connected set through the close step.
+  const gone = await node.mqtt.access.replace({ auth: [{ username: 'nobody', allow: true }], acl: [] } as never, true)
+  assert.deepEqual(gone, [stays])
+})
+
+test('a silent client is still cut at 1.5 times its keep alive, and the log says why and from where', async () => {
+  const { host, port, lines } = await start()
+  const raw = await RawClient.open(host, port)
+  cleanups.push(async () => { raw.destroy() })
+  const id = uniqueId('silent')
+  await raw.connect(id, 4, { keepalive: 1 })
+  const t0 = Date.now()
+  await raw.waitClosed(5000)
+  const took = Date.now() - t0
+  assert.ok(took >= 1000 && took < 4000, `closed after ${took} ms (keep alive 1 s: 1.5 s expected)`)
+  const line = await waitFor(() => lines.find((l) => l.client === id && l.msg === 'client disconnected'), { message: 'the disconnect line' })
+  assert.equal(line.reason, 'keep alive timeout')
+  assert.match(String(line.remote), /^127\.\d+\.\d+\.\d+:\d+$/)
+  assert.ok(lines.some((l) => l.client === id && l.msg === 'client connected'), 'the connect line')
+})
