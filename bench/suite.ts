@@ -17,7 +17,6 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs, promisify } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Socket } from 'node:net'
 import { runBench, type BenchOptions, type BenchResult } from '../src/bench/index.js'
 import { rawConnect } from '../src/bench/raw-client.js'
 import type { ProcessNode, startProcessNode as StartProcessNode } from '../test/helpers/node.js'
@@ -196,48 +195,12 @@ async function sideBySide (brokers: Broker[]): Promise<Record<string, Record<str
 
 // ---- memory per idle connection -------------------------------------------
 
-function rssKiB (pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return m === null ? NaN : Number(m[1])
-}
-
-/** RSS once it stopped moving (within 1% over 1 s), or after 6 s. */
-async function settledRss (pid: number): Promise<number> {
-  let last = rssKiB(pid)
-  const deadline = Date.now() + 6000
-  while (Date.now() < deadline) {
-    await sleep(1000)
-    const now = rssKiB(pid)
-    if (Math.abs(now - last) <= last * 0.01) return now
-    last = now
-  }
-  return last
-}
-
 interface MemoryFigure { connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number, connectSeconds: number }
 
-async function memoryPerConnection (b: Broker, count: number): Promise<MemoryFigure> {
-  const sockets: Socket[] = []
-  try {
-    // A few connections first so lazily built structures are not charged to the measured ones.
-    for (let i = 0; i < 10; i++) sockets.push((await rawConnect(b.url, `warm-${i}`, 4, () => {})).socket)
-    const before = await settledRss(b.pid)
-    const t0 = Date.now()
-    let next = 0
-    await Promise.all(Array.from({ length: 200 }, async () => {
-      while (next < count) {
-        const i = next++
-        const c = await rawConnect(b.url, `idle-${i}`, 4, () => {}, 60_000)
-        c.socket.on('error', () => {})
-        sockets.push(c.socket)
-      }
-    }))
-    const connectSeconds = (Date.now() - t0) / 1000
-    const after = await settledRss(b.pid)
-    return { connections: count, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / count, connectSeconds }
-  } finally {
-    for (const s of sockets) s.destroy()
-  }
+/** Idle connections on fresh brokers, measured by bench/idle.ts (which raises the open-file limit where it may). */
+async function idleFigures (connections: number, brokers: string[]): Promise<{ connections: number, figures: Record<string, MemoryFigure> }> {
+  const out = JSON.parse((await runNode('idle.js', ['--connections', String(connections), '--brokers', brokers.join(','), '--json'])).trim().split('\n').at(-1)!) as { connections: number, figures: Array<MemoryFigure & { target: string }> }
+  return { connections: out.connections, figures: Object.fromEntries(out.figures.map(({ target, ...f }) => [target, f])) }
 }
 
 /** File descriptors this process may open: each idle connection holds one here and one in the broker. */
@@ -334,34 +297,18 @@ async function main (): Promise<void> {
     await Promise.all(brokers.map(async (b) => await b.stop()))
   }
 
-  // 2. Memory per idle connection, on fresh brokers.
-  const fds = fdLimit()
-  const conns = Math.min(CONNECTIONS, Math.max(100, fds - 1000))
-  if (conns < CONNECTIONS) log(`open-file limit ${fds}: measuring ${conns} connections instead of ${CONNECTIONS}`)
-  const memory: Record<string, unknown> = {}
-  for (const start of [async () => await startBrokerHa(), startAedes, ...(mosq !== undefined ? [async () => await startMosquitto(mosq)] : [])]) {
-    const b = await start()
-    try {
-      const m = await memoryPerConnection(b, conns)
-      memory[b.target] = m
-      log(`memory ${b.target}: ${m.perConnectionKiB.toFixed(1)} KiB RSS per idle connection over ${m.connections}`)
-    } finally { await b.stop() }
-  }
-  result.memory = memory
+  // 2. Memory per idle connection, on fresh brokers (bench/idle.ts).
+  const withMosquitto = mosq !== undefined ? ['mosquitto'] : []
+  const idle = await idleFigures(CONNECTIONS, ['broker-ha', 'aedes', ...withMosquitto])
+  if (idle.connections < CONNECTIONS) log(`open-file limit: measured ${idle.connections} connections instead of ${CONNECTIONS}`)
+  for (const [t, m] of Object.entries(idle.figures)) log(`memory ${t}: ${m.perConnectionKiB.toFixed(1)} KiB RSS per idle connection over ${m.connections}`)
+  result.memory = idle.figures
 
-  // 2b. Many idle connections (50,000 asked), as far as the open-file limit lets this process and the broker go.
-  const many = Math.min(IDLE_MANY, Math.max(100, fds - 1000))
-  if (many < IDLE_MANY) log(`open-file limit ${fds} (hard limit; raise it with ulimit -n before the run): ${many} idle connections instead of ${IDLE_MANY}`)
-  const manyIdle: Record<string, unknown> = {}
-  for (const start of [async () => await startBrokerHa(), ...(mosq !== undefined ? [async () => await startMosquitto(mosq)] : [])]) {
-    const b = await start()
-    try {
-      const m = await memoryPerConnection(b, many)
-      manyIdle[b.target] = m
-      log(`${m.connections} idle ${b.target}: ${m.perConnectionKiB.toFixed(1)} KiB per connection, connected in ${m.connectSeconds.toFixed(1)} s`)
-    } finally { await b.stop() }
-  }
-  result.manyIdle = { asked: IDLE_MANY, ...manyIdle }
+  // 2b. Many idle connections (50,000 asked), as far as the open-file limit lets the generator and the broker go.
+  const many = await idleFigures(IDLE_MANY, ['broker-ha', ...withMosquitto])
+  if (many.connections < IDLE_MANY) log(`open-file limit: ${many.connections} idle connections instead of ${IDLE_MANY}`)
+  for (const [t, m] of Object.entries(many.figures)) log(`${m.connections} idle ${t}: ${m.perConnectionKiB.toFixed(1)} KiB per connection, connected in ${m.connectSeconds.toFixed(1)} s`)
+  result.manyIdle = { asked: IDLE_MANY, ...many.figures }
 
   // 2c. Reconnect storm (bench/reconnect-storm.ts, three node processes).
   log(`reconnect storm: ${STORM_CLIENTS} clients, ${STORM_PERSISTENT} persistent (bench/reconnect-storm.js)...`)
@@ -398,7 +345,7 @@ async function main (): Promise<void> {
   result.storage = JSON.parse(storageOut.trim().split('\n').at(-1)!)
 
   result.wallSeconds = Math.round((Date.now() - started) / 1000)
-  const md = `${markdown(result, single, memory, clusterResult)}\n${transportLines.slice(0, -1).join('\n')}\n`
+  const md = `${markdown(result, single, idle.figures, clusterResult)}\n${transportLines.slice(0, -1).join('\n')}\n`
   mkdirSync(args.out, { recursive: true })
   const stamp = new Date(started).toISOString().replace(/[:.]/g, '-')
   writeFileSync(join(args.out, `suite-${stamp}.json`), JSON.stringify(result, null, 2) + '\n')
