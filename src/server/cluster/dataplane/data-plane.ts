@@ -198,7 +198,8 @@ export class DataPlane {
       sync: () => retained.sync.stats,
       sessions: () => ({ ...replication.stats(), rescued: rescue.rescued }),
       acks: () => ({ ...forwarding.unreplicated }),
-      moves: () => ({ ...gates.settled })
+      moves: () => ({ ...gates.settled }),
+      fetchRefusals: () => moves.refusedUnanswered
     })
     this.plugIn(mqtt)
   }

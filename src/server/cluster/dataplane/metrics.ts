@@ -22,6 +22,8 @@ export interface DataPlaneSources {
   acks: () => Record<'peer-gone' | 'timeout', number>
   /** Moved sessions whose delivery started when every peer confirmed, or by timeout (delivery-gates.ts). */
   moves: () => { barriers: number, timeout: number }
+  /** Resuming CONNECTs refused: a peer with a live link did not answer the session fetch in time. */
+  fetchRefusals: () => number
 }
 
 /** The figures session-replication.ts keeps. */
@@ -182,6 +184,13 @@ export function registerDataPlaneMetrics (registry: Registry, live: DataPlaneSou
     labelNames: ['reason'],
     registers: [registry],
     collect () { for (const [reason, n] of Object.entries(live.acks())) follow(this, acksSeen, { reason }, n) }
+  })
+  const fetchRefusalsSeen = new Map<string, number>()
+  new Counter({
+    name: 'broker_cluster_session_fetch_refusals_total',
+    help: 'Resuming CONNECTs refused with server unavailable because a peer with a live link did not say within 20 s whether it holds the session (the client retries; its session stays where it is)',
+    registers: [registry],
+    collect () { follow(this, fetchRefusalsSeen, {}, live.fetchRefusals()) }
   })
   const movesSeen = new Map<string, number>()
   new Counter({

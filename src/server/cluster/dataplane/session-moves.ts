@@ -128,6 +128,8 @@ export class SessionMoves {
    * snapshot is still being stored): queued once it is, each once.
    */
   private readonly early = new Map<string, { packets: Array<{ packet: StoredPacket, done: () => void }>, timer: NodeJS.Timeout }>()
+  /** Resuming CONNECTs refused because a peer did not say in time whether it holds the session. */
+  refusedUnanswered = 0
   /** Sessions on their way here (a fetch under way). */
   private readonly arriving = new Set<string>()
   /** Sessions that came here from a peer's home copy, and until when (movedAwayFrom). */
@@ -170,6 +172,7 @@ export class SessionMoves {
         }
         this.fetch(client.id, () => connectionGone(client)).then(() => callback(null, true), (e: Error) => {
           if (e instanceof SessionFetchUnanswered) {
+            this.refusedUnanswered++
             this.ctx.warn('warn', { client: client.id, err: e.message }, 'resuming CONNECT refused (server unavailable): peers did not say whether they hold the session')
             return callback(Object.assign(new Error('server unavailable'), { returnCode: SERVER_UNAVAILABLE }), false)
           }
