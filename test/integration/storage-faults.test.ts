@@ -104,17 +104,7 @@ test('a full store refuses QoS 1 and retained publishes with 0x97 on MQTT 5, kee
   t.after(async () => { await node.stop() })
   const client = await connect(node.mqttUrl, { protocolVersion: 5 })
   t.after(async () => { await endAll(client) })
-  const payload = Buffer.alloc(16_000, 1)
-  let stored = 0
-  let refusal: (Error & { code?: number }) | undefined
-  for (let i = 0; i < 200 && refusal === undefined; i++) {
-    try {
-      await client.publishAsync(`big/${i}`, payload, { qos: 1, retain: true })
-      stored++
-    } catch (err) {
-      refusal = err as Error & { code?: number }
-    }
-  }
+  const { stored, refusal } = await fillUntilRefused(client, 16_000, 200)
   assert.ok(refusal !== undefined, 'a publish was refused before 200 x 16 kB (the limit is 400 kB)')
   assert.equal(refusal.code, 0x97, 'quota exceeded')
   assert.ok(stored >= 10, `some were stored first (${stored})`)
@@ -125,13 +115,7 @@ test('a full store refuses QoS 1 and retained publishes with 0x97 on MQTT 5, kee
   await client.publishAsync('plain/qos0', 'x', { qos: 0 })
 
   // Space frees: the retained topics are cleared (allowed while full), and publishes are taken again.
-  for (let i = 0; i < stored; i++) await client.publishAsync(`big/${i}`, '', { qos: 1, retain: true })
-  await waitFor(async () => {
-    try {
-      await client.publishAsync('plain/qos1', 'again', { qos: 1 })
-      return true
-    } catch { return false }
-  }, { timeout: 10_000, message: 'a QoS 1 publish to be accepted again' })
+  await freeAndRetry(client, stored, 10_000)
   assert.equal(await metricValue(node.node.registry, 'broker_storage_full'), 0)
   assert.equal(await metricValue(node.node.registry, 'broker_storage_errors_total', { kind: 'full' }), 1)
 })
@@ -153,28 +137,38 @@ test('a really full disk (a 2 MiB tmpfs): refused with 0x97, the client stays, t
   const api = node.apiUrl
   const metric = async (line: RegExp): Promise<boolean> => line.test(await (await fetch(`${api}/metrics`)).text())
   const client = held.client = await connect(node.mqttUrl, { protocolVersion: 5 })
-  const payload = Buffer.alloc(20_000, 1)
-  let stored = 0
-  let refusal: (Error & { code?: number }) | undefined
-  for (let i = 0; i < 300 && refusal === undefined; i++) {
-    try {
-      await client.publishAsync(`big/${i}`, payload, { qos: 1, retain: true })
-      stored++
-    } catch (err) {
-      refusal = err as Error & { code?: number }
-    }
-  }
+  const { stored, refusal } = await fillUntilRefused(client, 20_000, 300)
   assert.equal(refusal?.code, 0x97, `refused with quota exceeded after ${stored} x 20 kB on 2 MiB`)
   assert.equal(client.connected, true)
   assert.ok(await metric(/broker_storage_errors_total\{kind="write"\} [1-9]/), 'the failed commit is counted')
   assert.ok(await metric(/broker_storage_full 1/))
+  await freeAndRetry(client, stored, 15_000)
+  assert.ok(await metric(/broker_storage_full 0/))
+  assert.equal(node.child.exitCode, null, 'the node is still running')
+})
+
+/** Retained QoS 1 publishes of `bytes` each until one is refused (at most `max`). */
+async function fillUntilRefused (client: MqttClient, bytes: number, max: number): Promise<{ stored: number, refusal: (Error & { code?: number }) | undefined }> {
+  const payload = Buffer.alloc(bytes, 1)
+  let stored = 0
+  for (let i = 0; i < max; i++) {
+    try {
+      await client.publishAsync(`big/${i}`, payload, { qos: 1, retain: true })
+      stored++
+    } catch (err) {
+      return { stored, refusal: err as Error & { code?: number } }
+    }
+  }
+  return { stored, refusal: undefined }
+}
+
+/** Clears the retained topics fillUntilRefused stored (allowed while full), then waits until a QoS 1 publish is taken again. */
+async function freeAndRetry (client: MqttClient, stored: number, timeout: number): Promise<void> {
   for (let i = 0; i < stored; i++) await client.publishAsync(`big/${i}`, '', { qos: 1, retain: true })
   await waitFor(async () => {
     try {
       await client.publishAsync('plain/qos1', 'again', { qos: 1 })
       return true
     } catch { return false }
-  }, { timeout: 15_000, message: 'a QoS 1 publish to be accepted again' })
-  assert.ok(await metric(/broker_storage_full 0/))
-  assert.equal(node.child.exitCode, null, 'the node is still running')
-})
+  }, { timeout, message: 'a QoS 1 publish to be accepted again' })
+}
