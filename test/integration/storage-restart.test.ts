@@ -23,6 +23,19 @@ async function publishAll (client: MqttClient, topic: string, payloads: string[]
   for (const p of payloads) await client.publishAsync(topic, p, opts)
 }
 
+/** Three loopback hosts seeding each other, each node storing in its own directory (sync always). */
+async function threeStoringNodes (t: { after: (fn: () => void) => void }): Promise<{ hosts: string[], overridesOf: (i: number) => ConfigOverrides }> {
+  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress()]
+  const dirs = hosts.map(() => tmpDir(t))
+  const seeds = hosts.map((h) => `${h}:7946`)
+  const overridesOf = (i: number): ConfigOverrides => ({
+    storage: { dir: dirs[i]!, sync: 'always' },
+    discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000 },
+    cluster: { config: FAST }
+  })
+  return { hosts, overridesOf }
+}
+
 /** A persistent subscriber that subscribes and goes offline (MQTT 5, session kept an hour). */
 async function offlineSubscriber (url: string, clientId: string, filter: string): Promise<void> {
   const c = await connect(url, { clientId, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } })
@@ -69,14 +82,7 @@ test('one node SIGKILLed comes back with its retained messages, sessions and que
 })
 
 test('three nodes all SIGKILLed and started again keep retained messages, sessions and their queues', async (t) => {
-  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress()]
-  const dirs = hosts.map(() => tmpDir(t))
-  const seeds = hosts.map((h) => `${h}:7946`)
-  const overridesOf = (i: number): ConfigOverrides => ({
-    storage: { dir: dirs[i]!, sync: 'always' },
-    discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000 },
-    cluster: { config: FAST }
-  })
+  const { hosts, overridesOf } = await threeStoringNodes(t)
   const startAll = async (): Promise<ProcessNode[]> => await Promise.all(hosts.map(async (host, i) => await startProcessNode(overridesOf(i), { host })))
   let nodes = await startAll()
   t.after(async () => { await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL'))) })
@@ -118,14 +124,7 @@ test('three nodes all SIGKILLed and started again keep retained messages, sessio
 })
 
 test('one node of three SIGKILLed and restarted while the others serve: its sessions are not lost or doubled', async (t) => {
-  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress()]
-  const dirs = hosts.map(() => tmpDir(t))
-  const seeds = hosts.map((h) => `${h}:7946`)
-  const overridesOf = (i: number): ConfigOverrides => ({
-    storage: { dir: dirs[i]!, sync: 'always' },
-    discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000 },
-    cluster: { config: FAST }
-  })
+  const { hosts, overridesOf } = await threeStoringNodes(t)
   const nodes = await Promise.all(hosts.map(async (host, i) => await startProcessNode(overridesOf(i), { host })))
   t.after(async () => { await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL'))) })
   await waitForView(nodes, nodes, 'alive', 20_000)
