@@ -138,3 +138,10 @@ export async function metricValue (registry: Registry, name: string, labels: Rec
   const match = values.find((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val))
   return match?.value ?? 0
 }
+
+/** A persistent subscriber (MQTT 5, session kept an hour) that subscribes at QoS 1 and goes offline: messages queue for it. */
+export async function offlineSubscriber (url: string, clientId: string, filter: string): Promise<void> {
+  const c = await connect(url, { clientId, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } })
+  await c.subscribeAsync(filter, { qos: 1 })
+  await c.endAsync()
+}

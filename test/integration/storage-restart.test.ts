@@ -10,7 +10,7 @@ import type { MqttClient } from 'mqtt'
 import { startProcessNode, type ProcessNode, type ConfigOverrides } from '../helpers/node.js'
 import { freeLoopbackAddress } from '../helpers/loopback.js'
 import { waitForView, FAST } from '../helpers/cluster.js'
-import { connect, connectWithConnack, waitForCount, endAll, uniqueId } from '../helpers/mqtt-clients.js'
+import { connect, connectWithConnack, waitForCount, endAll, uniqueId, offlineSubscriber } from '../helpers/mqtt-clients.js'
 
 function tmpDir (t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'broker-ha-storage-'))
@@ -34,13 +34,6 @@ async function threeStoringNodes (t: { after: (fn: () => void) => void }): Promi
     cluster: { config: FAST }
   })
   return { hosts, overridesOf }
-}
-
-/** A persistent subscriber that subscribes and goes offline (MQTT 5, session kept an hour). */
-async function offlineSubscriber (url: string, clientId: string, filter: string): Promise<void> {
-  const c = await connect(url, { clientId, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } })
-  await c.subscribeAsync(filter, { qos: 1 })
-  await c.endAsync()
 }
 
 test('one node SIGKILLed comes back with its retained messages, sessions and queued messages (sync always)', async (t) => {

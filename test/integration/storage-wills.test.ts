@@ -12,7 +12,7 @@ import { startProcessNode, type ProcessNode, type ConfigOverrides } from '../hel
 import { freeLoopbackAddress } from '../helpers/loopback.js'
 import { waitFor } from '../helpers/wait.js'
 import { waitForView, FAST } from '../helpers/cluster.js'
-import { connect, connectWithConnack, waitForCount, endAll, uniqueId } from '../helpers/mqtt-clients.js'
+import { connect, connectWithConnack, waitForCount, endAll, uniqueId, offlineSubscriber } from '../helpers/mqtt-clients.js'
 import { metricSum } from '../helpers/metrics.js'
 
 function tmpDir (t: { after: (fn: () => void) => void }): string {
@@ -32,9 +32,7 @@ test('a client connected when its node was SIGKILLed gets its will published aft
 
   // A persistent watcher of the status topics, offline at the crash: the wills queue for it.
   const watcherId = uniqueId('watcher')
-  const watcher = await connect(node.mqttUrl, { clientId: watcherId, ...SESSION })
-  await watcher.subscribeAsync('status/#', { qos: 1 })
-  await watcher.endAsync()
+  await offlineSubscriber(node.mqttUrl, watcherId, 'status/#')
 
   const will = (name: string, extra: object = {}): object => ({ will: { topic: `status/${name}`, payload: Buffer.from(`${name} offline`), qos: 1, retain: false, ...extra } })
   // MQTT 3.1.1 and MQTT 5 devices, connected at the crash; one more that disconnects cleanly first.
@@ -83,9 +81,7 @@ test('a will with a Will Delay Interval waits for it after the restart, and is n
   t.after(async () => { await node.stop('SIGKILL') })
 
   const watcherId = uniqueId('watcher')
-  const watcher = await connect(node.mqttUrl, { clientId: watcherId, ...SESSION })
-  await watcher.subscribeAsync('late/#', { qos: 1 })
-  await watcher.endAsync()
+  await offlineSubscriber(node.mqttUrl, watcherId, 'late/#')
   const delayed = { protocolVersion: 5 as const, properties: { sessionExpiryInterval: 60 } }
   const slowId = uniqueId('slow')
   const backId = uniqueId('back')
@@ -128,9 +124,7 @@ test('after a whole-cluster restart the will of a client connected at the crash 
   const [a, b] = nodes as [ProcessNode, ProcessNode]
 
   const watcherId = uniqueId('watcher')
-  const watcher = await connect(b.mqttUrl, { clientId: watcherId, ...SESSION })
-  await watcher.subscribeAsync('status/#', { qos: 1 })
-  await watcher.endAsync()
+  await offlineSubscriber(b.mqttUrl, watcherId, 'status/#')
   const device = await connect(a.mqttUrl, { clientId: uniqueId('dev'), protocolVersion: 4, will: { topic: 'status/dev', payload: Buffer.from('dev offline'), qos: 1, retain: false } })
   await flushed(a)
 
