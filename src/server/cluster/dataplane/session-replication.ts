@@ -61,7 +61,7 @@ const HOLDER_DOWN_MS = 500
  * changes for one holder (a promotion's snapshots of large queues, say) are
  * split so that no message nears the link's maxMessageBytes.
  */
-const CHUNK_BYTES = 4 * 1024 * 1024
+export const CHUNK_BYTES = 4 * 1024 * 1024
 
 interface Batch {
   ops: ClientReplicaOp[]
@@ -424,7 +424,7 @@ export class SessionReplication {
       this.counters.opsSent += batch.ops.length
       // In order, on one link: the last chunk's acknowledgement covers them all.
       let seq: number | undefined
-      for (const ops of chunks(batch.ops)) {
+      for (const ops of replicaChunks(batch.ops)) {
         seq = this.host.send(peer, { kind: 'replica', ops })
         if (seq === undefined) break
       }
@@ -510,7 +510,7 @@ export function transferable (p: StoredPacket): TransferredPacket {
 }
 
 /** Splits operations into runs of about CHUNK_BYTES (an operation is never split). */
-function chunks (ops: ClientReplicaOp[]): ClientReplicaOp[][] {
+export function replicaChunks (ops: ClientReplicaOp[]): ClientReplicaOp[][] {
   const out: ClientReplicaOp[][] = []
   let run: ClientReplicaOp[] = []
   let bytes = 0
@@ -524,9 +524,9 @@ function chunks (ops: ClientReplicaOp[]): ClientReplicaOp[][] {
   return out
 }
 
-/** An operation's size, roughly: its payloads plus a little for the rest. */
+/** An operation's encoded size, roughly: its payloads in base64 (replica messages are JSON) plus a little for the rest. */
 function opBytes (op: ClientReplicaOp): number {
-  const packetBytes = (p: TransferredPacket | null | undefined): number => 128 + (p?.payload?.length ?? 0)
+  const packetBytes = (p: TransferredPacket | null | undefined): number => 128 + Math.ceil((p?.payload?.length ?? 0) * 4 / 3)
   switch (op.op) {
     case 'enqueue': return packetBytes(op.packet)
     case 'incoming': return packetBytes(op.packet)

@@ -360,6 +360,30 @@ test('unacknowledged reliable messages fill the buffer; whenWritable() resolves 
   }
 })
 
+test('a full link to a peer that will not acknowledge: wakeWriters() releases the senders waiting for room; overBound still queues held messages', async () => {
+  const maxBufferedBytes = 64 * 1024
+  const { side: b, listener, port } = await startAcceptorSide('b', 'a', NO_KEY, { maxBufferedBytes })
+  try {
+    const raw = await rawPeer(port)
+    let accepted = 0
+    while (b.link.send(seqPayload(accepted, 1000), 'held') === 'queued') accepted++
+    let woken = false
+    const w = b.link.whenWritable().then(() => { woken = true })
+    await waitFor(() => raw.records.filter((r) => r.type === 'data').length === accepted, { message: 'all written' })
+    assert.equal(woken, false, 'nothing acknowledged: no room')
+    // The peer is declared dead (link-set.ts park): nobody may wait for room any more.
+    b.link.wakeWriters()
+    await w
+    assert.equal(b.link.send(seqPayload(0, 1000), 'held'), 'backpressure', 'still full')
+    assert.equal(b.link.send(seqPayload(0, 1000), 'held', true), 'queued', 'kept past the bound for the rescue')
+    assert.equal(b.link.unheld().length, accepted + 1)
+    raw.socket.destroy()
+  } finally {
+    b.link.stop()
+    await listener.stop()
+  }
+})
+
 test('a burst leaves in few writes; a lone message is not held back', async () => {
   const p = await startPair()
   try {

@@ -19,9 +19,11 @@ class FakeLink {
   private buffered = 0
   private waiters: Array<() => void> = []
   constructor (readonly peerName: string, private readonly capacity: number, private readonly unsettled: ForwardedPublish[] = []) {}
-  send (payload: Buffer, mode: string): string {
-    if (mode !== 'control' && this.buffered >= this.capacity) return 'backpressure'
+  lastQueuedSeq = 0
+  send (payload: Buffer, mode: string, overBound = false): string {
+    if (mode !== 'control' && !overBound && this.buffered >= this.capacity) return 'backpressure'
     this.buffered++
+    this.lastQueuedSeq++
     this.sent.push(decodeMessage(payload))
     return 'queued'
   }
@@ -72,4 +74,23 @@ test('a rescue answer carries only what the requesting sessions subscribe to', a
   await rescueWith([dead, taker]).answer(taker as unknown as PeerLink, 'node-dead', 'r1', ['storm/1', 'other/#'])
   const rescued = taker.sent.filter((m) => m.kind === 'rescue').map((m) => (m as { publish: ForwardedPublish }).publish.brokerCounter)
   assert.deepEqual(rescued, [1, 3, 4])
+})
+
+test('what is queued for the dead peer after an answer follows to the requester, if its sessions subscribe to it; the acknowledgement waits for it', async () => {
+  const dead = new FakeLink('node-dead', Infinity, [publish('storm/1', 1)])
+  const taker = new FakeLink('node-c', Infinity)
+  const rescue = rescueWith([dead, taker])
+  const later = (topic: string, counter: number): Buffer => encodeMessage({ kind: 'publish', publish: publish(topic, counter) })
+  const held: number[] = []
+  const hold = async (_link: PeerLink, seq: number): Promise<void> => { held.push(seq) }
+  assert.equal(rescue.follow('node-dead', later('storm/1', 2), hold), undefined, 'nobody asked yet')
+  await rescue.answer(taker as unknown as PeerLink, 'node-dead', 'r1', ['storm/1'])
+  const before = taker.sent.length
+  const waited = rescue.follow('node-dead', later('storm/1', 3), hold)
+  assert.notEqual(waited, undefined)
+  await waited
+  assert.equal(rescue.follow('node-dead', later('other/x', 4), hold), undefined, 'not what the sessions subscribe to')
+  const followed = taker.sent.slice(before)
+  assert.deepEqual(followed.map((m) => [m.kind, (m as { requestId?: string }).requestId, (m as { publish?: ForwardedPublish }).publish?.brokerCounter]), [['rescue', 'r1', 3]])
+  assert.deepEqual(held, [taker.lastQueuedSeq], 'the acknowledgement waits for the requester to hold it')
 })
