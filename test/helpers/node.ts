@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { once } from 'node:events'
+import { Writable } from 'node:stream'
 import { stringify } from 'yaml'
 import { pino } from 'pino'
 import { loadConfig, type Config } from '../../src/config/index.js'
@@ -120,4 +121,23 @@ export async function startProcessNode (overrides: ConfigOverrides = {}, options
     if (child.exitCode !== null) throw new Error(`node exited with ${child.exitCode}:\n${output}`)
   }
   return node
+}
+
+/** A line of a node's JSON log. */
+export interface LogLine { msg: string, client?: string, [key: string]: unknown }
+
+/** An in-process node whose info-level log lines are collected as JSON objects (for tests about what it logs). */
+export async function startLoggedNode (overrides: ConfigOverrides = {}): Promise<{ node: BrokerNode, host: string, config: Config, lines: LogLine[] }> {
+  const host = await freeLoopbackAddress()
+  const lines: LogLine[] = []
+  const sink = new Writable({
+    write (chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as LogLine)
+      done()
+    }
+  })
+  const { config } = loadConfig({ object: nodeConfigObject(host, overrides) })
+  const node = new BrokerNode(config, pino({ level: 'info' }, sink))
+  await node.start()
+  return { node, host, config, lines }
 }

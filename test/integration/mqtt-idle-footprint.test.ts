@@ -5,34 +5,18 @@
 // says why and from where). Real node, real clients.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { Writable } from 'node:stream'
-import { pino } from 'pino'
 import type { MqttClient } from 'mqtt'
-import { loadConfig } from '../../src/config/index.js'
-import { BrokerNode } from '../../src/server/node.js'
+import type { BrokerNode } from '../../src/server/node.js'
 import { brokerInternals, internals, type ClientInternals } from '../../src/server/mqtt/aedes-internals.js'
-import { nodeConfigObject, type ConfigOverrides } from '../helpers/node.js'
-import { freeLoopbackAddress } from '../helpers/loopback.js'
+import { startLoggedNode, type ConfigOverrides, type LogLine as Line } from '../helpers/node.js'
 import { waitFor } from '../helpers/wait.js'
 import { connect, RawClient, uniqueId } from '../helpers/mqtt-clients.js'
-
-interface Line { msg: string, client?: string, [key: string]: unknown }
 
 const cleanups: Array<() => Promise<unknown>> = []
 after(async () => { for (const c of cleanups.reverse()) await c().catch(() => {}) })
 
 async function start (overrides: ConfigOverrides = {}): Promise<{ node: BrokerNode, host: string, port: number, url: string, lines: Line[] }> {
-  const host = await freeLoopbackAddress()
-  const lines: Line[] = []
-  const sink = new Writable({
-    write (chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString().split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Line)
-      done()
-    }
-  })
-  const { config } = loadConfig({ object: nodeConfigObject(host, overrides) })
-  const node = new BrokerNode(config, pino({ level: 'info' }, sink))
-  await node.start()
+  const { node, host, config, lines } = await startLoggedNode(overrides)
   cleanups.push(() => node.stop())
   return { node, host, port: config.mqtt.port, url: `mqtt://${host}:${config.mqtt.port}`, lines }
 }
