@@ -43,11 +43,14 @@ export function localClient (ctx: Pick<DataPlaneContext, 'aedes'>, clientId: str
   return c === undefined || c.closed ? undefined : c
 }
 
-/** Sends a control message (routes, sessions, requests) to a peer, if its link exists. */
-export function sendControl (ctx: Pick<DataPlaneContext, 'links' | 'log'>, peer: string, m: DataPlaneMessage): void {
+/**
+ * Sends a control message (routes, sessions, requests) to a peer, if its
+ * link exists; returns the link sequence number it got, or undefined.
+ */
+export function sendControl (ctx: Pick<DataPlaneContext, 'links' | 'log'>, peer: string, m: DataPlaneMessage): number | undefined {
   const link = ctx.links.get(peer)
-  if (link === undefined || link.state === 'stopped') return
-  sendOrReport(ctx, link, m)
+  if (link === undefined || link.state === 'stopped') return undefined
+  return sendOrReport(ctx, link, m) ? link.lastQueuedSeq : undefined
 }
 
 /**

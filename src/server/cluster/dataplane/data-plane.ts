@@ -40,7 +40,7 @@ import { Keyring } from '../keyring.js'
 import type { Member } from '../membership/membership.js'
 import type { LinkFaults } from '../fault-injection.js'
 import type { DataPlaneContext } from './context.js'
-import { localClient, sendOrReport } from './context.js'
+import { localClient, sendControl } from './context.js'
 import { HybridLogicalClock } from './hlc.js'
 import { RoutingTable } from './routing-table.js'
 import { LinkSet, type DataPlaneMembership } from './link-set.js'
@@ -156,12 +156,7 @@ export class DataPlane {
       links: this.links,
       store: ctx.store,
       log,
-      send: (peer, m) => {
-        const link = this.links.get(peer)
-        if (link === undefined || link.state === 'stopped') return undefined
-        if (!sendOrReport(ctx, link, m)) return undefined
-        return link.lastQueuedSeq
-      },
+      send: (peer, m) => sendControl(ctx, peer, m),
       stampOf: (clientId) => takeover.stampOf(clientId),
       promoted: (clientId) => promotion.isPromoted(clientId),
       replicatedAcks: ctx.replicatedAcks,

@@ -74,4 +74,11 @@ export class FilterTrie<V> {
     }
     walk(this.root, 0)
   }
+
+  /** Whether any stored filter matches `topic`. */
+  matches (topic: string): boolean {
+    let found = false
+    this.match(topic, () => { found = true })
+    return found
+  }
 }

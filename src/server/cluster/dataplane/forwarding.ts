@@ -199,8 +199,6 @@ export class Forwarding {
     }
     if (targets.length === 0) return undefined
     let waits: Array<Promise<void>> | undefined
-    // Whether a target other than `name` is a live node: then a copy kept for a dead `name` is not the only one.
-    const liveOtherThan = (name: string): boolean => targets.some((t) => t !== name && ctx.links.get(t)?.state === 'up' && !ctx.links.isParked(t))
     for (const name of targets) {
       const link = ctx.links.get(name)
       if (link === undefined) continue
@@ -208,7 +206,7 @@ export class Forwarding {
       const buf = keys === undefined
         ? (plainBuf ??= encodeMessage({ kind: 'publish', publish: { ...base, plain: true } }))
         : encodeMessage({ kind: 'publish', publish: { ...base, plain: plain.includes(name), shared: keys } })
-      const w = this.send(link, buf, base.qos, false, liveOtherThan)
+      const w = this.send(link, buf, base.qos, false, targets)
       if (w !== undefined) (waits ??= []).push(w)
     }
     return waits === undefined ? undefined : Promise.all(waits)
@@ -252,15 +250,15 @@ export class Forwarding {
   }
 
   /** Queues a message on a link; returns what its acknowledgement waits for. */
-  private send (link: PeerLink, buf: Buffer, qos: Qos, mustHold = false, liveOtherThan?: (peer: string) => boolean): Promise<void> | undefined {
+  private send (link: PeerLink, buf: Buffer, qos: Qos, mustHold = false, targets: readonly string[] = []): Promise<void> | undefined {
     const ctx = this.ctx
     if (qos === 0) {
       link.send(buf, 'unreliable')
       return undefined
     }
-    if (ctx.links.isParked(link.peerName)) return this.keepForRescue(link, buf, liveOtherThan?.(link.peerName) === true)
+    if (ctx.links.isParked(link.peerName)) return this.keepForRescue(link, buf, targets)
     const r = link.send(buf, 'held')
-    if (r === 'backpressure') return this.sendWhenWritable(link, buf, mustHold, liveOtherThan)
+    if (r === 'backpressure') return this.sendWhenWritable(link, buf, mustHold, targets)
     const followed = link.state === 'up' ? undefined : this.followGone?.(link.peerName, buf)
     if (!ctx.replicatedAcks && !mustHold) return followed
     const held = this.held(link, link.lastQueuedSeq)
@@ -273,34 +271,40 @@ export class Forwarding {
    * for whoever takes the peer's sessions over (rescue.ts), past the link's
    * usual bound up to PARKED_MAX_BYTES, and goes at once to the nodes that
    * took some over already. The acknowledgement waits for those copies
-   * only. Past the bound it is not kept; when no live node got it either
-   * (`elsewhere`), that is logged and counted: it may be lost.
+   * only. Past the bound it is not kept; when no live node among the
+   * message's other `targets` got it either, that is logged and counted: it
+   * may be lost.
    */
-  private keepForRescue (link: PeerLink, buf: Buffer, elsewhere: boolean): Promise<void> | undefined {
+  private keepForRescue (link: PeerLink, buf: Buffer, targets: readonly string[]): Promise<void> | undefined {
     const followed = this.followGone?.(link.peerName, buf)
     if (link.bufferedBytes + buf.length <= PARKED_MAX_BYTES) {
       link.send(buf, 'held', true)
-    } else if (!elsewhere && followed === undefined) {
+    } else if (followed === undefined && !this.liveElsewhere(targets, link.peerName)) {
       this.unreplicated.dropped++
       this.ctx.warn('warn', { peer: link.peerName, keptBytes: link.bufferedBytes }, 'publishes kept for a peer declared dead reached 64 MiB: this one, which no live node got, is not kept for the nodes taking its sessions over')
     }
     return followed
   }
 
-  private async sendWhenWritable (link: PeerLink, buf: Buffer, mustHold: boolean, liveOtherThan?: (peer: string) => boolean): Promise<void> {
+  /** Whether a target other than `peer` is a live node: then a copy kept for a dead `peer` is not the only one. */
+  private liveElsewhere (targets: readonly string[], peer: string): boolean {
+    const links = this.ctx.links
+    return targets.some((t) => t !== peer && links.get(t)?.state === 'up' && !links.isParked(t))
+  }
+
+  private async sendWhenWritable (link: PeerLink, buf: Buffer, mustHold: boolean, targets: readonly string[]): Promise<void> {
     for (;;) {
       await link.whenWritable()
-      const elsewhere = liveOtherThan?.(link.peerName) === true
       if (link.state === 'stopped') {
         // The peer left for good before there was room: nothing holds the message.
-        if (!elsewhere) {
+        if (!this.liveElsewhere(targets, link.peerName)) {
           this.unreplicated.dropped++
           this.ctx.warn('warn', { peer: link.peerName }, 'a publish waiting for room on the link of a peer that is gone was not kept')
         }
         return
       }
       // Declared dead while this waited (the link woke it): kept for the rescue.
-      if (this.ctx.links.isParked(link.peerName)) return await this.keepForRescue(link, buf, elsewhere)
+      if (this.ctx.links.isParked(link.peerName)) return await this.keepForRescue(link, buf, targets)
       if (link.send(buf, 'held') !== 'backpressure') break
     }
     if (this.ctx.replicatedAcks || mustHold) await this.held(link, link.lastQueuedSeq)

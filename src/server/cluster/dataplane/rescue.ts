@@ -152,7 +152,7 @@ export class Rescue {
     }
     let n = 0
     for (const publish of this.unsettledTo(dead)) {
-      if (wanted !== undefined && !matchesAny(wanted, publish.topic)) continue
+      if (wanted !== undefined && !wanted.matches(publish.topic)) continue
       const buf = encodeMessage({ kind: 'rescue', requestId, publish })
       while (link.send(buf, 'held') === 'backpressure') {
         await link.whenWritable()
@@ -190,7 +190,7 @@ export class Rescue {
         if (m.kind !== 'publish' || m.publish.qos === 0) return undefined
         publish = m.publish
       }
-      if (f.wanted !== undefined && !matchesAny(f.wanted, publish.topic)) continue
+      if (f.wanted !== undefined && !f.wanted.matches(publish.topic)) continue
       // Small and rare (a dead peer's traffic between its death and the new routes): past the link's bound rather than waiting.
       f.link.send(encodeMessage({ kind: 'rescue', requestId, publish }), 'held', true)
       waits.push(hold(f.link, f.link.lastQueuedSeq))
@@ -250,10 +250,4 @@ export class Rescue {
     }
     if (waits.length > 0) await Promise.all(waits)
   }
-}
-
-function matchesAny (trie: FilterTrie<true>, topic: string): boolean {
-  let found = false
-  trie.match(topic, () => { found = true })
-  return found
 }
