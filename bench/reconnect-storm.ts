@@ -27,7 +27,7 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ProcessNode, startProcessNode as StartProcessNode } from '../test/helpers/node.js'
 import { freeLoopbackAddress } from '../test/helpers/loopback.js'
-import { metricSum } from '../test/helpers/metrics.js'
+import { metricSum, metricByLabel } from '../test/helpers/metrics.js'
 import { clusterConfig } from '../test/helpers/dataplane-cluster.js'
 
 // BENCH_BROKER_HA_ROOT: another built checkout whose broker-ha runs instead (bench/suite.ts).
@@ -86,8 +86,7 @@ async function inParallel (count: number, fn: (i: number) => Promise<void>): Pro
 async function unreplicated (nodes: ProcessNode[]): Promise<Record<string, number>> {
   const out: Record<string, number> = {}
   for (const n of nodes) {
-    const text = await (await fetch(`${n.apiUrl}/metrics`)).text()
-    for (const m of text.matchAll(/^broker_cluster_acks_unreplicated_total\{reason="([^"]+)"\} (\d+)/gm)) out[m[1]!] = (out[m[1]!] ?? 0) + Number(m[2])
+    for (const [reason, v] of Object.entries(await metricByLabel(n.apiUrl, 'broker_cluster_acks_unreplicated_total', 'reason'))) out[reason] = (out[reason] ?? 0) + v
   }
   return out
 }

@@ -9,3 +9,12 @@ export async function metricSum (apiUrl: string, name: string): Promise<number> 
   }
   return sum
 }
+
+/** A metric's values on a node's /metrics by the value of one label (samples without it are left out). */
+export async function metricByLabel (apiUrl: string, name: string, label: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${apiUrl}/metrics`)).text()
+  const out: Record<string, number> = {}
+  const pattern = new RegExp(`^${name}\\{[^}]*\\b${label}="([^"]*)"[^}]*\\} (\\S+)$`, 'gm')
+  for (const m of text.matchAll(pattern)) out[m[1]!] = (out[m[1]!] ?? 0) + Number(m[2])
+  return out
+}

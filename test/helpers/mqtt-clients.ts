@@ -145,3 +145,48 @@ export async function offlineSubscriber (url: string, clientId: string, filter: 
   await c.subscribeAsync(filter, { qos: 1 })
   await c.endAsync()
 }
+
+/** A connected client with everything it received: every packet (acks with their reason codes) and each message. */
+export interface RecordingClient { client: MqttClient, packets: Packet[], messages: Array<{ topic: string, payload: string }> }
+
+/** Where recordingClient connects: a node's MQTT URL, and its host and port for a chosen local address. */
+export interface MqttTarget { mqttUrl: string, host: string, config: { mqtt: { port: number } } }
+
+/**
+ * Connects (optionally from a given local address, for `remote` rules),
+ * recording what arrives; resolves on CONNACK success, rejects with the
+ * refusal (its `code` is the CONNACK code). The client goes into `open`
+ * for the test file to end.
+ */
+export async function recordingClient (node: MqttTarget, open: MqttClient[], options: IClientOptions & { localAddress?: string } = {}): Promise<RecordingClient> {
+  const { localAddress, ...rest } = options
+  const opts: IClientOptions = { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, clientId: `c-${Math.random().toString(16).slice(2, 12)}`, ...rest }
+  if (opts.protocolVersion === 3) opts.protocolId = 'MQIsdp'
+  const client = localAddress === undefined
+    ? mqtt.connect(node.mqttUrl, opts)
+    : new mqtt.MqttClient(() => createConnection({ host: node.host, port: node.config.mqtt.port, localAddress }), opts)
+  open.push(client)
+  client.on('error', () => {}) // refusals arrive as errors; handled below, never thrown
+  const packets: Packet[] = []
+  const messages: Array<{ topic: string, payload: string }> = []
+  client.on('packetreceive', (p) => packets.push(p))
+  client.on('message', (topic, payload) => messages.push({ topic, payload: payload.toString() }))
+  await new Promise<void>((resolve, reject) => {
+    client.once('connect', () => resolve())
+    client.once('error', (err) => reject(err))
+    client.once('close', () => reject(new Error('closed before CONNACK')))
+  })
+  return { client, packets, messages }
+}
+
+/** The CONNACK code of a connection that must be refused (3.1.1 return code / 5.0 reason code); throws if it is accepted. */
+export async function connackRefusal (node: MqttTarget, open: MqttClient[], options: IClientOptions & { localAddress?: string }): Promise<number> {
+  let accepted: RecordingClient
+  try {
+    accepted = await recordingClient(node, open, options)
+  } catch (err) {
+    return (err as { code: number }).code
+  }
+  accepted.client.end(true)
+  throw new Error(`connection with ${JSON.stringify({ ...options, password: undefined })} was accepted`)
+}

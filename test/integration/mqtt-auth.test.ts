@@ -3,11 +3,11 @@
 // wire, refused messages never delivered, connections kept, counters moving.
 import { test, before, after, describe } from 'node:test'
 import assert from 'node:assert/strict'
-import { createConnection } from 'node:net'
-import mqtt, { type MqttClient, type IClientOptions, type Packet } from 'mqtt'
+import type { MqttClient, IClientOptions } from 'mqtt'
 import { startNode, type TestNode } from '../helpers/node.js'
 import { freeLoopbackAddress } from '../helpers/loopback.js'
 import { waitFor } from '../helpers/wait.js'
+import { recordingClient, connackRefusal, type RecordingClient } from '../helpers/mqtt-clients.js'
 import { hashPassword } from '../../src/security/password.js'
 import type { AuthRuleConfig, AclRuleConfig } from '../../src/config/index.js'
 
@@ -41,7 +41,6 @@ const acl: AclRuleConfig[] = [
   { filters: { 'shared/#': 3, 'locked/#': 0 } }
 ]
 
-interface Connected { client: MqttClient, packets: Packet[], messages: Array<{ topic: string, payload: string }> }
 
 const open: MqttClient[] = []
 
@@ -50,38 +49,12 @@ const VERSION_NAME = { 3: 'v3.1', 4: 'v3.1.1', 5: 'v5' } as const
 // A broken hook tends to leave a client waiting for an acknowledgement: fail, do not hang.
 const T = { timeout: 15_000 }
 
-/** Connects (optionally from a given local address); resolves on CONNACK success, rejects with the refusal code. */
-async function connect (node: TestNode, options: IClientOptions & { localAddress?: string } = {}): Promise<Connected> {
-  const { localAddress, ...rest } = options
-  const opts: IClientOptions = { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, clientId: `c-${Math.random().toString(16).slice(2, 12)}`, ...rest }
-  if (opts.protocolVersion === 3) opts.protocolId = 'MQIsdp'
-  const port = node.config.mqtt.port
-  const client = localAddress === undefined
-    ? mqtt.connect(node.mqttUrl, opts)
-    : new mqtt.MqttClient(() => createConnection({ host: node.host, port, localAddress }), opts)
-  open.push(client)
-  client.on('error', () => {}) // refusals arrive as errors; handled below, never thrown
-  const packets: Packet[] = []
-  const messages: Array<{ topic: string, payload: string }> = []
-  client.on('packetreceive', (p) => packets.push(p))
-  client.on('message', (topic, payload) => messages.push({ topic, payload: payload.toString() }))
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve())
-    client.once('error', (err) => reject(err))
-    client.once('close', () => reject(new Error('closed before CONNACK')))
-  })
-  return { client, packets, messages }
+async function connect (node: TestNode, options: IClientOptions & { localAddress?: string } = {}): Promise<RecordingClient> {
+  return await recordingClient(node, open, options)
 }
 
-/** The CONNACK code of a refused connection (3.1.1 return code / 5.0 reason code). */
 async function refusal (node: TestNode, options: IClientOptions & { localAddress?: string }): Promise<number> {
-  try {
-    const c = await connect(node, options)
-    c.client.end(true)
-  } catch (err) {
-    return (err as { code: number }).code
-  }
-  assert.fail(`connection with ${JSON.stringify({ ...options, password: undefined })} was accepted`)
+  return await connackRefusal(node, open, options)
 }
 
 async function refusals (node: TestNode): Promise<Record<string, number>> {
@@ -93,7 +66,7 @@ async function refusals (node: TestNode): Promise<Record<string, number>> {
 }
 
 /** Raw SUBACK codes for one SUBSCRIBE, as sent on the wire. */
-async function subackCodes (c: Connected, filters: string[], qos: 0 | 1 | 2 = 1): Promise<number[]> {
+async function subackCodes (c: RecordingClient, filters: string[], qos: 0 | 1 | 2 = 1): Promise<number[]> {
   const before = c.packets.length
   await new Promise<void>((resolve) => c.client.subscribe(filters, { qos }, () => resolve()))
   const suback = c.packets.slice(before).find((p) => p.cmd === 'suback') as { granted: number[] } | undefined
@@ -102,11 +75,11 @@ async function subackCodes (c: Connected, filters: string[], qos: 0 | 1 | 2 = 1)
 }
 
 /** Publishes and resolves with the publish callback's error (or undefined). */
-async function publish (c: Connected, topic: string, payload: string, qos: 0 | 1 | 2): Promise<Error & { code?: number } | undefined> {
+async function publish (c: RecordingClient, topic: string, payload: string, qos: 0 | 1 | 2): Promise<Error & { code?: number } | undefined> {
   return await new Promise((resolve) => c.client.publish(topic, payload, { qos }, (err) => resolve(err ?? undefined)))
 }
 
-function ackCode (c: Connected, cmd: 'puback' | 'pubrec', since: number): number | undefined {
+function ackCode (c: RecordingClient, cmd: 'puback' | 'pubrec', since: number): number | undefined {
   const p = c.packets.slice(since).find((x) => x.cmd === cmd) as { reasonCode?: number } | undefined
   return p?.reasonCode
 }

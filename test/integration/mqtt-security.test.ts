@@ -7,13 +7,14 @@ import { test, after, describe, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { createConnection, type Socket } from 'node:net'
 import { spawnSync, execFile } from 'node:child_process'
-import mqtt, { type MqttClient, type IClientOptions, type Packet } from 'mqtt'
+import type { MqttClient, IClientOptions } from 'mqtt'
 import { pino } from 'pino'
 import { startNode, nodeConfigObject, type TestNode } from '../helpers/node.js'
 import { loadConfig } from '../../src/config/index.js'
 import { BrokerNode } from '../../src/server/node.js'
 import { freeLoopbackAddress } from '../helpers/loopback.js'
 import { waitFor } from '../helpers/wait.js'
+import { recordingClient, connackRefusal, type RecordingClient } from '../helpers/mqtt-clients.js'
 import { hashPassword } from '../../src/security/password.js'
 import { LOGIN_BACKOFF } from '../../src/security/login-backoff.js'
 
@@ -26,39 +27,16 @@ after(async () => {
 
 const T = { timeout: 20_000 }
 
-interface Connected { client: MqttClient, packets: Packet[], messages: Array<{ topic: string, payload: string }> }
 
-async function connect (node: TestNode, options: IClientOptions & { localAddress?: string } = {}): Promise<Connected> {
-  const { localAddress, ...rest } = options
-  const opts: IClientOptions = { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, clientId: `c-${Math.random().toString(16).slice(2, 12)}`, ...rest }
-  const client = localAddress === undefined
-    ? mqtt.connect(node.mqttUrl, opts)
-    : new mqtt.MqttClient(() => createConnection({ host: node.host, port: node.config.mqtt.port, localAddress }), opts)
-  open.push(client)
-  client.on('error', () => {})
-  const packets: Packet[] = []
-  const messages: Array<{ topic: string, payload: string }> = []
-  client.on('packetreceive', (p) => packets.push(p))
-  client.on('message', (topic, payload) => messages.push({ topic, payload: payload.toString() }))
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve())
-    client.once('error', (err) => reject(err))
-    client.once('close', () => reject(new Error('closed before CONNACK')))
-  })
-  return { client, packets, messages }
+async function connect (node: TestNode, options: IClientOptions & { localAddress?: string } = {}): Promise<RecordingClient> {
+  return await recordingClient(node, open, options)
 }
 
 async function refusal (node: TestNode, options: IClientOptions & { localAddress?: string }): Promise<number> {
-  try {
-    const c = await connect(node, options)
-    c.client.end(true)
-  } catch (err) {
-    return (err as { code: number }).code
-  }
-  assert.fail('the connection was accepted')
+  return await connackRefusal(node, open, options)
 }
 
-async function subackCodes (c: Connected, filters: string[], qos: 0 | 1 | 2 = 1): Promise<number[]> {
+async function subackCodes (c: RecordingClient, filters: string[], qos: 0 | 1 | 2 = 1): Promise<number[]> {
   const before = c.packets.length
   await new Promise<void>((resolve) => c.client.subscribe(filters, { qos }, () => resolve()))
   const suback = c.packets.slice(before).find((p) => p.cmd === 'suback') as { granted: number[] } | undefined
@@ -66,7 +44,7 @@ async function subackCodes (c: Connected, filters: string[], qos: 0 | 1 | 2 = 1)
   return suback.granted
 }
 
-async function publishAck (c: Connected, topic: string, qos: 1 | 2): Promise<number | undefined> {
+async function publishAck (c: RecordingClient, topic: string, qos: 1 | 2): Promise<number | undefined> {
   const before = c.packets.length
   await new Promise<void>((resolve) => c.client.publish(topic, 'x', { qos }, () => resolve()))
   const ack = c.packets.slice(before).find((p) => p.cmd === (qos === 1 ? 'puback' : 'pubrec')) as { reasonCode?: number } | undefined
@@ -75,7 +53,7 @@ async function publishAck (c: Connected, topic: string, qos: 1 | 2): Promise<num
 }
 
 /** Publishes `sentinel` after the rest and waits for it, so everything before it had its chance to arrive. */
-async function flush (publisher: Connected, subscriber: Connected, sentinel: string): Promise<void> {
+async function flush (publisher: RecordingClient, subscriber: RecordingClient, sentinel: string): Promise<void> {
   publisher.client.publish(sentinel, 'end', { qos: 1 })
   await waitFor(() => subscriber.messages.some((m) => m.topic === sentinel), { message: `sentinel ${sentinel}` })
 }
