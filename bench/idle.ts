@@ -1,7 +1,9 @@
 // Memory per idle connection and many idle connections, side by side:
 // broker-ha (`broker-ha serve`), bare aedes of the same version
-// (bench/bare-aedes.ts) and mosquitto when installed, each in its own
-// process, one after the other, the same generator against each.
+// (bench/bare-aedes.ts), mosquitto when installed, and Node's floor (a
+// plain net server answering CONNACK, bench/bare-socket.ts: what a socket
+// costs any broker on Node), each in its own process, one after the other,
+// the same generator against each.
 //
 // Each connection is a raw MQTT 3.1.1 CONNECT (keep alive 60 s, clean
 // session) and nothing more. The figure is the broker's RSS once it stopped
@@ -16,7 +18,7 @@
 // from several loopback source addresses (--sources), each good for about
 // 28,000 connections to one ip:port.
 //
-//   node dist/bench/idle.js [--connections 10000] [--brokers broker-ha,aedes,mosquitto]
+//   node dist/bench/idle.js [--connections 10000] [--brokers broker-ha,aedes,mosquitto,node-socket]
 //     [--sources 4] [--heap DIR] [--config JSON] [--json]
 // --config: broker-ha config merged over the bench's (e.g. '{"log":{"clients":false}}').
 // --heap DIR writes a heap snapshot of each Node broker (SIGUSR2) with the connections open.
@@ -41,7 +43,7 @@ const { startProcessNode } = await import(join(BROKER_HA_ROOT, 'dist', 'test', '
 const { values: args } = parseArgs({
   options: {
     connections: { type: 'string', default: '10000' },
-    brokers: { type: 'string', default: 'broker-ha,aedes,mosquitto' },
+    brokers: { type: 'string', default: 'broker-ha,aedes,mosquitto,node-socket' },
     sources: { type: 'string' },
     heap: { type: 'string' },
     config: { type: 'string' },
@@ -56,7 +58,7 @@ const SOURCES = Number(args.sources ?? Math.max(1, Math.ceil(ASKED / PER_SOURCE)
 
 const log = (line: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`) }
 
-type Target = 'broker-ha' | 'aedes' | 'mosquitto'
+type Target = 'broker-ha' | 'aedes' | 'mosquitto' | 'node-socket'
 interface Broker { target: Target, url: string, pid: number, stop: () => Promise<void> }
 
 // ---- open files --------------------------------------------------------------
@@ -97,14 +99,15 @@ async function startBrokerHa (): Promise<Broker> {
   return { target: 'broker-ha', url: n.mqttUrl, pid: n.child.pid!, stop: async () => { await n.stop('SIGKILL') } }
 }
 
-async function startAedes (): Promise<Broker> {
+/** A Node child process running `script` (bench/bare-aedes.ts, bench/bare-socket.ts) on a free loopback address. */
+async function startNodeServer (target: Target, script: string): Promise<Broker> {
   const host = await freeLoopbackAddress()
-  const child = fork(join(here, 'bare-aedes.js'), ['--host', host, '--port', '1883'], { stdio: 'inherit', execArgv: args.heap === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2'] })
+  const child = fork(join(here, script), ['--host', host, '--port', '1883'], { stdio: 'inherit', execArgv: args.heap === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2'] })
   await new Promise<void>((resolve, reject) => {
     child.once('message', () => resolve())
-    child.once('exit', (code) => reject(new Error(`aedes exited with ${code}`)))
+    child.once('exit', (code) => reject(new Error(`${target} exited with ${code}`)))
   })
-  return { target: 'aedes', url: `mqtt://${host}:1883`, pid: child.pid!, stop: async () => { child.kill('SIGKILL') } }
+  return { target, url: `mqtt://${host}:1883`, pid: child.pid!, stop: async () => { child.kill('SIGKILL') } }
 }
 
 function mosquittoPath (): string | undefined {
@@ -199,7 +202,7 @@ async function measure (b: Broker, sources: string[], sockets: Socket[]): Promis
   }))
   const connectSeconds = (Date.now() - t0) / 1000
   const after = await settledRss(b.pid)
-  if (args.heap !== undefined && b.target !== 'mosquitto') {
+  if (args.heap !== undefined && b.target !== 'mosquitto' && b.target !== 'node-socket') {
     const file = await heapSnapshot(b, process.cwd(), args.heap)
     log(`heap snapshot ${b.target}: ${file ?? 'not written'}`)
   }
@@ -221,9 +224,10 @@ if (!raiseFdLimit(need)) {
 const sources = Array.from({ length: SOURCES }, (_, i) => `127.77.${Math.floor(i / 250)}.${(i % 250) + 1}`)
 const wanted = args.brokers.split(',')
 const mosq = mosquittoPath()
-const starts: Array<[Target, () => Promise<Broker>]> = [['broker-ha', startBrokerHa], ['aedes', startAedes]]
+const starts: Array<[Target, () => Promise<Broker>]> = [['broker-ha', startBrokerHa], ['aedes', async () => await startNodeServer('aedes', 'bare-aedes.js')]]
 if (mosq !== undefined) starts.push(['mosquitto', async () => await startMosquitto(mosq)])
 else if (wanted.includes('mosquitto')) log('mosquitto not installed: no mosquitto row')
+starts.push(['node-socket', async () => await startNodeServer('node-socket', 'bare-socket.js')])
 log(`${COUNT} idle connections from ${sources.length} source address(es), open-file limit ${fdLimit().soft}`)
 const figures: IdleFigure[] = []
 for (const [target, start] of starts) {
