@@ -4,13 +4,17 @@
 // socket gets (the ACL forgets the client, the session sender stops, the log
 // says why and from where). Real node, real clients.
 import { test, after } from 'node:test'
+import { createRequire } from 'node:module'
 import assert from 'node:assert/strict'
-import type { MqttClient } from 'mqtt'
+import type { MqttClient, IConnackPacket, IPublishPacket } from 'mqtt'
 import type { BrokerNode } from '../../src/server/node.js'
 import { brokerInternals, internals, type ClientInternals } from '../../src/server/mqtt/aedes-internals.js'
 import { startLoggedNode, type ConfigOverrides, type LogLine as Line } from '../helpers/node.js'
 import { waitFor } from '../helpers/wait.js'
 import { connect, RawClient, uniqueId } from '../helpers/mqtt-clients.js'
+
+const require = createRequire(import.meta.url)
+const mqttPacket = require('mqtt-packet') as { generate: (packet: object, opts: { protocolVersion: number }) => Buffer }
 
 const cleanups: Array<() => Promise<unknown>> = []
 after(async () => { for (const c of cleanups.reverse()) await c().catch(() => {}) })
@@ -85,4 +89,33 @@ test('a silent client is still cut at 1.5 times its keep alive, and the log says
   assert.equal(line.reason, 'keep alive timeout')
   assert.match(String(line.remote), /^127\.\d+\.\d+\.\d+:\d+$/)
   assert.ok(lines.some((l) => l.client === id && l.msg === 'client connected'), 'the connect line')
+})
+
+test('the parser keeps half-received bytes in a plain buffer list, not a stream, and packets split byte by byte still parse', async () => {
+  const { node, host, port } = await start()
+  const raw = await RawClient.open(host, port)
+  cleanups.push(async () => { raw.socket.destroy() })
+  const id = uniqueId('split')
+  const connectBytes = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: id, clean: true, keepalive: 60 }, { protocolVersion: 4 })
+  // One byte per write, each after the broker read the one before: every
+  // packet is half received many times over.
+  for (const byte of connectBytes) {
+    raw.write(Buffer.of(byte))
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  assert.equal((await raw.waitFor('connack') as IConnackPacket).returnCode, 0)
+  const list = clientOf(node, id)._parser._list as unknown as object
+  assert.equal(typeof (list as { pipe?: unknown }).pipe, 'undefined', 'no stream methods on the parser buffer')
+  assert.equal(list.constructor.name, 'BufferList')
+  const sub = mqttPacket.generate({ cmd: 'subscribe', messageId: 7, subscriptions: [{ topic: 'split/#', qos: 1 }] }, { protocolVersion: 4 })
+  const pub = mqttPacket.generate({ cmd: 'publish', topic: 'split/a', payload: Buffer.alloc(300, 1), qos: 1, messageId: 8 }, { protocolVersion: 4 })
+  raw.write(sub.subarray(0, 3))
+  await new Promise((resolve) => setImmediate(resolve))
+  raw.write(Buffer.concat([sub.subarray(3), pub.subarray(0, 100)]))
+  await new Promise((resolve) => setImmediate(resolve))
+  raw.write(pub.subarray(100))
+  assert.equal((await raw.waitFor('suback')).messageId, 7)
+  const delivered = await raw.waitFor('publish') as IPublishPacket
+  assert.equal(delivered.topic, 'split/a')
+  assert.equal((delivered.payload as Buffer).length, 300)
 })

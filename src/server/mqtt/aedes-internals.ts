@@ -14,6 +14,9 @@ const mqttPacket = require('mqtt-packet') as {
   generate: (packet: object, opts: { protocolVersion: number }) => Buffer
 }
 
+// The `bl` that mqtt-packet itself loads, whatever its place in node_modules.
+const bl = createRequire(require.resolve('mqtt-packet'))('bl') as { BufferList: new () => { length: number } }
+
 /** mqtt-packet's parser as aedes drives it. */
 export interface PacketParser extends EventEmitter {
   /** Bytes received but not yet part of an emitted packet. */
@@ -108,6 +111,19 @@ export interface ClientInternals extends Client {
 
 export function internals (client: Client): ClientInternals {
   return client as ClientInternals
+}
+
+/**
+ * mqtt-packet's parser keeps the bytes of a half-received packet in `bl()`,
+ * a BufferListStream: a Duplex stream (two stream states, listener tables)
+ * that nothing ever pipes or reads as a stream; the parser only appends,
+ * reads, slices and consumes. A plain BufferList (the same class without the
+ * stream) does all of that: about 1.2 KiB less heap per connection. Only an
+ * empty list is swapped (called before the first byte is parsed); after a
+ * parse error mqtt-packet makes a stream again, and the connection closes.
+ */
+export function plainParserBuffer (parser: PacketParser): void {
+  if (parser._list.length === 0) parser._list = new bl.BufferList()
 }
 
 /** aedes' own fields of the broker. */

@@ -27,7 +27,7 @@
 //  - A QoS 1 PUBLISH is acknowledged after it was published, not before
 //    (publish-acks.ts).
 import type { Client } from 'aedes'
-import { internals, inboundAliases, writePacket, type ClientInternals, type InboundPacket, type PacketParser } from './aedes-internals.js'
+import { internals, inboundAliases, plainParserBuffer, writePacket, type ClientInternals, type InboundPacket, type PacketParser } from './aedes-internals.js'
 import type { BadPacketReason, LimitName } from './metrics.js'
 import { toMarker } from './shared-subscriptions.js'
 import { fixConnack } from './connack.js'
@@ -368,6 +368,7 @@ export function guardInbound (client: Client, options: InboundOptions): Connecti
   const c = internals(client)
   c._topicAliases = inboundAliases()
   const parser = c._parser
+  plainParserBuffer(parser)
   parser.removeAllListeners('packet')
   parser.on('packet', onPacket)
   parser.prependListener('error', onParserError)
