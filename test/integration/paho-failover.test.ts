@@ -1,0 +1,49 @@
+// The sessions guarantee as a second client stack sees it (test/conformance/
+// failover.py): Paho subscribers with persistent sessions, MQTT 3.1.1 and 5,
+// on a node that is SIGKILLed while a Paho publisher on another node sends
+// QoS 1; they reconnect to a third node, get their session back and every
+// acknowledged message. Three `broker-ha serve` processes.
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { startProcessCluster, FAST } from '../helpers/cluster.js'
+import type { ProcessNode } from '../helpers/node.js'
+
+const SCRIPT = fileURLToPath(new URL('../../../test/conformance/failover.py', import.meta.url))
+const PYTHON = ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['-c', 'import paho.mqtt.client'], { stdio: 'ignore' }).status === 0)
+
+const nodes: ProcessNode[] = []
+after(async () => { await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL'))) })
+
+const hostPort = (n: ProcessNode): string => n.mqttUrl.slice('mqtt://'.length)
+
+interface Report {
+  error?: string
+  acked: number
+  subscribers: Array<{ version: number, sessionPresent: boolean, rc: number, reconnectSeconds: number, missing: number, firstMissing: number[], duplicates: number }>
+}
+
+test('Paho persistent subscribers (3.1.1 and 5) on a killed node get their session and every acknowledged message on another node', { skip: PYTHON === undefined ? 'python3-paho-mqtt is not installed' : false }, async (t) => {
+  nodes.push(...await startProcessCluster(3, { cluster: { config: FAST } } as never))
+  const [a, b, c] = nodes as [ProcessNode, ProcessNode, ProcessNode]
+  const child = spawn(PYTHON!, [SCRIPT, '--first', hostPort(a), '--publisher', hostPort(b), '--then', hostPort(c), '--kill-pid', String(a.child.pid)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { err += d.toString() })
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  const line = out.trim().split('\n').at(-1) ?? ''
+  const why = `exit ${code}\n${out}\n${err}\nB: ${b.output().split('\n').filter((l) => l.includes('"level":"error"') || l.includes('"level":"warn"')).slice(-10).join('\n')}`
+  assert.ok(line.startsWith('{'), why)
+  const r = JSON.parse(line) as Report
+  t.diagnostic(line)
+  assert.equal(r.error, undefined, why)
+  assert.ok(r.acked > 500, `the publisher's messages were acknowledged\n${why}`)
+  assert.equal(r.subscribers.length, 2)
+  for (const s of r.subscribers) {
+    assert.equal(s.rc, 0, `MQTT ${s.version}: CONNACK on the third node\n${why}`)
+    assert.equal(s.sessionPresent, true, `MQTT ${s.version}: session present\n${why}`)
+    assert.equal(s.missing, 0, `MQTT ${s.version}: acknowledged, never delivered: ${s.firstMissing.join(', ')}\n${why}`)
+  }
+})
