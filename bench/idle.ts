@@ -19,7 +19,13 @@
 // 28,000 connections to one ip:port.
 //
 //   node dist/bench/idle.js [--connections 10000] [--brokers broker-ha,aedes,mosquitto,node-socket]
-//     [--sources 4] [--heap DIR] [--config JSON] [--json]
+//     [--sources 4] [--heap DIR] [--config JSON] [--nodes N] [--json]
+// --nodes N (N > 1): broker-ha only, N `broker-ha serve` processes in one
+// cluster, the connections round robin over them, the figure their summed
+// RSS growth over the count. Each process here and each node then holds its
+// share of descriptors: the way to measure more connections than one
+// process's open-file limit allows (the generator is split over child
+// processes of --per-generator connections each).
 // --config: broker-ha config merged over the bench's (e.g. '{"log":{"clients":false}}').
 // --heap DIR writes a heap snapshot of each Node broker (SIGUSR2) with the connections open.
 // BENCH_BROKER_HA_ROOT: another built checkout whose broker-ha runs instead (before/after on one machine).
@@ -47,6 +53,9 @@ const { values: args } = parseArgs({
     sources: { type: 'string' },
     heap: { type: 'string' },
     config: { type: 'string' },
+    nodes: { type: 'string', default: '1' },
+    'per-generator': { type: 'string', default: '15000' },
+    generate: { type: 'string' },
     json: { type: 'boolean', default: false }
   }
 })
@@ -185,7 +194,7 @@ async function heapSnapshot (b: Broker, cwd: string, dir: string): Promise<strin
   return undefined
 }
 
-export interface IdleFigure { target: Target, connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number, connectSeconds: number }
+export interface IdleFigure { target: Target, connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number, connectSeconds: number, nodes?: number }
 
 async function measure (b: Broker, sources: string[], sockets: Socket[]): Promise<IdleFigure> {
   for (let i = 0; i < 10; i++) sockets.push((await rawConnect(b.url, `warm-${i}`, 4, () => {})).socket)
@@ -209,40 +218,123 @@ async function measure (b: Broker, sources: string[], sockets: Socket[]): Promis
   return { target: b.target, connections: COUNT, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / COUNT, connectSeconds }
 }
 
+// ---- a cluster, and generators in child processes ---------------------------------
+
+interface GeneratorJob { urls: string[], from: number, count: number, sources: string[] }
+
+/** A child process's share of the connections: connects them, reports, and holds them until its parent goes. */
+async function generate (job: GeneratorJob): Promise<void> {
+  raiseFdLimit(job.count + 200)
+  const sockets: Socket[] = []
+  const t0 = Date.now()
+  let next = 0
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, job.count) }, async () => {
+    while (next < job.count) {
+      const n = job.from + next++
+      const c = await rawConnect(job.urls[n % job.urls.length]!, `idle-${n}`, 4, () => {}, 60_000, undefined, {}, { localAddress: job.sources[n % job.sources.length] })
+      c.socket.on('error', () => {})
+      sockets.push(c.socket)
+    }
+  }))
+  process.send?.({ connected: sockets.length, seconds: (Date.now() - t0) / 1000 })
+  process.on('disconnect', () => process.exit(0))
+}
+
+/** COUNT connections over a cluster of `n` broker-ha processes, from child generators. */
+async function measureCluster (n: number, sources: string[]): Promise<IdleFigure> {
+  const { startProcessCluster } = await import(join(BROKER_HA_ROOT, 'dist', 'test', 'helpers', 'cluster.js')) as { startProcessCluster: (n: number, overrides: object) => Promise<Array<{ mqttUrl: string, child: ChildProcess, stop: (signal?: NodeJS.Signals) => Promise<unknown> }>> }
+  const extra = args.config === undefined ? {} : JSON.parse(args.config) as Record<string, Record<string, unknown>>
+  const nodes = await startProcessCluster(n, { ...extra, mqtt: { max_connections: 0, ...extra.mqtt } })
+  const generators: ChildProcess[] = []
+  const warm: Socket[] = []
+  try {
+    const urls = nodes.map((node) => node.mqttUrl)
+    const pids = nodes.map((node) => node.child.pid!)
+    for (const url of urls) for (let i = 0; i < 10; i++) warm.push((await rawConnect(url, `warm-${url}-${i}`, 4, () => {})).socket)
+    const rss = async (): Promise<number> => (await Promise.all(pids.map(settledRss))).reduce((a, b) => a + b, 0)
+    const before = await rss()
+    const per = Number(args['per-generator'])
+    const t0 = Date.now()
+    const reports: Array<Promise<{ connected: number }>> = []
+    for (let from = 0; from < COUNT; from += per) {
+      const job: GeneratorJob = { urls, from, count: Math.min(per, COUNT - from), sources }
+      const child = fork(fileURLToPath(import.meta.url), ['--generate', JSON.stringify(job)], { stdio: 'inherit' })
+      generators.push(child)
+      reports.push(new Promise((resolve, reject) => {
+        child.once('message', (m) => resolve(m as { connected: number }))
+        child.once('exit', (code) => reject(new Error(`a generator exited with ${code}`)))
+      }))
+    }
+    const connected = (await Promise.all(reports)).reduce((a, r) => a + r.connected, 0)
+    const connectSeconds = (Date.now() - t0) / 1000
+    const after = await rss()
+    return { target: 'broker-ha', nodes: n, connections: connected, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / connected, connectSeconds }
+  } finally {
+    // The nodes close first: the TIME_WAITs stay on their side.
+    await Promise.all(nodes.map(async (node) => await node.stop('SIGKILL')))
+    for (const g of generators) g.kill('SIGKILL')
+    for (const s of warm) s.destroy()
+  }
+}
+
 // ---- run -------------------------------------------------------------------------
 
-// Each process holds one side of each connection: this one and the broker need COUNT descriptors each.
-const need = ASKED + 1000
-let COUNT = ASKED
-if (!raiseFdLimit(need)) {
-  const { soft, hard } = fdLimit()
-  COUNT = Math.max(100, soft - 1000)
-  log(`open-file limit ${soft} (hard ${hard}) is below the ${need} that ${ASKED} connections need in this process and in the broker, and it cannot be raised here (root without CAP_SYS_RESOURCE, or not root): ${COUNT} connections instead`)
-}
 // 127.77.0.1, 127.77.0.2 ...: every 127/8 address is the loopback; these are
 // clear of 127.0.0.1 and of the test nodes' 127.100-199 (test/helpers/loopback.ts).
 const sources = Array.from({ length: SOURCES }, (_, i) => `127.77.${Math.floor(i / 250)}.${(i % 250) + 1}`)
-const wanted = args.brokers.split(',')
-const mosq = mosquittoPath()
-const starts: Array<[Target, () => Promise<Broker>]> = [['broker-ha', startBrokerHa], ['aedes', async () => await startNodeServer('aedes', 'bare-aedes.js')]]
-if (mosq !== undefined) starts.push(['mosquitto', async () => await startMosquitto(mosq)])
-else if (wanted.includes('mosquitto')) log('mosquitto not installed: no mosquitto row')
-starts.push(['node-socket', async () => await startNodeServer('node-socket', 'bare-socket.js')])
-log(`${COUNT} idle connections from ${sources.length} source address(es), open-file limit ${fdLimit().soft}`)
-const figures: IdleFigure[] = []
-for (const [target, start] of starts) {
-  if (!wanted.includes(target)) continue
-  const b = await start()
-  const sockets: Socket[] = []
-  try {
-    const f = await measure(b, sources, sockets)
-    figures.push(f)
-    log(`${target}: ${f.perConnectionKiB.toFixed(2)} KiB RSS per idle connection over ${f.connections} (RSS ${Math.round(f.beforeKiB / 1024)} -> ${Math.round(f.afterKiB / 1024)} MiB), connected in ${f.connectSeconds.toFixed(1)} s`)
-  } finally {
-    // The broker closes first: the TIME_WAIT of every connection stays on its
-    // side, not on our source ports (a second run right after would find them taken).
-    await b.stop()
-    for (const s of sockets) s.destroy()
+const NODES = Number(args.nodes)
+let COUNT = ASKED
+
+if (args.generate !== undefined) await generate(JSON.parse(args.generate) as GeneratorJob)
+else if (NODES > 1) await cluster()
+else await single()
+
+/** --nodes N: one cluster of broker-ha processes, the generators in child processes. */
+async function cluster (): Promise<void> {
+  // Each node holds its share of descriptors, each generator up to --per-generator.
+  const share = Math.ceil(ASKED / NODES) + 1000
+  if (!raiseFdLimit(Math.max(share, Number(args['per-generator']) + 1000))) {
+    const { soft, hard } = fdLimit()
+    COUNT = Math.max(100, (soft - 1000) * NODES)
+    log(`open-file limit ${soft} (hard ${hard}) is below the ${share} that each node needs for ${ASKED} connections: ${COUNT} connections instead`)
   }
+  log(`${COUNT} idle connections over ${NODES} broker-ha nodes from ${sources.length} source address(es), open-file limit ${fdLimit().soft}`)
+  const f = await measureCluster(NODES, sources)
+  log(`broker-ha x${NODES}: ${f.perConnectionKiB.toFixed(2)} KiB RSS per idle connection over ${f.connections} (RSS ${Math.round(f.beforeKiB / 1024)} -> ${Math.round(f.afterKiB / 1024)} MiB, all nodes), connected in ${f.connectSeconds.toFixed(1)} s`)
+  if (args.json) process.stdout.write(`${JSON.stringify({ asked: ASKED, connections: f.connections, sources: sources.length, figures: [f] })}\n`)
+  process.exit(0)
 }
-if (args.json) process.stdout.write(`${JSON.stringify({ asked: ASKED, connections: COUNT, sources: sources.length, figures })}\n`)
+
+async function single (): Promise<void> {
+  // Each process holds one side of each connection: this one and the broker need COUNT descriptors each.
+  const need = ASKED + 1000
+  if (!raiseFdLimit(need)) {
+    const { soft, hard } = fdLimit()
+    COUNT = Math.max(100, soft - 1000)
+    log(`open-file limit ${soft} (hard ${hard}) is below the ${need} that ${ASKED} connections need in this process and in the broker, and it cannot be raised here (root without CAP_SYS_RESOURCE, or not root): ${COUNT} connections instead`)
+  }
+  const wanted = args.brokers.split(',')
+  const mosq = mosquittoPath()
+  const starts: Array<[Target, () => Promise<Broker>]> = [['broker-ha', startBrokerHa], ['aedes', async () => await startNodeServer('aedes', 'bare-aedes.js')]]
+  if (mosq !== undefined) starts.push(['mosquitto', async () => await startMosquitto(mosq)])
+  else if (wanted.includes('mosquitto')) log('mosquitto not installed: no mosquitto row')
+  starts.push(['node-socket', async () => await startNodeServer('node-socket', 'bare-socket.js')])
+  log(`${COUNT} idle connections from ${sources.length} source address(es), open-file limit ${fdLimit().soft}`)
+  const figures: IdleFigure[] = []
+  for (const [target, start] of starts) {
+    if (!wanted.includes(target)) continue
+    const b = await start()
+    const sockets: Socket[] = []
+    try {
+      const f = await measure(b, sources, sockets)
+      figures.push(f)
+      log(`${target}: ${f.perConnectionKiB.toFixed(2)} KiB RSS per idle connection over ${f.connections} (RSS ${Math.round(f.beforeKiB / 1024)} -> ${Math.round(f.afterKiB / 1024)} MiB), connected in ${f.connectSeconds.toFixed(1)} s`)
+    } finally {
+      // The broker closes first: the TIME_WAIT of every connection stays on its
+      // side, not on our source ports (a second run right after would find them taken).
+      await b.stop()
+      for (const s of sockets) s.destroy()
+    }
+  }
+  if (args.json) process.stdout.write(`${JSON.stringify({ asked: ASKED, connections: COUNT, sources: sources.length, figures })}\n`)
+}

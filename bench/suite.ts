@@ -198,9 +198,9 @@ async function sideBySide (brokers: Broker[]): Promise<Record<string, Record<str
 interface MemoryFigure { connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number, connectSeconds: number }
 
 /** Idle connections on fresh brokers, measured by bench/idle.ts (which raises the open-file limit where it may). */
-async function idleFigures (connections: number, brokers: string[]): Promise<{ connections: number, figures: Record<string, MemoryFigure> }> {
-  const out = JSON.parse((await runNode('idle.js', ['--connections', String(connections), '--brokers', brokers.join(','), '--json'])).trim().split('\n').at(-1)!) as { connections: number, figures: Array<MemoryFigure & { target: string }> }
-  return { connections: out.connections, figures: Object.fromEntries(out.figures.map(({ target, ...f }) => [target, f])) }
+async function idleFigures (connections: number, brokers: string[], nodes = 1): Promise<{ connections: number, figures: Record<string, MemoryFigure> }> {
+  const out = JSON.parse((await runNode('idle.js', ['--connections', String(connections), '--brokers', brokers.join(','), '--nodes', String(nodes), '--json'])).trim().split('\n').at(-1)!) as { connections: number, figures: Array<MemoryFigure & { target: string }> }
+  return { connections: out.connections, figures: Object.fromEntries(out.figures.map(({ target, ...f }) => [nodes > 1 ? `${target}, ${nodes} nodes` : target, f])) }
 }
 
 /** File descriptors this process may open: each idle connection holds one here and one in the broker. */
@@ -307,8 +307,10 @@ async function main (): Promise<void> {
   // 2b. Many idle connections (50,000 asked), as far as the open-file limit lets the generator and the broker go.
   const many = await idleFigures(IDLE_MANY, ['broker-ha', ...withMosquitto])
   if (many.connections < IDLE_MANY) log(`open-file limit: ${many.connections} idle connections instead of ${IDLE_MANY}`)
-  for (const [t, m] of Object.entries(many.figures)) log(`${m.connections} idle ${t}: ${m.perConnectionKiB.toFixed(1)} KiB per connection, connected in ${m.connectSeconds.toFixed(1)} s`)
-  result.manyIdle = { asked: IDLE_MANY, ...many.figures }
+  // The same count over a 3-node cluster: each node and each generator process holds a third.
+  const manyCluster = await idleFigures(IDLE_MANY, ['broker-ha'], 3)
+  for (const [t, m] of Object.entries({ ...many.figures, ...manyCluster.figures })) log(`${m.connections} idle ${t}: ${m.perConnectionKiB.toFixed(1)} KiB per connection, connected in ${m.connectSeconds.toFixed(1)} s`)
+  result.manyIdle = { asked: IDLE_MANY, ...many.figures, ...manyCluster.figures }
 
   // 2c. Reconnect storm (bench/reconnect-storm.ts, three node processes).
   log(`reconnect storm: ${STORM_CLIENTS} clients, ${STORM_PERSISTENT} persistent (bench/reconnect-storm.js)...`)
@@ -382,7 +384,7 @@ function markdown (r: Record<string, unknown>, single: Record<string, Record<str
     lines.push(`| ${t} | ${int(x.connections)} | ${int(x.beforeKiB / 1024)} MiB | ${int(x.afterKiB / 1024)} MiB | ${x.perConnectionKiB.toFixed(1)} KiB | ${t === 'broker-ha' ? `<= 6 KiB: ${verdict(x.perConnectionKiB <= 6)}` : '-'} |`)
   }
   const { asked, ...manyIdle } = r.manyIdle as Record<string, MemoryFigure> & { asked: number }
-  lines.push('', `**${int(asked)} idle connections asked** (same method; capped by the open-file limit of this process and the broker's):`, '')
+  lines.push('', `**${int(asked)} idle connections asked** (same method; on one node capped by the open-file limit of this process and the broker's; over a 3-node cluster, each node and each generator process holds its share; RSS after: all nodes):`, '')
   lines.push('| broker | connections | connect time | RSS after | per connection |', '| --- | --- | --- | --- | --- |')
   for (const [t, x] of Object.entries(manyIdle as Record<string, MemoryFigure>)) {
     lines.push(`| ${t} | ${int(x.connections)} | ${x.connectSeconds.toFixed(1)} s | ${int(x.afterKiB / 1024)} MiB | ${x.perConnectionKiB.toFixed(1)} KiB |`)
