@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """A node dies under Paho clients, as a Paho user sees it.
 
-Two persistent subscribers (MQTT 3.1.1 clean session 0, and MQTT 5 Clean
-Start 0 with a Session Expiry Interval) are connected to node A, a
-publisher on node B sends numbered QoS 1 messages, and after --kill-at of
-them this script SIGKILLs A (--kill-pid). Each subscriber, once its
-connection is gone, connects to node C with the same client id. Every
-message whose PUBACK the publisher got must reach both subscribers, and
-both must get their session back (session present).
+Three persistent subscribers (MQTT 3.1.1 clean session 0 at QoS 1; MQTT 5
+Clean Start 0 with a Session Expiry Interval, at QoS 1 and at QoS 2) are
+connected to node A, a publisher on node B sends numbered QoS 2 messages,
+and after --kill-at of them this script SIGKILLs A (--kill-pid). Each
+subscriber, once its connection is gone, connects to node C with the same
+client id. Every message whose PUBCOMP the publisher got must reach every
+subscriber, the QoS 2 one exactly once, and each must get its session back
+(session present).
 
 Prints one JSON line: per subscriber, what was acknowledged and never
 delivered, duplicates, session present, and the seconds from the kill to
@@ -44,8 +45,9 @@ def host_port(s):
 
 
 class Subscriber:
-    def __init__(self, version, client_id, topic):
+    def __init__(self, version, client_id, topic, qos=1):
         self.version = version
+        self.qos = qos
         self.topic = topic
         self.client_id = client_id
         protocol = mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311
@@ -106,12 +108,17 @@ def main():
     args = ap.parse_args()
     topic = '%s/%d' % (args.prefix, os.getpid())
 
-    subs = [Subscriber(4, 'paho-fo-v4-%d' % os.getpid(), topic), Subscriber(5, 'paho-fo-v5-%d' % os.getpid(), topic)]
+    subs = [
+        Subscriber(4, 'paho-fo-v4-%d' % os.getpid(), topic),
+        Subscriber(5, 'paho-fo-v5-%d' % os.getpid(), topic),
+        # QoS 2 end to end (the publisher too): exactly once, through the failover.
+        Subscriber(5, 'paho-fo-v5q2-%d' % os.getpid(), topic, qos=2),
+    ]
     for s in subs:
         first = s.connect(args.first)
         if first[2] != 0:
             raise SystemExit(json.dumps({'error': 'CONNACK %d on the first node' % first[2]}))
-        s.c.subscribe(topic + '/#', qos=1)
+        s.c.subscribe(topic + '/#', qos=s.qos)
         wait_for(s.subacked.is_set, 'SUBACK')
 
     pub = mqtt.Client(client_id='paho-fo-pub-%d' % os.getpid(), protocol=mqtt.MQTTv311)
@@ -130,7 +137,7 @@ def main():
         time.sleep(0.1)
 
     # Each subscriber connects to C as soon as its connection to A is gone, as a client would.
-    moves = [None, None]
+    moves = [None] * len(subs)
 
     def move(k):
         moves[k] = subs[k].move_to(args.then)
@@ -141,7 +148,7 @@ def main():
     mids = {}
     killed_at = None
     for i in range(args.count):
-        info = pub.publish(topic + '/m', str(i), qos=1)
+        info = pub.publish(topic + '/m', str(i), qos=2)
         mids[info.mid] = i
         if i == args.kill_at:
             os.kill(args.kill_pid, signal.SIGKILL)
@@ -174,6 +181,7 @@ def main():
             twice = sum(1 for v in s.got.values() if v > 1)
         report['subscribers'].append({
             'version': s.version,
+            'qos': s.qos,
             'sessionPresent': present,
             'rc': rc,
             'reconnectSeconds': round(at - killed_at, 2),

@@ -1,8 +1,9 @@
 // The sessions guarantee as a second client stack sees it (test/conformance/
-// failover.py): Paho subscribers with persistent sessions, MQTT 3.1.1 and 5,
-// on a node that is SIGKILLed while a Paho publisher on another node sends
-// QoS 1; they reconnect to a third node, get their session back and every
-// acknowledged message. Three `broker-ha serve` processes.
+// failover.py): Paho subscribers with persistent sessions (MQTT 3.1.1 at
+// QoS 1, MQTT 5 at QoS 1 and 2) on a node that is SIGKILLed while a Paho
+// publisher on another node sends QoS 2; they reconnect to a third node, get
+// their session back and every acknowledged message, the QoS 2 subscriber
+// exactly once. Three `broker-ha serve` processes.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
@@ -21,10 +22,10 @@ const hostPort = (n: ProcessNode): string => n.mqttUrl.slice('mqtt://'.length)
 interface Report {
   error?: string
   acked: number
-  subscribers: Array<{ version: number, sessionPresent: boolean, rc: number, reconnectSeconds: number, missing: number, firstMissing: number[], duplicates: number }>
+  subscribers: Array<{ version: number, qos: number, sessionPresent: boolean, rc: number, reconnectSeconds: number, missing: number, firstMissing: number[], duplicates: number }>
 }
 
-test('Paho persistent subscribers (3.1.1 and 5) on a killed node get their session and every acknowledged message on another node', { skip: PYTHON === undefined ? 'python3-paho-mqtt is not installed' : false }, async (t) => {
+test('Paho persistent subscribers (3.1.1, 5, QoS 1 and 2) on a killed node get their session and every acknowledged message on another node, QoS 2 once', { skip: PYTHON === undefined ? 'python3-paho-mqtt is not installed' : false }, async (t) => {
   nodes.push(...await startProcessCluster(3, { cluster: { config: FAST } } as never))
   const [a, b, c] = nodes as [ProcessNode, ProcessNode, ProcessNode]
   const child = spawn(PYTHON!, [SCRIPT, '--first', hostPort(a), '--publisher', hostPort(b), '--then', hostPort(c), '--kill-pid', String(a.child.pid)], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -40,10 +41,11 @@ test('Paho persistent subscribers (3.1.1 and 5) on a killed node get their sessi
   t.diagnostic(line)
   assert.equal(r.error, undefined, why)
   assert.ok(r.acked > 500, `the publisher's messages were acknowledged\n${why}`)
-  assert.equal(r.subscribers.length, 2)
+  assert.equal(r.subscribers.length, 3)
   for (const s of r.subscribers) {
-    assert.equal(s.rc, 0, `MQTT ${s.version}: CONNACK on the third node\n${why}`)
-    assert.equal(s.sessionPresent, true, `MQTT ${s.version}: session present\n${why}`)
-    assert.equal(s.missing, 0, `MQTT ${s.version}: acknowledged, never delivered: ${s.firstMissing.join(', ')}\n${why}`)
+    assert.equal(s.rc, 0, `MQTT ${s.version} QoS ${s.qos}: CONNACK on the third node\n${why}`)
+    assert.equal(s.sessionPresent, true, `MQTT ${s.version} QoS ${s.qos}: session present\n${why}`)
+    assert.equal(s.missing, 0, `MQTT ${s.version} QoS ${s.qos}: acknowledged, never delivered: ${s.firstMissing.join(', ')}\n${why}`)
+    if (s.qos === 2) assert.equal(s.duplicates, 0, `MQTT ${s.version} QoS 2: delivered twice\n${why}`)
   }
 })
