@@ -194,7 +194,8 @@ export class DataPlane {
       sessions: () => ({ ...replication.stats(), rescued: rescue.rescued }),
       acks: () => ({ ...forwarding.unreplicated }),
       moves: () => ({ ...gates.settled }),
-      fetchRefusals: () => moves.refusedUnanswered
+      fetchRefusals: () => moves.refusedUnanswered,
+      subscribesUnconfirmed: () => routes.unconfirmed
     })
     this.plugIn(mqtt)
   }

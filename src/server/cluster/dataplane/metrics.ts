@@ -24,6 +24,8 @@ export interface DataPlaneSources {
   moves: () => { barriers: number, timeout: number }
   /** Resuming CONNECTs refused: a peer with a live link did not answer the session fetch in time. */
   fetchRefusals: () => number
+  /** Subscriptions whose SUBACK went before every linked peer confirmed the new route (local-routes.ts). */
+  subscribesUnconfirmed: () => number
 }
 
 /** The figures session-replication.ts keeps. */
@@ -191,6 +193,13 @@ export function registerDataPlaneMetrics (registry: Registry, live: DataPlaneSou
     help: 'Resuming CONNECTs refused with server unavailable because a peer with a live link did not say within 20 s whether it holds the session (the client retries; its session stays where it is)',
     registers: [registry],
     collect () { follow(this, fetchRefusalsSeen, {}, live.fetchRefusals()) }
+  })
+  const unconfirmedSeen = new Map<string, number>()
+  new Counter({
+    name: 'broker_cluster_subscribes_unconfirmed_total',
+    help: 'Subscriptions acknowledged (SUBACK) before every linked peer confirmed their new route within cluster.ack_timeout: until it arrives, a publish on such a peer can miss them',
+    registers: [registry],
+    collect () { follow(this, unconfirmedSeen, {}, live.subscribesUnconfirmed()) }
   })
   const movesSeen = new Map<string, number>()
   new Counter({

@@ -30,7 +30,8 @@ test('data-plane metrics are read from the components at scrape time', async () 
     sessions: () => ({ replicasHeld: 3, replicaQueued: 11, replicatedSessions: 2, opsSent: 40, opsApplied: 30, opsIgnored: 1, promoted: 3, willsPublished: 1, rescued: 4 }),
     acks: () => ({ 'peer-gone': 2, timeout: 1, dropped: 0 }),
     moves: () => ({ barriers: 5, timeout: 1 }),
-    fetchRefusals: () => 6
+    fetchRefusals: () => 6,
+    subscribesUnconfirmed: () => 8
   })
   assert.equal(await value(registry, 'broker_cluster_link_messages_sent_total', { peer: 'b' }), 10)
   assert.equal(await value(registry, 'broker_cluster_link_shed_total', { peer: 'b' }), 2)
@@ -43,6 +44,7 @@ test('data-plane metrics are read from the components at scrape time', async () 
   assert.equal(await value(registry, 'broker_cluster_acks_unreplicated_total', { reason: 'peer-gone' }), 2)
   assert.equal(await value(registry, 'broker_cluster_acks_unreplicated_total', { reason: 'timeout' }), 1)
   assert.equal(await value(registry, 'broker_cluster_moves_settled_total', { by: 'timeout' }), 1)
+  assert.equal(await value(registry, 'broker_cluster_subscribes_unconfirmed_total'), 8)
   assert.equal(await value(registry, 'broker_cluster_session_fetch_refusals_total'), 6)
   assert.equal(await value(registry, 'broker_retained_messages'), 7)
   assert.equal(await value(registry, 'broker_retained_refused_total'), 3)
