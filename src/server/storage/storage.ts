@@ -246,6 +246,7 @@ export class Storage {
         this.armExpiry(clientId, c)
         this.loaded.sessions++
       }
+      this.o.dataPlane.sessionsFromDisk(sessions.map(([clientId]) => clientId).filter((id) => persistence.hasSession(id)))
       // Queue entries of no session (a session deleted in a commit that did not complete): gone.
       for (const [clientId, queue] of queues) for (const q of queue) void store.remove(queueKey(clientId, q.id))
       const wills: Array<[string, WillRecord]> = []
@@ -344,6 +345,9 @@ export class Storage {
       },
       ended: (clientId) => {
         this.subscriptions.delete(clientId)
+        // Its expiry from disk does not apply to whatever session of that id comes here later.
+        clearTimeout(this.expiryTimers.get(clientId))
+        this.expiryTimers.delete(clientId)
         this.markRecord(clientId)
       },
       queued: (clientId) => mark(clientId),

@@ -57,6 +57,8 @@ function linkUp (m: Mechanisms, link: PeerLink, restarted: boolean): void {
   link.send(encodeMessage({ kind: 'route-table', table: m.routing.localTable() }), 'control')
   m.retained.linkUp(link)
   if (!m.links.isParked(link.peerName)) m.replication.peerUp(link.peerName)
+  // Sessions read from our disk: the peer may hold newer copies (taken over while we were down).
+  m.reconcile.linkUp(link.peerName)
 }
 
 function peerGone (m: Mechanisms, peer: string, state: 'dead' | 'left'): void {

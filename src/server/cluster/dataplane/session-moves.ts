@@ -110,6 +110,10 @@ export interface MovesHost {
   gates: DeliveryGates
   /** What a session fetch waits for first, if anything (storage: the peers back after a whole-cluster restart). */
   fetchWait?: () => Promise<void> | undefined
+  /** Whether the session here is a copy read from disk, not connected since (session-reconcile.ts). */
+  diskCopy?: (clientId: string) => boolean
+  /** A session was stored here from elsewhere: it is no longer a disk copy. */
+  storedHere?: (clientId: string) => void
 }
 
 export class SessionMoves {
@@ -285,8 +289,14 @@ export class SessionMoves {
   async store (clientId: string, from: string, session: TransferredSession, promoted = false): Promise<boolean> {
     const store = this.ctx.store
     const mine = this.host.takeover.stampOf(clientId)
-    // A copy taken over from a peer believed dead yields to any other.
-    if (store.hasSession(clientId) && compareStamps(session.stamp, mine) <= 0 && (promoted || !this.host.promotion.isPromoted(clientId))) return false
+    // A copy taken over from a peer believed dead yields to any other; so
+    // does a copy read from disk and not connected since (bestSession ranks
+    // it below any copy that answered with it), even when the incoming copy
+    // is unstamped too: a replica promoted from a session that was itself
+    // read from disk, which got what was published while this node was down.
+    const yields = (!promoted && this.host.promotion.isPromoted(clientId)) || (!promoted && this.host.diskCopy?.(clientId) === true)
+    if (store.hasSession(clientId) && compareStamps(session.stamp, mine) <= 0 && !yields) return false
+    this.host.storedHere?.(clientId)
     if (!promoted) this.host.promotion.forget(clientId)
     // Before the import: its replication starts there, and a replica holder
     // keeps the copy with the newer stamp.
