@@ -98,11 +98,17 @@ export class DataPlane {
   sessionFetchWait: (() => Promise<void> | undefined) | undefined
   /** Told when a client connected on a peer (set by the node's storage: a will it owes from disk is dropped). */
   clientSeenElsewhere: ((clientId: string) => void) | undefined
+  /**
+   * The identity this node's replicas are made under (ReplicaSnapshot.home):
+   * its store's (set by the node's storage before start), else its process's.
+   */
+  identity: string
 
   constructor (options: DataPlaneOptions) {
     const { config, mqtt } = options
     const log = options.log
     this.name = options.membership.self.name
+    this.identity = `process:${mqtt.aedes.id}`
     const cc = config.cluster.config
     const warn = rateLimited(log, 10_000)
     this.routing = new RoutingTable(this.name)
@@ -163,7 +169,8 @@ export class DataPlane {
       promoted: (clientId) => promotion.isPromoted(clientId),
       replicatedAcks: ctx.replicatedAcks,
       ackTimeoutMs: config.cluster.ack_timeout,
-      maxQueuedPerSession: config.mqtt.max_queued_messages
+      maxQueuedPerSession: config.mqtt.max_queued_messages,
+      identity: () => this.identity
     })
     const replication = this.replication
     const promotion: Promotion = new Promotion(ctx, replication, rescue, {
@@ -181,6 +188,8 @@ export class DataPlane {
     const reconcile = new SessionReconcile(ctx, {
       takeover,
       promotion,
+      replicas: replication.replicas,
+      identity: () => this.identity,
       busy: (clientId) => moves.connecting(clientId) || moves.isArriving(clientId),
       remove: async (clientId) => await moves.remove(clientId)
     })

@@ -27,6 +27,7 @@
 //   REPLICA_LOST     0x13 JSON bytes {clientIds}
 //   SESSIONS_HELD    0x14 JSON bytes {clientIds}   (sessions read from disk, session-reconcile.ts)
 //   SESSIONS_NEWER   0x15 JSON bytes {clientIds}
+//   REPLICAS_DONE    0x16 JSON bytes {home}   (every snapshot for this link sent before it)
 //   entry = topic str16 | stamp str16 (encodeStamp) | qos uint8 | properties bytes | payload bytes
 //
 // Publishes and retained entries are binary (payloads are not copied into
@@ -116,8 +117,15 @@ export type DataPlaneMessage =
   | { kind: 'sessions-held', clientIds: string[] }
   /** Of the sessions the receiver said it held from disk, those the sender holds a newer copy of: the receiver's copy goes. */
   | { kind: 'sessions-newer', clientIds: string[] }
+  /**
+   * The sender (a home) sent, before this, a snapshot of every session of
+   * its whose replica the receiver is to hold; `home` is its identity
+   * (ReplicaSnapshot.home). Replicas of the sender that the receiver read
+   * back from its disk and that were not refreshed are settled by it.
+   */
+  | { kind: 'replicas-done', home: string }
 
-const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13, rescue: 14, 'rescue-request': 15, 'rescue-done': 16, 'barrier-request': 17, 'barrier-done': 18, 'replica-lost': 19, 'sessions-held': 20, 'sessions-newer': 21 } as const
+const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13, rescue: 14, 'rescue-request': 15, 'rescue-done': 16, 'barrier-request': 17, 'barrier-done': 18, 'replica-lost': 19, 'sessions-held': 20, 'sessions-newer': 21, 'replicas-done': 22 } as const
 const HOP_LOCAL = new Set(['topicAlias', 'subscriptionIdentifier', 'messageExpiryInterval'])
 
 /** A DATA payload that is not a valid data-plane message (counted; the link stays up). */
@@ -221,6 +229,7 @@ export function encodeMessage (m: DataPlaneMessage): Buffer {
     case 'replica-lost':
     case 'sessions-held':
     case 'sessions-newer': w.json({ clientIds: m.clientIds }); break
+    case 'replicas-done': w.json({ home: m.home }); break
     case 'retained': writeEntry(w, m.entry); break
     case 'route-delta': w.json(m.delta); break
     case 'route-table': w.json(m.table); break
@@ -287,6 +296,12 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
       const h = object(r.json())
       if (!Array.isArray(h.clientIds) || !h.clientIds.every((c) => typeof c === 'string')) throw new MessageDecodeError(`bad ${name}`)
       m = { kind: name, clientIds: h.clientIds as string[] }
+      break
+    }
+    case KIND['replicas-done']: {
+      const h = object(r.json())
+      if (typeof h.home !== 'string') throw new MessageDecodeError('bad replicas-done')
+      m = { kind: 'replicas-done', home: h.home }
       break
     }
     case KIND.rescue: {

@@ -56,7 +56,11 @@ function linkUp (m: Mechanisms, link: PeerLink, restarted: boolean): void {
   // peer missed, and is how a 'gap' gets repaired.
   link.send(encodeMessage({ kind: 'route-table', table: m.routing.localTable() }), 'control')
   m.retained.linkUp(link)
-  if (!m.links.isParked(link.peerName)) m.replication.peerUp(link.peerName)
+  if (!m.links.isParked(link.peerName)) {
+    m.replication.peerUp(link.peerName)
+    // After the snapshots just queued for it: its replicas of ours read from its disk are settled then.
+    m.reconcile.snapshotsSent(link.peerName)
+  }
   // Sessions read from our disk: the peer may hold newer copies (taken over while we were down).
   m.reconcile.linkUp(link.peerName)
 }

@@ -250,7 +250,9 @@ export class SessionMoves {
     // A replica held here counts like a peer's, after any home copy: its home
     // may be dead and not declared so yet. The session lives here from now
     // on, so a replica of it here has no more use either way.
-    const local = this.host.replication.replicas.take(clientId)
+    const replicas = this.host.replication.replicas
+    // A replica read back from disk and not confirmed by its home stays out of it (and where it is).
+    const local = replicas.isUnconfirmed(clientId) ? undefined : replicas.take(clientId)
     const candidates = local === undefined || isEmptySession(local.session)
       ? answers
       : [...answers, { peer: this.ctx.name, session: local.session, replica: true }]
@@ -448,8 +450,10 @@ export class SessionMoves {
       // Not at home here; a replica is sent (and dropped once acknowledged)
       // for the case its home is dead and not declared so yet. Never the
       // asker's own session back: it is that session's home.
-      const replica = this.host.replication.replicas.peek(clientId)
-      if (replica !== undefined && replica.owner !== link.peerName && !isEmptySession(replica.session)) {
+      const replicas = this.host.replication.replicas
+      const replica = replicas.peek(clientId)
+      // One read back from disk whose home has not confirmed it may be of a session ended since: not offered.
+      if (replica !== undefined && replica.owner !== link.peerName && !isEmptySession(replica.session) && !replicas.isUnconfirmed(clientId)) {
         this.leaving.set(m.requestId, { clientId, to: link.peerName, filters: [], until: 0, requestId: m.requestId, replica: replica.owner, since: Date.now() })
         sendControl(this.ctx, link.peerName, { kind: 'session-transfer', requestId: m.requestId, clientId, session: replica.session, replica: true })
       } else {

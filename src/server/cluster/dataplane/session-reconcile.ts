@@ -24,14 +24,35 @@
 // bestSession. Two disk copies (every node restarted at once) are left to
 // the client's return, as before. A disk copy whose client is connecting
 // here (its fetch decides) or connected is kept.
+//
+// Replicas on disk. A holder with storage keeps the replicas it holds for
+// its peers (storage/replica-records.ts) and reads them back at start as
+// unconfirmed: not offered to a fetch, since the home may have ended the
+// session while the holder was down. Each carries its home's identity
+// (its store's, or its process's without storage). A home, on every link
+// that comes up, sends its snapshots for that holder and then a
+// replicas-done marker with its identity. An unconfirmed replica of that
+// home still unrefreshed then is:
+//   - dropped when the identity is the one it was made under: the home
+//     kept its state (its disk, or it is the same process) and no longer
+//     holds the session with us as holder (it ended, moved, or is
+//     replicated elsewhere);
+//   - promoted when it differs: the home came back without its state (a
+//     wiped disk, or no storage and a new process), so this is the
+//     session's last copy;
+//   - promoted, as any replica, when the home is declared dead or left.
 import type { DataPlaneContext } from './context.js'
 import { localClient, sendControl } from './context.js'
 import type { Takeover } from './takeover.js'
 import type { Promotion } from './promotion.js'
+import type { ReplicaStore } from './replica-store.js'
 
 export interface ReconcileHost {
   takeover: Takeover
   promotion: Promotion
+  replicas: ReplicaStore
+  /** This node's identity for its replicas (ReplicaSnapshot.home). */
+  identity: () => string
   /** The client is connecting here (preConnect to CONNACK) or its session is arriving. */
   busy: (clientId: string) => boolean
   /** Deletes a session held here (session-moves.ts remove). */
@@ -48,6 +69,8 @@ export class SessionReconcile {
   private readonly fromDisk = new Set<string>()
   /** Disk copies deleted here because a peer held a newer copy. */
   yielded = 0
+  /** Replicas read from disk dropped because their home kept its state and did not refresh them. */
+  replicasDropped = 0
 
   constructor (ctx: DataPlaneContext, host: ReconcileHost) {
     this.ctx = ctx
@@ -104,6 +127,28 @@ export class SessionReconcile {
     if (this.host.promotion.isPromoted(clientId)) return true
     const s = this.host.takeover.stampOf(clientId)
     return s.wall !== 0 || s.logical !== 0
+  }
+
+  /** Home side: a peer's link came up and its snapshots were queued (replication.peerUp): the marker follows them. */
+  snapshotsSent (peer: string): void {
+    // The replication sends this turn's operations at the end of the turn (a setImmediate queued before this one).
+    setImmediate(() => sendControl(this.ctx, peer, { kind: 'replicas-done', home: this.host.identity() }))
+  }
+
+  /** Holder side: `peer` sent every snapshot it means us to hold: its replicas read from our disk and not refreshed are settled. */
+  replicasDone (peer: string, home: string): void {
+    const stale = this.host.replicas.unconfirmedOf(peer)
+    if (stale.length === 0) return
+    const drop: string[] = []
+    const promote: string[] = []
+    // No identity recorded (not written by this version): dropped, never brought back unasked.
+    for (const r of stale) (r.home === undefined || r.home === home ? drop : promote).push(r.clientId)
+    for (const id of drop) this.host.replicas.delete(id)
+    this.replicasDropped += drop.length
+    this.ctx.log.info({ peer, dropped: drop.length, promoted: promote.length }, promote.length === 0
+      ? 'replicas read from disk settled with their home: it kept its state and no longer holds them here, dropped'
+      : 'replicas read from disk settled with their home: it came back without its state (a new store, or a new process without one); those it did not refresh are taken over here')
+    if (promote.length > 0) this.host.promotion.promote(peer, promote).catch((err: Error) => this.ctx.log.warn({ peer, err: err.message }, 'replicas read from disk not taken over'))
   }
 
   /** A peer holds newer copies of these sessions of ours from disk: ours go. */

@@ -44,7 +44,8 @@ test('every message kind round-trips', () => {
     { kind: 'barrier-done', id: 'b1' },
     { kind: 'replica-lost', clientIds: ['c', 'sensor-ä-1'] },
     { kind: 'sessions-held', clientIds: ['c', 'sensor-ä-1'] },
-    { kind: 'sessions-newer', clientIds: [] }
+    { kind: 'sessions-newer', clientIds: [] },
+    { kind: 'replicas-done', home: 'process:node-a@1' }
   ]
   for (const m of messages) assert.deepEqual(decodeMessage(encodeMessage(m)), m, m.kind)
 })
