@@ -57,12 +57,21 @@ async function sessionWithReplica (t: T, nodes: ProcessNode[], subId: string, qu
   const holder = replicas.indexOf(1)
   // The holder's commits, once idle; the last message is acknowledged once
   // the holder has it (ack_after: replicated), and written by its next commit.
-  const flushes = async (): Promise<number> => await metricSum(nodes[holder]!.apiUrl, 'broker_storage_flushes_total')
-  let last = -1
-  const idle = await waitFor(async () => { const n = await flushes(); const same = n === last; last = n; return same ? n : undefined }, { interval: 50, message: 'the holder idle' })
+  const idle = await idleFlushes(nodes[holder]!)
   await pub.publishAsync('replicated/x', queued.at(-1)!, { qos: 1 })
-  await waitFor(async () => await flushes() > idle, { message: 'the holder to commit the last message' })
+  await waitFor(async () => await metricSum(nodes[holder]!.apiUrl, 'broker_storage_flushes_total') > idle, { message: 'the holder to commit the last message' })
   return holder
+}
+
+/** A node's commits so far, once no commit came between two reads (so the next one is of what happens after). */
+async function idleFlushes (node: ProcessNode): Promise<number> {
+  let last = -1
+  return await waitFor(async () => {
+    const n = await metricSum(node.apiUrl, 'broker_storage_flushes_total')
+    const same = n === last
+    last = n
+    return same ? n : undefined
+  }, { interval: 50, message: 'no commit under way' })
 }
 
 test('a home whose disk was wiped gets its session back from its replica holder\'s disk after a whole-cluster restart', async (t) => {
@@ -96,9 +105,12 @@ test('a replica read back from disk whose home ended the session while its holde
 
   // The holder is down while the client ends its session on its home (Clean Start, no expiry).
   assert.equal(await nodes[holder]!.stop('SIGKILL'), 'SIGKILL')
+  const homeFlushes = await idleFlushes(nodes[0]!)
   const ending = await connect(nodes[0]!.mqttUrl, { clientId: subId, clean: true, protocolVersion: 5 })
   await endAll(ending)
   await waitFor(async () => await metricSum(nodes[0]!.apiUrl, 'broker_cluster_home_sessions') === 0, { message: 'the session ended on its home' })
+  // Its end on the home's disk (nothing waits for it: a crash right after a clean start can bring the session back).
+  await waitFor(async () => await metricSum(nodes[0]!.apiUrl, 'broker_storage_flushes_total') > homeFlushes, { message: 'the home to commit the end' })
 
   // Then every node goes down and comes back (a power cut): nothing but the
   // disks remembers; the home's says the session ended, the holder's has
@@ -108,7 +120,10 @@ test('a replica read back from disk whose home ended the session while its holde
   await waitForView(nodes, nodes, 'alive', 20_000)
   assert.match(nodes[holder]!.output(), /"replicas":1/, 'the holder read the stale replica back from its disk')
   // Its home kept its disk, and no longer holds the session: the replica goes.
-  await waitFor(async () => await metricSum(nodes[holder]!.apiUrl, 'broker_cluster_session_replicas') === 0, { timeout: 15_000, message: 'the stale replica dropped' })
+  await waitFor(async () => await metricSum(nodes[holder]!.apiUrl, 'broker_cluster_session_replicas') === 0, { timeout: 15_000, message: 'the stale replica dropped' }).catch((err) => {
+    if (process.env.DEBUG_REPLICAS === '1') for (const n of nodes) console.log(n.host, n.output().split('\n').filter((l) => /replica|settled|promot|took over|restarted|storage loaded|session|peer link/i.test(l)).join('\n'))
+    throw err
+  })
   assert.match(nodes[holder]!.output(), /replicas read from disk settled with their home: it kept its state/)
   assert.deepEqual(await metricOf(nodes, 'broker_cluster_home_sessions'), [0, 0, 0], 'no copy of the ended session anywhere')
 

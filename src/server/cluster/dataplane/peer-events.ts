@@ -72,9 +72,14 @@ function peerGone (m: Mechanisms, peer: string, state: 'dead' | 'left'): void {
   if (state === 'left') {
     m.routing.removePeer(peer)
     m.promotion.confirmDown(peer)
+    m.reconcile.homeGone(peer)
   } else {
     // A partition looks like a death: only a refused connection proves the process is gone.
-    m.links.probe(peer).then((answer) => { if (answer === 'refused') m.promotion.confirmDown(peer) }, () => {})
+    m.links.probe(peer).then((answer) => {
+      if (answer !== 'refused') return
+      m.promotion.confirmDown(peer)
+      m.reconcile.homeGone(peer)
+    }, () => {})
   }
   // Sessions that left it for here lately: what it was sent for them and never settled.
   m.moves.movedAwayFrom(peer)

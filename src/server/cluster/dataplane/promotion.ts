@@ -129,8 +129,12 @@ export class Promotion {
    */
   async promote (peer: string, only?: readonly string[]): Promise<void> {
     this.unreachableAgain(peer)
-    // `only`: replicas read back from disk whose home came back without their sessions (session-reconcile.ts).
-    const ids = only === undefined ? this.replication.replicas.ownedBy(peer) : [...only]
+    // `only`: replicas read back from disk whose home came back without their
+    // sessions, or is gone for sure (session-reconcile.ts). Otherwise those
+    // are left out: a home merely declared dead (it may be slow, or starting)
+    // may have ended them, and its word settles them.
+    const replicas = this.replication.replicas
+    const ids = only === undefined ? replicas.ownedBy(peer).filter((id) => !replicas.isUnconfirmed(id)) : [...only]
     if (ids.length === 0 || this.stopped) return
     let done!: () => void
     const storing = new Promise<void>((resolve) => { done = resolve })

@@ -40,7 +40,10 @@
 //   - promoted when it differs: the home came back without its state (a
 //     wiped disk, or no storage and a new process), so this is the
 //     session's last copy;
-//   - promoted, as any replica, when the home is declared dead or left.
+//   - promoted when the home is gone for sure: it left, or it was declared
+//     dead and its cluster port refuses connections (a death declared of a
+//     slow or starting node promotes the home's other replicas, and is
+//     undone when it answers; one of these may be of a session it ended).
 import type { DataPlaneContext } from './context.js'
 import { localClient, sendControl } from './context.js'
 import type { Takeover } from './takeover.js'
@@ -149,6 +152,14 @@ export class SessionReconcile {
       ? 'replicas read from disk settled with their home: it kept its state and no longer holds them here, dropped'
       : 'replicas read from disk settled with their home: it came back without its state (a new store, or a new process without one); those it did not refresh are taken over here')
     if (promote.length > 0) this.host.promotion.promote(peer, promote).catch((err: Error) => this.ctx.log.warn({ peer, err: err.message }, 'replicas read from disk not taken over'))
+  }
+
+  /** A home left, or died for sure (its cluster port refuses): its replicas read from our disk are the sessions' last copies. */
+  homeGone (peer: string): void {
+    const ids = this.host.replicas.unconfirmedOf(peer).map((r) => r.clientId)
+    if (ids.length === 0) return
+    this.ctx.log.info({ peer, replicas: ids.length }, 'replicas read from disk whose home is gone: taken over here')
+    this.host.promotion.promote(peer, ids).catch((err: Error) => this.ctx.log.warn({ peer, err: err.message }, 'replicas read from disk not taken over'))
   }
 
   /** A peer holds newer copies of these sessions of ours from disk: ours go. */
