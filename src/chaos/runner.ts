@@ -35,6 +35,8 @@ export interface ChaosOptions {
   dataPlane?: boolean
   /** Owe persistent sessions across nodes (default true; false: `--scope cluster`). */
   sessions?: boolean
+  /** Every node gets durable storage (`--storage`; always with restart-all): a killed node restarts with its disk. */
+  storage?: boolean
   /**
    * Run the nodes in these (already built) network namespaces and make
    * partitions with blackhole routes; the caller must itself run inside the
@@ -119,7 +121,7 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
     baseAddress: options.baseAddress,
     bin: options.bin,
     netns: options.netns,
-    storage: options.faults.includes('restart-all'),
+    storage: options.storage === true || options.faults.includes('restart-all'),
     // restart-all starts every node at once, each reading and verifying its store: on a
     // small shared machine that takes longer than one node's start.
     ...(options.faults.includes('restart-all') ? { startTimeoutMs: 60_000 } : {}),

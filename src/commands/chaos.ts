@@ -36,6 +36,7 @@ interface ChaosFlags {
   baseAddress?: string
   scope?: string
   network: string
+  storage?: boolean
   insideNetns?: string
 }
 
@@ -53,6 +54,7 @@ export function chaosCommand (): Command {
     .option('--dry-run', 'print the fault schedule for this seed and exit')
     .option('--base-address <ip>', 'first loopback address tried for the nodes (Linux)', '127.0.0.2')
     .option('--scope <scope>', `what is owed: node (deliveries within one node), cluster (across nodes; persistent sessions per node) or full (every invariant, sessions across nodes too); default ${DEFAULT_SCOPE}`)
+    .option('--storage', 'give every node durable storage (storage.dir in the run folder, sync always) even without restart-all: kill and stop then restart a node with its disk')
     .option('--network <mode>', `${NETWORK_MODES.join(', ')}: where nodes run and how partitions are made; netns (root on Linux, iproute2) runs each node in its own network namespace and partitions with blackhole routes; auto picks netns when it can`, 'loopback')
     // Set by the --network netns outer process when it re-runs the command inside the hub namespace.
     .addOption(new Option(`${INSIDE_NETNS_FLAG} <run-id>`).hideHelp())
@@ -85,6 +87,7 @@ export function chaosCommand (): Command {
           const args = ['chaos', '--nodes', String(nodes), '--duration', `${durationMs}ms`, '--faults', faults.join(',') || 'none', '--seed', String(seed), '--scope', scope, '--network', 'netns']
           if (flags.ci === true) args.push('--ci')
           if (flags.keep === true) args.push('--keep')
+          if (flags.storage === true) args.push('--storage')
           if (flags.json !== undefined) args.push('--json', resolve(flags.json))
           if (flags.history !== undefined) args.push('--history', resolve(flags.history))
           process.exitCode = await runChaosInNamespaces({ layout: netnsLayout(netnsRunId(process.pid), nodes), args, print })
@@ -118,10 +121,11 @@ export function chaosCommand (): Command {
       process.on('SIGINT', inside === undefined ? onSignal : ignore)
       process.on('SIGTERM', onSignal)
       const outer = inside === undefined ? undefined : watchOuterProcess(() => onSignal('SIGTERM'))
-      if (view === undefined) print(`broker-ha chaos: ${nodes} nodes, ${durationMs / 1000} s, faults ${faults.join(',') || 'none'}, seed ${seed}, scope ${scope}, network ${inside !== undefined ? 'netns' : 'loopback'}`)
+      const storage = flags.storage === true || faults.includes('restart-all')
+      if (view === undefined) print(`broker-ha chaos: ${nodes} nodes, ${durationMs / 1000} s, faults ${faults.join(',') || 'none'}, seed ${seed}, scope ${scope}, network ${inside !== undefined ? 'netns' : 'loopback'}${storage ? ', storage' : ''}`)
       let result
       try {
-        result = await runChaos({ nodes, durationMs, faults, seed, keep: flags.keep, baseAddress: flags.baseAddress, dataPlane, sessions, signal: abort.signal, onProgress, netns: inside === undefined ? undefined : netnsLayout(inside, nodes) })
+        result = await runChaos({ nodes, durationMs, faults, seed, keep: flags.keep, baseAddress: flags.baseAddress, dataPlane, sessions, storage, signal: abort.signal, onProgress, netns: inside === undefined ? undefined : netnsLayout(inside, nodes) })
       } finally {
         view?.stop()
         outer?.()

@@ -4,6 +4,8 @@
 //   m\0format     the store's format version (FORMAT)
 //   m\0cluster    a fingerprint of the cluster key it was written under
 //   m\0node       the member name that wrote it (a warning when it differs)
+//   m\0id         a random identity given at creation: peers holding replicas of this
+//                 node's sessions tell a restart on this store from one on a new store
 //   r\0<topic>    a retained entry with its HLC stamp (tombstones too)
 //   s\0<clientId> a persistent session (session-record.ts)
 //
@@ -23,7 +25,7 @@
 // is a corrupted store, reported as such (STORAGE_CORRUPT) before this
 // process maps it.
 import { open, type RootDatabase } from 'lmdb'
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
@@ -65,6 +67,8 @@ export interface OpenResult {
 export class DurableStore {
   readonly path: string
   readonly sync: SyncMode
+  /** The store's identity (random at creation, kept for its life). */
+  id = ''
   private readonly db: RootDatabase
   private last: Promise<unknown> | undefined
   private closed = false
@@ -122,6 +126,8 @@ export class DurableStore {
       db.putSync('m\u0000format', FORMAT)
       db.putSync('m\u0000cluster', options.cluster[0] ?? '')
       db.putSync('m\u0000node', options.node)
+      store.id = randomUUID()
+      db.putSync('m\u0000id', store.id)
       return { store, otherNode: undefined, existed }
     }
     if (typeof format !== 'number' || format > FORMAT) {
@@ -133,6 +139,14 @@ export class DurableStore {
       throw new BrokerHaError('STORAGE_INCOMPATIBLE', `the store at ${path} belongs to another cluster (written under a different cluster.config.secret_key): point storage.dir elsewhere, or run serve --reset-storage to discard it`, { key: 'storage.dir' })
     }
     if (cluster !== options.cluster[0]) db.putSync('m\u0000cluster', options.cluster[0] ?? '')
+    const id = db.get('m\u0000id')
+    if (typeof id === 'string' && id !== '') {
+      store.id = id
+    } else {
+      // Written before stores had an identity: it gets one now.
+      store.id = randomUUID()
+      db.putSync('m\u0000id', store.id)
+    }
     let otherNode: string | undefined
     if (typeof node === 'string' && node !== options.node) {
       otherNode = node

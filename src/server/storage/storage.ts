@@ -37,6 +37,7 @@ import { LEDGER_EVERY_MS, SessionWriter, type Connection } from './session-write
 import { StorageMetrics } from './metrics.js'
 import { installFullRefusal } from './full-refusal.js'
 import { StoredWills, WILL, checkWillRecord, type WillRecord } from './wills.js'
+import { StoredReplicas } from './replica-records.js'
 
 const HLC = 'm\u0000hlc'
 /** How long after start a session fetch may wait for the expected members (waitForPeersAtStart). */
@@ -73,6 +74,8 @@ export class Storage {
   private readonly writer: SessionWriter
   /** Wills of connected clients, on disk; published after a restart (wills.ts). */
   readonly wills: StoredWills
+  /** The replicas this node holds for its peers, on disk (replica-records.ts). */
+  private readonly replicas: StoredReplicas
   private ledgerTimer: NodeJS.Timeout | undefined
   private loading = false
   private startedAt = Date.now()
@@ -80,13 +83,14 @@ export class Storage {
   /** A commit failed: everything is written again once one succeeds. */
   private rewrite = false
   /** Figures of the last start (tests, benchmarks, the log). */
-  loaded = { retained: 0, sessions: 0, expired: 0, bad: 0, wills: 0, ms: 0, retainedMs: 0 }
+  loaded = { retained: 0, sessions: 0, expired: 0, bad: 0, wills: 0, replicas: 0, ms: 0, retainedMs: 0 }
 
   constructor (o: StorageOptions) {
     this.o = o
     this.enabled = o.config.storage.dir !== ''
     this.warn = rateLimited(o.log, 10_000)
     this.writer = new SessionWriter(o.mqtt.persistence)
+    this.replicas = new StoredReplicas(o.dataPlane.replication.replicas)
     this.wills = new StoredWills({
       aedes: o.mqtt.aedes,
       log: o.log,
@@ -147,8 +151,11 @@ export class Storage {
       opened = DurableStore.open(options)
     }
     this.store = opened.store
+    // Replicas made of this node's sessions carry it: its peers tell a restart on this store from one on a new store.
+    this.o.dataPlane.identity = `store:${opened.store.id}`
     if (opened.otherNode !== undefined) log.warn({ dir, writtenBy: opened.otherNode, node: config.cluster.name }, 'the store was written by a node of another name; using it')
     await this.load()
+    this.replicas.listen(() => { void this.schedule() })
     this.o.dataPlane.retained.listener = {
       put: (entry) => this.write(RETAINED + entry.topic, retainedRecord(entry)),
       removed: (topic) => this.erase(RETAINED + topic)
@@ -163,6 +170,7 @@ export class Storage {
   async stop (): Promise<void> {
     if (this.store === undefined) return
     this.wills.stop()
+    this.replicas.stop()
     for (const t of this.expiryTimers.values()) clearTimeout(t)
     this.expiryTimers.clear()
     clearInterval(this.ledgerTimer)
@@ -246,6 +254,7 @@ export class Storage {
         this.armExpiry(clientId, c)
         this.loaded.sessions++
       }
+      this.o.dataPlane.sessionsFromDisk(sessions.map(([clientId]) => clientId).filter((id) => persistence.hasSession(id)))
       // Queue entries of no session (a session deleted in a commit that did not complete): gone.
       for (const [clientId, queue] of queues) for (const q of queue) void store.remove(queueKey(clientId, q.id))
       const wills: Array<[string, WillRecord]> = []
@@ -258,6 +267,7 @@ export class Storage {
       }
       this.loaded.wills = wills.length
       this.wills.load(wills, now)
+      this.loaded.replicas = this.replicas.load(store, (key, err) => this.badRecord(key, err))
     } finally {
       this.loading = false
     }
@@ -344,6 +354,9 @@ export class Storage {
       },
       ended: (clientId) => {
         this.subscriptions.delete(clientId)
+        // Its expiry from disk does not apply to whatever session of that id comes here later.
+        clearTimeout(this.expiryTimers.get(clientId))
+        this.expiryTimers.delete(clientId)
         this.markRecord(clientId)
       },
       queued: (clientId) => mark(clientId),
@@ -431,6 +444,7 @@ export class Storage {
     for (const clientId of this.dirty) this.writer.write(store, clientId, this.subscriptions.get(clientId), this.connections.get(clientId), now)
     for (const clientId of this.dirty) if (!this.o.mqtt.persistence.hasSession(clientId)) this.connections.delete(clientId)
     this.dirty.clear()
+    this.replicas.flush(store)
     const clock = this.o.dataPlane.clock.peek()
     this.track(store.put(HLC, [clock.wall, clock.logical]))
     const started = performance.now()
@@ -453,6 +467,7 @@ export class Storage {
   private writeEverything (): void {
     this.writer.rewriteAll()
     for (const clientId of this.o.mqtt.persistence.sessions()) this.dirty.add(clientId)
+    this.replicas.rewriteAll(this.o.dataPlane.replication.replicas.clientIds())
     for (const entry of this.o.dataPlane.retained.all()) this.track(this.store!.put(RETAINED + entry.topic, retainedRecord(entry)))
   }
 

@@ -13,6 +13,7 @@
 //   takeover.ts              one connection per client id
 //   promotion.ts             replicas become sessions when their home dies; orphan wills
 //   rescue.ts                what a dead node never settled
+//   session-reconcile.ts     sessions read from disk at start against the peers' newer copies
 //
 // Events reach them through three adapters, each over the record of the
 // mechanisms (mechanisms.ts): peer-events.ts (the links' events),
@@ -56,6 +57,7 @@ import { DeliveryGates } from './delivery-gates.js'
 import { Takeover } from './takeover.js'
 import { Promotion } from './promotion.js'
 import { Rescue } from './rescue.js'
+import { SessionReconcile } from './session-reconcile.js'
 import type { PeerLink } from './peer-link.js'
 import { registerDataPlaneMetrics } from './metrics.js'
 import type { Mechanisms } from './mechanisms.js'
@@ -96,11 +98,17 @@ export class DataPlane {
   sessionFetchWait: (() => Promise<void> | undefined) | undefined
   /** Told when a client connected on a peer (set by the node's storage: a will it owes from disk is dropped). */
   clientSeenElsewhere: ((clientId: string) => void) | undefined
+  /**
+   * The identity this node's replicas are made under (ReplicaSnapshot.home):
+   * its store's (set by the node's storage before start), else its process's.
+   */
+  identity: string
 
   constructor (options: DataPlaneOptions) {
     const { config, mqtt } = options
     const log = options.log
     this.name = options.membership.self.name
+    this.identity = `process:${mqtt.aedes.id}`
     const cc = config.cluster.config
     const warn = rateLimited(log, 10_000)
     this.routing = new RoutingTable(this.name)
@@ -161,7 +169,8 @@ export class DataPlane {
       promoted: (clientId) => promotion.isPromoted(clientId),
       replicatedAcks: ctx.replicatedAcks,
       ackTimeoutMs: config.cluster.ack_timeout,
-      maxQueuedPerSession: config.mqtt.max_queued_messages
+      maxQueuedPerSession: config.mqtt.max_queued_messages,
+      identity: () => this.identity
     })
     const replication = this.replication
     const promotion: Promotion = new Promotion(ctx, replication, rescue, {
@@ -172,7 +181,17 @@ export class DataPlane {
     })
     const moves: SessionMoves = new SessionMoves(ctx, {
       takeover, replication, promotion, rescue, forwarding, routes, gates,
-      fetchWait: () => this.sessionFetchWait?.()
+      fetchWait: () => this.sessionFetchWait?.(),
+      diskCopy: (clientId) => reconcile.isDiskCopy(clientId),
+      storedHere: (clientId) => reconcile.settled(clientId)
+    })
+    const reconcile = new SessionReconcile(ctx, {
+      takeover,
+      promotion,
+      replicas: replication.replicas,
+      identity: () => this.identity,
+      busy: (clientId) => moves.connecting(clientId) || moves.isArriving(clientId),
+      remove: async (clientId) => await moves.remove(clientId)
     })
     const inbound = new Inbound(ctx, options.bus, forwarding, {
       followers: (topic) => moves.followers(topic),
@@ -180,7 +199,7 @@ export class DataPlane {
     })
     this.parts = {
       ctx, routing: this.routing, links: this.links, forwarding, inbound, routes, retained, replication,
-      moves, gates, takeover, promotion, rescue
+      moves, gates, takeover, promotion, rescue, reconcile
     }
     registerDataPlaneMetrics(options.registry, {
       links: () => [...this.links.entries()].map(([peer, link]) => [peer, link.stats()]),
@@ -195,7 +214,9 @@ export class DataPlane {
       acks: () => ({ ...forwarding.unreplicated }),
       moves: () => ({ ...gates.settled }),
       fetchRefusals: () => moves.refusedUnanswered,
-      subscribesUnconfirmed: () => routes.unconfirmed
+      subscribesUnconfirmed: () => routes.unconfirmed,
+      homeSessions: () => ctx.store.sessions().length,
+      diskCopiesYielded: () => reconcile.yielded
     })
     this.plugIn(mqtt)
   }
@@ -206,6 +227,9 @@ export class DataPlane {
 
   /** Retained entries from this node's store on disk (before start): see RetainedReplication.restore. */
   restoreRetained (entries: Iterable<RetainedEntry>): string[] { return this.parts.retained.restore(entries) }
+
+  /** Sessions read from this node's store on disk (before start): reconciled with the peers' copies as links come up (session-reconcile.ts). */
+  sessionsFromDisk (clientIds: Iterable<string>): void { this.parts.reconcile.loaded(clientIds) }
 
   /** Peers we hold a link to, sorted. */
   get peers (): string[] { return this.links.peers }
@@ -254,6 +278,7 @@ export class DataPlane {
     // A group spans every node: the publishing node picks one node per message (forwarding.ts).
     mqtt.shared.clusterMode = true
     mqtt.aedes.on('client', (client) => {
+      this.parts.reconcile.settled(client.id)
       takeover.connected(client)
       promotion.clientSeen(client.id, true)
       replication.connected(client.id)

@@ -16,6 +16,7 @@ import type { DeliveryGates } from './delivery-gates.js'
 import type { Takeover } from './takeover.js'
 import type { Promotion } from './promotion.js'
 import type { Rescue } from './rescue.js'
+import type { SessionReconcile } from './session-reconcile.js'
 
 export interface Mechanisms {
   readonly ctx: DataPlaneContext
@@ -31,4 +32,5 @@ export interface Mechanisms {
   readonly takeover: Takeover
   readonly promotion: Promotion
   readonly rescue: Rescue
+  readonly reconcile: SessionReconcile
 }

@@ -76,6 +76,15 @@ export function dispatchMessage (to: Mechanisms, link: PeerLink, payload: Buffer
     case 'replica-lost':
       to.replication.replicasLost(peer, m.clientIds)
       return
+    case 'sessions-held':
+      to.reconcile.held(peer, m.clientIds).catch(failed('sessions held from disk not answered'))
+      return
+    case 'replicas-done':
+      to.reconcile.replicasDone(peer, m.home)
+      return
+    case 'sessions-newer':
+      to.reconcile.newer(peer, m.clientIds).catch(failed('sessions read from disk not reconciled'))
+      return
     default:
       to.retained.handleSync(link, m)
   }

@@ -24,6 +24,10 @@
 //   RESCUE_DONE      0x10 JSON bytes {requestId}
 //   BARRIER_REQUEST  0x11 JSON bytes {id, from}   (a session moved away from `from`)
 //   BARRIER_DONE     0x12 JSON bytes {id}
+//   REPLICA_LOST     0x13 JSON bytes {clientIds}
+//   SESSIONS_HELD    0x14 JSON bytes {clientIds}   (sessions read from disk, session-reconcile.ts)
+//   SESSIONS_NEWER   0x15 JSON bytes {clientIds}
+//   REPLICAS_DONE    0x16 JSON bytes {home}   (every snapshot for this link sent before it)
 //   entry = topic str16 | stamp str16 (encodeStamp) | qos uint8 | properties bytes | payload bytes
 //
 // Publishes and retained entries are binary (payloads are not copied into
@@ -106,8 +110,22 @@ export type DataPlaneMessage =
   | { kind: 'barrier-done', id: string }
   /** The sender no longer holds the replicas of these sessions of the receiver (it took them over, then gave them back): send snapshots again. */
   | { kind: 'replica-lost', clientIds: string[] }
+  /**
+   * Sessions at home on the sender read back from its disk, not connected
+   * since (session-reconcile.ts): does the receiver hold a newer copy?
+   */
+  | { kind: 'sessions-held', clientIds: string[] }
+  /** Of the sessions the receiver said it held from disk, those the sender holds a newer copy of: the receiver's copy goes. */
+  | { kind: 'sessions-newer', clientIds: string[] }
+  /**
+   * The sender (a home) sent, before this, a snapshot of every session of
+   * its whose replica the receiver is to hold; `home` is its identity
+   * (ReplicaSnapshot.home). Replicas of the sender that the receiver read
+   * back from its disk and that were not refreshed are settled by it.
+   */
+  | { kind: 'replicas-done', home: string }
 
-const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13, rescue: 14, 'rescue-request': 15, 'rescue-done': 16, 'barrier-request': 17, 'barrier-done': 18, 'replica-lost': 19 } as const
+const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13, rescue: 14, 'rescue-request': 15, 'rescue-done': 16, 'barrier-request': 17, 'barrier-done': 18, 'replica-lost': 19, 'sessions-held': 20, 'sessions-newer': 21, 'replicas-done': 22 } as const
 const HOP_LOCAL = new Set(['topicAlias', 'subscriptionIdentifier', 'messageExpiryInterval'])
 
 /** A DATA payload that is not a valid data-plane message (counted; the link stays up). */
@@ -208,7 +226,10 @@ export function encodeMessage (m: DataPlaneMessage): Buffer {
     case 'rescue-request': w.json({ from: m.from, requestId: m.requestId, ...(m.filters === undefined ? {} : { filters: m.filters }) }); break
     case 'barrier-request': w.json({ id: m.id, from: m.from }); break
     case 'barrier-done': w.json({ id: m.id }); break
-    case 'replica-lost': w.json({ clientIds: m.clientIds }); break
+    case 'replica-lost':
+    case 'sessions-held':
+    case 'sessions-newer': w.json({ clientIds: m.clientIds }); break
+    case 'replicas-done': w.json({ home: m.home }); break
     case 'retained': writeEntry(w, m.entry); break
     case 'route-delta': w.json(m.delta); break
     case 'route-table': w.json(m.table); break
@@ -268,10 +289,19 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
       m = { kind: 'barrier-done', id: h.id }
       break
     }
-    case KIND['replica-lost']: {
+    case KIND['replica-lost']:
+    case KIND['sessions-held']:
+    case KIND['sessions-newer']: {
+      const name = kind === KIND['replica-lost'] ? 'replica-lost' : kind === KIND['sessions-held'] ? 'sessions-held' : 'sessions-newer'
       const h = object(r.json())
-      if (!Array.isArray(h.clientIds) || !h.clientIds.every((c) => typeof c === 'string')) throw new MessageDecodeError('bad replica-lost')
-      m = { kind: 'replica-lost', clientIds: h.clientIds as string[] }
+      if (!Array.isArray(h.clientIds) || !h.clientIds.every((c) => typeof c === 'string')) throw new MessageDecodeError(`bad ${name}`)
+      m = { kind: name, clientIds: h.clientIds as string[] }
+      break
+    }
+    case KIND['replicas-done']: {
+      const h = object(r.json())
+      if (typeof h.home !== 'string') throw new MessageDecodeError('bad replicas-done')
+      m = { kind: 'replicas-done', home: h.home }
       break
     }
     case KIND.rescue: {

@@ -26,6 +26,10 @@ export interface DataPlaneSources {
   fetchRefusals: () => number
   /** Subscriptions whose SUBACK went before every linked peer confirmed the new route (local-routes.ts). */
   subscribesUnconfirmed: () => number
+  /** Persistent sessions at home on this node (session store). */
+  homeSessions: () => number
+  /** Sessions read from disk deleted because a peer held a newer copy (session-reconcile.ts). */
+  diskCopiesYielded: () => number
 }
 
 /** The figures session-replication.ts keeps. */
@@ -208,6 +212,14 @@ export function registerDataPlaneMetrics (registry: Registry, live: DataPlaneSou
     labelNames: ['by'],
     registers: [registry],
     collect () { const m = live.moves(); follow(this, movesSeen, { by: 'barrier' }, m.barriers); follow(this, movesSeen, { by: 'timeout' }, m.timeout) }
+  })
+  new Gauge({ name: 'broker_cluster_home_sessions', help: 'Persistent sessions at home on this node (the copy its client resumes from; replicas held for peers are broker_cluster_session_replicas)', registers: [registry], collect () { this.set(live.homeSessions()) } })
+  const yieldedSeen = new Map<string, number>()
+  new Counter({
+    name: 'broker_storage_sessions_yielded_total',
+    help: 'Sessions read from disk at start and deleted because a peer held a newer copy (taken over while this node was down, or connected since)',
+    registers: [registry],
+    collect () { follow(this, yieldedSeen, {}, live.diskCopiesYielded()) }
   })
   new Counter({ name: 'broker_cluster_orphan_wills_published_total', help: 'Wills of clients whose node died, published by this node as their replica holder', registers: [registry], collect () { follow(this, willsSeen, {}, live.sessions().willsPublished) } })
 }

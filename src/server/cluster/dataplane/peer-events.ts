@@ -56,7 +56,13 @@ function linkUp (m: Mechanisms, link: PeerLink, restarted: boolean): void {
   // peer missed, and is how a 'gap' gets repaired.
   link.send(encodeMessage({ kind: 'route-table', table: m.routing.localTable() }), 'control')
   m.retained.linkUp(link)
-  if (!m.links.isParked(link.peerName)) m.replication.peerUp(link.peerName)
+  if (!m.links.isParked(link.peerName)) {
+    m.replication.peerUp(link.peerName)
+    // After the snapshots just queued for it: its replicas of ours read from its disk are settled then.
+    m.reconcile.snapshotsSent(link.peerName)
+  }
+  // Sessions read from our disk: the peer may hold newer copies (taken over while we were down).
+  m.reconcile.linkUp(link.peerName)
 }
 
 function peerGone (m: Mechanisms, peer: string, state: 'dead' | 'left'): void {
@@ -66,9 +72,14 @@ function peerGone (m: Mechanisms, peer: string, state: 'dead' | 'left'): void {
   if (state === 'left') {
     m.routing.removePeer(peer)
     m.promotion.confirmDown(peer)
+    m.reconcile.homeGone(peer)
   } else {
     // A partition looks like a death: only a refused connection proves the process is gone.
-    m.links.probe(peer).then((answer) => { if (answer === 'refused') m.promotion.confirmDown(peer) }, () => {})
+    m.links.probe(peer).then((answer) => {
+      if (answer !== 'refused') return
+      m.promotion.confirmDown(peer)
+      m.reconcile.homeGone(peer)
+    }, () => {})
   }
   // Sessions that left it for here lately: what it was sent for them and never settled.
   m.moves.movedAwayFrom(peer)

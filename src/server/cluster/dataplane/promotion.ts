@@ -127,9 +127,14 @@ export class Promotion {
    * A home node died (or left without handing its sessions off, or
    * restarted): its replicas here become sessions of this node.
    */
-  async promote (peer: string): Promise<void> {
+  async promote (peer: string, only?: readonly string[]): Promise<void> {
     this.unreachableAgain(peer)
-    const ids = this.replication.replicas.ownedBy(peer)
+    // `only`: replicas read back from disk whose home came back without their
+    // sessions, or is gone for sure (session-reconcile.ts). Otherwise those
+    // are left out: a home merely declared dead (it may be slow, or starting)
+    // may have ended them, and its word settles them.
+    const replicas = this.replication.replicas
+    const ids = only === undefined ? replicas.ownedBy(peer).filter((id) => !replicas.isUnconfirmed(id)) : [...only]
     if (ids.length === 0 || this.stopped) return
     let done!: () => void
     const storing = new Promise<void>((resolve) => { done = resolve })
@@ -160,7 +165,8 @@ export class Promotion {
           continue
         }
         // Marked before it is stored: its replica, made while storing, says it yields to the original's.
-        this.promotedFrom.set(clientId, peer)
+        // Not a replica its home came back without (`only`): there is no original to yield to.
+        if (only === undefined) this.promotedFrom.set(clientId, peer)
         const stored = await this.host.store(clientId, `replica of ${peer}`, replica)
         // The peer answered again while this one was stored (storing waits
         // for its new replica holder): it was cut off and its copy stands,

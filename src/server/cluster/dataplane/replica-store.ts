@@ -40,6 +40,12 @@ export interface ReplicaSnapshot extends ReplicaConnection {
   will: TransferredPacket | null
   /** The home took the session over from a node believed dead: a copy that yields to its original's. */
   promoted?: boolean | undefined
+  /**
+   * The home's identity: its store's (storage.dir) or, without storage, its
+   * process's. A replica read back from the holder's disk is checked against
+   * it when the home links (session-reconcile.ts).
+   */
+  home?: string | undefined
 }
 
 /** One change of one session; `clientId` says whose. */
@@ -66,6 +72,10 @@ export type ClientReplicaOp = ReplicaOp & { clientId: string }
 
 interface Replica extends ReplicaConnection {
   owner: string
+  /** The home's identity when it sent the snapshot (ReplicaSnapshot.home). */
+  home: string | undefined
+  /** Read back from this node's disk and not refreshed by its home since: not offered to a fetch. */
+  unconfirmed: boolean
   stamp: Stamp
   subscriptions: Map<string, TransferredSubscription>
   will: TransferredPacket | null
@@ -75,6 +85,7 @@ interface Replica extends ReplicaConnection {
 /** A replica handed out (fetched by a reconnecting client, or promoted when its home died). */
 export interface TakenReplica extends ReplicaConnection {
   owner: string
+  home?: string | undefined
   session: TransferredSession
   will: TransferredPacket | null
 }
@@ -84,6 +95,8 @@ export class ReplicaStore {
   private readonly queues: OutgoingQueues
   /** Operations that matched no replica or packet (a replica started late, or a bug): counted for metrics. */
   ignored = 0
+  /** Told of every replica changed or removed (storage: replicas are kept on disk). */
+  changed: ((clientId: string) => void) | undefined
 
   constructor (maxQueuedPerSession: number) {
     this.queues = new OutgoingQueues(maxQueuedPerSession)
@@ -95,11 +108,42 @@ export class ReplicaStore {
   get queued (): number { return this.queues.count }
 
   has (clientId: string): boolean { return this.replicas.has(clientId) }
+  /** Client ids of every replica held. */
+  clientIds (): string[] { return [...this.replicas.keys()] }
   ownerOf (clientId: string): string | undefined { return this.replicas.get(clientId)?.owner }
 
   /** Client ids whose home is `owner`. */
   ownedBy (owner: string): string[] {
     return [...this.replicas].filter(([, r]) => r.owner === owner).map(([id]) => id)
+  }
+
+  /** Replicas of `owner` read back from disk and not refreshed since, with the home identity each was made under. */
+  unconfirmedOf (owner: string): Array<{ clientId: string, home: string | undefined }> {
+    return [...this.replicas].filter(([, r]) => r.owner === owner && r.unconfirmed).map(([clientId, r]) => ({ clientId, home: r.home }))
+  }
+
+  isUnconfirmed (clientId: string): boolean { return this.replicas.get(clientId)?.unconfirmed === true }
+
+  /**
+   * A replica read back from this node's disk (storage): held, but
+   * unconfirmed until its home refreshes it (a snapshot) or says it does not
+   * hold the session any more (session-reconcile.ts).
+   */
+  restore (clientId: string, r: TakenReplica): void {
+    this.queues.drop(clientId)
+    this.replicas.set(clientId, {
+      owner: r.owner,
+      home: r.home,
+      unconfirmed: true,
+      stamp: r.session.stamp,
+      connected: r.connected,
+      disconnectedAt: r.disconnectedAt,
+      expiry: r.expiry,
+      subscriptions: new Map(r.session.subscriptions.map((sub) => [sub.topic, sub])),
+      will: r.will,
+      incoming: new Map(r.session.incoming.map((p) => [p.messageId!, p]))
+    })
+    this.queues.import(clientId, r.session.queue as StoredPacket[], r.session.ledger)
   }
 
   /**
@@ -109,6 +153,11 @@ export class ReplicaStore {
    * applies only to a replica whose home is `owner`.
    */
   apply (owner: string, op: ClientReplicaOp): void {
+    this.applyOp(owner, op)
+    this.changed?.(op.clientId)
+  }
+
+  private applyOp (owner: string, op: ClientReplicaOp): void {
     const id = op.clientId
     if (op.op === 'snapshot') {
       const held = this.replicas.get(id)
@@ -122,6 +171,8 @@ export class ReplicaStore {
       const s = op.snapshot
       this.replicas.set(id, {
         owner,
+        home: s.home,
+        unconfirmed: false,
         stamp: s.stamp,
         connected: s.connected,
         disconnectedAt: s.disconnectedAt,
@@ -200,6 +251,7 @@ export class ReplicaStore {
     const { queue, ledger } = this.queues.export(clientId)
     return {
       owner: r.owner,
+      home: r.home,
       connected: r.connected,
       disconnectedAt: r.disconnectedAt,
       expiry: r.expiry,
@@ -209,8 +261,9 @@ export class ReplicaStore {
   }
 
   delete (clientId: string): void {
-    this.replicas.delete(clientId)
+    const had = this.replicas.delete(clientId)
     this.queues.drop(clientId)
+    if (had) this.changed?.(clientId)
   }
 }
 
@@ -279,7 +332,7 @@ export function checkReplicaOp (v: unknown, stampOf: (text: unknown) => Stamp): 
       return {
         clientId,
         op: 'snapshot',
-        snapshot: { ...connection(s), stamp: stampOf(s.stamp), subscriptions: s.subscriptions, queue: s.queue, ledger: checkLedger(s.ledger), incoming: checkIncoming(s.incoming), will: will(s.will), ...(s.promoted === true ? { promoted: true } : {}) }
+        snapshot: { ...connection(s), stamp: stampOf(s.stamp), subscriptions: s.subscriptions, queue: s.queue, ledger: checkLedger(s.ledger), incoming: checkIncoming(s.incoming), will: will(s.will), ...(s.promoted === true ? { promoted: true } : {}), ...(typeof s.home === 'string' ? { home: s.home } : {}) }
       }
     }
     case 'subscribe':

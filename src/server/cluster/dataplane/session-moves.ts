@@ -110,6 +110,10 @@ export interface MovesHost {
   gates: DeliveryGates
   /** What a session fetch waits for first, if anything (storage: the peers back after a whole-cluster restart). */
   fetchWait?: () => Promise<void> | undefined
+  /** Whether the session here is a copy read from disk, not connected since (session-reconcile.ts). */
+  diskCopy?: (clientId: string) => boolean
+  /** A session was stored here from elsewhere: it is no longer a disk copy. */
+  storedHere?: (clientId: string) => void
 }
 
 export class SessionMoves {
@@ -246,7 +250,9 @@ export class SessionMoves {
     // A replica held here counts like a peer's, after any home copy: its home
     // may be dead and not declared so yet. The session lives here from now
     // on, so a replica of it here has no more use either way.
-    const local = this.host.replication.replicas.take(clientId)
+    const replicas = this.host.replication.replicas
+    // A replica read back from disk and not confirmed by its home stays out of it (and where it is).
+    const local = replicas.isUnconfirmed(clientId) ? undefined : replicas.take(clientId)
     const candidates = local === undefined || isEmptySession(local.session)
       ? answers
       : [...answers, { peer: this.ctx.name, session: local.session, replica: true }]
@@ -285,8 +291,14 @@ export class SessionMoves {
   async store (clientId: string, from: string, session: TransferredSession, promoted = false): Promise<boolean> {
     const store = this.ctx.store
     const mine = this.host.takeover.stampOf(clientId)
-    // A copy taken over from a peer believed dead yields to any other.
-    if (store.hasSession(clientId) && compareStamps(session.stamp, mine) <= 0 && (promoted || !this.host.promotion.isPromoted(clientId))) return false
+    // A copy taken over from a peer believed dead yields to any other; so
+    // does a copy read from disk and not connected since (bestSession ranks
+    // it below any copy that answered with it), even when the incoming copy
+    // is unstamped too: a replica promoted from a session that was itself
+    // read from disk, which got what was published while this node was down.
+    const yields = (!promoted && this.host.promotion.isPromoted(clientId)) || (!promoted && this.host.diskCopy?.(clientId) === true)
+    if (store.hasSession(clientId) && compareStamps(session.stamp, mine) <= 0 && !yields) return false
+    this.host.storedHere?.(clientId)
     if (!promoted) this.host.promotion.forget(clientId)
     // Before the import: its replication starts there, and a replica holder
     // keeps the copy with the newer stamp.
@@ -438,8 +450,10 @@ export class SessionMoves {
       // Not at home here; a replica is sent (and dropped once acknowledged)
       // for the case its home is dead and not declared so yet. Never the
       // asker's own session back: it is that session's home.
-      const replica = this.host.replication.replicas.peek(clientId)
-      if (replica !== undefined && replica.owner !== link.peerName && !isEmptySession(replica.session)) {
+      const replicas = this.host.replication.replicas
+      const replica = replicas.peek(clientId)
+      // One read back from disk whose home has not confirmed it may be of a session ended since: not offered.
+      if (replica !== undefined && replica.owner !== link.peerName && !isEmptySession(replica.session) && !replicas.isUnconfirmed(clientId)) {
         this.leaving.set(m.requestId, { clientId, to: link.peerName, filters: [], until: 0, requestId: m.requestId, replica: replica.owner, since: Date.now() })
         sendControl(this.ctx, link.peerName, { kind: 'session-transfer', requestId: m.requestId, clientId, session: replica.session, replica: true })
       } else {

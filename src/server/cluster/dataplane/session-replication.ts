@@ -49,6 +49,8 @@ export interface ReplicationHost {
   /** cluster.ack_timeout: longest wait for a holder when none is reachable. */
   ackTimeoutMs: number
   maxQueuedPerSession: number
+  /** This node's identity for its replicas: its store's, or its process's without storage (ReplicaSnapshot.home). */
+  identity: () => string
 }
 
 type Op = ReplicaOp extends infer T ? T extends ReplicaOp ? T : never : never
@@ -334,6 +336,7 @@ export class SessionReplication {
         ledger,
         incoming: this.host.store.incomingPackets(clientId).map(transferable),
         will: this.wills.get(clientId) ?? null,
+        home: this.host.identity(),
         ...(this.host.promoted(clientId) ? { promoted: true } : {})
       }
     })

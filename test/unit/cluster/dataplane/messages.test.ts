@@ -42,7 +42,10 @@ test('every message kind round-trips', () => {
     { kind: 'rescue-done', requestId: 'r1' },
     { kind: 'barrier-request', id: 'b1', from: 'node-c' },
     { kind: 'barrier-done', id: 'b1' },
-    { kind: 'replica-lost', clientIds: ['c', 'sensor-ä-1'] }
+    { kind: 'replica-lost', clientIds: ['c', 'sensor-ä-1'] },
+    { kind: 'sessions-held', clientIds: ['c', 'sensor-ä-1'] },
+    { kind: 'sessions-newer', clientIds: [] },
+    { kind: 'replicas-done', home: 'process:node-a@1' }
   ]
   for (const m of messages) assert.deepEqual(decodeMessage(encodeMessage(m)), m, m.kind)
 })

@@ -31,7 +31,9 @@ test('data-plane metrics are read from the components at scrape time', async () 
     acks: () => ({ 'peer-gone': 2, timeout: 1, dropped: 0 }),
     moves: () => ({ barriers: 5, timeout: 1 }),
     fetchRefusals: () => 6,
-    subscribesUnconfirmed: () => 8
+    subscribesUnconfirmed: () => 8,
+    homeSessions: () => 2,
+    diskCopiesYielded: () => 1
   })
   assert.equal(await value(registry, 'broker_cluster_link_messages_sent_total', { peer: 'b' }), 10)
   assert.equal(await value(registry, 'broker_cluster_link_shed_total', { peer: 'b' }), 2)
@@ -41,6 +43,8 @@ test('data-plane metrics are read from the components at scrape time', async () 
   assert.equal(await value(registry, 'broker_cluster_link_protocol_errors_total', { peer: 'b', reason: 'auth' }), 1)
   assert.equal(await value(registry, 'broker_cluster_link_refused_total', { reason: 'auth' }), 2)
   assert.equal(await value(registry, 'broker_cluster_routes'), 42)
+  assert.equal(await value(registry, 'broker_cluster_home_sessions'), 2)
+  assert.equal(await value(registry, 'broker_storage_sessions_yielded_total'), 1)
   assert.equal(await value(registry, 'broker_cluster_acks_unreplicated_total', { reason: 'peer-gone' }), 2)
   assert.equal(await value(registry, 'broker_cluster_acks_unreplicated_total', { reason: 'timeout' }), 1)
   assert.equal(await value(registry, 'broker_cluster_moves_settled_total', { by: 'timeout' }), 1)

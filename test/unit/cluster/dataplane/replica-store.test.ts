@@ -82,3 +82,31 @@ test('take hands a replica out once, with its will and connection state', () => 
   assert.equal(sessionExpiresAt({ connected: false, expiry: 0xFFFFFFFF }, 1), undefined)
   assert.equal(willDueAt({ connected: true, will: null }, 1), undefined)
 })
+
+test('a replica read back from disk is unconfirmed until its home refreshes it, keeps its home identity, and tells every change', async () => {
+  const { replicaRecord, takenReplica } = await import('../../../../src/server/storage/replica-records.js')
+  const home = new ReplicaStore(0)
+  const changed: string[] = []
+  home.changed = (id) => changed.push(id)
+  const s = snapshot('c', 3)
+  if (s.op === 'snapshot') s.snapshot.home = 'store:abc'
+  home.apply('h', s)
+  home.apply('h', { clientId: 'c', op: 'enqueue', packet: pub('t/1', 1) })
+  home.apply('h', { clientId: 'x', op: 'drop' })
+  assert.deepEqual(changed, ['c', 'c', 'x'], 'each operation is told (storage writes the replica, or erases it)')
+
+  // What storage writes and reads back (the disk round trip: storage-replicas.test.ts).
+  const record = takenReplica(replicaRecord(home.peek('c')!))
+  const holder = new ReplicaStore(0)
+  holder.restore('c', record)
+  assert.equal(holder.isUnconfirmed('c'), true)
+  assert.deepEqual(holder.unconfirmedOf('h'), [{ clientId: 'c', home: 'store:abc' }])
+  assert.deepEqual(holder.peek('c')!.session.queue.map((p) => p.topic), ['t/1'], 'its queue is back')
+  assert.equal(holder.peek('c')!.session.stamp.wall, 3)
+  assert.throws(() => takenReplica({ ...replicaRecord(home.peek('c')!), s: 'no' }), /bad replica stamp/)
+
+  // Its home sends a snapshot again: confirmed, and no longer listed.
+  holder.apply('h', snapshot('c', 4))
+  assert.equal(holder.isUnconfirmed('c'), false)
+  assert.deepEqual(holder.unconfirmedOf('h'), [])
+})
