@@ -13,7 +13,8 @@
 // for: rescue-backpressure.ts) is not acknowledged: MQTT 5 gets PUBACK 0x97
 // (Quota exceeded) with a Reason String, the connection kept; MQTT 3.1.1 has
 // no negative PUBACK, so the connection is closed without one and the client
-// sends the message again when it reconnects (section 4.4).
+// sends the message again when it reconnects (section 4.4). (A refused QoS 2
+// publish closes the connection in both versions: aedes writes the PUBREC.)
 //
 // Everything else mirrors aedes' handler for QoS 1 (handlers/index.js and
 // publish.js): the Maximum Packet Size check, the keep alive refresh, MQTT 5

@@ -26,10 +26,10 @@
 //   acknowledged (PublishRefusedError; publish-acks.ts answers it).
 // - The 'publish' layer stamps every message entering the broker with its
 //   identity (message-stamp.ts) before aedes copies it.
-import type { Aedes } from 'aedes'
+import type { Aedes, Client } from 'aedes'
 import { MESSAGE_TARGETS } from '../../mqtt/bus-events.js'
 import { toMarker } from '../../mqtt/shared-subscriptions.js'
-import { brokerInternals, type DeliveredPacket } from '../../mqtt/aedes-internals.js'
+import { brokerInternals, pauseReads, resumeReads, type DeliveredPacket } from '../../mqtt/aedes-internals.js'
 import { nodeOfProcess, stampOf } from '../../mqtt/message-stamp.js'
 import type { StoredPacket } from '../../mqtt/persistence.js'
 import { topicMatches } from '../../../topic-filter.js'
@@ -49,6 +49,13 @@ const ROUTES_GIVE_UP_MS = 30_000
 
 /** How long after its link went down a peer still gets every QoS 1/2 message (linkDown). */
 const STALE_ROUTES_MS = 30_000
+
+/**
+ * A client with more publishes than this waiting in this layer, while some
+ * wait for a dead peer's takeover, is no longer read from until it has half
+ * as many: aedes does not stop reading a client whose publishes wait.
+ */
+const PAUSE_READS_AT = 32
 
 /** Why an acknowledgement went without a second node's confirmation. */
 export type UnreplicatedReason = 'peer-gone' | 'timeout'
@@ -90,6 +97,10 @@ export class Forwarding {
    */
   private readonly parkedMaxBytes: number
 
+  /** Publishes waiting in the 'published' layer, by client; and the clients not read from meanwhile. */
+  private readonly waitingOf = new Map<Client, number>()
+  private readonly paused = new Set<Client>()
+
   constructor (ctx: DataPlaneContext) {
     this.ctx = ctx
     this.parkedMaxBytes = ctx.config.cluster.dead_peer_buffer_bytes
@@ -117,7 +128,15 @@ export class Forwarding {
       const waits = forwarded === undefined ? queued : queued === undefined ? forwarded : Promise.all([forwarded, queued])
       if (waits === undefined) return next(packet, client, done)
       // The inner layers (the bus event naming the peers) run now; the acknowledgement waits.
+      const waiting = (this.waitingOf.get(client) ?? 0) + 1
+      this.waitingOf.set(client, waiting)
+      if (waiting > PAUSE_READS_AT && this.backpressure.waiting > 0 && !this.paused.has(client)) {
+        this.paused.add(client)
+        pauseReads(client)
+      }
+      const settled = (): void => this.settled(client)
       next(packet, client, (err) => {
+        waits.then(settled, settled)
         waits.then(() => done(err), (e: unknown) => {
           if (!isPublishRefused(e)) return done(err)
           // Not acknowledged. A QoS 2 publish is forgotten, or its resend would be taken for a duplicate (PUBREC, not published).
@@ -125,6 +144,17 @@ export class Forwarding {
           else done(e)
         })
       })
+    }
+  }
+
+  /** A publish of `client` waiting in the 'published' layer is done: read from it again once few wait. */
+  private settled (client: Client): void {
+    const n = (this.waitingOf.get(client) ?? 1) - 1
+    if (n <= 0) this.waitingOf.delete(client)
+    else this.waitingOf.set(client, n)
+    if (this.paused.has(client) && (n <= PAUSE_READS_AT / 2 || this.backpressure.waiting === 0)) {
+      this.paused.delete(client)
+      resumeReads(client)
     }
   }
 

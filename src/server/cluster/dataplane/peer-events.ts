@@ -34,6 +34,8 @@ export function peerEvents (mechanisms: () => Mechanisms): LinkSetHandlers {
       m.promotion.undo(peer)
       // Replicas it held for us and that moved on while it was away go there.
       m.replication.peerUp(peer)
+      // Publishes there may wait for what we took over from others meanwhile.
+      m.rescue.announceTakeovers(peer)
     },
     onRestart: (peer, orphans) => peerRestarted(mechanisms(), peer, orphans),
     onDown: (peer) => {

@@ -47,6 +47,17 @@ export const RESCUE_ANSWER_TIMEOUT_MS = 1000
  */
 const MAX_REQUEST_FILTERS = 10_000
 
+/** The takeover of a dead peer's sessions, as this node sees it. */
+interface Takeover {
+  /** This node's promotion of them is done. */
+  own: boolean
+  /** When this node last sent its takeover request, and for which sessions. */
+  requestedAt: number
+  sessions: Set<string>
+  /** Peers whose takeover request was answered here. */
+  answered: Set<string>
+}
+
 interface Request {
   from: string
   sessions: Set<string>
@@ -81,7 +92,7 @@ export class Rescue {
    * (and since when it made its takeover request), and the peers whose
    * takeover request about it was answered here.
    */
-  private readonly takeovers = new Map<string, { own: boolean, requestedAt: number, answered: Set<string> }>()
+  private readonly takeovers = new Map<string, Takeover>()
   /** Set by the composition: the takeover of `dead`'s sessions progressed (rescue-backpressure.ts wakes its waiters). */
   onTakeoverProgress: ((dead: string) => void) | undefined
 
@@ -119,7 +130,7 @@ export class Rescue {
    * sent `dead` and `dead` never settled; this node's own unsettled messages
    * to it are taken at once. Resolves when every peer answered (bounded).
    */
-  request (dead: string, clientIds: Iterable<string>, takeover = false): Promise<void> {
+  request (dead: string, clientIds: Iterable<string>, takeover = false, only?: string): Promise<void> {
     let finish!: () => void
     const done = new Promise<void>((resolve) => { finish = resolve })
     const id = randomUUID()
@@ -128,9 +139,13 @@ export class Rescue {
     for (const [rid, r] of this.requests) if (r.until < now) this.requests.delete(rid)
     this.requests.set(id, request)
     const filters = this.filtersOf(request.sessions)
-    if (takeover) this.takeover(dead).requestedAt = now
+    if (takeover) {
+      const t = this.takeover(dead)
+      t.requestedAt = now
+      for (const id of request.sessions) t.sessions.add(id)
+    }
     for (const peer of this.ctx.links.upPeers()) {
-      if (peer === dead) continue
+      if (peer === dead || (only !== undefined && peer !== only)) continue
       sendControl(this.ctx, peer, { kind: 'rescue-request', from: dead, requestId: id, ...(filters === undefined ? {} : { filters }), ...(takeover ? { takeover } : {}) })
       request.waiting.add(peer)
     }
@@ -253,10 +268,22 @@ export class Rescue {
     if (this.takeovers.delete(peer)) this.onTakeoverProgress?.(peer)
   }
 
-  private takeover (dead: string): { own: boolean, requestedAt: number, answered: Set<string> } {
+  private takeover (dead: string): Takeover {
     let t = this.takeovers.get(dead)
-    if (t === undefined) { t = { own: false, requestedAt: 0, answered: new Set() }; this.takeovers.set(dead, t) }
+    if (t === undefined) { t = { own: false, requestedAt: 0, sessions: new Set(), answered: new Set() }; this.takeovers.set(dead, t) }
     return t
+  }
+
+  /**
+   * `peer` is back after this node declared it dead: it did not hear of the
+   * takeovers this node did meanwhile (a request goes to up peers only), and
+   * may be waiting for them. Told now, with the sessions taken.
+   */
+  announceTakeovers (peer: string): void {
+    for (const [dead, t] of this.takeovers) {
+      if (dead === peer || !t.own || !this.ctx.links.isParked(dead)) continue
+      this.request(dead, t.sessions, true, peer).catch(() => {})
+    }
   }
 
   /**

@@ -46,7 +46,12 @@ class FakeLink {
 function rescueWith (links: FakeLink[]): Rescue {
   const byName = new Map(links.map((l) => [l.peerName, l]))
   const log = { info: () => {}, debug: () => {}, warn: () => {} }
-  const ctx = { name: 'node-b', log, links: { get: (p: string) => byName.get(p), upPeers: () => [...byName.keys()] } }
+  const ctx = {
+    name: 'node-b',
+    log,
+    links: { get: (p: string) => byName.get(p), upPeers: () => [...byName.keys()], isParked: (p: string) => p === 'node-dead' },
+    store: { storedFilters: () => ['storm/1'], enqueueFor: () => ({ queued: false }) }
+  }
   return new Rescue(ctx as unknown as DataPlaneContext)
 }
 
@@ -132,4 +137,18 @@ test('a publish for a peer whose link was dropped is kept for the rescue with wh
   await rescue.answer(taker as unknown as PeerLink, 'node-gone', 'r1', ['storm/#'])
   const rescued = taker.sent.filter((m) => m.kind === 'rescue').map((m) => (m as { publish: ForwardedPublish }).publish.brokerCounter)
   assert.deepEqual(rescued, [9])
+})
+
+test('a peer back after this node declared it dead hears of the takeovers done meanwhile, with their sessions\' filters', async () => {
+  const dead = new FakeLink('node-dead', Infinity, [])
+  const c = new FakeLink('node-c', Infinity)
+  const d = new FakeLink('node-d', Infinity)
+  const rescue = rescueWith([dead, c, d])
+  rescue.request('node-dead', ['s1'], true).catch(() => {})
+  rescue.tookOver('node-dead', 0)
+  const before = { c: c.sent.length, d: d.sent.length }
+  rescue.announceTakeovers('node-d')
+  assert.equal(c.sent.length, before.c, 'only the peer that is back')
+  const told = d.sent.slice(before.d).map((m) => ({ ...m, requestId: '' }))
+  assert.deepEqual(told, [{ kind: 'rescue-request', from: 'node-dead', requestId: '', filters: ['storm/1'], takeover: true }])
 })
