@@ -9,6 +9,9 @@
 //  - resumedMs: until every persistent session of the killed node is back with session present;
 //  - notResumed: persistent sessions that came back with session present 0;
 //  - acked / lost: QoS 1 messages acknowledged to the publisher during the storm, and of those never delivered;
+//  - publisherReconnects / refused / waitedTakeover: the publisher's connection closed by a refused publish
+//    (it reconnects and sends the unacknowledged again), publishes refused, and publishes that waited
+//    for the takeover of the killed node's sessions (cluster.dead_peer_buffer_bytes reached);
 //  - peakRssMiB: the survivors' peak RSS (VmHWM).
 //
 //   node dist/bench/reconnect-storm.js [--clients 10000] [--persistent 3000] [--logs DIR] [--skip-fresh] [--payload 16]
@@ -81,6 +84,12 @@ async function inParallel (count: number, fn: (i: number) => Promise<void>): Pro
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, count) }, async () => {
     while (next < count) await fn(next++)
   }))
+}
+
+async function metricTotal (nodes: ProcessNode[], name: string): Promise<number> {
+  let sum = 0
+  for (const n of nodes) sum += await metricSum(n.apiUrl, name)
+  return sum
 }
 
 async function unreplicated (nodes: ProcessNode[]): Promise<Record<string, number>> {
@@ -174,26 +183,45 @@ async function main (): Promise<void> {
     await until('a replica of every persistent session', async () => (await Promise.all(nodes.map(async (n) => await metricSum(n.apiUrl, 'broker_cluster_session_replicas')))).reduce((a, b) => a + b, 0) >= PERSISTENT)
 
     // QoS 1 to the victim's persistent sessions from a survivor, before, during and after the kill.
-    const pub = await connect(survivors[0]!.mqttUrl, 'storm-publisher', true)
     let acked = 0
     const ackedSeqs: number[] = []
     const pending = new Map<number, number>()
-    pub.socket.on('data', framer((header, body) => {
-      if ((header & 0xF0) === PUBACK) {
-        const seq = pending.get(body.readUInt16BE(0))
-        if (seq !== undefined) { acked++; ackedSeqs.push(seq); pending.delete(body.readUInt16BE(0)) }
-      }
-    }))
     let seq = 0
     const sentAt = new Map<number, number>()
     let publishing = true
+    // A publish the broker refuses (it could not keep a copy) closes an MQTT
+    // 3.1.1 connection unacknowledged: like a device, the publisher connects
+    // again and sends what was not acknowledged again.
+    let publisherReconnects = 0
+    let finished = false
+    const payloadOf = (n: number): Buffer => { const p = Buffer.alloc(PAYLOAD); p.writeUInt32BE(n, 0); return p }
+    const connectPublisher = async (): Promise<Conn> => {
+      const c = await connect(survivors[0]!.mqttUrl, 'storm-publisher', true)
+      c.socket.on('data', framer((header, body) => {
+        if ((header & 0xF0) === PUBACK) {
+          const s = pending.get(body.readUInt16BE(0))
+          if (s !== undefined) { acked++; ackedSeqs.push(s); pending.delete(body.readUInt16BE(0)) }
+        }
+      }))
+      c.socket.once('close', () => {
+        if (finished || (!publishing && pending.size === 0)) return
+        publisherReconnects++
+        void (async () => {
+          for (;;) {
+            try { pub = await connectPublisher(); break } catch { await sleep(100) }
+          }
+          for (const [id, s] of pending) pub.socket.write(encode({ cmd: 'publish', topic: `storm/${victimPersistent[s % victimPersistent.length]!}`, payload: payloadOf(s), qos: 1, messageId: id, dup: true }, 4))
+        })()
+      })
+      return c
+    }
+    let pub = await connectPublisher()
     const publisher = (async () => {
       while (publishing) {
         for (let k = 0; k < 20 && victimPersistent.length > 0; k++) {
           const target = victimPersistent[seq % victimPersistent.length]!
           const id = (seq % 60000) + 1
-          const payload = Buffer.alloc(PAYLOAD)
-          payload.writeUInt32BE(seq, 0)
+          const payload = payloadOf(seq)
           pending.set(id, seq)
           sentAt.set(seq, now())
           pub.socket.write(encode({ cmd: 'publish', topic: `storm/${target}`, payload, qos: 1, messageId: id }, 4))
@@ -254,12 +282,16 @@ async function main (): Promise<void> {
       sent: seq,
       acked,
       lost,
+      publisherReconnects,
+      refused: await metricTotal(survivors, 'broker_cluster_publishes_refused_total'),
+      waitedTakeover: await metricTotal(survivors, 'broker_cluster_publishes_waited_takeover_total'),
       peakRssMiB: survivors.map((n) => Math.round(peakRss(n.child.pid!))),
       // Acknowledgements the survivors gave without a second copy, by reason (a message 'dropped' was kept nowhere).
       acksUnreplicated: await unreplicated(survivors)
     }
     log(JSON.stringify(result))
     process.stdout.write(JSON.stringify(result) + '\n')
+    finished = true
     pub.socket.destroy()
   } finally {
     for (const s of sockets) s.destroy()

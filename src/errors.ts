@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'BAD_REQUEST'
   | 'STORAGE_INCOMPATIBLE' // the store was written by a newer version or another cluster
   | 'STORAGE_CORRUPT' // the store cannot be read (truncated, overwritten); serve --reset-storage starts empty
+  | 'PUBLISH_REFUSED' // a QoS 1/2 publish not acknowledged: no node keeps a copy for the sessions it is for
   | 'INTERNAL'
 
 export class BrokerHaError extends Error {

@@ -126,6 +126,28 @@ export function plainParserBuffer (parser: PacketParser): void {
   if (parser._list.length === 0) parser._list = new bl.BufferList()
 }
 
+/**
+ * Stops reading a client's socket (TCP then pushes back on it). aedes reads
+ * again whenever a 'readable' event or a handled packet calls _nextBatch and
+ * no packet of the last read is pending, which a packet whose handling waits
+ * does not prevent for long ('readable' counts as a handled packet).
+ */
+export function pauseReads (client: Client): void {
+  internals(client).pause()
+}
+
+/**
+ * Reads again. While paused, aedes' _nextBatch returned before counting the
+ * packets handled meanwhile, so its count is started again: the next call
+ * reads.
+ */
+export function resumeReads (client: Client): void {
+  const c = internals(client)
+  if (c.closed) return
+  c._parsingBatch = 1
+  c.resume()
+}
+
 /** aedes' own fields of the broker. */
 export interface AedesInternals extends Aedes {
   clients: Record<string, Client | undefined>

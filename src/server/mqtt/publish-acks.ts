@@ -9,6 +9,13 @@
 // `published` and persistence layers make that call back wait). A QoS 2
 // PUBLISH already works this way in aedes (PUBREC after the publish).
 //
+// A publish the cluster refuses (no node keeps a copy for the sessions it is
+// for: rescue-backpressure.ts) is not acknowledged: MQTT 5 gets PUBACK 0x97
+// (Quota exceeded) with a Reason String, the connection kept; MQTT 3.1.1 has
+// no negative PUBACK, so the connection is closed without one and the client
+// sends the message again when it reconnects (section 4.4). (A refused QoS 2
+// publish closes the connection in both versions: aedes writes the PUBREC.)
+//
 // Everything else mirrors aedes' handler for QoS 1 (handlers/index.js and
 // publish.js): the Maximum Packet Size check, the keep alive refresh, MQTT 5
 // topic aliases, topic validation, authorizePublish with its MQTT 5 answer
@@ -16,12 +23,14 @@
 import { internals, writePacket, brokerInternals, type InboundPacket } from './aedes-internals.js'
 import type { Client } from 'aedes'
 import { outboundOf } from './delivery.js'
+import { BrokerHaError } from '../../errors.js'
 
 /** aedes.publish as aedes calls it for a client's message (its typings omit the client). */
 type PublishWithClient = (packet: InboundPacket, client: Client, done: (err?: Error | null) => void) => void
 
 const NOT_AUTHORIZED = 0x87
 const TOPIC_ALIAS_INVALID = 0x94
+const QUOTA_EXCEEDED = 0x97
 
 function wireSize (remaining: number): number {
   const lengthBytes = remaining >= 2_097_152 ? 4 : remaining >= 16_384 ? 3 : remaining >= 128 ? 2 : 1
@@ -71,7 +80,13 @@ export function handleQos1Publish (client: Client, packet: InboundPacket, done: 
     // access control may refuse a v3 publish by acknowledging it itself (authorize.ts).
     if (packet._notAuthorized === true) return done()
     ;(broker.publish as unknown as PublishWithClient)(packet, client, (perr?: Error | null) => {
-      if (perr !== null && perr !== undefined) return done(perr)
+      if (perr !== null && perr !== undefined) {
+        if (client.version !== 5 || !(perr instanceof BrokerHaError && perr.code === 'PUBLISH_REFUSED')) return done(perr)
+        broker.emit('clientError', client, perr)
+        const reasonString = c._requestProblemInformation === false ? undefined : perr.message
+        writePacket(client, { cmd: 'puback', messageId: packet.messageId, reasonCode: QUOTA_EXCEEDED, ...(reasonString === undefined ? {} : { properties: { reasonString } }) }, () => done())
+        return
+      }
       // The 2-byte form (reason code 0, no properties), as aedes writes it;
       // with the connection's other writes of this turn, in one (outbound-buffer.ts).
       const puback = { cmd: 'puback', messageId: packet.messageId, reasonCode: 0 }

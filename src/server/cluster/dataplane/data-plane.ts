@@ -153,6 +153,10 @@ export class DataPlane {
     const rescue = new Rescue(ctx)
     forwarding.orphanTraffic = (topic, qos, encode) => rescue.orphanTraffic(topic, qos, encode)
     forwarding.followGone = (peer, buf) => rescue.follow(peer, buf, async (link, seq) => await forwarding.held(link, seq))
+    forwarding.takeoverDone = (peer) => rescue.takeoverDone(peer)
+    forwarding.keepOrphan = (peer, buf) => rescue.keepOrphan(peer, buf)
+    forwarding.rescueHere = (peer, buf) => rescue.rescueHere(peer, buf)
+    rescue.onTakeoverProgress = (peer) => forwarding.takeoverProgress(peer)
     const gates = new DeliveryGates(ctx)
     // Their hosts call each other back: the closures below run only once all are built.
     const takeover: Takeover = new Takeover(ctx, {
@@ -216,7 +220,11 @@ export class DataPlane {
       fetchRefusals: () => moves.refusedUnanswered,
       subscribesUnconfirmed: () => routes.unconfirmed,
       homeSessions: () => ctx.store.sessions().length,
-      diskCopiesYielded: () => reconcile.yielded
+      diskCopiesYielded: () => reconcile.yielded,
+      takeoverWaits: () => {
+        const { waiting, waitingBytes, waited, refused } = forwarding.backpressure
+        return { waiting, waitingBytes, waited, refused }
+      }
     })
     this.plugIn(mqtt)
   }

@@ -19,12 +19,17 @@
 //   takes its sessions over (rescue.ts). After `cluster.ack_timeout` the
 //   acknowledgement goes anyway; both are counted
 //   (broker_cluster_acks_unreplicated_total) and the timeout is logged.
+// - A publish for a peer declared dead whose kept publishes reached
+//   cluster.dead_peer_buffer_bytes waits (rescue-backpressure.ts) until the
+//   takeover of its sessions is done, and then goes to their new homes; one
+//   that finds no copy kept anywhere by cluster.ack_timeout is refused, not
+//   acknowledged (PublishRefusedError; publish-acks.ts answers it).
 // - The 'publish' layer stamps every message entering the broker with its
 //   identity (message-stamp.ts) before aedes copies it.
-import type { Aedes } from 'aedes'
+import type { Aedes, Client } from 'aedes'
 import { MESSAGE_TARGETS } from '../../mqtt/bus-events.js'
 import { toMarker } from '../../mqtt/shared-subscriptions.js'
-import { brokerInternals, type DeliveredPacket } from '../../mqtt/aedes-internals.js'
+import { brokerInternals, pauseReads, resumeReads, type DeliveredPacket } from '../../mqtt/aedes-internals.js'
 import { nodeOfProcess, stampOf } from '../../mqtt/message-stamp.js'
 import type { StoredPacket } from '../../mqtt/persistence.js'
 import { topicMatches } from '../../../topic-filter.js'
@@ -33,6 +38,7 @@ import { delay, type DataPlaneContext } from './context.js'
 import { encodeMessage, type ForwardedPublish } from './messages.js'
 import type { PeerLink } from './peer-link.js'
 import type { Qos } from './retained-store.js'
+import { PublishRefusedError, RescueBackpressure, isPublishRefused } from './rescue-backpressure.js'
 
 type PublishedPacket = Parameters<Aedes['published']>[0] & { [MESSAGE_TARGETS]?: string[], brokerId?: string, brokerCounter?: number, messageExpiry?: number }
 
@@ -45,20 +51,20 @@ const ROUTES_GIVE_UP_MS = 30_000
 const STALE_ROUTES_MS = 30_000
 
 /**
- * Most a link to a peer declared dead holds: its unsettled publishes, kept
- * for whoever takes its sessions over (rescue.ts). Past it a publish for it
- * is dropped, logged and counted (reason 'dropped').
+ * A client with more publishes than this waiting in this layer, while some
+ * wait for a dead peer's takeover, is no longer read from until it has half
+ * as many: aedes does not stop reading a client whose publishes wait.
  */
-const PARKED_MAX_BYTES = 64 * 1024 * 1024
+const PAUSE_READS_AT = 32
 
 /** Why an acknowledgement went without a second node's confirmation. */
-export type UnreplicatedReason = 'peer-gone' | 'timeout' | 'dropped'
+export type UnreplicatedReason = 'peer-gone' | 'timeout'
 
 export class Forwarding {
   private readonly ctx: DataPlaneContext
   /** Waits for a peer's settlement, released when the peer goes (dead, left, restarted). */
   private readonly waiting = new Map<string, Set<() => void>>()
-  readonly unreplicated: Record<UnreplicatedReason, number> = { 'peer-gone': 0, timeout: 0, dropped: 0 }
+  readonly unreplicated: Record<UnreplicatedReason, number> = { 'peer-gone': 0, timeout: 0 }
   /** Forwarding waits for the route tables of peers believed alive (awaitRoutes). */
   private routesWait: Promise<void> | undefined
   /** Peers whose link went down, since when (linkDown). */
@@ -73,9 +79,31 @@ export class Forwarding {
    * publishes already (rescue.ts follow); resolves when they hold it.
    */
   followGone: ((peer: string, buf: Buffer) => Promise<void> | undefined) | undefined
+  /** Set by the composition: whether every session of a dead peer that lives on is on a live node (rescue.ts). */
+  takeoverDone: ((peer: string) => boolean) | undefined
+  /**
+   * Set by the composition: queues a publish for a dead peer, that waited,
+   * for the sessions this node took over from it meanwhile (rescue.ts).
+   */
+  rescueHere: ((peer: string, buf: Buffer) => Promise<void> | undefined) | undefined
+  /** Set by the composition: keeps a publish for a peer whose link was dropped, for the rescue (rescue.ts). */
+  keepOrphan: ((peer: string, buf: Buffer) => boolean) | undefined
+  /** Publishes waiting for a dead peer's takeover (keepForRescue). */
+  readonly backpressure = new RescueBackpressure()
+  /**
+   * Most a link to a peer declared dead holds past its usual bound
+   * (cluster.dead_peer_buffer_bytes): its unsettled publishes, kept for
+   * whoever takes its sessions over (rescue.ts).
+   */
+  private readonly parkedMaxBytes: number
+
+  /** Publishes waiting in the 'published' layer, by client; and the clients not read from meanwhile. */
+  private readonly waitingOf = new Map<Client, number>()
+  private readonly paused = new Set<Client>()
 
   constructor (ctx: DataPlaneContext) {
     this.ctx = ctx
+    this.parkedMaxBytes = ctx.config.cluster.dead_peer_buffer_bytes
   }
 
   /** The 'publish' layer: every message entering aedes gets its stamp now, so `published` sees it too. */
@@ -100,7 +128,33 @@ export class Forwarding {
       const waits = forwarded === undefined ? queued : queued === undefined ? forwarded : Promise.all([forwarded, queued])
       if (waits === undefined) return next(packet, client, done)
       // The inner layers (the bus event naming the peers) run now; the acknowledgement waits.
-      next(packet, client, (err) => { waits.then(() => done(err), () => done(err)) })
+      const waiting = (this.waitingOf.get(client) ?? 0) + 1
+      this.waitingOf.set(client, waiting)
+      if (waiting > PAUSE_READS_AT && this.backpressure.waiting > 0 && !this.paused.has(client)) {
+        this.paused.add(client)
+        pauseReads(client)
+      }
+      const settled = (): void => this.settled(client)
+      next(packet, client, (err) => {
+        waits.then(settled, settled)
+        waits.then(() => done(err), (e: unknown) => {
+          if (!isPublishRefused(e)) return done(err)
+          // Not acknowledged. A QoS 2 publish is forgotten, or its resend would be taken for a duplicate (PUBREC, not published).
+          if (packet.qos === 2) this.ctx.store.incomingDelPacket({ id: client.id }, packet).catch(() => {}).finally(() => done(e))
+          else done(e)
+        })
+      })
+    }
+  }
+
+  /** A publish of `client` waiting in the 'published' layer is done: read from it again once few wait. */
+  private settled (client: Client): void {
+    const n = (this.waitingOf.get(client) ?? 1) - 1
+    if (n <= 0) this.waitingOf.delete(client)
+    else this.waitingOf.set(client, n)
+    if (this.paused.has(client) && (n <= PAUSE_READS_AT / 2 || this.backpressure.waiting === 0)) {
+      this.paused.delete(client)
+      resumeReads(client)
     }
   }
 
@@ -206,7 +260,7 @@ export class Forwarding {
       const buf = keys === undefined
         ? (plainBuf ??= encodeMessage({ kind: 'publish', publish: { ...base, plain: true } }))
         : encodeMessage({ kind: 'publish', publish: { ...base, plain: plain.includes(name), shared: keys } })
-      const w = this.send(link, buf, base.qos, false, targets)
+      const w = this.send(link, buf, base.qos)
       if (w !== undefined) (waits ??= []).push(w)
     }
     return waits === undefined ? undefined : Promise.all(waits)
@@ -250,15 +304,15 @@ export class Forwarding {
   }
 
   /** Queues a message on a link; returns what its acknowledgement waits for. */
-  private send (link: PeerLink, buf: Buffer, qos: Qos, mustHold = false, targets: readonly string[] = []): Promise<void> | undefined {
+  private send (link: PeerLink, buf: Buffer, qos: Qos, mustHold = false): Promise<void> | undefined {
     const ctx = this.ctx
     if (qos === 0) {
       link.send(buf, 'unreliable')
       return undefined
     }
-    if (ctx.links.isParked(link.peerName)) return this.keepForRescue(link, buf, targets)
+    if (ctx.links.isParked(link.peerName)) return this.keepForRescue(link, buf, qos, mustHold)
     const r = link.send(buf, 'held')
-    if (r === 'backpressure') return this.sendWhenWritable(link, buf, mustHold, targets)
+    if (r === 'backpressure') return this.sendWhenWritable(link, buf, qos, mustHold)
     const followed = link.state === 'up' ? undefined : this.followGone?.(link.peerName, buf)
     if (!ctx.replicatedAcks && !mustHold) return followed
     const held = this.held(link, link.lastQueuedSeq)
@@ -266,45 +320,84 @@ export class Forwarding {
   }
 
   /**
-   * A QoS 1/2 publish for a peer declared dead. It must not stall the
-   * publishers, and must not be lost either: it is kept on the peer's link
-   * for whoever takes the peer's sessions over (rescue.ts), past the link's
-   * usual bound up to PARKED_MAX_BYTES, and goes at once to the nodes that
-   * took some over already. The acknowledgement waits for those copies
-   * only. Past the bound it is not kept; when no live node among the
-   * message's other `targets` got it either, that is logged and counted: it
-   * may be lost.
+   * A QoS 1/2 publish for a peer declared dead. It must not be lost: it is
+   * kept on the peer's link for whoever takes the peer's sessions over
+   * (rescue.ts), past the link's usual bound up to parkedMaxBytes, and goes
+   * at once to the nodes that took some over already. The acknowledgement
+   * waits for those copies only. Past the bound it waits for the takeover
+   * (waitForTakeover).
    */
-  private keepForRescue (link: PeerLink, buf: Buffer, targets: readonly string[]): Promise<void> | undefined {
+  private keepForRescue (link: PeerLink, buf: Buffer, qos: Qos, mustHold: boolean): Promise<void> | undefined {
+    if (link.bufferedBytes + buf.length > this.parkedMaxBytes) return this.waitForTakeover(link, buf, qos, mustHold)
     const followed = this.followGone?.(link.peerName, buf)
-    if (link.bufferedBytes + buf.length <= PARKED_MAX_BYTES) {
-      link.send(buf, 'held', true)
-    } else if (followed === undefined && !this.liveElsewhere(targets, link.peerName)) {
-      this.unreplicated.dropped++
-      this.ctx.warn('warn', { peer: link.peerName, keptBytes: link.bufferedBytes }, 'publishes kept for a peer declared dead reached 64 MiB: this one, which no live node got, is not kept for the nodes taking its sessions over')
-    }
+    link.send(buf, 'held', true)
     return followed
   }
 
-  /** Whether a target other than `peer` is a live node: then a copy kept for a dead `peer` is not the only one. */
-  private liveElsewhere (targets: readonly string[], peer: string): boolean {
-    const links = this.ctx.links
-    return targets.some((t) => t !== peer && links.get(t)?.state === 'up' && !links.isParked(t))
-  }
-
-  private async sendWhenWritable (link: PeerLink, buf: Buffer, mustHold: boolean, targets: readonly string[]): Promise<void> {
+  /**
+   * A publish for a dead peer whose kept publishes are at their bound: no
+   * copy of it is kept for the peer's sessions yet, so its acknowledgement
+   * waits (and with it its publisher) until one of these, checked whenever
+   * the takeover progresses:
+   * - the takeover is done (rescue.ts takeoverDone): the sessions that live
+   *   on are on live nodes; it goes to those that asked for the dead peer's
+   *   publishes (followGone), or was queued here already;
+   * - there is room again, the peer is back, or its link was dropped: as
+   *   for any publish then.
+   * None by cluster.ack_timeout: refused (PublishRefusedError), counted
+   * and logged; its publisher sends it again.
+   */
+  private async waitForTakeover (link: PeerLink, buf: Buffer, qos: Qos, mustHold: boolean): Promise<void> {
+    const peer = link.peerName
+    const timeoutMs = this.ctx.config.cluster.ack_timeout
+    const deadline = Date.now() + timeoutMs
+    let waited = false
     for (;;) {
-      await link.whenWritable()
-      if (link.state === 'stopped') {
-        // The peer left for good before there was room: nothing holds the message.
-        if (!this.liveElsewhere(targets, link.peerName)) {
-          this.unreplicated.dropped++
-          this.ctx.warn('warn', { peer: link.peerName }, 'a publish waiting for room on the link of a peer that is gone was not kept')
-        }
+      if (!this.ctx.links.isParked(peer) && link.state !== 'stopped') return await this.send(link, buf, qos, mustHold)
+      if (this.takeoverDone?.(peer) === true || link.state === 'stopped' || link.bufferedBytes + buf.length <= this.parkedMaxBytes) {
+        // aedes queued it for the sessions here when it was published: those
+        // this node took over while it waited get it now.
+        const here = waited && link.state !== 'stopped' ? this.rescueHere?.(peer, buf) : undefined
+        const there = link.state === 'stopped'
+          ? this.keepDropped(peer, buf)
+          : this.takeoverDone?.(peer) === true ? this.followGone?.(peer, buf) : this.keepForRescue(link, buf, qos, mustHold)
+        await Promise.all([here, there])
         return
       }
+      if (!waited) { waited = true; this.backpressure.waited++ }
+      if (!await this.backpressure.wait(peer, buf.length, deadline - Date.now())) break
+    }
+    this.backpressure.refused++
+    this.ctx.warn('warn', { peer, keptBytes: link.bufferedBytes, timeoutMs }, 'publish refused (not acknowledged): the publishes kept for a peer declared dead are at cluster.dead_peer_buffer_bytes and the takeover of its sessions was not done within cluster.ack_timeout')
+    throw new PublishRefusedError(`no node keeps a copy of this publish for the sessions of ${peer}, declared dead, within cluster.ack_timeout`)
+  }
+
+  /**
+   * A publish for a peer whose link was dropped (it left, or stayed dead
+   * longer than its link is kept) while it waited to be queued there: it
+   * goes to the sessions this node took over from the peer meanwhile, to the
+   * nodes that asked for that peer's publishes, and is kept with what the
+   * link never settled, for those that ask later. Refused when none of
+   * these (too many kept).
+   */
+  private async keepDropped (peer: string, buf: Buffer): Promise<void> {
+    const here = this.rescueHere?.(peer, buf)
+    const followed = this.followGone?.(peer, buf)
+    const kept = this.keepOrphan?.(peer, buf) === true
+    if (here !== undefined || followed !== undefined) { await Promise.all([here, followed]); return }
+    if (kept) return
+    this.backpressure.refused++
+    this.ctx.warn('warn', { peer }, 'publish refused (not acknowledged): the link of the peer it was for is gone and too many of its publishes are kept already')
+    throw new PublishRefusedError(`the link to ${peer} is gone and no node keeps a copy of this publish for its sessions`)
+  }
+
+  private async sendWhenWritable (link: PeerLink, buf: Buffer, qos: Qos, mustHold: boolean): Promise<void> {
+    for (;;) {
+      await link.whenWritable()
+      // The peer left for good before there was room.
+      if (link.state === 'stopped') return await this.keepDropped(link.peerName, buf)
       // Declared dead while this waited (the link woke it): kept for the rescue.
-      if (this.ctx.links.isParked(link.peerName)) return await this.keepForRescue(link, buf, targets)
+      if (this.ctx.links.isParked(link.peerName)) return await this.keepForRescue(link, buf, qos, mustHold)
       if (link.send(buf, 'held') !== 'backpressure') break
     }
     if (this.ctx.replicatedAcks || mustHold) await this.held(link, link.lastQueuedSeq)
@@ -378,6 +471,11 @@ export class Forwarding {
     if (set === undefined) return
     this.waiting.delete(peer)
     for (const release of [...set]) release()
+  }
+
+  /** Something changed for a dead peer's takeover: publishes waiting for it decide again. */
+  takeoverProgress (peer: string): void {
+    this.backpressure.wake(peer)
   }
 
   /** Hands a message to this node's member of shared subscription `key` (`$share/g/f`), picked for it cluster-wide. */

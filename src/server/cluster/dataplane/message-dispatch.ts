@@ -59,7 +59,7 @@ export function dispatchMessage (to: Mechanisms, link: PeerLink, payload: Buffer
       to.replication.apply(peer, m.ops)
       return
     case 'rescue-request':
-      to.rescue.answer(link, m.from, m.requestId, m.filters).catch(failed('rescue not answered'))
+      to.rescue.answer(link, m.from, m.requestId, m.filters, m.takeover === true).catch(failed('rescue not answered'))
       return
     case 'rescue':
       to.rescue.received(link, m.requestId, m.publish, info)

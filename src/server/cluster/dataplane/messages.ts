@@ -20,7 +20,7 @@
 //   SESSION_ACK      0x0C JSON bytes {requestId, clientId}
 //   REPLICA          0x0D JSON bytes {ops: [{clientId, op, ...}]}   (session replicas, replica-store.ts)
 //   RESCUE           0x0E JSON bytes {requestId} | the PUBLISH body   (what a dead node never settled)
-//   RESCUE_REQUEST   0x0F JSON bytes {from, requestId}
+//   RESCUE_REQUEST   0x0F JSON bytes {from, requestId, filters?, takeover?}   (takeover: the sender's promotion of from's sessions is done)
 //   RESCUE_DONE      0x10 JSON bytes {requestId}
 //   BARRIER_REQUEST  0x11 JSON bytes {id, from}   (a session moved away from `from`)
 //   BARRIER_DONE     0x12 JSON bytes {id}
@@ -98,7 +98,7 @@ export type DataPlaneMessage =
    * `filters`: the requesting sessions' subscriptions; only publishes matching
    * one are sent back (absent: every publish `from` never settled).
    */
-  | { kind: 'rescue-request', from: string, requestId: string, filters?: string[] }
+  | { kind: 'rescue-request', from: string, requestId: string, filters?: string[], takeover?: boolean }
   /** The sender sent every rescue it had for request `requestId`. */
   | { kind: 'rescue-done', requestId: string }
   /**
@@ -223,7 +223,7 @@ export function encodeMessage (m: DataPlaneMessage): Buffer {
     case 'publish': writePublish(w, m.publish); break
     case 'rescue': w.json({ requestId: m.requestId }); writePublish(w, m.publish); break
     case 'rescue-done': w.json({ requestId: m.requestId }); break
-    case 'rescue-request': w.json({ from: m.from, requestId: m.requestId, ...(m.filters === undefined ? {} : { filters: m.filters }) }); break
+    case 'rescue-request': w.json({ from: m.from, requestId: m.requestId, ...(m.filters === undefined ? {} : { filters: m.filters }), ...(m.takeover === true ? { takeover: true } : {}) }); break
     case 'barrier-request': w.json({ id: m.id, from: m.from }); break
     case 'barrier-done': w.json({ id: m.id }); break
     case 'replica-lost':
@@ -274,7 +274,7 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
       const h = object(r.json())
       if (typeof h.from !== 'string' || typeof h.requestId !== 'string') throw new MessageDecodeError('bad rescue-request')
       if (h.filters !== undefined && (!Array.isArray(h.filters) || !h.filters.every((f) => typeof f === 'string'))) throw new MessageDecodeError('bad rescue-request filters')
-      m = { kind: 'rescue-request', from: h.from, requestId: h.requestId, ...(h.filters === undefined ? {} : { filters: h.filters as string[] }) }
+      m = { kind: 'rescue-request', from: h.from, requestId: h.requestId, ...(h.filters === undefined ? {} : { filters: h.filters as string[] }), ...(h.takeover === true ? { takeover: true } : {}) }
       break
     }
     case KIND['barrier-request']: {

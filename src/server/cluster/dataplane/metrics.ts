@@ -30,6 +30,8 @@ export interface DataPlaneSources {
   homeSessions: () => number
   /** Sessions read from disk deleted because a peer held a newer copy (session-reconcile.ts). */
   diskCopiesYielded: () => number
+  /** Publishes for a dead peer's sessions waiting for their takeover, and those refused (rescue-backpressure.ts). */
+  takeoverWaits: () => { waiting: number, waitingBytes: number, waited: number, refused: number }
 }
 
 /** The figures session-replication.ts keeps. */
@@ -186,7 +188,7 @@ export function registerDataPlaneMetrics (registry: Registry, live: DataPlaneSou
   const acksSeen = new Map<string, number>()
   new Counter({
     name: 'broker_cluster_acks_unreplicated_total',
-    help: 'QoS 1/2 acknowledgements sent without a second node confirming it holds the message (cluster.ack_after: replicated), by reason: peer-gone (declared dead, left or restarted; its unsettled messages wait for rescue), timeout (cluster.ack_timeout), dropped (not kept for the nodes taking a dead peer\'s sessions over, past 64 MiB kept for it, and sent to no live peer: may be lost unless a session on this node had it)',
+    help: 'QoS 1/2 acknowledgements sent without a second node confirming it holds the message (cluster.ack_after: replicated), by reason: peer-gone (declared dead, left or restarted; its unsettled messages wait for rescue), timeout (cluster.ack_timeout)',
     labelNames: ['reason'],
     registers: [registry],
     collect () { for (const [reason, n] of Object.entries(live.acks())) follow(this, acksSeen, { reason }, n) }
@@ -221,5 +223,11 @@ export function registerDataPlaneMetrics (registry: Registry, live: DataPlaneSou
     registers: [registry],
     collect () { follow(this, yieldedSeen, {}, live.diskCopiesYielded()) }
   })
+  new Gauge({ name: 'broker_cluster_publishes_waiting_takeover', help: 'QoS 1/2 publishes for a dead node\'s sessions waiting (unacknowledged) for their takeover, the publishes kept for it being at cluster.dead_peer_buffer_bytes', registers: [registry], collect () { this.set(live.takeoverWaits().waiting) } })
+  new Gauge({ name: 'broker_cluster_publishes_waiting_takeover_bytes', help: 'Bytes of the publishes counted in broker_cluster_publishes_waiting_takeover', registers: [registry], collect () { this.set(live.takeoverWaits().waitingBytes) } })
+  const waitedSeen = new Map<string, number>()
+  new Counter({ name: 'broker_cluster_publishes_waited_takeover_total', help: 'QoS 1/2 publishes that waited for the takeover of a dead node\'s sessions before a copy was kept (backpressure on their publishers)', registers: [registry], collect () { follow(this, waitedSeen, {}, live.takeoverWaits().waited) } })
+  const refusedPublishesSeen = new Map<string, number>()
+  new Counter({ name: 'broker_cluster_publishes_refused_total', help: 'QoS 1/2 publishes not acknowledged because no node kept a copy for the sessions they were for within cluster.ack_timeout (a dead node\'s, its takeover not done; MQTT 5: PUBACK 0x97, MQTT 3.1.1: connection closed)', registers: [registry], collect () { follow(this, refusedPublishesSeen, {}, live.takeoverWaits().refused) } })
   new Counter({ name: 'broker_cluster_orphan_wills_published_total', help: 'Wills of clients whose node died, published by this node as their replica holder', registers: [registry], collect () { follow(this, willsSeen, {}, live.sessions().willsPublished) } })
 }

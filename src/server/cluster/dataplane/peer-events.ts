@@ -23,12 +23,19 @@ export function peerEvents (mechanisms: () => Mechanisms): LinkSetHandlers {
     onMessage: (link, payload, info) => dispatchMessage(mechanisms(), link, payload, info),
     onUp: (link, restarted) => linkUp(mechanisms(), link, restarted),
     onGone: (peer, state) => peerGone(mechanisms(), peer, state),
-    onReachable: (peer) => mechanisms().promotion.reachable(peer),
+    onReachable: (peer) => {
+      const m = mechanisms()
+      m.promotion.reachable(peer)
+      // Publishes waiting for its takeover go to it again (forwarding.ts).
+      m.rescue.forgetTakeover(peer)
+    },
     onBack: (peer) => {
       const m = mechanisms()
       m.promotion.undo(peer)
       // Replicas it held for us and that moved on while it was away go there.
       m.replication.peerUp(peer)
+      // Publishes there may wait for what we took over from others meanwhile.
+      m.rescue.announceTakeovers(peer)
     },
     onRestart: (peer, orphans) => peerRestarted(mechanisms(), peer, orphans),
     onDown: (peer) => {
@@ -41,6 +48,7 @@ export function peerEvents (mechanisms: () => Mechanisms): LinkSetHandlers {
       // Kept for whoever took (or takes) its sessions over: a node that left handed them off.
       if (unsettled.length > 0) m.rescue.keepOrphans(peer, unsettled, m.routing.filtersOf(peer))
       m.routing.removePeer(peer)
+      m.rescue.forgetTakeover(peer)
       m.forwarding.peerGone(peer)
       m.forwarding.forget(peer)
       m.replication.peerGone(peer)
@@ -85,7 +93,11 @@ function peerGone (m: Mechanisms, peer: string, state: 'dead' | 'left'): void {
   m.moves.movedAwayFrom(peer)
   // Its sessions are ours now: those it handed off on a graceful stop are
   // gone from our replicas already, what is left it could not hand off.
-  m.promotion.promote(peer).catch((err: Error) => m.ctx.log.warn({ peer, err: err.message }, 'sessions of a dead node not taken over'))
+  // Then the peers learn that this node's part of the takeover is done.
+  const since = Date.now()
+  m.promotion.promote(peer)
+    .catch((err: Error) => m.ctx.log.warn({ peer, err: err.message }, 'sessions of a dead node not taken over'))
+    .finally(() => { if (m.links.isParked(peer)) m.rescue.tookOver(peer, since) })
 }
 
 /** A peer came back as a new process: it lost every session it held; ours are replicated to it afresh. */

@@ -192,7 +192,7 @@ export class Promotion {
         const expiresAt = sessionExpiresAt(replica, now)
         if (expiresAt !== undefined) this.armExpiry(clientId, expiresAt - now)
       }
-      rescued(taken.length > 0 ? this.rescue.request(peer, taken) : Promise.resolve())
+      rescued(taken.length > 0 ? this.rescue.request(peer, taken, true) : Promise.resolve())
     } finally {
       rescued(Promise.resolve())
       for (const id of ids) {

@@ -10,6 +10,15 @@
 // the home had queued already (a settled message reached the replica first:
 // the home settles only once its replica holder has it). Each rescued
 // message goes before its publisher's later messages still waiting.
+//
+// The takeover of a dead peer's sessions is done, as far as this node can
+// tell (takeoverDone), once this node's own promotion of them is done and
+// every other up peer said its own is (its promotion's rescue request,
+// marked `takeover`, answered here): from then on every session of the
+// dead peer that will live on is on a live node, and what is published
+// for them reaches them there (queued here, or followed to the requester).
+// Until then a publish that finds the dead peer's kept publishes at their
+// bound waits (rescue-backpressure.ts).
 import { randomUUID } from 'node:crypto'
 import { topicMatches } from '../../../topic-filter.js'
 import type { DataPlaneContext } from './context.js'
@@ -26,7 +35,7 @@ export const RESCUE_WINDOW_MS = 60_000
 /** How long the old routes of a restarted peer keep matching local publishes (Rescue.orphanTraffic). */
 const ORPHAN_ROUTES_MS = 10_000
 
-/** Most publishes kept for the old process of a restarted peer. */
+/** Most publishes kept for the old process of a restarted (or dropped) peer. */
 const MAX_ORPHANS = 100_000
 
 /** How long a node that took sessions over waits for the rescues before delivering to them. */
@@ -37,6 +46,17 @@ export const RESCUE_ANSWER_TIMEOUT_MS = 1000
  * gets every unsettled publish (the requester keeps what matches).
  */
 const MAX_REQUEST_FILTERS = 10_000
+
+/** The takeover of a dead peer's sessions, as this node sees it. */
+interface Takeover {
+  /** This node's promotion of them is done. */
+  own: boolean
+  /** When this node last sent its takeover request, and for which sessions. */
+  requestedAt: number
+  sessions: Set<string>
+  /** Peers whose takeover request was answered here. */
+  answered: Set<string>
+}
 
 interface Request {
   from: string
@@ -67,6 +87,14 @@ export class Rescue {
   private readonly followers = new Map<string, Map<string, { link: PeerLink, wanted: FilterTrie<true> | undefined, until: number }>>()
   /** Publishes queued by rescues (broker_cluster_rescued_messages_total). */
   rescued = 0
+  /**
+   * By dead peer: whether this node's own promotion of its sessions is done
+   * (and since when it made its takeover request), and the peers whose
+   * takeover request about it was answered here.
+   */
+  private readonly takeovers = new Map<string, Takeover>()
+  /** Set by the composition: the takeover of `dead`'s sessions progressed (rescue-backpressure.ts wakes its waiters). */
+  onTakeoverProgress: ((dead: string) => void) | undefined
 
   constructor (ctx: DataPlaneContext) {
     this.ctx = ctx
@@ -102,7 +130,7 @@ export class Rescue {
    * sent `dead` and `dead` never settled; this node's own unsettled messages
    * to it are taken at once. Resolves when every peer answered (bounded).
    */
-  request (dead: string, clientIds: Iterable<string>): Promise<void> {
+  request (dead: string, clientIds: Iterable<string>, takeover = false, only?: string): Promise<void> {
     let finish!: () => void
     const done = new Promise<void>((resolve) => { finish = resolve })
     const id = randomUUID()
@@ -111,9 +139,14 @@ export class Rescue {
     for (const [rid, r] of this.requests) if (r.until < now) this.requests.delete(rid)
     this.requests.set(id, request)
     const filters = this.filtersOf(request.sessions)
+    if (takeover) {
+      const t = this.takeover(dead)
+      t.requestedAt = now
+      for (const id of request.sessions) t.sessions.add(id)
+    }
     for (const peer of this.ctx.links.upPeers()) {
-      if (peer === dead) continue
-      sendControl(this.ctx, peer, { kind: 'rescue-request', from: dead, requestId: id, ...(filters === undefined ? {} : { filters }) })
+      if (peer === dead || (only !== undefined && peer !== only)) continue
+      sendControl(this.ctx, peer, { kind: 'rescue-request', from: dead, requestId: id, ...(filters === undefined ? {} : { filters }), ...(takeover ? { takeover } : {}) })
       request.waiting.add(peer)
     }
     const own = this.unsettledTo(dead)
@@ -144,7 +177,7 @@ export class Rescue {
    * rescue-done. A full link is waited for, never skipped: a rescue dropped
    * here is a message lost after its publisher was acknowledged.
    */
-  async answer (link: PeerLink, dead: string, requestId: string, filters?: readonly string[]): Promise<void> {
+  async answer (link: PeerLink, dead: string, requestId: string, filters?: readonly string[], takeover = false): Promise<void> {
     let wanted: FilterTrie<true> | undefined
     if (filters !== undefined) {
       wanted = new FilterTrie()
@@ -161,11 +194,18 @@ export class Rescue {
       n++
     }
     if (link.state === 'stopped') return
-    // From now on, what this node queues for `dead` goes to the requester too.
-    let followers = this.followers.get(dead)
-    if (followers === undefined) { followers = new Map(); this.followers.set(dead, followers) }
-    followers.set(requestId, { link, wanted, until: Date.now() + RESCUE_WINDOW_MS })
+    // From now on, what this node queues for `dead` goes to the requester too
+    // (a request that names no filter wants nothing: a takeover that took none).
+    if (wanted === undefined || wanted.size > 0) {
+      let followers = this.followers.get(dead)
+      if (followers === undefined) { followers = new Map(); this.followers.set(dead, followers) }
+      followers.set(requestId, { link, wanted, until: Date.now() + RESCUE_WINDOW_MS })
+    }
     sendControl(this.ctx, link.peerName, { kind: 'rescue-done', requestId })
+    if (takeover) {
+      this.takeover(dead).answered.add(link.peerName)
+      this.onTakeoverProgress?.(dead)
+    }
     if (n > 0) this.ctx.log.info({ peer: dead, to: link.peerName, publishes: n }, 'sent the publishes a gone peer never settled to the node taking its sessions over')
   }
 
@@ -198,6 +238,90 @@ export class Rescue {
     if (followers.size === 0) this.followers.delete(dead)
     if (waits.length === 0) return undefined
     return Promise.all(waits).then(() => {})
+  }
+
+  /**
+   * This node's promotion of `dead`'s sessions (started at `since`) is done.
+   * Peers learn it from its takeover request; one that took nothing still
+   * says so, with a request that names no filter.
+   */
+  tookOver (dead: string, since: number): void {
+    const t = this.takeover(dead)
+    if (t.requestedAt < since) this.request(dead, [], true).catch(() => {})
+    t.own = true
+    this.onTakeoverProgress?.(dead)
+  }
+
+  /**
+   * Whether every session of `dead` that lives on is on a live node: this
+   * node's promotion is done, and every other up peer's takeover request was
+   * answered here.
+   */
+  takeoverDone (dead: string): boolean {
+    const t = this.takeovers.get(dead)
+    if (t === undefined || !t.own) return false
+    return this.ctx.links.upPeers().every((p) => p === dead || t.answered.has(p))
+  }
+
+  /** `peer` is alive again, or its link was dropped: a later death is a new takeover. */
+  forgetTakeover (peer: string): void {
+    if (this.takeovers.delete(peer)) this.onTakeoverProgress?.(peer)
+  }
+
+  private takeover (dead: string): Takeover {
+    let t = this.takeovers.get(dead)
+    if (t === undefined) { t = { own: false, requestedAt: 0, sessions: new Set(), answered: new Set() }; this.takeovers.set(dead, t) }
+    return t
+  }
+
+  /**
+   * `peer` is back after this node declared it dead: it did not hear of the
+   * takeovers this node did meanwhile (a request goes to up peers only), and
+   * may be waiting for them. Told now, with the sessions taken.
+   */
+  announceTakeovers (peer: string): void {
+    for (const [dead, t] of this.takeovers) {
+      if (dead === peer || !t.own || !this.ctx.links.isParked(dead)) continue
+      this.request(dead, t.sessions, true, peer).catch(() => {})
+    }
+  }
+
+  /**
+   * A QoS 1/2 publish for `peer`, whose link was dropped before it could be
+   * queued there: kept with what that link never settled, for whoever takes
+   * its sessions over. False when too many are kept already.
+   */
+  keepOrphan (peer: string, buf: Buffer): boolean {
+    const now = Date.now()
+    let kept = this.orphans.get(peer)
+    if (kept === undefined || kept.until < now) { kept = { messages: [], until: now + RESCUE_WINDOW_MS }; this.orphans.set(peer, kept) }
+    if (kept.messages.length >= MAX_ORPHANS) return false
+    kept.messages.push({ seq: 0, payload: buf })
+    return true
+  }
+
+  /**
+   * A QoS 1/2 publish for `dead` (as queued on its link) that waited, past
+   * this node's own rescue requests about it: queued now for the sessions
+   * this node took over from `dead` that subscribe to it, as a rescue would
+   * have (the ledger keeps a session from getting it twice). Resolves when
+   * they hold it; undefined when none took it.
+   */
+  rescueHere (dead: string, buf: Buffer): Promise<void> | undefined {
+    let publish: ForwardedPublish | undefined
+    const waits: Array<Promise<void>> = []
+    const now = Date.now()
+    for (const [id, r] of this.requests) {
+      if (r.from !== dead || r.until < now || r.sessions.size === 0) continue
+      if (publish === undefined) {
+        let m: DataPlaneMessage
+        try { m = decodeMessage(buf) } catch { return undefined }
+        if (m.kind !== 'publish' || m.publish.qos === 0) return undefined
+        publish = m.publish
+      }
+      waits.push(this.queueRescued(id, publish))
+    }
+    return waits.length === 0 ? undefined : Promise.all(waits).then(() => {})
   }
 
   done (peer: string, requestId: string): void {

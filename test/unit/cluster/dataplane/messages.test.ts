@@ -38,6 +38,7 @@ test('every message kind round-trips', () => {
     { kind: 'session-transfer', requestId: 'q', clientId: 'c', session: { stamp, subscriptions: [{ topic: 'a', qos: 2 }], queue: [], ledger: ['x\u00001'], incoming: [{ cmd: 'publish', topic: 'q', payload: Buffer.from('z'), qos: 2, messageId: 3, brokerId: 'b@1', brokerCounter: 5 }], rescueFrom: 'node-a' }, replica: true },
     { kind: 'rescue-request', from: 'node-a', requestId: 'r1' },
     { kind: 'rescue-request', from: 'node-a', requestId: 'r2', filters: ['a/#', 'storm/17'] },
+    { kind: 'rescue-request', from: 'node-a', requestId: 'r3', filters: [], takeover: true },
     { kind: 'rescue', requestId: 'r1', publish: { origin: 'node-b', brokerId: 'node-b@9', brokerCounter: 7, topic: 'a/b', payload: Buffer.from('p'), qos: 1, retain: false, plain: true, shared: [], sessions: [] } },
     { kind: 'rescue-done', requestId: 'r1' },
     { kind: 'barrier-request', id: 'b1', from: 'node-c' },

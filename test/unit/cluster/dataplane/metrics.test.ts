@@ -28,12 +28,13 @@ test('data-plane metrics are read from the components at scrape time', async () 
     retained: () => ({ count: 7, bytes: 700, tombstones: 1, refused: 3, future: 2 }),
     sync: () => sync,
     sessions: () => ({ replicasHeld: 3, replicaQueued: 11, replicatedSessions: 2, opsSent: 40, opsApplied: 30, opsIgnored: 1, promoted: 3, willsPublished: 1, rescued: 4 }),
-    acks: () => ({ 'peer-gone': 2, timeout: 1, dropped: 0 }),
+    acks: () => ({ 'peer-gone': 2, timeout: 1 }),
     moves: () => ({ barriers: 5, timeout: 1 }),
     fetchRefusals: () => 6,
     subscribesUnconfirmed: () => 8,
     homeSessions: () => 2,
-    diskCopiesYielded: () => 1
+    diskCopiesYielded: () => 1,
+    takeoverWaits: () => ({ waiting: 3, waitingBytes: 3000, waited: 8, refused: 1 })
   })
   assert.equal(await value(registry, 'broker_cluster_link_messages_sent_total', { peer: 'b' }), 10)
   assert.equal(await value(registry, 'broker_cluster_link_shed_total', { peer: 'b' }), 2)
@@ -58,6 +59,10 @@ test('data-plane metrics are read from the components at scrape time', async () 
   assert.equal(await value(registry, 'broker_cluster_session_replica_ops_total', { direction: 'applied' }), 30)
   assert.equal(await value(registry, 'broker_cluster_sessions_promoted_total'), 3)
   assert.equal(await value(registry, 'broker_cluster_orphan_wills_published_total'), 1)
+  assert.equal(await value(registry, 'broker_cluster_publishes_waiting_takeover'), 3)
+  assert.equal(await value(registry, 'broker_cluster_publishes_waiting_takeover_bytes'), 3000)
+  assert.equal(await value(registry, 'broker_cluster_publishes_waited_takeover_total'), 8)
+  assert.equal(await value(registry, 'broker_cluster_publishes_refused_total'), 1)
   // A link replaced by a new one (its counters start again) keeps the metric monotonic; a gone peer leaves the gauges.
   links = [['b', stats({ messagesSent: 4 })]]
   sync.repaired = 12

@@ -46,7 +46,12 @@ class FakeLink {
 function rescueWith (links: FakeLink[]): Rescue {
   const byName = new Map(links.map((l) => [l.peerName, l]))
   const log = { info: () => {}, debug: () => {}, warn: () => {} }
-  const ctx = { name: 'node-b', log, links: { get: (p: string) => byName.get(p), upPeers: () => [...byName.keys()] } }
+  const ctx = {
+    name: 'node-b',
+    log,
+    links: { get: (p: string) => byName.get(p), upPeers: () => [...byName.keys()], isParked: (p: string) => p === 'node-dead' },
+    store: { storedFilters: () => ['storm/1'], enqueueFor: () => ({ queued: false }) }
+  }
   return new Rescue(ctx as unknown as DataPlaneContext)
 }
 
@@ -93,4 +98,57 @@ test('what is queued for the dead peer after an answer follows to the requester,
   const followed = taker.sent.slice(before)
   assert.deepEqual(followed.map((m) => [m.kind, (m as { requestId?: string }).requestId, (m as { publish?: ForwardedPublish }).publish?.brokerCounter]), [['rescue', 'r1', 3]])
   assert.deepEqual(held, [taker.lastQueuedSeq], 'the acknowledgement waits for the requester to hold it')
+})
+
+test('the takeover of a dead peer is done once this node took its part and every other up peer said it took its own', async () => {
+  const dead = new FakeLink('node-dead', Infinity, [publish('storm/1', 1)])
+  const c = new FakeLink('node-c', Infinity)
+  const d = new FakeLink('node-d', Infinity)
+  const rescue = rescueWith([dead, c, d])
+  const progress: string[] = []
+  rescue.onTakeoverProgress = (peer) => progress.push(peer)
+  assert.equal(rescue.takeoverDone('node-dead'), false)
+  // A peer's takeover, answered before ours is done.
+  await rescue.answer(c as unknown as PeerLink, 'node-dead', 'r1', ['storm/1'], true)
+  // A request for one resumed session is not a takeover.
+  await rescue.answer(d as unknown as PeerLink, 'node-dead', 'r2', ['storm/2'])
+  rescue.tookOver('node-dead', Date.now())
+  assert.equal(rescue.takeoverDone('node-dead'), false, 'node-d has not said its takeover is done')
+  // This node took nothing itself: the peers hear so from a request that names no filter.
+  const ours = [c, d].map((l) => l.sent.find((m) => m.kind === 'rescue-request'))
+  for (const m of ours) assert.deepEqual(m === undefined ? undefined : { ...m, requestId: '' }, { kind: 'rescue-request', from: 'node-dead', requestId: '', filters: [], takeover: true })
+  await rescue.answer(d as unknown as PeerLink, 'node-dead', 'r3', [], true)
+  assert.equal(rescue.takeoverDone('node-dead'), true)
+  assert.deepEqual(progress, ['node-dead', 'node-dead', 'node-dead'], 'each step wakes the waiting publishes')
+  // A takeover that took nothing wants nothing followed.
+  const hold = async (): Promise<void> => {}
+  const before = d.sent.length
+  assert.equal(rescue.follow('node-dead', encodeMessage({ kind: 'publish', publish: publish('other/x', 5) }), hold), undefined)
+  assert.equal(d.sent.length, before)
+  // Back alive (or dropped): a later death is a new takeover.
+  rescue.forgetTakeover('node-dead')
+  assert.equal(rescue.takeoverDone('node-dead'), false)
+})
+
+test('a publish for a peer whose link was dropped is kept for the rescue with what that link never settled', async () => {
+  const taker = new FakeLink('node-c', Infinity)
+  const rescue = rescueWith([taker])
+  assert.equal(rescue.keepOrphan('node-gone', encodeMessage({ kind: 'publish', publish: publish('storm/1', 9) })), true)
+  await rescue.answer(taker as unknown as PeerLink, 'node-gone', 'r1', ['storm/#'])
+  const rescued = taker.sent.filter((m) => m.kind === 'rescue').map((m) => (m as { publish: ForwardedPublish }).publish.brokerCounter)
+  assert.deepEqual(rescued, [9])
+})
+
+test('a peer back after this node declared it dead hears of the takeovers done meanwhile, with their sessions\' filters', async () => {
+  const dead = new FakeLink('node-dead', Infinity, [])
+  const c = new FakeLink('node-c', Infinity)
+  const d = new FakeLink('node-d', Infinity)
+  const rescue = rescueWith([dead, c, d])
+  rescue.request('node-dead', ['s1'], true).catch(() => {})
+  rescue.tookOver('node-dead', 0)
+  const before = { c: c.sent.length, d: d.sent.length }
+  rescue.announceTakeovers('node-d')
+  assert.equal(c.sent.length, before.c, 'only the peer that is back')
+  const told = d.sent.slice(before.d).map((m) => ({ ...m, requestId: '' }))
+  assert.deepEqual(told, [{ kind: 'rescue-request', from: 'node-dead', requestId: '', filters: ['storm/1'], takeover: true }])
 })
