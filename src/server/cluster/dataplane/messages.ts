@@ -20,7 +20,7 @@
 //   SESSION_ACK      0x0C JSON bytes {requestId, clientId}
 //   REPLICA          0x0D JSON bytes {ops: [{clientId, op, ...}]}   (session replicas, replica-store.ts)
 //   RESCUE           0x0E JSON bytes {requestId} | the PUBLISH body   (what a dead node never settled)
-//   RESCUE_REQUEST   0x0F JSON bytes {from, requestId, filters?, takeover?}   (takeover: the sender's promotion of from's sessions is done)
+//   RESCUE_REQUEST   0x0F JSON bytes {from, requestId, filters?, takeover?}   (takeover: the sender has promoted the sessions of `from`)
 //   RESCUE_DONE      0x10 JSON bytes {requestId}
 //   BARRIER_REQUEST  0x11 JSON bytes {id, from}   (a session moved away from `from`)
 //   BARRIER_DONE     0x12 JSON bytes {id}
