@@ -1,6 +1,9 @@
 // Observing membership in cluster integration tests. Child-process nodes are
 // watched through their JSON logs (each state change is logged at info with
 // the member name), in-process nodes through node.membership directly.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { ProcessNode, ConfigOverrides } from './node.js'
 import { startProcessNode } from './node.js'
 import { freeLoopbackAddress } from './loopback.js'
@@ -70,3 +73,31 @@ export async function startProcessCluster (n: number, overrides: ConfigOverrides
 
 /** Fast timings for tests that do not measure the defaults (LOCAL-like profile). */
 export const FAST = { probe_interval: 200, probe_timeout: 100, gossip_interval: 50, suspicion_mult: 3, push_pull_interval: 5000, tcp_timeout: 1000 }
+
+/** What a test's `t.after` takes. */
+export interface AfterHook { after: (fn: () => void | Promise<void>) => void }
+
+/**
+ * Three `broker-ha serve` processes seeding each other, each storing in its
+ * own directory (`storage.sync: always`), removed after the test; `cluster`
+ * is merged into each node's `cluster` config. `start(i)` starts node i again
+ * on its address and directory (after a kill) and puts it in `nodes`.
+ */
+export async function startStoringCluster (t: AfterHook, cluster: ConfigOverrides['cluster']): Promise<{ nodes: ProcessNode[], dirs: string[], start: (i: number) => Promise<ProcessNode> }> {
+  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress()]
+  const dirs = hosts.map(() => {
+    const dir = mkdtempSync(join(tmpdir(), 'broker-ha-storing-'))
+    t.after(() => rmSync(dir, { recursive: true, force: true }))
+    return dir
+  })
+  const seeds = hosts.map((h) => `${h}:7946`)
+  const overridesOf = (i: number): ConfigOverrides => ({
+    storage: { dir: dirs[i]!, sync: 'always' },
+    discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000 },
+    cluster
+  })
+  const nodes: ProcessNode[] = await Promise.all(hosts.map(async (host, i) => await startProcessNode(overridesOf(i), { host })))
+  t.after(async () => { await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL'))) })
+  await waitForView(nodes, nodes, 'alive', 20_000)
+  return { nodes, dirs, start: async (i) => { nodes[i] = await startProcessNode(overridesOf(i), { host: hosts[i] }); return nodes[i] } }
+}

@@ -5,38 +5,13 @@
 // (session-reconcile.ts, docs/storage.md "On restart").
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { MqttClient } from 'mqtt'
-import { startProcessNode, type ProcessNode, type ConfigOverrides } from '../helpers/node.js'
-import { freeLoopbackAddress } from '../helpers/loopback.js'
-import { waitForView, memberEvents, nameOf, FAST } from '../helpers/cluster.js'
+import type { ProcessNode } from '../helpers/node.js'
+import { startStoringCluster, type AfterHook, waitForView, memberEvents, nameOf, FAST } from '../helpers/cluster.js'
 import { connect, connectWithConnack, waitForCount, endAll, uniqueId, offlineSubscriber } from '../helpers/mqtt-clients.js'
 import { metricSum } from '../helpers/metrics.js'
 import { waitFor } from '../helpers/wait.js'
 
-type T = { after: (fn: () => void | Promise<void>) => void }
-
-/** Three loopback hosts seeding each other, each storing in its own directory (sync always). */
-async function storingCluster (t: T, membership: Record<string, number>): Promise<{ nodes: ProcessNode[], restart: (i: number) => Promise<ProcessNode> }> {
-  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress()]
-  const dirs = hosts.map(() => {
-    const dir = mkdtempSync(join(tmpdir(), 'broker-ha-reconcile-'))
-    t.after(() => rmSync(dir, { recursive: true, force: true }))
-    return dir
-  })
-  const seeds = hosts.map((h) => `${h}:7946`)
-  const overridesOf = (i: number): ConfigOverrides => ({
-    storage: { dir: dirs[i]!, sync: 'always' },
-    discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000 },
-    cluster: { config: membership }
-  })
-  const nodes = await Promise.all(hosts.map(async (host, i) => await startProcessNode(overridesOf(i), { host })))
-  t.after(async () => { await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL'))) })
-  await waitForView(nodes, nodes, 'alive', 20_000)
-  return { nodes, restart: async (i) => { nodes[i] = await startProcessNode(overridesOf(i), { host: hosts[i] }); return nodes[i] } }
-}
 
 async function publishAll (client: MqttClient, topic: string, payloads: string[]): Promise<void> {
   for (const p of payloads) await client.publishAsync(topic, p, { qos: 1 })
@@ -55,8 +30,8 @@ const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0)
  * published; node 0 started again. Returns what was published, and where
  * the session's one copy is once reconciled.
  */
-async function killRestart (t: T, membership: Record<string, number>, whileDown: ((nodes: ProcessNode[]) => Promise<void>) | 'restart at once'): Promise<{ nodes: ProcessNode[], subId: string, sent: string[], holder: number }> {
-  const { nodes, restart } = await storingCluster(t, membership)
+async function killRestart (t: AfterHook, membership: Record<string, number>, whileDown: ((nodes: ProcessNode[]) => Promise<void>) | 'restart at once'): Promise<{ nodes: ProcessNode[], subId: string, sent: string[], holder: number }> {
+  const { nodes, start: restart } = await startStoringCluster(t, { config: membership })
   const subId = uniqueId('reconcile')
   await offlineSubscriber(nodes[0]!.mqttUrl, subId, 'alerts/#')
   const pub = await connect(nodes[1]!.mqttUrl, { protocolVersion: 5 })
@@ -103,7 +78,7 @@ async function killRestart (t: T, membership: Record<string, number>, whileDown:
   return { nodes, subId, sent: all, holder: counts.indexOf(1) }
 }
 
-async function resume (t: T, node: ProcessNode, subId: string, sent: string[]): Promise<void> {
+async function resume (t: AfterHook, node: ProcessNode, subId: string, sent: string[]): Promise<void> {
   const { client, connack, got } = await connectWithConnack(node.mqttUrl, { clientId: subId, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } })
   t.after(async () => { await endAll(client) })
   assert.equal(connack.sessionPresent, true, 'session present')

@@ -5,37 +5,15 @@
 // storage/replica-records.ts, docs/storage.md "Replicas").
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { startProcessNode, type ProcessNode, type ConfigOverrides } from '../helpers/node.js'
-import { freeLoopbackAddress } from '../helpers/loopback.js'
-import { waitForView, FAST } from '../helpers/cluster.js'
+import type { ProcessNode } from '../helpers/node.js'
+import { startStoringCluster, type AfterHook, waitForView, FAST } from '../helpers/cluster.js'
 import { connect, connectWithConnack, waitForCount, endAll, uniqueId, offlineSubscriber } from '../helpers/mqtt-clients.js'
 import { metricSum } from '../helpers/metrics.js'
 import { waitFor } from '../helpers/wait.js'
 
-type T = { after: (fn: () => void | Promise<void>) => void }
 const SESSION = { clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 3600 } }
-
-async function storingCluster (t: T): Promise<{ nodes: ProcessNode[], dirs: string[], start: (i: number) => Promise<ProcessNode> }> {
-  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress()]
-  const dirs = hosts.map(() => {
-    const dir = mkdtempSync(join(tmpdir(), 'broker-ha-replicas-'))
-    t.after(() => rmSync(dir, { recursive: true, force: true }))
-    return dir
-  })
-  const seeds = hosts.map((h) => `${h}:7946`)
-  const overridesOf = (i: number): ConfigOverrides => ({
-    storage: { dir: dirs[i]!, sync: 'always' },
-    discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000 },
-    cluster: { expected_members: 3, config: FAST }
-  })
-  const nodes: ProcessNode[] = await Promise.all(hosts.map(async (host, i) => await startProcessNode(overridesOf(i), { host })))
-  t.after(async () => { await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL'))) })
-  await waitForView(nodes, nodes, 'alive', 20_000)
-  return { nodes, dirs, start: async (i) => { nodes[i] = await startProcessNode(overridesOf(i), { host: hosts[i] }); return nodes[i] } }
-}
 
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0)
 const metricOf = async (nodes: ProcessNode[], name: string): Promise<number[]> => await Promise.all(nodes.map(async (n) => await metricSum(n.apiUrl, name)))
@@ -45,7 +23,7 @@ const metricOf = async (nodes: ProcessNode[], name: string): Promise<number[]> =
  * one a probe: see below); resolves with the index of the node holding its
  * replica once that node committed the replica with every message.
  */
-async function sessionWithReplica (t: T, nodes: ProcessNode[], subId: string, queued: string[]): Promise<number> {
+async function sessionWithReplica (t: AfterHook, nodes: ProcessNode[], subId: string, queued: string[]): Promise<number> {
   await offlineSubscriber(nodes[0]!.mqttUrl, subId, 'replicated/#')
   const pub = await connect(nodes[1]!.mqttUrl, { protocolVersion: 5 })
   t.after(async () => { await endAll(pub) })
@@ -75,7 +53,7 @@ async function idleFlushes (node: ProcessNode): Promise<number> {
 }
 
 test('a home whose disk was wiped gets its session back from its replica holder\'s disk after a whole-cluster restart', async (t) => {
-  const { nodes, dirs, start } = await storingCluster(t)
+  const { nodes, dirs, start } = await startStoringCluster(t, { expected_members: 3, config: FAST })
   const subId = uniqueId('wiped')
   const queued = Array.from({ length: 5 }, (_, i) => `m-${i}`)
   const holder = await sessionWithReplica(t, nodes, subId, queued)
@@ -99,7 +77,7 @@ test('a home whose disk was wiped gets its session back from its replica holder\
 })
 
 test('a replica read back from disk whose home ended the session while its holder was down does not bring it back after a whole-cluster restart', async (t) => {
-  const { nodes, start } = await storingCluster(t)
+  const { nodes, start } = await startStoringCluster(t, { expected_members: 3, config: FAST })
   const subId = uniqueId('ended')
   const holder = await sessionWithReplica(t, nodes, subId, ['m-0', 'm-1', 'm-2'])
 
