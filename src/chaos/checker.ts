@@ -446,8 +446,9 @@ function checkClientIds (events: readonly HistoryEvent[], windows: readonly Wind
   // A sample asks the members one after the other, so a takeover between two
   // answers can list a client twice once; only a duplicate seen in two
   // consecutive samples counts. During a partition both sides serve clients
-  // (availability over refusal), so those samples are not judged.
-  const samples = eventsOf(events, 'clients-sample').filter((s) => !inWindow(windows, s.t, ['partition', 'links']))
+  // (availability over refusal), so those samples are not judged; nor during
+  // a gossip cut, whose members list different views.
+  const samples = eventsOf(events, 'clients-sample').filter((s) => !inWindow(windows, s.t, ['partition', 'links', 'gossip']))
   const bad = new Set<string>()
   const details: string[] = []
   for (let i = 1; i < samples.length; i++) {

@@ -211,11 +211,12 @@ export class ChaosCluster {
   /**
    * Sets which peers each node drops all cluster traffic to and from
    * (`blocked`: a partition) and which peers it only cuts data-plane links to
-   * (`links`). Both ways must be set for a symmetric fault; empty maps heal.
+   * (`links`), or only its membership traffic to (`gossip`). Both ways must
+   * be set for a symmetric fault; empty maps heal.
    * In netns mode `blocked` becomes blackhole routes (they hold whatever
    * state the node is in, restarts included); `links` always goes to the hook.
    */
-  async setFaults (blocked: ReadonlyMap<number, number[]>, links: ReadonlyMap<number, number[]> = new Map()): Promise<void> {
+  async setFaults (blocked: ReadonlyMap<number, number[]>, links: ReadonlyMap<number, number[]> = new Map(), gossip: ReadonlyMap<number, number[]> = new Map()): Promise<void> {
     if (this.routes !== undefined) {
       await this.routes.set(blocked)
       blocked = new Map()
@@ -225,7 +226,7 @@ export class ChaosCluster {
     const peers = (map: ReadonlyMap<number, number[]>, n: ChaosNode): string[] => (map.get(n.index) ?? []).map((i) => key(this.node(i)))
     await Promise.all(this.nodes.map(async (n) => {
       if (n.state !== 'up') return
-      await n.api.request('POST', '/chaos/faults', { blocked: peers(blocked, n), links: peers(links, n) })
+      await n.api.request('POST', '/chaos/faults', { blocked: peers(blocked, n), links: peers(links, n), gossip: peers(gossip, n) })
     }))
   }
 

@@ -38,9 +38,9 @@ export function parseSeed (text: string): number {
   return n
 }
 
-/** Partitions and link cuts need two sides. */
+/** Partitions, link cuts and gossip cuts need two sides. */
 export function checkFaultsForNodes (faults: readonly FaultKind[], nodes: number): void {
-  const needTwo = faults.filter((f) => f === 'partition' || f === 'links')
+  const needTwo = faults.filter((f) => f === 'partition' || f === 'links' || f === 'gossip')
   if (nodes < 2 && needTwo.length > 0) throw new BrokerHaError('USAGE', `--faults ${needTwo.join(',')} need at least 2 nodes`, { key: '--faults' })
 }
 

@@ -6,7 +6,7 @@
 import { pick, randomInt, seededRandom, shuffled, type Random } from '../random.js'
 
 /** The kinds `--faults all` runs. */
-export const FAULT_KINDS = ['kill', 'stop', 'pause', 'restart', 'partition', 'links'] as const
+export const FAULT_KINDS = ['kill', 'stop', 'pause', 'restart', 'partition', 'links', 'gossip'] as const
 /**
  * Kinds run only when named: `restart-all` kills every node at once, which
  * only a cluster with storage survives (the launcher then gives every node
@@ -22,6 +22,7 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   restart: 'rolling restart of every node, one at a time',
   partition: 'split the cluster in two (gossip and data plane dropped between the sides), heal after the hold',
   links: 'cut the data-plane peer links between two sides (membership untouched), restore after the hold',
+  gossip: 'drop the membership traffic between two sides (links stay up: false deaths), restore after the hold',
   'restart-all': 'kill -9 every node, start them all after the hold (nodes get storage.dir, sync always; not part of all)'
 }
 
@@ -87,7 +88,7 @@ export function planSchedule (options: ScheduleOptions): PlannedFault[] {
   const [gapMin, gapMax] = options.gapMs ?? timings.gapMs
   const warmup = options.warmupMs ?? 3000
   const end = options.durationMs - (options.cooldownMs ?? 3000)
-  const kinds = options.kinds.filter((k) => options.nodes >= 2 || (k !== 'partition' && k !== 'links'))
+  const kinds = options.kinds.filter((k) => options.nodes >= 2 || (k !== 'partition' && k !== 'links' && k !== 'gossip'))
   if (kinds.length === 0) return []
   const plan: PlannedFault[] = []
   // First every kind once in a seeded order, so a short run still covers them all.
@@ -114,7 +115,8 @@ function targetsFor (kind: FaultKind, nodes: number, random: Random): number[] {
     case 'restart-all':
       return all
     case 'partition':
-    case 'links': {
+    case 'links':
+    case 'gossip': {
       // A minority side of 1..floor(n/2) nodes; the majority keeps serving too (availability over refusal).
       const size = randomInt(random, 1, Math.max(1, Math.floor(nodes / 2)))
       return shuffled(random, all).slice(0, size).sort((a, b) => a - b)
@@ -130,6 +132,7 @@ export function describeFault (f: PlannedFault, names: readonly string[]): strin
   switch (f.kind) {
     case 'partition': return `partition {${who}} | rest for ${f.holdMs} ms`
     case 'links': return `cut peer links of {${who}} for ${f.holdMs} ms`
+    case 'gossip': return `drop membership traffic of {${who}} for ${f.holdMs} ms (links stay up)`
     case 'restart': return 'rolling restart of every node'
     case 'restart-all': return `kill -9 every node, start them all after ${f.holdMs} ms`
     default: return `${f.kind} ${who} for ${f.holdMs} ms`

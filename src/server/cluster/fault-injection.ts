@@ -19,6 +19,8 @@ export class FaultInjectingTransport implements Transport, LinkFaults {
   private readonly blocked = new Set<string>()
   /** Peers whose data-plane links only are cut (membership still sees them alive). */
   private readonly linksCut = new Set<string>()
+  /** Peers whose membership traffic only is dropped (their data-plane links stay): a false death. */
+  private readonly gossipCut = new Set<string>()
   private readonly listeners: Array<() => void> = []
 
   constructor (inner: Transport) {
@@ -35,7 +37,9 @@ export class FaultInjectingTransport implements Transport, LinkFaults {
   block (peer: string): void { this.blocked.add(peer); this.changed() }
   /** Cuts only the data-plane links to and from `peer` until healed. */
   cutLinks (peer: string): void { this.linksCut.add(peer); this.changed() }
-  heal (): void { this.blocked.clear(); this.linksCut.clear(); this.changed() }
+  /** Drops only the membership traffic (gossip, probes, push/pull) to and from `peer` until healed. */
+  cutGossip (peer: string): void { this.gossipCut.add(peer); this.changed() }
+  heal (): void { this.blocked.clear(); this.linksCut.clear(); this.gossipCut.clear(); this.changed() }
 
   linksBlocked (a: Address): boolean {
     return this.isBlocked(a) || this.linksCut.has(a.host) || this.linksCut.has(addressKey(a))
@@ -49,21 +53,25 @@ export class FaultInjectingTransport implements Transport, LinkFaults {
     return this.blocked.has(a.host) || this.blocked.has(addressKey(a))
   }
 
+  private gossipBlocked (a: Address): boolean {
+    return this.isBlocked(a) || this.gossipCut.has(a.host) || this.gossipCut.has(addressKey(a))
+  }
+
   start (handlers: TransportHandlers): Promise<void> {
     return this.inner.start({
-      packet: (from, data) => { if (!this.isBlocked(from)) handlers.packet(from, data) },
-      exchange: async (from, request) => this.isBlocked(from) ? undefined : await handlers.exchange(from, request)
+      packet: (from, data) => { if (!this.gossipBlocked(from)) handlers.packet(from, data) },
+      exchange: async (from, request) => this.gossipBlocked(from) ? undefined : await handlers.exchange(from, request)
     })
   }
 
   stop (): Promise<void> { return this.inner.stop() }
 
   sendPacket (to: Address, data: Buffer): void {
-    if (!this.isBlocked(to)) this.inner.sendPacket(to, data)
+    if (!this.gossipBlocked(to)) this.inner.sendPacket(to, data)
   }
 
   async exchange (to: Address, request: Buffer, timeoutMs: number): Promise<Buffer> {
-    if (this.isBlocked(to)) throw new TransportError(`link to ${addressKey(to)} blocked by fault injection`)
+    if (this.gossipBlocked(to)) throw new TransportError(`link to ${addressKey(to)} blocked by fault injection`)
     return await this.inner.exchange(to, request, timeoutMs)
   }
 }

@@ -221,6 +221,7 @@ export class DataPlane {
       subscribesUnconfirmed: () => routes.unconfirmed,
       homeSessions: () => ctx.store.sessions().length,
       diskCopiesYielded: () => reconcile.yielded,
+      deaths: () => ({ ...this.links.deaths }),
       takeoverWaits: () => {
         const { waiting, waitingBytes, waited, refused } = forwarding.backpressure
         return { waiting, waitingBytes, waited, refused }

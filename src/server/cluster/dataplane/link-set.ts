@@ -2,6 +2,15 @@
 //
 // - A member that joins (or comes back alive) gets a link; the lower name
 //   dials (peer-link.ts), the acceptor hands the other side its sockets.
+// - A member the membership declares dead while its link is up (hearing
+//   from it within the link's idle timeout) is doubted, not yet dead: a
+//   starved or paused process misses its gossip probes long before its TCP
+//   link falls silent, and taking its sessions over then moved them back and
+//   forth between live nodes and lost queued messages (the reconnect storm
+//   under CPU load). Its death is acted on when its link goes down; if the
+//   membership lists it alive first, nothing was done. A killed process's
+//   link goes down at once (the kernel resets it), a host that is gone falls
+//   silent within the idle timeout.
 // - A member declared dead may only be on the other side of a partition:
 //   its link is parked (kept, redialling, its unsettled messages kept for a
 //   retransmission after the heal) for gossip_to_the_dead_time, then
@@ -78,11 +87,26 @@ export class LinkSet {
   private readonly parkedAs = new Map<string, string | undefined>()
   private running = false
   private readonly onJoin = (m: Member): void => { this.ensure(m) }
-  private readonly onUpdate = (m: Member): void => { if (m.state === 'alive') this.ensure(m) }
+  /** Members declared dead whose link was up then: their death waits for the link's word. */
+  private readonly doubted = new Set<string>()
+  /** Deaths declared while the peer's link was up, and of those, the ones its link then confirmed. */
+  readonly deaths = { doubted: 0, confirmed: 0 }
+  private readonly onUpdate = (m: Member): void => {
+    if (m.state !== 'alive') return
+    if (this.doubted.delete(m.name)) this.opts.log.info({ peer: m.name }, 'peer alive again: its declared death was never acted on (its link stayed up)')
+    this.ensure(m)
+  }
+
   private readonly onLeave = (m: Member): void => {
-    if (m.state === 'dead' && this.links.has(m.name)) this.park(m.name)
-    else this.drop(m.name)
-    this.opts.handlers.onGone(m.name, m.state === 'left' ? 'left' : 'dead')
+    if (m.state === 'dead' && this.links.get(m.name)?.state === 'up') {
+      if (this.doubted.has(m.name)) return
+      this.doubted.add(m.name)
+      this.deaths.doubted++
+      this.opts.warn('info', { peer: m.name }, 'peer declared dead by the membership while its link is up: its sessions stay there until the link goes down too')
+      return
+    }
+    this.doubted.delete(m.name)
+    this.gone(m.name, m.state === 'left' ? 'left' : 'dead')
   }
 
   constructor (options: LinkSetOptions) {
@@ -137,18 +161,37 @@ export class LinkSet {
   get peers (): string[] { return [...this.links.keys()].sort() }
   isParked (peer: string): boolean { return this.parked.has(peer) }
 
+  private gone (name: string, state: 'dead' | 'left'): void {
+    if (state === 'dead' && this.links.has(name)) this.park(name)
+    else this.drop(name)
+    this.opts.handlers.onGone(name, state)
+  }
+
+  /** The link of a doubted peer went down: the membership's verdict stands, unless it lists the peer alive again. */
+  private linkDown (name: string): void {
+    if (!this.doubted.delete(name)) return
+    const m = this.opts.membership.members().find((x) => x.name === name)
+    if (m !== undefined && m.state !== 'dead') return
+    this.deaths.confirmed++
+    this.opts.log.info({ peer: name }, 'link of a peer declared dead went down: its death is acted on')
+    this.gone(name, 'dead')
+  }
+
+  /** Whether the membership declared the peer dead while its link stayed up (not acted on). */
+  isDoubted (peer: string): boolean { return this.doubted.has(peer) }
+
   /** Peers whose link is up and which are not declared dead: where replicas go, whom we ask. */
   upPeers (): string[] {
     return [...this.links.values()].filter((l) => l.state === 'up' && !this.parked.has(l.peerName)).map((l) => l.peerName)
   }
 
   /**
-   * Peers the membership lists as alive (not declared dead), whether their
-   * link is up yet or not: a node that just started knows its members before
-   * its links to them are up.
+   * Peers the membership lists as alive (not declared dead, or doubted),
+   * whether their link is up yet or not: a node that just started knows its
+   * members before its links to them are up.
    */
   alivePeers (): string[] {
-    return this.opts.membership.members().filter((m) => m.name !== this.opts.name && m.state !== 'dead' && m.state !== 'left' && !this.parked.has(m.name)).map((m) => m.name)
+    return this.opts.membership.members().filter((m) => m.name !== this.opts.name && m.state !== 'left' && (m.state !== 'dead' || this.doubted.has(m.name)) && !this.parked.has(m.name)).map((m) => m.name)
   }
 
   /**
@@ -253,7 +296,11 @@ export class LinkSet {
       connect: () => this.connectTo(m),
       onMessage: (payload, info) => this.opts.handlers.onMessage(link, payload, info),
       onUp: () => this.linkUp(link),
-      onStateChange: (state) => { if (state === 'backoff' || state === 'waiting') this.opts.handlers.onDown(m.name) },
+      onStateChange: (state) => {
+        if (state !== 'backoff' && state !== 'waiting') return
+        this.opts.handlers.onDown(m.name)
+        this.linkDown(m.name)
+      },
       onRestart: (orphans) => {
         this.processes.set(m.name, link.remoteProcess ?? '')
         this.restartSeen.add(m.name)
@@ -330,6 +377,7 @@ export class LinkSet {
     if (timer !== undefined) clearTimeout(timer)
     this.parked.delete(name)
     this.parkedAs.delete(name)
+    this.doubted.delete(name)
     const link = this.links.get(name)
     if (link === undefined) return
     this.links.delete(name)

@@ -30,6 +30,8 @@ export interface DataPlaneSources {
   homeSessions: () => number
   /** Sessions read from disk deleted because a peer held a newer copy (session-reconcile.ts). */
   diskCopiesYielded: () => number
+  /** Deaths the membership declared while the peer's link was up, and of those the ones its link confirmed (link-set.ts). */
+  deaths: () => { doubted: number, confirmed: number }
   /** Publishes for a dead peer's sessions waiting for their takeover, and those refused (rescue-backpressure.ts). */
   takeoverWaits: () => { waiting: number, waitingBytes: number, waited: number, refused: number }
 }
@@ -206,6 +208,14 @@ export function registerDataPlaneMetrics (registry: Registry, live: DataPlaneSou
     help: 'Subscriptions acknowledged (SUBACK) before every linked peer confirmed their new route within cluster.ack_timeout: until it arrives, a publish on such a peer can miss them',
     registers: [registry],
     collect () { follow(this, unconfirmedSeen, {}, live.subscribesUnconfirmed()) }
+  })
+  const deathsSeen = new Map<string, number>()
+  new Counter({
+    name: 'broker_cluster_deaths_doubted_total',
+    help: 'Peers the membership declared dead while their data-plane link was up: nothing is taken over from them until the link goes down too (outcome="confirmed"), or they are alive again (the rest: a starved or paused process, or lost gossip)',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect () { const d = live.deaths(); follow(this, deathsSeen, { outcome: 'declared' }, d.doubted); follow(this, deathsSeen, { outcome: 'confirmed' }, d.confirmed) }
   })
   const movesSeen = new Map<string, number>()
   new Counter({

@@ -34,6 +34,7 @@ test('data-plane metrics are read from the components at scrape time', async () 
     subscribesUnconfirmed: () => 8,
     homeSessions: () => 2,
     diskCopiesYielded: () => 1,
+    deaths: () => ({ doubted: 4, confirmed: 1 }),
     takeoverWaits: () => ({ waiting: 3, waitingBytes: 3000, waited: 8, refused: 1 })
   })
   assert.equal(await value(registry, 'broker_cluster_link_messages_sent_total', { peer: 'b' }), 10)
@@ -43,6 +44,8 @@ test('data-plane metrics are read from the components at scrape time', async () 
   assert.equal(await value(registry, 'broker_cluster_link_up', { peer: 'c' }), 0)
   assert.equal(await value(registry, 'broker_cluster_link_protocol_errors_total', { peer: 'b', reason: 'auth' }), 1)
   assert.equal(await value(registry, 'broker_cluster_link_refused_total', { reason: 'auth' }), 2)
+  assert.equal(await value(registry, 'broker_cluster_deaths_doubted_total', { outcome: 'declared' }), 4)
+  assert.equal(await value(registry, 'broker_cluster_deaths_doubted_total', { outcome: 'confirmed' }), 1)
   assert.equal(await value(registry, 'broker_cluster_routes'), 42)
   assert.equal(await value(registry, 'broker_cluster_home_sessions'), 2)
   assert.equal(await value(registry, 'broker_storage_sessions_yielded_total'), 1)
