@@ -270,9 +270,17 @@ export class LinkConnection {
     if (socket === undefined) return
     const now = Date.now()
     if (now - this.lastReceived > this.opts.idleTimeoutMs) {
-      this.count('idle')
-      this.opts.onError?.(new Error(`link to ${this.opts.peerName} idle for ${now - this.lastReceived} ms`))
-      this.drop()
+      // Judged after this turn's reads: timers run before I/O, so after this
+      // process's event loop was blocked for a while (a starved node), what
+      // the peer sent meanwhile sits unread and the link only looks idle.
+      // Dropping it then made a live peer's death count as confirmed.
+      setImmediate(() => {
+        const idle = Date.now() - this.lastReceived
+        if (socket !== this.current || idle <= this.opts.idleTimeoutMs) return
+        this.count('idle')
+        this.opts.onError?.(new Error(`link to ${this.opts.peerName} idle for ${idle} ms`))
+        this.drop()
+      })
       return
     }
     if (now - this.lastWritten >= this.opts.pingIntervalMs) this.stream.pingDue()

@@ -4,7 +4,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
-import { setImmediate as yieldLoop } from 'node:timers/promises'
+import { setImmediate as yieldLoop, setTimeout as sleep } from 'node:timers/promises'
 import { randomBytes } from 'node:crypto'
 import { PeerLink, type DeliveryInfo, type PeerLinkOptions } from '../../../../src/server/cluster/dataplane/peer-link.js'
 import { LinkAcceptor, LinkListener } from '../../../../src/server/cluster/dataplane/link-acceptor.js'
@@ -426,6 +426,33 @@ test('a silent peer is dropped after the idle timeout; a live idle link stays up
     assert.equal(p.a.link.stats().connects, 1, 'never reconnected')
   } finally {
     await p.close()
+  }
+})
+
+test('a link is not judged idle on waking from a blocked event loop before reading what the peer sent meanwhile', async () => {
+  // A starved node: its event loop blocked past the idle timeout while the
+  // peer kept talking. Timers run before I/O, so the heartbeat saw a silent
+  // link and dropped a live peer (whose declared death then counted as confirmed).
+  const { side: b, listener, port } = await startAcceptorSide('b', 'a', NO_KEY, { idleTimeoutMs: 300, pingIntervalMs: 50 })
+  try {
+    const raw = await rawPeer(port)
+    for (let i = 0; i < 5; i++) {
+      raw.send({ type: 'ping' })
+      await sleep(40) // the peer's pace
+    }
+    assert.equal(b.link.state, 'up')
+    // The peer's ping reaches b's socket while b's event loop is blocked for longer than the idle timeout.
+    raw.send({ type: 'ping' })
+    const until = Date.now() + 450
+    while (Date.now() < until) { /* blocked */ }
+    // Past the heartbeat that woke up overdue (every 50 ms), well within the 300 ms idle time after the ping.
+    await sleep(100)
+    assert.equal(b.link.state, 'up', 'still up: the ping was waiting to be read')
+    assert.equal(b.link.stats().protocolErrors.idle ?? 0, 0)
+    raw.socket.destroy()
+  } finally {
+    b.link.stop()
+    await listener.stop()
   }
 })
 
