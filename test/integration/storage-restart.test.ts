@@ -148,3 +148,27 @@ test('one node of three SIGKILLed and restarted while the others serve: its sess
   await sub.subscribeAsync('nothing/here', { qos: 0 })
   assert.deepEqual(got.map((m) => m.payload), all, 'every message once, in order')
 })
+
+test('a clean start acknowledged (sync always) stays a clean start when the node is killed right after its CONNACK', async (t) => {
+  const dir = tmpDir(t)
+  const host = await freeLoopbackAddress()
+  const overrides: ConfigOverrides = { storage: { dir, sync: 'always' } }
+  let node: ProcessNode = await startProcessNode(overrides, { host })
+  t.after(async () => { await node.stop('SIGKILL') })
+  const ids = Array.from({ length: 20 }, () => uniqueId('clean-start'))
+  for (const id of ids) await offlineSubscriber(node.mqttUrl, id, `cs/${id}`)
+
+  // Every client starts clean at once; the node dies as soon as the last CONNACK is in.
+  const clean = await Promise.all(ids.map(async (clientId) => (await connectWithConnack(node.mqttUrl, { clientId, clean: true, protocolVersion: 4 })).client))
+  await node.stop('SIGKILL')
+  for (const c of clean) c.end(true)
+
+  node = await startProcessNode(overrides, { host })
+  const present: string[] = []
+  for (const clientId of ids) {
+    const { client, connack } = await connectWithConnack(node.mqttUrl, { clientId, clean: false, protocolVersion: 4 })
+    if (connack.sessionPresent) present.push(clientId)
+    await client.endAsync()
+  }
+  assert.deepEqual(present, [], 'no session ended by an acknowledged clean start is read back from disk')
+})

@@ -20,7 +20,7 @@ export interface PersistenceObserver {
   subscribed (clientId: string, subs: readonly StoredSubscription[]): void
   unsubscribed (clientId: string, topics: readonly string[]): void
   /** Everything of a session is gone from the store: a clean start, its expiry, or it moved to another node. */
-  ended (clientId: string): void
+  ended (clientId: string): Promise<void> | undefined
   /**
    * A message was queued for a session at position `at` (undefined: at the
    * end). Resolves when the message may be delivered and acknowledged to its
@@ -52,7 +52,7 @@ export function bothObservers (a: PersistenceObserver, b: PersistenceObserver): 
     retained: (packet) => both(a.retained(packet), b.retained(packet)),
     subscribed: (id, subs) => { a.subscribed(id, subs); b.subscribed(id, subs) },
     unsubscribed: (id, topics) => { a.unsubscribed(id, topics); b.unsubscribed(id, topics) },
-    ended: (id) => { a.ended(id); b.ended(id) },
+    ended: (id) => both(a.ended(id), b.ended(id)),
     queued: (id, entry, at) => both(a.queued(id, entry, at), b.queued(id, entry, at)),
     sent: (id, entry) => both(a.sent(id, entry), b.sent(id, entry)),
     released: (id, messageId) => both(a.released(id, messageId), b.released(id, messageId)),

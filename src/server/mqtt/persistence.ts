@@ -243,7 +243,8 @@ export class SessionStore implements AedesPersistence {
     this.subscribers.delete(client.id)
     this.outgoing.drop(client.id)
     this.incoming.delete(client.id)
-    this.observer?.ended(client.id)
+    // With storage.sync always, a clean start's CONNACK waits for the old session's deletion on disk.
+    await this.observer?.ended(client.id)
   }
 
   // ---- outgoing queues (outgoing-queues.ts) ----------------------------------------------------

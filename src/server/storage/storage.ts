@@ -357,7 +357,7 @@ export class Storage {
         // Its expiry from disk does not apply to whatever session of that id comes here later.
         clearTimeout(this.expiryTimers.get(clientId))
         this.expiryTimers.delete(clientId)
-        this.markRecord(clientId)
+        return this.markRecord(clientId)
       },
       queued: (clientId) => mark(clientId),
       sent: (clientId, entry) => entry.qos === 2 ? mark(clientId) : (mark(clientId), undefined),

@@ -29,6 +29,7 @@ export function storeObserver (to: Mechanisms): PersistenceObserver {
     ended: (clientId) => {
       r.ended(clientId)
       to.routes.storedEnded(clientId)
+      return undefined
     },
     queued: (clientId, entry: StoredPacket, at) => all(r.queued(clientId, entry, at), to.moves.queued(clientId, entry)),
     sent: (clientId, entry) => r.sent(clientId, entry),
