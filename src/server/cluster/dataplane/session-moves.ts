@@ -548,6 +548,18 @@ export class SessionMoves {
   /** A stopping peer hands us a session (or an answer came after its CONNECT went on without it): stored, acknowledged. */
   async adopt (link: PeerLink, requestId: string, clientId: string, session: TransferredSession): Promise<void> {
     if (localClient(this.ctx, clientId) !== undefined) return
+    if (this.host.takeover.announcedAfter(clientId, session.stamp)) {
+      // Its client connected on another node since this copy's connection
+      // (the fetch that asked for it was abandoned, and the client resumed
+      // elsewhere): stale, as announced() would have found it had it been
+      // here. Stored, it collected messages the client got elsewhere and
+      // gave them again when the client came back (QoS 2 twice, chaos
+      // seed 9 with gossip, kill and pause faults). Acknowledged, so its
+      // sender drops it too.
+      this.ctx.log.info({ client: clientId, peer: link.peerName }, 'late session copy not taken: its client connected on another node since')
+      sendControl(this.ctx, link.peerName, { kind: 'session-ack', requestId, clientId })
+      return
+    }
     this.arriving.add(clientId)
     try {
       if (await this.store(clientId, link.peerName, session) && session.rescueFrom !== undefined) {

@@ -14,6 +14,9 @@ import { localClient, sendControl } from './context.js'
 import { compareStamps, type Stamp } from './hlc.js'
 import { brokerInternals } from '../../mqtt/aedes-internals.js'
 
+/** How long a peer's announcement of a connection is remembered against late, older copies of its session. */
+const ANNOUNCED_KEEP_MS = 60_000
+
 /** MQTT 5 DISCONNECT reason: another connection with the same client id took the session over. */
 export const SESSION_TAKEN_OVER = 0x8E
 
@@ -34,6 +37,8 @@ export class Takeover {
   private readonly closing = new WeakMap<Client, Promise<void>>()
   /** When each client id was last connected here (HLC): of two copies of a session, the newer wins. */
   private readonly stamps = new Map<string, Stamp>()
+  /** The latest connection of each client id announced by a peer lately, and until when it is kept (ANNOUNCED_KEEP_MS). */
+  private readonly announcedAt = new Map<string, { stamp: Stamp, until: number }>()
 
   constructor (ctx: DataPlaneContext, host: TakeoverHost) {
     this.ctx = ctx
@@ -62,9 +67,30 @@ export class Takeover {
   /** When a live local connection registered. */
   connectedStamp (client: Client): Stamp | undefined { return this.connectedAt.get(client) }
 
+  /**
+   * Whether a peer announced a connection of this client id newer than
+   * `stamp` lately: a copy of its session from before that connection is
+   * stale, even one that arrives after the announcement (a late answer to a
+   * session fetch whose CONNECT went on elsewhere).
+   */
+  announcedAfter (clientId: string, stamp: Stamp): boolean {
+    const a = this.announcedAt.get(clientId)
+    return a !== undefined && a.until >= Date.now() && compareStamps(stamp, a.stamp) < 0
+  }
+
   /** A client with this id connected on a peer at `stamp`. */
   announced (clientId: string, stamp: Stamp, peer: string): void {
     try { this.ctx.clock.observe(stamp) } catch { /* too far ahead: compared by stamp anyway */ }
+    const now = Date.now()
+    for (const [id, a] of this.announcedAt) {
+      if (a.until >= now) break
+      this.announcedAt.delete(id)
+    }
+    const before = this.announcedAt.get(clientId)
+    if (before === undefined || compareStamps(before.stamp, stamp) < 0) {
+      this.announcedAt.delete(clientId)
+      this.announcedAt.set(clientId, { stamp, until: now + ANNOUNCED_KEEP_MS })
+    }
     this.host.seenElsewhere(clientId)
     // The client is back, on another node: a will whose Will Delay Interval
     // is still running here (its connection here ended) is not sent. [MQTT-3.1.3-9]
