@@ -22,10 +22,13 @@
 import type { InboundPacket } from './aedes-internals.js'
 
 /**
- * Bytes of held packets (topic and payload) per connection, whatever
- * mqtt.max_inflight_excess allows: 1,000 held publishes of up to 16 KiB each.
+ * Bytes held per connection, whatever mqtt.max_inflight_excess allows: the
+ * packets' length on the wire plus about what a parsed packet object costs.
+ * 16 MiB is 10,000 publishes of 1.4 KiB, or 1,000 of 16 KiB.
  */
 export const MAX_EXCESS_BYTES = 16 * 1024 * 1024
+/** What a parsed packet object costs beyond its bytes on the wire (heap). */
+const PACKET_OVERHEAD = 256
 
 /** Packets that never wait behind held publishes: they do not depend on them, and PUBREL is what frees the window. */
 export function passesExcess (packet: InboundPacket): boolean {
@@ -81,5 +84,5 @@ export class ReceiveExcess {
 
 /** The packet's length on the wire (mqtt-packet sets it), plus the object around it. */
 function sizeOf (packet: InboundPacket): number {
-  return (typeof packet.length === 'number' ? packet.length : (packet.payload?.length ?? 0) + (packet.topic?.length ?? 0)) + 64
+  return (typeof packet.length === 'number' ? packet.length : (packet.payload?.length ?? 0) + (packet.topic?.length ?? 0)) + PACKET_OVERHEAD
 }
