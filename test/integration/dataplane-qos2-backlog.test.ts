@@ -171,3 +171,67 @@ test('a Paho-like QoS 2 publisher whose node is killed with a backlog over Recei
   assert.deepEqual(twice(), [], 'QoS 2 messages delivered more than once')
   assert.equal(got.size, BACKLOG)
 })
+
+/** A raw MQTT 5 connection of a persistent publisher: what it reads, and a way to write. */
+async function rawSession (node: ProcessNode, clientId: string): Promise<{ socket: Socket, packets: Packet[], send: (p: object) => void, connack: Packet }> {
+  const url = new URL(node.mqttUrl)
+  const socket = createConnection({ host: url.hostname, port: Number(url.port) })
+  socket.on('error', () => {})
+  const packets: Packet[] = []
+  const parser = mqttPacket.parser({ protocolVersion: 5 })
+  parser.on('packet', (p) => packets.push(p))
+  socket.on('data', (d: Buffer) => parser.parse(d))
+  const send = (p: object): void => { if (!socket.destroyed) socket.write(mqttPacket.generate(p, { protocolVersion: 5 })) }
+  send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId, clean: false, keepalive: 30, properties: { sessionExpiryInterval: 300 } })
+  const connack = await waitFor(() => packets.find((p) => p.cmd === 'connack') ?? (socket.destroyed ? { cmd: 'closed' } : undefined), { timeout: 10_000, message: 'CONNACK' })
+  return { socket, packets, send, connack }
+}
+
+test('QoS 2 messages whose PUBREL was taken, sent again as PUBLISHes by a client that lost its PUBCOMPs (Paho 1.6 after a failed reconnect attempt), on another node after its node was killed: each delivered once', async () => {
+  const cluster = await startProcessCluster(3, { cluster: { config: FAST } } as never)
+  nodes.push(...cluster)
+  const [a, b, c] = cluster as [ProcessNode, ProcessNode, ProcessNode]
+  const topic = `${uniqueId('released')}/m`
+  const sub = await connect(c.mqttUrl, { protocolVersion: 5, clientId: uniqueId('released-sub'), clean: false, properties: { sessionExpiryInterval: 300 }, reconnectPeriod: 0 })
+  clients.push(sub)
+  const got = new Map<string, number>()
+  sub.on('message', (_t, payload) => { const k = payload.toString(); got.set(k, (got.get(k) ?? 0) + 1) })
+  await sub.subscribeAsync(topic, { qos: 2 })
+
+  const clientId = uniqueId('released-pub')
+  const RELEASED = 20
+  // On A: twenty messages through to PUBCOMP, a twenty-first to PUBREC only.
+  const onA = await rawSession(a, clientId)
+  assert.equal(onA.connack.reasonCode, 0)
+  for (let id = 1; id <= RELEASED; id++) onA.send({ cmd: 'publish', topic, payload: `m${id}`, qos: 2, messageId: id })
+  await waitFor(() => onA.packets.filter((p) => p.cmd === 'pubrec').length === RELEASED, { message: 'the PUBRECs on A' })
+  for (let id = 1; id <= RELEASED; id++) onA.send({ cmd: 'pubrel', messageId: id })
+  await waitFor(() => onA.packets.filter((p) => p.cmd === 'pubcomp').length === RELEASED, { message: 'the PUBCOMPs on A' })
+  // Its PUBREC waits for the replica holder, which so has the releases before it (one ordered link).
+  onA.send({ cmd: 'publish', topic, payload: `m${RELEASED + 1}`, qos: 2, messageId: RELEASED + 1 })
+  await waitFor(() => onA.packets.some((p) => p.cmd === 'pubrec' && p.messageId === RELEASED + 1), { message: 'the last PUBREC on A' })
+  await waitFor(() => got.size === RELEASED + 1, { message: 'every message delivered once from A' })
+  await a.stop('SIGKILL')
+
+  // On B, as Paho 1.6.1 after a reconnect attempt that failed: every one as a PUBLISH again.
+  let onB = await rawSession(b, clientId)
+  for (let attempt = 0; onB.connack.reasonCode !== 0 && attempt < 5; attempt++) {
+    onB.socket.destroy()
+    onB = await rawSession(b, clientId)
+  }
+  assert.equal(onB.connack.reasonCode, 0, 'CONNACK on B')
+  const session = onB
+  for (let id = 1; id <= RELEASED + 1; id++) session.send({ cmd: 'publish', topic, payload: `m${id}`, qos: 2, messageId: id, dup: id > RELEASED })
+  await waitFor(() => session.packets.filter((p) => p.cmd === 'pubrec').length === RELEASED + 1, { message: 'the PUBRECs on B' })
+  for (let id = 1; id <= RELEASED + 1; id++) session.send({ cmd: 'pubrel', messageId: id })
+  await waitFor(() => session.packets.filter((p) => p.cmd === 'pubcomp').length === RELEASED + 1, { message: 'the PUBCOMPs on B' })
+  // One more after them: in publisher order, a second copy of any would come before it.
+  session.send({ cmd: 'publish', topic, payload: 'end', qos: 2, messageId: RELEASED + 2 })
+  await waitFor(() => session.packets.some((p) => p.cmd === 'pubrec' && p.messageId === RELEASED + 2), { message: 'the PUBREC of the last' })
+  session.send({ cmd: 'pubrel', messageId: RELEASED + 2 })
+  await waitFor(() => got.has('end'), { message: 'the last message delivered' })
+  session.socket.destroy()
+  const twice = [...got].filter(([, n]) => n > 1).map(([k]) => k)
+  assert.deepEqual(twice, [], 'QoS 2 messages delivered more than once')
+  assert.equal(got.size, RELEASED + 2)
+})
