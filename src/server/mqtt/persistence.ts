@@ -429,7 +429,10 @@ export class SessionStore implements AedesPersistence {
     // packet object stored here, keeping it). A resend of a publish that came
     // with its session from another node keeps that node's stamp: it may have
     // died before passing the message on, so it is published again, and the
-    // subscribers' ledgers drop it where it arrived already.
+    // subscribers' ledgers drop it where it arrived already. The DUP flag is
+    // not asked for: until its PUBREL, a PUBLISH under the identifier is the
+    // same message (MQTT 5 section 4.3.3), and Paho 1.6 may resend one
+    // without it (RELEASED_MEMORY_MS).
     const before = mine.get(packet.messageId)
     if (before !== undefined && before.packet.released !== undefined) {
       if (resentAfterRelease(before, client, packet)) {
@@ -438,7 +441,7 @@ export class SessionStore implements AedesPersistence {
       } else {
         this.stamp?.(packet)
       }
-    } else if (before?.imported === true && packet.dup === true && sameMessage(before.packet, packet)) {
+    } else if (before?.imported === true && sameMessage(before.packet, packet)) {
       packet.brokerId = before.packet.brokerId
       packet.brokerCounter = before.packet.brokerCounter
     } else {

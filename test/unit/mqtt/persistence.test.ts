@@ -328,3 +328,18 @@ test('released QoS 2 PUBLISHes are remembered for a bounded number per session, 
   assert.equal(a.incomingPackets('c')[0]?.messageId, 6, 'the five oldest forgotten')
   assert.deepEqual(told.filter(([, k]) => !k).map(([id]) => id), [1, 2, 3, 4, 5])
 })
+
+test('a PUBLISH that came with its session, resent without DUP (Paho 1.6 after a failed reconnect attempt), is still the same message until its PUBREL', async () => {
+  const a = make().p
+  const b = make().p
+  let counter = 0
+  a.stamp = (p) => { p.brokerId = 'a@1'; p.brokerCounter = ++counter }
+  b.stamp = (p) => { p.brokerId = 'b@1'; p.brokerCounter = ++counter }
+  const c = { id: 'c', clean: false }
+  const sent = { cmd: 'publish', topic: 'u', payload: Buffer.from('x'), qos: 2 as const, messageId: 9 }
+  await a.incomingStorePacket(c, { ...sent })
+  await b.importSession('c', await a.exportSession('c'))
+  const resent: StoredPacket = { ...sent, dup: false }
+  await b.incomingStorePacket(c, resent)
+  assert.deepEqual([resent.brokerId, resent.brokerCounter], ['a@1', 1])
+})
