@@ -51,7 +51,7 @@ describe('max_connections', () => {
 
 describe('max_packet_size and max_inflight', () => {
   let node: TestNode
-  before(async () => { node = await startNode({ mqtt: { max_packet_size: 1024, max_inflight: 5 } }) })
+  before(async () => { node = await startNode({ mqtt: { max_packet_size: 1024, max_inflight: 5, max_inflight_excess: 3 } }) })
   after(async () => { await node.stop() })
 
   test('an oversize PUBLISH ends an MQTT 5 connection with DISCONNECT 0x95 and a 3.1.1 one by closing; others keep working', async () => {
@@ -84,7 +84,38 @@ describe('max_packet_size and max_inflight', () => {
     }
   })
 
-  test('more unreleased QoS 2 publishes than Receive Maximum: DISCONNECT 0x93, counted; within it all is well', async () => {
+  test('more unreleased QoS 2 publishes than Receive Maximum: held in order and handed on as PUBRELs free the window, counted', async () => {
+    const sub = await connect(node.mqttUrl, { protocolVersion: 5 })
+    const over = await RawClient.open(node.host, node.config.mqtt.port, 5)
+    try {
+      const topic = `excess/${uniqueId()}`
+      const got: string[] = []
+      sub.on('message', (_t, payload) => got.push(payload.toString()))
+      await sub.subscribeAsync(topic, { qos: 2 })
+      await over.connect(uniqueId(), 5)
+      const before = await limit(node, 'inflight')
+      // Five in the window; two held, and a QoS 0 behind them held too (max_inflight_excess: 3).
+      for (let i = 1; i <= 7; i++) over.send({ cmd: 'publish', topic, payload: String(i), qos: 2, messageId: i }, 5)
+      over.send({ cmd: 'publish', topic, payload: 'after', qos: 0 }, 5)
+      const pubrecs = (): number[] => over.packets.filter((p) => p.cmd === 'pubrec').map((p) => (p as { messageId: number }).messageId)
+      await waitFor(() => pubrecs().length === 5, { message: 'PUBREC for the five in the window' })
+      await waitFor(() => got.length === 5, { message: 'the five in the window delivered' })
+      assert.deepEqual(pubrecs(), [1, 2, 3, 4, 5])
+      assert.deepEqual(got, ['1', '2', '3', '4', '5'], 'what is held waits for the window')
+      for (let i = 1; i <= 5; i++) over.send({ cmd: 'pubrel', messageId: i }, 5)
+      await waitFor(() => pubrecs().length === 7, { message: 'PUBREC for the two held' })
+      await waitFor(() => got.length === 8, { message: 'every message delivered' })
+      // In order per QoS (a QoS 0 publish does not wait for storing, so it may pass a QoS 2 one).
+      assert.deepEqual(got.filter((p) => p !== 'after'), ['1', '2', '3', '4', '5', '6', '7'], 'in the order sent')
+      assert.equal(over.closed, false)
+      assert.equal(await limit(node, 'inflight'), before + 1)
+    } finally {
+      over.destroy()
+      await endAll(sub)
+    }
+  })
+
+  test('more unreleased QoS 2 publishes than Receive Maximum and max_inflight_excess: DISCONNECT 0x93, counted; within it all is well', async () => {
     const within = await RawClient.open(node.host, node.config.mqtt.port, 5)
     const over = await RawClient.open(node.host, node.config.mqtt.port, 5)
     try {
@@ -99,7 +130,7 @@ describe('max_packet_size and max_inflight', () => {
         await waitFor(() => within.packets.filter((p) => p.cmd === 'pubcomp').length === (round + 1) * 5, { message: 'pubcomps' })
       }
       const before = await limit(node, 'inflight')
-      for (let i = 1; i <= 6; i++) over.send({ cmd: 'publish', topic, payload: 'x', qos: 2, messageId: i }, 5)
+      for (let i = 1; i <= 9; i++) over.send({ cmd: 'publish', topic, payload: 'x', qos: 2, messageId: i }, 5)
       const disconnect = await over.waitFor('disconnect')
       assert.equal((disconnect as { reasonCode?: number }).reasonCode, 0x93)
       await over.waitClosed()

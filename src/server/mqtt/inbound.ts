@@ -16,7 +16,9 @@
 //    with DISCONNECT 0x81 before aedes closes the socket; a half-received
 //    packet at close (truncated, then silence or close) is counted too.
 //  - Receive Maximum: aedes advertises max_inflight but does not enforce it.
-//    More unreleased QoS 2 publishes than that: DISCONNECT 0x93, counted.
+//    QoS 2 publishes past it are held here, in order with what follows them,
+//    and handed to aedes as PUBRELs free the window (receive-excess.ts);
+//    past mqtt.max_inflight_excess of them: DISCONNECT 0x93, counted.
 //    The client's own acknowledgements open its window (delivery.ts).
 //  - Client id length: aedes checks it for MQTT 3.1 only.
 //  - Keep alive: the limits of keep-alive.ts, applied to the CONNECT.
@@ -36,6 +38,7 @@ import { handleQos1Publish } from './publish-acks.js'
 import { refuseConnect, CLIENT_ID_NOT_VALID, SERVER_UNAVAILABLE } from './refusal.js'
 import { writeDisconnect } from './disconnect.js'
 import { keepaliveRefused, serverKeepAlive, type KeepAliveLimits } from './keep-alive.js'
+import { ReceiveExcess, passesExcess } from './receive-excess.js'
 
 // MQTT 5 reason codes used here (§2.4).
 export const MALFORMED_PACKET = 0x81
@@ -46,6 +49,8 @@ export const PACKET_TOO_LARGE = 0x95
 export interface InboundOptions {
   /** Most unreleased inbound QoS 2 publishes per connection (mqtt.max_inflight). */
   maxInflight: number
+  /** Most packets held past that window before DISCONNECT 0x93 (mqtt.max_inflight_excess; receive-excess.ts). */
+  maxInflightExcess: number
   maxClientIdLength: number
   /** mqtt.max_keepalive and mqtt.server_keep_alive (keep-alive.ts). */
   keepAlive: KeepAliveLimits
@@ -87,6 +92,10 @@ export class ConnectionGuard {
   private sawConnect = false
   /** QoS 2 publishes received and not yet released by PUBREL, by packet id. */
   private unreleased: Map<number, InboundPacket> | undefined
+  /** Packets held past the Receive Maximum, made the first time one is (receive-excess.ts). */
+  private excess: ReceiveExcess | undefined
+  /** Dropped for a protocol violation: what is still parsed is ignored. */
+  private dropped = false
   /** afterBarrier bound to this guard, made the first time a SUBSCRIBE waits for it. */
   private afterBarrierFn: ((err?: Error | null) => void) | undefined
 
@@ -198,34 +207,38 @@ export class ConnectionGuard {
 
   private protocolError (detail: string): void {
     this.bad('protocol_error', detail)
+    this.drop(PROTOCOL_ERROR)
+  }
+
+  /** Ends the connection once for a protocol violation; packets parsed after it are ignored. */
+  private drop (reasonCode: number): void {
+    if (this.dropped) return
+    this.dropped = true
     this.clearHeld()
-    dropClient(this.client, PROTOCOL_ERROR)
+    this.excess?.clear()
+    dropClient(this.client, reasonCode)
   }
 
   /** A packet from the parser, before aedes sees it. */
   packet (packet: InboundPacket): void {
     const { c, options } = this
+    if (this.dropped) return
     switch (packet.cmd) {
       case 'publish':
-        if (packet.qos === 2 && packet.messageId !== undefined) {
-          const unreleased = this.unreleased ??= new Map()
-          unreleased.set(packet.messageId, packet)
-          if (unreleased.size > options.maxInflight) pruneRefused(unreleased)
-          if (unreleased.size > options.maxInflight) {
-            options.onLimit(this.client, 'inflight')
-            this.bad('protocol_error', 'receive maximum exceeded')
-            this.clearHeld()
-            dropClient(this.client, RECEIVE_MAXIMUM_EXCEEDED)
-            return
-          }
-        }
+        if (this.excess !== undefined && this.excess.size > 0) return this.holdExcess(packet)
+        if (packet.qos === 2 && packet.messageId !== undefined && !this.admitQos2(packet)) return this.holdExcess(packet)
         break
       case 'pubrel':
-        if (packet.messageId !== undefined) this.unreleased?.delete(packet.messageId)
+        if (packet.messageId !== undefined && this.unreleased?.delete(packet.messageId) === true) this.releaseExcess()
         break
       case 'puback':
       case 'pubcomp':
         outboundAck(this.client)
+        break
+      case 'pingreq':
+        // A window whose publishes were all refused (no PUBREL follows) is
+        // found free here at the latest.
+        this.releaseExcess()
         break
       case 'pubrec':
         // A failing PUBREC ends the QoS 2 flow (MQTT 5 §4.3.3); a good one
@@ -265,6 +278,53 @@ export class ConnectionGuard {
         return this.protocolError(`unexpected ${packet.cmd}`)
     }
     if (!this.sawConnect) return this.protocolError(`${packet.cmd} before CONNECT`) // [MQTT-3.1.0-1]
+    if (this.excess !== undefined && this.excess.size > 0 && !passesExcess(packet)) return this.holdExcess(packet)
+    this.admit(packet)
+  }
+
+  /** Counts a QoS 2 PUBLISH in the Receive Maximum window; false when the window is full. */
+  private admitQos2 (packet: InboundPacket): boolean {
+    const unreleased = this.unreleased ??= new Map()
+    const id = packet.messageId!
+    // A resend of an unreleased id takes no further slot.
+    if (unreleased.has(id) || unreleased.size < this.options.maxInflight) {
+      unreleased.set(id, packet)
+      return true
+    }
+    pruneRefused(unreleased)
+    if (unreleased.size >= this.options.maxInflight) return false
+    unreleased.set(id, packet)
+    return true
+  }
+
+  /** A packet behind the full window waits, in order; past the bound the client is dropped (0x93). */
+  private holdExcess (packet: InboundPacket): void {
+    if (this.dropped) return
+    const excess = this.excess ??= new ReceiveExcess(this.options.maxInflightExcess)
+    if (excess.size === 0) this.options.onLimit(this.client, 'inflight')
+    if (!excess.hold(packet)) {
+      this.bad('protocol_error', 'receive maximum exceeded')
+      this.drop(RECEIVE_MAXIMUM_EXCEEDED)
+    }
+  }
+
+  /** A PUBREL opened the window: what was held goes on, in order, as far as it fits. */
+  private releaseExcess (): void {
+    const excess = this.excess
+    if (excess === undefined || excess.size === 0) return
+    for (;;) {
+      const next = excess.peek()
+      if (next === undefined || this.client.closed || this.dropped) break
+      if (next.cmd === 'publish' && next.qos === 2 && next.messageId !== undefined && !this.admitQos2(next)) break
+      excess.shift()
+      this.admit(next)
+    }
+    if (this.client.closed) excess.clear()
+  }
+
+  /** Hands a packet on to aedes, or holds it behind a barrier. */
+  private admit (packet: InboundPacket): void {
+    const { c } = this
     if (this.barrier || this.held.length > 0) {
       // Stop reading until the barrier lifts: what is held is bounded by
       // one read.

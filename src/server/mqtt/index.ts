@@ -236,6 +236,7 @@ export class MqttServer {
     // object and its closures per connection and layer: about 1.5 KiB of each).
     const inbound: InboundOptions = {
       maxInflight: this.options.config.mqtt.max_inflight,
+      maxInflightExcess: this.options.config.mqtt.max_inflight_excess,
       maxClientIdLength: this.options.config.mqtt.max_client_id_length,
       overQuota: (c, filters) => refuseWholeSubscribe(c, filters, this.quota) ? quotaRefusalCode(c) : undefined,
       keepAlive: { maxKeepalive: this.options.config.mqtt.max_keepalive, serverKeepAlive: this.options.config.mqtt.server_keep_alive },

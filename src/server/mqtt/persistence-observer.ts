@@ -37,8 +37,12 @@ export interface PersistenceObserver {
   willDeleted (clientId: string): void
   /** A QoS 2 PUBLISH from the client was received, stamped (it is published, and PUBREC follows, once the promise resolves). */
   incomingStored (clientId: string, packet: StoredPacket): Promise<void> | undefined
-  /** Its PUBREL arrived: the identifier is free again. */
-  incomingReleased (clientId: string, messageId: number): void
+  /**
+   * Its PUBREL arrived: the identifier is free again. `kept`: the entry as it
+   * is remembered a while (persistence.ts, RELEASED_MEMORY_MS), to be held
+   * in its place; without it, the entry is gone.
+   */
+  incomingReleased (clientId: string, messageId: number, kept?: StoredPacket): void
 }
 
 /**
@@ -60,6 +64,6 @@ export function bothObservers (a: PersistenceObserver, b: PersistenceObserver): 
     willStored: (id, will) => { a.willStored(id, will); b.willStored(id, will) },
     willDeleted: (id) => { a.willDeleted(id); b.willDeleted(id) },
     incomingStored: (id, packet) => both(a.incomingStored(id, packet), b.incomingStored(id, packet)),
-    incomingReleased: (id, messageId) => { a.incomingReleased(id, messageId); b.incomingReleased(id, messageId) }
+    incomingReleased: (id, messageId, kept) => { a.incomingReleased(id, messageId, kept); b.incomingReleased(id, messageId, kept) }
   }
 }

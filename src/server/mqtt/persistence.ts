@@ -18,6 +18,7 @@
 // CONNECT gets an empty stream: the session sender (session-sender.ts)
 // sends queued messages, in order, within the client's window.
 import { Readable } from 'node:stream'
+import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type { LimitName } from './metrics.js'
 import { OutgoingQueues, type StoredPacket } from './outgoing-queues.js'
@@ -82,9 +83,28 @@ export interface SessionSnapshot {
  * A QoS 2 PUBLISH from the client awaiting its PUBREL. `imported`: taken
  * over with its session, not published by this node. `transient`: from a
  * clean session, whose state ends with its connection: not a stored
- * session, not replicated.
+ * session, not replicated. `releasedBy`: the connection whose PUBREL
+ * released it (a released entry is remembered a while, see below).
  */
-interface IncomingEntry { packet: StoredPacket, imported: boolean, transient: boolean }
+interface IncomingEntry { packet: StoredPacket, imported: boolean, transient: boolean, releasedBy?: object }
+
+/**
+ * A released QoS 2 PUBLISH is remembered (its packet carries `released`, the
+ * time of its PUBREL, and a digest for its payload) for this long and at most
+ * this many per session, and travels with the session. Eclipse Paho Python
+ * 1.6 sends a PUBLISH again after its PUBREL when a connection attempt fails
+ * before CONNACK (test/conformance/paho-resend-after-pubrel.py): its
+ * reconnect reset turns "awaiting PUBCOMP" into "resend PUBREL", and a second
+ * reset into "publish". What it resends on a later connection, under the
+ * released identifier with the same topic and payload, is published again
+ * under the message's stamp, so the subscribers that had it drop it (their
+ * ledgers) instead of getting it twice. By MQTT 5 section 4.3.3 it would be a
+ * new message; a client that really repeats a message under the same
+ * identifier on its next connection within the window loses the repeat for
+ * those subscribers (docs/mqtt.md).
+ */
+export const RELEASED_MEMORY_MS = 30_000
+export const RELEASED_MEMORY_MAX = 200
 
 const require = createRequire(import.meta.url)
 
@@ -144,7 +164,7 @@ export class SessionStore implements AedesPersistence {
   sessions (): string[] { return [...new Set([...this.subscribers.keys(), ...this.outgoing.sessions(), ...[...this.incoming.keys()].filter((id) => this.storedIncoming(id))])] }
   /** A persistent session's own QoS 2 PUBLISHes await their PUBREL (a clean session's do not make it stored). */
   private storedIncoming (clientId: string): boolean {
-    for (const e of this.incoming.get(clientId)?.values() ?? []) if (!e.transient) return true
+    for (const e of this.incoming.get(clientId)?.values() ?? []) if (!e.transient && e.packet.released === undefined) return true
     return false
   }
   /** Stored subscription filters of a session (shared-subscription markers included). */
@@ -364,8 +384,12 @@ export class SessionStore implements AedesPersistence {
   exportQueue (clientId: string): { queue: StoredPacket[], ledger: string[] } { return this.outgoing.export(clientId) }
 
   /** Packet identifiers of the client's QoS 2 PUBLISHes awaiting PUBREL. */
-  incomingIds (clientId: string): number[] { return [...(this.incoming.get(clientId)?.keys() ?? [])] }
-  /** The client's QoS 2 PUBLISHes awaiting PUBREL, stamped (the live entries: read only). */
+  incomingIds (clientId: string): number[] { return [...(this.incoming.get(clientId) ?? [])].filter(([, e]) => e.packet.released === undefined).map(([id]) => id) }
+  /**
+   * The client's QoS 2 PUBLISHes awaiting PUBREL, stamped, and those released
+   * lately (`released` set, payload a digest): what travels with the session
+   * (the live entries: read only).
+   */
   incomingPackets (clientId: string): StoredPacket[] { return [...(this.incoming.get(clientId)?.values() ?? [])].map((e) => e.packet) }
 
   /** Everything of a session that travels, read from the store. */
@@ -406,9 +430,19 @@ export class SessionStore implements AedesPersistence {
     // packet object stored here, keeping it). A resend of a publish that came
     // with its session from another node keeps that node's stamp: it may have
     // died before passing the message on, so it is published again, and the
-    // subscribers' ledgers drop it where it arrived already.
+    // subscribers' ledgers drop it where it arrived already. The DUP flag is
+    // not asked for: until its PUBREL, a PUBLISH under the identifier is the
+    // same message (MQTT 5 section 4.3.3), and Paho 1.6 may resend one
+    // without it (RELEASED_MEMORY_MS).
     const before = mine.get(packet.messageId)
-    if (before?.imported === true && packet.dup === true && sameMessage(before.packet, packet)) {
+    if (before !== undefined && before.packet.released !== undefined) {
+      if (resentAfterRelease(before, client, packet)) {
+        packet.brokerId = before.packet.brokerId
+        packet.brokerCounter = before.packet.brokerCounter
+      } else {
+        this.stamp?.(packet)
+      }
+    } else if (before?.imported === true && sameMessage(before.packet, packet)) {
       packet.brokerId = before.packet.brokerId
       packet.brokerCounter = before.packet.brokerCounter
     } else {
@@ -433,7 +467,7 @@ export class SessionStore implements AedesPersistence {
    */
   async incomingGetPacket (client: ClientRef, packet: { cmd?: string, messageId?: number | undefined }): Promise<StoredPacket> {
     const stored = packet.messageId === undefined ? undefined : this.incoming.get(client.id)?.get(packet.messageId)
-    if (stored === undefined || (stored.imported && packet.cmd === 'publish')) throw new Error('no such packet')
+    if (stored === undefined || stored.packet.released !== undefined || (stored.imported && packet.cmd === 'publish')) throw new Error('no such packet')
     return { ...stored.packet }
   }
 
@@ -441,11 +475,35 @@ export class SessionStore implements AedesPersistence {
     const id = packet.messageId
     const mine = this.incoming.get(client.id)
     const entry = id === undefined ? undefined : mine?.get(id)
-    if (id === undefined || mine === undefined || entry === undefined) throw new Error('no such packet')
+    if (id === undefined || mine === undefined || entry === undefined || entry.packet.released !== undefined) throw new Error('no such packet')
+    if (entry.transient) {
+      mine.delete(id)
+      if (mine.size === 0) this.incoming.delete(client.id)
+      return
+    }
+    // Kept, released, with a digest for its payload (see RELEASED_MEMORY_MS);
+    // re-inserted so the map stays in release order for the pruning.
+    const kept: StoredPacket = { ...entry.packet, payload: payloadDigest(entry.packet.payload), released: Date.now() }
     mine.delete(id)
-    if (mine.size === 0) this.incoming.delete(client.id)
-    if (entry.transient) return
-    this.observer?.incomingReleased(client.id, id)
+    mine.set(id, { packet: kept, imported: entry.imported, transient: false, releasedBy: client })
+    this.observer?.incomingReleased(client.id, id, kept)
+    this.pruneReleased(client.id, mine)
+  }
+
+  /** Forgets released entries past RELEASED_MEMORY_MS or RELEASED_MEMORY_MAX (oldest first), telling the observer. */
+  private pruneReleased (clientId: string, mine: Map<number, IncomingEntry>): void {
+    const now = Date.now()
+    let released = 0
+    for (const e of mine.values()) if (e.packet.released !== undefined) released++
+    for (const [id, e] of mine) {
+      const at = e.packet.released
+      if (at === undefined) continue
+      if (released <= RELEASED_MEMORY_MAX && now - (at as number) <= RELEASED_MEMORY_MS) break
+      mine.delete(id)
+      released--
+      this.observer?.incomingReleased(clientId, id)
+    }
+    if (mine.size === 0) this.incoming.delete(clientId)
   }
 
   // ---- wills ---------------------------------------------------------------------------------------
@@ -474,6 +532,25 @@ export class SessionStore implements AedesPersistence {
     this.retainedBytesTotal = 0
     await this.inner.destroy()
   }
+}
+
+/** Payloads of released entries are kept as a SHA-256 digest (what identifies them, in 32 bytes). */
+function payloadDigest (payload: StoredPacket['payload']): Buffer {
+  return createHash('sha256').update(Buffer.isBuffer(payload) ? payload : Buffer.from(String(payload ?? ''))).digest()
+}
+
+/**
+ * Whether a PUBLISH under a released identifier is the released message sent
+ * again by a client that forgot its PUBREL (RELEASED_MEMORY_MS): on a later
+ * connection than the one that released it, within the window, same topic
+ * and payload.
+ */
+function resentAfterRelease (released: IncomingEntry, client: ClientRef, packet: StoredPacket): boolean {
+  const at = released.packet.released
+  if (typeof at !== 'number' || Date.now() - at > RELEASED_MEMORY_MS) return false
+  if (released.releasedBy === client) return false
+  const digest = released.packet.payload
+  return released.packet.topic === packet.topic && Buffer.isBuffer(digest) && digest.equals(payloadDigest(packet.payload))
 }
 
 /** Whether a resent PUBLISH is the one held under its packet identifier (same topic and payload). */

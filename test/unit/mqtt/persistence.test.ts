@@ -257,3 +257,89 @@ test('a copy replaced by a newer one keeps what was queued into it only: queued 
   await here.importSession('c', newer)
   assert.deepEqual(here.queue('c').map((e) => String(e.payload)), ['both', 'only-here'])
 })
+
+test('a released QoS 2 PUBLISH sent again on a later connection (Paho 1.6 after a failed reconnect) is published under its stamp; on the same connection, or changed, it is new', async () => {
+  const a = make().p
+  let counter = 0
+  a.stamp = (p) => { p.brokerId = 'a@1'; p.brokerCounter = ++counter }
+  const first = { id: 'c', clean: false }
+  const sent = { cmd: 'publish', topic: 'u', payload: Buffer.from('x'), qos: 2 as const, messageId: 9 }
+  await a.incomingStorePacket(first, { ...sent })
+  await a.incomingDelPacket(first, { messageId: 9 }) // its PUBREL
+  assert.equal(a.hasSession('c'), false, 'a released entry is no session state')
+  assert.deepEqual(a.incomingIds('c'), [])
+  await assert.rejects(a.incomingGetPacket(first, { cmd: 'pubrel', messageId: 9 }), /no such packet/, 'a PUBREL again finds nothing to release')
+  const [kept] = a.incomingPackets('c')
+  assert.equal(typeof kept?.released, 'number')
+  assert.equal(kept?.payload.length, 32, 'its payload is kept as a digest')
+  // The same connection using the identifier again: a new message.
+  const again: StoredPacket = { ...sent }
+  await a.incomingStorePacket(first, again)
+  assert.equal(again.brokerCounter, 2)
+  await a.incomingDelPacket(first, { messageId: 9 })
+  // A later connection, the same message under the released identifier: the released message.
+  const second = { id: 'c', clean: false }
+  const resent: StoredPacket = { ...sent }
+  await a.incomingStorePacket(second, resent)
+  assert.deepEqual([resent.brokerId, resent.brokerCounter], ['a@1', 2], 'under the stamp it had')
+  assert.deepEqual(a.incomingIds('c'), [9], 'awaiting its PUBREL again')
+  await a.incomingDelPacket(second, { messageId: 9 })
+  // Another payload under the identifier: new.
+  const third = { id: 'c', clean: false }
+  const changed: StoredPacket = { ...sent, payload: Buffer.from('y') }
+  await a.incomingStorePacket(third, changed)
+  assert.equal(changed.brokerCounter, 3)
+})
+
+test('a released QoS 2 PUBLISH travels with its session: sent again to the node the session moved to, it keeps its stamp', async () => {
+  const a = make().p
+  const b = make().p
+  let counter = 0
+  a.stamp = (p) => { p.brokerId = 'a@1'; p.brokerCounter = ++counter }
+  b.stamp = (p) => { p.brokerId = 'b@1'; p.brokerCounter = ++counter }
+  const c = { id: 'c', clean: false }
+  const sent = { cmd: 'publish', topic: 'u', payload: Buffer.from('x'), qos: 2 as const, messageId: 9 }
+  await a.incomingStorePacket(c, { ...sent })
+  await a.incomingDelPacket(c, { messageId: 9 })
+  await b.importSession('c', await a.exportSession('c'))
+  const onB = { id: 'c', clean: false }
+  await assert.rejects(b.incomingGetPacket(onB, { cmd: 'publish', messageId: 9 }), /no such packet/)
+  const resent: StoredPacket = { ...sent }
+  await b.incomingStorePacket(onB, resent)
+  assert.deepEqual([resent.brokerId, resent.brokerCounter], ['a@1', 1])
+})
+
+test('released QoS 2 PUBLISHes are remembered for a bounded number per session, oldest forgotten first, and the observer is told', async () => {
+  const { RELEASED_MEMORY_MAX } = await import('../../../src/server/mqtt/persistence.js')
+  const a = make().p
+  let counter = 0
+  a.stamp = (p) => { p.brokerId = 'a@1'; p.brokerCounter = ++counter }
+  const told: Array<[number, boolean]> = []
+  a.observer = {
+    incomingStored: () => undefined,
+    incomingReleased: (_id: string, messageId: number, kept?: StoredPacket) => { told.push([messageId, kept !== undefined]) }
+  } as never
+  const c = { id: 'c', clean: false }
+  for (let id = 1; id <= RELEASED_MEMORY_MAX + 5; id++) {
+    await a.incomingStorePacket(c, { cmd: 'publish', topic: 'u', payload: Buffer.from(String(id)), qos: 2, messageId: id })
+    await a.incomingDelPacket(c, { messageId: id })
+  }
+  assert.equal(a.incomingPackets('c').length, RELEASED_MEMORY_MAX)
+  assert.equal(a.incomingPackets('c')[0]?.messageId, 6, 'the five oldest forgotten')
+  assert.deepEqual(told.filter(([, k]) => !k).map(([id]) => id), [1, 2, 3, 4, 5])
+})
+
+test('a PUBLISH that came with its session, resent without DUP (Paho 1.6 after a failed reconnect attempt), is still the same message until its PUBREL', async () => {
+  const a = make().p
+  const b = make().p
+  let counter = 0
+  a.stamp = (p) => { p.brokerId = 'a@1'; p.brokerCounter = ++counter }
+  b.stamp = (p) => { p.brokerId = 'b@1'; p.brokerCounter = ++counter }
+  const c = { id: 'c', clean: false }
+  const sent = { cmd: 'publish', topic: 'u', payload: Buffer.from('x'), qos: 2 as const, messageId: 9 }
+  await a.incomingStorePacket(c, { ...sent })
+  await b.importSession('c', await a.exportSession('c'))
+  const resent: StoredPacket = { ...sent, dup: false }
+  await b.incomingStorePacket(c, resent)
+  assert.deepEqual([resent.brokerId, resent.brokerCounter], ['a@1', 1])
+})

@@ -191,9 +191,10 @@ export class SessionReplication {
     return this.queue(clientId, { op: 'incoming', messageId: packet.messageId!, packet: transferable(packet) }, this.host.replicatedAcks)
   }
 
-  incomingReleased (clientId: string, messageId: number): void {
-    if (this.host.store.incomingIds(clientId).length === 0) this.incoming.delete(clientId)
-    if (this.holders.has(clientId)) this.queue(clientId, { op: 'incoming', messageId })
+  /** `kept`: the released entry as remembered a while (its replica keeps it too); without it, gone. */
+  incomingReleased (clientId: string, messageId: number, kept?: StoredPacket): void {
+    if (this.host.store.incomingPackets(clientId).length === 0) this.incoming.delete(clientId)
+    if (this.holders.has(clientId)) this.queue(clientId, kept === undefined ? { op: 'incoming', messageId } : { op: 'incoming', messageId, packet: transferable(kept) })
   }
 
   connected (clientId: string): void {
@@ -504,7 +505,7 @@ export function rendezvous (clientId: string, peers: string[]): string {
 /** A stored packet as it travels: only data fields (aedes' packets may carry callbacks). */
 export function transferable (p: StoredPacket): TransferredPacket {
   const out: TransferredPacket = { cmd: p.cmd ?? 'publish' }
-  for (const k of ['topic', 'payload', 'qos', 'retain', 'dup', 'messageId', 'brokerId', 'brokerCounter', 'properties', 'messageExpiry', 'clientId'] as const) {
+  for (const k of ['topic', 'payload', 'qos', 'retain', 'dup', 'messageId', 'brokerId', 'brokerCounter', 'properties', 'messageExpiry', 'clientId', 'released'] as const) {
     const v = p[k]
     if (v !== undefined && v !== null) (out as Record<string, unknown>)[k] = v
   }

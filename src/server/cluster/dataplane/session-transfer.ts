@@ -43,6 +43,8 @@ export interface TransferredPacket {
   properties?: Record<string, unknown>
   messageExpiry?: number
   clientId?: string
+  /** A released incoming QoS 2 PUBLISH remembered a while (mqtt/persistence.ts): when its PUBREL came; its payload is then a digest. */
+  released?: number
   [key: string]: unknown
 }
 
@@ -100,6 +102,7 @@ export function checkIncoming (v: unknown): TransferredPacket[] {
   for (const p of v) {
     checkPacket(p)
     if (p.cmd !== 'publish' || !isPacketId(p.messageId)) throw new Error('bad incoming QoS 2 publish')
+    if (p.released !== undefined && typeof p.released !== 'number') throw new Error('bad released time')
   }
   return v as TransferredPacket[]
 }

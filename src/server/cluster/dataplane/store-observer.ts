@@ -38,6 +38,6 @@ export function storeObserver (to: Mechanisms): PersistenceObserver {
     willStored: (clientId, will) => r.willStored(clientId, will),
     willDeleted: (clientId) => r.willDeleted(clientId),
     incomingStored: (clientId, packet) => r.incomingStored(clientId, packet),
-    incomingReleased: (clientId, messageId) => r.incomingReleased(clientId, messageId)
+    incomingReleased: (clientId, messageId, kept) => r.incomingReleased(clientId, messageId, kept)
   }
 }
