@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import type { MqttClient } from 'mqtt'
 import { startProcessNode, type ProcessNode, type ConfigOverrides } from '../helpers/node.js'
 import { freeLoopbackAddress } from '../helpers/loopback.js'
-import { waitForView, FAST } from '../helpers/cluster.js'
+import { waitForView, FAST, startStoringCluster } from '../helpers/cluster.js'
 import { connect, connectWithConnack, waitForCount, endAll, uniqueId, offlineSubscriber } from '../helpers/mqtt-clients.js'
 
 function tmpDir (t: { after: (fn: () => void) => void }): string {
@@ -171,4 +171,27 @@ test('a clean start acknowledged (sync always) stays a clean start when the node
     await client.endAsync()
   }
   assert.deepEqual(present, [], 'no session ended by an acknowledged clean start is read back from disk')
+})
+
+test('after a whole-cluster restart, the first node back acknowledges a QoS 1 publish only once the sessions on the others\' disks are routed', async (t) => {
+  const { nodes, start } = await startStoringCluster(t, { expected_members: 3, config: FAST })
+  const subId = uniqueId('first-back')
+  const topic = `first-back/${subId}`
+  await offlineSubscriber(nodes[1]!.mqttUrl, subId, topic) // its session is on node 1's disk
+  await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL')))
+
+  const first = await start(0)
+  const pub = await connect(first.mqttUrl, { protocolVersion: 5 })
+  t.after(() => pub.end(true))
+  let acked = false
+  const publish = pub.publishAsync(topic, 'while the others were down', { qos: 1 }).then(() => { acked = true })
+  // The others come back while the publish waits (no fixed wait: they start now).
+  await Promise.all([start(1), start(2)])
+  await publish
+  assert.equal(acked, true)
+  const { client, connack, got } = await connectWithConnack(nodes[1]!.mqttUrl, { clientId: subId, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } })
+  t.after(() => client.end(true))
+  assert.equal(connack.sessionPresent, true)
+  await waitForCount(got, 1, 'the message acknowledged by the first node back', 10_000)
+  assert.deepEqual(got.map((m) => m.payload), ['while the others were down'])
 })

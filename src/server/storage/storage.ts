@@ -281,8 +281,9 @@ export class Storage {
    * back a moment later. So for the first PEERS_AT_START_MS after start, in a
    * cluster (discovery configured, cluster.expected_members > 1), a
    * resuming client's session fetch first waits until the expected members
-   * are alive (or that time is up). Without storage nothing is on disk to
-   * wait for, and none of this is set.
+   * are alive (or that time is up), and a QoS 1/2 publish until they sent
+   * their route tables. Without storage nothing is on disk to wait for, and
+   * none of this is set.
    */
   private waitForPeersAtStart (): void {
     const { config } = this.o
@@ -291,6 +292,9 @@ export class Storage {
     if (expected <= 1 || (d.seeds.length === 0 && d.domain === '')) return
     const until = Date.now() + PEERS_AT_START_MS
     const links = this.o.dataPlane.links
+    const routing = this.o.dataPlane.routing
+    // Publishes wait too: with no route to the sessions on the disks not back yet, a message would be acknowledged for nobody.
+    this.o.dataPlane.routesAtStartPending = () => Date.now() < until && links.peers.filter((p) => routing.peerVersion(p) !== undefined).length + 1 < expected
     let waiting: Promise<void> | undefined
     this.o.dataPlane.sessionFetchWait = () => {
       if (Date.now() >= until || links.alivePeers().length + 1 >= expected) return undefined

@@ -96,6 +96,12 @@ export class DataPlane {
    * node's storage: after a restart, the peers whose disks hold sessions).
    */
   sessionFetchWait: (() => Promise<void> | undefined) | undefined
+  /**
+   * Whether publishes still wait for the route tables of the members expected
+   * back (set by the node's storage: after a restart, the first node back must
+   * not acknowledge messages for sessions on disks not back yet).
+   */
+  routesAtStartPending: (() => boolean) | undefined
   /** Told when a client connected on a peer (set by the node's storage: a will it owes from disk is dropped). */
   clientSeenElsewhere: ((clientId: string) => void) | undefined
   /**
@@ -156,6 +162,7 @@ export class DataPlane {
     forwarding.takeoverDone = (peer) => rescue.takeoverDone(peer)
     forwarding.keepOrphan = (peer, buf) => rescue.keepOrphan(peer, buf)
     forwarding.rescueHere = (peer, buf) => rescue.rescueHere(peer, buf)
+    forwarding.startPending = () => this.routesAtStartPending?.() === true
     rescue.onTakeoverProgress = (peer) => forwarding.takeoverProgress(peer)
     const gates = new DeliveryGates(ctx)
     // Their hosts call each other back: the closures below run only once all are built.

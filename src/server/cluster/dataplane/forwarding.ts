@@ -79,6 +79,8 @@ export class Forwarding {
    * publishes already (rescue.ts follow); resolves when they hold it.
    */
   followGone: ((peer: string, buf: Buffer) => Promise<void> | undefined) | undefined
+  /** Set by the composition: whether publishes wait for the route tables of the members expected back after a restart (storage). */
+  startPending: (() => boolean) | undefined
   /** Set by the composition: whether every session of a dead peer that lives on is on a live node (rescue.ts). */
   takeoverDone: ((peer: string) => boolean) | undefined
   /**
@@ -164,7 +166,7 @@ export class Forwarding {
    * Returns what the acknowledgement waits for, or undefined.
    */
   forward (packet: PublishedPacket): Promise<unknown> | undefined {
-    if (this.ctx.links.size === 0 || !this.ctx.running()) return this.forwardNow(packet)
+    if ((this.ctx.links.size === 0 && this.startPending?.() !== true) || !this.ctx.running()) return this.forwardNow(packet)
     const routes = this.awaitRoutes()
     if (routes === undefined) return this.forwardNow(packet)
     return routes.then(async () => await Promise.all([this.queueForArrivals(packet), this.forwardNow(packet)]))
@@ -199,15 +201,19 @@ export class Forwarding {
    * Resolves when every peer believed alive sent its route table (bounded by
    * ROUTES_WAIT_MS); undefined when they all did. A node that just started,
    * or a peer that just joined, would otherwise see no subscriber there and
-   * acknowledge a message nobody delivers. Messages waiting here go out in
-   * their order: they all wait on the same promise.
+   * acknowledge a message nobody delivers. After a restart with storage,
+   * also until the members expected back sent theirs (startPending, bounded
+   * by the storage's wait for peers at start): the first node back of a
+   * whole-cluster restart does not know the others yet, and their sessions
+   * are on their disks. Messages waiting here go out in their order: they
+   * all wait on the same promise.
    */
   private awaitRoutes (): Promise<void> | undefined {
     if (this.routesWait !== undefined) return this.routesWait
-    if (this.tablesMissing().length === 0) return undefined
+    if (this.startPending?.() !== true && this.tablesMissing().length === 0) return undefined
     const deadline = Date.now() + ROUTES_WAIT_MS
     this.routesWait = (async () => {
-      while (this.tablesMissing().length > 0 && Date.now() < deadline && this.ctx.running()) await delay(10)
+      while (this.ctx.running() && ((this.tablesMissing().length > 0 && Date.now() < deadline) || this.startPending?.() === true)) await delay(10)
       const missing = this.tablesMissing()
       if (missing.length > 0) {
         const until = Date.now() + ROUTES_GIVE_UP_MS
