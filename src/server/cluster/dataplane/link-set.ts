@@ -86,16 +86,12 @@ export class LinkSet {
   /** The process a parked peer had when it was declared dead: the same one back is a return, not a restart. */
   private readonly parkedAs = new Map<string, string | undefined>()
   private running = false
-  private readonly onJoin = (m: Member): void => { this.ensure(m) }
   /** Members declared dead whose link was up then: their death waits for the link's word. */
   private readonly doubted = new Set<string>()
   /** Deaths declared while the peer's link was up, and of those, the ones its link then confirmed. */
   readonly deaths = { doubted: 0, confirmed: 0 }
-  private readonly onUpdate = (m: Member): void => {
-    if (m.state !== 'alive') return
-    if (this.doubted.delete(m.name)) this.opts.log.info({ peer: m.name }, 'peer alive again: its declared death was never acted on (its link stayed up)')
-    this.ensure(m)
-  }
+  private readonly onJoin = (m: Member): void => { this.alive(m) }
+  private readonly onUpdate = (m: Member): void => { if (m.state === 'alive') this.alive(m) }
 
   private readonly onLeave = (m: Member): void => {
     if (m.state === 'dead' && this.links.get(m.name)?.state === 'up') {
@@ -160,6 +156,12 @@ export class LinkSet {
   /** Peers we hold a link to, sorted. */
   get peers (): string[] { return [...this.links.keys()].sort() }
   isParked (peer: string): boolean { return this.parked.has(peer) }
+
+  /** A member joined or is alive again; a doubted one (declared dead, refuted, back as either) is no longer doubted. */
+  private alive (m: Member): void {
+    if (this.doubted.delete(m.name)) this.opts.log.info({ peer: m.name }, 'peer alive again: its declared death was never acted on (its link stayed up)')
+    this.ensure(m)
+  }
 
   private gone (name: string, state: 'dead' | 'left'): void {
     if (state === 'dead' && this.links.has(name)) this.park(name)
