@@ -1,6 +1,6 @@
 // Running a command, or the broker-ha executable, to completion and
 // capturing what it printed: how tests use the CLI as a user would.
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { BIN } from './node.js'
 
 export interface Run { code: number | null, stdout: string, stderr: string }
@@ -33,3 +33,6 @@ export function runCommand (command: string, args: string[], options: RunOptions
 export function runCli (args: string[], options: RunOptions = {}): Promise<Run> {
   return runCommand(process.execPath, [BIN, ...args], options)
 }
+
+/** A python3 with Debian's paho-mqtt (python3-paho-mqtt), if this machine has one: the second client stack's tests skip without it. */
+export const PAHO_PYTHON = ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['-c', 'import paho.mqtt.client'], { stdio: 'ignore' }).status === 0)

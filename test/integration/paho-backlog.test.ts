@@ -5,13 +5,12 @@
 // each message is delivered once. Two `broker-ha serve` processes.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { startProcessCluster, FAST } from '../helpers/cluster.js'
 import type { ProcessNode } from '../helpers/node.js'
+import { runCommand, PAHO_PYTHON } from '../helpers/run.js'
 
 const SCRIPT = fileURLToPath(new URL('../../../test/conformance/paho-backlog.py', import.meta.url))
-const PYTHON = ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['-c', 'import paho.mqtt.client'], { stdio: 'ignore' }).status === 0)
 const COUNT = 300
 
 const nodes: ProcessNode[] = []
@@ -21,17 +20,12 @@ const hostPort = (n: ProcessNode): string => n.mqttUrl.slice('mqtt://'.length)
 
 interface Report { error?: string, acked: number, delivered: number, duplicates: number, connacks: Array<[number, string]>, disconnects: string[] }
 
-test('a Paho QoS 2 publisher whose node is killed with a backlog over Receive Maximum gets it all out on the next node, each message once', { skip: PYTHON === undefined ? 'python3-paho-mqtt is not installed' : false }, async (t) => {
+test('a Paho QoS 2 publisher whose node is killed with a backlog over Receive Maximum gets it all out on the next node, each message once', { skip: PAHO_PYTHON === undefined ? 'python3-paho-mqtt is not installed' : false }, async (t) => {
   nodes.push(...await startProcessCluster(2, { cluster: { config: FAST } } as never))
   const [a, b] = nodes as [ProcessNode, ProcessNode]
-  const child = spawn(PYTHON!, [SCRIPT, '--first', hostPort(a), '--then', hostPort(b), '--kill-pid', String(a.child.pid), '--count', String(COUNT)], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { err += d.toString() })
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
-  const line = out.trim().split('\n').at(-1) ?? ''
-  const why = `exit ${code}\n${out}\n${err}`
+  const run = await runCommand(PAHO_PYTHON!, [SCRIPT, '--first', hostPort(a), '--then', hostPort(b), '--kill-pid', String(a.child.pid), '--count', String(COUNT)])
+  const line = run.stdout.trim().split('\n').at(-1) ?? ''
+  const why = `exit ${run.code}\n${run.stdout}\n${run.stderr}`
   assert.ok(line.startsWith('{'), why)
   const r = JSON.parse(line) as Report
   t.diagnostic(line)

@@ -6,13 +6,12 @@
 // exactly once. Three `broker-ha serve` processes.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { startProcessCluster, FAST } from '../helpers/cluster.js'
 import type { ProcessNode } from '../helpers/node.js'
+import { runCommand, PAHO_PYTHON } from '../helpers/run.js'
 
 const SCRIPT = fileURLToPath(new URL('../../../test/conformance/failover.py', import.meta.url))
-const PYTHON = ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['-c', 'import paho.mqtt.client'], { stdio: 'ignore' }).status === 0)
 
 const nodes: ProcessNode[] = []
 after(async () => { await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL'))) })
@@ -25,17 +24,12 @@ interface Report {
   subscribers: Array<{ version: number, qos: number, sessionPresent: boolean, rc: number, reconnectSeconds: number, missing: number, firstMissing: number[], duplicates: number }>
 }
 
-test('Paho persistent subscribers (3.1.1, 5, QoS 1 and 2) on a killed node get their session and every acknowledged message on another node, QoS 2 once', { skip: PYTHON === undefined ? 'python3-paho-mqtt is not installed' : false }, async (t) => {
+test('Paho persistent subscribers (3.1.1, 5, QoS 1 and 2) on a killed node get their session and every acknowledged message on another node, QoS 2 once', { skip: PAHO_PYTHON === undefined ? 'python3-paho-mqtt is not installed' : false }, async (t) => {
   nodes.push(...await startProcessCluster(3, { cluster: { config: FAST } } as never))
   const [a, b, c] = nodes as [ProcessNode, ProcessNode, ProcessNode]
-  const child = spawn(PYTHON!, [SCRIPT, '--first', hostPort(a), '--publisher', hostPort(b), '--then', hostPort(c), '--kill-pid', String(a.child.pid)], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { err += d.toString() })
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
-  const line = out.trim().split('\n').at(-1) ?? ''
-  const why = `exit ${code}\n${out}\n${err}\nB: ${b.output().split('\n').filter((l) => l.includes('"level":"error"') || l.includes('"level":"warn"')).slice(-10).join('\n')}`
+  const run = await runCommand(PAHO_PYTHON!, [SCRIPT, '--first', hostPort(a), '--publisher', hostPort(b), '--then', hostPort(c), '--kill-pid', String(a.child.pid)])
+  const line = run.stdout.trim().split('\n').at(-1) ?? ''
+  const why = `exit ${run.code}\n${run.stdout}\n${run.stderr}\nB: ${b.output().split('\n').filter((l) => l.includes('"level":"error"') || l.includes('"level":"warn"')).slice(-10).join('\n')}`
   assert.ok(line.startsWith('{'), why)
   const r = JSON.parse(line) as Report
   t.diagnostic(line)

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import type { MqttClient } from 'mqtt'
 import { startProcessNode, type ProcessNode, type ConfigOverrides } from '../helpers/node.js'
 import { freeLoopbackAddress } from '../helpers/loopback.js'
-import { waitForView, FAST, startStoringCluster } from '../helpers/cluster.js'
+import { waitForView, FAST, startStoringCluster, type AfterHook } from '../helpers/cluster.js'
 import { connect, connectWithConnack, waitForCount, endAll, uniqueId, offlineSubscriber } from '../helpers/mqtt-clients.js'
 
 function tmpDir (t: { after: (fn: () => void) => void }): string {
@@ -21,6 +21,15 @@ function tmpDir (t: { after: (fn: () => void) => void }): string {
 async function publishAll (client: MqttClient, topic: string, payloads: string[], opts: { qos: 1 | 2, retain?: boolean }): Promise<void> {
   // In order, each acknowledged before the next: "acknowledged" is what must survive.
   for (const p of payloads) await client.publishAsync(topic, p, opts)
+}
+
+/** One node storing in its own directory (sync always): each call starts it (again) on its address and directory. */
+async function storingNode (t: AfterHook): Promise<() => Promise<ProcessNode>> {
+  const dir = tmpDir(t)
+  const host = await freeLoopbackAddress()
+  let node: ProcessNode | undefined
+  t.after(async () => { await node?.stop('SIGKILL') })
+  return async () => (node = await startProcessNode({ storage: { dir, sync: 'always' } }, { host }))
 }
 
 /** Three loopback hosts seeding each other, each node storing in its own directory (sync always). */
@@ -37,11 +46,8 @@ async function threeStoringNodes (t: { after: (fn: () => void) => void }): Promi
 }
 
 test('one node SIGKILLed comes back with its retained messages, sessions and queued messages (sync always)', async (t) => {
-  const dir = tmpDir(t)
-  const host = await freeLoopbackAddress()
-  const overrides: ConfigOverrides = { storage: { dir, sync: 'always' } }
-  let node: ProcessNode = await startProcessNode(overrides, { host })
-  t.after(async () => { await node.stop('SIGKILL') })
+  const start = await storingNode(t)
+  let node = await start()
 
   const subId = uniqueId('persistent')
   await offlineSubscriber(node.mqttUrl, subId, 'jobs/#')
@@ -54,7 +60,7 @@ test('one node SIGKILLed comes back with its retained messages, sessions and que
   await endAll(pub)
 
   assert.equal(await node.stop('SIGKILL'), 'SIGKILL')
-  node = await startProcessNode(overrides, { host })
+  node = await start()
   assert.match(node.output(), /"sessions":1/, 'the log says one session was loaded')
 
   const { client: sub, connack, got } = await connectWithConnack(node.mqttUrl, { clientId: subId, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } })
@@ -150,11 +156,8 @@ test('one node of three SIGKILLed and restarted while the others serve: its sess
 })
 
 test('a clean start acknowledged (sync always) stays a clean start when the node is killed right after its CONNACK', async (t) => {
-  const dir = tmpDir(t)
-  const host = await freeLoopbackAddress()
-  const overrides: ConfigOverrides = { storage: { dir, sync: 'always' } }
-  let node: ProcessNode = await startProcessNode(overrides, { host })
-  t.after(async () => { await node.stop('SIGKILL') })
+  const start = await storingNode(t)
+  let node = await start()
   const ids = Array.from({ length: 20 }, () => uniqueId('clean-start'))
   for (const id of ids) await offlineSubscriber(node.mqttUrl, id, `cs/${id}`)
 
@@ -163,7 +166,7 @@ test('a clean start acknowledged (sync always) stays a clean start when the node
   await node.stop('SIGKILL')
   for (const c of clean) c.end(true)
 
-  node = await startProcessNode(overrides, { host })
+  node = await start()
   const present: string[] = []
   for (const clientId of ids) {
     const { client, connack } = await connectWithConnack(node.mqttUrl, { clientId, clean: false, protocolVersion: 4 })

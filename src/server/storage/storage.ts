@@ -293,8 +293,14 @@ export class Storage {
     const until = Date.now() + PEERS_AT_START_MS
     const links = this.o.dataPlane.links
     const routing = this.o.dataPlane.routing
-    // Publishes wait too: with no route to the sessions on the disks not back yet, a message would be acknowledged for nobody.
-    this.o.dataPlane.routesAtStartPending = () => Date.now() < until && links.peers.filter((p) => routing.peerVersion(p) !== undefined).length + 1 < expected
+    // Publishes wait too: with no route to the sessions on the disks not back yet, a
+    // message would be acknowledged for nobody. Asked on every publish: once over, it stays over.
+    let routesKnown = false
+    this.o.dataPlane.routesAtStartPending = () => {
+      if (routesKnown) return false
+      routesKnown = Date.now() >= until || links.peers.filter((p) => routing.peerVersion(p) !== undefined).length + 1 >= expected
+      return !routesKnown
+    }
     let waiting: Promise<void> | undefined
     this.o.dataPlane.sessionFetchWait = () => {
       if (Date.now() >= until || links.alivePeers().length + 1 >= expected) return undefined
