@@ -218,14 +218,18 @@ test('a session exported and imported elsewhere keeps its queue state, ledger an
   assert.equal(b.enqueueFor('c', packet('t/x', 'sent', { brokerId: 'a@1', brokerCounter: 1 })).queued, false, 'the ledger came along')
 })
 
-test('a QoS 2 PUBLISH that came with its session is published again under its stamp when the client resends it', async () => {
+/** Two stores stamping as nodes a@1 and b@1 from one counter, a persistent client, and a QoS 2 PUBLISH of it. */
+function twoStampingNodes () {
   const a = make().p
   const b = make().p
   let counter = 0
   a.stamp = (p) => { p.brokerId = 'a@1'; p.brokerCounter = ++counter }
   b.stamp = (p) => { p.brokerId = 'b@1'; p.brokerCounter = ++counter }
-  const c = { id: 'c', clean: false }
-  const sent = { cmd: 'publish', topic: 'u', payload: Buffer.from('x'), qos: 2 as const, messageId: 9 }
+  return { a, b, c: { id: 'c', clean: false }, sent: { cmd: 'publish', topic: 'u', payload: Buffer.from('x'), qos: 2 as const, messageId: 9 } }
+}
+
+test('a QoS 2 PUBLISH that came with its session is published again under its stamp when the client resends it', async () => {
+  const { a, b, c, sent } = twoStampingNodes()
   await a.incomingStorePacket(c, { ...sent })
   const moved = await a.exportSession('c')
   assert.deepEqual(moved.incoming.map((p) => [p.messageId, p.brokerId, p.brokerCounter]), [[9, 'a@1', 1]], 'the stamp travels')
@@ -292,13 +296,7 @@ test('a released QoS 2 PUBLISH sent again on a later connection (Paho 1.6 after 
 })
 
 test('a released QoS 2 PUBLISH travels with its session: sent again to the node the session moved to, it keeps its stamp', async () => {
-  const a = make().p
-  const b = make().p
-  let counter = 0
-  a.stamp = (p) => { p.brokerId = 'a@1'; p.brokerCounter = ++counter }
-  b.stamp = (p) => { p.brokerId = 'b@1'; p.brokerCounter = ++counter }
-  const c = { id: 'c', clean: false }
-  const sent = { cmd: 'publish', topic: 'u', payload: Buffer.from('x'), qos: 2 as const, messageId: 9 }
+  const { a, b, c, sent } = twoStampingNodes()
   await a.incomingStorePacket(c, { ...sent })
   await a.incomingDelPacket(c, { messageId: 9 })
   await b.importSession('c', await a.exportSession('c'))
@@ -330,13 +328,7 @@ test('released QoS 2 PUBLISHes are remembered for a bounded number per session, 
 })
 
 test('a PUBLISH that came with its session, resent without DUP (Paho 1.6 after a failed reconnect attempt), is still the same message until its PUBREL', async () => {
-  const a = make().p
-  const b = make().p
-  let counter = 0
-  a.stamp = (p) => { p.brokerId = 'a@1'; p.brokerCounter = ++counter }
-  b.stamp = (p) => { p.brokerId = 'b@1'; p.brokerCounter = ++counter }
-  const c = { id: 'c', clean: false }
-  const sent = { cmd: 'publish', topic: 'u', payload: Buffer.from('x'), qos: 2 as const, messageId: 9 }
+  const { a, b, c, sent } = twoStampingNodes()
   await a.incomingStorePacket(c, { ...sent })
   await b.importSession('c', await a.exportSession('c'))
   const resent: StoredPacket = { ...sent, dup: false }
