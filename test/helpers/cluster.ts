@@ -80,10 +80,10 @@ export interface AfterHook { after: (fn: () => void | Promise<void>) => void }
 /**
  * Three `broker-ha serve` processes seeding each other, each storing in its
  * own directory (`storage.sync: always`), removed after the test; `cluster`
- * is merged into each node's `cluster` config. `start(i)` starts node i again
+ * is merged into each node's `cluster` config, `storage` into its storage. `start(i)` starts node i again
  * on its address and directory (after a kill) and puts it in `nodes`.
  */
-export async function startStoringCluster (t: AfterHook, cluster: ConfigOverrides['cluster']): Promise<{ nodes: ProcessNode[], dirs: string[], start: (i: number) => Promise<ProcessNode> }> {
+export async function startStoringCluster (t: AfterHook, cluster: ConfigOverrides['cluster'], storage: ConfigOverrides['storage'] = {}): Promise<{ nodes: ProcessNode[], dirs: string[], start: (i: number) => Promise<ProcessNode> }> {
   const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress()]
   const dirs = hosts.map(() => {
     const dir = mkdtempSync(join(tmpdir(), 'broker-ha-storing-'))
@@ -92,7 +92,7 @@ export async function startStoringCluster (t: AfterHook, cluster: ConfigOverride
   })
   const seeds = hosts.map((h) => `${h}:7946`)
   const overridesOf = (i: number): ConfigOverrides => ({
-    storage: { dir: dirs[i]!, sync: 'always' },
+    storage: { dir: dirs[i]!, sync: 'always', ...storage },
     discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000 },
     cluster
   })

@@ -17,6 +17,7 @@ import { startCluster, waitForRoute } from '../helpers/dataplane-cluster.js'
 import { waitFor } from '../helpers/wait.js'
 import { RawClient, connect, connectWithConnack, uniqueId, waitForCount } from '../helpers/mqtt-clients.js'
 import { connectionGone } from '../../src/server/cluster/dataplane/session-moves.js'
+import type { StartWindow } from '../../src/server/cluster/dataplane/start-window.js'
 
 const nodes: TestNode[] = []
 const clients: MqttClient[] = []
@@ -28,6 +29,7 @@ after(async () => {
 
 interface Moves { isArriving: (clientId: string) => boolean }
 const movesOf = (n: TestNode): Moves => (n.node.dataPlane as unknown as { parts: { moves: Moves } }).parts.moves
+const startWindowOf = (n: TestNode): StartWindow => (n.node.dataPlane as unknown as { parts: { startWindow: StartWindow } }).parts.startWindow
 
 test('a resuming CONNECT given up while its session fetch waits leaves the session on its home', { timeout: 60_000 }, async () => {
   nodes.push(...await startCluster(2))
@@ -48,7 +50,7 @@ test('a resuming CONNECT given up while its session fetch waits leaves the sessi
   // The other node's fetches wait (as after a whole-cluster restart) until released.
   let release!: () => void
   const released = new Promise<void>((resolve) => { release = resolve })
-  other.node.dataPlane.sessionFetchWait = () => released
+  startWindowOf(other).fetchWait = () => released
   const aedes = other.node.mqtt.aedes
   const authenticate = aedes.authenticate
   let asking: Client | undefined

@@ -198,3 +198,43 @@ test('after a whole-cluster restart, the first node back acknowledges a QoS 1 pu
   await waitForCount(got, 1, 'the message acknowledged by the first node back', 10_000)
   assert.deepEqual(got.map((m) => m.payload), ['while the others were down'])
 })
+
+test('after a whole-cluster restart a member that stays down: its sessions are taken over from the replicas on disk, and publishes wait for their routes', async (t) => {
+  const { nodes, start } = await startStoringCluster(t, { expected_members: 3, config: FAST }, { peers_wait: 4000 })
+  const subId = uniqueId('absent-home')
+  const topic = `absent-home/${subId}`
+  await offlineSubscriber(nodes[2]!.mqttUrl, subId, topic) // its home is node 2, which stays down
+  const before = await connect(nodes[0]!.mqttUrl, { protocolVersion: 5 })
+  await before.publishAsync(topic, 'queued before the restart', { qos: 1 })
+  await endAll(before)
+  await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL')))
+
+  const back = await Promise.all([start(0), start(1)])
+  // The one that read the session's replica from its disk, and the other.
+  const holder = back.findIndex((n) => /"replicas":1\b/.test(n.output()))
+  assert.notEqual(holder, -1, 'one of the two read the replica back from its disk')
+  const other = back[1 - holder]!
+  // Both on the node without the replica, within the start window: the
+  // publish is acknowledged only once the holder took the session over and
+  // routed it, and the resume fetches it from there.
+  const pub = await connect(other.mqttUrl, { protocolVersion: 5 })
+  t.after(() => pub.end(true))
+  const published = pub.publishAsync(topic, 'published while its home was down', { qos: 1 })
+  const { client, connack, got } = await connectWithConnack(other.mqttUrl, { clientId: subId, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 }, connectTimeout: 30_000 })
+  t.after(() => client.end(true))
+  await published
+  assert.equal(connack.sessionPresent, true, 'the session of the member that stayed down is resumed')
+  await waitForCount(got, 2, 'the queued message and the one published during the window', 10_000)
+  assert.deepEqual(got.map((m) => m.payload), ['queued before the restart', 'published while its home was down'])
+  assert.match(back[holder]!.output(), /member not back within the start window/)
+
+  // The member comes back late: its disk copy yields to the session that moved on, nothing twice.
+  const late = await start(2)
+  await waitForView(nodes, nodes, 'alive', 20_000)
+  const pub2 = await connect(late.mqttUrl, { protocolVersion: 5 })
+  t.after(() => pub2.end(true))
+  await pub2.publishAsync(topic, 'after its home came back', { qos: 1 })
+  await waitForCount(got, 3, 'the message published on the member back late', 10_000)
+  await pub2.publishAsync(`${topic}/fence`, 'x', { qos: 1 }) // a round trip: a second copy would be on its way by now
+  assert.deepEqual(got.map((m) => m.payload), ['queued before the restart', 'published while its home was down', 'after its home came back'])
+})

@@ -40,8 +40,6 @@ import { StoredWills, WILL, checkWillRecord, type WillRecord } from './wills.js'
 import { StoredReplicas } from './replica-records.js'
 
 const HLC = 'm\u0000hlc'
-/** How long after start a session fetch may wait for the expected members (waitForPeersAtStart). */
-const PEERS_AT_START_MS = 15_000
 /** Below this share of storage.max_size a full store takes writes again (hysteresis: no flapping at the line). */
 const RESUME_BELOW = 0.95
 
@@ -156,6 +154,7 @@ export class Storage {
     if (opened.otherNode !== undefined) log.warn({ dir, writtenBy: opened.otherNode, node: config.cluster.name }, 'the store was written by a node of another name; using it')
     await this.load()
     this.replicas.listen(() => { void this.schedule() })
+    this.o.dataPlane.ackGate = () => this.written()
     this.o.dataPlane.retained.listener = {
       put: (entry) => this.write(RETAINED + entry.topic, retainedRecord(entry)),
       removed: (topic) => this.erase(RETAINED + topic)
@@ -175,6 +174,7 @@ export class Storage {
     this.expiryTimers.clear()
     clearInterval(this.ledgerTimer)
     this.o.dataPlane.retained.listener = undefined
+    this.o.dataPlane.ackGate = undefined
     this.flush()
     const store = this.store
     this.store = undefined
@@ -276,48 +276,33 @@ export class Storage {
 
   /**
    * After a restart of every node at once, a client may reconnect to a node
-   * before the node whose disk holds its session is back: a fetch then
-   * finds nothing and the client gets a new session, while the old one comes
-   * back a moment later. So for the first PEERS_AT_START_MS after start, in a
-   * cluster (discovery configured, cluster.expected_members > 1), a
-   * resuming client's session fetch first waits until the expected members
-   * are alive (or that time is up), and a QoS 1/2 publish until they sent
-   * their route tables. Without storage nothing is on disk to wait for, and
-   * none of this is set.
+   * before the node whose disk holds its session is back, and a publish may
+   * come before their routes: in a cluster (discovery configured,
+   * cluster.expected_members > 1) the first storage.peers_wait ms wait for
+   * the expected members, and the sessions of those that do not come back
+   * are taken over from the replicas on disk (start-window.ts). Without
+   * storage nothing is on disk to wait for.
    */
-  private waitForPeersAtStart (): void {
-    const { config } = this.o
-    const d = config.discovery
-    const expected = config.cluster.expected_members
-    if (expected <= 1 || (d.seeds.length === 0 && d.domain === '')) return
-    const until = Date.now() + PEERS_AT_START_MS
-    const links = this.o.dataPlane.links
-    const routing = this.o.dataPlane.routing
-    // Publishes wait too: with no route to the sessions on the disks not back yet, a
-    // message would be acknowledged for nobody. Asked on every publish: once over, it stays over.
-    let routesKnown = false
-    this.o.dataPlane.routesAtStartPending = () => {
-      if (routesKnown) return false
-      routesKnown = Date.now() >= until || links.peers.filter((p) => routing.peerVersion(p) !== undefined).length + 1 >= expected
-      return !routesKnown
-    }
-    let waiting: Promise<void> | undefined
-    this.o.dataPlane.sessionFetchWait = () => {
-      if (Date.now() >= until || links.alivePeers().length + 1 >= expected) return undefined
-      waiting ??= (async () => {
-        while (Date.now() < until && links.alivePeers().length + 1 < expected) await sleep(100)
-      })()
-      return waiting
-    }
+  /** With sync always, the disk write of what this turn changed, if anything (DataPlane.ackGate). */
+  private written (): Promise<void> | undefined {
+    return this.flushScheduled && this.store?.sync === 'always' ? this.schedule() : undefined
   }
 
-  /** Resolves once a node of a cluster has its expected peers linked (PEERS_AT_START_MS at most after start); at once for a single node. */
+  private waitForPeersAtStart (): void {
+    if (!this.inCluster()) return
+    this.o.dataPlane.openStartWindow(this.o.config.storage.peers_wait)
+  }
+
+  private inCluster (): boolean {
+    const { discovery: d, cluster } = this.o.config
+    return cluster.expected_members > 1 && (d.seeds.length > 0 || d.domain !== '')
+  }
+
+  /** Resolves once a node of a cluster has its expected peers linked (storage.peers_wait at most after start); at once for a single node. */
   private async peersAtStart (): Promise<void> {
-    const { config } = this.o
-    const d = config.discovery
-    const expected = config.cluster.expected_members
-    if (expected <= 1 || (d.seeds.length === 0 && d.domain === '')) return
-    const until = this.startedAt + PEERS_AT_START_MS
+    if (!this.inCluster()) return
+    const expected = this.o.config.cluster.expected_members
+    const until = this.startedAt + this.o.config.storage.peers_wait
     const { links, routing } = this.o.dataPlane
     // Linked, and their route tables here: a will published then reaches their subscribers.
     const ready = (): number => links.upPeers().filter((p) => routing.peerVersion(p) !== undefined).length

@@ -14,6 +14,7 @@
 //   promotion.ts             replicas become sessions when their home dies; orphan wills
 //   rescue.ts                what a dead node never settled
 //   session-reconcile.ts     sessions read from disk at start against the peers' newer copies
+//   start-window.ts          after a restart: waiting for the members expected back, taking over for absent ones
 //
 // Events reach them through three adapters, each over the record of the
 // mechanisms (mechanisms.ts): peer-events.ts (the links' events),
@@ -58,6 +59,7 @@ import { Takeover } from './takeover.js'
 import { Promotion } from './promotion.js'
 import { Rescue } from './rescue.js'
 import { SessionReconcile } from './session-reconcile.js'
+import { StartWindow } from './start-window.js'
 import type { PeerLink } from './peer-link.js'
 import { registerDataPlaneMetrics } from './metrics.js'
 import type { Mechanisms } from './mechanisms.js'
@@ -92,16 +94,11 @@ export class DataPlane {
   private readonly parts: Mechanisms
   private running = false
   /**
-   * What a resuming client's session fetch waits for first (set by the
-   * node's storage: after a restart, the peers whose disks hold sessions).
+   * What a received cluster message's acknowledgement waits for (set by the
+   * node's storage with sync always: the disk write of what it changed, so a
+   * replica acknowledged to its home is on the holder's disk too).
    */
-  sessionFetchWait: (() => Promise<void> | undefined) | undefined
-  /**
-   * Whether publishes still wait for the route tables of the members expected
-   * back (set by the node's storage: after a restart, the first node back must
-   * not acknowledge messages for sessions on disks not back yet).
-   */
-  routesAtStartPending: (() => boolean) | undefined
+  ackGate: (() => Promise<void> | undefined) | undefined
   /** Told when a client connected on a peer (set by the node's storage: a will it owes from disk is dropped). */
   clientSeenElsewhere: ((clientId: string) => void) | undefined
   /**
@@ -136,7 +133,8 @@ export class DataPlane {
       faults: options.faults,
       dial: options.dial,
       warn,
-      handlers: peerEvents(() => this.parts)
+      handlers: peerEvents(() => this.parts),
+      ackGate: () => this.ackGate?.()
     })
     const ctx: DataPlaneContext = {
       name: this.name,
@@ -162,7 +160,7 @@ export class DataPlane {
     forwarding.takeoverDone = (peer) => rescue.takeoverDone(peer)
     forwarding.keepOrphan = (peer, buf) => rescue.keepOrphan(peer, buf)
     forwarding.rescueHere = (peer, buf) => rescue.rescueHere(peer, buf)
-    forwarding.startPending = () => this.routesAtStartPending?.() === true
+    forwarding.startPending = () => startWindow.routesPending()
     rescue.onTakeoverProgress = (peer) => forwarding.takeoverProgress(peer)
     const gates = new DeliveryGates(ctx)
     // Their hosts call each other back: the closures below run only once all are built.
@@ -192,7 +190,8 @@ export class DataPlane {
     })
     const moves: SessionMoves = new SessionMoves(ctx, {
       takeover, replication, promotion, rescue, forwarding, routes, gates,
-      fetchWait: () => this.sessionFetchWait?.(),
+      fetchWait: () => startWindow.fetchWait(),
+      beforeTakeover: (clientId) => startWindow.beforeTakeover(clientId),
       diskCopy: (clientId) => reconcile.isDiskCopy(clientId),
       storedHere: (clientId) => reconcile.settled(clientId)
     })
@@ -204,13 +203,14 @@ export class DataPlane {
       busy: (clientId) => moves.connecting(clientId) || moves.isArriving(clientId),
       remove: async (clientId) => await moves.remove(clientId)
     })
+    const startWindow = new StartWindow(ctx, { replicas: replication.replicas, promotion })
     const inbound = new Inbound(ctx, options.bus, forwarding, {
       followers: (topic) => moves.followers(topic),
       queueLate: async (clientId, packet) => await moves.queueLate(clientId, packet as StoredPacket)
     })
     this.parts = {
       ctx, routing: this.routing, links: this.links, forwarding, inbound, routes, retained, replication,
-      moves, gates, takeover, promotion, rescue, reconcile
+      moves, gates, takeover, promotion, rescue, reconcile, startWindow
     }
     registerDataPlaneMetrics(options.registry, {
       links: () => [...this.links.entries()].map(([peer, link]) => [peer, link.stats()]),
@@ -247,6 +247,9 @@ export class DataPlane {
   /** Sessions read from this node's store on disk (before start): reconciled with the peers' copies as links come up (session-reconcile.ts). */
   sessionsFromDisk (clientIds: Iterable<string>): void { this.parts.reconcile.loaded(clientIds) }
 
+  /** After a restart with storage in a cluster: the first `ms` wait for the members expected back (start-window.ts). */
+  openStartWindow (ms: number): void { this.parts.startWindow.open(ms) }
+
   /** Peers we hold a link to, sorted. */
   get peers (): string[] { return this.links.peers }
 
@@ -261,7 +264,8 @@ export class DataPlane {
 
   async stop (): Promise<void> {
     if (!this.running) return
-    const { ctx, moves, promotion, retained } = this.parts
+    const { ctx, moves, promotion, retained, startWindow } = this.parts
+    startWindow.stop()
     // MQTT stopped before us: every client is gone, its session still here.
     // Hand each persistent session to a peer, so a client reconnecting
     // anywhere after this node is gone still finds it.

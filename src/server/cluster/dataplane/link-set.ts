@@ -71,6 +71,8 @@ export interface LinkSetOptions {
   dial?: ((peer: Member, localAddress: string | undefined) => Socket) | undefined
   handlers: LinkSetHandlers
   warn: (level: 'warn' | 'info' | 'error', obj: object, msg: string) => void
+  /** Delays acknowledging a received message until what it changed is written (PeerLinkOptions.ackGate). */
+  ackGate?: () => Promise<void> | undefined
 }
 
 export class LinkSet {
@@ -297,6 +299,7 @@ export class LinkSet {
       handshakeTimeoutMs: this.opts.handshakeTimeoutMs ?? 5000,
       connect: () => this.connectTo(m),
       onMessage: (payload, info) => this.opts.handlers.onMessage(link, payload, info),
+      ...(this.opts.ackGate === undefined ? {} : { ackGate: this.opts.ackGate }),
       onUp: () => this.linkUp(link),
       onStateChange: (state) => {
         if (state !== 'backoff' && state !== 'waiting') return

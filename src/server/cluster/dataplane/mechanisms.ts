@@ -17,6 +17,7 @@ import type { Takeover } from './takeover.js'
 import type { Promotion } from './promotion.js'
 import type { Rescue } from './rescue.js'
 import type { SessionReconcile } from './session-reconcile.js'
+import type { StartWindow } from './start-window.js'
 
 export interface Mechanisms {
   readonly ctx: DataPlaneContext
@@ -33,4 +34,5 @@ export interface Mechanisms {
   readonly promotion: Promotion
   readonly rescue: Rescue
   readonly reconcile: SessionReconcile
+  readonly startWindow: StartWindow
 }

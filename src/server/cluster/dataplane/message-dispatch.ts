@@ -76,6 +76,9 @@ export function dispatchMessage (to: Mechanisms, link: PeerLink, payload: Buffer
     case 'replica-lost':
       to.replication.replicasLost(peer, m.clientIds)
       return
+    case 'start-settled':
+      to.startWindow.received(peer)
+      return
     case 'sessions-held':
       to.reconcile.held(peer, m.clientIds).catch(failed('sessions held from disk not answered'))
       return

@@ -28,6 +28,7 @@
 //   SESSIONS_HELD    0x14 JSON bytes {clientIds}   (sessions read from disk, session-reconcile.ts)
 //   SESSIONS_NEWER   0x15 JSON bytes {clientIds}
 //   REPLICAS_DONE    0x16 JSON bytes {home}   (every snapshot for this link sent before it)
+//   START_SETTLED    0x17 JSON bytes {}   (the sender's start window is over, start-window.ts)
 //   entry = topic str16 | stamp str16 (encodeStamp) | qos uint8 | properties bytes | payload bytes
 //
 // Publishes and retained entries are binary (payloads are not copied into
@@ -124,8 +125,14 @@ export type DataPlaneMessage =
    * back from its disk and that were not refreshed are settled by it.
    */
   | { kind: 'replicas-done', home: string }
+  /**
+   * The sender's start window is over (start-window.ts): the sessions it
+   * took over from members that did not come back are stored, and their
+   * routes were sent before this.
+   */
+  | { kind: 'start-settled' }
 
-const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13, rescue: 14, 'rescue-request': 15, 'rescue-done': 16, 'barrier-request': 17, 'barrier-done': 18, 'replica-lost': 19, 'sessions-held': 20, 'sessions-newer': 21, 'replicas-done': 22 } as const
+const KIND = { publish: 1, retained: 2, 'route-delta': 3, 'route-table': 4, 'sync-digest': 5, 'sync-summary': 6, 'sync-push': 7, 'sync-entries': 8, 'client-connected': 9, 'session-request': 10, 'session-transfer': 11, 'session-ack': 12, replica: 13, rescue: 14, 'rescue-request': 15, 'rescue-done': 16, 'barrier-request': 17, 'barrier-done': 18, 'replica-lost': 19, 'sessions-held': 20, 'sessions-newer': 21, 'replicas-done': 22, 'start-settled': 23 } as const
 const HOP_LOCAL = new Set(['topicAlias', 'subscriptionIdentifier', 'messageExpiryInterval'])
 
 /** A DATA payload that is not a valid data-plane message (counted; the link stays up). */
@@ -230,6 +237,7 @@ export function encodeMessage (m: DataPlaneMessage): Buffer {
     case 'sessions-held':
     case 'sessions-newer': w.json({ clientIds: m.clientIds }); break
     case 'replicas-done': w.json({ home: m.home }); break
+    case 'start-settled': w.json({}); break
     case 'retained': writeEntry(w, m.entry); break
     case 'route-delta': w.json(m.delta); break
     case 'route-table': w.json(m.table); break
@@ -304,6 +312,10 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
       m = { kind: 'replicas-done', home: h.home }
       break
     }
+    case KIND['start-settled']:
+      object(r.json())
+      m = { kind: 'start-settled' }
+      break
     case KIND.rescue: {
       const h = object(r.json())
       if (typeof h.requestId !== 'string') throw new MessageDecodeError('bad rescue')

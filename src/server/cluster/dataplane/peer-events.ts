@@ -42,12 +42,14 @@ export function peerEvents (mechanisms: () => Mechanisms): LinkSetHandlers {
       const m = mechanisms()
       m.replication.holderDown(peer)
       m.forwarding.linkDown(peer)
+      m.startWindow.linkDown(peer)
     },
     onDropped: (peer, unsettled) => {
       const m = mechanisms()
       // Kept for whoever took (or takes) its sessions over: a node that left handed them off.
       if (unsettled.length > 0) m.rescue.keepOrphans(peer, unsettled, m.routing.filtersOf(peer))
       m.routing.removePeer(peer)
+      m.startWindow.linkDown(peer)
       m.rescue.forgetTakeover(peer)
       m.forwarding.peerGone(peer)
       m.forwarding.forget(peer)
@@ -71,6 +73,8 @@ function linkUp (m: Mechanisms, link: PeerLink, restarted: boolean): void {
   }
   // Sessions read from our disk: the peer may hold newer copies (taken over while we were down).
   m.reconcile.linkUp(link.peerName)
+  // After the route table: whether our start window is over (start-window.ts).
+  m.startWindow.linkUp(link.peerName)
 }
 
 function peerGone (m: Mechanisms, peer: string, state: 'dead' | 'left'): void {

@@ -70,6 +70,12 @@ export interface PeerLinkOptions {
   connect?: () => Socket
   /** Called for each delivered message, in order. */
   onMessage: (payload: Buffer, info: DeliveryInfo) => void
+  /**
+   * Called after each reliable message was handed to onMessage: a promise
+   * delays its acknowledgement until it resolves (a node with storage.sync
+   * always acknowledges what it has written to its disk).
+   */
+  ackGate?: () => Promise<void> | undefined
   /** Called when a connection finished its handshake: send the full route table here. */
   onUp?: () => void
   /**
@@ -100,7 +106,7 @@ export interface PeerLinkOptions {
 
 /** The options with every default filled in; the callbacks and `connect`, `process` stay optional. */
 export type ResolvedLinkOptions = PeerLinkOptions &
-  Required<Omit<PeerLinkOptions, 'connect' | 'onUp' | 'onStateChange' | 'onError' | 'process' | 'onRestart'>>
+  Required<Omit<PeerLinkOptions, 'connect' | 'onUp' | 'onStateChange' | 'onError' | 'process' | 'onRestart' | 'ackGate'>>
 
 export function resolveLinkOptions (options: PeerLinkOptions): ResolvedLinkOptions {
   return {

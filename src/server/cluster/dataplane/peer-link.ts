@@ -84,6 +84,8 @@ export class PeerLink {
   /** The peer's process id from its last HELLO (Hello.process). */
   remoteProcess: string | undefined
   private delivered = 0
+  /** Highest delivered seq whose handling is written (ackGate): what acks say. */
+  private ackable = 0
   /** The peer's held messages delivered here, and which of them are settled. */
   private readonly settlements = new Settlements()
 
@@ -282,6 +284,7 @@ export class PeerLink {
       // A new sender lifetime: its sequence numbers start again.
       this.recvIncarnation = hello.incarnation
       this.delivered = 0
+      this.ackable = 0
       this.settlements.reset()
     }
     // What the peer already delivered needs no resending.
@@ -321,9 +324,7 @@ export class PeerLink {
         if (r.seq !== 0) {
           if (r.seq <= this.delivered) { this.counters.duplicates++; return }
           this.delivered = r.seq
-          this.ackDue = true
           if (r.hold) this.settlements.delivered(r.seq)
-          this.scheduleFlush()
         }
         this.counters.messagesReceived++
         try {
@@ -332,7 +333,23 @@ export class PeerLink {
           // The message counts as delivered: redelivering would hit the same bug forever.
           this.opts.onError?.(err instanceof Error ? err : new Error(String(err)))
         }
+        if (r.seq !== 0) this.ackWhenDone(r.seq)
     }
+  }
+
+  /** Acknowledges up to `seq`, once what handling it changed is written (ackGate), if anything. */
+  private ackWhenDone (seq: number): void {
+    const gate = this.opts.ackGate?.()
+    if (gate === undefined) return this.ackUpTo(seq)
+    const incarnation = this.recvIncarnation
+    gate.then(() => { if (this.recvIncarnation === incarnation) this.ackUpTo(seq) }, () => {})
+  }
+
+  private ackUpTo (seq: number): void {
+    if (seq <= this.ackable) return
+    this.ackable = seq
+    this.ackDue = true
+    this.scheduleFlush()
   }
 
   private acknowledge (seq: number): void {
@@ -409,7 +426,7 @@ export class PeerLink {
     while ((this.ackDue || this.heldDue || this.pingDue || i < this.outbox.length) && total < 4 * this.opts.frameBytes) {
       const parts: Buffer[] = []
       let size = 0
-      if (this.ackDue) { parts.push(encodeRecord({ type: 'ack', seq: this.delivered })); size += 7; this.ackDue = false }
+      if (this.ackDue) { parts.push(encodeRecord({ type: 'ack', seq: this.ackable })); size += 7; this.ackDue = false }
       if (this.heldDue) {
         const record = this.heldRecord()
         parts.push(record)

@@ -108,8 +108,10 @@ export interface MovesHost {
   forwarding: Forwarding
   routes: LocalRoutes
   gates: DeliveryGates
-  /** What a session fetch waits for first, if anything (storage: the peers back after a whole-cluster restart). */
+  /** What a session fetch waits for first, if anything (start-window.ts: the peers back after a whole-cluster restart). */
   fetchWait?: () => Promise<void> | undefined
+  /** A replica read from disk whose home is absent may be taken over when the start window ends: resolves then (start-window.ts). */
+  beforeTakeover?: (clientId: string) => Promise<void> | undefined
   /** Whether the session here is a copy read from disk, not connected since (session-reconcile.ts). */
   diskCopy?: (clientId: string) => boolean
   /** A session was stored here from elsewhere: it is no longer a disk copy. */
@@ -217,6 +219,9 @@ export class SessionMoves {
    */
   private async fetchFromPeers (clientId: string, gone: () => boolean = () => false): Promise<void> {
     await this.host.fetchWait?.()
+    // A replica of it here, of a home that did not come back: taken over here, then fetched against.
+    await this.host.beforeTakeover?.(clientId)
+    await this.host.promotion.promoting.get(clientId)
     if (gone()) {
       this.ctx.log.info({ client: clientId }, 'session fetch: its CONNECT was abandoned before the peers were asked: the session stays where it is')
       return
@@ -427,6 +432,7 @@ export class SessionMoves {
   async serve (link: PeerLink, m: Extract<DataPlaneMessage, { kind: 'session-request' }>): Promise<void> {
     const { clientId } = m
     try { this.ctx.clock.observe(m.stamp) } catch { /* too far ahead: compared by stamp anyway */ }
+    await this.host.beforeTakeover?.(clientId)
     await this.host.promotion.promoting.get(clientId)
     await this.host.gates.gate(clientId)
     const local = localClient(this.ctx, clientId)
