@@ -280,7 +280,7 @@ function checkLoss (events: readonly HistoryEvent[], epochs: readonly Epoch[], a
 }
 
 /** Faults during which a subscriber may be cut off from what it is owed without a stall: its node unreachable or frozen, or every node down. */
-const CUT_OFF: readonly string[] = ['partition', 'links', 'pause', 'restart-all']
+const CUT_OFF: readonly string[] = ['partition', 'links', 'pause', 'restart-all', 'restart-all-late']
 
 function checkStalls (epochs: readonly Epoch[], owed: ReadonlyMap<Epoch, Ack[]>, windows: readonly Window[], runEnd: number, options: CheckOptions) {
   // The cut-off windows merged, in order.

@@ -16,6 +16,12 @@ export const CHAOS_CLUSTER_TIMING = {
 
 /** Discovery re-resolution: how fast sides of a healed partition find each other again. */
 export const CHAOS_RESOLVE_INTERVAL = 1000
+/**
+ * storage.peers_wait of chaos nodes: shorter than the 15 s default so a
+ * restart-all-late run fits many restarts; long enough for every node of a
+ * restart-all to start on a small shared machine.
+ */
+export const CHAOS_PEERS_WAIT_MS = 5000
 
 export interface NodeEndpoint {
   name: string
@@ -30,12 +36,13 @@ export interface NodeEndpoint {
  * node, JSON logs. `apiUser`: basic-auth credentials for the runner, needed
  * where it does not call from the node's own host (a network namespace):
  * without api.user, /chaos/faults answers only callers on the node's host.
- * `storageDir`: durable storage, sync always.
+ * `storageDir`: durable storage, sync always, a start window of
+ * CHAOS_PEERS_WAIT_MS.
  */
 export function nodeConfig (self: NodeEndpoint, all: readonly NodeEndpoint[], extra: { apiUser?: { name: string, password: string }, storageDir?: string } = {}): Record<string, unknown> {
   const { apiUser, storageDir } = extra
   return {
-    ...(storageDir === undefined ? {} : { storage: { dir: storageDir, sync: 'always' } }),
+    ...(storageDir === undefined ? {} : { storage: { dir: storageDir, sync: 'always', peers_wait: CHAOS_PEERS_WAIT_MS } }),
     api: { bind: self.host, port: self.apiPort, proxy_timeout: 1000, ...(apiUser === undefined ? {} : { user: { [apiUser.name]: apiUser.password } }) },
     mqtt: { bind: self.host, port: self.mqttPort, shutdown_grace_period: 500 },
     cluster: { bind: self.host, port: self.clusterPort, name: self.name, expected_members: all.length, config: { ...CHAOS_CLUSTER_TIMING } },

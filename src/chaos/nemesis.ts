@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChaosCluster } from './launcher.js'
 import type { History } from './history.js'
 import { describeFault, type PlannedFault } from './schedule.js'
+import { CHAOS_PEERS_WAIT_MS } from './cluster-config.js'
 
 export interface NemesisOptions {
   cluster: ChaosCluster
@@ -68,6 +69,16 @@ export class Nemesis {
           await Promise.all(f.targets.map(async (i) => await cluster.signal(i, 'SIGKILL', 'killed')))
           await this.wait(f.holdMs)
           await Promise.all(f.targets.map(async (i) => await cluster.startNode(i)))
+          break
+        case 'restart-all-late':
+          // As restart-all, but one node's host does not come back in time: the
+          // others take its sessions over when their start window ends, then it
+          // comes back with its disk, whose copies must yield to theirs.
+          await Promise.all(f.targets.map(async (i) => await cluster.signal(i, 'SIGKILL', 'killed')))
+          await this.wait(f.holdMs)
+          await Promise.all(f.targets.filter((i) => i !== f.late).map(async (i) => await cluster.startNode(i)))
+          await this.wait(CHAOS_PEERS_WAIT_MS + 2000)
+          if (f.late !== undefined) await cluster.startNode(f.late)
           break
         case 'pause':
           for (const i of f.targets) cluster.pause(i)

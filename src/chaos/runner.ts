@@ -115,16 +115,17 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
     else if (e.type === 'connect') c.connects++
   })
 
+  const restartsAll = options.faults.includes('restart-all') || options.faults.includes('restart-all-late')
   const cluster = new ChaosCluster({
     nodes: options.nodes,
     runDir,
     baseAddress: options.baseAddress,
     bin: options.bin,
     netns: options.netns,
-    storage: options.storage === true || options.faults.includes('restart-all'),
+    storage: options.storage === true || restartsAll,
     // restart-all starts every node at once, each reading and verifying its store: on a
     // small shared machine that takes longer than one node's start.
-    ...(options.faults.includes('restart-all') ? { startTimeoutMs: 60_000 } : {}),
+    ...(restartsAll ? { startTimeoutMs: 60_000 } : {}),
     onState: (node, state) => {
       history.record({ type: 'node', node: node.name, state })
       const shown = progress.nodes.find((n) => n.name === node.name)

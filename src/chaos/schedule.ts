@@ -12,7 +12,7 @@ export const FAULT_KINDS = ['kill', 'stop', 'pause', 'restart', 'partition', 'li
  * only a cluster with storage survives (the launcher then gives every node
  * a storage.dir with storage.sync always).
  */
-export const NAMED_FAULT_KINDS = ['restart-all'] as const
+export const NAMED_FAULT_KINDS = ['restart-all', 'restart-all-late'] as const
 export type FaultKind = typeof FAULT_KINDS[number] | typeof NAMED_FAULT_KINDS[number]
 
 export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
@@ -23,7 +23,8 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   partition: 'split the cluster in two (gossip and data plane dropped between the sides), heal after the hold',
   links: 'cut the data-plane peer links between two sides (membership untouched), restore after the hold',
   gossip: 'drop the membership traffic between two sides (links stay up: false deaths), restore after the hold',
-  'restart-all': 'kill -9 every node, start them all after the hold (nodes get storage.dir, sync always; not part of all)'
+  'restart-all': 'kill -9 every node, start them all after the hold (nodes get storage.dir, sync always; not part of all)',
+  'restart-all-late': 'as restart-all, but one node comes back only after the others\' start window (storage.peers_wait): its sessions are taken over first (not part of all)'
 }
 
 export interface PlannedFault {
@@ -35,6 +36,8 @@ export interface PlannedFault {
   holdMs: number
   /** Quiet time before the fault starts, after the previous one recovered. */
   gapMs: number
+  /** restart-all-late: the node that comes back after the others' start window. */
+  late?: number
   /** Nominal start, ms after the workloads started, assuming instant recovery. */
   at: number
 }
@@ -64,6 +67,8 @@ export function recoveryEstimateMs (kind: FaultKind, nodes: number): number {
       return nodes * 3000
     case 'restart-all':
       return 6000
+    case 'restart-all-late':
+      return 14_000
     case 'partition':
       return 2500
     default:
@@ -99,10 +104,11 @@ export function planSchedule (options: ScheduleOptions): PlannedFault[] {
     const holdMs = kind === 'restart' ? 0 : randomInt(random, holdMin, holdMax)
     const gapMs = id === 1 ? 0 : randomInt(random, gapMin, gapMax)
     const targets = targetsFor(kind, options.nodes, random)
+    const late = kind === 'restart-all-late' ? pick(random, targets) : undefined
     const start = at + gapMs
     const finish = start + holdMs + recoveryEstimateMs(kind, options.nodes)
     if (finish > end) break
-    plan.push({ id, kind, targets, holdMs, gapMs, at: start })
+    plan.push({ id, kind, targets, holdMs, gapMs, at: start, ...(late === undefined ? {} : { late }) })
     at = finish
   }
   return plan
@@ -113,6 +119,7 @@ function targetsFor (kind: FaultKind, nodes: number, random: Random): number[] {
   switch (kind) {
     case 'restart':
     case 'restart-all':
+    case 'restart-all-late':
       return all
     case 'partition':
     case 'links':
@@ -135,6 +142,7 @@ export function describeFault (f: PlannedFault, names: readonly string[]): strin
     case 'gossip': return `drop membership traffic of {${who}} for ${f.holdMs} ms (links stay up)`
     case 'restart': return 'rolling restart of every node'
     case 'restart-all': return `kill -9 every node, start them all after ${f.holdMs} ms`
+    case 'restart-all-late': return `kill -9 every node, start them after ${f.holdMs} ms, ${names[f.late ?? 0] ?? '?'} only after the others' start window`
     default: return `${f.kind} ${who} for ${f.holdMs} ms`
   }
 }

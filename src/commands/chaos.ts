@@ -58,7 +58,7 @@ export function chaosCommand (): Command {
     .option('--network <mode>', `${NETWORK_MODES.join(', ')}: where nodes run and how partitions are made; netns (root on Linux, iproute2) runs each node in its own network namespace and partitions with blackhole routes; auto picks netns when it can`, 'loopback')
     // Set by the --network netns outer process when it re-runs the command inside the hub namespace.
     .addOption(new Option(`${INSIDE_NETNS_FLAG} <run-id>`).hideHelp())
-    .addHelpText('after', `\nFaults:\n${[...FAULT_KINDS, ...NAMED_FAULT_KINDS].map((k) => `  ${k.padEnd(11)} ${FAULT_DESCRIPTIONS[k]}`).join('\n')}\n`)
+    .addHelpText('after', `\nFaults:\n${[...FAULT_KINDS, ...NAMED_FAULT_KINDS].map((k) => `  ${k.padEnd(17)} ${FAULT_DESCRIPTIONS[k]}`).join('\n')}\n`)
     .action(async (flags: ChaosFlags) => {
       const nodes = flags.nodes
       const durationMs = parseDuration(flags.duration)
