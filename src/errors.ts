@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'BAD_REQUEST'
   | 'STORAGE_INCOMPATIBLE' // the store was written by a newer version or another cluster
   | 'STORAGE_CORRUPT' // the store cannot be read (truncated, overwritten); serve --reset-storage starts empty
+  | 'STORAGE_IN_USE' // another live process holds storage.dir's lock
   | 'PUBLISH_REFUSED' // a QoS 1/2 publish not acknowledged: no node keeps a copy for the sessions it is for
   | 'INTERNAL'
 
@@ -29,7 +30,7 @@ export class BrokerHaError extends Error {
 
 /** Exit status for a failed command: 2 for bad config, usage or a store the node must not use (the operator's input), 1 otherwise. */
 export function exitStatusFor (err: unknown): number {
-  if (err instanceof BrokerHaError && (err.code === 'CONFIG_INVALID' || err.code === 'CONFIG_UNREADABLE' || err.code === 'USAGE' || err.code === 'STORAGE_INCOMPATIBLE' || err.code === 'STORAGE_CORRUPT')) {
+  if (err instanceof BrokerHaError && (err.code === 'CONFIG_INVALID' || err.code === 'CONFIG_UNREADABLE' || err.code === 'USAGE' || err.code === 'STORAGE_INCOMPATIBLE' || err.code === 'STORAGE_CORRUPT' || err.code === 'STORAGE_IN_USE')) {
     return 2
   }
   return 1

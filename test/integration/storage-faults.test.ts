@@ -15,6 +15,7 @@ import type { MqttClient } from 'mqtt'
 import { connect, endAll, metricValue } from '../helpers/mqtt-clients.js'
 import { waitFor } from '../helpers/wait.js'
 import { FILE_NAME } from '../../src/server/storage/durable-store.js'
+import { LOCK_FILE } from '../../src/server/storage/dir-lock.js'
 
 function tmpDir (t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'broker-ha-storage-'))
@@ -172,3 +173,37 @@ async function freeAndRetry (client: MqttClient, stored: number, timeout: number
     } catch { return false }
   }, { timeout, message: 'a QoS 1 publish to be accepted again' })
 }
+
+test('two nodes on one storage.dir: the second is refused (exit 2) while the first runs, even with --reset-storage; a lock left by a killed node is taken over', async (t) => {
+  const dir = tmpDir(t)
+  const hostA = await freeLoopbackAddress()
+  const hostB = await freeLoopbackAddress()
+  const first = await startProcessNode({ storage: { dir, sync: 'always' } }, { host: hostA })
+  t.after(async () => { await first.stop('SIGKILL') })
+  const pub = await connect(first.mqttUrl)
+  await pub.publishAsync('kept/by/first', 'on disk', { qos: 1, retain: true })
+  await endAll(pub)
+
+  for (const args of [[], ['--reset-storage']]) {
+    const second = await startProcessNode({ storage: { dir } }, { host: hostB, waitUntilListening: false, args })
+    assert.equal(await exitOf(second), 2, `${args.join(' ')}: exit status 2`)
+    assert.match(second.output(), /storage\.dir .* is in use by pid \d+ on host .*two nodes must not share one store/)
+    assert.doesNotMatch(second.output(), /moved aside/)
+  }
+  assert.ok(!readdirSync(dir).some((f) => f.includes('.broken-') || f.includes('.reset-')), 'the live store was not moved aside')
+
+  // The first is killed: its lock is left behind, and taken over by the next node (no operator needed).
+  await first.stop('SIGKILL')
+  assert.ok(readdirSync(dir).includes(LOCK_FILE))
+  const next = await startProcessNode({ storage: { dir } }, { host: hostB })
+  const reader = await connect(next.mqttUrl)
+  const got: string[] = []
+  reader.on('message', (topic, payload) => got.push(`${topic}=${payload.toString()}`))
+  await reader.subscribeAsync('kept/#', { qos: 1 })
+  await waitFor(() => got.length === 1, { message: 'the retained message the first node stored' })
+  assert.deepEqual(got, ['kept/by/first=on disk'])
+  await endAll(reader)
+  // A clean stop gives the lock up.
+  await next.stop('SIGTERM')
+  assert.ok(!readdirSync(dir).includes(LOCK_FILE), 'the lock is removed on stop')
+})

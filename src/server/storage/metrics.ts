@@ -3,7 +3,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 
 /** Label values of broker_storage_errors_total. */
-export type StorageErrorKind = 'full' | 'write' | 'bad_record' | 'reset'
+export type StorageErrorKind = 'full' | 'write' | 'bad_record' | 'reset' | 'lock'
 
 export class StorageMetrics {
   readonly writeSeconds: Histogram

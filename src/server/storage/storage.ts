@@ -38,6 +38,7 @@ import { StorageMetrics } from './metrics.js'
 import { installFullRefusal } from './full-refusal.js'
 import { StoredWills, WILL, checkWillRecord, type WillRecord } from './wills.js'
 import { StoredReplicas } from './replica-records.js'
+import { DirLock } from './dir-lock.js'
 
 const HLC = 'm\u0000hlc'
 /** Below this share of storage.max_size a full store takes writes again (hysteresis: no flapping at the line). */
@@ -77,6 +78,7 @@ export class Storage {
   private ledgerTimer: NodeJS.Timeout | undefined
   private loading = false
   private startedAt = Date.now()
+  private lock: DirLock | undefined
   private full = false
   /** A commit failed: everything is written again once one succeeds. */
   private rewrite = false
@@ -126,6 +128,15 @@ export class Storage {
     this.startedAt = Date.now()
     const { config, log } = this.o
     const { dir } = config.storage
+    // Before anything touches the directory: a reset must not move a live node's store aside.
+    this.lock = await DirLock.acquire({
+      dir,
+      node: config.cluster.name,
+      lost: (by) => {
+        this.metrics!.errors.inc({ kind: 'lock' })
+        log.error({ dir, by }, 'STORAGE LOCK TAKEN OVER by another process: two nodes are using one storage.dir; stop one of them')
+      }
+    })
     if (this.o.reset === true) {
       const aside = DurableStore.reset(dir)
       log.warn({ dir, aside }, aside === undefined ? 'storage reset asked (--reset-storage): there was no store' : 'storage reset (--reset-storage): the store was moved aside; starting empty')
@@ -180,6 +191,8 @@ export class Storage {
     this.store = undefined
     await store.whenWritten().catch(() => {})
     await store.close()
+    this.lock?.release()
+    this.lock = undefined
   }
 
   // ---- start: what the disk holds, back into the broker ------------------------------------------
