@@ -131,10 +131,16 @@ function isStale (path: string, held: Holder): boolean {
 function alive (pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch (err) {
     // EPERM: it exists, owned by another user.
     return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+  // A killed process its parent has not reaped yet (a zombie) still answers signal 0.
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch (err) {
+    // Gone since; anything else (no /proc): taken as alive.
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT'
   }
 }
 
