@@ -218,3 +218,42 @@ async function flushed (node: ProcessNode): Promise<void> {
   await c.publishAsync('sync/flush', String(Date.now()), { qos: 1, retain: true })
   await c.endAsync()
 }
+
+test('after a whole-cluster restart a client back on another node before its old node rejoined gets no will from the old node\'s disk', { timeout: 90_000 }, async (t) => {
+  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress()]
+  const dirs = hosts.map(() => tmpDir(t))
+  const seeds = hosts.map((h) => `${h}:7946`)
+  const overridesOf = (i: number): ConfigOverrides => ({
+    storage: { dir: dirs[i]!, sync: 'always' },
+    discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000 },
+    cluster: { expected_members: 2, config: FAST }
+  })
+  const nodes = await Promise.all(hosts.map(async (host, i) => await startProcessNode(overridesOf(i), { host })))
+  t.after(async () => { await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL'))) })
+  await waitForView(nodes, nodes, 'alive', 20_000)
+  const deviceId = uniqueId('dev')
+  const will = { topic: 'status/dev', payload: Buffer.from('dev offline'), qos: 1 as const, retain: false }
+  const device = await connect(nodes[0]!.mqttUrl, { clientId: deviceId, protocolVersion: 4, will })
+  await flushed(nodes[0]!)
+  await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL')))
+  device.end(true)
+
+  // Node 1 comes back first; the device reconnects there, and a watcher listens.
+  nodes[1] = await startProcessNode(overridesOf(1), { host: hosts[1] })
+  const again = await connect(nodes[1].mqttUrl, { clientId: deviceId, protocolVersion: 4, will })
+  t.after(async () => { await endAll(again) })
+  const watcher = await connect(nodes[1].mqttUrl, { protocolVersion: 5 })
+  t.after(async () => { await endAll(watcher) })
+  const got: string[] = []
+  watcher.on('message', (_topic, payload) => got.push(payload.toString()))
+  await watcher.subscribeAsync('status/#', { qos: 1 })
+
+  // Node 0, whose disk holds the device's will, comes back: node 1 tells it the device is online.
+  nodes[0] = await startProcessNode(overridesOf(0), { host: hosts[0] })
+  await waitFor(() => /stored will not published: its client connected again/.test(nodes[0]!.output()), { timeout: 20_000, message: 'node 0 to drop the stored will' })
+  const pub = await connect(nodes[0].mqttUrl)
+  t.after(async () => { await endAll(pub) })
+  await pub.publishAsync('status/marker', 'marker', { qos: 1 })
+  await waitFor(() => got.includes('marker'), { message: 'the marker' })
+  assert.deepEqual(got, ['marker'], 'no will for a device that is online')
+})

@@ -14,8 +14,10 @@
 // ended (for a client connected at the crash: after the restart, as the
 // crash time is not known), unless the client connects first, here or on a
 // peer (its announcement). In a cluster the node waits for its peers first
-// (up to 15 s), so the will reaches their subscribers and a peer's
-// announcement of the client comes before it.
+// (storage.peers_wait, 15 s), so the will reaches their subscribers and a
+// peer's announcement of the client comes before it (a peer announces the
+// clients that connected lately again when their link comes up, before its
+// route table: takeover.ts announceRecent).
 //
 // In a cluster the peer holding the client's replica (its will with it)
 // publishes the will when this node dies (promotion.ts). So each record
@@ -206,6 +208,7 @@ export class StoredWills {
     if (o === undefined) return
     clearTimeout(o.timer)
     this.owed.delete(clientId)
+    this.host.log.info({ client: clientId }, 'stored will not published: its client connected again (here or on a peer)')
     if (this.records.get(clientId) === o.record) this.deleted(clientId)
   }
 

@@ -62,6 +62,10 @@ export function peerEvents (mechanisms: () => Mechanisms): LinkSetHandlers {
 
 function linkUp (m: Mechanisms, link: PeerLink, restarted: boolean): void {
   if (restarted) m.ctx.log.info({ peer: link.peerName }, 'peer restarted: taking over its sessions held here as replicas, replicating ours to it afresh')
+  // Before the route table: a peer that waits for our table (a node back
+  // after a restart, before it publishes the wills on its disk) has heard
+  // of the clients that connected here before it was linked.
+  m.takeover.announceRecent(link.peerName)
   // Every (re)connect sends the whole table: it supersedes any delta the
   // peer missed, and is how a 'gap' gets repaired.
   link.send(encodeMessage({ kind: 'route-table', table: m.routing.localTable() }), 'control')

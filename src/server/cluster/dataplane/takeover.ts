@@ -64,6 +64,24 @@ export class Takeover {
     return stamp
   }
 
+  /**
+   * A link came up: the connections made here lately are announced to the
+   * peer again. One made before this node had any link to the peer (after a
+   * whole-cluster restart, a client back here before the node holding its
+   * will on disk joined) was announced to nobody there, and that node would
+   * publish the will of a client that is online. A repeat is harmless: the
+   * later stamp wins, as before.
+   */
+  announceRecent (peer: string): void {
+    const since = Date.now() - ANNOUNCED_KEEP_MS
+    for (const client of Object.values(brokerInternals(this.ctx.aedes).clients)) {
+      if (client === undefined || client.closed) continue
+      const stamp = this.connectedAt.get(client)
+      if (stamp === undefined || stamp.wall < since) continue
+      sendControl(this.ctx, peer, { kind: 'client-connected', clientId: client.id, stamp })
+    }
+  }
+
   /** When a live local connection registered. */
   connectedStamp (client: Client): Stamp | undefined { return this.connectedAt.get(client) }
 
