@@ -40,7 +40,7 @@ export class StorageMetrics {
     })
     this.errors = new Counter({
       name: 'broker_storage_errors_total',
-      help: 'Store errors: kind=full (storage.max_size or the disk reached), write (a commit failed), bad_record (a record read at start did not check and was skipped), reset (a corrupted store was moved aside and the node started empty)',
+      help: 'Store errors: kind=full (storage.max_size or the disk reached), write (a commit failed), bad_record (a record read at start did not check and was skipped), reset (a corrupted store was moved aside and the node started empty), lock (another process took the lock of storage.dir over)',
       labelNames: ['kind'],
       registers: [registry]
     })

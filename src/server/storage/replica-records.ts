@@ -10,7 +10,7 @@
 // settled with its home (session-reconcile.ts).
 import type { Stamp } from '../cluster/dataplane/hlc.js'
 import type { ReplicaStore, TakenReplica } from '../cluster/dataplane/replica-store.js'
-import { checkIncoming, checkLedger, checkPacket, checkSubscription, type TransferredPacket, type TransferredSubscription } from '../cluster/dataplane/session-transfer.js'
+import { checkIncoming, checkLedger, checkPacket, checkSubscription, checkWill, type TransferredPacket, type TransferredSubscription } from '../cluster/dataplane/session-transfer.js'
 import type { DurableStore } from './durable-store.js'
 
 export const REPLICA = 'p\u0000'
@@ -49,7 +49,8 @@ export function takenReplica (v: unknown): TakenReplica {
   if (!Array.isArray(r.subscriptions) || !Array.isArray(r.queue)) throw new Error('bad replica record')
   r.subscriptions.forEach(checkSubscription)
   r.queue.forEach(checkPacket)
-  if (r.will !== null) checkPacket(r.will)
+  // Written before wills were stored without their stamp fields: those are left out here too.
+  if (r.will !== null) r.will = checkWill(r.will)
   for (const k of ['d', 'e'] as const) if (r[k] !== undefined && typeof r[k] !== 'number') throw new Error(`bad replica record ${k}`)
   if (r.h !== undefined && typeof r.h !== 'string') throw new Error('bad replica home')
   const stamp: Stamp = { wall: r.s[0], logical: r.s[1], node: r.s[2] }

@@ -16,7 +16,7 @@
 import { OutgoingQueues, type StoredPacket } from '../../mqtt/outgoing-queues.js'
 import { compareStamps, type Stamp } from './hlc.js'
 import {
-  checkIncoming, checkLedger, checkPacket, checkSubscription, isPacketId,
+  checkIncoming, checkLedger, checkPacket, checkSubscription, checkWill, isPacketId,
   type TransferredPacket, type TransferredSession, type TransferredSubscription
 } from './session-transfer.js'
 
@@ -317,12 +317,7 @@ export function checkReplicaOp (v: unknown, stampOf: (text: unknown) => Stamp): 
       ...(x.expiry === undefined ? {} : { expiry: x.expiry as number })
     }
   }
-  const will = (w: unknown): TransferredPacket | null => {
-    if (w === null) return null
-    const x = w as Record<string, unknown>
-    if (typeof x !== 'object' || typeof x.topic !== 'string' || !Buffer.isBuffer(x.payload)) throw new Error('bad will')
-    return x as TransferredPacket
-  }
+  const will = (w: unknown): TransferredPacket | null => w === null ? null : checkWill(w)
   switch (o.op) {
     case 'snapshot': {
       const s = o.snapshot as Record<string, unknown> | null

@@ -30,7 +30,7 @@ import type { StoredSubscription } from '../../mqtt/persistence-observer.js'
 import { ReplicaStore, type ClientReplicaOp, type ReplicaConnection, type ReplicaOp } from './replica-store.js'
 import type { DataPlaneMessage } from './messages.js'
 import type { Stamp } from './hlc.js'
-import type { TransferredPacket, TransferredSubscription } from './session-transfer.js'
+import { checkWill, type TransferredPacket, type TransferredSubscription } from './session-transfer.js'
 import type { SessionReplicationStats } from './metrics.js'
 import type { LinkSet } from './link-set.js'
 
@@ -174,7 +174,7 @@ export class SessionReplication {
   }
 
   willStored (clientId: string, will: StoredPacket): void {
-    const w = transferable(will)
+    const w = checkWill(transferable(will))
     this.wills.set(clientId, w)
     if (this.ensureHolder(clientId) === 'existing') this.queue(clientId, { op: 'will', will: w })
   }

@@ -126,6 +126,19 @@ export function checkPacket (p: unknown): asserts p is TransferredPacket {
   if (o.brokerId !== undefined && (typeof o.brokerId !== 'string' || typeof o.brokerCounter !== 'number')) throw new Error('bad message stamp')
 }
 
+/**
+ * A will as replicated and stored: the message alone, checked; throws on
+ * anything malformed. aedes stores a will with its broker's id and no
+ * counter (it is stamped when published), which checkPacket refuses: the
+ * stamp fields are left out.
+ */
+export function checkWill (w: unknown): TransferredPacket {
+  const o = w as Record<string, unknown> | null
+  if (typeof o !== 'object' || o === null || typeof o.topic !== 'string' || !Buffer.isBuffer(o.payload) || (o.qos !== undefined && !isQos(o.qos))) throw new Error('bad will')
+  const { brokerId: _b, brokerCounter: _c, messageId: _m, clientId: _i, ...will } = o
+  return { ...will, cmd: 'publish' } as TransferredPacket
+}
+
 export function isPacketId (v: unknown): v is number { return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535 }
 
 function isQos (v: unknown): boolean { return v === 0 || v === 1 || v === 2 }

@@ -110,3 +110,18 @@ test('a replica read back from disk is unconfirmed until its home refreshes it, 
   assert.equal(holder.isUnconfirmed('c'), false)
   assert.deepEqual(holder.unconfirmedOf('h'), [])
 })
+
+test('a will as aedes stores it (its broker\'s id, no counter) survives the replica\'s disk round trip', async () => {
+  const { replicaRecord, takenReplica } = await import('../../../../src/server/storage/replica-records.js')
+  const aedesWill = { cmd: 'publish' as const, topic: 'status/dev', payload: Buffer.from('offline'), qos: 1 as const, retain: true, brokerId: 'n3@3c239e37', clientId: 'dev' }
+  const holder = new ReplicaStore(0)
+  holder.apply('h', snapshot('dev', 1))
+  // A home of the previous version sent those fields with the will op; the holder's record carries them.
+  holder.apply('h', { clientId: 'dev', op: 'will', will: aedesWill })
+  const record = replicaRecord(holder.peek('dev')!)
+  const back = takenReplica(JSON.parse(JSON.stringify(record), (_k, v) => v?.type === 'Buffer' ? Buffer.from(v.data) : v))
+  assert.deepEqual(back.will, { cmd: 'publish', topic: 'status/dev', payload: Buffer.from('offline'), qos: 1, retain: true })
+  // A record written before (the will with its stamp fields, which used to fail the check and be deleted) reads back too.
+  const old = { ...record, will: aedesWill }
+  assert.equal(takenReplica(old).will?.brokerId, undefined)
+})
