@@ -23,6 +23,20 @@ function tmpDir (t: { after: (fn: () => void) => void }): string {
 
 const SESSION = { clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 3600 } }
 
+/** `count` loopback hosts seeding each other; `overridesOf(i)` is node i's config: its own store (sync always), `count` expected members. */
+async function storingHosts (t: { after: (fn: () => void) => void }, count: number): Promise<{ hosts: string[], overridesOf: (i: number) => ConfigOverrides }> {
+  const hosts: string[] = []
+  for (let i = 0; i < count; i++) hosts.push(await freeLoopbackAddress())
+  const dirs = hosts.map(() => tmpDir(t))
+  const seeds = hosts.map((h) => `${h}:7946`)
+  const overridesOf = (i: number): ConfigOverrides => ({
+    storage: { dir: dirs[i]!, sync: 'always' },
+    discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000 },
+    cluster: { expected_members: count, config: FAST }
+  })
+  return { hosts, overridesOf }
+}
+
 test('a client connected when its node was SIGKILLed gets its will published after the restart; one that left with DISCONNECT does not', { timeout: 60_000 }, async (t) => {
   const dir = tmpDir(t)
   const host = await freeLoopbackAddress()
@@ -109,14 +123,7 @@ test('a will with a Will Delay Interval waits for it after the restart, and is n
 })
 
 test('after a whole-cluster restart the will of a client connected at the crash reaches a subscriber on the other node', { timeout: 90_000 }, async (t) => {
-  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress()]
-  const dirs = hosts.map(() => tmpDir(t))
-  const seeds = hosts.map((h) => `${h}:7946`)
-  const overridesOf = (i: number): ConfigOverrides => ({
-    storage: { dir: dirs[i]!, sync: 'always' },
-    discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000 },
-    cluster: { expected_members: 2, config: FAST }
-  })
+  const { hosts, overridesOf } = await storingHosts(t, 2)
   const startAll = async (): Promise<ProcessNode[]> => await Promise.all(hosts.map(async (host, i) => await startProcessNode(overridesOf(i), { host })))
   let nodes = await startAll()
   t.after(async () => { await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL'))) })
@@ -147,14 +154,7 @@ test('after a whole-cluster restart the will of a client connected at the crash 
 })
 
 test('one node of three SIGKILLed and restarted alone: the will comes once, from the replica holder, not again from the disk', { timeout: 90_000 }, async (t) => {
-  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress()]
-  const dirs = hosts.map(() => tmpDir(t))
-  const seeds = hosts.map((h) => `${h}:7946`)
-  const overridesOf = (i: number): ConfigOverrides => ({
-    storage: { dir: dirs[i]!, sync: 'always' },
-    discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000 },
-    cluster: { expected_members: 3, config: FAST }
-  })
+  const { hosts, overridesOf } = await storingHosts(t, 3)
   const nodes = await Promise.all(hosts.map(async (host, i) => await startProcessNode(overridesOf(i), { host })))
   t.after(async () => { await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL'))) })
   await waitForView(nodes, nodes, 'alive', 20_000)
@@ -220,14 +220,7 @@ async function flushed (node: ProcessNode): Promise<void> {
 }
 
 test('after a whole-cluster restart a client back on another node before its old node rejoined gets no will from the old node\'s disk', { timeout: 90_000 }, async (t) => {
-  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress()]
-  const dirs = hosts.map(() => tmpDir(t))
-  const seeds = hosts.map((h) => `${h}:7946`)
-  const overridesOf = (i: number): ConfigOverrides => ({
-    storage: { dir: dirs[i]!, sync: 'always' },
-    discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000 },
-    cluster: { expected_members: 2, config: FAST }
-  })
+  const { hosts, overridesOf } = await storingHosts(t, 2)
   const nodes = await Promise.all(hosts.map(async (host, i) => await startProcessNode(overridesOf(i), { host })))
   t.after(async () => { await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL'))) })
   await waitForView(nodes, nodes, 'alive', 20_000)
