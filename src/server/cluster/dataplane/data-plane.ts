@@ -166,7 +166,7 @@ export class DataPlane {
     // Their hosts call each other back: the closures below run only once all are built.
     const takeover: Takeover = new Takeover(ctx, {
       seenElsewhere: (clientId) => { promotion.clientSeen(clientId, false); this.clientSeenElsewhere?.(clientId) },
-      connecting: (clientId) => moves.connecting(clientId),
+      connecting: (clientId) => moves.connecting(clientId) || moves.isArriving(clientId),
       removeSession: async (clientId) => await moves.remove(clientId)
     })
     this.replication = new SessionReplication({

@@ -81,7 +81,7 @@ export type DataPlaneMessage =
   /** A client connected on the sender at HLC time `stamp`: an older connection of the same id elsewhere is taken over. */
   | { kind: 'client-connected', clientId: string, stamp: Stamp }
   /** A client resuming (`resume`) or starting clean connects on the sender: the holder of its session hands it over (or drops it). */
-  | { kind: 'session-request', requestId: string, clientId: string, stamp: Stamp, resume: boolean }
+  | { kind: 'session-request', requestId: string, clientId: string, stamp: Stamp, resume: boolean, since?: Stamp }
   /**
    * The answer to a session-request: the session, or null when the sender
    * holds none; `replica`: the sender holds only a replica (its home did not
@@ -242,7 +242,7 @@ export function encodeMessage (m: DataPlaneMessage): Buffer {
     case 'route-delta': w.json(m.delta); break
     case 'route-table': w.json(m.table); break
     case 'client-connected': w.json({ clientId: m.clientId, stamp: encodeStamp(m.stamp) }); break
-    case 'session-request': w.json({ requestId: m.requestId, clientId: m.clientId, stamp: encodeStamp(m.stamp), resume: m.resume }); break
+    case 'session-request': w.json({ requestId: m.requestId, clientId: m.clientId, stamp: encodeStamp(m.stamp), resume: m.resume, ...(m.since === undefined ? {} : { since: encodeStamp(m.since) }) }); break
     case 'session-transfer':
       w.json({
         requestId: m.requestId,
@@ -340,7 +340,8 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
     case KIND['session-request']: {
       const h = object(r.json())
       if (typeof h.requestId !== 'string' || typeof h.clientId !== 'string' || typeof h.stamp !== 'string' || typeof h.resume !== 'boolean') throw new MessageDecodeError('bad session-request')
-      m = { kind: 'session-request', requestId: h.requestId, clientId: h.clientId, stamp: stampOf(h.stamp), resume: h.resume }
+      if (h.since !== undefined && typeof h.since !== 'string') throw new MessageDecodeError('bad session-request')
+      m = { kind: 'session-request', requestId: h.requestId, clientId: h.clientId, stamp: stampOf(h.stamp), resume: h.resume, ...(typeof h.since === 'string' ? { since: stampOf(h.since) } : {}) }
       break
     }
     case KIND['session-transfer']: {

@@ -37,7 +37,7 @@ import { topicMatches } from '../../../topic-filter.js'
 import type { StoredPacket } from '../../mqtt/outgoing-queues.js'
 import type { DataPlaneContext } from './context.js'
 import { localClient, sendControl } from './context.js'
-import { compareStamps } from './hlc.js'
+import { compareStamps, type Stamp } from './hlc.js'
 import type { DataPlaneMessage } from './messages.js'
 import type { PeerLink } from './peer-link.js'
 import { SessionFetch, bestSession, isEmptySession, type SessionAnswer, type TransferredSession } from './session-transfer.js'
@@ -123,6 +123,13 @@ export class SessionMoves {
   private readonly host: MovesHost
   /** Client ids whose CONNECT is on its way through aedes here, and whether they resume. */
   private readonly connectingIds = new Map<string, { resume: boolean, until: number }>()
+  /**
+   * When each CONNECT under way here arrived (HLC), until its session is
+   * here or it failed: of two CONNECTs of one client on two nodes (a client
+   * that gave up on a slow one and tried another), the later one keeps the
+   * session (serve).
+   */
+  private readonly attempts = new Map<string, { stamp: Stamp, until: number }>()
   /** Session requests this node made and is waiting for answers to. */
   private readonly fetches = new Map<string, SessionFetch>()
   /** Sessions sent to a peer (a move, a hand-off), until it acknowledges; and after, followed: by request id. */
@@ -158,7 +165,9 @@ export class SessionMoves {
       if (typeof packet.clientId === 'string' && packet.clientId !== '') {
         const now = Date.now()
         for (const [id, c] of this.connectingIds) if (c.until < now) this.connectingIds.delete(id)
+        for (const [id, a] of this.attempts) if (a.until < now) this.attempts.delete(id)
         this.connectingIds.set(packet.clientId, { resume: packet.clean !== true, until: now + CONNECTING_TTL_MS })
+        this.attempts.set(packet.clientId, { stamp: this.ctx.clock.now(), until: now + CONNECTING_TTL_MS })
       }
       next(client, packet, callback)
     }
@@ -170,10 +179,11 @@ export class SessionMoves {
       next(client, username, password, (err, ok) => {
         const c = this.connectingIds.get(client.id)
         this.connectingIds.delete(client.id)
-        if (err !== null && err !== undefined) return callback(err, ok)
-        if (ok !== true || c === undefined || !this.ctx.running()) return callback(err, ok)
+        if (err !== null && err !== undefined) { this.attempts.delete(client.id); return callback(err, ok) }
+        if (ok !== true || c === undefined || !this.ctx.running()) { this.attempts.delete(client.id); return callback(err, ok) }
         if (!c.resume) {
           this.discardElsewhere(client.id)
+          this.attempts.delete(client.id)
           return callback(null, true)
         }
         this.fetch(client.id, () => connectionGone(client)).then(() => callback(null, true), (e: Error) => {
@@ -202,6 +212,7 @@ export class SessionMoves {
       await this.fetchFromPeers(clientId, gone)
     } finally {
       this.arriving.delete(clientId)
+      this.attempts.delete(clientId)
       void this.takeEarly(clientId)
     }
   }
@@ -235,7 +246,8 @@ export class SessionMoves {
     if (peers.length > 0) {
       const fetch = new SessionFetch(requestId, clientId, peers, SESSION_FETCH_PATIENCE_MS)
       this.fetches.set(requestId, fetch)
-      const request: DataPlaneMessage = { kind: 'session-request', requestId, clientId, stamp: this.ctx.clock.now(), resume: true }
+      const since = this.attempts.get(clientId)?.stamp
+      const request: DataPlaneMessage = { kind: 'session-request', requestId, clientId, stamp: this.ctx.clock.now(), resume: true, ...(since === undefined ? {} : { since }) }
       for (const peer of peers) {
         void this.ctx.links.whenUp(peer, SESSION_FETCH_TIMEOUT_MS).then((up) => {
           if (up) sendControl(this.ctx, peer, request)
@@ -377,7 +389,8 @@ export class SessionMoves {
 
   /** A clean start on this node: the client's old session is discarded wherever it is. */
   private discardElsewhere (clientId: string): void {
-    const m: DataPlaneMessage = { kind: 'session-request', requestId: randomUUID(), clientId, stamp: this.ctx.clock.now(), resume: false }
+    const since = this.attempts.get(clientId)?.stamp
+    const m: DataPlaneMessage = { kind: 'session-request', requestId: randomUUID(), clientId, stamp: this.ctx.clock.now(), resume: false, ...(since === undefined ? {} : { since }) }
     for (const peer of this.ctx.links.peers) sendControl(this.ctx, peer, m)
   }
 
@@ -445,6 +458,14 @@ export class SessionMoves {
       }
       if (!this.host.takeover.isClosing(local)) this.ctx.log.debug({ client: clientId, peer: link.peerName }, 'client id connecting on another node: closing the connection here')
       await this.host.takeover.close(local, link.peerName)
+    }
+    const here = this.attempts.get(clientId)
+    if (here !== undefined && here.until >= Date.now() && compareStamps(here.stamp, m.since ?? m.stamp) > 0) {
+      // A CONNECT of this client arrived here after the one that asks: the
+      // client gave up on that one (or will), and this one gets the session.
+      this.ctx.log.info({ client: clientId, peer: link.peerName }, 'session request of an older CONNECT than one under way here: the session stays for the newer one')
+      if (m.resume) sendControl(this.ctx, link.peerName, { kind: 'session-transfer', requestId: m.requestId, clientId, session: null })
+      return
     }
     const store = this.ctx.store
     if (!m.resume) {
@@ -574,6 +595,7 @@ export class SessionMoves {
       }
     } finally {
       this.arriving.delete(clientId)
+      this.attempts.delete(clientId)
       void this.takeEarly(clientId)
     }
     sendControl(this.ctx, link.peerName, { kind: 'session-ack', requestId, clientId })

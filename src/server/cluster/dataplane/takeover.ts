@@ -23,7 +23,7 @@ export const SESSION_TAKEN_OVER = 0x8E
 export interface TakeoverHost {
   /** A client id connected on a peer (its will owed here, if any, is cancelled). */
   seenElsewhere: (clientId: string) => void
-  /** Whether a CONNECT of this id is on its way through aedes here. */
+  /** Whether a CONNECT of this id is on its way through aedes here, its session fetch included. */
   connecting: (clientId: string) => boolean
   removeSession: (clientId: string) => Promise<void>
 }
