@@ -176,6 +176,29 @@ test('a clean start acknowledged (sync always) stays a clean start when the node
   assert.deepEqual(present, [], 'no session ended by an acknowledged clean start is read back from disk')
 })
 
+test('a subscription acknowledged (sync always) survives a kill right after its SUBACK', async (t) => {
+  const start = await storingNode(t)
+  let node = await start()
+  const ids = Array.from({ length: 20 }, () => uniqueId('subscribed'))
+  // Every client subscribes at once; the node dies as soon as the last SUBACK is in.
+  const subscribers = await Promise.all(ids.map(async (clientId) => {
+    const c = await connect(node.mqttUrl, { clientId, clean: false, protocolVersion: 4 })
+    await c.subscribeAsync(`sa/${clientId}`, { qos: 1 })
+    return c
+  }))
+  await node.stop('SIGKILL')
+  for (const c of subscribers) c.end(true)
+
+  node = await start()
+  const missing: string[] = []
+  for (const clientId of ids) {
+    const { client, connack } = await connectWithConnack(node.mqttUrl, { clientId, clean: false, protocolVersion: 4 })
+    if (!connack.sessionPresent) missing.push(clientId)
+    await client.endAsync()
+  }
+  assert.deepEqual(missing, [], 'every acknowledged subscription is read back from disk')
+})
+
 test('after a whole-cluster restart, the first node back acknowledges a QoS 1 publish only once the sessions on the others\' disks are routed', async (t) => {
   const { nodes, start } = await startStoringCluster(t, { expected_members: 3, config: FAST })
   const subId = uniqueId('first-back')

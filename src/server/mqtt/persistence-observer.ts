@@ -16,9 +16,10 @@ export interface StoredSubscription {
 export interface PersistenceObserver {
   /** A local retained write (or clear) was stored; the PUBACK waits for the promise. */
   retained (packet: StoredPacket): Promise<void> | undefined
-  /** Subscriptions a persistent session stored (added or replaced). */
-  subscribed (clientId: string, subs: readonly StoredSubscription[]): void
-  unsubscribed (clientId: string, topics: readonly string[]): void
+  /** Subscriptions a persistent session stored (added or replaced); the SUBACK waits for the promise. */
+  subscribed (clientId: string, subs: readonly StoredSubscription[]): Promise<void> | undefined
+  /** The UNSUBACK waits for the promise. */
+  unsubscribed (clientId: string, topics: readonly string[]): Promise<void> | undefined
   /** Everything of a session is gone from the store: a clean start, its expiry, or it moved to another node. */
   ended (clientId: string): Promise<void> | undefined
   /**
@@ -54,8 +55,8 @@ export function bothObservers (a: PersistenceObserver, b: PersistenceObserver): 
     x === undefined ? y : y === undefined ? x : Promise.all([x, y]).then(() => {})
   return {
     retained: (packet) => both(a.retained(packet), b.retained(packet)),
-    subscribed: (id, subs) => { a.subscribed(id, subs); b.subscribed(id, subs) },
-    unsubscribed: (id, topics) => { a.unsubscribed(id, topics); b.unsubscribed(id, topics) },
+    subscribed: (id, subs) => both(a.subscribed(id, subs), b.subscribed(id, subs)),
+    unsubscribed: (id, topics) => both(a.unsubscribed(id, topics), b.unsubscribed(id, topics)),
     ended: (id) => both(a.ended(id), b.ended(id)),
     queued: (id, entry, at) => both(a.queued(id, entry, at), b.queued(id, entry, at)),
     sent: (id, entry) => both(a.sent(id, entry), b.sent(id, entry)),

@@ -242,7 +242,8 @@ export class SessionStore implements AedesPersistence {
     let mine = this.subscribers.get(client.id)
     if (mine === undefined) { mine = new Set(); this.subscribers.set(client.id, mine) }
     for (const s of subs) mine.add(s.topic)
-    this.observer?.subscribed(client.id, subs.map(({ clientId: _c, ...sub }) => sub))
+    // With storage.sync always, the SUBACK waits for the subscription on disk.
+    await this.observer?.subscribed(client.id, subs.map(({ clientId: _c, ...sub }) => sub))
   }
 
   async removeSubscriptions (client: ClientRef, topics: string[]): Promise<void> {
@@ -250,7 +251,7 @@ export class SessionStore implements AedesPersistence {
     const mine = this.subscribers.get(client.id)
     for (const t of topics) mine?.delete(t)
     if (mine?.size === 0) this.subscribers.delete(client.id)
-    this.observer?.unsubscribed(client.id, topics)
+    await this.observer?.unsubscribed(client.id, topics)
   }
 
   subscriptionsByClient (client: ClientRef): Promise<PersistedSubscription[]> { return this.inner.subscriptionsByClient(client) }

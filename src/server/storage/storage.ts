@@ -352,13 +352,13 @@ export class Storage {
       subscribed: (clientId, subs) => {
         const mine = this.subscriptionsOf(clientId)
         for (const s of subs) mine.set(s.topic, { ...s })
-        this.markRecord(clientId)
+        return this.markRecord(clientId)
       },
       unsubscribed: (clientId, topics) => {
         const mine = this.subscriptions.get(clientId)
         for (const t of topics) mine?.delete(t)
         if (mine?.size === 0) this.subscriptions.delete(clientId)
-        this.markRecord(clientId)
+        return this.markRecord(clientId)
       },
       ended: (clientId) => {
         this.subscriptions.delete(clientId)

@@ -21,10 +21,12 @@ export function storeObserver (to: Mechanisms): PersistenceObserver {
     subscribed: (clientId, subs: readonly StoredSubscription[]) => {
       r.subscribed(clientId, subs)
       to.routes.storedAdded(clientId, subs.map((s) => s.topic))
+      return undefined
     },
     unsubscribed: (clientId, topics) => {
       r.unsubscribed(clientId, topics)
       to.routes.storedRemoved(clientId, topics)
+      return undefined
     },
     ended: (clientId) => {
       r.ended(clientId)
