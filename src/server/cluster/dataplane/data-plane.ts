@@ -204,6 +204,12 @@ export class DataPlane {
       busy: (clientId) => moves.connecting(clientId) || moves.isArriving(clientId),
       remove: async (clientId) => await moves.remove(clientId)
     })
+    rescue.followMoved = (clientId, packet) => {
+      for (const f of moves.followers(packet.topic)) {
+        if (f.clientId === clientId) return forwarding.forwardToSession(f.to, packet, clientId)
+      }
+      return undefined
+    }
     const inbound = new Inbound(ctx, options.bus, forwarding, {
       followers: (topic) => moves.followers(topic),
       queueLate: async (clientId, packet) => await moves.queueLate(clientId, packet as StoredPacket)

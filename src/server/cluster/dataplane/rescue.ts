@@ -25,7 +25,7 @@ import type { DataPlaneContext } from './context.js'
 import { sendControl } from './context.js'
 import { decodeMessage, encodeMessage, type DataPlaneMessage, type ForwardedPublish } from './messages.js'
 import type { PeerLink, DeliveryInfo } from './peer-link.js'
-import { inboundPacket } from './inbound.js'
+import { inboundPacket, type InboundPacket } from './inbound.js'
 import { routable } from './local-routes.js'
 import { FilterTrie } from './filter-trie.js'
 
@@ -95,6 +95,13 @@ export class Rescue {
   private readonly takeovers = new Map<string, Takeover>()
   /** Set by the composition: the takeover of `dead`'s sessions progressed (rescue-backpressure.ts wakes its waiters). */
   onTakeoverProgress: ((dead: string) => void) | undefined
+  /**
+   * Set by the composition: sends a message after a session that left this
+   * node lately, as a late copy to its new home (session-moves.ts followers);
+   * resolves when it is held there. Undefined: the session did not leave, or
+   * its subscriptions do not match.
+   */
+  followMoved: ((clientId: string, packet: InboundPacket) => Promise<void> | undefined) | undefined
 
   constructor (ctx: DataPlaneContext) {
     this.ctx = ctx
@@ -360,6 +367,16 @@ export class Rescue {
     for (const clientId of request.sessions) {
       // A late copy is for the sessions it names only.
       if (!publish.plain && !publish.sessions.includes(clientId)) continue
+      // Taken over here, then moved on before this answer came (its client
+      // resumed on another node, which fetched it from here): the publish
+      // follows it, or it is lost, since its publisher was acknowledged when
+      // the dead home was declared dead. The new home's ledger drops a copy
+      // it had already (this node queued it before the session left).
+      const followed = this.followMoved?.(clientId, packet)
+      if (followed !== undefined) {
+        waits.push(followed)
+        this.ctx.log.debug({ client: clientId, from: request.from, topic: publish.topic }, 'rescued publish sent after its session, which moved on')
+      }
       let matches = false
       for (const topic of this.ctx.store.storedFilters(clientId)) {
         if (routable(topic) && topicMatches(topic, publish.topic)) { matches = true; break }
