@@ -267,6 +267,9 @@ async function main (): Promise<void> {
       }
       log(`lost by send time (ms from kill): ${JSON.stringify([...byTime].sort((a, b) => a[0] - b[0]))}`)
       log(`lost targets: ${byTarget.size}: ${JSON.stringify([...byTarget].slice(0, 40))}`)
+      // A few to trace through the nodes' logs (--logs): client id, sequence number, ms from the kill.
+      const sample = lostSeqs.slice(0, 20).map((s) => [`storm-${victimPersistent[s % victimPersistent.length]!}`, s, Math.round(sentAt.get(s)! - killedAt)])
+      log(`lost, first ${sample.length} (client, seq, sent ms from kill): ${JSON.stringify(sample)}`)
     }
     const result = {
       clients: CLIENTS,
