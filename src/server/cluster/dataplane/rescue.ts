@@ -160,7 +160,11 @@ export class Rescue {
     if (own.length > 0) this.ctx.log.debug({ peer: dead, publishes: own.length }, 'rescuing what this node sent a gone peer')
     const mine = own.map((p) => this.queueRescued(id, p))
     if (request.waiting.size === 0) finish()
-    const timer = setTimeout(finish, RESCUE_ANSWER_TIMEOUT_MS)
+    this.ctx.log.debug({ peer: dead, requestId: id, sessions: request.sessions.size, asked: [...request.waiting], own: own.length, takeover }, 'rescue requested')
+    const timer = setTimeout(() => {
+      if (request.waiting.size > 0) this.ctx.log.debug({ peer: dead, requestId: id, waiting: [...request.waiting] }, 'rescue answers late: delivery to the sessions goes on; what comes later is queued when it comes')
+      finish()
+    }, RESCUE_ANSWER_TIMEOUT_MS)
     timer.unref()
     return Promise.all([done, ...mine]).then(() => clearTimeout(timer))
   }
@@ -190,30 +194,52 @@ export class Rescue {
       wanted = new FilterTrie()
       for (const f of filters) wanted.add(f, true)
     }
-    let n = 0
-    for (const publish of this.unsettledTo(dead)) {
-      if (wanted !== undefined && !wanted.matches(publish.topic)) continue
-      const buf = encodeMessage({ kind: 'rescue', requestId, publish })
-      while (link.send(buf, 'held') === 'backpressure') {
-        await link.whenWritable()
-        if (link.state === 'stopped') return
-      }
-      n++
-    }
-    if (link.state === 'stopped') return
     // From now on, what this node queues for `dead` goes to the requester too
-    // (a request that names no filter wants nothing: a takeover that took none).
+    // (a request that names no filter wants nothing: a takeover that took
+    // none). Before the snapshot below, not after sending it: sending it may
+    // wait for room on the requester's link for seconds, and a publish queued
+    // for `dead` meanwhile (one that waited for room on its link, woken by
+    // its death) would be in neither.
     if (wanted === undefined || wanted.size > 0) {
       let followers = this.followers.get(dead)
       if (followers === undefined) { followers = new Map(); this.followers.set(dead, followers) }
       followers.set(requestId, { link, wanted, until: Date.now() + RESCUE_WINDOW_MS })
     }
+    const unsettled = this.unsettledTo(dead)
+    this.ctx.log.debug({ peer: dead, to: link.peerName, requestId, filters: filters?.length, unsettled: unsettled.length, takeover }, 'answering a rescue request')
+    let n = 0
+    // Past the link's bound, up to cluster.dead_peer_buffer_bytes per answer:
+    // these publishes were acknowledged already, while the publishes that
+    // fill the link (a firehose into the taken sessions) were not and can
+    // wait. Behind them, the answer of a starved node got a slot now and
+    // then, and came 141 s late in the 64 KiB reconnect storm; the requester
+    // had handed its sessions on long before. Past that budget (a restarted
+    // peer's orphans are counted, not bounded in bytes) it waits for room.
+    let budget = this.ctx.config.cluster.dead_peer_buffer_bytes
+    const stopped = (): boolean => link.state === 'stopped'
+    for (const publish of unsettled) {
+      if (wanted !== undefined && !wanted.matches(publish.topic)) continue
+      const buf = encodeMessage({ kind: 'rescue', requestId, publish })
+      if (stopped()) return
+      if (budget >= buf.length) {
+        link.send(buf, 'held', true)
+        budget -= buf.length
+      } else {
+        while (link.send(buf, 'held') === 'backpressure') {
+          await link.whenWritable()
+          if (stopped()) return
+        }
+      }
+      n++
+    }
+    if (stopped()) return
     sendControl(this.ctx, link.peerName, { kind: 'rescue-done', requestId })
     if (takeover) {
       this.takeover(dead).answered.add(link.peerName)
       this.onTakeoverProgress?.(dead)
     }
     if (n > 0) this.ctx.log.info({ peer: dead, to: link.peerName, publishes: n }, 'sent the publishes a gone peer never settled to the node taking its sessions over')
+    else this.ctx.log.debug({ peer: dead, to: link.peerName, requestId }, 'rescue request answered: nothing it wants was left unsettled')
   }
 
   /**
@@ -360,7 +386,10 @@ export class Rescue {
 
   private async queueRescued (requestId: string, publish: ForwardedPublish): Promise<void> {
     const request = this.requests.get(requestId)
-    if (request === undefined) return
+    if (request === undefined) {
+      this.ctx.log.debug({ requestId, topic: publish.topic }, 'rescued publish for a request this node no longer keeps: dropped')
+      return
+    }
     const packet = inboundPacket(publish)
     if (packet === undefined) return
     const waits: Array<Promise<void>> = []
