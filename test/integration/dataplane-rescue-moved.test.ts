@@ -29,12 +29,23 @@ afterEach(async () => {
   await Promise.all(nodes.splice(0).map(async (n) => await n.stop('SIGKILL')))
 })
 
-test('a publish the dead home never settled reaches its session after the node that took the session over passed it on before the rescue came', async () => {
+/**
+ * `nextHolder`: where C puts the replica of the session it took over. On
+ * D, C's takeover request reaches B before B's link drops (B answers it
+ * when it wakes). On B, storing the session waits for the stopped B until
+ * its link drops; the request then goes to D only, and B hears of the
+ * takeover when it is back (announceTakeovers), after the session left C.
+ */
+async function rescueAfterMove (nextHolder: 'B' | 'D'): Promise<void> {
   nodes = await startProcessCluster(4, { cluster: { config: { ...FAST, secret_key: KEY } } })
   const [a, b, c, d] = nodes as [ProcessNode, ProcessNode, ProcessNode, ProcessNode]
-  // A client id whose replica A keeps on C (rendezvous over A's peers).
+  // A client id whose replica A keeps on C (rendezvous over A's peers), and C then on `nextHolder`.
   let id = ''
-  for (let i = 0; id === ''; i++) if (rendezvous(`moved-rescue-${i}`, [b, c, d].map(nameOf)) === nameOf(c)) id = `moved-rescue-${i}`
+  const next = nameOf(nextHolder === 'B' ? b : d)
+  for (let i = 0; id === ''; i++) {
+    const candidate = `moved-rescue-${i}`
+    if (rendezvous(candidate, [b, c, d].map(nameOf)) === nameOf(c) && rendezvous(candidate, [b, d].map(nameOf)) === next) id = candidate
+  }
   const topic = `rescue/${id}`
 
   const first = await connect(a.mqttUrl, { clientId: id, clean: false, protocolVersion: 4 })
@@ -69,4 +80,12 @@ test('a publish the dead home never settled reaches its session after the node t
   await waitForCount(got, 2, 'the message A never settled, rescued by C and passed on to D', 20_000)
   assert.deepEqual(got.map((m) => m.payload.slice(0, 7)), ['before', 'rescued'])
   assert.equal(await metricSum(c.apiUrl, 'broker_cluster_home_sessions'), 0, 'the session stayed on D')
+}
+
+test('a publish the dead home never settled reaches its session after the node that took the session over passed it on before the rescue came', async () => {
+  await rescueAfterMove('D')
+})
+
+test('same, when the peer holding the publish hears of the takeover only once back from the dead, after the session moved on', async () => {
+  await rescueAfterMove('B')
 })

@@ -54,6 +54,12 @@ interface Takeover {
   /** When this node last sent its takeover request, and for which sessions. */
   requestedAt: number
   sessions: Set<string>
+  /**
+   * Their subscriptions when taken (null: too many to name). A peer back
+   * from the dead hears of the takeover later (announceTakeovers), when a
+   * session may have moved on and its filters are no longer stored here.
+   */
+  filters: Set<string> | null
   /** Peers whose takeover request was answered here. */
   answered: Set<string>
 }
@@ -145,11 +151,18 @@ export class Rescue {
     const request: Request = { from: dead, sessions: new Set(clientIds), waiting: new Set(), done, finish, until: now + RESCUE_WINDOW_MS }
     for (const [rid, r] of this.requests) if (r.until < now) this.requests.delete(rid)
     this.requests.set(id, request)
-    const filters = this.filtersOf(request.sessions)
+    let filters = this.filtersOf(request.sessions)
     if (takeover) {
       const t = this.takeover(dead)
       t.requestedAt = now
       for (const id of request.sessions) t.sessions.add(id)
+      if (t.filters !== null) {
+        if (filters === undefined) t.filters = null
+        else for (const f of filters) t.filters.add(f)
+        if (t.filters !== null && t.filters.size > MAX_REQUEST_FILTERS) t.filters = null
+      }
+      // Told to a peer back from the dead: what the sessions subscribed to when taken.
+      if (only !== undefined) filters = t.filters === null ? undefined : [...t.filters]
     }
     for (const peer of this.ctx.links.upPeers()) {
       if (peer === dead || (only !== undefined && peer !== only)) continue
@@ -303,7 +316,7 @@ export class Rescue {
 
   private takeover (dead: string): Takeover {
     let t = this.takeovers.get(dead)
-    if (t === undefined) { t = { own: false, requestedAt: 0, sessions: new Set(), answered: new Set() }; this.takeovers.set(dead, t) }
+    if (t === undefined) { t = { own: false, requestedAt: 0, sessions: new Set(), filters: new Set(), answered: new Set() }; this.takeovers.set(dead, t) }
     return t
   }
 
