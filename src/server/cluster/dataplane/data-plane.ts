@@ -204,11 +204,15 @@ export class DataPlane {
       busy: (clientId) => moves.connecting(clientId) || moves.isArriving(clientId),
       remove: async (clientId) => await moves.remove(clientId)
     })
-    rescue.followMoved = (clientId, packet) => {
+    rescue.followMoved = (clientIds, packet) => {
+      let waits: Array<Promise<void>> | undefined
       for (const f of moves.followers(packet.topic)) {
-        if (f.clientId === clientId) return forwarding.forwardToSession(f.to, packet, clientId)
+        if (!clientIds.has(f.clientId)) continue
+        const w = forwarding.forwardToSession(f.to, packet, f.clientId)
+        if (w !== undefined) (waits ??= []).push(w)
+        ctx.log.debug({ client: f.clientId, to: f.to, topic: packet.topic }, 'rescued publish sent after its session, which moved on')
       }
-      return undefined
+      return waits === undefined ? undefined : Promise.all(waits).then(() => {})
     }
     const inbound = new Inbound(ctx, options.bus, forwarding, {
       followers: (topic) => moves.followers(topic),

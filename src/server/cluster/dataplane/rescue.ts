@@ -102,12 +102,12 @@ export class Rescue {
   /** Set by the composition: the takeover of `dead`'s sessions progressed (rescue-backpressure.ts wakes its waiters). */
   onTakeoverProgress: ((dead: string) => void) | undefined
   /**
-   * Set by the composition: sends a message after a session that left this
-   * node lately, as a late copy to its new home (session-moves.ts followers);
-   * resolves when it is held there. Undefined: the session did not leave, or
-   * its subscriptions do not match.
+   * Set by the composition: sends a message after those of `clientIds` that
+   * left this node lately and subscribe to it, as late copies to their new
+   * homes (session-moves.ts followers: one pass over them per message);
+   * resolves when they are held there. Undefined: none of them.
    */
-  followMoved: ((clientId: string, packet: InboundPacket) => Promise<void> | undefined) | undefined
+  followMoved: ((clientIds: ReadonlySet<string>, packet: InboundPacket) => Promise<void> | undefined) | undefined
 
   constructor (ctx: DataPlaneContext) {
     this.ctx = ctx
@@ -406,19 +406,16 @@ export class Rescue {
     const packet = inboundPacket(publish)
     if (packet === undefined) return
     const waits: Array<Promise<void>> = []
+    // Sessions taken over here, then moved on before this answer came (their
+    // client resumed on another node, which fetched them from here): the
+    // publish follows them, or it is lost, since its publisher was
+    // acknowledged when the dead home was declared dead. A new home's ledger
+    // drops a copy it had already (this node queued it before it left).
+    const followed = this.followMoved?.(publish.plain ? request.sessions : new Set(publish.sessions.filter((id) => request.sessions.has(id))), packet)
+    if (followed !== undefined) waits.push(followed)
     for (const clientId of request.sessions) {
       // A late copy is for the sessions it names only.
       if (!publish.plain && !publish.sessions.includes(clientId)) continue
-      // Taken over here, then moved on before this answer came (its client
-      // resumed on another node, which fetched it from here): the publish
-      // follows it, or it is lost, since its publisher was acknowledged when
-      // the dead home was declared dead. The new home's ledger drops a copy
-      // it had already (this node queued it before the session left).
-      const followed = this.followMoved?.(clientId, packet)
-      if (followed !== undefined) {
-        waits.push(followed)
-        this.ctx.log.debug({ client: clientId, from: request.from, topic: publish.topic }, 'rescued publish sent after its session, which moved on')
-      }
       let matches = false
       for (const topic of this.ctx.store.storedFilters(clientId)) {
         if (routable(topic) && topicMatches(topic, publish.topic)) { matches = true; break }
