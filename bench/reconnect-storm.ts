@@ -9,6 +9,7 @@
 //  - resumedMs: until every persistent session of the killed node is back with session present;
 //  - notResumed: persistent sessions that came back with session present 0;
 //  - acked / lost: QoS 1 messages acknowledged to the publisher during the storm, and of those never delivered;
+//  - lostNotBack: of the lost, those for sessions whose client never came back (the bench retries for a minute);
 //  - publisherReconnects / refused / waitedTakeover: the publisher's connection closed by a refused publish
 //    (it reconnects and sends the unacknowledged again), publishes refused, and publishes that waited
 //    for the takeover of the killed node's sessions (cluster.dead_peer_buffer_bytes reached);
@@ -139,6 +140,8 @@ async function main (): Promise<void> {
     const received = new Set<number>()
     const onPublish = (payload: Buffer): void => { if (payload.length >= 4) received.add(payload.readUInt32BE(0)) }
     const victims: number[] = []
+    /** Persistent sessions whose client came back with session present. */
+    const back = new Set<number>()
     let reconnected = 0
     let resumed = 0
     let notResumed = 0
@@ -154,7 +157,7 @@ async function main (): Promise<void> {
           reconnected++
           lastReconnect = now()
           if (persistent) {
-            if (c.sessionPresent) { resumed++; lastResumed = now() } else notResumed++
+            if (c.sessionPresent) { resumed++; lastResumed = now(); back.add(i) } else notResumed++
           }
           return
         } catch {
@@ -255,6 +258,9 @@ async function main (): Promise<void> {
     }
     const lostSeqs = ackedSeqs.filter((s) => !received.has(s))
     const lost = lostSeqs.length
+    // Of those, the ones for sessions whose client never came back (within
+    // the minute the bench retries): still queued for it, not delivered.
+    const lostNotBack = lostSeqs.filter((s) => !back.has(victimPersistent[s % victimPersistent.length]!)).length
     if (lost > 0) {
       // Where to look: when the lost messages were sent, and for which sessions.
       const byTime = new Map<number, number>()
@@ -267,6 +273,9 @@ async function main (): Promise<void> {
       }
       log(`lost by send time (ms from kill): ${JSON.stringify([...byTime].sort((a, b) => a[0] - b[0]))}`)
       log(`lost targets: ${byTarget.size}: ${JSON.stringify([...byTarget].slice(0, 40))}`)
+      // A few to trace through the nodes' logs (--logs): client id, sequence number, ms from the kill.
+      const sample = lostSeqs.filter((s) => back.has(victimPersistent[s % victimPersistent.length]!)).slice(0, 20).map((s) => [`storm-${victimPersistent[s % victimPersistent.length]!}`, s, Math.round(sentAt.get(s)! - killedAt)])
+      log(`lost for sessions that came back, first ${sample.length} (client, seq, sent ms from kill): ${JSON.stringify(sample)}`)
     }
     const result = {
       clients: CLIENTS,
@@ -282,6 +291,7 @@ async function main (): Promise<void> {
       sent: seq,
       acked,
       lost,
+      lostNotBack,
       publisherReconnects,
       refused: await metricTotal(survivors, 'broker_cluster_publishes_refused_total'),
       waitedTakeover: await metricTotal(survivors, 'broker_cluster_publishes_waited_takeover_total'),

@@ -25,7 +25,7 @@ import type { DataPlaneContext } from './context.js'
 import { sendControl } from './context.js'
 import { decodeMessage, encodeMessage, type DataPlaneMessage, type ForwardedPublish } from './messages.js'
 import type { PeerLink, DeliveryInfo } from './peer-link.js'
-import { inboundPacket } from './inbound.js'
+import { inboundPacket, type InboundPacket } from './inbound.js'
 import { routable } from './local-routes.js'
 import { FilterTrie } from './filter-trie.js'
 
@@ -54,6 +54,12 @@ interface Takeover {
   /** When this node last sent its takeover request, and for which sessions. */
   requestedAt: number
   sessions: Set<string>
+  /**
+   * Their subscriptions when taken (null: too many to name). A peer back
+   * from the dead hears of the takeover later (announceTakeovers), when a
+   * session may have moved on and its filters are no longer stored here.
+   */
+  filters: Set<string> | null
   /** Peers whose takeover request was answered here. */
   answered: Set<string>
 }
@@ -95,6 +101,13 @@ export class Rescue {
   private readonly takeovers = new Map<string, Takeover>()
   /** Set by the composition: the takeover of `dead`'s sessions progressed (rescue-backpressure.ts wakes its waiters). */
   onTakeoverProgress: ((dead: string) => void) | undefined
+  /**
+   * Set by the composition: sends a message after those of `clientIds` that
+   * left this node lately and subscribe to it, as late copies to their new
+   * homes (session-moves.ts followers: one pass over them per message);
+   * resolves when they are held there. Undefined: none of them.
+   */
+  followMoved: ((clientIds: ReadonlySet<string>, packet: InboundPacket) => Promise<void> | undefined) | undefined
 
   constructor (ctx: DataPlaneContext) {
     this.ctx = ctx
@@ -138,11 +151,18 @@ export class Rescue {
     const request: Request = { from: dead, sessions: new Set(clientIds), waiting: new Set(), done, finish, until: now + RESCUE_WINDOW_MS }
     for (const [rid, r] of this.requests) if (r.until < now) this.requests.delete(rid)
     this.requests.set(id, request)
-    const filters = this.filtersOf(request.sessions)
+    let filters = this.filtersOf(request.sessions)
     if (takeover) {
       const t = this.takeover(dead)
       t.requestedAt = now
       for (const id of request.sessions) t.sessions.add(id)
+      if (t.filters !== null) {
+        if (filters === undefined) t.filters = null
+        else for (const f of filters) t.filters.add(f)
+        if (t.filters !== null && t.filters.size > MAX_REQUEST_FILTERS) t.filters = null
+      }
+      // Told to a peer back from the dead: what the sessions subscribed to when taken.
+      if (only !== undefined) filters = t.filters === null ? undefined : [...t.filters]
     }
     for (const peer of this.ctx.links.upPeers()) {
       if (peer === dead || (only !== undefined && peer !== only)) continue
@@ -153,7 +173,11 @@ export class Rescue {
     if (own.length > 0) this.ctx.log.debug({ peer: dead, publishes: own.length }, 'rescuing what this node sent a gone peer')
     const mine = own.map((p) => this.queueRescued(id, p))
     if (request.waiting.size === 0) finish()
-    const timer = setTimeout(finish, RESCUE_ANSWER_TIMEOUT_MS)
+    this.ctx.log.debug({ peer: dead, requestId: id, sessions: request.sessions.size, asked: [...request.waiting], own: own.length, takeover }, 'rescue requested')
+    const timer = setTimeout(() => {
+      if (request.waiting.size > 0) this.ctx.log.debug({ peer: dead, requestId: id, waiting: [...request.waiting] }, 'rescue answers late: delivery to the sessions goes on; what comes later is queued when it comes')
+      finish()
+    }, RESCUE_ANSWER_TIMEOUT_MS)
     timer.unref()
     return Promise.all([done, ...mine]).then(() => clearTimeout(timer))
   }
@@ -183,30 +207,52 @@ export class Rescue {
       wanted = new FilterTrie()
       for (const f of filters) wanted.add(f, true)
     }
-    let n = 0
-    for (const publish of this.unsettledTo(dead)) {
-      if (wanted !== undefined && !wanted.matches(publish.topic)) continue
-      const buf = encodeMessage({ kind: 'rescue', requestId, publish })
-      while (link.send(buf, 'held') === 'backpressure') {
-        await link.whenWritable()
-        if (link.state === 'stopped') return
-      }
-      n++
-    }
-    if (link.state === 'stopped') return
     // From now on, what this node queues for `dead` goes to the requester too
-    // (a request that names no filter wants nothing: a takeover that took none).
+    // (a request that names no filter wants nothing: a takeover that took
+    // none). Before the snapshot below, not after sending it: sending it may
+    // wait for room on the requester's link for seconds, and a publish queued
+    // for `dead` meanwhile (one that waited for room on its link, woken by
+    // its death) would be in neither.
     if (wanted === undefined || wanted.size > 0) {
       let followers = this.followers.get(dead)
       if (followers === undefined) { followers = new Map(); this.followers.set(dead, followers) }
       followers.set(requestId, { link, wanted, until: Date.now() + RESCUE_WINDOW_MS })
     }
+    const unsettled = this.unsettledTo(dead)
+    this.ctx.log.debug({ peer: dead, to: link.peerName, requestId, filters: filters?.length, unsettled: unsettled.length, takeover }, 'answering a rescue request')
+    let n = 0
+    // Past the link's bound, up to cluster.dead_peer_buffer_bytes per answer:
+    // these publishes were acknowledged already, while the publishes that
+    // fill the link (a firehose into the taken sessions) were not and can
+    // wait. Behind them, the answer of a starved node got a slot now and
+    // then, and came 141 s late in the 64 KiB reconnect storm; the requester
+    // had handed its sessions on long before. Past that budget (a restarted
+    // peer's orphans are counted, not bounded in bytes) it waits for room.
+    let budget = this.ctx.config.cluster.dead_peer_buffer_bytes
+    const stopped = (): boolean => link.state === 'stopped'
+    for (const publish of unsettled) {
+      if (wanted !== undefined && !wanted.matches(publish.topic)) continue
+      const buf = encodeMessage({ kind: 'rescue', requestId, publish })
+      if (stopped()) return
+      if (budget >= buf.length) {
+        link.send(buf, 'held', true)
+        budget -= buf.length
+      } else {
+        while (link.send(buf, 'held') === 'backpressure') {
+          await link.whenWritable()
+          if (stopped()) return
+        }
+      }
+      n++
+    }
+    if (stopped()) return
     sendControl(this.ctx, link.peerName, { kind: 'rescue-done', requestId })
     if (takeover) {
       this.takeover(dead).answered.add(link.peerName)
       this.onTakeoverProgress?.(dead)
     }
     if (n > 0) this.ctx.log.info({ peer: dead, to: link.peerName, publishes: n }, 'sent the publishes a gone peer never settled to the node taking its sessions over')
+    else this.ctx.log.debug({ peer: dead, to: link.peerName, requestId }, 'rescue request answered: nothing it wants was left unsettled')
   }
 
   /**
@@ -270,7 +316,7 @@ export class Rescue {
 
   private takeover (dead: string): Takeover {
     let t = this.takeovers.get(dead)
-    if (t === undefined) { t = { own: false, requestedAt: 0, sessions: new Set(), answered: new Set() }; this.takeovers.set(dead, t) }
+    if (t === undefined) { t = { own: false, requestedAt: 0, sessions: new Set(), filters: new Set(), answered: new Set() }; this.takeovers.set(dead, t) }
     return t
   }
 
@@ -353,10 +399,20 @@ export class Rescue {
 
   private async queueRescued (requestId: string, publish: ForwardedPublish): Promise<void> {
     const request = this.requests.get(requestId)
-    if (request === undefined) return
+    if (request === undefined) {
+      this.ctx.log.debug({ requestId, topic: publish.topic }, 'rescued publish for a request this node no longer keeps: dropped')
+      return
+    }
     const packet = inboundPacket(publish)
     if (packet === undefined) return
     const waits: Array<Promise<void>> = []
+    // Sessions taken over here, then moved on before this answer came (their
+    // client resumed on another node, which fetched them from here): the
+    // publish follows them, or it is lost, since its publisher was
+    // acknowledged when the dead home was declared dead. A new home's ledger
+    // drops a copy it had already (this node queued it before it left).
+    const followed = this.followMoved?.(publish.plain ? request.sessions : new Set(publish.sessions.filter((id) => request.sessions.has(id))), packet)
+    if (followed !== undefined) waits.push(followed)
     for (const clientId of request.sessions) {
       // A late copy is for the sessions it names only.
       if (!publish.plain && !publish.sessions.includes(clientId)) continue

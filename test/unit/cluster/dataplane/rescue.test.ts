@@ -43,11 +43,13 @@ class FakeLink {
   }
 }
 
-function rescueWith (links: FakeLink[]): Rescue {
+/** `budget`: cluster.dead_peer_buffer_bytes, what an answer may put past a full link. */
+function rescueWith (links: FakeLink[], budget = 64 * 1024 * 1024): Rescue {
   const byName = new Map(links.map((l) => [l.peerName, l]))
   const log = { info: () => {}, debug: () => {}, warn: () => {} }
   const ctx = {
     name: 'node-b',
+    config: { cluster: { dead_peer_buffer_bytes: budget } },
     log,
     links: { get: (p: string) => byName.get(p), upPeers: () => [...byName.keys()], isParked: (p: string) => p === 'node-dead' },
     store: { storedFilters: () => ['storm/1'], enqueueFor: () => ({ queued: false }) }
@@ -55,13 +57,18 @@ function rescueWith (links: FakeLink[]): Rescue {
   return new Rescue(ctx as unknown as DataPlaneContext)
 }
 
-test('a rescue answer waits for a full link instead of dropping what does not fit, and says done last', async () => {
+/** Bytes of one rescue of publish(`storm/N`, counter) as it crosses. */
+const rescueBytes = (counter: number): number => encodeMessage({ kind: 'rescue', requestId: 'r1', publish: publish('storm/0', counter) }).length
+
+test('a rescue answer goes past a full link up to dead_peer_buffer_bytes, then waits for room instead of dropping what does not fit, and says done last', async () => {
   const unsettled = Array.from({ length: 50 }, (_, i) => publish(`storm/${i % 5}`, i + 1))
   const dead = new FakeLink('node-dead', Infinity, unsettled)
   const taker = new FakeLink('node-c', 8)
-  const rescue = rescueWith([dead, taker])
+  // Room past the bound for the first 12 (counters 1-9 take a byte less than 10-12).
+  const rescue = rescueWith([dead, taker], 9 * rescueBytes(1) + 3 * rescueBytes(10))
   let answered = false
   const answer = rescue.answer(taker as unknown as PeerLink, 'node-dead', 'r1').then(() => { answered = true })
+  assert.equal(taker.sent.filter((m) => m.kind === 'rescue').length, 12, 'the budget past the bound at once, more than the link holds')
   for (let i = 0; i < 20 && !answered; i++) {
     await new Promise((resolve) => setImmediate(resolve))
     taker.drain()
@@ -98,6 +105,26 @@ test('what is queued for the dead peer after an answer follows to the requester,
   const followed = taker.sent.slice(before)
   assert.deepEqual(followed.map((m) => [m.kind, (m as { requestId?: string }).requestId, (m as { publish?: ForwardedPublish }).publish?.brokerCounter]), [['rescue', 'r1', 3]])
   assert.deepEqual(held, [taker.lastQueuedSeq], 'the acknowledgement waits for the requester to hold it')
+})
+
+test('what is queued for the dead peer while an answer waits for room follows to the requester too', async () => {
+  const dead = new FakeLink('node-dead', Infinity, Array.from({ length: 20 }, (_, i) => publish('storm/1', i + 1)))
+  const taker = new FakeLink('node-c', 4)
+  const rescue = rescueWith([dead, taker], rescueBytes(1))
+  let answered = false
+  const answer = rescue.answer(taker as unknown as PeerLink, 'node-dead', 'r1', ['storm/1']).then(() => { answered = true })
+  // The answer waits for room; a publish woken from the dead peer's full link is queued there now.
+  const hold = async (): Promise<void> => {}
+  const waited = rescue.follow('node-dead', encodeMessage({ kind: 'publish', publish: publish('storm/1', 99) }), hold)
+  assert.notEqual(waited, undefined, 'followed, though the answer (a snapshot taken before) is still going')
+  for (let i = 0; i < 20 && !answered; i++) {
+    await new Promise((resolve) => setImmediate(resolve))
+    taker.drain()
+  }
+  await answer
+  const rescued = taker.sent.filter((m) => m.kind === 'rescue').map((m) => (m as { publish: ForwardedPublish }).publish.brokerCounter)
+  assert.deepEqual([...rescued].sort((a, b) => a - b), [...Array.from({ length: 20 }, (_, i) => i + 1), 99])
+  assert.equal(taker.sent.at(-1)?.kind, 'rescue-done')
 })
 
 test('the takeover of a dead peer is done once this node took its part and every other up peer said it took its own', async () => {
