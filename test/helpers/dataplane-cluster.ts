@@ -3,6 +3,8 @@
 import { startNode, type ConfigOverrides, type TestNode } from './node.js'
 import { freeLoopbackAddress } from './loopback.js'
 import { waitFor } from './wait.js'
+import type { MqttClient } from 'mqtt'
+import { connect } from './mqtt-clients.js'
 
 /** Fast membership timings; a key, so the links run encrypted as in production. */
 export function clusterConfig (host: string, hosts: string[], extra: ConfigOverrides = {}): ConfigOverrides {
@@ -43,4 +45,19 @@ export async function startCluster (count = 3, extra: ConfigOverrides = {}): Pro
 /** Waits until `from` routes `topic` to `to` (the subscription made on `to` reached `from`). */
 export async function waitForRoute (from: TestNode, to: TestNode, topic: string): Promise<void> {
   await waitFor(() => from.node.dataPlane.routing.peersFor(topic).includes(nameOf(to)), { timeout: 5000, message: `${nameOf(from)} to route ${topic} to ${nameOf(to)}` })
+}
+
+/**
+ * A persistent session (MQTT 3.1.1) at home on `home` whose client is
+ * away, with one QoS 1 message ('owed') published on `other` and queued
+ * for it; the publisher goes into `open` for the test file to end.
+ */
+export async function awaySessionOwed (home: TestNode, other: TestNode, clientId: string, topic: string, open: MqttClient[]): Promise<void> {
+  const first = await connect(home.mqttUrl, { clientId, clean: false, protocolVersion: 4 })
+  await first.subscribeAsync(topic, { qos: 1 })
+  await first.endAsync()
+  await waitForRoute(other, home, topic)
+  const pub = await connect(other.mqttUrl)
+  open.push(pub)
+  await pub.publishAsync(topic, 'owed', { qos: 1 })
 }

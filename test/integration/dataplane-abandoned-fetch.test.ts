@@ -13,9 +13,9 @@ import assert from 'node:assert/strict'
 import type { Client } from 'aedes'
 import type { MqttClient } from 'mqtt'
 import type { TestNode } from '../helpers/node.js'
-import { startCluster, waitForRoute } from '../helpers/dataplane-cluster.js'
+import { awaySessionOwed, startCluster } from '../helpers/dataplane-cluster.js'
 import { waitFor } from '../helpers/wait.js'
-import { RawClient, connect, connectWithConnack, uniqueId, waitForCount } from '../helpers/mqtt-clients.js'
+import { RawClient, connectWithConnack, uniqueId, waitForCount } from '../helpers/mqtt-clients.js'
 import { connectionGone } from '../../src/server/cluster/dataplane/session-moves.js'
 import type { StartWindow } from '../../src/server/cluster/dataplane/start-window.js'
 
@@ -38,13 +38,7 @@ test('a resuming CONNECT given up while its session fetch waits leaves the sessi
   const topic = `abandoned/${uniqueId('t')}`
 
   // A persistent session on its home, with one QoS 1 message queued while its client is away.
-  const first = await connect(home.mqttUrl, { clientId: id, clean: false, protocolVersion: 4 })
-  await first.subscribeAsync(topic, { qos: 1 })
-  await first.endAsync()
-  await waitForRoute(other, home, topic)
-  const pub = await connect(other.mqttUrl)
-  clients.push(pub)
-  await pub.publishAsync(topic, 'owed', { qos: 1 })
+  await awaySessionOwed(home, other, id, topic, clients)
   await waitFor(() => home.node.mqtt.persistence.hasSession(id), { message: 'the session on its home' })
 
   // The other node's fetches wait (as after a whole-cluster restart) until released.

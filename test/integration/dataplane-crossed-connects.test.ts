@@ -10,9 +10,9 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import type { MqttClient } from 'mqtt'
 import type { TestNode } from '../helpers/node.js'
-import { startCluster, waitForRoute } from '../helpers/dataplane-cluster.js'
+import { awaySessionOwed, startCluster } from '../helpers/dataplane-cluster.js'
 import { waitFor } from '../helpers/wait.js'
-import { RawClient, connect, connectWithConnack, uniqueId, waitForCount } from '../helpers/mqtt-clients.js'
+import { RawClient, connectWithConnack, uniqueId, waitForCount } from '../helpers/mqtt-clients.js'
 import type { StartWindow } from '../../src/server/cluster/dataplane/start-window.js'
 
 const nodes: TestNode[] = []
@@ -41,13 +41,7 @@ test('of two CONNECTs of one client on two nodes, the later one keeps the sessio
   const topic = `crossed/${uniqueId('t')}`
 
   // A persistent session at home, one QoS 1 message queued while its client is away.
-  const first = await connect(home.mqttUrl, { clientId: id, clean: false, protocolVersion: 4 })
-  await first.subscribeAsync(topic, { qos: 1 })
-  await first.endAsync()
-  await waitForRoute(other, home, topic)
-  const pub = await connect(other.mqttUrl)
-  clients.push(pub)
-  await pub.publishAsync(topic, 'owed', { qos: 1 })
+  await awaySessionOwed(home, other, id, topic, clients)
 
   // The older CONNECT, on the other node: its fetch waits (as after a restart).
   const otherFetch = held()
