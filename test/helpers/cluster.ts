@@ -8,6 +8,8 @@ import type { ProcessNode, ConfigOverrides } from './node.js'
 import { startProcessNode } from './node.js'
 import { freeLoopbackAddress } from './loopback.js'
 import { waitFor } from './wait.js'
+import { afterEach } from 'node:test'
+import type { MqttClient } from 'mqtt'
 import type { MemberState } from '../../src/server/cluster/membership/membership.js'
 
 export interface MemberLogEvent { time: number, state: MemberState, member: string, msg: string }
@@ -100,4 +102,21 @@ export async function startStoringCluster (t: AfterHook, cluster: ConfigOverride
   t.after(async () => { await Promise.all(nodes.map(async (n) => await n.stop('SIGKILL'))) })
   await waitForView(nodes, nodes, 'alive', 20_000)
   return { nodes, dirs, start: async (i) => { nodes[i] = await startProcessNode(overridesOf(i), { host: hosts[i] }); return nodes[i] } }
+}
+
+/**
+ * Encrypted process clusters, one per test of the calling file: `start(n)`
+ * starts n nodes (FAST timings, a cluster key). After each test its nodes
+ * are SIGKILLed (a SIGSTOPped one too) and the clients pushed into
+ * `clients` are ended. Call at the top level of a test file.
+ */
+export function keyedClusterPerTest (): { start: (n: number) => Promise<ProcessNode[]>, clients: MqttClient[] } {
+  const key = '0123456789abcdef0123456789abcdef'
+  let nodes: ProcessNode[] = []
+  const clients: MqttClient[] = []
+  afterEach(async () => {
+    for (const c of clients.splice(0)) await c.endAsync(true).catch(() => {})
+    await Promise.all(nodes.splice(0).map(async (n) => await n.stop('SIGKILL')))
+  })
+  return { clients, start: async (n) => (nodes = await startProcessCluster(n, { cluster: { config: { ...FAST, secret_key: key } } })) }
 }

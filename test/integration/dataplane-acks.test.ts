@@ -3,26 +3,18 @@
 // acknowledgements loses none of them. Three `broker-ha serve` processes per
 // test, encrypted links, mqtt.js; the kill comes the moment the last PUBACK
 // arrived, with no wait for replication.
-import { test, afterEach } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { MqttClient } from 'mqtt'
 import type { ProcessNode } from '../helpers/node.js'
-import { startProcessCluster, FAST } from '../helpers/cluster.js'
+import { keyedClusterPerTest } from '../helpers/cluster.js'
 import { waitFor } from '../helpers/wait.js'
 import { connect, connectWithConnack, uniqueId, waitForCount } from '../helpers/mqtt-clients.js'
 
-const KEY = '0123456789abcdef0123456789abcdef'
-let nodes: ProcessNode[] = []
-const clients: MqttClient[] = []
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.endAsync(true).catch(() => {})
-  await Promise.all(nodes.splice(0).map(async (n) => await n.stop('SIGKILL')))
-})
+const { start, clients } = keyedClusterPerTest()
 
 async function cluster (): Promise<[ProcessNode, ProcessNode, ProcessNode]> {
-  nodes = await startProcessCluster(3, { cluster: { config: { ...FAST, secret_key: KEY } } })
-  return nodes as [ProcessNode, ProcessNode, ProcessNode]
+  return await start(3) as [ProcessNode, ProcessNode, ProcessNode]
 }
 
 /** The node the subscriber's session is replicated to, once it holds it. */

@@ -9,25 +9,17 @@
 // publisher's node, C the replica holder that takes the session over, D
 // where the client resumes. B is held with SIGSTOP so that its answer comes
 // after the move, which makes the window certain instead of a race.
-import { test, afterEach } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { MqttClient } from 'mqtt'
 import type { ProcessNode } from '../helpers/node.js'
-import { startProcessCluster, FAST, nameOf } from '../helpers/cluster.js'
+import { keyedClusterPerTest, nameOf } from '../helpers/cluster.js'
 import { waitFor } from '../helpers/wait.js'
 import { metricSum, metricByLabel } from '../helpers/metrics.js'
 import { connect, connectWithConnack, waitForCount } from '../helpers/mqtt-clients.js'
 import { rendezvous } from '../../src/server/cluster/dataplane/session-replication.js'
 
-const KEY = '0123456789abcdef0123456789abcdef'
-let nodes: ProcessNode[] = []
-const clients: MqttClient[] = []
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.endAsync(true).catch(() => {})
-  // SIGKILL ends a stopped process too.
-  await Promise.all(nodes.splice(0).map(async (n) => await n.stop('SIGKILL')))
-})
+// A SIGSTOPped node is SIGKILLed after each test too.
+const { start, clients } = keyedClusterPerTest()
 
 /**
  * `nextHolder`: where C puts the replica of the session it took over. On
@@ -37,8 +29,7 @@ afterEach(async () => {
  * takeover when it is back (announceTakeovers), after the session left C.
  */
 async function rescueAfterMove (nextHolder: 'B' | 'D'): Promise<void> {
-  nodes = await startProcessCluster(4, { cluster: { config: { ...FAST, secret_key: KEY } } })
-  const [a, b, c, d] = nodes as [ProcessNode, ProcessNode, ProcessNode, ProcessNode]
+  const [a, b, c, d] = await start(4) as [ProcessNode, ProcessNode, ProcessNode, ProcessNode]
   // A client id whose replica A keeps on C (rendezvous over A's peers), and C then on `nextHolder`.
   let id = ''
   const next = nameOf(nextHolder === 'B' ? b : d)

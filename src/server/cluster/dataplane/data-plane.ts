@@ -204,20 +204,11 @@ export class DataPlane {
       remove: async (clientId) => await moves.remove(clientId)
     })
     const startWindow = new StartWindow(ctx, { replicas: replication.replicas, promotion })
-    rescue.followMoved = (clientIds, packet) => {
-      let waits: Array<Promise<void>> | undefined
-      for (const f of moves.followers(packet.topic)) {
-        if (!clientIds.has(f.clientId)) continue
-        const w = forwarding.forwardToSession(f.to, packet, f.clientId)
-        if (w !== undefined) (waits ??= []).push(w)
-        ctx.log.debug({ client: f.clientId, to: f.to, topic: packet.topic }, 'rescued publish sent after its session, which moved on')
-      }
-      return waits === undefined ? undefined : Promise.all(waits).then(() => {})
-    }
     const inbound = new Inbound(ctx, options.bus, forwarding, {
       followers: (topic) => moves.followers(topic),
       queueLate: async (clientId, packet) => await moves.queueLate(clientId, packet as StoredPacket)
     })
+    rescue.followMoved = (clientIds, packet) => inbound.followLate(packet, clientIds)
     this.parts = {
       ctx, routing: this.routing, links: this.links, forwarding, inbound, routes, retained, replication,
       moves, gates, takeover, promotion, rescue, reconcile, startWindow

@@ -131,11 +131,16 @@ export class Inbound {
     await Promise.all(clientIds.map(async (clientId) => await this.queueLate(clientId, packet)))
   }
 
-  /** A message for a session that moved away from here lately goes after it (session-moves.ts). */
-  private followLate (packet: InboundPacket): Promise<unknown> | undefined {
+  /**
+   * A message for a session that moved away from here lately goes after it
+   * (session-moves.ts), or for those of `only` (a rescued publish, for the
+   * sessions it was rescued for); resolves when they are held there.
+   */
+  followLate (packet: InboundPacket, only?: ReadonlySet<string>): Promise<unknown> | undefined {
     if (packet.qos === 0) return undefined
     let waits: Array<Promise<void>> | undefined
     for (const { clientId, to } of this.followers(packet.topic)) {
+      if (only !== undefined && !only.has(clientId)) continue
       const w = this.forwarding.forwardToSession(to, packet, clientId)
       if (w !== undefined) (waits ??= []).push(w)
     }

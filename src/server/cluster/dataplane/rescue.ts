@@ -107,7 +107,7 @@ export class Rescue {
    * homes (session-moves.ts followers: one pass over them per message);
    * resolves when they are held there. Undefined: none of them.
    */
-  followMoved: ((clientIds: ReadonlySet<string>, packet: InboundPacket) => Promise<void> | undefined) | undefined
+  followMoved: ((clientIds: ReadonlySet<string>, packet: InboundPacket) => Promise<unknown> | undefined) | undefined
 
   constructor (ctx: DataPlaneContext) {
     this.ctx = ctx
@@ -405,7 +405,7 @@ export class Rescue {
     }
     const packet = inboundPacket(publish)
     if (packet === undefined) return
-    const waits: Array<Promise<void>> = []
+    const waits: Array<Promise<unknown>> = []
     // Sessions taken over here, then moved on before this answer came (their
     // client resumed on another node, which fetched them from here): the
     // publish follows them, or it is lost, since its publisher was
