@@ -79,6 +79,8 @@ export class Storage {
   private loading = false
   private startedAt = Date.now()
   private lock: DirLock | undefined
+  /** written()'s promise for the flush scheduled now. */
+  private nextFlush: Promise<void> | undefined
   private full = false
   /** A commit failed: everything is written again once one succeeds. */
   private rewrite = false
@@ -296,9 +298,11 @@ export class Storage {
    * are taken over from the replicas on disk (start-window.ts). Without
    * storage nothing is on disk to wait for.
    */
-  /** With sync always, the disk write of what this turn changed, if anything (DataPlane.ackGate). */
+  /** With sync always, the disk write of what this turn changed, if anything (DataPlane.ackGate): one promise per flush. */
   private written (): Promise<void> | undefined {
-    return this.flushScheduled && this.store?.sync === 'always' ? this.schedule() : undefined
+    if (!this.flushScheduled || this.store?.sync !== 'always') return undefined
+    this.nextFlush ??= this.schedule()
+    return this.nextFlush
   }
 
   private waitForPeersAtStart (): void {
@@ -443,6 +447,7 @@ export class Storage {
 
   private flush (): void {
     this.flushScheduled = false
+    this.nextFlush = undefined
     const store = this.store
     const waiters = this.waiters
     this.waiters = []

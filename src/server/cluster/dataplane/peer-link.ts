@@ -86,6 +86,8 @@ export class PeerLink {
   private delivered = 0
   /** Highest delivered seq whose handling is written (ackGate): what acks say. */
   private ackable = 0
+  /** The latest write acknowledgements wait for, and up to which seq. */
+  private gatedAck: { gate: Promise<void>, upTo: number, incarnation: string | null } | undefined
   /** The peer's held messages delivered here, and which of them are settled. */
   private readonly settlements = new Settlements()
 
@@ -285,6 +287,7 @@ export class PeerLink {
       this.recvIncarnation = hello.incarnation
       this.delivered = 0
       this.ackable = 0
+      this.gatedAck = undefined
       this.settlements.reset()
     }
     // What the peer already delivered needs no resending.
@@ -337,12 +340,24 @@ export class PeerLink {
     }
   }
 
-  /** Acknowledges up to `seq`, once what handling it changed is written (ackGate), if anything. */
+  /**
+   * Acknowledges up to `seq`, once what handling it changed is written
+   * (ackGate), if anything. Acks are cumulative: while a write is pending,
+   * later messages wait for it too, even those that changed nothing; the
+   * messages of one write share one wait.
+   */
   private ackWhenDone (seq: number): void {
     const gate = this.opts.ackGate?.()
-    if (gate === undefined) return this.ackUpTo(seq)
-    const incarnation = this.recvIncarnation
-    gate.then(() => { if (this.recvIncarnation === incarnation) this.ackUpTo(seq) }, () => {})
+    const pending = this.gatedAck
+    if (gate === undefined && pending === undefined) return this.ackUpTo(seq)
+    if (pending !== undefined && (gate === undefined || gate === pending.gate)) { pending.upTo = seq; return }
+    // A newer write: the store commits in order, so it is on disk after the pending one.
+    const g = { gate: gate!, upTo: seq, incarnation: this.recvIncarnation }
+    this.gatedAck = g
+    g.gate.then(() => {
+      if (this.gatedAck === g) this.gatedAck = undefined
+      if (this.recvIncarnation === g.incarnation) this.ackUpTo(g.upTo)
+    }, () => {})
   }
 
   private ackUpTo (seq: number): void {
