@@ -51,6 +51,15 @@ test('every message kind round-trips', () => {
   for (const m of messages) assert.deepEqual(decodeMessage(encodeMessage(m)), m, m.kind)
 })
 
+test('payloads inside JSON sections travel as {"$b64": ...}, the form earlier releases read (rolling upgrades)', () => {
+  const m: DataPlaneMessage = { kind: 'replica', ops: [{ clientId: 'c', op: 'enqueue', packet: { cmd: 'publish', topic: 'a', payload: Buffer.from('xyz'), qos: 1 }, at: 0 }] }
+  const bytes = encodeMessage(m)
+  assert.ok(bytes.includes('{"$b64":"eHl6"}'), 'a payload is a base64 string in an object of its own')
+  assert.equal(bytes.includes('"type":"Buffer"'), false, "never Buffer's toJSON form")
+  // What an earlier release sent: the same bytes decode to the same message.
+  assert.deepEqual(decodeMessage(bytes), m)
+})
+
 test('MQTT 5 properties survive the hop; hop-local ones are dropped (the expiry travels as an absolute time)', () => {
   const properties = {
     payloadFormatIndicator: true,
