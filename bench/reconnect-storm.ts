@@ -9,13 +9,21 @@
 //  - resumedMs: until every persistent session of the killed node is back with session present;
 //  - notResumed: persistent sessions that came back with session present 0;
 //  - acked / lost: QoS 1 messages acknowledged to the publisher during the storm, and of those never delivered;
-//  - lostNotBack: of the lost, those for sessions whose client never came back (the bench retries for a minute);
+//  - lostNotBack: of the lost, those for sessions whose client never came back (the bench retries for --retry-for);
+//  - notBack: clients of the killed node still not connected when the bench stopped retrying;
+//  - backBy: how many clients of the killed node were connected again 10, 30, 60 and 120 s after the kill;
 //  - publisherReconnects / refused / waitedTakeover: the publisher's connection closed by a refused publish
 //    (it reconnects and sends the unacknowledged again), publishes refused, and publishes that waited
 //    for the takeover of the killed node's sessions (cluster.dead_peer_buffer_bytes reached);
 //  - peakRssMiB: the survivors' peak RSS (VmHWM).
 //
-//   node dist/bench/reconnect-storm.js [--clients 10000] [--persistent 3000] [--logs DIR] [--skip-fresh] [--payload 16]
+//   node dist/bench/reconnect-storm.js [--clients 10000] [--persistent 3000] [--logs DIR] [--skip-fresh] [--payload 16] [--retry-for 180]
+//
+// Reconnecting clients behave as devices do: a CONNACK that does not come
+// within 30 s (mqtt.js' connectTimeout) is given up and the CONNECT sent
+// again after a backoff of up to 1 s, for --retry-for seconds after the kill.
+// While clients are missing, a line every 5 s says how many are back, so a
+// storm that stalls shows as one rather than as a slow one.
 //
 // --logs DIR writes each node's debug log there (node-0.log is the one killed).
 // --skip-fresh leaves out the yardstick (freshConnectMs is then null): the
@@ -38,12 +46,16 @@ import { clusterConfig } from '../test/helpers/dataplane-cluster.js'
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const { startProcessNode } = await import(join(process.env.BENCH_BROKER_HA_ROOT ?? ROOT, 'dist', 'test', 'helpers', 'node.js')) as { startProcessNode: typeof StartProcessNode }
 
-const { values: args } = parseArgs({ options: { clients: { type: 'string', default: '10000' }, persistent: { type: 'string', default: '3000' }, logs: { type: 'string' }, 'skip-fresh': { type: 'boolean', default: false }, payload: { type: 'string', default: '16' } } })
+const { values: args } = parseArgs({ options: { clients: { type: 'string', default: '10000' }, persistent: { type: 'string', default: '3000' }, logs: { type: 'string' }, 'skip-fresh': { type: 'boolean', default: false }, payload: { type: 'string', default: '16' }, 'retry-for': { type: 'string', default: '180' } } })
 const CLIENTS = Number(args.clients)
 const PERSISTENT = Number(args.persistent)
 /** Bytes per QoS 1 message (at least 4: the sequence number). */
 const PAYLOAD = Math.max(4, Number(args.payload))
 const CONCURRENCY = 256
+/** How long reconnecting clients keep trying after the kill (ms). */
+const RETRY_FOR_MS = Number(args['retry-for']) * 1000
+/** A CONNACK not received within this is given up and the CONNECT sent again (mqtt.js' default connectTimeout). */
+const CONNACK_TIMEOUT_MS = 30_000
 
 const log = (line: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} storm: ${line}\n`) }
 const now = (): number => performance.now()
@@ -148,21 +160,24 @@ async function main (): Promise<void> {
     let lastReconnect = 0
     let lastResumed = 0
     let killedAt = Infinity
+    /** When each client of the killed node got its CONNACK again (ms from the kill). */
+    const backAt: number[] = []
     const reconnect = async (i: number, persistent: boolean): Promise<void> => {
       const url = survivors[i % 2]!.mqttUrl
       for (let attempt = 0; ; attempt++) {
         try {
-          const c = await connect(url, `storm-${i}`, !persistent, onPublish)
+          const c = await connect(url, `storm-${i}`, !persistent, onPublish, CONNACK_TIMEOUT_MS)
           sockets.add(c.socket)
           reconnected++
+          backAt.push(now() - killedAt)
           lastReconnect = now()
           if (persistent) {
             if (c.sessionPresent) { resumed++; lastResumed = now(); back.add(i) } else notResumed++
           }
           return
         } catch {
-          // Devices retry for as long as it takes; the bench for a minute.
-          if (now() - killedAt > 60_000) return
+          // Devices retry for as long as it takes; the bench for --retry-for.
+          if (now() - killedAt > RETRY_FOR_MS) return
           await sleep(Math.min(50 * 2 ** attempt, 1000))
         }
       }
@@ -237,8 +252,15 @@ async function main (): Promise<void> {
     killedAt = now()
     await victim.stop('SIGKILL')
     log('killed one node')
-    const deadline = now() + 120_000
-    while (reconnected < victims.length && now() < deadline) await sleep(20)
+    const deadline = now() + RETRY_FOR_MS + CONNACK_TIMEOUT_MS
+    let reportAt = now() + 5000
+    while (reconnected < victims.length && now() < deadline) {
+      await sleep(20)
+      if (now() >= reportAt) {
+        reportAt += 5000
+        log(`${Math.round((now() - killedAt) / 1000)} s after the kill: ${reconnected}/${victims.length} back, ${resumed} resumed, ${notResumed} without their session`)
+      }
+    }
     const reconnectMs = lastReconnect - killedAt
     log(`${reconnected}/${victims.length} reconnected in ${Math.round(reconnectMs)} ms; ${resumed} resumed, ${notResumed} without their session`)
     await sleep(2000)
@@ -292,6 +314,8 @@ async function main (): Promise<void> {
       acked,
       lost,
       lostNotBack,
+      notBack: victims.length - reconnected,
+      backBy: Object.fromEntries([10, 30, 60, 120].map((sec) => [`${sec}s`, backAt.filter((t) => t <= sec * 1000).length])),
       publisherReconnects,
       refused: await metricTotal(survivors, 'broker_cluster_publishes_refused_total'),
       waitedTakeover: await metricTotal(survivors, 'broker_cluster_publishes_waited_takeover_total'),
