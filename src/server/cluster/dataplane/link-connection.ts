@@ -113,15 +113,25 @@ export class LinkConnection {
     this.drop()
   }
 
-  /** Seals a frame's records for the current connection (its own keys and frame counter). */
-  seal (plain: Buffer): Buffer {
-    return this.session!.seal(plain)
+  /** A frame of records sealed for the current connection (its own keys and frame counter). */
+  sealFrame (plain: Buffer): Buffer {
+    return this.session!.sealFrame(plain)
   }
 
-  /** Writes to the current connection; false when the socket asks to wait for 'drain' (see onceDrained). */
-  write (data: Buffer): boolean {
+  /**
+   * Writes frames to the current connection in one write (writev: no copy
+   * into one buffer); false when the socket asks to wait for 'drain' (see
+   * onceDrained).
+   */
+  write (frames: Buffer[]): boolean {
     this.lastWritten = Date.now()
-    return this.current!.write(data)
+    const socket = this.current!
+    if (frames.length === 1) return socket.write(frames[0]!)
+    socket.cork()
+    let ok = true
+    for (const f of frames) ok = socket.write(f)
+    socket.uncork()
+    return ok
   }
 
   /** Calls `drained` when the current connection drained, unless it was replaced by then. */

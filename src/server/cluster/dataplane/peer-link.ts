@@ -34,7 +34,7 @@
 //   and one write (flushed on setImmediate: a lone message waits for no timer).
 import { randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
-import { DATA_HEADER, MAX_HELD_LIST, MAX_SEQ, encodeRecord, frame, writeDataHeader, type Hello } from './frame-codec.js'
+import { DATA_HEADER, MAX_HELD_LIST, MAX_SEQ, encodeRecord, writeDataHeader, type Hello } from './frame-codec.js'
 import { HeldMessages, Settlements } from './held-messages.js'
 import { LinkConnection, type StreamRecord } from './link-connection.js'
 import type { LinkSession } from './link-handshake.js'
@@ -455,8 +455,11 @@ export class PeerLink {
         i++
       }
       if (i > start) {
-        const data = Buffer.allocUnsafe(dataBytes)
+        // The control records go in front, in the same buffer: no concat of the whole frame.
+        const data = Buffer.allocUnsafe(size + dataBytes)
         let off = 0
+        for (const p of parts) off += p.copy(data, off)
+        parts.length = 0
         for (let k = start; k < i; k++) {
           const o = this.outbox[k]!
           off = writeDataHeader(data, off, o.seq, o.payload.length, o.hold)
@@ -468,7 +471,7 @@ export class PeerLink {
         parts.push(data)
         this.counters.messagesSent += i - start
       }
-      const f = frame(this.connection.seal(parts.length === 1 ? parts[0]! : Buffer.concat(parts)))
+      const f = this.connection.sealFrame(parts.length === 1 ? parts[0]! : Buffer.concat(parts))
       frames.push(f)
       total += f.length
     }
@@ -477,7 +480,7 @@ export class PeerLink {
     this.counters.frames += frames.length
     this.counters.writes++
     this.counters.bytesSent += total
-    const ok = this.connection.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames))
+    const ok = this.connection.write(frames)
     this.releaseDrainWaitersIfBelow()
     if (!ok) {
       this.waitingDrain = true

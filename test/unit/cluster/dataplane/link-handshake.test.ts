@@ -4,7 +4,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { Keyring } from '../../../../src/server/cluster/keyring.js'
-import { LinkProtocolError } from '../../../../src/server/cluster/dataplane/frame-codec.js'
+import { LinkProtocolError, frame } from '../../../../src/server/cluster/dataplane/frame-codec.js'
 import { NO_KEY, acceptorSession, dialerSession, newNonce } from '../../../../src/server/cluster/dataplane/link-handshake.js'
 import { Admission } from '../../../../src/server/cluster/membership/admission.js'
 import { clusterKeyBytes } from '../../../../src/config/cluster-key.js'
@@ -30,6 +30,23 @@ test('both sides derive the same keys; frames open once, in order, and not on an
   // The same bytes on a new connection (new nonces) do not open.
   const other = handshake(keys, keys)
   assert.throws(() => other.acceptor.open(f1))
+})
+
+test('sealFrame is frame(seal(...)) in one allocation, sealed or plain', () => {
+  const keys = new Keyring([randomBytes(32)])
+  const [nd, na] = [newNonce(), newNonce()]
+  // Two dialer sessions of one connection: the same keys and frame counter.
+  const [a, b] = [dialerSession(keys, nd, na), dialerSession(keys, nd, na)]
+  b.seal(Buffer.from('hello'))
+  const acceptor = acceptorSession(keys, nd, na, a.seal(Buffer.from('hello'))).session
+  for (const plain of [Buffer.from('one'), randomBytes(70_000), Buffer.alloc(0)]) {
+    const framed = a.sealFrame(plain)
+    assert.deepEqual(framed, frame(b.seal(plain)))
+    assert.equal(framed.readUInt32BE(0), framed.length - 4, 'the length prefix')
+    assert.deepEqual(acceptor.open(framed.subarray(4)), plain)
+  }
+  const [p1, p2] = [dialerSession(NO_KEY, nd, na), dialerSession(NO_KEY, nd, na)]
+  assert.deepEqual(p1.sealFrame(Buffer.from('x')), frame(p2.seal(Buffer.from('x'))))
 })
 
 test('key rotation: an acceptor holding old and new keys accepts a dialer on either', () => {
