@@ -217,6 +217,26 @@ test('a publisher that never publishes again fails publish-recovery', () => {
 })
 
 
+test('publish-recovery: time in a fault that began during an outage is not counted; the time between faults is', () => {
+  const run = (gaps: number[]): ReturnType<typeof checkHistory> => {
+    const b = cleanRun()
+    b.add({ type: 'fault-start', id: 1, kind: 'restart-all', targets: ['a', 'b'], description: 'restart all' })
+    b.add({ type: 'publish-failed', client: 'pub-1', conn: 'p1', node: 'a', topic: 'chaos/d/pub-1/q1', seq: 9, qos: 1, reason: 'timeout' })
+    b.at(b.t + 10_000).add({ type: 'fault-end', id: 1 })
+    // Each later fault begins `gap` ms after the last ended and lasts 15 s.
+    gaps.forEach((gap, i) => {
+      b.at(b.t + gap).add({ type: 'fault-start', id: i + 2, kind: 'restart-all', targets: ['a', 'b'], description: 'restart all' })
+      b.at(b.t + 15_000).add({ type: 'fault-end', id: i + 2 })
+    })
+    b.at(b.t + 2000).message(10, 1)
+    return checkHistory(b.end(), options())
+  }
+  const back = run([4000])
+  assert.equal(status(back, 'publish-recovery'), 'pass')
+  assert.equal(back.verdicts.find((v) => v.id === 'publish-recovery')!.value, 16_000, '10 s of the first fault, 4 s between, 2 s after the second')
+  assert.equal(status(run([9000, 9000, 9000]), 'publish-recovery'), 'fail', 'stuck through three faults: 10 + 27 + 2 s outside the later ones')
+})
+
 test('a QoS 2 message that arrived but was never released counts as stalled, not lost', () => {
   const b = cleanRun()
   b.message(6, 2, null)
