@@ -9,6 +9,7 @@ import assert from 'node:assert/strict'
 import type { MqttClient, IConnackPacket, IPublishPacket } from 'mqtt'
 import type { BrokerNode } from '../../src/server/node.js'
 import { brokerInternals, internals, type ClientInternals } from '../../src/server/mqtt/aedes-internals.js'
+import { destroyNow } from '../../src/server/mqtt/disconnect.js'
 import { startLoggedNode, type ConfigOverrides, type LogLine as Line } from '../helpers/node.js'
 import { waitFor } from '../helpers/wait.js'
 import { connect, RawClient, uniqueId } from '../helpers/mqtt-clients.js'
@@ -44,9 +45,12 @@ test('an idle connection gets shared functions and at most two listeners per soc
   const [one, two] = ids.map((id) => clientOf(node, id!)) as [ClientInternals, ClientInternals]
   for (const c of [one, two]) {
     // aedes puts two on each; a third grows the listener array to 19 slots.
-    assert.ok(c.conn.listenerCount('close') <= 2, `'close' listeners: ${c.conn.listenerCount('close')}`)
-    assert.ok(c.conn.listenerCount('error') <= 2, `'error' listeners: ${c.conn.listenerCount('error')}`)
+    for (const event of ['close', 'error', 'end']) {
+      assert.ok(c.conn.listenerCount(event) <= 2, `'${event}' listeners: ${c.conn.listenerCount(event)}`)
+    }
   }
+  // No end-of-stream watch per socket (stream.finished()'s closures).
+  assert.equal(one._eos, two._eos, 'one no-op in place of the end-of-stream watch')
   // One function for every connection, where there used to be a closure each.
   assert.equal(one.conn.destroy, two.conn.destroy, 'destroy() is shared')
   assert.equal(one.disconnect, two.disconnect, 'disconnect() is shared')
@@ -118,4 +122,23 @@ test('the parser keeps half-received bytes in a plain buffer list, not a stream,
   const delivered = await raw.waitFor('publish') as IPublishPacket
   assert.equal(delivered.topic, 'split/a')
   assert.equal((delivered.payload as Buffer).length, 300)
+})
+
+test('a socket the server destroys outright still closes its client: unregistered, its will published', async () => {
+  const { node, url, host, port } = await start()
+  const watcher = await connect(url, { clientId: uniqueId('watcher'), protocolVersion: 4 })
+  cleanups.push(async () => { await watcher.endAsync(true) })
+  const willTopic = `wills/${uniqueId('w')}`
+  await watcher.subscribeAsync(willTopic, { qos: 1 })
+  const raw = await RawClient.open(host, port)
+  cleanups.push(async () => { raw.destroy() })
+  const id = uniqueId('cut')
+  await raw.connect(id, 4, { will: { topic: willTopic, payload: Buffer.from('gone'), qos: 1, retain: false } })
+  let will: string | undefined
+  watcher.on('message', (topic, payload) => { if (topic === willTopic) will = payload.toString() })
+  // No 'end' and no 'error' reach aedes: only the socket's 'close'.
+  destroyNow(clientOf(node, id).conn)
+  assert.equal(await waitFor(() => will, { message: 'the will' }), 'gone')
+  await waitFor(() => brokerInternals(node.mqtt.aedes).clients[id] === undefined && node.mqtt.connections === 1, { message: 'the client to leave aedes and the server' })
+  await raw.waitClosed()
 })

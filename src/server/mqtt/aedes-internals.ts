@@ -4,7 +4,7 @@
 // lib/handlers/*). Nothing outside this file reaches into aedes' objects
 // except through these names.
 import type { EventEmitter } from 'node:events'
-import type { Socket } from 'node:net'
+import { Socket } from 'node:net'
 import { createRequire } from 'node:module'
 import type { Aedes, Client } from 'aedes'
 
@@ -105,6 +105,8 @@ export interface ClientInternals extends Client {
   deliverQoS: DeliverFunc
   deliver0: DeliverFunc
   waitForDrain: (callback: (err?: Error | null) => void) => void
+  /** Stops aedes' end-of-stream watch of the socket (stream.finished()'s cleanup); close() calls it. */
+  _eos: () => void
   pause (): void
   resume (): void
 }
@@ -124,6 +126,45 @@ export function internals (client: Client): ClientInternals {
  */
 export function plainParserBuffer (parser: PacketParser): void {
   if (parser._list.length === 0) parser._list = new bl.BufferList()
+}
+
+function noWatch (): void {}
+
+/**
+ * aedes watches each client's socket with stream.finished() (lib/client.js),
+ * only to call client.close() when the socket ends, fails or closes: seven
+ * closures, their context, a bound close and a third 'end' listener (which
+ * grows the socket's 'end' array from 2 to 19 slots) for every connection,
+ * about 0.7 KiB of each idle one. On a TCP or TLS socket aedes' own 'end'
+ * and 'error' listeners already close the client, and finished() calls back
+ * on 'finish' only once the read side ended too (the 'end' case); what is
+ * left is 'close', which MqttServer's one close listener per socket handles
+ * (closeClient below). Other streams (WebSocket) keep aedes' watch.
+ * Returns whether the watch was dropped.
+ */
+export function dropEndOfStreamWatch (client: Client): boolean {
+  const c = internals(client)
+  if (!(c.conn instanceof Socket)) return false
+  c._eos()
+  c._eos = noWatch
+  // What is left of the 'end' listeners (Node's and aedes') goes back into
+  // a two-slot array: removing one leaves the other alone, adding it makes
+  // a new pair in the same order.
+  const ends = c.conn.rawListeners('end') as Array<(...args: unknown[]) => void>
+  if (ends.length === 2) {
+    c.conn.removeListener('end', ends[1]!)
+    c.conn.on('end', ends[1]!)
+  }
+  return true
+}
+
+/**
+ * What aedes' end-of-stream watch did on the socket's 'close', for a client
+ * whose watch was dropped: close the client (a no-op when aedes closed it
+ * already, the usual case).
+ */
+export function closeClient (client: Client): void {
+  if (!client.closed) client.close()
 }
 
 /**

@@ -53,7 +53,7 @@ import { installSubscriptionQuota, quotaRefusalCode, refuseWholeSubscribe, type 
 import type { AccessRules } from './access-rules.js'
 import { AedesHooks } from './hooks.js'
 import { MqttIntrospection, type MessageCounts } from './introspection.js'
-import { internals, brokerInternals, encodePacket } from './aedes-internals.js'
+import { internals, brokerInternals, encodePacket, dropEndOfStreamWatch, closeClient } from './aedes-internals.js'
 import { ClientLog } from './client-log.js'
 import { Listeners, describeConnection, remoteOf, formatRemote, type ConnectionInfo } from './listeners/index.js'
 import { certificateIdentityLayer } from './listeners/identity.js'
@@ -125,7 +125,11 @@ export class MqttServer {
     const hooks = this.hooks
     this.onSocketClose = function (this: Socket & { client?: Client }) {
       sockets.delete(this)
-      if (this.client !== undefined) hooks.disconnected(this.client)
+      if (this.client === undefined) return
+      hooks.disconnected(this.client)
+      // In place of aedes' end-of-stream watch (dropEndOfStreamWatch), and
+      // where it ran: after this listener, added before aedes'.
+      closeClient(this.client)
     }
     const mqtt = config.mqtt
     this.warnLimit = rateLimited(log)
@@ -374,7 +378,9 @@ export class MqttServer {
     }
     this.sockets.add(socket)
     socket.on('close', this.onSocketClose)
-    this.hooks.connected(this.aedes.handle(socket))
+    const client = this.aedes.handle(socket)
+    dropEndOfStreamWatch(client)
+    this.hooks.connected(client)
   }
 
   /**
