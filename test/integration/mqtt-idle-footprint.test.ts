@@ -49,6 +49,9 @@ test('an idle connection gets shared functions and at most two listeners per soc
       assert.ok(c.conn.listenerCount(event) <= 2, `'${event}' listeners: ${c.conn.listenerCount(event)}`)
     }
   }
+  // The parser keeps what it reads of the CONNECT, not the packet.
+  assert.deepEqual({ ...one._parser.settings }, { protocolVersion: 4, bridgeMode: false })
+  assert.deepEqual({ ...two._parser.settings }, { protocolVersion: 5, bridgeMode: false })
   // No end-of-stream watch per socket (stream.finished()'s closures), no keep alive Timeout per client.
   assert.equal(one._eos, two._eos, 'one no-op in place of the end-of-stream watch')
   // (The sweep takes a client's keep alive once aedes calls it connected, just after its CONNACK.)

@@ -23,6 +23,8 @@ export interface PacketParser extends EventEmitter {
   _list: { length: number }
   /** 0 between packets; otherwise a packet is half parsed. */
   _stateCounter: number
+  /** What the parser reads of the CONNECT for later packets; mqtt-packet keeps the whole CONNECT packet here. */
+  settings: { protocolVersion?: number, bridgeMode?: boolean }
 }
 
 /** A packet as mqtt-packet decodes it (the fields we look at). */
@@ -126,6 +128,30 @@ export function internals (client: Client): ClientInternals {
  */
 export function plainParserBuffer (parser: PacketParser): void {
   if (parser._list.length === 0) parser._list = new bl.BufferList()
+}
+
+// One per protocol version and bridge mode: all mqtt-packet's parser reads of its settings.
+const PARSER_SETTINGS = new Map<string, PacketParser['settings']>()
+
+/**
+ * mqtt-packet's parser keeps the CONNECT it parsed as its settings for the
+ * rest of the connection, to read two fields of it (protocolVersion and
+ * bridgeMode: how SUBSCRIBE and later packets are decoded). A shared object
+ * with those two takes its place once the CONNECT is parsed: the packet
+ * object (120 bytes) and what only it holds no longer stay with every
+ * connection. Called with the CONNECT the parser just emitted.
+ */
+export function parserSettingsOf (parser: PacketParser, connect: InboundPacket): void {
+  if (parser.settings !== connect) return
+  const protocolVersion = connect.protocolVersion ?? 4
+  const bridgeMode = connect.bridgeMode === true
+  const key = `${protocolVersion}/${String(bridgeMode)}`
+  let shared = PARSER_SETTINGS.get(key)
+  if (shared === undefined) {
+    shared = Object.freeze({ protocolVersion, bridgeMode })
+    PARSER_SETTINGS.set(key, shared)
+  }
+  parser.settings = shared
 }
 
 function noWatch (): void {}

@@ -33,7 +33,7 @@
 import type { Client } from 'aedes'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { internals, inboundAliases, plainParserBuffer, writePacket, takeKeepAlive, keepAliveTimedOut, type ClientInternals, type InboundPacket, type PacketParser } from './aedes-internals.js'
+import { internals, inboundAliases, plainParserBuffer, parserSettingsOf, writePacket, takeKeepAlive, keepAliveTimedOut, type ClientInternals, type InboundPacket, type PacketParser } from './aedes-internals.js'
 import type { BadPacketReason, LimitName } from './metrics.js'
 import { toMarker } from './shared-subscriptions.js'
 import { fixConnack } from './connack.js'
@@ -261,6 +261,7 @@ export class ConnectionGuard {
       case 'connect':
         if (this.sawConnect) return this.protocolError('second CONNECT') // [MQTT-3.1.0-2]
         this.sawConnect = true
+        parserSettingsOf(this.parser, packet)
         if (typeof packet.clientId === 'string' && packet.clientId.length > options.maxClientIdLength) {
           this.bad('protocol_error', 'client id too long')
           refuseConnect(c.conn, packet.protocolVersion ?? 4, CLIENT_ID_NOT_VALID)
