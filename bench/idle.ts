@@ -102,7 +102,10 @@ function raiseFdLimit (want: number): boolean {
 
 // ---- brokers -------------------------------------------------------------------
 
-const NODE_FLAGS = [...(args.heap === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2']), ...(args['node-options']?.split(' ').filter((f) => f !== '') ?? [])]
+const NODE_FLAGS = [
+  ...(args.heap === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2']),
+  ...(args['node-options']?.split(' ').filter((f) => f !== '') ?? [])
+]
 const NODE_ENV: Record<string, string> = NODE_FLAGS.length === 0 ? {} : { NODE_OPTIONS: NODE_FLAGS.join(' ') }
 
 async function startBrokerHa (): Promise<Broker> {

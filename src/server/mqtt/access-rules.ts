@@ -59,7 +59,10 @@ export class AccessRules {
     }
   }
 
-  /** Records an admitted client (`who` is its identity: its id and its connection's address); a reload stops checking it when its connection closes. */
+  /**
+   * Records an admitted client (`who` is its identity: its id and its
+   * connection's address); a reload stops checking it when its connection closes.
+   */
   admit (client: Client, who: ClientIdentity, verified: Set<string>): AclView {
     const view = this.policy.aclFor(who)
     // Most clients matched no stored password (anonymous, certificate, open rules): they share one empty set.
@@ -112,7 +115,7 @@ export class AccessRules {
   }
 }
 
-/** Who an admitted client is, as authorize.ts told admit(): its id, its CONNECT's user name, its connection's address. */
+/** Who an admitted client is, as authorize.ts told admit(): its id, its CONNECT's user name, its address. */
 function identityOf (client: Client, entry: Entry): ClientIdentity {
   return { clientId: client.id, username: entry.username, remote: remoteOf(client.conn) }
 }

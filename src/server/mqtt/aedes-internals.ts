@@ -199,7 +199,11 @@ export function closeClient (client: Client): void {
  * and clears it at close; both do nothing here (clearTimeout() ignores an
  * object that is not a timer). `_keepaliveInterval` keeps aedes' value.
  */
-const SWEPT_TIMER = { refresh (): unknown { return this }, unref (): unknown { return this }, ref (): unknown { return this } } as unknown as NodeJS.Timeout
+const SWEPT_TIMER = {
+  refresh (): unknown { return this },
+  unref (): unknown { return this },
+  ref (): unknown { return this }
+} as unknown as NodeJS.Timeout
 
 /**
  * Takes a connected client's keep alive from aedes: stops its Timeout (a
@@ -216,7 +220,10 @@ export function takeKeepAlive (client: Client): number {
   return c._keepaliveInterval
 }
 
-/** What aedes' keep alive timer does when it fires (lib/handlers/connect.js setKeepAlive): the event, then the error that closes the client. */
+/**
+ * What aedes' keep alive timer does when it fires (lib/handlers/connect.js
+ * setKeepAlive): the event, then the error that closes the client.
+ */
 export function keepAliveTimedOut (client: Client): void {
   const c = internals(client)
   c.broker.emit('keepaliveTimeout', client)

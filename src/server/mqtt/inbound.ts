@@ -33,7 +33,10 @@
 import type { Client } from 'aedes'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { internals, inboundAliases, plainParserBuffer, parserSettingsOf, writePacket, takeKeepAlive, keepAliveTimedOut, type ClientInternals, type InboundPacket, type PacketParser } from './aedes-internals.js'
+import {
+  internals, inboundAliases, plainParserBuffer, parserSettingsOf, writePacket, takeKeepAlive, keepAliveTimedOut,
+  type ClientInternals, type InboundPacket, type PacketParser
+} from './aedes-internals.js'
 import type { BadPacketReason, LimitName } from './metrics.js'
 import { toMarker } from './shared-subscriptions.js'
 import { fixConnack } from './connack.js'
@@ -104,7 +107,7 @@ export class ConnectionGuard {
   private afterBarrierFn: ((err?: Error | null) => void) | undefined
   /** When the last packet arrived (ms, nowMs()). */
   private lastPacket = 0
-  /** The keep alive interval (ms) the sweep holds the connection to, taken from aedes once connected; 0: none. */
+  /** The keep alive interval (ms) the sweep holds the connection to, from aedes once connected; 0: none. */
   private keepAliveMs = 0
 
   constructor (client: Client, options: InboundOptions) {

@@ -44,7 +44,7 @@ export function serverKeepAlive (packet: InboundPacket, limits: KeepAliveLimits)
   return undefined
 }
 
-/** How often the keep alive sweep looks at every connection: how late past its interval a silent client may be closed. */
+/** How often the keep alive sweep looks at every connection: how late past its interval a silent one may go. */
 export const SWEEP_PERIOD_MS = 1000
 
 /** No packet for the whole interval (ms; 0 or less: no keep alive): aedes' timer would have fired by `now`. */
