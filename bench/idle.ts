@@ -28,6 +28,7 @@
 // processes of --per-generator connections each).
 // --config: broker-ha config merged over the bench's (e.g. '{"log":{"clients":false}}').
 // --heap DIR writes a heap snapshot of each Node broker (SIGUSR2) with the connections open.
+// --node-options '--flag ...': V8/Node flags for every Node broker (broker-ha, aedes, node-socket).
 // BENCH_BROKER_HA_ROOT: another built checkout whose broker-ha runs instead (before/after on one machine).
 import { fork, spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync, renameSync, mkdirSync, statSync } from 'node:fs'
@@ -52,6 +53,7 @@ const { values: args } = parseArgs({
     brokers: { type: 'string', default: 'broker-ha,aedes,mosquitto,node-socket' },
     sources: { type: 'string' },
     heap: { type: 'string' },
+    'node-options': { type: 'string' },
     config: { type: 'string' },
     nodes: { type: 'string', default: '1' },
     'per-generator': { type: 'string', default: '15000' },
@@ -100,18 +102,22 @@ function raiseFdLimit (want: number): boolean {
 
 // ---- brokers -------------------------------------------------------------------
 
-const HEAP_ENV = { NODE_OPTIONS: '--heapsnapshot-signal=SIGUSR2' }
+const NODE_FLAGS = [
+  ...(args.heap === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2']),
+  ...(args['node-options']?.split(' ').filter((f) => f !== '') ?? [])
+]
+const NODE_ENV: Record<string, string> = NODE_FLAGS.length === 0 ? {} : { NODE_OPTIONS: NODE_FLAGS.join(' ') }
 
 async function startBrokerHa (): Promise<Broker> {
   const extra = args.config === undefined ? {} : JSON.parse(args.config) as Record<string, Record<string, unknown>>
-  const n = await startProcessNode({ ...extra, mqtt: { max_connections: 0, ...extra.mqtt } }, { env: args.heap === undefined ? {} : HEAP_ENV })
+  const n = await startProcessNode({ ...extra, mqtt: { max_connections: 0, ...extra.mqtt } }, { env: NODE_ENV })
   return { target: 'broker-ha', url: n.mqttUrl, pid: n.child.pid!, stop: async () => { await n.stop('SIGKILL') } }
 }
 
 /** A Node child process running `script` (bench/bare-aedes.ts, bench/bare-socket.ts) on a free loopback address. */
 async function startNodeServer (target: Target, script: string): Promise<Broker> {
   const host = await freeLoopbackAddress()
-  const child = fork(join(here, script), ['--host', host, '--port', '1883'], { stdio: 'inherit', execArgv: args.heap === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2'] })
+  const child = fork(join(here, script), ['--host', host, '--port', '1883'], { stdio: 'inherit', execArgv: NODE_FLAGS })
   await new Promise<void>((resolve, reject) => {
     child.once('message', () => resolve())
     child.once('exit', (code) => reject(new Error(`${target} exited with ${code}`)))

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict'
 import type { MqttClient, IConnackPacket, IPublishPacket } from 'mqtt'
 import type { BrokerNode } from '../../src/server/node.js'
 import { brokerInternals, internals, type ClientInternals } from '../../src/server/mqtt/aedes-internals.js'
+import { destroyNow } from '../../src/server/mqtt/disconnect.js'
 import { startLoggedNode, type ConfigOverrides, type LogLine as Line } from '../helpers/node.js'
 import { waitFor } from '../helpers/wait.js'
 import { connect, RawClient, uniqueId } from '../helpers/mqtt-clients.js'
@@ -44,9 +45,17 @@ test('an idle connection gets shared functions and at most two listeners per soc
   const [one, two] = ids.map((id) => clientOf(node, id!)) as [ClientInternals, ClientInternals]
   for (const c of [one, two]) {
     // aedes puts two on each; a third grows the listener array to 19 slots.
-    assert.ok(c.conn.listenerCount('close') <= 2, `'close' listeners: ${c.conn.listenerCount('close')}`)
-    assert.ok(c.conn.listenerCount('error') <= 2, `'error' listeners: ${c.conn.listenerCount('error')}`)
+    for (const event of ['close', 'error', 'end']) {
+      assert.ok(c.conn.listenerCount(event) <= 2, `'${event}' listeners: ${c.conn.listenerCount(event)}`)
+    }
   }
+  // The parser keeps what it reads of the CONNECT, not the packet.
+  assert.deepEqual({ ...one._parser.settings }, { protocolVersion: 4, bridgeMode: false })
+  assert.deepEqual({ ...two._parser.settings }, { protocolVersion: 5, bridgeMode: false })
+  // No end-of-stream watch per socket (stream.finished()'s closures), no keep alive Timeout per client.
+  assert.equal(one._eos, two._eos, 'one no-op in place of the end-of-stream watch')
+  // (The sweep takes a client's keep alive once aedes calls it connected, just after its CONNACK.)
+  await waitFor(() => one._keepaliveTimer === two._keepaliveTimer, { message: 'the keep alive sweep, not a timer each' })
   // One function for every connection, where there used to be a closure each.
   assert.equal(one.conn.destroy, two.conn.destroy, 'destroy() is shared')
   assert.equal(one.disconnect, two.disconnect, 'disconnect() is shared')
@@ -118,4 +127,54 @@ test('the parser keeps half-received bytes in a plain buffer list, not a stream,
   const delivered = await raw.waitFor('publish') as IPublishPacket
   assert.equal(delivered.topic, 'split/a')
   assert.equal((delivered.payload as Buffer).length, 300)
+})
+
+test('keep alive by one sweep: a silent client goes at 1.5 times its keep alive, not before; one that sends stays; keep alive 0 never goes', async () => {
+  const { node, host, port } = await start()
+  const [silent, pinger, publisher, none] = await Promise.all([0, 1, 2, 3].map(async () => await RawClient.open(host, port)))
+  const raws = [silent!, pinger!, publisher!, none!]
+  cleanups.push(async () => { for (const r of raws) r.destroy() })
+  const ids = raws.map(() => uniqueId('keepalive'))
+  await Promise.all([silent!.connect(ids[0]!, 4, { keepalive: 1 }), pinger!.connect(ids[1]!, 4, { keepalive: 1 }), publisher!.connect(ids[2]!, 4, { keepalive: 1 }), none!.connect(ids[3]!, 4, { keepalive: 0 })])
+  const t0 = Date.now()
+  assert.equal(clientOf(node, ids[0]!)._keepaliveInterval, 1501, 'aedes\' interval: 1.5 times the keep alive, plus 1 ms')
+  // A PINGREQ, or a QoS 1 PUBLISH (acknowledged by publish-acks.ts, past aedes' handler), every 0.7 s: each within the interval.
+  let messageId = 0
+  const sending = setInterval(() => {
+    pinger!.send({ cmd: 'pingreq' })
+    publisher!.send({ cmd: 'publish', topic: 'keepalive/x', payload: Buffer.from('x'), qos: 1, messageId: ++messageId })
+  }, 700)
+  try {
+    await silent!.waitClosed(5000)
+    const took = Date.now() - t0
+    assert.ok(took >= 1400 && took < 3500, `silent client closed after ${took} ms (1.5 s, plus at most one sweep period)`)
+    // Three more intervals: the others are still there.
+    await waitFor(() => Date.now() - t0 > 6000, { timeout: 8000, message: 'three more keep alive intervals' })
+    assert.deepEqual([pinger!.closed, publisher!.closed, none!.closed], [false, false, false])
+    assert.ok(pinger!.packets.some((p) => p.cmd === 'pingresp'), 'PINGRESPs')
+    assert.ok(publisher!.packets.filter((p) => p.cmd === 'puback').length >= 5, 'PUBACKs')
+  } finally {
+    clearInterval(sending)
+  }
+  // Once the sender stops, it goes too.
+  await publisher!.waitClosed(5000)
+})
+
+test('a socket the server destroys outright still closes its client: unregistered, its will published', async () => {
+  const { node, url, host, port } = await start()
+  const watcher = await connect(url, { clientId: uniqueId('watcher'), protocolVersion: 4 })
+  cleanups.push(async () => { await watcher.endAsync(true) })
+  const willTopic = `wills/${uniqueId('w')}`
+  await watcher.subscribeAsync(willTopic, { qos: 1 })
+  const raw = await RawClient.open(host, port)
+  cleanups.push(async () => { raw.destroy() })
+  const id = uniqueId('cut')
+  await raw.connect(id, 4, { will: { topic: willTopic, payload: Buffer.from('gone'), qos: 1, retain: false } })
+  let will: string | undefined
+  watcher.on('message', (topic, payload) => { if (topic === willTopic) will = payload.toString() })
+  // No 'end' and no 'error' reach aedes: only the socket's 'close'.
+  destroyNow(clientOf(node, id).conn)
+  assert.equal(await waitFor(() => will, { message: 'the will' }), 'gone')
+  await waitFor(() => brokerInternals(node.mqtt.aedes).clients[id] === undefined && node.mqtt.connections === 1, { message: 'the client to leave aedes and the server' })
+  await raw.waitClosed()
 })

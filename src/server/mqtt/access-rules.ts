@@ -9,12 +9,16 @@
 import type { Client } from 'aedes'
 import type { AuthRuleConfig, AclRuleConfig } from '../../config/index.js'
 import { AccessPolicy, type AclView, type ClientIdentity, type PasswordCheck } from './access.js'
+import { remoteOf } from './listeners/connection-info.js'
 
 // MQTT 5 DISCONNECT reason 0x87 "Not authorized" (section 3.14.2.1).
 const NOT_AUTHORIZED = 0x87
 
+// The identity is not kept: it is the connection's (client id, address),
+// which cannot change, and the user name of its CONNECT. An identity object
+// and an address object per idle connection were about 90 bytes of each.
 interface Entry {
-  who: ClientIdentity
+  username: string | undefined
   /** Stored passwords (plain or hash) this client's password matched at CONNECT. */
   verified: ReadonlySet<string>
   view: AclView
@@ -55,11 +59,14 @@ export class AccessRules {
     }
   }
 
-  /** Records an admitted client; a reload stops checking it when its connection closes. */
+  /**
+   * Records an admitted client (`who` is its identity: its id and its
+   * connection's address); a reload stops checking it when its connection closes.
+   */
   admit (client: Client, who: ClientIdentity, verified: Set<string>): AclView {
     const view = this.policy.aclFor(who)
     // Most clients matched no stored password (anonymous, certificate, open rules): they share one empty set.
-    this.entries.set(client, { who, verified: verified.size > 0 ? verified : NONE_VERIFIED, view, generation: this.generation })
+    this.entries.set(client, { username: who.username, verified: verified.size > 0 ? verified : NONE_VERIFIED, view, generation: this.generation })
     this.connected.add(client)
     if (!this.closesReported) client.conn.once('close', () => this.connected.delete(client))
     return view
@@ -75,7 +82,7 @@ export class AccessRules {
     const entry = this.entries.get(client)
     if (entry === undefined) return undefined
     if (entry.generation !== this.generation) {
-      entry.view = this.policy.aclFor(entry.who)
+      entry.view = this.policy.aclFor(identityOf(client, entry))
       entry.generation = this.generation
     }
     return entry.view
@@ -96,7 +103,7 @@ export class AccessRules {
       const entry = this.entries.get(client)
       if (entry === undefined) continue
       const known: PasswordCheck = async (_presented, stored) => entry.verified.has(stored)
-      const decision = await this.policy.authenticate(entry.who, Buffer.alloc(0), known)
+      const decision = await this.policy.authenticate(identityOf(client, entry), Buffer.alloc(0), known)
       if (decision.allowed) continue
       gone.push(client.id)
       this.connected.delete(client)
@@ -106,4 +113,9 @@ export class AccessRules {
     }
     return gone
   }
+}
+
+/** Who an admitted client is, as authorize.ts told admit(): its id, its CONNECT's user name, its address. */
+function identityOf (client: Client, entry: Entry): ClientIdentity {
+  return { clientId: client.id, username: entry.username, remote: remoteOf(client.conn) }
 }

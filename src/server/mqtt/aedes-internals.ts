@@ -4,7 +4,7 @@
 // lib/handlers/*). Nothing outside this file reaches into aedes' objects
 // except through these names.
 import type { EventEmitter } from 'node:events'
-import type { Socket } from 'node:net'
+import { Socket } from 'node:net'
 import { createRequire } from 'node:module'
 import type { Aedes, Client } from 'aedes'
 
@@ -23,6 +23,8 @@ export interface PacketParser extends EventEmitter {
   _list: { length: number }
   /** 0 between packets; otherwise a packet is half parsed. */
   _stateCounter: number
+  /** What the parser reads of the CONNECT for later packets; mqtt-packet keeps the whole CONNECT packet here. */
+  settings: { protocolVersion?: number, bridgeMode?: boolean }
 }
 
 /** A packet as mqtt-packet decodes it (the fields we look at). */
@@ -105,6 +107,8 @@ export interface ClientInternals extends Client {
   deliverQoS: DeliverFunc
   deliver0: DeliverFunc
   waitForDrain: (callback: (err?: Error | null) => void) => void
+  /** Stops aedes' end-of-stream watch of the socket (stream.finished()'s cleanup); close() calls it. */
+  _eos: () => void
   pause (): void
   resume (): void
 }
@@ -124,6 +128,106 @@ export function internals (client: Client): ClientInternals {
  */
 export function plainParserBuffer (parser: PacketParser): void {
   if (parser._list.length === 0) parser._list = new bl.BufferList()
+}
+
+// One per protocol version and bridge mode: all mqtt-packet's parser reads of its settings.
+const PARSER_SETTINGS = new Map<string, PacketParser['settings']>()
+
+/**
+ * mqtt-packet's parser keeps the CONNECT it parsed as its settings for the
+ * rest of the connection, to read two fields of it (protocolVersion and
+ * bridgeMode: how SUBSCRIBE and later packets are decoded). A shared object
+ * with those two takes its place once the CONNECT is parsed: the packet
+ * object (120 bytes) and what only it holds no longer stay with every
+ * connection. Called with the CONNECT the parser just emitted.
+ */
+export function parserSettingsOf (parser: PacketParser, connect: InboundPacket): void {
+  if (parser.settings !== connect) return
+  const protocolVersion = connect.protocolVersion ?? 4
+  const bridgeMode = connect.bridgeMode === true
+  const key = `${protocolVersion}/${String(bridgeMode)}`
+  let shared = PARSER_SETTINGS.get(key)
+  if (shared === undefined) {
+    shared = Object.freeze({ protocolVersion, bridgeMode })
+    PARSER_SETTINGS.set(key, shared)
+  }
+  parser.settings = shared
+}
+
+function noWatch (): void {}
+
+/**
+ * aedes watches each client's socket with stream.finished() (lib/client.js),
+ * only to call client.close() when the socket ends, fails or closes: seven
+ * closures, their context, a bound close and a third 'end' listener (which
+ * grows the socket's 'end' array from 2 to 19 slots) for every connection,
+ * about 0.7 KiB of each idle one. On a TCP or TLS socket aedes' own 'end'
+ * and 'error' listeners already close the client, and finished() calls back
+ * on 'finish' only once the read side ended too (the 'end' case); what is
+ * left is 'close', which MqttServer's one close listener per socket handles
+ * (closeClient below). Other streams (WebSocket) keep aedes' watch.
+ * Returns whether the watch was dropped.
+ */
+export function dropEndOfStreamWatch (client: Client): boolean {
+  const c = internals(client)
+  if (!(c.conn instanceof Socket)) return false
+  c._eos()
+  c._eos = noWatch
+  // What is left of the 'end' listeners (Node's and aedes') goes back into
+  // a two-slot array: removing one leaves the other alone, adding it makes
+  // a new pair in the same order.
+  const ends = c.conn.rawListeners('end') as Array<(...args: unknown[]) => void>
+  if (ends.length === 2) {
+    c.conn.removeListener('end', ends[1]!)
+    c.conn.on('end', ends[1]!)
+  }
+  return true
+}
+
+/**
+ * What aedes' end-of-stream watch did on the socket's 'close', for a client
+ * whose watch was dropped: close the client (a no-op when aedes closed it
+ * already, the usual case).
+ */
+export function closeClient (client: Client): void {
+  if (!client.closed) client.close()
+}
+
+/**
+ * What stands in aedes' `_keepaliveTimer` for a client whose keep alive the
+ * sweep watches (inbound.ts): aedes refreshes it on every packet it handles
+ * and clears it at close; both do nothing here (clearTimeout() ignores an
+ * object that is not a timer). `_keepaliveInterval` keeps aedes' value.
+ */
+const SWEPT_TIMER = {
+  refresh (): unknown { return this },
+  unref (): unknown { return this },
+  ref (): unknown { return this }
+} as unknown as NodeJS.Timeout
+
+/**
+ * Takes a connected client's keep alive from aedes: stops its Timeout (a
+ * Timeout, a closure and its context per connection, about 220 bytes of
+ * each idle one) and returns the interval (ms) aedes computed from the
+ * CONNECT or the Server Keep Alive, 0 for none. The caller checks it from
+ * then on (keepAliveTimedOut() when it passed).
+ */
+export function takeKeepAlive (client: Client): number {
+  const c = internals(client)
+  if (c._keepaliveInterval <= 0 || c._keepaliveTimer === null) return 0
+  if (c._keepaliveTimer !== SWEPT_TIMER) clearTimeout(c._keepaliveTimer)
+  c._keepaliveTimer = SWEPT_TIMER
+  return c._keepaliveInterval
+}
+
+/**
+ * What aedes' keep alive timer does when it fires (lib/handlers/connect.js
+ * setKeepAlive): the event, then the error that closes the client.
+ */
+export function keepAliveTimedOut (client: Client): void {
+  const c = internals(client)
+  c.broker.emit('keepaliveTimeout', client)
+  client.emit('error', new Error('keep alive timeout'))
 }
 
 /**

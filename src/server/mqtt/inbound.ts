@@ -21,7 +21,9 @@
 //    past mqtt.max_inflight_excess of them: DISCONNECT 0x93, counted.
 //    The client's own acknowledgements open its window (delivery.ts).
 //  - Client id length: aedes checks it for MQTT 3.1 only.
-//  - Keep alive: the limits of keep-alive.ts, applied to the CONNECT.
+//  - Keep alive: the limits of keep-alive.ts, applied to the CONNECT; once
+//    connected, the time of each packet, which one sweep over all
+//    connections checks (sweepKeepAlive) in place of aedes' timer per client.
 //  - Shared subscriptions: `$share/g/f` becomes a marker topic aedes accepts
 //    (shared-subscriptions.ts), and the CONNACK stops saying they are
 //    unavailable; it says session present for a session without
@@ -29,7 +31,12 @@
 //  - A QoS 1 PUBLISH is acknowledged after it was published, not before
 //    (publish-acks.ts).
 import type { Client } from 'aedes'
-import { internals, inboundAliases, plainParserBuffer, writePacket, type ClientInternals, type InboundPacket, type PacketParser } from './aedes-internals.js'
+import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
+import {
+  internals, inboundAliases, plainParserBuffer, parserSettingsOf, writePacket, takeKeepAlive, keepAliveTimedOut,
+  type ClientInternals, type InboundPacket, type PacketParser
+} from './aedes-internals.js'
 import type { BadPacketReason, LimitName } from './metrics.js'
 import { toMarker } from './shared-subscriptions.js'
 import { fixConnack } from './connack.js'
@@ -37,7 +44,7 @@ import { outboundAck } from './delivery.js'
 import { handleQos1Publish } from './publish-acks.js'
 import { refuseConnect, CLIENT_ID_NOT_VALID, SERVER_UNAVAILABLE } from './refusal.js'
 import { writeDisconnect } from './disconnect.js'
-import { keepaliveRefused, serverKeepAlive, type KeepAliveLimits } from './keep-alive.js'
+import { keepaliveRefused, serverKeepAlive, keepAliveExpired, type KeepAliveLimits } from './keep-alive.js'
 import { ReceiveExcess, passesExcess } from './receive-excess.js'
 
 // MQTT 5 reason codes used here (§2.4).
@@ -98,6 +105,10 @@ export class ConnectionGuard {
   private dropped = false
   /** afterBarrier bound to this guard, made the first time a SUBSCRIBE waits for it. */
   private afterBarrierFn: ((err?: Error | null) => void) | undefined
+  /** When the last packet arrived (ms, nowMs()). */
+  private lastPacket = 0
+  /** The keep alive interval (ms) the sweep holds the connection to, from aedes once connected; 0: none. */
+  private keepAliveMs = 0
 
   constructor (client: Client, options: InboundOptions) {
     this.client = client
@@ -164,6 +175,10 @@ export class ConnectionGuard {
           hasSession: () => options.hasSession?.(packet.clientId ?? '') === true
         })
         client.once('connected', () => {
+          // From now on the sweep checks the keep alive, from this moment
+          // (aedes' timer started earlier: the client never gets less time).
+          this.keepAliveMs = takeKeepAlive(client)
+          this.lastPacket = nowMs()
           this.barrier = false
           this.flush()
         })
@@ -222,6 +237,7 @@ export class ConnectionGuard {
   /** A packet from the parser, before aedes sees it. */
   packet (packet: InboundPacket): void {
     const { c, options } = this
+    this.lastPacket = nowMs()
     if (this.dropped) return
     switch (packet.cmd) {
       case 'publish':
@@ -248,6 +264,7 @@ export class ConnectionGuard {
       case 'connect':
         if (this.sawConnect) return this.protocolError('second CONNECT') // [MQTT-3.1.0-2]
         this.sawConnect = true
+        parserSettingsOf(this.parser, packet)
         if (typeof packet.clientId === 'string' && packet.clientId.length > options.maxClientIdLength) {
           this.bad('protocol_error', 'client id too long')
           refuseConnect(c.conn, packet.protocolVersion ?? 4, CLIENT_ID_NOT_VALID)
@@ -361,12 +378,36 @@ export class ConnectionGuard {
     }
   }
 
+  /** Closes the connection as aedes' keep alive timer would, once its interval passed without a packet. */
+  keepAliveCheck (now: number): void {
+    if (!keepAliveExpired(this.lastPacket, this.keepAliveMs, now) || this.client.closed) return
+    this.keepAliveMs = 0
+    keepAliveTimedOut(this.client)
+  }
+
   /** The socket closed: a packet cut off halfway is bad input. */
   closed (): void {
     const parser = this.parser
     if (!this.badCounted && (parser._stateCounter !== 0 || parser._list.length > 0)) {
       this.bad('truncated', `${parser._list.length} bytes of an unfinished packet`)
     }
+  }
+}
+
+/** A monotonic clock in whole ms (a small integer for the first 12 days: no number box per connection). */
+function nowMs (): number {
+  return Math.floor(performance.now())
+}
+
+/**
+ * One pass of the keep alive sweep (keep-alive.ts): every connection whose
+ * interval passed without a packet is closed, as aedes' timer did it (the
+ * 'keepaliveTimeout' event, then the client's error).
+ */
+export function sweepKeepAlive (sockets: Iterable<Socket>, now = nowMs()): void {
+  for (const socket of sockets) {
+    const client = (socket as Socket & { client?: Client }).client
+    if (client !== undefined) guards.get(client)?.keepAliveCheck(now)
   }
 }
 

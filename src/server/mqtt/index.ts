@@ -38,7 +38,8 @@ import { messageEmitter } from './message-emitter.js'
 import { aedesOptions } from './options.js'
 import { SessionStore } from './persistence.js'
 import { MqttMetrics } from './metrics.js'
-import { guardInbound, guardOf, inboundClosed, type InboundOptions } from './inbound.js'
+import { guardInbound, guardOf, inboundClosed, sweepKeepAlive, type InboundOptions } from './inbound.js'
+import { SWEEP_PERIOD_MS } from './keep-alive.js'
 import { installDelivery, outboundOf, packetSizeLayer, usesSubscriptionIdentifiers, type DeliveryOptions } from './delivery.js'
 import { SessionSender, type SenderOptions } from './session-sender.js'
 import { SharedSubscriptions, isMarker, displayTopic, toMarker } from './shared-subscriptions.js'
@@ -53,7 +54,7 @@ import { installSubscriptionQuota, quotaRefusalCode, refuseWholeSubscribe, type 
 import type { AccessRules } from './access-rules.js'
 import { AedesHooks } from './hooks.js'
 import { MqttIntrospection, type MessageCounts } from './introspection.js'
-import { internals, brokerInternals, encodePacket } from './aedes-internals.js'
+import { internals, brokerInternals, encodePacket, dropEndOfStreamWatch, closeClient } from './aedes-internals.js'
 import { ClientLog } from './client-log.js'
 import { Listeners, describeConnection, remoteOf, formatRemote, type ConnectionInfo } from './listeners/index.js'
 import { certificateIdentityLayer } from './listeners/identity.js'
@@ -110,6 +111,8 @@ export class MqttServer {
   /** The close listener of every socket handed to aedes: one function for all, not a closure per socket. */
   private readonly onSocketClose: (this: Socket) => void
   private sweepTimer: NodeJS.Timeout | undefined
+  /** The keep alive sweep over every connection (keep-alive.ts), in place of a timer per client. */
+  private keepAliveTimer: NodeJS.Timeout | undefined
   // One rate limit per kind of noise, so a flood of one hides none of the others.
   private readonly warnLimit: ReturnType<typeof rateLimited>
   private readonly warnBad: ReturnType<typeof rateLimited>
@@ -125,7 +128,11 @@ export class MqttServer {
     const hooks = this.hooks
     this.onSocketClose = function (this: Socket & { client?: Client }) {
       sockets.delete(this)
-      if (this.client !== undefined) hooks.disconnected(this.client)
+      if (this.client === undefined) return
+      hooks.disconnected(this.client)
+      // In place of aedes' end-of-stream watch (dropEndOfStreamWatch), and
+      // where it ran: after this listener, added before aedes'.
+      closeClient(this.client)
     }
     const mqtt = config.mqtt
     this.warnLimit = rateLimited(log)
@@ -374,7 +381,9 @@ export class MqttServer {
     }
     this.sockets.add(socket)
     socket.on('close', this.onSocketClose)
-    this.hooks.connected(this.aedes.handle(socket))
+    const client = this.aedes.handle(socket)
+    dropEndOfStreamWatch(client)
+    this.hooks.connected(client)
   }
 
   /**
@@ -396,11 +405,14 @@ export class MqttServer {
     await this.aedes.listen()
     this.sweepTimer = setInterval(() => this.sweep(), STALL_SWEEP_MS)
     this.sweepTimer.unref()
+    this.keepAliveTimer = setInterval(() => sweepKeepAlive(this.sockets), SWEEP_PERIOD_MS)
+    this.keepAliveTimer.unref()
     if (this.listeners === undefined) return
     try {
       await this.listeners.start()
     } catch (err) {
       clearInterval(this.sweepTimer)
+      clearInterval(this.keepAliveTimer)
       await new Promise<void>((resolve) => this.aedes.close(() => resolve()))
       throw err
     }
@@ -429,7 +441,9 @@ export class MqttServer {
       clearInterval(this.sweepTimer)
       for (const c of Object.values(brokerInternals(this.aedes).clients)) if (c !== undefined) this.clientLog.because(c, 'node stopping')
       const all = new Set([...this.sockets, ...this.refused])
+      // The keep alive sweep runs through the grace period: a silent client is still cut, as with aedes' timers.
       const { cut } = await shutdown({ server: this.listeners ?? { close: (done: () => void) => done() }, aedes: this.aedes, sockets: all, graceMs: this.options.config.mqtt.shutdown_grace_period })
+        .finally(() => clearInterval(this.keepAliveTimer))
       this.options.log.info({ cut }, 'MQTT stopped')
     })()
     return this.stopping

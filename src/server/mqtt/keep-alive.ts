@@ -8,10 +8,17 @@
 //    dead connections found within a known time, whatever the devices ask);
 //  - otherwise when the client asked for none, or for more than
 //    `mqtt.max_keepalive`: it gets that limit.
-// aedes then enforces it: no packet for 1.5 times the keep alive closes the
-// connection [MQTT-3.1.2-22]. MQTT 3.1/3.1.1 has no way to tell a client,
-// so there the limit refuses the CONNECT instead, and server_keep_alive
-// does not apply.
+// No packet for 1.5 times the keep alive closes the connection
+// [MQTT-3.1.2-22]; keep alive 0 means none. MQTT 3.1/3.1.1 has no way to
+// tell a client, so there the limit refuses the CONNECT instead, and
+// server_keep_alive does not apply.
+//
+// aedes computes the interval (1.5 times the keep alive, plus 1 ms) and
+// gives every client a Timeout and a closure for it, refreshed on each
+// packet. Once a client is connected, one sweep over all connections checks
+// it instead (SWEEP_PERIOD_MS below; inbound.ts keeps the time of each
+// connection's last packet): a connection is never closed before its
+// interval has passed, and at most one period after.
 import type { InboundPacket } from './aedes-internals.js'
 
 export interface KeepAliveLimits {
@@ -35,4 +42,12 @@ export function serverKeepAlive (packet: InboundPacket, limits: KeepAliveLimits)
   const keepalive = packet.keepalive ?? 0
   if (limits.maxKeepalive > 0 && (keepalive === 0 || keepalive > limits.maxKeepalive)) return limits.maxKeepalive
   return undefined
+}
+
+/** How often the keep alive sweep looks at every connection: how late past its interval a silent one may go. */
+export const SWEEP_PERIOD_MS = 1000
+
+/** No packet for the whole interval (ms; 0 or less: no keep alive): aedes' timer would have fired by `now`. */
+export function keepAliveExpired (lastPacketMs: number, intervalMs: number, nowMs: number): boolean {
+  return intervalMs > 0 && nowMs - lastPacketMs >= intervalMs
 }

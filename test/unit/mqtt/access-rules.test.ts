@@ -45,4 +45,23 @@ describe('AccessRules', () => {
     // Removed credentials take the view with them: its will is not published.
     assert.equal(rules.viewOf(old as unknown as Client), undefined)
   })
+
+  test('after a reload, rules naming a client id or an address see the connection\'s, closed or not', async () => {
+    const rules = new AccessRules({ auth: [], acl: [] })
+    const here = Object.assign(fakeClient('dev-1'), { conn: Object.assign(new EventEmitter(), { remoteAddress: '127.0.0.1', remotePort: 40000 }) })
+    const there = Object.assign(fakeClient('dev-2'), { conn: Object.assign(new EventEmitter(), { remoteAddress: '10.1.1.1', remotePort: 40000 }) })
+    rules.admit(here as unknown as Client, { ...who('dev'), clientId: 'dev-1' }, new Set())
+    rules.admit(there as unknown as Client, { ...who('dev'), clientId: 'dev-2', remote: { address: '10.1.1.1', port: 40000 } }, new Set())
+    there.conn.emit('close')
+    await rules.replace({
+      auth: [{ remote: '127.0.0.1', allow: true }],
+      acl: [{ remote: '10.1.1.1', filters: { 'far/#': 0, '#': 2 } }, { client: 'dev-1', filters: { 'near/#': 0, '#': 2 } }]
+    } as never, false)
+    const may = (c: FakeClient, topic: string): boolean | undefined => rules.viewOf(c as unknown as Client)?.canPublish(topic).allowed
+    assert.deepEqual([may(here, 'near/x'), may(here, 'far/x')], [false, true])
+    assert.deepEqual([may(there, 'near/x'), may(there, 'far/x')], [true, false])
+    // And a reload that checks credentials again admits by the connection's address.
+    const removed = await rules.replace({ auth: [{ remote: '10.1.1.1', allow: true }], acl: [] } as never, true)
+    assert.deepEqual(removed, ['dev-1'])
+  })
 })

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { keepaliveRefused, serverKeepAlive } from '../../../src/server/mqtt/keep-alive.js'
+import { keepaliveRefused, serverKeepAlive, keepAliveExpired } from '../../../src/server/mqtt/keep-alive.js'
 
 test('keep alive limit applies to MQTT 3.1/3.1.1 CONNECTs only', () => {
   assert.equal(keepaliveRefused({ cmd: 'connect', protocolVersion: 4, keepalive: 60 }, 30), true)
@@ -21,4 +21,13 @@ test('MQTT 5 Server Keep Alive: server_keep_alive always; else max_keepalive for
   assert.equal(serverKeepAlive(connect(60), { maxKeepalive: 0, serverKeepAlive: 0 }), undefined)
   // MQTT 3.1.1 has no Server Keep Alive.
   assert.equal(serverKeepAlive(connect(60, 4), { maxKeepalive: 30, serverKeepAlive: 20 }), undefined)
+})
+
+test('keep alive sweep: expired once the whole interval passed without a packet, never before; 0 is none', () => {
+  // aedes' interval for keep alive 1 s: 1.5 s plus 1 ms.
+  assert.equal(keepAliveExpired(10_000, 1501, 11_500), false)
+  assert.equal(keepAliveExpired(10_000, 1501, 11_501), true)
+  assert.equal(keepAliveExpired(10_000, 1501, 20_000), true)
+  assert.equal(keepAliveExpired(10_000, 0, 1e9), false)
+  assert.equal(keepAliveExpired(10_000, -1, 1e9), false)
 })

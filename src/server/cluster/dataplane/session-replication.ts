@@ -34,6 +34,9 @@ import { checkWill, type TransferredPacket, type TransferredSubscription } from 
 import type { SessionReplicationStats } from './metrics.js'
 import type { LinkSet } from './link-set.js'
 
+// What every connected session's record says: one object for all (nothing changes a record; a new one replaces it).
+const CONNECTED: ReplicaConnection = Object.freeze({ connected: true })
+
 export interface ReplicationHost {
   links: LinkSet
   store: SessionStore
@@ -198,7 +201,7 @@ export class SessionReplication {
   }
 
   connected (clientId: string): void {
-    const c: ReplicaConnection = { connected: true }
+    const c = CONNECTED
     this.connections.set(clientId, c)
     if (this.holders.has(clientId)) this.queue(clientId, { op: 'connection', connection: c, stamp: this.host.stampOf(clientId) })
   }
