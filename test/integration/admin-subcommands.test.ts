@@ -72,13 +72,20 @@ after(async () => {
 
 test('members and clients: tables for people, JSON for machines', async () => {
   const auth = ['--url', a.apiUrl, '--user', 'admin:pw']
-  const members = await run(['members', ...auth])
+  // Both alive (the fast probes of these tests can make one suspect for a moment on a loaded machine).
+  const members = await waitFor(async () => {
+    const r = await run(['members', ...auth])
+    return r.code !== 0 || (r.stdout.match(/\salive\s/g) ?? []).length === 2 ? r : undefined
+  }, { timeout: 10_000, message: 'admin members listing both members alive' })
   assert.equal(members.code, 0, members.stderr)
   assert.match(members.stdout, /^NAME\s+STATE\s+ADDRESS\s+API\s+VERSION\n/)
   assert.match(members.stdout, new RegExp(`${nameA}\\s+alive\\s+${a.host}:7946\\s+http://${a.host}:8080`))
   assert.match(members.stdout, new RegExp(`${nameB}\\s+alive`))
 
-  const json = await run(['members', '--json', ...auth])
+  const json = await waitFor(async () => {
+    const r = await run(['members', '--json', ...auth])
+    return r.code !== 0 || (JSON.parse(r.stdout) as Array<{ state: string }>).every((m) => m.state === 'alive') ? r : undefined
+  }, { timeout: 10_000, message: 'admin members --json listing both members alive' })
   assert.equal(json.code, 0)
   const parsed = JSON.parse(json.stdout) as Array<{ name: string, state: string, api: string }>
   assert.deepEqual(parsed.map((m) => [m.name, m.state, m.api]).sort(), [[nameA, 'alive', a.apiUrl], [nameB, 'alive', b.apiUrl]].sort())

@@ -45,6 +45,15 @@ let installDir: string
 let bin: string
 let imageDir: string
 
+/**
+ * A registry fetch that stalls is given up after 30 s and tried again (npm's
+ * default waits 5 minutes: one stalled download once ran the whole file into
+ * the runner's 180 s timeout with nothing to say why).
+ */
+const NPM_FLAGS = ['--prefer-offline', '--no-audit', '--no-fund', '--fetch-timeout=30000', '--fetch-retries=4']
+/** Below the test runner's 180 s per file, so a slow install fails with npm's own output. */
+const NPM_TIMEOUT_MS = 80_000
+
 before(async () => {
   work = mkdtempSync(join(tmpdir(), 'broker-ha-pack-'))
   // --ignore-scripts: the test runs after `npm run build` (npm test builds
@@ -57,7 +66,7 @@ before(async () => {
   // not into some parent folder's package.json.
   mkdirSync(installDir)
   writeFileSync(join(installDir, 'package.json'), '{"name":"pack-test","private":true}\n')
-  const installed = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(work, filename)], { cwd: installDir, env: cleanEnv, timeoutMs: 300_000 })
+  const installed = await run('npm', ['install', ...NPM_FLAGS, join(work, filename)], { cwd: installDir, env: cleanEnv, timeoutMs: NPM_TIMEOUT_MS })
   assert.equal(installed.code, 0, `npm install of the tarball failed:\n${installed.stderr}`)
   bin = join(installDir, 'node_modules', '.bin', 'broker-ha')
 
@@ -66,7 +75,7 @@ before(async () => {
   const untar = await run('tar', ['-xzf', join(work, filename), '-C', imageDir, '--strip-components=1'], { cwd: work })
   assert.equal(untar.code, 0, untar.stderr)
   copyFileSync(join(ROOT, 'package-lock.json'), join(imageDir, 'package-lock.json'))
-  const ci = await run('npm', ['ci', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: imageDir, env: cleanEnv, timeoutMs: 300_000 })
+  const ci = await run('npm', ['ci', '--omit=dev', ...NPM_FLAGS], { cwd: imageDir, env: cleanEnv, timeoutMs: NPM_TIMEOUT_MS })
   assert.equal(ci.code, 0, `npm ci --omit=dev in the unpacked tarball failed (as deploy/Dockerfile runs it):\n${ci.stderr}`)
 })
 
