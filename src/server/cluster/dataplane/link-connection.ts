@@ -157,16 +157,10 @@ export class LinkConnection {
    * may hang until its next SYN retransmission).
    */
   redialNow (): void {
-    // The backoff built up while the peer was away is forgotten here, also
-    // when a dial is in flight: if that dial fails, the next one comes after
-    // the shortest wait, not after up to maxBackoffMs (a link up 1.55 s after
-    // a partition healed, when the others took 20 ms).
-    this.attempt = 0
-    // A dial that reached the peer while it was cut off may sit in its
-    // handshake until handshake_timeout: started afresh too.
-    if ((this.stateValue === 'connecting' || (this.stateValue === 'handshaking' && this.dialer)) && Date.now() - this.dialStartedAt >= STALE_DIAL_MS) this.drop()
+    if (this.stateValue === 'connecting' && Date.now() - this.dialStartedAt >= STALE_DIAL_MS) this.drop()
     if (this.stateValue !== 'backoff') return
     clearTimeout(this.retryTimer)
+    this.attempt = 0
     this.dial()
   }
 
