@@ -81,7 +81,7 @@ export class LinkAcceptor {
       this.opts.onError?.(err)
       if (refuse !== undefined && session !== undefined && !socket.destroyed) {
         // Tell an authenticated peer why, so its operator sees the reason.
-        socket.end(frame(session.seal(encodeRecord({ type: 'refuse', refuse: { code: refuse.code, message: refuse.message } }))))
+        socket.end(session.sealFrame(encodeRecord({ type: 'refuse', refuse: { code: refuse.code, message: refuse.message } })))
         socket.destroySoon()
         setTimeout(() => socket.destroy(), 1000).unref()
       } else {

@@ -250,7 +250,7 @@ export class LinkConnection {
       ...this.stream.helloFields(),
       ...(this.opts.process === undefined ? {} : { process: this.opts.process })
     }
-    return frame(this.session!.seal(encodeRecord({ type: 'hello', hello })))
+    return this.session!.sealFrame(encodeRecord({ type: 'hello', hello }))
   }
 
   private checkHello (hello: Hello): void {

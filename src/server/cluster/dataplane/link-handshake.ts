@@ -67,13 +67,13 @@ export class LinkSession implements FrameCipher {
     this.recvKey = recvKey
   }
 
+  /** The sealed records alone (no length prefix): a view of sealFrame's buffer. */
   seal (plain: Buffer): Buffer {
     if (this.sendKey === undefined) return plain
-    const cipher = createCipheriv('aes-256-gcm', this.sendKey, counterNonce(this.sent++))
-    return Buffer.concat([cipher.update(plain), cipher.final(), cipher.getAuthTag()])
+    return this.sealFrame(plain).subarray(4)
   }
 
-  /** frame(seal(plain)) with one copy fewer: the length prefix and the sealed records in one allocation. */
+  /** frame(seal(plain)) in one allocation: the length prefix and the sealed records. */
   sealFrame (plain: Buffer): Buffer {
     if (this.sendKey === undefined) return frame(plain)
     const cipher = createCipheriv('aes-256-gcm', this.sendKey, counterNonce(this.sent++))
