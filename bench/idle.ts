@@ -11,6 +11,14 @@
 // divided by the number of connections; the connect time runs from the
 // first CONNECT to the last CONNACK, 200 in flight.
 //
+// A Node broker's RSS then still holds the garbage of the connects (V8
+// collects the old generation when its heap grows, or after about a minute
+// idle): half or more of that figure, in every Node broker. So each Node
+// broker also runs with its inspector on a loopback port, and a second
+// figure, "after GC", is the same difference with a full garbage
+// collection (HeapProfiler.collectGarbage) before each reading: what the
+// connections themselves keep. mosquitto has no collector: one figure.
+//
 // Open files: each connection holds a descriptor here and one in the broker.
 // When the open-file limit is too low and we are root, the limit of this
 // process is raised with prlimit(1) before any broker starts (they inherit
@@ -31,6 +39,8 @@
 // --node-options '--flag ...': V8/Node flags for every Node broker (broker-ha, aedes, node-socket).
 // BENCH_BROKER_HA_ROOT: another built checkout whose broker-ha runs instead (before/after on one machine).
 import { fork, spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import WebSocket from 'ws'
 import { mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync, renameSync, mkdirSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
@@ -70,7 +80,8 @@ const SOURCES = Number(args.sources ?? Math.max(1, Math.ceil(ASKED / PER_SOURCE)
 const log = (line: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`) }
 
 type Target = 'broker-ha' | 'aedes' | 'mosquitto' | 'node-socket'
-interface Broker { target: Target, url: string, pid: number, stop: () => Promise<void> }
+/** inspector: the ws:// address of a Node broker's inspector, from its output (undefined for mosquitto). */
+interface Broker { target: Target, url: string, pid: number, inspector?: () => string | undefined, stop: () => Promise<void> }
 
 // ---- open files --------------------------------------------------------------
 
@@ -102,7 +113,10 @@ function raiseFdLimit (want: number): boolean {
 
 // ---- brokers -------------------------------------------------------------------
 
+/** The inspector on an ephemeral loopback port: "after GC" readings (collectGarbage). */
+const INSPECT = '--inspect=127.0.0.1:0'
 const NODE_FLAGS = [
+  INSPECT,
   ...(args.heap === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2']),
   ...(args['node-options']?.split(' ').filter((f) => f !== '') ?? [])
 ]
@@ -111,18 +125,30 @@ const NODE_ENV: Record<string, string> = NODE_FLAGS.length === 0 ? {} : { NODE_O
 async function startBrokerHa (): Promise<Broker> {
   const extra = args.config === undefined ? {} : JSON.parse(args.config) as Record<string, Record<string, unknown>>
   const n = await startProcessNode({ ...extra, mqtt: { max_connections: 0, ...extra.mqtt } }, { env: NODE_ENV })
-  return { target: 'broker-ha', url: n.mqttUrl, pid: n.child.pid!, stop: async () => { await n.stop('SIGKILL') } }
+  return { target: 'broker-ha', url: n.mqttUrl, pid: n.child.pid!, inspector: () => inspectorUrl(n.output()), stop: async () => { await n.stop('SIGKILL') } }
+}
+
+/** The inspector's address in a Node process's output ("Debugger listening on ws://..."). */
+function inspectorUrl (output: string): string | undefined {
+  return /Debugger listening on (ws:\/\/\S+)/.exec(output)?.[1]
 }
 
 /** A Node child process running `script` (bench/bare-aedes.ts, bench/bare-socket.ts) on a free loopback address. */
 async function startNodeServer (target: Target, script: string): Promise<Broker> {
   const host = await freeLoopbackAddress()
-  const child = fork(join(here, script), ['--host', host, '--port', '1883'], { stdio: 'inherit', execArgv: NODE_FLAGS })
+  const child = fork(join(here, script), ['--host', host, '--port', '1883'], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'], execArgv: NODE_FLAGS })
+  let stderr = ''
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString()
+    // The inspector's lines are ours to read, not the operator's.
+    const rest = d.toString().split('\n').filter((l) => !/^(Debugger (listening|attached|ending)|For help, see)/.test(l)).join('\n')
+    if (rest.trim() !== '') process.stderr.write(rest)
+  })
   await new Promise<void>((resolve, reject) => {
     child.once('message', () => resolve())
-    child.once('exit', (code) => reject(new Error(`${target} exited with ${code}`)))
+    child.once('exit', (code) => reject(new Error(`${target} exited with ${code}: ${stderr}`)))
   })
-  return { target, url: `mqtt://${host}:1883`, pid: child.pid!, stop: async () => { child.kill('SIGKILL') } }
+  return { target, url: `mqtt://${host}:1883`, pid: child.pid!, inspector: () => inspectorUrl(stderr), stop: async () => { child.kill('SIGKILL') } }
 }
 
 function mosquittoPath (): string | undefined {
@@ -178,6 +204,38 @@ async function settledRss (pid: number): Promise<number> {
   return last
 }
 
+/**
+ * RSS after full garbage collections, asked of the process's inspector: what
+ * the live objects keep, without the garbage a burst of connects left.
+ */
+async function rssAfterGc (inspector: string, pid: number): Promise<number> {
+  const ws = new WebSocket(inspector)
+  await once(ws, 'open')
+  try {
+    let id = 0
+    const call = async (method: string): Promise<void> => {
+      const mine = ++id
+      const answered = new Promise<void>((resolve, reject) => {
+        const onMessage = (m: Buffer): void => {
+          const reply = JSON.parse(m.toString()) as { id?: number, error?: { message: string } }
+          if (reply.id !== mine) return
+          ws.off('message', onMessage)
+          if (reply.error !== undefined) reject(new Error(`${method}: ${reply.error.message}`))
+          else resolve()
+        }
+        ws.on('message', onMessage)
+      })
+      ws.send(JSON.stringify({ id: mine, method }))
+      await answered
+    }
+    // Weak references and finalizers need more than one pass.
+    for (let i = 0; i < 3; i++) await call('HeapProfiler.collectGarbage')
+  } finally {
+    ws.close()
+  }
+  return await settledRss(pid)
+}
+
 /** Waits for a heap snapshot the process writes on SIGUSR2 into its cwd, and moves it to dir. */
 async function heapSnapshot (b: Broker, cwd: string, dir: string): Promise<string | undefined> {
   const before = new Set(readdirSync(cwd))
@@ -200,11 +258,28 @@ async function heapSnapshot (b: Broker, cwd: string, dir: string): Promise<strin
   return undefined
 }
 
-export interface IdleFigure { target: Target, connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number, connectSeconds: number, nodes?: number }
+/**
+ * afterGc: the same difference with a full GC before each reading (Node
+ * brokers; see the top of this file); for mosquitto the figure itself.
+ */
+export interface IdleFigure { target: Target, connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number, afterGc: { beforeKiB: number, afterKiB: number, perConnectionKiB: number }, connectSeconds: number, nodes?: number }
+
+/** RSS after a full GC in each process (Node brokers), else RSS as it is. */
+async function gcRss (pids: number[], inspectors: Array<(() => string | undefined) | undefined>): Promise<number> {
+  const each = await Promise.all(pids.map(async (pid, i) => {
+    const find = inspectors[i]
+    if (find === undefined) return await settledRss(pid)
+    const url = find()
+    if (url === undefined) throw new Error(`pid ${pid}: no inspector address in its output (${INSPECT})`)
+    return await rssAfterGc(url, pid)
+  }))
+  return each.reduce((a, b) => a + b, 0)
+}
 
 async function measure (b: Broker, sources: string[], sockets: Socket[]): Promise<IdleFigure> {
   for (let i = 0; i < 10; i++) sockets.push((await rawConnect(b.url, `warm-${i}`, 4, () => {})).socket)
   const before = await settledRss(b.pid)
+  const gcBefore = await gcRss([b.pid], [b.inspector])
   const t0 = Date.now()
   let next = 0
   await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
@@ -217,11 +292,12 @@ async function measure (b: Broker, sources: string[], sockets: Socket[]): Promis
   }))
   const connectSeconds = (Date.now() - t0) / 1000
   const after = await settledRss(b.pid)
+  const gcAfter = await gcRss([b.pid], [b.inspector])
   if (args.heap !== undefined && b.target !== 'mosquitto' && b.target !== 'node-socket') {
     const file = await heapSnapshot(b, process.cwd(), args.heap)
     log(`heap snapshot ${b.target}: ${file ?? 'not written'}`)
   }
-  return { target: b.target, connections: COUNT, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / COUNT, connectSeconds }
+  return { target: b.target, connections: COUNT, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / COUNT, afterGc: { beforeKiB: gcBefore, afterKiB: gcAfter, perConnectionKiB: (gcAfter - gcBefore) / COUNT }, connectSeconds }
 }
 
 // ---- a cluster, and generators in child processes ---------------------------------
@@ -248,9 +324,9 @@ async function generate (job: GeneratorJob): Promise<void> {
 
 /** COUNT connections over a cluster of `n` broker-ha processes, from child generators. */
 async function measureCluster (n: number, sources: string[]): Promise<IdleFigure> {
-  const { startProcessCluster } = await import(join(BROKER_HA_ROOT, 'dist', 'test', 'helpers', 'cluster.js')) as { startProcessCluster: (n: number, overrides: object) => Promise<Array<{ mqttUrl: string, child: ChildProcess, stop: (signal?: NodeJS.Signals) => Promise<unknown> }>> }
+  const { startProcessCluster } = await import(join(BROKER_HA_ROOT, 'dist', 'test', 'helpers', 'cluster.js')) as { startProcessCluster: (n: number, overrides: object, options: { env: Record<string, string> }) => Promise<Array<{ mqttUrl: string, child: ChildProcess, output: () => string, stop: (signal?: NodeJS.Signals) => Promise<unknown> }>> }
   const extra = args.config === undefined ? {} : JSON.parse(args.config) as Record<string, Record<string, unknown>>
-  const nodes = await startProcessCluster(n, { ...extra, mqtt: { max_connections: 0, ...extra.mqtt } })
+  const nodes = await startProcessCluster(n, { ...extra, mqtt: { max_connections: 0, ...extra.mqtt } }, { env: NODE_ENV })
   const generators: ChildProcess[] = []
   const warm: Socket[] = []
   try {
@@ -258,7 +334,9 @@ async function measureCluster (n: number, sources: string[]): Promise<IdleFigure
     const pids = nodes.map((node) => node.child.pid!)
     for (const url of urls) for (let i = 0; i < 10; i++) warm.push((await rawConnect(url, `warm-${url}-${i}`, 4, () => {})).socket)
     const rss = async (): Promise<number> => (await Promise.all(pids.map(settledRss))).reduce((a, b) => a + b, 0)
+    const inspectors = nodes.map((node) => () => inspectorUrl(node.output()))
     const before = await rss()
+    const gcBefore = await gcRss(pids, inspectors)
     const per = Number(args['per-generator'])
     const t0 = Date.now()
     const reports: Array<Promise<{ connected: number }>> = []
@@ -274,7 +352,8 @@ async function measureCluster (n: number, sources: string[]): Promise<IdleFigure
     const connected = (await Promise.all(reports)).reduce((a, r) => a + r.connected, 0)
     const connectSeconds = (Date.now() - t0) / 1000
     const after = await rss()
-    return { target: 'broker-ha', nodes: n, connections: connected, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / connected, connectSeconds }
+    const gcAfter = await gcRss(pids, inspectors)
+    return { target: 'broker-ha', nodes: n, connections: connected, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / connected, afterGc: { beforeKiB: gcBefore, afterKiB: gcAfter, perConnectionKiB: (gcAfter - gcBefore) / connected }, connectSeconds }
   } finally {
     // The nodes close first: the TIME_WAITs stay on their side.
     await Promise.all(nodes.map(async (node) => await node.stop('SIGKILL')))
@@ -306,7 +385,7 @@ async function cluster (): Promise<void> {
   }
   log(`${COUNT} idle connections over ${NODES} broker-ha nodes from ${sources.length} source address(es), open-file limit ${fdLimit().soft}`)
   const f = await measureCluster(NODES, sources)
-  log(`broker-ha x${NODES}: ${f.perConnectionKiB.toFixed(2)} KiB RSS per idle connection over ${f.connections} (RSS ${Math.round(f.beforeKiB / 1024)} -> ${Math.round(f.afterKiB / 1024)} MiB, all nodes), connected in ${f.connectSeconds.toFixed(1)} s`)
+  log(`broker-ha x${NODES}: ${f.perConnectionKiB.toFixed(2)} KiB RSS per idle connection over ${f.connections}, ${f.afterGc.perConnectionKiB.toFixed(2)} KiB after GC (RSS ${Math.round(f.beforeKiB / 1024)} -> ${Math.round(f.afterKiB / 1024)} MiB, all nodes), connected in ${f.connectSeconds.toFixed(1)} s`)
   if (args.json) process.stdout.write(`${JSON.stringify({ asked: ASKED, connections: f.connections, sources: sources.length, figures: [f] })}\n`)
   process.exit(0)
 }
@@ -334,7 +413,7 @@ async function single (): Promise<void> {
     try {
       const f = await measure(b, sources, sockets)
       figures.push(f)
-      log(`${target}: ${f.perConnectionKiB.toFixed(2)} KiB RSS per idle connection over ${f.connections} (RSS ${Math.round(f.beforeKiB / 1024)} -> ${Math.round(f.afterKiB / 1024)} MiB), connected in ${f.connectSeconds.toFixed(1)} s`)
+      log(`${target}: ${f.perConnectionKiB.toFixed(2)} KiB RSS per idle connection over ${f.connections}, ${f.afterGc.perConnectionKiB.toFixed(2)} KiB after GC (RSS ${Math.round(f.beforeKiB / 1024)} -> ${Math.round(f.afterKiB / 1024)} MiB), connected in ${f.connectSeconds.toFixed(1)} s`)
     } finally {
       // The broker closes first: the TIME_WAIT of every connection stays on its
       // side, not on our source ports (a second run right after would find them taken).

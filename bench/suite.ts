@@ -195,7 +195,7 @@ async function sideBySide (brokers: Broker[]): Promise<Record<string, Record<str
 
 // ---- memory per idle connection -------------------------------------------
 
-interface MemoryFigure { connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number, connectSeconds: number }
+interface MemoryFigure { connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number, afterGc: { perConnectionKiB: number }, connectSeconds: number }
 
 /** Idle connections on fresh brokers, measured by bench/idle.ts (which raises the open-file limit where it may). */
 async function idleFigures (connections: number, brokers: string[], nodes = 1): Promise<{ connections: number, figures: Record<string, MemoryFigure> }> {
@@ -301,7 +301,7 @@ async function main (): Promise<void> {
   const withMosquitto = mosq !== undefined ? ['mosquitto'] : []
   const idle = await idleFigures(CONNECTIONS, ['broker-ha', 'aedes', ...withMosquitto, 'node-socket'])
   if (idle.connections < CONNECTIONS) log(`open-file limit: measured ${idle.connections} connections instead of ${CONNECTIONS}`)
-  for (const [t, m] of Object.entries(idle.figures)) log(`memory ${t}: ${m.perConnectionKiB.toFixed(1)} KiB RSS per idle connection over ${m.connections}`)
+  for (const [t, m] of Object.entries(idle.figures)) log(`memory ${t}: ${m.perConnectionKiB.toFixed(1)} KiB RSS per idle connection over ${m.connections}, ${m.afterGc.perConnectionKiB.toFixed(1)} KiB after GC`)
   result.memory = idle.figures
 
   // 2b. Many idle connections (50,000 asked), as far as the open-file limit lets the generator and the broker go.
@@ -309,7 +309,7 @@ async function main (): Promise<void> {
   if (many.connections < IDLE_MANY) log(`open-file limit: ${many.connections} idle connections instead of ${IDLE_MANY}`)
   // The same count over a 3-node cluster: each node and each generator process holds a third.
   const manyCluster = await idleFigures(IDLE_MANY, ['broker-ha'], 3)
-  for (const [t, m] of Object.entries({ ...many.figures, ...manyCluster.figures })) log(`${m.connections} idle ${t}: ${m.perConnectionKiB.toFixed(1)} KiB per connection, connected in ${m.connectSeconds.toFixed(1)} s`)
+  for (const [t, m] of Object.entries({ ...many.figures, ...manyCluster.figures })) log(`${m.connections} idle ${t}: ${m.perConnectionKiB.toFixed(1)} KiB per connection (${m.afterGc.perConnectionKiB.toFixed(1)} KiB after GC), connected in ${m.connectSeconds.toFixed(1)} s`)
   result.manyIdle = { asked: IDLE_MANY, ...many.figures, ...manyCluster.figures }
 
   // 2c. Reconnect storm (bench/reconnect-storm.ts, three node processes).
@@ -377,17 +377,18 @@ function markdown (r: Record<string, unknown>, single: Record<string, Record<str
     lines.push(`| ${s.title} | ${targets.map((t) => fmt(row[t]!)).join(' | ')} | ${ratio.toFixed(2)}x |${vsMosquitto} >= 0.9x: ${verdict(ratio >= 0.9)} |`)
   }
   lines.push('', '## Memory per idle connection', '')
-  lines.push('A fresh broker process; 10 warm-up connections, RSS (VmRSS of /proc/<pid>/status, once steady), then N raw-socket MQTT 3.1.1 clients connected (CONNECT/CONNACK, keep alive 60 s, no subscription) 200 at a time, RSS again once steady. Figure: RSS growth / N. Goal (issue 18): <= 6 KiB. node-socket is Node\'s floor: a plain net server answering CONNACK (bench/bare-socket.ts), no MQTT at all.', '')
-  lines.push('| broker | connections | RSS before | RSS after | per connection | goal |', '| --- | --- | --- | --- | --- | --- |')
+  lines.push('A fresh broker process; 10 warm-up connections, RSS (VmRSS of /proc/<pid>/status, once steady), then N raw-socket MQTT 3.1.1 clients connected (CONNECT/CONNACK, keep alive 60 s, no subscription) 200 at a time, RSS again once steady. Figure: RSS growth / N, right after the connects, and after a full garbage collection before each reading (asked of the Node brokers\' inspector): what the connections keep, without the garbage of their connects, which V8 collects when the heap grows or after about a minute idle. mosquitto has no collector: one figure. Goal (issue 18): <= 6 KiB. node-socket is Node\'s floor: a plain net server answering CONNACK (bench/bare-socket.ts), no MQTT at all.', '')
+  lines.push('| broker | connections | RSS before | RSS after | per connection | after GC | goal (after GC / right after) |', '| --- | --- | --- | --- | --- | --- | --- |')
   for (const [t, v] of Object.entries(memory)) {
-    const x = v as { connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number }
-    lines.push(`| ${t} | ${int(x.connections)} | ${int(x.beforeKiB / 1024)} MiB | ${int(x.afterKiB / 1024)} MiB | ${x.perConnectionKiB.toFixed(1)} KiB | ${t === 'broker-ha' ? `<= 6 KiB: ${verdict(x.perConnectionKiB <= 6)}` : '-'} |`)
+    const x = v as MemoryFigure
+    const gc = x.afterGc.perConnectionKiB
+    lines.push(`| ${t} | ${int(x.connections)} | ${int(x.beforeKiB / 1024)} MiB | ${int(x.afterKiB / 1024)} MiB | ${x.perConnectionKiB.toFixed(1)} KiB | ${gc.toFixed(1)} KiB | ${t === 'broker-ha' ? `<= 6 KiB: ${verdict(gc <= 6)} / ${verdict(x.perConnectionKiB <= 6)}` : '-'} |`)
   }
   const { asked, ...manyIdle } = r.manyIdle as Record<string, MemoryFigure> & { asked: number }
   lines.push('', `**${int(asked)} idle connections asked** (same method; on one node capped by the open-file limit of this process and the broker's; over a 3-node cluster, each node and each generator process holds its share; RSS after: all nodes):`, '')
-  lines.push('| broker | connections | connect time | RSS after | per connection |', '| --- | --- | --- | --- | --- |')
+  lines.push('| broker | connections | connect time | RSS after | per connection | after GC |', '| --- | --- | --- | --- | --- | --- |')
   for (const [t, x] of Object.entries(manyIdle as Record<string, MemoryFigure>)) {
-    lines.push(`| ${t} | ${int(x.connections)} | ${x.connectSeconds.toFixed(1)} s | ${int(x.afterKiB / 1024)} MiB | ${x.perConnectionKiB.toFixed(1)} KiB |`)
+    lines.push(`| ${t} | ${int(x.connections)} | ${x.connectSeconds.toFixed(1)} s | ${int(x.afterKiB / 1024)} MiB | ${x.perConnectionKiB.toFixed(1)} KiB | ${x.afterGc.perConnectionKiB.toFixed(1)} KiB |`)
   }
   const st = r.storm as StormFigures
   lines.push('', '## Reconnect storm', '')

@@ -58,12 +58,12 @@ export async function waitForView (observers: ProcessNode[], targets: Array<{ ho
 }
 
 /** Starts `n` nodes as child processes that find each other through a shared seed list. */
-export async function startProcessCluster (n: number, overrides: ConfigOverrides = {}): Promise<ProcessNode[]> {
+export async function startProcessCluster (n: number, overrides: ConfigOverrides = {}, options: { env?: Record<string, string> } = {}): Promise<ProcessNode[]> {
   const hosts: string[] = []
   for (let i = 0; i < n; i++) hosts.push(await freeLoopbackAddress())
   const seeds = hosts.map((h) => `${h}:7946`)
   const withSeeds = { ...overrides, discovery: { seeds, formation_wait_min: 200, formation_wait_max: 800, resolve_interval: 1000, ...overrides.discovery } }
-  const nodes = await Promise.all(hosts.map((host) => startProcessNode(withSeeds, { host })))
+  const nodes = await Promise.all(hosts.map((host) => startProcessNode(withSeeds, { host, ...(options.env === undefined ? {} : { env: options.env }) })))
   try {
     await waitForView(nodes, nodes, 'alive', 15_000)
   } catch (err) {
