@@ -246,7 +246,8 @@ test('after a whole-cluster restart a member that stays down: its sessions are t
   const { client, connack, got } = await connectWithConnack(other.mqttUrl, { clientId: subId, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 }, connectTimeout: 30_000 })
   t.after(() => client.end(true))
   await published
-  assert.equal(connack.sessionPresent, true, 'the session of the member that stayed down is resumed')
+  // Its logs in the message: a failure here (seen once in CI, not reproduced since) must say what the nodes did.
+  assert.equal(connack.sessionPresent, true, `the session of the member that stayed down is resumed\n--- holder ---\n${back[holder]!.output().slice(-4000)}\n--- other ---\n${other.output().slice(-4000)}`)
   await waitForCount(got, 2, 'the queued message and the one published during the window', 10_000)
   assert.deepEqual(got.map((m) => m.payload), ['queued before the restart', 'published while its home was down'])
   assert.match(back[holder]!.output(), /member not back within the start window/)

@@ -9,7 +9,8 @@
 //   the preamble and HELLO and hands the socket to adopt()).
 // - A dial not connected within connectTimeoutMs is abandoned and retried:
 //   it may hang on a lost SYN. When the peer is known to be back, a dial
-//   pending longer than STALE_DIAL_MS is started afresh (redialNow).
+//   not connected after STALE_DIAL_MS, or still in its handshake after
+//   STALE_HANDSHAKE_MS, is started afresh (redialNow).
 // - The handshake (link-handshake.ts): both sides exchange fresh nonces,
 //   derive this connection's keys, and send a HELLO (frame-codec.ts) sealed
 //   under them, naming itself, its sender incarnation and how far it
@@ -32,8 +33,14 @@ import {
 import type { LinkCounters, LinkState, ResolvedLinkOptions } from './peer-link-types.js'
 import { MAX_HANDSHAKE_FRAME, dialerSession, initFrameBody, newNonce, parseInit, type LinkSession } from './link-handshake.js'
 
-/** A dial pending this long when the peer is known to be back is started afresh (redialNow). */
+/** A dial not connected this long when the peer is known to be back is started afresh (redialNow). */
 const STALE_DIAL_MS = 250
+/**
+ * A dial connected but in its handshake this long, likewise: longer, since
+ * a peer that just started (or is busy) may answer slowly, and dropping its
+ * handshake at every membership event would only start the work again.
+ */
+const STALE_HANDSHAKE_MS = 1000
 
 const EMPTY = Buffer.alloc(0)
 
@@ -157,10 +164,18 @@ export class LinkConnection {
    * may hang until its next SYN retransmission).
    */
   redialNow (): void {
-    if (this.stateValue === 'connecting' && Date.now() - this.dialStartedAt >= STALE_DIAL_MS) this.drop()
+    // The backoff built up while the peer was away is forgotten here, also
+    // when a dial is in flight: if that dial fails, the next one comes after
+    // the shortest wait, not after up to maxBackoffMs (a link up 1.55 s after
+    // a partition healed, when the others took 20 ms).
+    this.attempt = 0
+    // A dial that reached the peer while it was cut off may sit in its
+    // handshake until handshake_timeout: started afresh too.
+    const pending = Date.now() - this.dialStartedAt
+    if (this.stateValue === 'connecting' && pending >= STALE_DIAL_MS) this.drop()
+    else if (this.stateValue === 'handshaking' && this.dialer && pending >= STALE_HANDSHAKE_MS) this.drop()
     if (this.stateValue !== 'backoff') return
     clearTimeout(this.retryTimer)
-    this.attempt = 0
     this.dial()
   }
 

@@ -495,6 +495,57 @@ test('the dialer redials with growing backoff while the peer is unreachable, the
   }
 })
 
+test('redialNow: a dial stuck in its handshake (the peer was cut off) starts afresh, and the backoff of the outage is forgotten', async () => {
+  // A peer that accepts TCP and never answers: what a dial made during a partition can meet.
+  const { createServer } = await import('node:net')
+  const held: Socket[] = []
+  const silent = createServer((s) => { held.push(s) })
+  await new Promise<void>((resolve) => silent.listen(0, HOST, resolve))
+  const silentPort = (silent.address() as { port: number }).port
+  let dials = 0
+  let failing = true
+  const a = new PeerLink({
+    localName: 'a',
+    peerName: 'b',
+    keys: NO_KEY,
+    onMessage: () => {},
+    minBackoffMs: 5,
+    maxBackoffMs: 60_000,
+    handshakeTimeoutMs: 60_000,
+    random: () => 1,
+    connect: () => {
+      dials++
+      if (failing) throw new Error('cut off')
+      return connect({ host: HOST, port: silentPort })
+    }
+  })
+  try {
+    a.start()
+    // Eight failed dials: the next wait would be 5 * 2^8 ms = 1.3 s, and it doubles.
+    await waitFor(() => dials >= 8, { message: 'failed dials' })
+    failing = false
+    await waitFor(() => held.length === 1, { timeout: 10_000, message: 'a dial reached the silent peer' })
+    // Older than STALE_HANDSHAKE_MS (1 s): a slower handshake is left to finish.
+    const young = dials
+    a.redialNow()
+    assert.equal(dials, young, 'a handshake under 1 s old is not dropped')
+    await sleep(1100)
+    assert.equal(a.state, 'handshaking', 'stuck in the handshake (handshake_timeout is 60 s here)')
+    const before = dials
+    a.redialNow()
+    await waitFor(() => dials > before, { timeout: 1000, message: 'a new dial at once, not after the handshake timeout' })
+    // That dial is stuck too; the peer drops it: the next comes after the shortest wait again, not 1.3 s or more.
+    await waitFor(() => held.length === 2, { message: 'the second dial reached the peer' })
+    const dropped = dials
+    held[1]!.destroy()
+    await waitFor(() => dials > dropped, { timeout: 600, message: 'redialled after the shortest backoff' })
+  } finally {
+    a.stop()
+    for (const s of held) s.destroy()
+    await new Promise<void>((resolve) => silent.close(() => resolve()))
+  }
+})
+
 test('a held message stays with the sender until the receiver settles it: out of order, reported again after a reconnect', async () => {
   const p = await startPair()
   try {
