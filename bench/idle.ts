@@ -19,6 +19,10 @@
 // collection (HeapProfiler.collectGarbage) before each reading: what the
 // connections themselves keep. mosquitto has no collector: one figure.
 //
+// --memory-limit MiB: broker-ha runs in a memory cgroup of that size (Linux,
+// root, cgroup v1 or v2), so that V8 sizes its heap as in a container with
+// that limit (it reads the limit at start, and collects much earlier).
+//
 // Open files: each connection holds a descriptor here and one in the broker.
 // When the open-file limit is too low and we are root, the limit of this
 // process is raised with prlimit(1) before any broker starts (they inherit
@@ -41,7 +45,7 @@
 import { fork, spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import WebSocket from 'ws'
-import { mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync, renameSync, mkdirSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync, rmdirSync, renameSync, mkdirSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -64,6 +68,7 @@ const { values: args } = parseArgs({
     sources: { type: 'string' },
     heap: { type: 'string' },
     'node-options': { type: 'string' },
+    'memory-limit': { type: 'string' },
     config: { type: 'string' },
     nodes: { type: 'string', default: '1' },
     'per-generator': { type: 'string', default: '15000' },
@@ -124,8 +129,47 @@ const NODE_ENV: Record<string, string> = NODE_FLAGS.length === 0 ? {} : { NODE_O
 
 async function startBrokerHa (): Promise<Broker> {
   const extra = args.config === undefined ? {} : JSON.parse(args.config) as Record<string, Record<string, unknown>>
-  const n = await startProcessNode({ ...extra, mqtt: { max_connections: 0, ...extra.mqtt } }, { env: NODE_ENV })
-  return { target: 'broker-ha', url: n.mqttUrl, pid: n.child.pid!, inspector: () => inspectorUrl(n.output()), stop: async () => { await n.stop('SIGKILL') } }
+  const cgroup = args['memory-limit'] === undefined ? undefined : memoryCgroup(Number(args['memory-limit']))
+  const n = await startProcessNode({ ...extra, mqtt: { max_connections: 0, ...extra.mqtt } }, { env: NODE_ENV, ...(cgroup === undefined ? {} : { prefix: cgroup.prefix }) })
+  return {
+    target: 'broker-ha',
+    url: n.mqttUrl,
+    pid: n.child.pid!,
+    inspector: () => inspectorUrl(n.output()),
+    stop: async () => {
+      await n.stop('SIGKILL')
+      cgroup?.remove()
+    }
+  }
+}
+
+/**
+ * A memory cgroup of `mib` MiB for one process, and the command prefix that
+ * starts a process in it (a shell that enters it, then execs).
+ */
+function memoryCgroup (mib: number): { prefix: string[], remove: () => void } {
+  if (!Number.isFinite(mib) || mib <= 0) throw new RangeError(`--memory-limit: a size in MiB, got ${args['memory-limit']}`)
+  const name = `broker-ha-bench-${process.pid}`
+  const bytes = String(Math.round(mib * 2 ** 20))
+  let dir: string
+  if (existsSync('/sys/fs/cgroup/cgroup.controllers')) {
+    // cgroup v2 mounted at the root: memory must be enabled for children.
+    dir = join('/sys/fs/cgroup', name)
+    writeFileSync('/sys/fs/cgroup/cgroup.subtree_control', '+memory')
+    mkdirSync(dir)
+    writeFileSync(join(dir, 'memory.max'), bytes)
+  } else if (existsSync('/sys/fs/cgroup/memory')) {
+    dir = join('/sys/fs/cgroup/memory', name)
+    mkdirSync(dir)
+    writeFileSync(join(dir, 'memory.limit_in_bytes'), bytes)
+  } else {
+    throw new Error('--memory-limit: no cgroup memory controller at /sys/fs/cgroup (Linux only)')
+  }
+  log(`broker-ha in memory cgroup ${dir} (${mib} MiB)`)
+  return {
+    prefix: ['sh', '-c', `echo $$ > ${dir}/cgroup.procs && exec "$0" "$@"`],
+    remove: () => { try { rmdirSync(dir) } catch (err) { log(`cgroup ${dir} not removed: ${(err as Error).message}`) } }
+  }
 }
 
 /** The inspector's address in a Node process's output ("Debugger listening on ws://..."). */
@@ -262,7 +306,7 @@ async function heapSnapshot (b: Broker, cwd: string, dir: string): Promise<strin
  * afterGc: the same difference with a full GC before each reading (Node
  * brokers; see the top of this file); for mosquitto the figure itself.
  */
-export interface IdleFigure { target: Target, connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number, afterGc: { beforeKiB: number, afterKiB: number, perConnectionKiB: number }, connectSeconds: number, nodes?: number }
+export interface IdleFigure { target: Target, connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number, afterGc: { beforeKiB: number, afterKiB: number, perConnectionKiB: number }, connectSeconds: number, nodes?: number, memoryLimitMiB?: number }
 
 /** RSS after a full GC in each process (Node brokers), else RSS as it is. */
 async function gcRss (pids: number[], inspectors: Array<(() => string | undefined) | undefined>): Promise<number> {
@@ -297,7 +341,8 @@ async function measure (b: Broker, sources: string[], sockets: Socket[]): Promis
     const file = await heapSnapshot(b, process.cwd(), args.heap)
     log(`heap snapshot ${b.target}: ${file ?? 'not written'}`)
   }
-  return { target: b.target, connections: COUNT, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / COUNT, afterGc: { beforeKiB: gcBefore, afterKiB: gcAfter, perConnectionKiB: (gcAfter - gcBefore) / COUNT }, connectSeconds }
+  const limited = b.target === 'broker-ha' && args['memory-limit'] !== undefined ? { memoryLimitMiB: Number(args['memory-limit']) } : {}
+  return { target: b.target, connections: COUNT, beforeKiB: before, afterKiB: after, perConnectionKiB: (after - before) / COUNT, afterGc: { beforeKiB: gcBefore, afterKiB: gcAfter, perConnectionKiB: (gcAfter - gcBefore) / COUNT }, connectSeconds, ...limited }
 }
 
 // ---- a cluster, and generators in child processes ---------------------------------
@@ -370,6 +415,10 @@ const sources = Array.from({ length: SOURCES }, (_, i) => `127.77.${Math.floor(i
 const NODES = Number(args.nodes)
 let COUNT = ASKED
 
+if (args['memory-limit'] !== undefined && NODES > 1) {
+  log('--memory-limit is for one broker-ha node, not --nodes')
+  process.exit(2)
+}
 if (args.generate !== undefined) await generate(JSON.parse(args.generate) as GeneratorJob)
 else if (NODES > 1) await cluster()
 else await single()
@@ -413,7 +462,7 @@ async function single (): Promise<void> {
     try {
       const f = await measure(b, sources, sockets)
       figures.push(f)
-      log(`${target}: ${f.perConnectionKiB.toFixed(2)} KiB RSS per idle connection over ${f.connections}, ${f.afterGc.perConnectionKiB.toFixed(2)} KiB after GC (RSS ${Math.round(f.beforeKiB / 1024)} -> ${Math.round(f.afterKiB / 1024)} MiB), connected in ${f.connectSeconds.toFixed(1)} s`)
+      log(`${target}${f.memoryLimitMiB === undefined ? '' : ` (${f.memoryLimitMiB} MiB memory cgroup)`}: ${f.perConnectionKiB.toFixed(2)} KiB RSS per idle connection over ${f.connections}, ${f.afterGc.perConnectionKiB.toFixed(2)} KiB after GC (RSS ${Math.round(f.beforeKiB / 1024)} -> ${Math.round(f.afterKiB / 1024)} MiB), connected in ${f.connectSeconds.toFixed(1)} s`)
     } finally {
       // The broker closes first: the TIME_WAIT of every connection stays on its
       // side, not on our source ports (a second run right after would find them taken).

@@ -198,10 +198,15 @@ async function sideBySide (brokers: Broker[]): Promise<Record<string, Record<str
 interface MemoryFigure { connections: number, beforeKiB: number, afterKiB: number, perConnectionKiB: number, afterGc: { perConnectionKiB: number }, connectSeconds: number }
 
 /** Idle connections on fresh brokers, measured by bench/idle.ts (which raises the open-file limit where it may). */
-async function idleFigures (connections: number, brokers: string[], nodes = 1): Promise<{ connections: number, figures: Record<string, MemoryFigure> }> {
-  const out = JSON.parse((await runNode('idle.js', ['--connections', String(connections), '--brokers', brokers.join(','), '--nodes', String(nodes), '--json'])).trim().split('\n').at(-1)!) as { connections: number, figures: Array<MemoryFigure & { target: string }> }
-  return { connections: out.connections, figures: Object.fromEntries(out.figures.map(({ target, ...f }) => [nodes > 1 ? `${target}, ${nodes} nodes` : target, f])) }
+async function idleFigures (connections: number, brokers: string[], nodes = 1, memoryLimitMiB?: number): Promise<{ connections: number, figures: Record<string, MemoryFigure> }> {
+  const limit = memoryLimitMiB === undefined ? [] : ['--memory-limit', String(memoryLimitMiB)]
+  const out = JSON.parse((await runNode('idle.js', ['--connections', String(connections), '--brokers', brokers.join(','), '--nodes', String(nodes), ...limit, '--json'])).trim().split('\n').at(-1)!) as { connections: number, figures: Array<MemoryFigure & { target: string }> }
+  const name = (target: string): string => nodes > 1 ? `${target}, ${nodes} nodes` : memoryLimitMiB !== undefined ? `${target}, ${memoryLimitMiB} MiB memory cgroup` : target
+  return { connections: out.connections, figures: Object.fromEntries(out.figures.map(({ target, ...f }) => [name(target), f])) }
 }
+
+/** The homelab overlay's memory limit: broker-ha's idle figure under it (as root, where a memory cgroup can be made). */
+const CGROUP_MIB = 256
 
 /** File descriptors this process may open: each idle connection holds one here and one in the broker. */
 function fdLimit (): number {
@@ -301,6 +306,16 @@ async function main (): Promise<void> {
   const withMosquitto = mosq !== undefined ? ['mosquitto'] : []
   const idle = await idleFigures(CONNECTIONS, ['broker-ha', 'aedes', ...withMosquitto, 'node-socket'])
   if (idle.connections < CONNECTIONS) log(`open-file limit: measured ${idle.connections} connections instead of ${CONNECTIONS}`)
+  // 2a. The same in a memory cgroup: V8 sizes its heap from the limit, as in a container.
+  if (process.getuid?.() === 0) {
+    try {
+      Object.assign(idle.figures, (await idleFigures(CONNECTIONS, ['broker-ha'], 1, CGROUP_MIB)).figures)
+    } catch (err) {
+      log(`no memory cgroup row: ${(err as Error).message.split('\n')[0]}`)
+    }
+  } else {
+    log('no memory cgroup row: not root')
+  }
   for (const [t, m] of Object.entries(idle.figures)) log(`memory ${t}: ${m.perConnectionKiB.toFixed(1)} KiB RSS per idle connection over ${m.connections}, ${m.afterGc.perConnectionKiB.toFixed(1)} KiB after GC`)
   result.memory = idle.figures
 

@@ -84,14 +84,19 @@ export interface ProcessNode {
 }
 
 /** Runs `broker-ha serve` as a child process and waits until MQTT accepts connections. */
-export async function startProcessNode (overrides: ConfigOverrides = {}, options: { host?: string, env?: Record<string, string>, waitUntilListening?: boolean, args?: string[] } = {}): Promise<ProcessNode> {
+/**
+ * `prefix`: a command the node is started under, which must exec it (the
+ * child's pid is then the node's), e.g. one that enters a cgroup first.
+ */
+export async function startProcessNode (overrides: ConfigOverrides = {}, options: { host?: string, env?: Record<string, string>, waitUntilListening?: boolean, args?: string[], prefix?: string[] } = {}): Promise<ProcessNode> {
   const host = options.host ?? await freeLoopbackAddress()
   const dir = mkdtempSync(join(tmpdir(), 'broker-ha-test-'))
   const configPath = join(dir, 'config.yaml')
   // Info level: the helper waits for the "MQTT listening" line.
   const object = nodeConfigObject(host, merge({ log: { level: 'info' } }, overrides as Record<string, unknown>))
   writeFileSync(configPath, stringify(object))
-  const child = spawn(process.execPath, [BIN, 'serve', '--config', configPath, ...(options.args ?? [])], {
+  const command = [...(options.prefix ?? []), process.execPath, BIN, 'serve', '--config', configPath, ...(options.args ?? [])]
+  const child = spawn(command[0]!, command.slice(1), {
     env: { PATH: process.env.PATH ?? '', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
