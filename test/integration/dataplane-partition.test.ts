@@ -59,3 +59,68 @@ test('QoS 1 messages acknowledged during a partition that outlasts failure detec
   await waitFor(() => got.length >= sent.length, { timeout: 20_000, message: `the ${sent.length} messages after the heal (got ${got.length})` })
   assert.deepEqual(got, sent, 'every acknowledged message, once, in order')
 })
+
+/** Two in-process nodes with chaos fault hooks; re-resolution far off (60 s), so it cannot be what heals the membership. */
+async function pairWithFaults (cluster: Record<string, unknown> = {}): Promise<{ a: BrokerNode, b: BrokerNode, hosts: string[], faults: (n: BrokerNode) => NonNullable<SwimMembership['faults']>, stateOf: (n: BrokerNode, of: BrokerNode) => string | undefined }> {
+  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress()]
+  const nodes = await Promise.all(hosts.map(async (host) => {
+    const object = clusterConfig(host, hosts) as { cluster: { config: Record<string, unknown> }, discovery: Record<string, unknown> }
+    object.cluster.config = { ...object.cluster.config, ...cluster }
+    object.discovery.resolve_interval = 60_000
+    const { config } = loadConfig({ object: nodeConfigObject(host, object) })
+    const n = new BrokerNode(config, pino({ level: 'silent' }), { chaosControl: true })
+    await n.start()
+    cleanups.push(() => n.stop())
+    return n
+  }))
+  const [a, b] = nodes as [BrokerNode, BrokerNode]
+  await waitFor(() => a.dataPlane.link(b.config.cluster.name)?.state === 'up' && b.dataPlane.link(a.config.cluster.name)?.state === 'up', { timeout: 15_000, message: 'the peer link up' })
+  return {
+    a,
+    b,
+    hosts,
+    faults: (n) => (n.membership as SwimMembership).faults!,
+    stateOf: (n, of) => n.membership.members().find((m) => m.name === of.config.cluster.name)?.state
+  }
+}
+
+test('a parked link that came back while its peer is still listed dead is not dropped while up, and carries what is published', async () => {
+  // Dead members are parked for gossip_to_the_dead_time (1.5 s here), then dropped.
+  const { a, b, hosts, faults, stateOf } = await pairWithFaults({ gossip_to_the_dead_time: 1500 })
+  const topic = uniqueId('parked')
+  const sub: MqttClient = await connect(`mqtt://${hosts[1]}:1883`, { protocolVersion: 5 })
+  cleanups.push(() => sub.endAsync(true))
+  const got: string[] = []
+  sub.on('message', (_t, payload) => got.push(payload.toString()))
+  await sub.subscribeAsync(topic, { qos: 1 })
+  const nameB = b.config.cluster.name
+  await waitFor(() => a.dataPlane.routing.peersFor(topic).includes(nameB), { message: 'route to B' })
+
+  faults(a).block(hosts[1]!)
+  faults(b).block(hosts[0]!)
+  await waitFor(() => stateOf(a, b) === 'dead' && stateOf(b, a) === 'dead', { timeout: 20_000, message: 'each side declares the other dead' })
+  // The links come back, the membership stays cut: B stays listed dead on A.
+  faults(a).heal()
+  faults(b).heal()
+  faults(a).cutGossip(hosts[1]!)
+  faults(b).cutGossip(hosts[0]!)
+  await waitFor(() => a.dataPlane.link(nameB)?.state === 'up', { timeout: 15_000, message: 'the link back up' })
+  // Past the park time, twice over, the link stays (it was dropped at 1.5 s, up or not).
+  const until = Date.now() + 3500
+  while (Date.now() < until) {
+    assert.equal(a.dataPlane.link(nameB)?.state, 'up', 'the parked link, up, is kept')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  assert.notEqual(stateOf(a, b), 'alive', 'B is not listed alive on A (membership cut: dead, or reaped since)')
+  const pub: MqttClient = await connect(`mqtt://${hosts[0]}:1883`, { protocolVersion: 5 })
+  cleanups.push(() => pub.endAsync(true))
+  await pub.publishAsync(topic, 'over the parked link', { qos: 1 })
+  await waitFor(() => got.length >= 1, { timeout: 10_000, message: 'the message over the parked link' })
+  assert.deepEqual(got, ['over the parked link'])
+  // The membership cut heals: B was reaped from A's list meanwhile, and
+  // nothing but re-resolution (60 s away) would join it again; the parked
+  // link, still up, has the membership try again.
+  faults(a).heal()
+  faults(b).heal()
+  await waitFor(() => stateOf(a, b) === 'alive' && stateOf(b, a) === 'alive', { timeout: 10_000, message: 'each side lists the other alive again' })
+})

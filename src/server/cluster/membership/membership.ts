@@ -58,6 +58,13 @@ export interface Membership extends EventEmitter<MembershipEvents> {
    * cluster (liveness_cluster_discovered_members).
    */
   unjoinedPeers (): number
+  /**
+   * A member listed dead (or reaped since) answered as the same process on
+   * another channel (its data-plane link, to `address`): merge views with it
+   * now rather than at the next re-resolution. Optional: memberships without
+   * a wire protocol have none.
+   */
+  rejoin?: (name: string, address: { host: string, port: number }) => void
   start (): Promise<void>
   /** Graceful leave: members see "left", not "dead". */
   stop (): Promise<void>

@@ -170,6 +170,24 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
   members (): Member[] { return this.state.list() }
   healthScore (): number { return this.state.awareness.getHealthScore() }
   unjoinedPeers (): number { return this.unjoined }
+
+  /**
+   * A member listed dead (or reaped since) whose data-plane link came back as the same process:
+   * the partition healed, but no side probes a member it declared dead, so
+   * when both sides declared each other dead the views merged only at the
+   * next re-resolution (discovery.resolve_interval: 28 s after a 8 s
+   * partition, in which a client resuming on this side was not fetched its
+   * session from there). A push-pull with it merges them now; it refutes
+   * its death with a new incarnation.
+   */
+  rejoin (name: string, address: { host: string, port: number }): void {
+    if (!this.running) return
+    const m = this.state.list().find((x) => x.name === name)
+    if (m !== undefined && m.state !== 'dead') return
+    this.state.join([address]).then((r) => {
+      if (r.joined > 0) this.log.info({ member: name }, 'merged with a member listed dead whose peer link answered again')
+    }, (err: Error) => this.log.debug({ member: name, err: err.message }, 'rejoin of a member listed dead failed'))
+  }
   setDelegate (delegate: UserStateDelegate | undefined): void { this.state.setDelegate(delegate) }
   /** Routes data-plane connections on the cluster port to `handler`; false when the transport has no TCP listener of ours. */
   setLinkHandler (handler: LinkStreamHandler | undefined): boolean {
