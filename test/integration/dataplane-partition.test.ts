@@ -18,27 +18,50 @@ import type { SwimMembership } from '../../src/server/cluster/index.js'
 const cleanups: Array<() => Promise<unknown>> = []
 after(async () => { for (const c of cleanups.reverse()) await c().catch(() => {}) })
 
-test('QoS 1 messages acknowledged during a partition that outlasts failure detection arrive after the heal', async () => {
+/**
+ * Two in-process nodes with chaos fault hooks, their peer link up.
+ * `resolveIntervalMs`: re-resolution (1 s by default here; 60 s when it must
+ * not be what heals the membership).
+ */
+async function pairWithFaults (opts: { cluster?: Record<string, unknown>, resolveIntervalMs?: number } = {}): Promise<{ a: BrokerNode, b: BrokerNode, hosts: string[], faults: (n: BrokerNode) => NonNullable<SwimMembership['faults']>, stateOf: (n: BrokerNode, of: BrokerNode) => string | undefined }> {
   const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress()]
   const nodes = await Promise.all(hosts.map(async (host) => {
-    const { config } = loadConfig({ object: nodeConfigObject(host, clusterConfig(host, hosts)) })
+    const object = clusterConfig(host, hosts) as { cluster: { config: Record<string, unknown> }, discovery: Record<string, unknown> }
+    object.cluster.config = { ...object.cluster.config, ...opts.cluster }
+    if (opts.resolveIntervalMs !== undefined) object.discovery.resolve_interval = opts.resolveIntervalMs
+    const { config } = loadConfig({ object: nodeConfigObject(host, object) })
     const n = new BrokerNode(config, pino({ level: 'silent' }), { chaosControl: true })
     await n.start()
     cleanups.push(() => n.stop())
     return n
   }))
   const [a, b] = nodes as [BrokerNode, BrokerNode]
-  const nameB = b.config.cluster.name
-  await waitFor(() => a.dataPlane.link(nameB)?.state === 'up' && b.dataPlane.link(a.config.cluster.name)?.state === 'up', { timeout: 15_000, message: 'the peer link up' })
-  const faults = (n: BrokerNode) => (n.membership as SwimMembership).faults!
+  await waitFor(() => a.dataPlane.link(b.config.cluster.name)?.state === 'up' && b.dataPlane.link(a.config.cluster.name)?.state === 'up', { timeout: 15_000, message: 'the peer link up' })
+  return {
+    a,
+    b,
+    hosts,
+    faults: (n) => (n.membership as SwimMembership).faults!,
+    stateOf: (n, of) => n.membership.members().find((m) => m.name === of.config.cluster.name)?.state
+  }
+}
 
-  const topic = uniqueId('part')
-  const sub: MqttClient = await connect(`mqtt://${hosts[1]}:1883`, { protocolVersion: 5 })
+/** A QoS 1 subscriber to a fresh topic on B, once A routes it there; `got` collects its payloads. */
+async function subscriberOnB (a: BrokerNode, b: BrokerNode, hostB: string, prefix: string): Promise<{ topic: string, got: string[] }> {
+  const topic = uniqueId(prefix)
+  const sub: MqttClient = await connect(`mqtt://${hostB}:1883`, { protocolVersion: 5 })
   cleanups.push(() => sub.endAsync(true))
   const got: string[] = []
   sub.on('message', (_t, payload) => got.push(payload.toString()))
   await sub.subscribeAsync(topic, { qos: 1 })
-  await waitFor(() => a.dataPlane.routing.peersFor(topic).includes(nameB), { message: 'route to B' })
+  await waitFor(() => a.dataPlane.routing.peersFor(topic).includes(b.config.cluster.name), { message: 'route to B' })
+  return { topic, got }
+}
+
+test('QoS 1 messages acknowledged during a partition that outlasts failure detection arrive after the heal', async () => {
+  const { a, b, hosts, faults } = await pairWithFaults()
+  const nameB = b.config.cluster.name
+  const { topic, got } = await subscriberOnB(a, b, hosts[1]!, 'part')
   const pub: MqttClient = await connect(`mqtt://${hosts[0]}:1883`, { protocolVersion: 5 })
   cleanups.push(() => pub.endAsync(true))
 
@@ -60,41 +83,12 @@ test('QoS 1 messages acknowledged during a partition that outlasts failure detec
   assert.deepEqual(got, sent, 'every acknowledged message, once, in order')
 })
 
-/** Two in-process nodes with chaos fault hooks; re-resolution far off (60 s), so it cannot be what heals the membership. */
-async function pairWithFaults (cluster: Record<string, unknown> = {}): Promise<{ a: BrokerNode, b: BrokerNode, hosts: string[], faults: (n: BrokerNode) => NonNullable<SwimMembership['faults']>, stateOf: (n: BrokerNode, of: BrokerNode) => string | undefined }> {
-  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress()]
-  const nodes = await Promise.all(hosts.map(async (host) => {
-    const object = clusterConfig(host, hosts) as { cluster: { config: Record<string, unknown> }, discovery: Record<string, unknown> }
-    object.cluster.config = { ...object.cluster.config, ...cluster }
-    object.discovery.resolve_interval = 60_000
-    const { config } = loadConfig({ object: nodeConfigObject(host, object) })
-    const n = new BrokerNode(config, pino({ level: 'silent' }), { chaosControl: true })
-    await n.start()
-    cleanups.push(() => n.stop())
-    return n
-  }))
-  const [a, b] = nodes as [BrokerNode, BrokerNode]
-  await waitFor(() => a.dataPlane.link(b.config.cluster.name)?.state === 'up' && b.dataPlane.link(a.config.cluster.name)?.state === 'up', { timeout: 15_000, message: 'the peer link up' })
-  return {
-    a,
-    b,
-    hosts,
-    faults: (n) => (n.membership as SwimMembership).faults!,
-    stateOf: (n, of) => n.membership.members().find((m) => m.name === of.config.cluster.name)?.state
-  }
-}
-
 test('a parked link that came back while its peer is still listed dead is not dropped while up, and carries what is published', async () => {
   // Dead members are parked for gossip_to_the_dead_time (1.5 s here), then dropped.
-  const { a, b, hosts, faults, stateOf } = await pairWithFaults({ gossip_to_the_dead_time: 1500 })
-  const topic = uniqueId('parked')
-  const sub: MqttClient = await connect(`mqtt://${hosts[1]}:1883`, { protocolVersion: 5 })
-  cleanups.push(() => sub.endAsync(true))
-  const got: string[] = []
-  sub.on('message', (_t, payload) => got.push(payload.toString()))
-  await sub.subscribeAsync(topic, { qos: 1 })
+  // Re-resolution 60 s away: it cannot be what heals the membership.
+  const { a, b, hosts, faults, stateOf } = await pairWithFaults({ cluster: { gossip_to_the_dead_time: 1500 }, resolveIntervalMs: 60_000 })
   const nameB = b.config.cluster.name
-  await waitFor(() => a.dataPlane.routing.peersFor(topic).includes(nameB), { message: 'route to B' })
+  const { topic, got } = await subscriberOnB(a, b, hosts[1]!, 'parked')
 
   faults(a).block(hosts[1]!)
   faults(b).block(hosts[0]!)

@@ -339,8 +339,7 @@ export class LinkSet {
       else if (before === proc) this.opts.handlers.onBack(peer)
     }
     // Listed dead (or reaped) and back as the same process: the membership merges with it now.
-    const address = this.addresses.get(peer)
-    if (!restarted && this.parked.has(peer) && address !== undefined) this.opts.membership.rejoin?.(peer, address)
+    if (!restarted && this.parked.has(peer)) this.rejoin(peer)
     this.opts.log.debug({ peer, restarted, parked: this.parked.has(peer) }, 'peer link up')
     this.opts.handlers.onUp(link, restarted)
   }
@@ -361,7 +360,7 @@ export class LinkSet {
     this.parkedAs.set(name, this.processes.get(name))
     // Senders waiting for room on its link would wait until it is dropped.
     this.links.get(name)?.wakeWriters()
-    this.opts.log.debug({ peer: name, keepMs: Math.max(1000, this.opts.parkMs) }, 'peer declared dead: link and routes kept for its return')
+    this.opts.log.debug({ peer: name, keepMs: this.parkKeepMs }, 'peer declared dead: link and routes kept for its return')
   }
 
   /**
@@ -377,19 +376,26 @@ export class LinkSet {
    */
   private armPark (name: string): void {
     clearTimeout(this.parked.get(name))
-    const keepMs = Math.max(1000, this.opts.parkMs)
     const timer = setTimeout(() => {
       if (this.links.get(name)?.state === 'up') {
         this.opts.log.debug({ peer: name }, 'parked link up: kept while its peer is still listed dead; the membership tries to merge with it again')
         this.armPark(name)
-        const address = this.addresses.get(name)
-        if (address !== undefined) this.opts.membership.rejoin?.(name, address)
+        this.rejoin(name)
         return
       }
       this.drop(name)
-    }, keepMs)
+    }, this.parkKeepMs)
     timer.unref()
     this.parked.set(name, timer)
+  }
+
+  /** How long a parked link is kept without being up (gossip_to_the_dead_time, at least 1 s). */
+  private get parkKeepMs (): number { return Math.max(1000, this.opts.parkMs) }
+
+  /** The membership joins the peer at the address its link was made to. */
+  private rejoin (name: string): void {
+    const address = this.addresses.get(name)
+    if (address !== undefined) this.opts.membership.rejoin?.(name, address)
   }
 
   private unpark (name: string): void {

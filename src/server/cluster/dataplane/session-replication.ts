@@ -201,9 +201,8 @@ export class SessionReplication {
   }
 
   connected (clientId: string): void {
-    const c = CONNECTED
-    this.connections.set(clientId, c)
-    if (this.holders.has(clientId)) this.queue(clientId, { op: 'connection', connection: c, stamp: this.host.stampOf(clientId) })
+    this.connections.set(clientId, CONNECTED)
+    if (this.holders.has(clientId)) this.queue(clientId, { op: 'connection', connection: CONNECTED, stamp: this.host.stampOf(clientId) })
   }
 
   /** `expiry`: the Session Expiry Interval in seconds (0: the session ends now). */
