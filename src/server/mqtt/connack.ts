@@ -38,6 +38,7 @@ export interface ConnackFix {
 
 /** The CONNACK with both fixes; the input when it cannot be parsed or needs none. */
 export function fixedConnack (bytes: Buffer, fix: ConnackFix): Buffer {
+  if (fix.protocolVersion !== 5) return fixedConnack311(bytes, fix)
   let packet: Record<string, unknown> | undefined
   const parser = mqttPacket.parser({ protocolVersion: fix.protocolVersion })
   parser.on('packet', (p) => { packet = p })
@@ -60,8 +61,26 @@ export function fixedConnack (bytes: Buffer, fix: ConnackFix): Buffer {
   return mqttPacket.generate(out, { protocolVersion: fix.protocolVersion })
 }
 
-/** Arms the fixes for the next CONNACK written to this connection. */
+/**
+ * MQTT 3.1 and 3.1.1: a CONNACK is four fixed bytes (type, length 2, flags,
+ * return code), and only session present can need fixing: bit 0 of the flags.
+ */
+function fixedConnack311 (bytes: Buffer, fix: ConnackFix): Buffer {
+  if (bytes.length !== 4 || bytes[0] !== CONNACK_TYPE || bytes[1] !== 2) return bytes
+  const present = bytes[3] === 0 && fix.resume && (bytes[2]! & 1) === 0 && fix.hasSession()
+  if (!present) return bytes
+  const out = Buffer.from(bytes)
+  out[2] = 1
+  return out
+}
+
+/**
+ * Arms the fixes for the next CONNACK written to this connection. A 3.1 or
+ * 3.1.1 clean session needs neither (no properties, never present): its
+ * CONNACK goes out untouched, and the connect allocates nothing for it.
+ */
 export function fixConnack (socket: Socket, fix: ConnackFix): void {
+  if (fix.protocolVersion !== 5 && !fix.resume) return
   const write = socket.write
   let chunks: Buffer[] | undefined
   const restore = (): void => { socket.write = write }

@@ -116,7 +116,12 @@ export function memoryPersistence (): AedesPersistence {
   return new MemoryPersistence()
 }
 
-const EMPTY = (): Readable => Readable.from([])
+/**
+ * A stream that ends at its first read. aedes pipes this into a transform at
+ * every connect (connect.js emptyQueue) and only then says connected; made
+ * by Readable.from([]), it took an async iterator and more ticks to end.
+ */
+const EMPTY = (): Readable => new Readable({ objectMode: true, read () { this.push(null) } })
 
 export class SessionStore implements AedesPersistence {
   readonly inner: AedesPersistence
