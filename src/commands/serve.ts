@@ -92,12 +92,9 @@ export function serveCommand (): Command {
  * socket state from the same sites lives on with each connection, so those
  * sites get pretenured; but the same sites also make each connect's
  * short-lived garbage, which then waits in the old generation for a full
- * collection. Measured with bench/idle.ts, 10,000 idle connections: RSS per
- * connection right after the connects 12.3 KiB with pretenuring, 6.6 to
- * 7.3 without; the same 4.8 KiB after a full GC either way; the connects
- * took 5.6 s instead of 8.5; throughput unchanged (npm run bench -- --quick,
- * before and after, twice). Set before the broker's modules load; V8 reads
- * it at each scavenge.
+ * collection: about twice the RSS per idle connection right after the
+ * connects, and slower connects (docs/benchmarks.md, fifth memory round).
+ * Set before the broker's modules load; V8 reads it at each scavenge.
  */
 function tuneHeap (): void {
   setFlagsFromString('--no-allocation-site-pretenuring')
