@@ -16,6 +16,17 @@ export const CHAOS_CLUSTER_TIMING = {
 
 /** Discovery re-resolution: how fast sides of a healed partition find each other again. */
 export const CHAOS_RESOLVE_INTERVAL = 1000
+
+/**
+ * `--merge-timing`: `fast` re-resolves the seeds every CHAOS_RESOLVE_INTERVAL
+ * and runs push/pull every 2 s, so sides that declared each other dead find
+ * each other again within a second or two whatever else happens; `default`
+ * leaves both at the serve defaults (30 s), as in a production cluster, so a
+ * healed partition merges in time only by the nodes' own means (a parked
+ * peer link that answers again). The convergence bound is the same for both.
+ */
+export const MERGE_TIMINGS = ['fast', 'default'] as const
+export type MergeTiming = typeof MERGE_TIMINGS[number]
 /**
  * storage.peers_wait of chaos nodes: shorter than the 15 s default so a
  * restart-all-late run fits many restarts; long enough for every node of a
@@ -37,20 +48,22 @@ export interface NodeEndpoint {
  * where it does not call from the node's own host (a network namespace):
  * without api.user, /chaos/faults answers only callers on the node's host.
  * `storageDir`: durable storage, sync always, a start window of
- * CHAOS_PEERS_WAIT_MS.
+ * CHAOS_PEERS_WAIT_MS. `mergeTiming`: see MERGE_TIMINGS.
  */
-export function nodeConfig (self: NodeEndpoint, all: readonly NodeEndpoint[], extra: { apiUser?: { name: string, password: string }, storageDir?: string } = {}): Record<string, unknown> {
+export function nodeConfig (self: NodeEndpoint, all: readonly NodeEndpoint[], extra: { apiUser?: { name: string, password: string }, storageDir?: string, mergeTiming?: MergeTiming } = {}): Record<string, unknown> {
   const { apiUser, storageDir } = extra
+  const fast = extra.mergeTiming !== 'default'
+  const { push_pull_interval: pushPull, ...timing } = CHAOS_CLUSTER_TIMING
   return {
     ...(storageDir === undefined ? {} : { storage: { dir: storageDir, sync: 'always', peers_wait: CHAOS_PEERS_WAIT_MS } }),
     api: { bind: self.host, port: self.apiPort, proxy_timeout: 1000, ...(apiUser === undefined ? {} : { user: { [apiUser.name]: apiUser.password } }) },
     mqtt: { bind: self.host, port: self.mqttPort, shutdown_grace_period: 500 },
-    cluster: { bind: self.host, port: self.clusterPort, name: self.name, expected_members: all.length, config: { ...CHAOS_CLUSTER_TIMING } },
+    cluster: { bind: self.host, port: self.clusterPort, name: self.name, expected_members: all.length, config: fast ? { ...timing, push_pull_interval: pushPull } : timing },
     discovery: {
       seeds: all.map((n) => `${n.host}:${n.clusterPort}`),
       formation_wait_min: 200,
       formation_wait_max: 800,
-      resolve_interval: CHAOS_RESOLVE_INTERVAL
+      ...(fast ? { resolve_interval: CHAOS_RESOLVE_INTERVAL } : {})
     },
     log: { level: 'info', format: 'json' }
   }

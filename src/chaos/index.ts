@@ -8,11 +8,11 @@ export { checkHistory, DEFAULT_CHECK_OPTIONS, type CheckOptions, type CheckResul
 export { INVARIANTS, defaultScope, type InvariantId } from './invariants.js'
 export { FAULT_KINDS, NAMED_FAULT_KINDS, FAULT_DESCRIPTIONS, planSchedule, describeFault, type FaultKind, type PlannedFault } from './schedule.js'
 export { History, type HistoryEvent } from './history.js'
-export { parseDuration, parseFaults, parseNodes, parseSeed, parseNetwork, checkFaultsForNodes, NETWORK_MODES, type NetworkMode } from './options.js'
+export { parseDuration, parseFaults, parseNodes, parseSeed, parseNetwork, parseMergeTiming, checkFaultsForNodes, NETWORK_MODES, type NetworkMode } from './options.js'
 export { formatReport, jsonReport, verdictTable, PARTITION_MECHANISM_TEXT } from './report.js'
 export { netnsSupport, netnsLayout, netnsRunId, isNetnsRunId, INSIDE_NETNS_FLAG, type NetnsLayout } from './netns.js'
 export type { NetnsRunOptions } from './netns-runner.js'
-export { convergenceBoundMs } from './cluster-config.js'
+export { convergenceBoundMs, MERGE_TIMINGS, type MergeTiming } from './cluster-config.js'
 
 // The runner (mqtt.js, the launcher) and the live view (Ink, React) load only
 // when a run starts, so `broker-ha --help` and the other subcommands stay quick.

@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { stringify } from 'yaml'
 import { ApiClient } from '../client/index.js'
-import { nodeConfig, type NodeEndpoint } from './cluster-config.js'
+import { nodeConfig, type MergeTiming, type NodeEndpoint } from './cluster-config.js'
 import { allocateEndpoints, type AllocateOptions } from './addresses.js'
 import { insideNamespace, NetnsRoutes, type NetnsLayout } from './netns.js'
 import type { NodeState } from './history.js'
@@ -55,6 +55,8 @@ export interface LauncherOptions extends AllocateOptions {
   netns?: NetnsLayout
   /** Give every node a store in the run directory (`<name>-data`), so a restart of every node loses nothing (fault restart-all). */
   storage?: boolean
+  /** Discovery re-resolution and push/pull of the nodes (see MERGE_TIMINGS). */
+  mergeTiming?: MergeTiming
 }
 
 /** How a run splits the cluster: for the report and --json. */
@@ -99,7 +101,7 @@ export class ChaosCluster {
     for (const [index, e] of endpoints.entries()) {
       const configPath = join(this.options.runDir, `${e.name}.yaml`)
       const storageDir = this.options.storage === true ? join(this.options.runDir, `${e.name}-data`) : undefined
-      writeFileSync(configPath, stringify(nodeConfig(e, endpoints, { apiUser, storageDir })), { mode: 0o600 })
+      writeFileSync(configPath, stringify(nodeConfig(e, endpoints, { apiUser, storageDir, ...(this.options.mergeTiming === undefined ? {} : { mergeTiming: this.options.mergeTiming }) })), { mode: 0o600 })
       const apiUrl = `http://${e.host}:${e.apiPort}`
       this.nodes.push({
         ...e,

@@ -3,6 +3,7 @@
 import { BrokerHaError } from '../errors.js'
 import { didYouMean } from '../did-you-mean.js'
 import { FAULT_KINDS, NAMED_FAULT_KINDS, type FaultKind } from './schedule.js'
+import { MERGE_TIMINGS, type MergeTiming } from './cluster-config.js'
 
 export const MAX_NODES = 20
 
@@ -52,4 +53,11 @@ export function parseNetwork (text: string): NetworkMode {
   const mode = text.trim()
   if (!(NETWORK_MODES as readonly string[]).includes(mode)) throw new BrokerHaError('USAGE', `--network: ${NETWORK_MODES.join(', ')}; got ${text}${didYouMean(mode, NETWORK_MODES)}`, { key: '--network' })
   return mode as NetworkMode
+}
+
+/** `--merge-timing`: fast (a small local cluster's re-resolution and push/pull) or default (the serve defaults). */
+export function parseMergeTiming (text: string): MergeTiming {
+  const timing = text.trim()
+  if (!(MERGE_TIMINGS as readonly string[]).includes(timing)) throw new BrokerHaError('USAGE', `--merge-timing: ${MERGE_TIMINGS.join(', ')}; got ${text}${didYouMean(timing, MERGE_TIMINGS)}`, { key: '--merge-timing' })
+  return timing as MergeTiming
 }

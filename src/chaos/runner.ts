@@ -15,7 +15,7 @@ import { Workloads, RETAINED_FILTER } from './workloads.js'
 import { planSchedule, describeFault, type FaultKind, type PlannedFault } from './schedule.js'
 import { checkHistory, DEFAULT_CHECK_OPTIONS, type CheckResult } from './checker.js'
 import { defaultScope } from './invariants.js'
-import { convergenceBoundMs } from './cluster-config.js'
+import { convergenceBoundMs, type MergeTiming } from './cluster-config.js'
 import { seededRandom } from '../random.js'
 
 export interface ChaosOptions {
@@ -37,6 +37,8 @@ export interface ChaosOptions {
   sessions?: boolean
   /** Every node gets durable storage (`--storage`; always with restart-all): a killed node restarts with its disk. */
   storage?: boolean
+  /** Discovery re-resolution and push/pull of the nodes (`--merge-timing`, see MERGE_TIMINGS; default fast). */
+  mergeTiming?: MergeTiming
   /**
    * Run the nodes in these (already built) network namespaces and make
    * partitions with blackhole routes; the caller must itself run inside the
@@ -123,6 +125,7 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
     bin: options.bin,
     netns: options.netns,
     storage: options.storage === true || restartsAll,
+    ...(options.mergeTiming === undefined ? {} : { mergeTiming: options.mergeTiming }),
     // restart-all starts every node at once, each reading and verifying its store: on a
     // small shared machine that takes longer than one node's start.
     ...(restartsAll ? { startTimeoutMs: 60_000 } : {}),

@@ -10,7 +10,7 @@ import { Socket } from 'node:net'
 import { resolve } from 'node:path'
 import { randomInt } from 'node:crypto'
 import {
-  runChaos, parseDuration, parseFaults, parseNodes, parseSeed, parseNetwork, checkFaultsForNodes,
+  runChaos, parseDuration, parseFaults, parseNodes, parseSeed, parseNetwork, parseMergeTiming, checkFaultsForNodes, MERGE_TIMINGS,
   runChaosInNamespaces, netnsSupport, netnsLayout, netnsRunId, isNetnsRunId, INSIDE_NETNS_FLAG, NETWORK_MODES,
   planSchedule, describeFault, formatReport, jsonReport, startLiveView, FAULT_KINDS, NAMED_FAULT_KINDS, FAULT_DESCRIPTIONS,
   type ChaosProgress
@@ -37,6 +37,7 @@ interface ChaosFlags {
   scope?: string
   network: string
   storage?: boolean
+  mergeTiming: string
   insideNetns?: string
 }
 
@@ -55,6 +56,7 @@ export function chaosCommand (): Command {
     .option('--base-address <ip>', 'first loopback address tried for the nodes (Linux)', '127.0.0.2')
     .option('--scope <scope>', `what is owed: node (deliveries within one node), cluster (across nodes; persistent sessions per node) or full (every invariant, sessions across nodes too); default ${DEFAULT_SCOPE}`)
     .option('--storage', 'give every node durable storage (storage.dir in the run folder, sync always) even without restart-all: kill and stop then restart a node with its disk')
+    .option('--merge-timing <timing>', `${MERGE_TIMINGS.join(', ')}: fast re-resolves the seeds every second and runs push/pull every 2 s, as a small local cluster; default leaves both at the serve defaults (30 s), as in production, so a healed partition must merge by the nodes' own means within the same bound`, 'fast')
     .option('--network <mode>', `${NETWORK_MODES.join(', ')}: where nodes run and how partitions are made; netns (root on Linux, iproute2) runs each node in its own network namespace and partitions with blackhole routes; auto picks netns when it can`, 'loopback')
     // Set by the --network netns outer process when it re-runs the command inside the hub namespace.
     .addOption(new Option(`${INSIDE_NETNS_FLAG} <run-id>`).hideHelp())
@@ -70,6 +72,7 @@ export function chaosCommand (): Command {
       const sessions = scope === 'full'
       const seed = flags.seed === undefined ? randomInt(0, 2 ** 31) : parseSeed(flags.seed)
       const network = parseNetwork(flags.network)
+      const mergeTiming = parseMergeTiming(flags.mergeTiming)
       const inside = flags.insideNetns
       if (inside !== undefined && (!isNetnsRunId(inside) || network !== 'netns')) throw new BrokerHaError('USAGE', `${INSIDE_NETNS_FLAG} is internal to --network netns`, { key: INSIDE_NETNS_FLAG })
       if (flags.dryRun === true) {
@@ -88,6 +91,7 @@ export function chaosCommand (): Command {
           if (flags.ci === true) args.push('--ci')
           if (flags.keep === true) args.push('--keep')
           if (flags.storage === true) args.push('--storage')
+          args.push('--merge-timing', mergeTiming)
           if (flags.json !== undefined) args.push('--json', resolve(flags.json))
           if (flags.history !== undefined) args.push('--history', resolve(flags.history))
           process.exitCode = await runChaosInNamespaces({ layout: netnsLayout(netnsRunId(process.pid), nodes), args, print })
@@ -122,10 +126,10 @@ export function chaosCommand (): Command {
       process.on('SIGTERM', onSignal)
       const outer = inside === undefined ? undefined : watchOuterProcess(() => onSignal('SIGTERM'))
       const storage = flags.storage === true || faults.includes('restart-all')
-      if (view === undefined) print(`broker-ha chaos: ${nodes} nodes, ${durationMs / 1000} s, faults ${faults.join(',') || 'none'}, seed ${seed}, scope ${scope}, network ${inside !== undefined ? 'netns' : 'loopback'}${storage ? ', storage' : ''}`)
+      if (view === undefined) print(`broker-ha chaos: ${nodes} nodes, ${durationMs / 1000} s, faults ${faults.join(',') || 'none'}, seed ${seed}, scope ${scope}, network ${inside !== undefined ? 'netns' : 'loopback'}${storage ? ', storage' : ''}${mergeTiming === 'fast' ? '' : `, merge timing ${mergeTiming}`}`)
       let result
       try {
-        result = await runChaos({ nodes, durationMs, faults, seed, keep: flags.keep, baseAddress: flags.baseAddress, dataPlane, sessions, storage, signal: abort.signal, onProgress, netns: inside === undefined ? undefined : netnsLayout(inside, nodes) })
+        result = await runChaos({ nodes, durationMs, faults, seed, keep: flags.keep, baseAddress: flags.baseAddress, dataPlane, sessions, storage, mergeTiming, signal: abort.signal, onProgress, netns: inside === undefined ? undefined : netnsLayout(inside, nodes) })
       } finally {
         view?.stop()
         outer?.()
