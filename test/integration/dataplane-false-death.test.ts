@@ -8,6 +8,7 @@
 // then removed as stale. Now a death is acted on only once the peer's link
 // goes down too (link-set.ts), and a doubted peer is still asked.
 import { test, after } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import assert from 'node:assert/strict'
 import { pino } from 'pino'
 import type { MqttClient } from 'mqtt'
@@ -87,4 +88,41 @@ test('a peer declared dead while its link is up keeps its sessions, is still ask
   assert.equal(connack.sessionPresent, true, 'its session, fetched from the doubted holder')
   await waitFor(() => got.length >= sent.length, { timeout: 15_000, message: `the ${sent.length} queued messages (got ${got.length})` })
   assert.deepEqual(got.map((m) => m.payload), sent, 'every acknowledged message, once, in order')
+})
+
+const GOSSIP_TO_THE_DEAD_MS = 1000
+
+test('a peer declared dead while its link is up is merged with again within seconds of the heal, not at the next re-resolution', async () => {
+  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress()]
+  // Re-resolution and push/pull a minute away, gossip to the dead over after 1 s: only the data plane's word can merge the views in time.
+  const slow = (host: string): ReturnType<typeof clusterConfig> => {
+    const base = clusterConfig(host, hosts)
+    return {
+      ...base,
+      cluster: { ...base.cluster, config: { ...(base.cluster as { config: object }).config, push_pull_interval: 60_000, gossip_to_the_dead_time: GOSSIP_TO_THE_DEAD_MS } },
+      discovery: { ...base.discovery, resolve_interval: 60_000 }
+    }
+  }
+  const nodes = await Promise.all(hosts.map(async (host) => {
+    const { config } = loadConfig({ object: nodeConfigObject(host, slow(host)) })
+    const n = new BrokerNode(config, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), { chaosControl: true })
+    await n.start()
+    cleanups.push(() => n.stop())
+    return n
+  }))
+  await waitFor(() => nodes.every((n) => nodes.every((p) => p === n || n.dataPlane.link(nameOf(p))?.state === 'up')), { timeout: 15_000, message: 'a full mesh of peer links' })
+  const [cut, ...others] = nodes as [BrokerNode, BrokerNode, BrokerNode]
+  for (const other of others) {
+    faults(cut).cutGossip(hostOf(other))
+    faults(other).cutGossip(hostOf(cut))
+  }
+  // Dead, or already reaped (a second after its death).
+  const gone = (n: BrokerNode, peer: BrokerNode): boolean => { const s = stateOf(n, peer); return s === 'dead' || s === undefined }
+  await waitFor(() => others.every((o) => gone(o, cut) && gone(cut, o)), { timeout: 20_000, message: 'both sides declare each other dead' })
+  for (const o of others) assert.equal(o.dataPlane.link(nameOf(cut))?.state, 'up', 'the links stay up')
+  // Not a wait for the cluster: the gossip to the dead (1 s after each death)
+  // must be over, or it would carry the refutations that merge the views.
+  await sleep(2 * GOSSIP_TO_THE_DEAD_MS)
+  for (const n of nodes) faults(n).heal()
+  await waitFor(() => nodes.every((n) => nodes.every((p) => p === n || stateOf(n, p) === 'alive')), { timeout: 10_000, message: 'every node lists every other alive again' })
 })

@@ -31,6 +31,17 @@ import { LinkAcceptor } from './link-acceptor.js'
 import { normalizeHost } from '../membership/admission.js'
 import { PeerLink, type DeliveryInfo } from './peer-link.js'
 
+/**
+ * How often the membership is asked to merge with a peer it lists dead while
+ * that peer's link is up (doubted, or parked and back). No side probes a
+ * member it declared dead, so with both sides having declared each other
+ * dead the views merged at the next re-resolution (30 s by default) or when
+ * gossip to the dead happened to reach the other side: `chaos --merge-timing
+ * default`, a 4.5 s cut of the membership traffic between two nodes with
+ * their links up, converged 9 s after the heal.
+ */
+const REJOIN_EVERY_MS = 1000
+
 /** The membership as the data plane needs it: the SWIM one can lend its TCP listener. */
 export type DataPlaneMembership = Membership & { setLinkHandler?: (handler: LinkStreamHandler | undefined) => boolean }
 
@@ -94,6 +105,8 @@ export class LinkSet {
   private readonly doubted = new Set<string>()
   /** Deaths declared while the peer's link was up, and of those, the ones its link then confirmed. */
   readonly deaths = { doubted: 0, confirmed: 0 }
+  /** Runs while some peer is doubted or parked: see REJOIN_EVERY_MS. */
+  private rejoinTimer: NodeJS.Timeout | undefined
   private readonly onJoin = (m: Member): void => { this.alive(m) }
   private readonly onUpdate = (m: Member): void => { if (m.state === 'alive') this.alive(m) }
 
@@ -102,6 +115,7 @@ export class LinkSet {
       if (this.doubted.has(m.name)) return
       this.doubted.add(m.name)
       this.deaths.doubted++
+      this.rejoinWhileUp()
       this.opts.warn('info', { peer: m.name }, 'peer declared dead by the membership while its link is up: its sessions stay there until the link goes down too')
       return
     }
@@ -149,6 +163,8 @@ export class LinkSet {
     membership.off('update', this.onUpdate)
     membership.off('leave', this.onLeave)
     membership.setLinkHandler?.(undefined)
+    clearInterval(this.rejoinTimer)
+    this.rejoinTimer = undefined
     this.acceptor.stop()
     for (const name of [...this.links.keys()]) this.drop(name)
   }
@@ -358,6 +374,7 @@ export class LinkSet {
     if (this.parked.has(name)) return
     this.armPark(name)
     this.parkedAs.set(name, this.processes.get(name))
+    this.rejoinWhileUp()
     // Senders waiting for room on its link would wait until it is dropped.
     this.links.get(name)?.wakeWriters()
     this.opts.log.debug({ peer: name, keepMs: this.parkKeepMs }, 'peer declared dead: link and routes kept for its return')
@@ -366,8 +383,8 @@ export class LinkSet {
   /**
    * (Re)starts a parked link's countdown: dropped after gossip_to_the_dead_time
    * without its link up. A link that comes back up while its peer is still
-   * listed dead (the membership merges later, at the next re-resolution,
-   * when both sides declared each other dead) carries traffic again; it
+   * listed dead (until the membership merges with it: REJOIN_EVERY_MS)
+   * carries traffic again; it
    * starts the countdown afresh when it goes down, and is never dropped
    * while up: dropping it discarded what it still had to deliver, which no
    * takeover rescues then (the peer's death was declared before). Paho
@@ -378,9 +395,8 @@ export class LinkSet {
     clearTimeout(this.parked.get(name))
     const timer = setTimeout(() => {
       if (this.links.get(name)?.state === 'up') {
-        this.opts.log.debug({ peer: name }, 'parked link up: kept while its peer is still listed dead; the membership tries to merge with it again')
+        this.opts.log.debug({ peer: name }, 'parked link up: kept while its peer is still listed dead')
         this.armPark(name)
-        this.rejoin(name)
         return
       }
       this.drop(name)
@@ -391,6 +407,27 @@ export class LinkSet {
 
   /** How long a parked link is kept without being up (gossip_to_the_dead_time, at least 1 s). */
   private get parkKeepMs (): number { return Math.max(1000, this.opts.parkMs) }
+
+  /**
+   * Every REJOIN_EVERY_MS while a peer is doubted or parked: the membership
+   * tries to merge with each of those whose link is up (a no-op for one it
+   * lists alive again; a failed try, the membership traffic still cut, is
+   * only logged at debug). Stops when none is left.
+   */
+  private rejoinWhileUp (): void {
+    if (this.rejoinTimer !== undefined || !this.running) return
+    this.rejoinTimer = setInterval(() => {
+      if (this.doubted.size === 0 && this.parked.size === 0) {
+        clearInterval(this.rejoinTimer)
+        this.rejoinTimer = undefined
+        return
+      }
+      for (const name of new Set([...this.doubted, ...this.parked.keys()])) {
+        if (this.links.get(name)?.state === 'up') this.rejoin(name)
+      }
+    }, REJOIN_EVERY_MS)
+    this.rejoinTimer.unref()
+  }
 
   /** The membership joins the peer at the address its link was made to. */
   private rejoin (name: string): void {

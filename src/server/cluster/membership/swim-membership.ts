@@ -172,7 +172,8 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
   unjoinedPeers (): number { return this.unjoined }
 
   /**
-   * A member listed dead (or reaped since) whose data-plane link came back as the same process:
+   * A member listed dead (or reaped since) whose data-plane link came back as the same process,
+   * or stayed up (LinkSet asks every second while it is so):
    * the partition healed, but no side probes a member it declared dead, so
    * when both sides declared each other dead the views merged only at the
    * next re-resolution (discovery.resolve_interval: 28 s after a 8 s
