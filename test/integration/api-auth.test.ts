@@ -154,6 +154,7 @@ test('an unknown user is refused after as much work as a known one with a wrong 
     unknown.push(await time(basic(`nobody-${i}`, `wrong-${i}`)))
   }
   const ratio = median(known) / median(unknown)
-  // Before: the unknown user was answered with no scrypt at all (about 1 ms against tens of ms here).
-  assert.ok(ratio < 3 && ratio > 1 / 3, `known-user/unknown-user median time ratio ${ratio.toFixed(2)} (known ${median(known).toFixed(1)} ms, unknown ${median(unknown).toFixed(1)} ms)`)
+  // Before: the unknown user was answered with no scrypt at all (about 1 ms against tens of ms here),
+  // a ratio of 10 or more. A loaded 2-core CI machine has given 3.2 with both paths hashing.
+  assert.ok(ratio < 5 && ratio > 1 / 5, `known-user/unknown-user median time ratio ${ratio.toFixed(2)} (known ${median(known).toFixed(1)} ms, unknown ${median(unknown).toFixed(1)} ms)`)
 })
