@@ -27,6 +27,7 @@ export const CHAOS_RESOLVE_INTERVAL = 1000
  */
 export const MERGE_TIMINGS = ['fast', 'default'] as const
 export type MergeTiming = typeof MERGE_TIMINGS[number]
+
 /**
  * storage.peers_wait of chaos nodes: shorter than the 15 s default so a
  * restart-all-late run fits many restarts; long enough for every node of a

@@ -31,15 +31,20 @@ const stateOf = (n: BrokerNode, peer: BrokerNode): string | undefined => n.membe
 const hostOf = (n: BrokerNode): string => n.config.cluster.bind
 const apiOf = (n: BrokerNode): string => `http://${hostOf(n)}:${n.config.api.port}`
 
-test('a peer declared dead while its link is up keeps its sessions, is still asked for them, and nothing it queued is lost', async () => {
-  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress()]
-  const nodes = await Promise.all(hosts.map(async (host) => {
-    const { config } = loadConfig({ object: nodeConfigObject(host, clusterConfig(host, hosts)) })
-    const n = new BrokerNode(config, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), { chaosControl: true })
+/** A node per host, in one cluster, with the chaos fault hook; stopped after the file. */
+async function startNodes (hosts: string[], config: (host: string) => ReturnType<typeof clusterConfig> = (host) => clusterConfig(host, hosts)): Promise<BrokerNode[]> {
+  return await Promise.all(hosts.map(async (host) => {
+    const { config: loaded } = loadConfig({ object: nodeConfigObject(host, config(host)) })
+    const n = new BrokerNode(loaded, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), { chaosControl: true })
     await n.start()
     cleanups.push(() => n.stop())
     return n
   }))
+}
+
+test('a peer declared dead while its link is up keeps its sessions, is still asked for them, and nothing it queued is lost', async () => {
+  const hosts = [await freeLoopbackAddress(), await freeLoopbackAddress(), await freeLoopbackAddress()]
+  const nodes = await startNodes(hosts)
   await waitFor(() => nodes.every((n) => nodes.every((p) => p === n || (n.dataPlane.link(nameOf(p))?.state === 'up' && n.dataPlane.routing.peerVersion(nameOf(p)) !== undefined))), { timeout: 15_000, message: 'a full mesh of peer links' })
   const [home] = nodes as [BrokerNode, BrokerNode, BrokerNode]
 
@@ -103,13 +108,7 @@ test('a peer declared dead while its link is up is merged with again within seco
       discovery: { ...base.discovery, resolve_interval: 60_000 }
     }
   }
-  const nodes = await Promise.all(hosts.map(async (host) => {
-    const { config } = loadConfig({ object: nodeConfigObject(host, slow(host)) })
-    const n = new BrokerNode(config, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), { chaosControl: true })
-    await n.start()
-    cleanups.push(() => n.stop())
-    return n
-  }))
+  const nodes = await startNodes(hosts, slow)
   await waitFor(() => nodes.every((n) => nodes.every((p) => p === n || n.dataPlane.link(nameOf(p))?.state === 'up')), { timeout: 15_000, message: 'a full mesh of peer links' })
   const [cut, ...others] = nodes as [BrokerNode, BrokerNode, BrokerNode]
   for (const other of others) {
