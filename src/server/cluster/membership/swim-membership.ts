@@ -183,7 +183,7 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
    */
   rejoin (name: string, address: { host: string, port: number }): void {
     if (!this.running) return
-    const m = this.state.list().find((x) => x.name === name)
+    const m = this.state.member(name)
     if (m !== undefined && m.state !== 'dead') return
     this.state.join([address]).then((r) => {
       if (r.joined > 0) this.log.info({ member: name }, 'merged with a member listed dead whose peer link answered again')
