@@ -21,6 +21,8 @@ export class FaultInjectingTransport implements Transport, LinkFaults {
   private readonly linksCut = new Set<string>()
   /** Peers whose membership traffic only is dropped (their data-plane links stay): a false death. */
   private readonly gossipCut = new Set<string>()
+  /** Peers whose UDP only is dropped (probes, acks, gossip); TCP exchanges and links pass: a firewall open for TCP only. */
+  private readonly udpCut = new Set<string>()
   private readonly listeners: Array<() => void> = []
 
   constructor (inner: Transport) {
@@ -39,7 +41,9 @@ export class FaultInjectingTransport implements Transport, LinkFaults {
   cutLinks (peer: string): void { this.linksCut.add(peer); this.changed() }
   /** Drops only the membership traffic (gossip, probes, push/pull) to and from `peer` until healed. */
   cutGossip (peer: string): void { this.gossipCut.add(peer); this.changed() }
-  heal (): void { this.blocked.clear(); this.linksCut.clear(); this.gossipCut.clear(); this.changed() }
+  /** Drops only the UDP packets to and from `peer` until healed; TCP (push/pull, the fallback probe, links) passes. */
+  cutUdp (peer: string): void { this.udpCut.add(peer); this.changed() }
+  heal (): void { this.blocked.clear(); this.linksCut.clear(); this.gossipCut.clear(); this.udpCut.clear(); this.changed() }
 
   linksBlocked (a: Address): boolean {
     return this.isBlocked(a) || this.linksCut.has(a.host) || this.linksCut.has(addressKey(a))
@@ -57,9 +61,13 @@ export class FaultInjectingTransport implements Transport, LinkFaults {
     return this.isBlocked(a) || this.gossipCut.has(a.host) || this.gossipCut.has(addressKey(a))
   }
 
+  private udpBlocked (a: Address): boolean {
+    return this.gossipBlocked(a) || this.udpCut.has(a.host) || this.udpCut.has(addressKey(a))
+  }
+
   start (handlers: TransportHandlers): Promise<void> {
     return this.inner.start({
-      packet: (from, data) => { if (!this.gossipBlocked(from)) handlers.packet(from, data) },
+      packet: (from, data) => { if (!this.udpBlocked(from)) handlers.packet(from, data) },
       exchange: async (from, request) => this.gossipBlocked(from) ? undefined : await handlers.exchange(from, request)
     })
   }
@@ -67,7 +75,7 @@ export class FaultInjectingTransport implements Transport, LinkFaults {
   stop (): Promise<void> { return this.inner.stop() }
 
   sendPacket (to: Address, data: Buffer): void {
-    if (!this.gossipBlocked(to)) this.inner.sendPacket(to, data)
+    if (!this.udpBlocked(to)) this.inner.sendPacket(to, data)
   }
 
   async exchange (to: Address, request: Buffer, timeoutMs: number): Promise<Buffer> {

@@ -45,6 +45,9 @@ export interface NodeState {
 export type StreamMessage =
   | { type: 'push-pull', join: boolean, nodes: NodeState[], userState: string }
   | { type: 'error', code: string, message: string }
+  /** The TCP fallback probe (state.ts): a ping over a stream, for when UDP probes fail. */
+  | { type: 'ping', seq: number, node: string }
+  | { type: 'ack', seq: number }
 
 export type BadPacketReason = 'auth' | 'encryption' | 'version' | 'decode' | 'size' | 'replay' | 'target'
 
@@ -105,6 +108,12 @@ export function decodeStream (buf: Buffer): StreamMessage {
     }
     case 'error':
       if (isString(m.code) && typeof m.message === 'string') return { type: 'error', code: m.code, message: m.message.slice(0, 1000) }
+      break
+    case 'ping':
+      if (isUint(m.seq) && isString(m.node)) return { type: 'ping', seq: m.seq, node: m.node }
+      break
+    case 'ack':
+      if (isUint(m.seq)) return { type: 'ack', seq: m.seq }
       break
   }
   throw new CodecError('decode', 'malformed stream message')

@@ -12,6 +12,8 @@ export class MemoryNetwork {
   /** Addresses that neither send nor receive (crashed or paused processes). */
   private readonly down = new Set<string>()
   private readonly cut = new Set<string>()
+  /** Links that drop packets (UDP) and pass exchanges (TCP): a firewall open for TCP only. */
+  private readonly packetsCut = new Set<string>()
 
   constructor (clock: Clock, latencyMs = 1) {
     this.clock = clock
@@ -34,6 +36,19 @@ export class MemoryNetwork {
       if (cut) this.cut.add(k)
       else this.cut.delete(k)
     }
+  }
+
+  /** Drops (or restores) the packets between two addresses, both directions; exchanges still pass. */
+  setPacketsCut (a: Address, b: Address, cut: boolean): void {
+    for (const k of [`${addressKey(a)}|${addressKey(b)}`, `${addressKey(b)}|${addressKey(a)}`]) {
+      if (cut) this.packetsCut.add(k)
+      else this.packetsCut.delete(k)
+    }
+  }
+
+  /** @internal */
+  packetReachable (from: Address, to: Address): TransportHandlers | undefined {
+    return this.packetsCut.has(`${addressKey(from)}|${addressKey(to)}`) ? undefined : this.reachable(from, to)
   }
 
   /** @internal */
@@ -80,7 +95,7 @@ export class MemoryTransport implements Transport {
     this.stats.bytesSent += data.length
     const copy = Buffer.from(data)
     this.network.clock.setTimeout(() => {
-      this.network.reachable(this.local, to)?.packet(this.local, copy)
+      this.network.packetReachable(this.local, to)?.packet(this.local, copy)
     }, this.network.latencyMs)
   }
 

@@ -32,7 +32,7 @@ export function registerClusterMetrics (registry: Registry, live: { members: () 
     collect () { this.set(live.healthScore()) }
   })
   const probes = new Counter({ name: 'broker_cluster_probes_total', help: 'Failure-detection probes by result', labelNames: ['result'] as const, registers: [registry] })
-  for (const r of ['ack', 'indirect-ack', 'failed']) probes.inc({ result: r }, 0)
+  for (const r of ['ack', 'indirect-ack', 'tcp-ack', 'failed']) probes.inc({ result: r }, 0)
   const suspicions = new Counter({ name: 'broker_cluster_suspicions_total', help: 'Members this node saw become suspect', registers: [registry] })
   const refutations = new Counter({ name: 'broker_cluster_refutations_total', help: 'Suspicions about this node that it refuted', registers: [registry] })
   const dead = new Counter({ name: 'broker_cluster_members_dead_total', help: 'Members declared dead', registers: [registry] })

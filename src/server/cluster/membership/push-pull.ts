@@ -28,6 +28,10 @@
 //   under our fresh nonce.
 //     sealed request = keyring.seal(nonce (16) | time ms (8) | stream message)
 //     sealed answer  = keyring.seal(stream message, bound to the nonce)
+// - The TCP fallback probe (state.ts) is the other stream request: a ping
+//   answered with an ack, sealed the same way, so an unkeyed host can
+//   neither ask nor answer one. A node older than it counts the ping as a
+//   malformed stream and closes it: the probe fails, as it did before.
 import { randomBytes } from 'node:crypto'
 import { BrokerHaError } from '../../../errors.js'
 import type { Keyring } from '../keyring.js'
@@ -68,6 +72,8 @@ export interface PushPullOptions {
   observer: PushPullObserver
   /** Between the state machine's start and stop: no exchange is answered outside it. */
   running: () => boolean
+  /** Whether a stream ping for `node` gets an ack: it names us, and we are not leaving. */
+  answersPing: (node: string) => boolean
 }
 
 /** memberlist pushPullScale: beyond 32 members, push/pull less often so the cluster-wide TCP load stays flat. */
@@ -88,30 +94,47 @@ export class PushPull {
 
   /** Exchanges state with `address` and merges its answer; a name conflict during a join is thrown. */
   async exchange (address: Address, join: boolean): Promise<void> {
-    const { keyring } = this.opts
-    const header = Buffer.allocUnsafe(HEADER)
-    const nonce = randomBytes(NONCE)
-    nonce.copy(header, 0)
-    header.writeDoubleBE(this.opts.now(), NONCE)
-    const request = keyring.seal(Buffer.concat([header, encodeStream(this.localStateMessage(join))]))
-    const raw = await this.opts.transport.exchange(address, request, this.opts.timeoutMs)
-    let response: StreamMessage
-    try {
-      response = decodeStream(keyring.open(raw, nonce))
-    } catch (err) {
-      if (err instanceof CodecError) this.opts.observer.badPacket?.(err.reason, address, err.message)
-      throw err
-    }
+    const response = await this.request(address, this.localStateMessage(join), this.opts.timeoutMs)
     if (response.type === 'error') {
       if (response.code === 'CLUSTER_NAME_CONFLICT') throw new BrokerHaError('CLUSTER_NAME_CONFLICT', response.message, { key: 'cluster.name' })
       throw new Error(`${addressKey(address)} refused the exchange: ${response.message}`)
     }
+    if (response.type !== 'push-pull') throw new Error(`${addressKey(address)} answered a push/pull with ${response.type}`)
     const conflict = join ? this.findConflict(response.nodes) : undefined
     if (conflict !== undefined) throw new BrokerHaError('CLUSTER_NAME_CONFLICT', conflict.message, { key: 'cluster.name' })
     this.mergeState(response.nodes, response.userState, join)
   }
 
-  /** A peer's exchange: answered with our state, then theirs is merged. */
+  /**
+   * The TCP fallback probe: pings `node` at `address` over a stream. Resolves
+   * true on its ack within `timeoutMs`, false on anything else; never rejects.
+   */
+  async ping (address: Address, seq: number, node: string, timeoutMs: number): Promise<boolean> {
+    try {
+      const response = await this.request(address, { type: 'ping', seq, node }, timeoutMs)
+      return response.type === 'ack' && response.seq === seq
+    } catch {
+      return false
+    }
+  }
+
+  /** Sends one sealed stream request (see the top of the file) and opens its answer. */
+  private async request (address: Address, message: StreamMessage, timeoutMs: number): Promise<StreamMessage> {
+    const { keyring } = this.opts
+    const header = Buffer.allocUnsafe(HEADER)
+    const nonce = randomBytes(NONCE)
+    nonce.copy(header, 0)
+    header.writeDoubleBE(this.opts.now(), NONCE)
+    const raw = await this.opts.transport.exchange(address, keyring.seal(Buffer.concat([header, encodeStream(message)])), timeoutMs)
+    try {
+      return decodeStream(keyring.open(raw, nonce))
+    } catch (err) {
+      if (err instanceof CodecError) this.opts.observer.badPacket?.(err.reason, address, err.message)
+      throw err
+    }
+  }
+
+  /** A peer's stream request: a push/pull is answered with our state, then theirs is merged; a ping for us with an ack. */
   async answer (from: Address, request: Buffer): Promise<Buffer | undefined> {
     if (!this.opts.running()) return undefined
     const { keyring, observer } = this.opts
@@ -127,6 +150,9 @@ export class PushPull {
       const e = err instanceof CodecError ? err : new CodecError('decode', String(err))
       observer.badPacket?.(e.reason, from, e.message)
       return undefined
+    }
+    if (message.type === 'ping') {
+      return this.opts.answersPing(message.node) ? keyring.seal(encodeStream({ type: 'ack', seq: message.seq }), nonce) : undefined
     }
     if (message.type !== 'push-pull') return undefined
     if (message.join) {

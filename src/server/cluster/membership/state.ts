@@ -22,7 +22,8 @@ import { PushPull, pushPullScale, type PushPullObserver, type UserStateDelegate 
 /** Bytes the sealing adds to a packet: mode, nonce and tag (see keyring.ts). */
 const SEAL_OVERHEAD = 1 + 12 + 16
 
-export type ProbeResult = 'ack' | 'indirect-ack' | 'failed'
+/** `tcp-ack`: only the TCP fallback ping was answered (UDP between us is likely blocked). */
+export type ProbeResult = 'ack' | 'indirect-ack' | 'tcp-ack' | 'failed'
 
 /** Counters and diagnostics the adapter turns into metrics and logs. */
 export interface StateObserver extends MemberTableObserver, PushPullObserver {
@@ -110,7 +111,8 @@ export class SwimState extends EventEmitter<MembershipEvents> {
       now: () => opts.clock.now(),
       timeoutMs: opts.profile.tcpTimeout,
       observer: this.observer,
-      running: () => this.running
+      running: () => this.running,
+      answersPing: (node) => node === this.name && !this.table.leaving
     })
   }
 
@@ -268,16 +270,33 @@ export class SwimState extends EventEmitter<MembershipEvents> {
         this.observer.probe?.(target.name, 'failed')
         return
       }
-      // No direct ack: ask others to try (the problem may be our link, not the target).
+      // No direct ack: ask others to try (the problem may be our link, not the
+      // target), and ping it ourselves over TCP (memberlist's fallback probe):
+      // a network that drops UDP on the cluster port and passes TCP (a
+      // NetworkPolicy or security group opening only TCP) would otherwise
+      // see every member die and come back, over and over.
       const relays = shuffle(this.table.others((m) => m.state === 'alive' && m.name !== target.name), this.random).slice(0, this.profile.indirectChecks)
       for (const relay of relays) {
         this.sendMessages(relay, [{ type: 'indirect-ping', seq, target: target.name, addr: target.addr, port: target.port, nack: true, source: this.sourceAddress() }])
       }
       const remaining = probeInterval - (this.clock.now() - started)
+      // The TCP ping gets the rest of the probe's window, and no less than the
+      // UDP ping had (memberlist's 1 s interval leaves it 500 ms; our 500 ms
+      // leaves 100): a loaded node should not lose a member to a slow
+      // handshake. A member silent both ways (partitioned, paused) costs a
+      // failed probe up to that much longer; a crashed one refuses at once.
+      const tcpTimeout = Math.max(remaining, this.awareness.scaleTimeout(this.profile.probeTimeout))
+      const overTcp = this.pushPull.ping({ host: target.addr, port: target.port }, seq, target.name, tcpTimeout)
+      // The indirect acks get the whole window before the TCP answer counts,
+      // so 'tcp-ack' (and its warning) means UDP reached the target by no path.
       if (!waiter.acked && remaining > 0) await this.sleep(remaining, waiter)
       if (!this.running) return
       if (waiter.acked) {
         this.observer.probe?.(target.name, 'indirect-ack')
+        return
+      }
+      if (await overTcp) {
+        this.observer.probe?.(target.name, 'tcp-ack')
         return
       }
       // Lifeguard: if relays could not reach the target either (they sent nacks),

@@ -85,6 +85,7 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
     const badLog = rateLimited(this.log, 10_000)
     const refusedLog = rateLimited(this.log, 10_000)
     const conflictLog = rateLimited(this.log, 10_000)
+    const udpLog = rateLimited(this.log, 60_000)
     // Read at scrape time, so they may refer to parts built just below.
     const metrics = registerClusterMetrics(opts.registry, {
       members: () => this.state.list(),
@@ -123,7 +124,13 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
       clock: this.clock,
       random: this.random,
       observer: {
-        probe: (_target, result) => metrics.probe(result),
+        probe: (target, result) => {
+          metrics.probe(result)
+          if (result !== 'tcp-ack') return
+          const m = this.state.member(target)
+          udpLog('warn', { member: target, addr: m === undefined ? undefined : `${m.addr}:${m.port}` },
+            'cluster member answered a probe over TCP only: UDP on the cluster port is blocked between us (open it for UDP as well as TCP; gossip now reaches it only through push/pull)')
+        },
         suspect: (m, from) => {
           metrics.suspicion()
           this.log.info({ member: m.name, addr: m.addr, incarnation: m.incarnation, from }, 'cluster member suspected')

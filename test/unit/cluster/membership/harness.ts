@@ -1,6 +1,6 @@
 // A cluster of SwimState machines on the in-memory network with a fake clock
 // and seeded randomness: the same run every time.
-import { SwimState } from '../../../../src/server/cluster/membership/state.js'
+import { SwimState, type ProbeResult } from '../../../../src/server/cluster/membership/state.js'
 import { MemoryNetwork } from '../../../../src/server/cluster/membership/memory-transport.js'
 import { LOCAL_PROFILE, type ClusterProfile } from '../../../../src/server/cluster/membership/config-profile.js'
 import { Keyring } from '../../../../src/server/cluster/keyring.js'
@@ -14,6 +14,8 @@ export interface SimNode {
   state: SwimState
   events: Array<{ type: 'join' | 'update' | 'leave', member: Member }>
   refutations: number
+  /** Probe results of this node, by result. */
+  probes: Record<ProbeResult, number>
 }
 
 export class SimCluster {
@@ -24,7 +26,7 @@ export class SimCluster {
 
   async add (name: string, opts: { profile?: Partial<ClusterProfile>, keys?: string[], incarnation?: number } = {}): Promise<SimNode> {
     const host = `10.0.0.${this.nodes.length + 1}`
-    const node: SimNode = { name, host, state: undefined as unknown as SwimState, events: [], refutations: 0 }
+    const node: SimNode = { name, host, state: undefined as unknown as SwimState, events: [], refutations: 0, probes: { ack: 0, 'indirect-ack': 0, 'tcp-ack': 0, failed: 0 } }
     const state = new SwimState({
       name,
       advertise: { host, port: 7946 },
@@ -35,7 +37,7 @@ export class SimCluster {
       clock: this.clock,
       random: seededRandom(this.seed++),
       incarnation: opts.incarnation,
-      observer: { refute: () => { node.refutations++ } }
+      observer: { refute: () => { node.refutations++ }, probe: (_target, result) => { node.probes[result]++ } }
     })
     node.state = state
     for (const type of ['join', 'update', 'leave'] as const) state.on(type, (member) => node.events.push({ type, member }))

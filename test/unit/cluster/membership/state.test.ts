@@ -1,7 +1,8 @@
 // The SWIM state machine over the in-memory network with a fake clock:
 // join, failure detection (suspect -> dead within the configured bound),
 // refutation, graceful leave, rejoin after restart, name conflicts, keys,
-// push/pull user state and merging clusters that formed apart.
+// push/pull user state, merging clusters that formed apart, and the TCP
+// fallback probe where UDP is blocked.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { SimCluster, type SimNode } from './harness.js'
@@ -195,6 +196,56 @@ test('the last survivor of a cluster recovers a health score of 0 once nobody is
     assert.ok(a.state.awareness.getHealthScore() > 0, 'failed probes of the dead peer raised the score')
     await sim.clock.until(() => a.state.awareness.getHealthScore() === 0, 60_000)
     assert.equal(a.state.awareness.getHealthScore(), 0)
+  } finally {
+    await sim.stopAll()
+  }
+})
+
+test('a member UDP cannot reach but TCP can is never suspected: the TCP fallback probe answers for it', async () => {
+  const sim = new SimCluster()
+  try {
+    const [a, b, c] = await formed(sim, ['a', 'b', 'c'], { keys: [KEY] }) as [SimNode, SimNode, SimNode]
+    // A firewall open for TCP only around c: probes, acks and gossip to and from it are dropped.
+    for (const other of [a, b]) sim.net.setPacketsCut({ host: c.host, port: 7946 }, { host: other.host, port: 7946 }, true)
+    const bound = detectionBound({ ...LOCAL_PROFILE, pushPullInterval: 0 }, 3)
+    await sim.clock.advance(5 * bound)
+    for (const n of [a, b, c]) {
+      assert.ok(!n.events.some((e) => e.type === 'leave' || (e.type === 'update' && e.member.state === 'suspect')), `${n.name} saw ${JSON.stringify(n.events.slice(-1))}`)
+    }
+    assert.ok(sim.allSee([a, b, c], ['a', 'b', 'c'], 'alive'))
+    // Each side reached the other over TCP alone, and said so.
+    for (const n of [a, b, c]) assert.ok(n.probes['tcp-ack'] > 0, `${n.name}: ${JSON.stringify(n.probes)}`)
+    assert.equal(a.probes.failed + b.probes.failed + c.probes.failed, 0)
+  } finally {
+    await sim.stopAll()
+  }
+})
+
+test('the TCP fallback probe counts only when no UDP path answered: an indirect ack comes first', async () => {
+  const sim = new SimCluster()
+  try {
+    const [a, b, c] = await formed(sim, ['a', 'b', 'c']) as [SimNode, SimNode, SimNode]
+    // Only a and c cannot exchange packets; b relays.
+    sim.net.setPacketsCut({ host: a.host, port: 7946 }, { host: c.host, port: 7946 }, true)
+    await sim.clock.advance(10_000)
+    assert.ok(a.probes['indirect-ack'] > 0 && c.probes['indirect-ack'] > 0, JSON.stringify([a.probes, c.probes]))
+    assert.equal(a.probes['tcp-ack'] + c.probes['tcp-ack'], 0)
+    assert.ok(sim.allSee([a, b, c], ['a', 'b', 'c'], 'alive'))
+  } finally {
+    await sim.stopAll()
+  }
+})
+
+test('the TCP fallback probe does not keep a member that is down, nor slow its detection', async () => {
+  const sim = new SimCluster()
+  try {
+    const [a, b, c] = await formed(sim, ['a', 'b', 'c'], { keys: [KEY] }) as [SimNode, SimNode, SimNode]
+    for (const other of [a, b]) sim.net.setPacketsCut({ host: c.host, port: 7946 }, { host: other.host, port: 7946 }, true)
+    await sim.clock.until(() => a.probes['tcp-ack'] > 0 && b.probes['tcp-ack'] > 0, 10_000)
+    sim.net.setDown({ host: c.host, port: 7946 }, true)
+    const bound = detectionBound({ ...LOCAL_PROFILE, pushPullInterval: 0 }, 3)
+    const took = await sim.clock.until(() => sim.allSee([a, b], ['c'], 'dead'), bound)
+    assert.ok(took <= bound, `took ${took} ms, bound ${bound} ms`)
   } finally {
     await sim.stopAll()
   }
