@@ -489,8 +489,18 @@ function checkConvergence (events: readonly HistoryEvent[], runEnd: number, opti
     const v = views.get(o)
     return v !== undefined && v !== null && targets.every((t) => v[t] === 'dead' || v[t] === 'left')
   })
+  const falseDeath = (): string | undefined => {
+    const up = names.filter((n) => state.get(n) === 'up')
+    for (const o of up) {
+      const v = views.get(o)
+      if (v === undefined || v === null) continue
+      const gone = up.find((n) => v[n] === undefined || v[n] === 'dead' || v[n] === 'left')
+      if (gone !== undefined) return `${o} listed ${gone} ${v[gone] ?? 'gone'}`
+    }
+    return undefined
+  }
   // Replay the history once; per fault, note when detection and convergence happened.
-  type Track = { id: number, kind: string, targets: string[], start: number, end: number | undefined, deadline: number, detectedAt?: number, convergedAt?: number }
+  type Track = { id: number, kind: string, targets: string[], start: number, end: number | undefined, deadline: number, detectedAt?: number, convergedAt?: number, falseDeath?: string }
   const tracks: Track[] = starts.map((f, i) => ({ id: f.id, kind: f.kind, targets: f.targets, start: f.t, end: endOf.get(f.id), deadline: starts[i + 1]?.t ?? runEnd }))
   const observe = (t: number): void => {
     for (const tr of tracks) {
@@ -500,6 +510,9 @@ function checkConvergence (events: readonly HistoryEvent[], runEnd: number, opti
         if (observers.length > 0 && detected(tr.targets, observers)) tr.detectedAt = t
       }
       if (tr.convergedAt === undefined && tr.end !== undefined && t >= tr.end && converged()) tr.convergedAt = t
+      // Only UDP is cut, TCP is open: the TCP fallback probe reaches every
+      // member, so a running node listed dead (or gone) is a false death.
+      if (tr.kind === 'udp' && tr.falseDeath === undefined && (tr.end === undefined || t <= tr.end)) tr.falseDeath = falseDeath()
     }
   }
   for (const e of events) {
@@ -508,6 +521,7 @@ function checkConvergence (events: readonly HistoryEvent[], runEnd: number, opti
     observe(e.t)
   }
   for (const tr of tracks) {
+    if (tr.falseDeath !== undefined) { failed = true; details.push(`fault #${tr.id} udp ${tr.targets.join(',')}: ${tr.falseDeath} while only UDP was cut`) }
     if (tr.detectedAt !== undefined) {
       const d = tr.detectedAt - tr.start
       maxDetect = Math.max(maxDetect, d)

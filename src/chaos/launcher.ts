@@ -62,6 +62,14 @@ export interface LauncherOptions extends AllocateOptions {
 /** How a run splits the cluster: for the report and --json. */
 export type PartitionMechanism = 'fault-hook' | 'netns-routes'
 
+/** Per node index, the peer indices it cuts, by what it cuts (see setFaults). */
+export interface ClusterFaults {
+  blocked?: ReadonlyMap<number, number[]>
+  links?: ReadonlyMap<number, number[]>
+  gossip?: ReadonlyMap<number, number[]>
+  udp?: ReadonlyMap<number, number[]>
+}
+
 export class LaunchError extends Error {
   constructor (message: string, options?: { cause?: unknown }) {
     super(message, options)
@@ -212,13 +220,14 @@ export class ChaosCluster {
 
   /**
    * Sets which peers each node drops all cluster traffic to and from
-   * (`blocked`: a partition) and which peers it only cuts data-plane links to
-   * (`links`), or only its membership traffic to (`gossip`). Both ways must
-   * be set for a symmetric fault; empty maps heal.
+   * (`blocked`: a partition), and which it only cuts the data-plane links to
+   * (`links`), only the membership traffic (`gossip`), or only the UDP
+   * (`udp`). Both ways must be set for a symmetric fault; no maps heal.
    * In netns mode `blocked` becomes blackhole routes (they hold whatever
-   * state the node is in, restarts included); `links` always goes to the hook.
+   * state the node is in, restarts included); the others always go to the hook.
    */
-  async setFaults (blocked: ReadonlyMap<number, number[]>, links: ReadonlyMap<number, number[]> = new Map(), gossip: ReadonlyMap<number, number[]> = new Map()): Promise<void> {
+  async setFaults (faults: ClusterFaults = {}): Promise<void> {
+    let blocked = faults.blocked ?? new Map()
     if (this.routes !== undefined) {
       await this.routes.set(blocked)
       blocked = new Map()
@@ -228,7 +237,7 @@ export class ChaosCluster {
     const peers = (map: ReadonlyMap<number, number[]>, n: ChaosNode): string[] => (map.get(n.index) ?? []).map((i) => key(this.node(i)))
     await Promise.all(this.nodes.map(async (n) => {
       if (n.state !== 'up') return
-      await n.api.request('POST', '/chaos/faults', { blocked: peers(blocked, n), links: peers(links, n), gossip: peers(gossip, n) })
+      await n.api.request('POST', '/chaos/faults', { blocked: peers(blocked, n), links: peers(faults.links ?? new Map(), n), gossip: peers(faults.gossip ?? new Map(), n), udp: peers(faults.udp ?? new Map(), n) })
     }))
   }
 

@@ -96,21 +96,22 @@ export class Nemesis {
           break
         case 'partition':
         case 'links':
-        case 'gossip': {
+        case 'gossip':
+        case 'udp': {
           // Each splits the cluster in two; a partition drops all cluster
           // traffic between the sides, a link cut only the data-plane links
           // (membership still sees everyone alive, so messages must survive
           // the links' reconnection alone), a gossip cut only the membership
           // traffic (each side declares the other dead while their links
-          // stay up: a starved node's false death, which must move nothing).
+          // stay up: a starved node's false death, which must move nothing),
+          // a UDP cut only the UDP (a firewall open for TCP only: the TCP
+          // fallback probe must keep everyone alive).
           const side = new Set(f.targets)
           const across = new Map<number, number[]>()
           for (const n of cluster.nodes) across.set(n.index, cluster.nodes.filter((m) => side.has(m.index) !== side.has(n.index)).map((m) => m.index))
-          if (f.kind === 'partition') await cluster.setFaults(across)
-          else if (f.kind === 'links') await cluster.setFaults(new Map(), across)
-          else await cluster.setFaults(new Map(), new Map(), across)
+          await cluster.setFaults({ [f.kind === 'partition' ? 'blocked' : f.kind]: across })
           await this.wait(f.holdMs)
-          await cluster.setFaults(new Map())
+          await cluster.setFaults()
           break
         }
       }

@@ -2,7 +2,7 @@
 // effects; anything wrong is a USAGE error (exit status 2).
 import { BrokerHaError } from '../errors.js'
 import { didYouMean } from '../did-you-mean.js'
-import { FAULT_KINDS, NAMED_FAULT_KINDS, type FaultKind } from './schedule.js'
+import { FAULT_KINDS, NAMED_FAULT_KINDS, TWO_SIDED, type FaultKind } from './schedule.js'
 import { MERGE_TIMINGS, type MergeTiming } from './cluster-config.js'
 
 export const MAX_NODES = 20
@@ -39,9 +39,9 @@ export function parseSeed (text: string): number {
   return n
 }
 
-/** Partitions, link cuts and gossip cuts need two sides. */
+/** Partitions and link, gossip and UDP cuts need two sides. */
 export function checkFaultsForNodes (faults: readonly FaultKind[], nodes: number): void {
-  const needTwo = faults.filter((f) => f === 'partition' || f === 'links' || f === 'gossip')
+  const needTwo = faults.filter((f) => TWO_SIDED.includes(f))
   if (nodes < 2 && needTwo.length > 0) throw new BrokerHaError('USAGE', `--faults ${needTwo.join(',')} need at least 2 nodes`, { key: '--faults' })
 }
 

@@ -194,7 +194,7 @@ export async function runChaos (options: ChaosOptions): Promise<ChaosResult> {
     progress.phase = 'settling'
     progress.fault = undefined
     emit('settling: waiting for membership to converge, stopping writers, draining deliveries')
-    await cluster.setFaults(new Map()).catch(() => {})
+    await cluster.setFaults().catch(() => {})
     for (const n of cluster.nodes) if (n.state === 'paused') cluster.resume(n.index)
     await waitConverged(bound)
     await workloads.stopWriters()

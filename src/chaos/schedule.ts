@@ -6,7 +6,7 @@
 import { pick, randomInt, seededRandom, shuffled, type Random } from '../random.js'
 
 /** The kinds `--faults all` runs. */
-export const FAULT_KINDS = ['kill', 'stop', 'pause', 'restart', 'partition', 'links', 'gossip'] as const
+export const FAULT_KINDS = ['kill', 'stop', 'pause', 'restart', 'partition', 'links', 'gossip', 'udp'] as const
 /**
  * Kinds run only when named: `restart-all` kills every node at once, which
  * only a cluster with storage survives (the launcher then gives every node
@@ -14,6 +14,9 @@ export const FAULT_KINDS = ['kill', 'stop', 'pause', 'restart', 'partition', 'li
  */
 export const NAMED_FAULT_KINDS = ['restart-all', 'restart-all-late'] as const
 export type FaultKind = typeof FAULT_KINDS[number] | typeof NAMED_FAULT_KINDS[number]
+
+/** Kinds that split the cluster in two sides, so need two nodes at least. */
+export const TWO_SIDED: readonly FaultKind[] = ['partition', 'links', 'gossip', 'udp']
 
 export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   kill: 'kill -9 a node, restart it after the hold',
@@ -23,6 +26,7 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   partition: 'split the cluster in two (gossip and data plane dropped between the sides), heal after the hold',
   links: 'cut the data-plane peer links between two sides (membership untouched), restore after the hold',
   gossip: 'drop the membership traffic between two sides (links stay up: false deaths), restore after the hold',
+  udp: 'drop only the UDP between two sides (a firewall open for TCP only): nobody may be declared dead, restore after the hold',
   'restart-all': 'kill -9 every node, start them all after the hold (nodes get storage.dir, sync always; not part of all)',
   'restart-all-late': 'as restart-all, but one node comes back only after the others\' start window (storage.peers_wait): its sessions are taken over first (not part of all)'
 }
@@ -93,7 +97,7 @@ export function planSchedule (options: ScheduleOptions): PlannedFault[] {
   const [gapMin, gapMax] = options.gapMs ?? timings.gapMs
   const warmup = options.warmupMs ?? 3000
   const end = options.durationMs - (options.cooldownMs ?? 3000)
-  const kinds = options.kinds.filter((k) => options.nodes >= 2 || (k !== 'partition' && k !== 'links' && k !== 'gossip'))
+  const kinds = options.kinds.filter((k) => options.nodes >= 2 || !TWO_SIDED.includes(k))
   if (kinds.length === 0) return []
   const plan: PlannedFault[] = []
   // First every kind once in a seeded order, so a short run still covers them all.
@@ -123,7 +127,8 @@ function targetsFor (kind: FaultKind, nodes: number, random: Random): number[] {
       return all
     case 'partition':
     case 'links':
-    case 'gossip': {
+    case 'gossip':
+    case 'udp': {
       // A minority side of 1..floor(n/2) nodes; the majority keeps serving too (availability over refusal).
       const size = randomInt(random, 1, Math.max(1, Math.floor(nodes / 2)))
       return shuffled(random, all).slice(0, size).sort((a, b) => a - b)
@@ -140,6 +145,7 @@ export function describeFault (f: PlannedFault, names: readonly string[]): strin
     case 'partition': return `partition {${who}} | rest for ${f.holdMs} ms`
     case 'links': return `cut peer links of {${who}} for ${f.holdMs} ms`
     case 'gossip': return `drop membership traffic of {${who}} for ${f.holdMs} ms (links stay up)`
+    case 'udp': return `drop UDP of {${who}} for ${f.holdMs} ms (TCP open)`
     case 'restart': return 'rolling restart of every node'
     case 'restart-all': return `kill -9 every node, start them all after ${f.holdMs} ms`
     case 'restart-all-late': return `kill -9 every node, start them after ${f.holdMs} ms, ${names[f.late ?? 0] ?? '?'} only after the others' start window`

@@ -203,6 +203,23 @@ test('membership that does not converge after a fault fails; convergence within 
   assert.equal(status(make(undefined), 'membership-convergence'), 'fail')
 })
 
+test('a member listed dead while only UDP is cut fails membership-convergence; staying alive passes', () => {
+  const make = (seen: 'alive' | 'suspect' | 'dead') => {
+    const b = cleanRun()
+    const t0 = b.t
+    b.add({ type: 'fault-start', id: 1, kind: 'udp', targets: ['b'], description: 'drop UDP of {b}' })
+    b.at(t0 + 2000).add({ type: 'view', node: 'a', members: { a: 'alive', b: seen } })
+    b.at(t0 + 3000).add({ type: 'fault-end', id: 1 }).add({ type: 'view', node: 'a', members: { a: 'alive', b: 'alive' } })
+    b.at(t0 + 20_000)
+    return checkHistory(b.end(), options())
+  }
+  assert.equal(status(make('alive'), 'membership-convergence'), 'pass')
+  assert.equal(status(make('suspect'), 'membership-convergence'), 'pass')
+  const dead = make('dead')
+  assert.equal(status(dead, 'membership-convergence'), 'fail')
+  assert.match(dead.verdicts.find((v) => v.id === 'membership-convergence')!.details.join('\n'), /fault #1 udp b: a listed b dead while only UDP was cut/)
+})
+
 test('a publisher that never publishes again fails publish-recovery', () => {
   const b = cleanRun()
   b.add({ type: 'publish-failed', client: 'pub-1', conn: 'p1', node: 'a', topic: 'chaos/d/pub-1/q1', seq: 9, qos: 1, reason: 'timeout' })

@@ -1,7 +1,7 @@
 // The chaos control channel (issue 6): lets the `broker-ha chaos` runner cut
-// this node's cluster traffic (partition), only its data-plane links, or only
-// its membership traffic (a false death: links stay up) to chosen peers,
-// without root. Registered only when the node was started with the hidden
+// this node's cluster traffic (partition), only its data-plane links, only
+// its membership traffic (a false death: links stay up), or only its UDP (a
+// firewall open for TCP only) to chosen peers, without root. Registered only when the node was started with the hidden
 // `serve --chaos-control` flag, which also insists on loopback binds; a
 // normal deployment has no such route at all. Hidden from the OpenAPI
 // document for the same reason.
@@ -13,6 +13,7 @@ export interface FaultControl {
   block (peer: string): void
   cutLinks (peer: string): void
   cutGossip (peer: string): void
+  cutUdp (peer: string): void
   heal (): void
 }
 
@@ -21,14 +22,16 @@ export const CHAOS_FAULTS_ROUTE = '/chaos/faults'
 const FaultState = Type.Object({
   blocked: Type.Array(Type.String({ minLength: 1, maxLength: 300 }), { maxItems: 1000, description: 'peer hosts (or host:port) whose cluster traffic (gossip and data plane) is dropped both ways' }),
   links: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 300 }), { maxItems: 1000, description: 'peer hosts (or host:port) whose data-plane links only are cut' })),
-  gossip: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 300 }), { maxItems: 1000, description: 'peer hosts (or host:port) whose membership traffic only is dropped (their links stay up)' }))
+  gossip: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 300 }), { maxItems: 1000, description: 'peer hosts (or host:port) whose membership traffic only is dropped (their links stay up)' })),
+  udp: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 300 }), { maxItems: 1000, description: 'peer hosts (or host:port) whose UDP only is dropped (TCP exchanges and links pass)' }))
 }, { additionalProperties: false })
 type FaultState = Static<typeof FaultState>
 
 const FaultAnswer = Type.Object({
   blocked: Type.Array(Type.String()),
   links: Type.Array(Type.String()),
-  gossip: Type.Array(Type.String())
+  gossip: Type.Array(Type.String()),
+  udp: Type.Array(Type.String())
 })
 
 export function chaosFaultRoutes (app: FastifyInstance, deps: { faults: FaultControl }): void {
@@ -36,7 +39,8 @@ export function chaosFaultRoutes (app: FastifyInstance, deps: { faults: FaultCon
   let blocked: string[] = []
   let links: string[] = []
   let gossip: string[] = []
-  const answer = () => ({ blocked, links, gossip })
+  let udp: string[] = []
+  const answer = () => ({ blocked, links, gossip, udp })
   app.get(CHAOS_FAULTS_ROUTE, { schema: { hide: true, response: { 200: FaultAnswer } } }, async () => answer())
   // Replaces the whole set, so a retried request cannot leave stale blocks.
   app.post<{ Body: FaultState }>(CHAOS_FAULTS_ROUTE, { schema: { hide: true, body: FaultState, response: { 200: FaultAnswer } } }, async (request) => {
@@ -44,9 +48,11 @@ export function chaosFaultRoutes (app: FastifyInstance, deps: { faults: FaultCon
     blocked = [...new Set(request.body.blocked)]
     links = [...new Set(request.body.links ?? [])]
     gossip = [...new Set(request.body.gossip ?? [])]
+    udp = [...new Set(request.body.udp ?? [])]
     for (const peer of blocked) deps.faults.block(peer)
     for (const peer of links) deps.faults.cutLinks(peer)
     for (const peer of gossip) deps.faults.cutGossip(peer)
+    for (const peer of udp) deps.faults.cutUdp(peer)
     return answer()
   })
 }
