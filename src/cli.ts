@@ -26,8 +26,29 @@ export function buildProgram (): Command {
   return program
 }
 
+let pipesWatched = false
+
+/**
+ * A reader that goes away (`broker-ha chaos --dry-run | head`) closes our
+ * stdout: the next write fails with EPIPE, an 'error' event nobody handled,
+ * and Node ended the command with a stack trace. Now what would have been
+ * written goes nowhere, as with any Unix tool, and the command carries on
+ * to its own exit status (a broker keeps serving).
+ */
+function ignoreClosedPipes (): void {
+  if (pipesWatched) return
+  pipesWatched = true
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') return
+      throw err
+    })
+  }
+}
+
 /** Runs the CLI; resolves with the exit status instead of calling process.exit. */
 export async function main (argv: string[]): Promise<number> {
+  ignoreClosedPipes()
   const program = buildProgram()
   try {
     await program.parseAsync(argv)

@@ -6,6 +6,8 @@ import { mkdtempSync, writeFileSync, rmSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect } from 'node:net'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { BIN, ROOT } from '../helpers/node.js'
 import { NO_TMUX, TmuxPane } from '../helpers/tmux.js'
 import { runCli, type Run } from '../helpers/run.js'
@@ -28,6 +30,18 @@ test('--version prints the package version', async () => {
   const r = await run(['--version'])
   assert.equal(r.code, 0)
   assert.equal(r.stdout.trim(), version)
+})
+
+test('a reader that closes the pipe early ends the output, not the command with a stack trace', async () => {
+  // `broker-ha chaos --dry-run --duration 60m | head -1`: the schedule is far longer than one line.
+  const child = spawn(process.execPath, [BIN, 'chaos', '--dry-run', '--duration', '60m', '--seed', '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  await once(child.stdout, 'data')
+  child.stdout.destroy()
+  const [code] = await once(child, 'exit') as [number | null]
+  assert.equal(stderr, '', 'nothing on stderr')
+  assert.equal(code, 0)
 })
 
 test('--help works on the program and every subcommand', async () => {
