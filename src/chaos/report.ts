@@ -57,7 +57,8 @@ export function formatReport (result: ChaosResult): string {
   return out.join('\n')
 }
 
-export interface JsonReportContext { seed: number, nodes: number, durationMs: number, faults: readonly string[] }
+/** The run's flags: with the seed, what reruns it (`--scope`, `--storage`, `--merge-timing` change what it does). */
+export interface JsonReportContext { seed: number, nodes: number, durationMs: number, faults: readonly string[], scope: string, storage: boolean, mergeTiming: string }
 
 /** What --json writes: the run's parameters, plan, verdicts and history summary. */
 export function jsonReport (result: ChaosResult, ctx: JsonReportContext): Record<string, unknown> {
@@ -68,6 +69,9 @@ export function jsonReport (result: ChaosResult, ctx: JsonReportContext): Record
     nodes: ctx.nodes,
     duration_ms: ctx.durationMs,
     faults: ctx.faults,
+    scope: ctx.scope,
+    storage: ctx.storage,
+    merge_timing: ctx.mergeTiming,
     plan: result.planText,
     network: result.network,
     partitions: result.partitions,

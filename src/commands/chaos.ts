@@ -137,7 +137,7 @@ export function chaosCommand (): Command {
         process.off('SIGTERM', onSignal)
       }
       process.stdout.write(`\n${formatReport(result)}\nseed ${seed} (same seed, same fault schedule)\n`)
-      if (flags.json !== undefined) writeFileSync(flags.json, JSON.stringify(jsonReport(result, { seed, nodes, durationMs, faults }), null, 2) + '\n')
+      if (flags.json !== undefined) writeFileSync(flags.json, JSON.stringify(jsonReport(result, { seed, nodes, durationMs, faults, scope, storage, mergeTiming }), null, 2) + '\n')
       if (flags.history !== undefined) writeFileSync(flags.history, result.events.map((e) => JSON.stringify(e)).join('\n') + '\n')
       process.exitCode = result.interrupted ? 130 : result.ok ? 0 : 1
     })

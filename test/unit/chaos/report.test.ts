@@ -49,7 +49,7 @@ test('the live view shows nodes, the current fault, counters and progress', () =
   assert.equal(progressBar(0.5, 10), '█████░░░░░')
 })
 
-test('the report and --json say where the nodes ran and how partitions were made', () => {
+test('the report and --json say where the nodes ran, how partitions were made, and the flags that rerun it', () => {
   const events: HistoryEvent[] = [
     { type: 'run-start', t: 0, seed: 1, nodes: ['chaos-1', 'chaos-2'], faults: ['partition'], durationMs: 5000 },
     { type: 'run-end', t: 5000 }
@@ -61,8 +61,12 @@ test('the report and --json say where the nodes ran and how partitions were made
   const loopback: ChaosResult = { ...base, network: 'loopback', partitions: 'fault-hook' }
   assert.match(formatReport(netns), /^network: netns; partitions: blackhole routes between network namespaces$/m)
   assert.match(formatReport(loopback), /^network: loopback; partitions: in-process fault hook/m)
-  const ctx = { seed: 1, nodes: 2, durationMs: 5000, faults: ['partition'] }
+  const ctx = { seed: 1, nodes: 2, durationMs: 5000, faults: ['partition'], scope: 'full', storage: false, mergeTiming: 'default' }
   assert.equal(jsonReport(netns, ctx).network, 'netns')
+  // What reruns it besides the seed.
+  assert.equal(jsonReport(netns, ctx).merge_timing, 'default')
+  assert.equal(jsonReport(netns, ctx).scope, 'full')
+  assert.equal(jsonReport(netns, ctx).storage, false)
   assert.equal(jsonReport(netns, ctx).partitions, 'netns-routes')
   assert.equal(jsonReport(loopback, ctx).partitions, 'fault-hook')
 })
