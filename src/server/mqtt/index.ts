@@ -54,7 +54,8 @@ import { installSubscriptionQuota, quotaRefusalCode, refuseWholeSubscribe, type 
 import type { AccessRules } from './access-rules.js'
 import { AedesHooks } from './hooks.js'
 import { MqttIntrospection, type MessageCounts } from './introspection.js'
-import { internals, brokerInternals, encodePacket, dropEndOfStreamWatch, closeClient } from './aedes-internals.js'
+import { internals, brokerInternals, encodePacket, dropEndOfStreamWatch, fastListenerTable, closeClient } from './aedes-internals.js'
+import type { EventEmitter } from 'node:events'
 import { ClientLog } from './client-log.js'
 import { Listeners, describeConnection, remoteOf, formatRemote, type ConnectionInfo } from './listeners/index.js'
 import { certificateIdentityLayer } from './listeners/identity.js'
@@ -291,20 +292,24 @@ export class MqttServer {
         }
       }
     }
+    // One listener for every client (`this` is the client), left in place
+    // once it ran: removing the client's last 'connected' listener would
+    // turn its listener table back into a dictionary (fastListenerTable).
+    const startSender = (client: Client): void => {
+      // The queue is the sender's for a stored session (persistent, or resumed with Clean Start 0).
+      const sender = this.senderFor(client, senderOptions)
+      if (!sender.managing) {
+        this.ownSenders.delete(client)
+        return
+      }
+      this.senders.get(client.id)?.stop()
+      this.senders.set(client.id, sender)
+      sender.start(this.deliveryGate?.(client.id))
+    }
+    const onConnected = function (this: Client): void { startSender(this) }
     hooks.connection('delivery', (client) => {
       installDelivery(client, delivery)
-      // Gone once connected: an idle connection does not keep it.
-      client.once('connected', () => {
-        // The queue is the sender's for a stored session (persistent, or resumed with Clean Start 0).
-        const sender = this.senderFor(client, senderOptions)
-        if (!sender.managing) {
-          this.ownSenders.delete(client)
-          return
-        }
-        this.senders.get(client.id)?.stop()
-        this.senders.set(client.id, sender)
-        sender.start(this.deliveryGate?.(client.id))
-      })
+      client.on('connected', onConnected)
     })
     hooks.closed('delivery', (client) => {
       const sender = this.ownSenders.get(client)
@@ -384,6 +389,8 @@ export class MqttServer {
     const client = this.aedes.handle(socket)
     dropEndOfStreamWatch(client)
     this.hooks.connected(client)
+    fastListenerTable(client as unknown as EventEmitter)
+    fastListenerTable(internals(client)._parser)
   }
 
   /**
