@@ -1,8 +1,9 @@
-// What the Overview warns about: members that are not alive and a cluster
-// smaller than expected. The expected size is the operator's --expect, or
+// What the Overview warns about: members that are not alive, a cluster
+// smaller than expected, and nodes whose probes get through over TCP only. The expected size is the operator's --expect, or
 // else the largest number of alive members this session has seen, so a
 // member that dies and is reaped from the list is still noticed.
 import type { MemberRow } from './cluster-model.js'
+import type { MetricsHistory } from './node-metrics.js'
 
 export interface Alert { level: 'warn' | 'error', text: string }
 
@@ -22,6 +23,22 @@ export function clusterAlerts (members: MemberRow[], expected: number | undefine
   const want = expected ?? maxSeenAlive
   if (alive < want) {
     alerts.push({ level: 'error', text: `cluster has ${alive} alive member${alive === 1 ? '' : 's'}, ${expected === undefined ? 'had' : 'expected'} ${want}` })
+  }
+  return alerts
+}
+
+/**
+ * Nodes whose probes were answered over TCP only between their last two
+ * scrapes: UDP on the cluster port is blocked between them and a member.
+ * Nobody is declared dead for it (the TCP fallback probe), but gossip does
+ * not get through, which the log says once a minute and this says at once.
+ */
+export function udpBlockedAlerts (history: MetricsHistory): Alert[] {
+  const alerts: Alert[] = []
+  for (const [node, series] of Object.entries(history)) {
+    const [a, b] = series.snapshots.slice(-2)
+    if (a?.tcpAcks === undefined || b?.tcpAcks === undefined || b.tcpAcks <= a.tcpAcks) continue
+    alerts.push({ level: 'warn', text: `${node}: probes answered over TCP only (UDP on the cluster port blocked; open it)` })
   }
   return alerts
 }

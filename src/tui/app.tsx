@@ -9,7 +9,7 @@ import type { ClusterSource } from './cluster-source.js'
 import { describeError, isAuthError, refusalOf } from './cluster-source.js'
 import { clientRows, clientsPerNode, inflightRows, memberRows, retainedRows, subscriberRows, type Answered, type ClientRow, type MemberRow } from './cluster-model.js'
 import { plural } from './text-layout.js'
-import { clusterAlerts } from './alerts.js'
+import { clusterAlerts, udpBlockedAlerts } from './alerts.js'
 import { usePoll } from './hooks/use-poll.js'
 import { useKeyState } from './hooks/use-key-state.js'
 import { KeyRouterContext, useKeyRouter } from './hooks/use-keys.js'
@@ -160,7 +160,7 @@ export function App ({ source, refreshMs = 2000, expectMembers, initialView = 'o
   const body = (() => {
     switch (view) {
       case 'overview':
-        return <OverviewView active={!help} members={memberList} alerts={memberList === undefined ? [] : clusterAlerts(memberList, expectMembers, maxSeenAlive, clientList?.failures)} clientsPerNode={clientsPerNode(clients.data)} unanswered={clientList?.failures ?? {}} history={history} width={width} height={bodyHeight} />
+        return <OverviewView active={!help} members={memberList} alerts={memberList === undefined ? [] : [...clusterAlerts(memberList, expectMembers, maxSeenAlive, clientList?.failures), ...udpBlockedAlerts(history)]} clientsPerNode={clientsPerNode(clients.data)} unanswered={clientList?.failures ?? {}} history={history} width={width} height={bodyHeight} />
       case 'clients':
         return (
           <ClientsView

@@ -18,6 +18,8 @@ export interface NodeSnapshot {
   dropped?: number | undefined
   busDropped?: number | undefined
   rss?: number | undefined
+  /** Probes this node got answered over TCP only (UDP between it and a member blocked). */
+  tcpAcks?: number | undefined
   /** The config in force (broker_config_info's version label) and when it was loaded (unix seconds). */
   configVersion?: string | undefined
   configLoadedAt?: number | undefined
@@ -39,6 +41,7 @@ export function snapshotFromMetrics (text: string, at: number): NodeSnapshot {
     dropped: metricSum(s, 'broker_messages_dropped'),
     busDropped: metricSum(s, 'broker_bus_dropped_total'),
     rss: metricSum(s, 'process_resident_memory_bytes'),
+    tcpAcks: metricSum(s, 'broker_cluster_probes_total', { name: 'result', value: 'tcp-ack' }),
     configVersion: s.find((x) => x.name === 'broker_config_info')?.labels.version,
     configLoadedAt: metricSum(s, 'broker_config_loaded_timestamp_seconds')
   }

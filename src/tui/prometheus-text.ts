@@ -34,12 +34,13 @@ function parseValue (text: string): number | undefined {
   return Number.isNaN(n) ? undefined : n
 }
 
-/** Sum of every sample of a metric (all label sets); undefined when absent. */
-export function metricSum (samples: Sample[], name: string): number | undefined {
+/** Sum of every sample of a metric (all label sets, or those with `label`'s value); undefined when absent. */
+export function metricSum (samples: Sample[], name: string, label?: { name: string, value: string }): number | undefined {
   let found = false
   let sum = 0
   for (const s of samples) {
     if (s.name !== name) continue
+    if (label !== undefined && s.labels[label.name] !== label.value) continue
     found = true
     sum += s.value
   }

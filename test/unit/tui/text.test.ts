@@ -2,7 +2,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { previewPayload, hexDump } from '../../../src/tui/payload-preview.js'
 import { fit, formatCells, layoutColumns, plural, windowStart, formatBytes, formatDuration } from '../../../src/tui/text-layout.js'
-import { clusterAlerts } from '../../../src/tui/alerts.js'
+import { clusterAlerts, udpBlockedAlerts } from '../../../src/tui/alerts.js'
+import { snapshotFromMetrics } from '../../../src/tui/node-metrics.js'
 import { nextDelay, MAX_BACKOFF_MS } from '../../../src/tui/hooks/use-poll.js'
 import type { MemberRow } from '../../../src/tui/cluster-model.js'
 
@@ -52,6 +53,19 @@ test('alerts: suspect and dead members, and a cluster smaller than expected or t
   assert.deepEqual(alerts.map((a) => a.text), ['b is suspect (probes failing)', 'c is dead', 'cluster has 1 alive member, had 3'])
   assert.deepEqual(clusterAlerts([row('a', 'alive')], 3, 1).map((a) => a.text), ['cluster has 1 alive member, expected 3'])
   assert.deepEqual(clusterAlerts([row('a', 'alive'), row('b', 'alive'), row('c', 'dead')], 2, 2, { b: 'network: connection refused', c: 'timeout' }).map((a) => a.text), ['b does not answer: network: connection refused', 'c is dead'])
+})
+
+test('alerts: a node whose probes got through over TCP only since its last scrape (UDP blocked)', () => {
+  const metrics = (tcpAck: number): string => `broker_cluster_probes_total{result="ack"} 50\nbroker_cluster_probes_total{result="tcp-ack"} ${tcpAck}\nbroker_cluster_probes_total{result="failed"} 0\n`
+  assert.equal(snapshotFromMetrics(metrics(7), 0).tcpAcks, 7, 'only the tcp-ack label')
+  const history = {
+    'broker-0': { snapshots: [snapshotFromMetrics(metrics(3), 0), snapshotFromMetrics(metrics(9), 2000)] },
+    'broker-1': { snapshots: [snapshotFromMetrics(metrics(3), 0), snapshotFromMetrics(metrics(3), 2000)] },
+    'broker-2': { snapshots: [snapshotFromMetrics(metrics(3), 0)] }
+  }
+  assert.deepEqual(udpBlockedAlerts(history), [{ level: 'warn', text: 'broker-0: probes answered over TCP only (UDP on the cluster port blocked; open it)' }])
+  // A node of an earlier release has no such label: no alert.
+  assert.deepEqual(udpBlockedAlerts({ old: { snapshots: [snapshotFromMetrics('', 0), snapshotFromMetrics('', 1)] } }), [])
 })
 
 test('polling backs off while failures repeat, up to a ceiling', () => {
