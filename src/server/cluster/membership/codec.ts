@@ -45,9 +45,13 @@ export interface NodeState {
 export type StreamMessage =
   | { type: 'push-pull', join: boolean, nodes: NodeState[], userState: string }
   | { type: 'error', code: string, message: string }
-  /** The TCP fallback probe (state.ts): a ping over a stream, for when UDP probes fail. */
-  | { type: 'ping', seq: number, node: string }
-  | { type: 'ack', seq: number }
+  /**
+   * The TCP fallback probe (state.ts): a ping over a stream, for when UDP
+   * probes fail, and its ack; each carries the sender's pending gossip
+   * (alive, suspect and dead news), which UDP does not deliver between them.
+   */
+  | { type: 'ping', seq: number, node: string, gossip: Message[] }
+  | { type: 'ack', seq: number, gossip: Message[] }
 
 export type BadPacketReason = 'auth' | 'encryption' | 'version' | 'decode' | 'size' | 'replay' | 'target'
 
@@ -110,10 +114,10 @@ export function decodeStream (buf: Buffer): StreamMessage {
       if (isString(m.code) && typeof m.message === 'string') return { type: 'error', code: m.code, message: m.message.slice(0, 1000) }
       break
     case 'ping':
-      if (isUint(m.seq) && isString(m.node)) return { type: 'ping', seq: m.seq, node: m.node }
+      if (isUint(m.seq) && isString(m.node)) return { type: 'ping', seq: m.seq, node: m.node, gossip: checkGossip(m.gossip) }
       break
     case 'ack':
-      if (isUint(m.seq)) return { type: 'ack', seq: m.seq }
+      if (isUint(m.seq)) return { type: 'ack', seq: m.seq, gossip: checkGossip(m.gossip) }
       break
   }
   throw new CodecError('decode', 'malformed stream message')
@@ -164,6 +168,19 @@ function checkNodeState (v: unknown): NodeState {
     return { name: v.name, addr: v.addr, port: v.port, incarnation: v.incarnation, state: v.state as MemberState, meta: checkMeta(v.meta), vsn: checkVersions(v.vsn) }
   }
   throw new CodecError('decode', 'malformed node state')
+}
+
+const GOSSIP: readonly string[] = ['alive', 'suspect', 'dead']
+
+/** News carried by a stream ping or ack: alive, suspect and dead messages only (absent: none). */
+function checkGossip (v: unknown): Message[] {
+  if (v === undefined) return []
+  if (!Array.isArray(v) || v.length > 256) throw new CodecError('decode', 'malformed gossip')
+  return v.map((m) => {
+    const message = checkMessage(m)
+    if (!GOSSIP.includes(message.type)) throw new CodecError('decode', `${message.type} is not gossip`)
+    return message
+  })
 }
 
 function checkMessage (m: unknown): Message {

@@ -29,15 +29,16 @@
 //     sealed request = keyring.seal(nonce (16) | time ms (8) | stream message)
 //     sealed answer  = keyring.seal(stream message, bound to the nonce)
 // - The TCP fallback probe (state.ts) is the other stream request: a ping
-//   answered with an ack, sealed the same way, so an unkeyed host can
-//   neither ask nor answer one. A node older than it counts the ping as a
-//   malformed stream and closes it: the probe fails, as it did before.
+//   answered with an ack, each with the sender's pending gossip, sealed the
+//   same way, so an unkeyed host can neither ask nor answer one. A node
+//   older than it counts the ping as a malformed stream and closes it: the
+//   probe fails, as it did before.
 import { randomBytes } from 'node:crypto'
 import { BrokerHaError } from '../../../errors.js'
 import type { Keyring } from '../keyring.js'
 import {
   CodecError, OUR_VERSIONS, decodeStream, encodeStream,
-  type BadPacketReason, type NodeState, type StreamMessage, type Versions
+  type BadPacketReason, type Message, type NodeState, type StreamMessage, type Versions
 } from './codec.js'
 import type { MemberTable, MemberTableObserver } from './member-table.js'
 import { addressKey, type Address, type Transport } from './transport.js'
@@ -72,8 +73,12 @@ export interface PushPullOptions {
   observer: PushPullObserver
   /** Between the state machine's start and stop: no exchange is answered outside it. */
   running: () => boolean
-  /** Whether a stream ping for `node` gets an ack: it names us, and we are not leaving. */
-  answersPing: (node: string) => boolean
+  /**
+   * A stream ping for `node` with the pinger's gossip: the gossip to send
+   * back with the ack, or undefined for no ack (it does not name us, or we
+   * are leaving).
+   */
+  answerPing: (from: Address, node: string, gossip: Message[]) => Message[] | undefined
 }
 
 /** memberlist pushPullScale: beyond 32 members, push/pull less often so the cluster-wide TCP load stays flat. */
@@ -106,15 +111,16 @@ export class PushPull {
   }
 
   /**
-   * The TCP fallback probe: pings `node` at `address` over a stream. Resolves
-   * true on its ack within `timeoutMs`, false on anything else; never rejects.
+   * The TCP fallback probe: pings `node` at `address` over a stream, with
+   * `gossip`. Resolves with the gossip of its ack within `timeoutMs`, or
+   * undefined on anything else; never rejects.
    */
-  async ping (address: Address, seq: number, node: string, timeoutMs: number): Promise<boolean> {
+  async ping (address: Address, seq: number, node: string, gossip: Message[], timeoutMs: number): Promise<Message[] | undefined> {
     try {
-      const response = await this.request(address, { type: 'ping', seq, node }, timeoutMs)
-      return response.type === 'ack' && response.seq === seq
+      const response = await this.request(address, { type: 'ping', seq, node, gossip }, timeoutMs)
+      return response.type === 'ack' && response.seq === seq ? response.gossip : undefined
     } catch {
-      return false
+      return undefined
     }
   }
 
@@ -152,7 +158,8 @@ export class PushPull {
       return undefined
     }
     if (message.type === 'ping') {
-      return this.opts.answersPing(message.node) ? keyring.seal(encodeStream({ type: 'ack', seq: message.seq }), nonce) : undefined
+      const gossip = this.opts.answerPing(from, message.node, message.gossip)
+      return gossip === undefined ? undefined : keyring.seal(encodeStream({ type: 'ack', seq: message.seq, gossip }), nonce)
     }
     if (message.type !== 'push-pull') return undefined
     if (message.join) {

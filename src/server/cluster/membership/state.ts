@@ -112,7 +112,7 @@ export class SwimState extends EventEmitter<MembershipEvents> {
       timeoutMs: opts.profile.tcpTimeout,
       observer: this.observer,
       running: () => this.running,
-      answersPing: (node) => node === this.name && !this.table.leaving
+      answerPing: (from, node, gossip) => this.answerTcpPing(from, node, gossip)
     })
   }
 
@@ -286,7 +286,13 @@ export class SwimState extends EventEmitter<MembershipEvents> {
       // handshake. A member silent both ways (partitioned, paused) costs a
       // failed probe up to that much longer; a crashed one refuses at once.
       const tcpTimeout = Math.max(remaining, this.awareness.scaleTimeout(this.profile.probeTimeout))
-      const overTcp = this.pushPull.ping({ host: target.addr, port: target.port }, seq, target.name, tcpTimeout)
+      // With our pending gossip, and our suspicion of the target if we hold
+      // one: gossip of it may be spent on members UDP reaches before this
+      // ping, and a member UDP does not reach can refute only what it hears.
+      const targetAddress = { host: target.addr, port: target.port }
+      const held = this.table.get(target.name)
+      const suspicion: Message[] = held?.state === 'suspect' ? [{ type: 'suspect', incarnation: held.incarnation, node: held.name, from: this.name }] : []
+      const overTcp = this.pushPull.ping(targetAddress, seq, target.name, [...suspicion, ...this.broadcasts.getBroadcasts(1, this.packetBudget())], tcpTimeout)
       // The indirect acks get the whole window before the TCP answer counts,
       // so 'tcp-ack' (and its warning) means UDP reached the target by no path.
       if (!waiter.acked && remaining > 0) await this.sleep(remaining, waiter)
@@ -295,7 +301,16 @@ export class SwimState extends EventEmitter<MembershipEvents> {
         this.observer.probe?.(target.name, 'indirect-ack')
         return
       }
-      if (await overTcp) {
+      const gossip = await overTcp
+      if (!this.running) return
+      // A UDP ack may have come while the TCP answer was awaited (this
+      // process stalled, both answers queued): UDP works then.
+      if (waiter.acked) {
+        this.observer.probe?.(target.name, 'indirect-ack')
+        return
+      }
+      if (gossip !== undefined) {
+        for (const m of gossip) this.handleMessage(targetAddress, m)
         this.observer.probe?.(target.name, 'tcp-ack')
         return
       }
@@ -394,6 +409,18 @@ export class SwimState extends EventEmitter<MembershipEvents> {
         const t = this.clock.setTimeout(() => { this.timers.delete(t); this.syncing.delete(source.name) }, this.profile.probeInterval)
         this.timers.add(t)
       })
+  }
+
+  /**
+   * A TCP fallback ping: acked when it names us, with our pending gossip in
+   * exchange for the pinger's. Where UDP is blocked between two members this
+   * is the only way their news (a suspicion of us, our refutation) travels
+   * between push/pulls.
+   */
+  private answerTcpPing (from: Address, node: string, gossip: Message[]): Message[] | undefined {
+    if (!this.running || node !== this.name || this.table.leaving) return undefined
+    for (const m of gossip) this.handleMessage(from, m)
+    return this.broadcasts.getBroadcasts(1, this.packetBudget())
   }
 
   /**

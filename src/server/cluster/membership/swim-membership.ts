@@ -43,6 +43,9 @@ export interface SwimMembershipOptions {
 /** How long stop() spends telling the others we leave. */
 const LEAVE_TIMEOUT_MS = 2000
 
+/** Probes of a member answered over TCP only, in a row, before the node warns that UDP is blocked. */
+const TCP_ONLY_WARN_AFTER = 3
+
 export class SwimMembership extends EventEmitter<MembershipEvents> implements Membership {
   private readonly state: SwimState
   private readonly transport: Transport
@@ -86,6 +89,8 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
     const refusedLog = rateLimited(this.log, 10_000)
     const conflictLog = rateLimited(this.log, 10_000)
     const udpLog = rateLimited(this.log, 60_000)
+    /** Probes of a member answered over TCP only since its last UDP answer. */
+    const tcpOnly = new Map<string, number>()
     // Read at scrape time, so they may refer to parts built just below.
     const metrics = registerClusterMetrics(opts.registry, {
       members: () => this.state.list(),
@@ -126,7 +131,14 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
       observer: {
         probe: (target, result) => {
           metrics.probe(result)
+          if (result === 'ack' || result === 'indirect-ack') tcpOnly.delete(target)
           if (result !== 'tcp-ack') return
+          // One TCP-only answer can be a stall (both answers queued, TCP's
+          // read first); several in a row with no UDP answer between are a
+          // network that drops UDP.
+          const inARow = (tcpOnly.get(target) ?? 0) + 1
+          tcpOnly.set(target, inARow)
+          if (inARow < TCP_ONLY_WARN_AFTER) return
           const m = this.state.member(target)
           udpLog('warn', { member: target, addr: m === undefined ? undefined : `${m.addr}:${m.port}` },
             'cluster member answered a probe over TCP only: UDP on the cluster port is blocked between us (open it for UDP as well as TCP; gossip now reaches it only through push/pull)')
@@ -157,6 +169,7 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
       this.emit('update', m)
     })
     this.state.on('leave', (m) => {
+      tcpOnly.delete(m.name)
       if (m.state === 'left') metrics.left()
       else metrics.dead()
       this.log.info({ member: m.name, addr: m.addr, incarnation: m.incarnation, state: m.state }, m.state === 'left' ? 'cluster member left' : 'cluster member dead')

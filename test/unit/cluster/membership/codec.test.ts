@@ -26,10 +26,14 @@ test('packets and stream messages round-trip, with every key size', () => {
   }
   const s = { type: 'push-pull' as const, join: true, nodes: [{ name: 'a', addr: '127.0.0.1', port: 7946, meta: { api: 1, mqtt: 2, version: 'v' }, incarnation: 0, state: 'left' as const, vsn: [1, 1, 1, 0, 0, 0] as [number, number, number, number, number, number] }], userState: 'AAE=' }
   assert.deepEqual(decodeStream(encodeStream(s)), s)
-  // The TCP fallback probe's request and answer.
-  for (const m of [{ type: 'ping' as const, seq: 7, node: 'b' }, { type: 'ack' as const, seq: 7 }]) assert.deepEqual(decodeStream(encodeStream(m)), m)
-  assert.equal(reasonOf(() => decodeStream(encodeStream({ type: 'ping', seq: -1, node: 'b' }))), 'decode')
-  assert.equal(reasonOf(() => decodeStream(encodeStream({ type: 'ping', seq: 1, node: '' }))), 'decode')
+  // The TCP fallback probe's request and answer, with gossip (alive, suspect and dead news only).
+  const news = messages.filter((m) => m.type === 'alive' || m.type === 'suspect' || m.type === 'dead')
+  assert.ok(news.length > 0)
+  for (const m of [{ type: 'ping' as const, seq: 7, node: 'b', gossip: news }, { type: 'ack' as const, seq: 7, gossip: [] }]) assert.deepEqual(decodeStream(encodeStream(m)), m)
+  assert.equal(reasonOf(() => decodeStream(encodeStream({ type: 'ping', seq: -1, node: 'b', gossip: [] }))), 'decode')
+  assert.equal(reasonOf(() => decodeStream(encodeStream({ type: 'ping', seq: 1, node: '', gossip: [] }))), 'decode')
+  const ping = messages.find((m) => m.type === 'ping')!
+  assert.equal(reasonOf(() => decodeStream(encodeStream({ type: 'ack', seq: 1, gossip: [ping] }))), 'decode', 'a ping smuggled in as gossip')
 })
 
 test('a wrong key, tampering, a plain packet and truncation are rejected as such', () => {

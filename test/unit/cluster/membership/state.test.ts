@@ -221,6 +221,24 @@ test('a member UDP cannot reach but TCP can is never suspected: the TCP fallback
   }
 })
 
+test('where UDP is blocked, a suspicion and its refutation travel with the TCP fallback probes', async () => {
+  const sim = new SimCluster()
+  try {
+    // No push/pull (the harness's default): the stream pings are the only way news reaches c.
+    const [a, b, c] = await formed(sim, ['a', 'b', 'c'], { keys: [KEY], profile: { suspicionMult: 10 } }) as [SimNode, SimNode, SimNode]
+    for (const other of [a, b]) sim.net.setPacketsCut({ host: c.host, port: 7946 }, { host: other.host, port: 7946 }, true)
+    await sim.clock.until(() => a.probes['tcp-ack'] > 0 && b.probes['tcp-ack'] > 0, 10_000)
+    // c stalls long enough for a probe to fail every way, then answers again.
+    sim.net.setDown({ host: c.host, port: 7946 }, true)
+    await sim.clock.until(() => sim.view(a, 'c') === 'suspect' || sim.view(b, 'c') === 'suspect', 5000)
+    sim.net.setDown({ host: c.host, port: 7946 }, false)
+    await sim.clock.until(() => sim.allSee([a, b], ['c'], 'alive') && c.refutations > 0, 5000)
+    for (const n of [a, b]) assert.ok(!n.events.some((e) => e.type === 'leave'), `${n.name} declared nobody dead`)
+  } finally {
+    await sim.stopAll()
+  }
+})
+
 test('the TCP fallback probe counts only when no UDP path answered: an indirect ack comes first', async () => {
   const sim = new SimCluster()
   try {
