@@ -185,7 +185,7 @@ test('/chaos/faults is behind api.user like everything else, and local-only with
   assert.equal((await call(`${guarded.url}/chaos/faults`, { method: 'POST', body: { blocked: ['127.0.0.9'] } })).status, 401)
   const ok = await call(`${guarded.url}/chaos/faults`, { authorization: basic('chaos', 'chaos-password') })
   assert.equal(ok.status, 200)
-  assert.deepEqual(JSON.parse(ok.text), { blocked: [], links: [], gossip: [] })
+  assert.deepEqual(JSON.parse(ok.text), { blocked: [], links: [], gossip: [], udp: [] })
 
   const open = await start({})
   assert.equal((await call(`${open.url}/chaos/faults`, { dispatcher: from(await freeLoopbackAddress()) })).status, 403)
