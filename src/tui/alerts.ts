@@ -27,17 +27,23 @@ export function clusterAlerts (members: MemberRow[], expected: number | undefine
   return alerts
 }
 
+/** Probes answered over TCP only within the last scrapes that make the alert: one can be a stall, several are a network. */
+const TCP_ONLY_ALERT = { probes: 3, scrapes: 15 }
+
 /**
- * Nodes whose probes were answered over TCP only between their last two
- * scrapes: UDP on the cluster port is blocked between them and a member.
- * Nobody is declared dead for it (the TCP fallback probe), but gossip does
- * not get through, which the log says once a minute and this says at once.
+ * Nodes with several probes answered over TCP only over their last scrapes:
+ * UDP on the cluster port is blocked between them and a member. Nobody is
+ * declared dead for it (the TCP fallback probe), but gossip does not get
+ * through, which the log says once a minute and this says at once.
  */
 export function udpBlockedAlerts (history: MetricsHistory): Alert[] {
   const alerts: Alert[] = []
   for (const [node, series] of Object.entries(history)) {
-    const [a, b] = series.snapshots.slice(-2)
-    if (a?.tcpAcks === undefined || b?.tcpAcks === undefined || b.tcpAcks <= a.tcpAcks) continue
+    const recent = series.snapshots.slice(-TCP_ONLY_ALERT.scrapes)
+    const first = recent[0]?.tcpAcks
+    const last = recent.at(-1)?.tcpAcks
+    // A node restarted within the window has a counter that went down: no judgement until it grows past the window.
+    if (first === undefined || last === undefined || last - first < TCP_ONLY_ALERT.probes) continue
     alerts.push({ level: 'warn', text: `${node}: probes answered over TCP only (UDP on the cluster port blocked; open it)` })
   }
   return alerts

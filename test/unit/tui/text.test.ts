@@ -55,13 +55,18 @@ test('alerts: suspect and dead members, and a cluster smaller than expected or t
   assert.deepEqual(clusterAlerts([row('a', 'alive'), row('b', 'alive'), row('c', 'dead')], 2, 2, { b: 'network: connection refused', c: 'timeout' }).map((a) => a.text), ['b does not answer: network: connection refused', 'c is dead'])
 })
 
-test('alerts: a node whose probes got through over TCP only since its last scrape (UDP blocked)', () => {
+test('alerts: a node whose probes got through over TCP only several times over its last scrapes (UDP blocked)', () => {
   const metrics = (tcpAck: number): string => `broker_cluster_probes_total{result="ack"} 50\nbroker_cluster_probes_total{result="tcp-ack"} ${tcpAck}\nbroker_cluster_probes_total{result="failed"} 0\n`
   assert.equal(snapshotFromMetrics(metrics(7), 0).tcpAcks, 7, 'only the tcp-ack label')
+  const series = (...counts: number[]) => ({ snapshots: counts.map((n, i) => snapshotFromMetrics(metrics(n), i * 2000)) })
   const history = {
-    'broker-0': { snapshots: [snapshotFromMetrics(metrics(3), 0), snapshotFromMetrics(metrics(9), 2000)] },
-    'broker-1': { snapshots: [snapshotFromMetrics(metrics(3), 0), snapshotFromMetrics(metrics(3), 2000)] },
-    'broker-2': { snapshots: [snapshotFromMetrics(metrics(3), 0)] }
+    'broker-0': series(3, 5, 7, 9),
+    'broker-1': series(3, 3, 3),
+    // One TCP-only answer (a stall) is not an alert.
+    'broker-2': series(3, 4, 4),
+    'broker-3': series(3),
+    // Three, but before the last 15 scrapes.
+    'broker-4': series(0, 3, ...Array(14).fill(3) as number[])
   }
   assert.deepEqual(udpBlockedAlerts(history), [{ level: 'warn', text: 'broker-0: probes answered over TCP only (UDP on the cluster port blocked; open it)' }])
   // A node of an earlier release has no such label: no alert.
