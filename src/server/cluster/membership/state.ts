@@ -303,6 +303,7 @@ export class SwimState extends EventEmitter<MembershipEvents> {
       }
       const gossip = await overTcp
       if (!this.running) return
+      for (const m of gossip ?? []) this.handleMessage(targetAddress, m)
       // A UDP ack may have come while the TCP answer was awaited (this
       // process stalled, both answers queued): UDP works then.
       if (waiter.acked) {
@@ -310,7 +311,6 @@ export class SwimState extends EventEmitter<MembershipEvents> {
         return
       }
       if (gossip !== undefined) {
-        for (const m of gossip) this.handleMessage(targetAddress, m)
         this.observer.probe?.(target.name, 'tcp-ack')
         return
       }
