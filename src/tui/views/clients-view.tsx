@@ -56,7 +56,11 @@ export function ClientsView ({ active = true, rows, failures, inflight, onSelect
   const index = Math.min(selected, Math.max(0, visible.length - 1))
   const current = visible[index]
 
-  useEffect(() => { onCapture(typing || confirm !== undefined) }, [typing, confirm, onCapture])
+  // From the key state as it is now, not as this render saw it: an effect of
+  // an older render may run after a key handler already changed it (K right
+  // after Enter under load), and must not release the keyboard the open
+  // dialog holds (q would then quit instead of being ignored).
+  useEffect(() => { onCapture(getTyping() || getConfirm() !== undefined) }, [typing, confirm, onCapture, getTyping, getConfirm])
   useEffect(() => () => onCapture(false), [onCapture])
   useEffect(() => { onSelect(current === undefined ? undefined : current.id) }, [current?.id, onSelect])
 

@@ -47,7 +47,8 @@ export function eventLine (e: LiveEvent): string {
 export function EventsView ({ active = true, events, held, errors, paused, nodesLabel, channel, onTogglePause, onCycleNodes, onCycleChannel, onClear, onCapture, width, height }: EventsViewProps) {
   const [filter, setFilter] = useKeyState('')
   const [typing, setTyping, getTyping] = useKeyState(false)
-  useEffect(() => { onCapture(typing) }, [typing, onCapture])
+  // The key state as it is now (clients-view.tsx says why).
+  useEffect(() => { onCapture(getTyping()) }, [typing, onCapture, getTyping])
   useEffect(() => () => onCapture(false), [onCapture])
   useViewKeys((input, key) => {
     if (getTyping()) {

@@ -56,7 +56,8 @@ export function TopicsView ({ active = true, filter, onFilterChange, retained, t
   const index = Math.min(selected, Math.max(0, rows.length - 1))
   const current = rows[index]
 
-  useEffect(() => { onCapture(editing !== undefined) }, [editing, onCapture])
+  // The key state as it is now (clients-view.tsx says why).
+  useEffect(() => { onCapture(getEditing() !== undefined) }, [editing, onCapture, getEditing])
   useEffect(() => () => onCapture(false), [onCapture])
 
   useViewKeys((input, key) => {
