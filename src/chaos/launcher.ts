@@ -234,10 +234,10 @@ export class ChaosCluster {
     }
     // Per-host addresses block the peer's whole address; shared 127.0.0.1 blocks by host:port.
     const key = (n: ChaosNode): string => this.nodes.filter((m) => m.host === n.host).length > 1 ? `${n.host}:${n.clusterPort}` : n.host
-    const peers = (map: ReadonlyMap<number, number[]>, n: ChaosNode): string[] => (map.get(n.index) ?? []).map((i) => key(this.node(i)))
+    const peers = (map: ReadonlyMap<number, number[]> | undefined, n: ChaosNode): string[] => (map?.get(n.index) ?? []).map((i) => key(this.node(i)))
     await Promise.all(this.nodes.map(async (n) => {
       if (n.state !== 'up') return
-      await n.api.request('POST', '/chaos/faults', { blocked: peers(blocked, n), links: peers(faults.links ?? new Map(), n), gossip: peers(faults.gossip ?? new Map(), n), udp: peers(faults.udp ?? new Map(), n) })
+      await n.api.request('POST', '/chaos/faults', { blocked: peers(blocked, n), links: peers(faults.links, n), gossip: peers(faults.gossip, n), udp: peers(faults.udp, n) })
     }))
   }
 

@@ -1,7 +1,8 @@
 // What the Overview warns about: members that are not alive, a cluster
-// smaller than expected, and nodes whose probes get through over TCP only. The expected size is the operator's --expect, or
-// else the largest number of alive members this session has seen, so a
-// member that dies and is reaped from the list is still noticed.
+// smaller than expected, and nodes whose probes get through over TCP only.
+// The expected size is the operator's --expect, or else the largest number
+// of alive members this session has seen, so a member that dies and is
+// reaped from the list is still noticed.
 import type { MemberRow } from './cluster-model.js'
 import type { MetricsHistory } from './node-metrics.js'
 
@@ -33,8 +34,8 @@ const TCP_ONLY_ALERT = { probes: 3, scrapes: 15 }
 /**
  * Nodes with several probes answered over TCP only over their last scrapes:
  * UDP on the cluster port is blocked between them and a member. Nobody is
- * declared dead for it (the TCP fallback probe), but gossip does not get
- * through, which the log says once a minute and this says at once.
+ * declared dead for it (the TCP fallback probe), but gossip gets through
+ * only on those probes, which the log says once a minute and this at once.
  */
 export function udpBlockedAlerts (history: MetricsHistory): Alert[] {
   const alerts: Alert[] = []

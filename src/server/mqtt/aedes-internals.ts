@@ -139,7 +139,7 @@ export function plainParserBuffer (parser: PacketParser): void {
  * once the connection's listeners are on: adding a listener keeps the fast
  * mode, removing an event's last listener (a `delete`) loses it.
  */
-export function fastListenerTable (emitter: EventEmitter): void {
+export function fastListenerTable (emitter: object): void {
   const holder = emitter as unknown as { _events?: Record<string, unknown> }
   if (holder._events === undefined) return
   holder._events = Object.setPrototypeOf({ ...holder._events }, null) as Record<string, unknown>

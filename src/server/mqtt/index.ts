@@ -55,7 +55,6 @@ import type { AccessRules } from './access-rules.js'
 import { AedesHooks } from './hooks.js'
 import { MqttIntrospection, type MessageCounts } from './introspection.js'
 import { internals, brokerInternals, encodePacket, dropEndOfStreamWatch, fastListenerTable, closeClient } from './aedes-internals.js'
-import type { EventEmitter } from 'node:events'
 import { ClientLog } from './client-log.js'
 import { Listeners, describeConnection, remoteOf, formatRemote, type ConnectionInfo } from './listeners/index.js'
 import { certificateIdentityLayer } from './listeners/identity.js'
@@ -389,7 +388,7 @@ export class MqttServer {
     const client = this.aedes.handle(socket)
     dropEndOfStreamWatch(client)
     this.hooks.connected(client)
-    fastListenerTable(client as unknown as EventEmitter)
+    fastListenerTable(client)
     fastListenerTable(internals(client)._parser)
   }
 

@@ -1,10 +1,10 @@
 // The chaos control channel (issue 6): lets the `broker-ha chaos` runner cut
 // this node's cluster traffic (partition), only its data-plane links, only
 // its membership traffic (a false death: links stay up), or only its UDP (a
-// firewall open for TCP only) to chosen peers, without root. Registered only when the node was started with the hidden
-// `serve --chaos-control` flag, which also insists on loopback binds; a
-// normal deployment has no such route at all. Hidden from the OpenAPI
-// document for the same reason.
+// firewall open for TCP only) to chosen peers, without root. Registered
+// only when the node was started with the hidden `serve --chaos-control`
+// flag, which also insists on loopback binds; a normal deployment has no
+// such route at all. Hidden from the OpenAPI document for the same reason.
 import type { FastifyInstance } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
 
@@ -34,25 +34,23 @@ const FaultAnswer = Type.Object({
   udp: Type.Array(Type.String())
 })
 
+/** Each list of the body, and the hook's cut for one peer of it. */
+const CUTS = { blocked: 'block', links: 'cutLinks', gossip: 'cutGossip', udp: 'cutUdp' } as const satisfies Record<keyof Static<typeof FaultAnswer>, keyof FaultControl>
+type CutList = keyof typeof CUTS
+
 export function chaosFaultRoutes (app: FastifyInstance, deps: { faults: FaultControl }): void {
   // The transport keeps no list of its own, so the route remembers what it set.
-  let blocked: string[] = []
-  let links: string[] = []
-  let gossip: string[] = []
-  let udp: string[] = []
-  const answer = () => ({ blocked, links, gossip, udp })
-  app.get(CHAOS_FAULTS_ROUTE, { schema: { hide: true, response: { 200: FaultAnswer } } }, async () => answer())
+  let set: Record<CutList, string[]> = { blocked: [], links: [], gossip: [], udp: [] }
+  app.get(CHAOS_FAULTS_ROUTE, { schema: { hide: true, response: { 200: FaultAnswer } } }, async () => set)
   // Replaces the whole set, so a retried request cannot leave stale blocks.
   app.post<{ Body: FaultState }>(CHAOS_FAULTS_ROUTE, { schema: { hide: true, body: FaultState, response: { 200: FaultAnswer } } }, async (request) => {
     deps.faults.heal()
-    blocked = [...new Set(request.body.blocked)]
-    links = [...new Set(request.body.links ?? [])]
-    gossip = [...new Set(request.body.gossip ?? [])]
-    udp = [...new Set(request.body.udp ?? [])]
-    for (const peer of blocked) deps.faults.block(peer)
-    for (const peer of links) deps.faults.cutLinks(peer)
-    for (const peer of gossip) deps.faults.cutGossip(peer)
-    for (const peer of udp) deps.faults.cutUdp(peer)
-    return answer()
+    const next: Record<CutList, string[]> = { blocked: [], links: [], gossip: [], udp: [] }
+    for (const list of Object.keys(CUTS) as CutList[]) {
+      next[list] = [...new Set(request.body[list] ?? [])]
+      for (const peer of next[list]) deps.faults[CUTS[list]](peer)
+    }
+    set = next
+    return set
   })
 }

@@ -385,8 +385,9 @@ export class LinkSet {
    * without its link up. A link that comes back up while its peer is still
    * listed dead (until the membership merges with it: REJOIN_EVERY_MS)
    * carries traffic again; it starts the countdown afresh when it goes
-   * down, and is never dropped while up: dropping it discarded what it still had to deliver, which no
-   * takeover rescues then (the peer's death was declared before). Paho
+   * down, and is never dropped while up: dropping it discarded what it
+   * still had to deliver, which no takeover rescues then (the peer's death
+   * was declared before). Paho
    * subscriber on the smaller side of a second partition, 15 s: 314 of 515
    * acknowledged messages lost.
    */

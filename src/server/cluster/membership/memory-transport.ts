@@ -4,6 +4,16 @@
 import type { Clock } from './clock.js'
 import { TransportError, addressKey, type Address, type Transport, type TransportHandlers, type TransportStats } from './transport.js'
 
+const directed = (from: Address, to: Address): string => `${addressKey(from)}|${addressKey(to)}`
+
+/** Adds (or removes) both directions between two addresses. */
+function setPair (set: Set<string>, a: Address, b: Address, on: boolean): void {
+  for (const k of [directed(a, b), directed(b, a)]) {
+    if (on) set.add(k)
+    else set.delete(k)
+  }
+}
+
 export class MemoryNetwork {
   readonly clock: Clock
   /** One-way latency of every delivery. */
@@ -31,24 +41,14 @@ export class MemoryNetwork {
   }
 
   /** Cuts (or heals) the link between two addresses, both directions. */
-  setLinkCut (a: Address, b: Address, cut: boolean): void {
-    for (const k of [`${addressKey(a)}|${addressKey(b)}`, `${addressKey(b)}|${addressKey(a)}`]) {
-      if (cut) this.cut.add(k)
-      else this.cut.delete(k)
-    }
-  }
+  setLinkCut (a: Address, b: Address, cut: boolean): void { setPair(this.cut, a, b, cut) }
 
   /** Drops (or restores) the packets between two addresses, both directions; exchanges still pass. */
-  setPacketsCut (a: Address, b: Address, cut: boolean): void {
-    for (const k of [`${addressKey(a)}|${addressKey(b)}`, `${addressKey(b)}|${addressKey(a)}`]) {
-      if (cut) this.packetsCut.add(k)
-      else this.packetsCut.delete(k)
-    }
-  }
+  setPacketsCut (a: Address, b: Address, cut: boolean): void { setPair(this.packetsCut, a, b, cut) }
 
   /** @internal */
   packetReachable (from: Address, to: Address): TransportHandlers | undefined {
-    return this.packetsCut.has(`${addressKey(from)}|${addressKey(to)}`) ? undefined : this.reachable(from, to)
+    return this.packetsCut.has(directed(from, to)) ? undefined : this.reachable(from, to)
   }
 
   /** @internal */
@@ -60,7 +60,7 @@ export class MemoryNetwork {
   /** @internal */
   reachable (from: Address, to: Address): TransportHandlers | undefined {
     if (this.down.has(addressKey(from)) || this.down.has(addressKey(to))) return undefined
-    if (this.cut.has(`${addressKey(from)}|${addressKey(to)}`)) return undefined
+    if (this.cut.has(directed(from, to))) return undefined
     return this.endpoints.get(addressKey(to))
   }
 }

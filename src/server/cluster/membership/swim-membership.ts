@@ -141,7 +141,7 @@ export class SwimMembership extends EventEmitter<MembershipEvents> implements Me
           if (inARow < TCP_ONLY_WARN_AFTER) return
           const m = this.state.member(target)
           udpLog('warn', { member: target, addr: m === undefined ? undefined : `${m.addr}:${m.port}` },
-            'cluster member answered a probe over TCP only: UDP on the cluster port is blocked between us (open it for UDP as well as TCP; gossip now reaches it only through push/pull)')
+            'cluster member answered a probe over TCP only: UDP on the cluster port is blocked between us (open it for UDP as well as TCP; gossip reaches it only on these probes and through push/pull)')
         },
         suspect: (m, from) => {
           metrics.suspicion()

@@ -26,6 +26,11 @@ async function formed (sim: SimCluster, names: string[], opts: Parameters<SimClu
   return nodes
 }
 
+/** A firewall open for TCP only around `node`: packets between it and `others` are dropped, exchanges pass. */
+function udpCutAround (sim: SimCluster, node: SimNode, others: SimNode[]): void {
+  for (const other of others) sim.net.setPacketsCut({ host: node.host, port: 7946 }, { host: other.host, port: 7946 }, true)
+}
+
 test('members that join through one seed all see each other alive, with join events', async () => {
   const sim = new SimCluster()
   try {
@@ -206,7 +211,7 @@ test('a member UDP cannot reach but TCP can is never suspected: the TCP fallback
   try {
     const [a, b, c] = await formed(sim, ['a', 'b', 'c'], { keys: [KEY] }) as [SimNode, SimNode, SimNode]
     // A firewall open for TCP only around c: probes, acks and gossip to and from it are dropped.
-    for (const other of [a, b]) sim.net.setPacketsCut({ host: c.host, port: 7946 }, { host: other.host, port: 7946 }, true)
+    udpCutAround(sim, c, [a, b])
     const bound = detectionBound({ ...LOCAL_PROFILE, pushPullInterval: 0 }, 3)
     await sim.clock.advance(5 * bound)
     for (const n of [a, b, c]) {
@@ -226,7 +231,7 @@ test('where UDP is blocked, a suspicion and its refutation travel with the TCP f
   try {
     // No push/pull (the harness's default): the stream pings are the only way news reaches c.
     const [a, b, c] = await formed(sim, ['a', 'b', 'c'], { keys: [KEY], profile: { suspicionMult: 10 } }) as [SimNode, SimNode, SimNode]
-    for (const other of [a, b]) sim.net.setPacketsCut({ host: c.host, port: 7946 }, { host: other.host, port: 7946 }, true)
+    udpCutAround(sim, c, [a, b])
     await sim.clock.until(() => a.probes['tcp-ack'] > 0 && b.probes['tcp-ack'] > 0, 10_000)
     // c stalls long enough for a probe to fail every way, then answers again.
     sim.net.setDown({ host: c.host, port: 7946 }, true)
@@ -258,7 +263,7 @@ test('the TCP fallback probe does not keep a member that is down, nor slow its d
   const sim = new SimCluster()
   try {
     const [a, b, c] = await formed(sim, ['a', 'b', 'c'], { keys: [KEY] }) as [SimNode, SimNode, SimNode]
-    for (const other of [a, b]) sim.net.setPacketsCut({ host: c.host, port: 7946 }, { host: other.host, port: 7946 }, true)
+    udpCutAround(sim, c, [a, b])
     await sim.clock.until(() => a.probes['tcp-ack'] > 0 && b.probes['tcp-ack'] > 0, 10_000)
     sim.net.setDown({ host: c.host, port: 7946 }, true)
     const bound = detectionBound({ ...LOCAL_PROFILE, pushPullInterval: 0 }, 3)
