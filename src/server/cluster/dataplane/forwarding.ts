@@ -39,6 +39,7 @@ import { encodeMessage, type ForwardedPublish } from './messages.js'
 import type { PeerLink } from './peer-link.js'
 import type { Qos } from './retained-store.js'
 import { PublishRefusedError, RescueBackpressure, isPublishRefused } from './rescue-backpressure.js'
+import { HeldWaits, type UnreplicatedReason } from './held-waits.js'
 
 type PublishedPacket = Parameters<Aedes['published']>[0] & { [MESSAGE_TARGETS]?: string[], brokerId?: string, brokerCounter?: number, messageExpiry?: number }
 
@@ -57,14 +58,13 @@ const STALE_ROUTES_MS = 30_000
  */
 const PAUSE_READS_AT = 32
 
-/** Why an acknowledgement went without a second node's confirmation. */
-export type UnreplicatedReason = 'peer-gone' | 'timeout'
+/** No shared keys, no sessions: shared by every forwarded publish, never changed. */
+const NONE: string[] = []
 
 export class Forwarding {
   private readonly ctx: DataPlaneContext
   /** Waits for a peer's settlement, released when the peer goes (dead, left, restarted). */
-  private readonly waiting = new Map<string, Set<() => void>>()
-  readonly unreplicated: Record<UnreplicatedReason, number> = { 'peer-gone': 0, timeout: 0 }
+  private readonly heldWaits: HeldWaits
   /** Forwarding waits for the route tables of peers believed alive (awaitRoutes). */
   private routesWait: Promise<void> | undefined
   /** Peers whose link went down, since when (linkDown). */
@@ -106,6 +106,10 @@ export class Forwarding {
   constructor (ctx: DataPlaneContext) {
     this.ctx = ctx
     this.parkedMaxBytes = ctx.config.cluster.dead_peer_buffer_bytes
+    const timeoutMs = ctx.config.cluster.ack_timeout
+    this.heldWaits = new HeldWaits(timeoutMs, (peer, count) => {
+      this.ctx.warn('warn', { peer, timeoutMs, count }, 'acknowledgement sent without the peer confirming it holds the message: it did not answer within cluster.ack_timeout')
+    })
   }
 
   /** The 'publish' layer: every message entering aedes gets its stamp now, so `published` sees it too. */
@@ -136,10 +140,12 @@ export class Forwarding {
         this.paused.add(client)
         pauseReads(client)
       }
-      const settled = (): void => this.settled(client)
       next(packet, client, (err) => {
-        waits.then(settled, settled)
-        waits.then(() => done(err), (e: unknown) => {
+        waits.then(() => {
+          this.settled(client)
+          done(err)
+        }, (e: unknown) => {
+          this.settled(client)
           if (!isPublishRefused(e)) return done(err)
           // Not acknowledged. A QoS 2 publish is forgotten, or its resend would be taken for a duplicate (PUBREC, not published).
           if (packet.qos === 2) this.ctx.store.incomingDelPacket({ id: client.id }, packet).catch(() => {}).finally(() => done(e))
@@ -248,28 +254,32 @@ export class Forwarding {
     const plain = ctx.routing.peersFor(packet.topic)
     const targets = sharedFor === undefined ? plain : [...new Set([...plain, ...sharedFor.keys()])].sort()
     packet[MESSAGE_TARGETS] = targets as string[]
+    // Plain (for the peer's ordinary subscribers), no shared keys.
     const base = this.toForward(packet)
     let plainBuf: Buffer | undefined
     if (this.staleSince.size > 0 && base.qos > 0) {
       for (const name of this.staleTargets(targets)) {
         const link = ctx.links.get(name)
         // Not waited for, and dropped rather than queued once its buffer is full.
-        if (link !== undefined) link.send(plainBuf ??= encodeMessage({ kind: 'publish', publish: { ...base, plain: true } }), 'held')
+        if (link !== undefined) link.send(plainBuf ??= encodeMessage({ kind: 'publish', publish: base }), 'held')
       }
     }
     if (targets.length === 0) return undefined
+    let wait: Promise<void> | undefined
     let waits: Array<Promise<void>> | undefined
     for (const name of targets) {
       const link = ctx.links.get(name)
       if (link === undefined) continue
       const keys = sharedFor?.get(name)
       const buf = keys === undefined
-        ? (plainBuf ??= encodeMessage({ kind: 'publish', publish: { ...base, plain: true } }))
+        ? (plainBuf ??= encodeMessage({ kind: 'publish', publish: base }))
         : encodeMessage({ kind: 'publish', publish: { ...base, plain: plain.includes(name), shared: keys } })
       const w = this.send(link, buf, base.qos)
-      if (w !== undefined) (waits ??= []).push(w)
+      if (w === undefined) continue
+      if (wait === undefined) wait = w
+      else (waits ??= [wait]).push(w)
     }
-    return waits === undefined ? undefined : Promise.all(waits)
+    return waits === undefined ? wait : Promise.all(waits)
   }
 
   /**
@@ -293,7 +303,7 @@ export class Forwarding {
     if (messageExpiry === undefined && typeof props?.messageExpiryInterval === 'number' && props.messageExpiryInterval > 0) {
       messageExpiry = Date.now() + props.messageExpiryInterval * 1000
     }
-    return {
+    const forwarded: ForwardedPublish = {
       origin: nodeOfProcess(brokerId),
       brokerId,
       brokerCounter: packet.brokerCounter ?? 0,
@@ -302,11 +312,12 @@ export class Forwarding {
       qos: (packet.qos ?? 0) as Qos,
       retain: packet.retain === true,
       plain: true,
-      shared: [],
-      sessions: [],
-      ...(props === undefined ? {} : { properties: props }),
-      ...(messageExpiry === undefined ? {} : { messageExpiry })
+      shared: NONE,
+      sessions: NONE,
+      properties: props,
+      messageExpiry
     }
+    return forwarded
   }
 
   /** Queues a message on a link; returns what its acknowledgement waits for. */
@@ -414,29 +425,7 @@ export class Forwarding {
    * cluster.ack_timeout; never rejects.
    */
   held (link: PeerLink, seq: number): Promise<void> {
-    const peer = link.peerName
-    return new Promise<void>((resolve) => {
-      let done = false
-      const finish = (reason?: UnreplicatedReason): void => {
-        if (done) return
-        done = true
-        clearTimeout(timer)
-        this.waiting.get(peer)?.delete(release)
-        if (reason !== undefined) this.unreplicated[reason]++
-        resolve()
-      }
-      const release = (): void => finish('peer-gone')
-      let set = this.waiting.get(peer)
-      if (set === undefined) { set = new Set(); this.waiting.set(peer, set) }
-      set.add(release)
-      const timeoutMs = this.ctx.config.cluster.ack_timeout
-      const timer = setTimeout(() => {
-        this.ctx.warn('warn', { peer, timeoutMs }, 'acknowledgement sent without the peer confirming it holds the message: it did not answer within cluster.ack_timeout')
-        finish('timeout')
-      }, timeoutMs)
-      timer.unref()
-      link.whenHeld(seq).then((held) => finish(held ? undefined : 'peer-gone'), () => finish('peer-gone'))
-    })
+    return this.heldWaits.wait(link, seq)
   }
 
   /**
@@ -473,11 +462,11 @@ export class Forwarding {
 
   /** The peer was declared dead, left, or restarted: nothing waits for it any more. */
   peerGone (peer: string): void {
-    const set = this.waiting.get(peer)
-    if (set === undefined) return
-    this.waiting.delete(peer)
-    for (const release of [...set]) release()
+    this.heldWaits.peerGone(peer)
   }
+
+  /** Acknowledgements that went without a peer's confirmation, by reason (broker_cluster_acks_unreplicated_total). */
+  get unreplicated (): Record<UnreplicatedReason, number> { return this.heldWaits.unreplicated }
 
   /** Something changed for a dead peer's takeover: publishes waiting for it decide again. */
   takeoverProgress (peer: string): void {

@@ -17,7 +17,24 @@
 // report says "all up to upTo, and these above it" in one bounded record.
 import { DATA_HEADER, MAX_HELD_LIST } from './frame-codec.js'
 
-interface Hold { seq: number, payload: Buffer, acked: boolean, waiters: Array<(held: boolean) => void> }
+type Waiter = (held: boolean) => void
+
+/** `waiters`: none, one, or several (most held messages have one: the publisher's acknowledgement). */
+interface Hold { seq: number, payload: Buffer, acked: boolean, waiters: Waiter | Waiter[] | undefined }
+
+function addWaiter (h: Hold, w: Waiter): void {
+  if (h.waiters === undefined) h.waiters = w
+  else if (typeof h.waiters === 'function') h.waiters = [h.waiters, w]
+  else h.waiters.push(w)
+}
+
+function tell (h: Hold, held: boolean): void {
+  const w = h.waiters
+  if (w === undefined) return
+  h.waiters = undefined
+  if (typeof w === 'function') w(held)
+  else for (const f of w) f(held)
+}
 
 /** The sender's held messages not yet settled by the peer, in sequence order. */
 export class HeldMessages {
@@ -30,7 +47,7 @@ export class HeldMessages {
   get size (): number { return this.holds.size }
 
   add (seq: number, payload: Buffer): void {
-    this.holds.set(seq, { seq, payload, acked: false, waiters: [] })
+    this.holds.set(seq, { seq, payload, acked: false, waiters: undefined })
   }
 
   /** Held message `seq` was acknowledged: it now counts in settlingBytes until settled. */
@@ -45,7 +62,15 @@ export class HeldMessages {
   whenSettled (seq: number): Promise<boolean> | undefined {
     const h = this.holds.get(seq)
     if (h === undefined) return undefined
-    return new Promise((resolve) => h.waiters.push(resolve))
+    return new Promise((resolve) => { addWaiter(h, resolve) })
+  }
+
+  /** whenSettled without a promise: calls `cb` once; false (and never calls it) when `seq` is not held. */
+  onSettled (seq: number, cb: Waiter): boolean {
+    const h = this.holds.get(seq)
+    if (h === undefined) return false
+    addWaiter(h, cb)
+    return true
   }
 
   /** whenSettled of every message held up to `seq`, oldest first. */
@@ -53,7 +78,7 @@ export class HeldMessages {
     const waits: Array<Promise<boolean>> = []
     for (const h of this.holds.values()) {
       if (h.seq > seq) break
-      waits.push(new Promise((resolve) => h.waiters.push(resolve)))
+      waits.push(new Promise((resolve) => { addWaiter(h, resolve) }))
     }
     return waits
   }
@@ -80,21 +105,22 @@ export class HeldMessages {
     const orphans = [...this.holds.values()]
     this.holds.clear()
     this.settling = 0
-    for (const h of orphans) for (const w of h.waiters) w(false)
+    for (const h of orphans) tell(h, false)
     return orphans.map((h) => ({ seq: h.seq, payload: h.payload }))
   }
 
   /** The link stopped: every waiter is told no. */
   stop (): void {
-    for (const h of this.holds.values()) for (const w of h.waiters) w(false)
+    const holds = [...this.holds.values()]
     this.holds.clear()
     this.settling = 0
+    for (const h of holds) tell(h, false)
   }
 
   private release (h: Hold): void {
     this.holds.delete(h.seq)
     if (h.acked) this.settling -= h.payload.length + DATA_HEADER
-    for (const w of h.waiters) w(true)
+    tell(h, true)
   }
 }
 
@@ -104,6 +130,7 @@ export class Settlements {
   private readonly unsettled = new Set<number>()
   private readonly settledAbove = new Set<number>()
 
+  /** In increasing order (peer-link.ts drops a sequence number it delivered already). */
   delivered (seq: number): void {
     this.unsettled.add(seq)
   }
@@ -134,9 +161,9 @@ export class Settlements {
     return { upTo, seqs }
   }
 
+  /** The first one: messages are delivered in sequence order, and a Set keeps insertion order. */
   private lowestUnsettled (): number {
-    let min = Infinity
-    for (const s of this.unsettled) if (s < min) min = s
-    return min
+    for (const s of this.unsettled) return s
+    return Infinity
   }
 }

@@ -186,7 +186,12 @@ export class PeerLink {
    * settling it.
    */
   whenHeld (seq: number): Promise<boolean> {
-    return this.holds.whenSettled(seq) ?? Promise.resolve(this.state !== 'stopped' || seq <= this.ackedUpTo)
+    return new Promise((resolve) => { this.onHeld(seq, resolve) })
+  }
+
+  /** whenHeld with a callback, called once (at once when `seq` is not held): one closure per publish, not three promises. */
+  onHeld (seq: number, cb: (held: boolean) => void): void {
+    if (!this.holds.onSettled(seq, cb)) cb(this.state !== 'stopped' || seq <= this.ackedUpTo)
   }
 
   /**
