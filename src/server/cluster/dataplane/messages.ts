@@ -143,22 +143,41 @@ export class MessageDecodeError extends Error {
   }
 }
 
+/**
+ * Writes a message into one buffer, grown as needed: a publish costs one
+ * allocation, not one per field and a concatenation.
+ */
 class Writer {
-  private readonly parts: Buffer[] = []
-  u8 (v: number): void { this.parts.push(Buffer.from([v])) }
-  u16 (v: number): void { const b = Buffer.allocUnsafe(2); b.writeUInt16BE(v); this.parts.push(b) }
-  u32 (v: number): void { const b = Buffer.allocUnsafe(4); b.writeUInt32BE(v); this.parts.push(b) }
-  f64 (v: number): void { const b = Buffer.allocUnsafe(8); b.writeDoubleBE(v); this.parts.push(b) }
-  str16 (s: string): void {
-    const b = Buffer.from(s, 'utf8')
-    if (b.length > 0xffff) throw new RangeError('string longer than 65535 bytes')
-    this.u16(b.length)
-    this.parts.push(b)
+  private buf: Buffer
+  private off = 0
+  constructor (sizeHint = 256) { this.buf = Buffer.allocUnsafe(sizeHint) }
+
+  private room (n: number): void {
+    if (this.off + n <= this.buf.length) return
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.off + n))
+    this.buf.copy(next, 0, 0, this.off)
+    this.buf = next
   }
 
-  bytes (b: Buffer): void { this.u32(b.length); this.parts.push(b) }
+  u8 (v: number): void { this.room(1); this.buf[this.off++] = v }
+  u16 (v: number): void { this.room(2); this.off = this.buf.writeUInt16BE(v, this.off) }
+  u32 (v: number): void { this.room(4); this.off = this.buf.writeUInt32BE(v, this.off) }
+  f64 (v: number): void { this.room(8); this.off = this.buf.writeDoubleBE(v, this.off) }
+  str16 (s: string): void {
+    const n = Buffer.byteLength(s, 'utf8')
+    if (n > 0xffff) throw new RangeError('string longer than 65535 bytes')
+    this.u16(n)
+    this.room(n)
+    this.off += this.buf.write(s, this.off, 'utf8')
+  }
+
+  bytes (b: Buffer): void { this.u32(b.length); this.room(b.length); this.off += b.copy(this.buf, this.off) }
   json (v: unknown): void { this.bytes(Buffer.from(JSON.stringify(base64Buffers(v)), 'utf8')) }
-  done (): Buffer { return Buffer.concat(this.parts) }
+  /** The message; copied out when growing left more than a quarter of the buffer unused (a held message keeps its buffer). */
+  done (): Buffer {
+    const out = this.buf.subarray(0, this.off)
+    return this.off * 4 < this.buf.length * 3 ? Buffer.from(out) : out
+  }
 }
 
 class Reader {
@@ -235,7 +254,7 @@ function writeEntry (w: Writer, e: RetainedEntry): void {
 }
 
 export function encodeMessage (m: DataPlaneMessage): Buffer {
-  const w = new Writer()
+  const w = new Writer(m.kind === 'publish' ? publishSizeHint(m.publish) : undefined)
   w.u8(KIND[m.kind])
   switch (m.kind) {
     case 'publish': writePublish(w, m.publish); break
@@ -426,6 +445,14 @@ export function decodeMessage (b: Buffer): DataPlaneMessage {
   }
   r.end()
   return m
+}
+
+/** The encoded size of a publish without properties, when its strings are ASCII (more grows the buffer once). */
+function publishSizeHint (p: ForwardedPublish): number {
+  let n = 40 + p.origin.length + p.brokerId.length + p.topic.length + p.payload.length
+  for (const s of p.shared) n += 2 + s.length
+  for (const s of p.sessions) n += 2 + s.length
+  return n
 }
 
 function writePublish (w: Writer, p: ForwardedPublish): void {
