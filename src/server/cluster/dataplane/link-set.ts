@@ -107,10 +107,18 @@ export class LinkSet {
   readonly deaths = { doubted: 0, confirmed: 0 }
   /** Runs while some peer is doubted or parked: see REJOIN_EVERY_MS. */
   private rejoinTimer: NodeJS.Timeout | undefined
-  private readonly onJoin = (m: Member): void => { this.alive(m) }
-  private readonly onUpdate = (m: Member): void => { if (m.state === 'alive') this.alive(m) }
+  /**
+   * alivePeers() until the next turn of the event loop, or the next change
+   * of the membership, a doubt or a parked link: forwarding asks for each
+   * publish, and a membership's list is a copy of every member. (A reaped
+   * member, which no event announces, is seen a turn later.)
+   */
+  private aliveMemo: readonly string[] | undefined
+  private readonly onJoin = (m: Member): void => { this.aliveMemo = undefined; this.alive(m) }
+  private readonly onUpdate = (m: Member): void => { this.aliveMemo = undefined; if (m.state === 'alive') this.alive(m) }
 
   private readonly onLeave = (m: Member): void => {
+    this.aliveMemo = undefined
     if (m.state === 'dead' && this.links.get(m.name)?.state === 'up') {
       if (this.doubted.has(m.name)) return
       this.doubted.add(m.name)
@@ -192,6 +200,7 @@ export class LinkSet {
   /** The link of a doubted peer went down: the membership's verdict stands, unless it lists the peer alive again. */
   private linkDown (name: string): void {
     if (!this.doubted.delete(name)) return
+    this.aliveMemo = undefined
     const m = this.opts.membership.members().find((x) => x.name === name)
     if (m !== undefined && m.state !== 'dead') return
     this.deaths.confirmed++
@@ -212,9 +221,15 @@ export class LinkSet {
    * whether their link is up yet or not: a node that just started knows its
    * members before its links to them are up.
    */
-  alivePeers (): string[] {
-    return this.opts.membership.members().filter((m) => m.name !== this.opts.name && m.state !== 'left' && (m.state !== 'dead' || this.doubted.has(m.name)) && !this.parked.has(m.name)).map((m) => m.name)
+  alivePeers (): readonly string[] {
+    if (this.aliveMemo !== undefined) return this.aliveMemo
+    const alive = this.opts.membership.members().filter((m) => m.name !== this.opts.name && m.state !== 'left' && (m.state !== 'dead' || this.doubted.has(m.name)) && !this.parked.has(m.name)).map((m) => m.name)
+    this.aliveMemo = alive
+    setImmediate(this.forgetAlive)
+    return alive
   }
+
+  private readonly forgetAlive = (): void => { this.aliveMemo = undefined }
 
   /**
    * Resolves true once the peer's link is up; false after `timeoutMs`, when
@@ -403,6 +418,7 @@ export class LinkSet {
     }, this.parkKeepMs)
     timer.unref()
     this.parked.set(name, timer)
+    this.aliveMemo = undefined
   }
 
   /** How long a parked link is kept without being up (gossip_to_the_dead_time, at least 1 s). */
@@ -440,6 +456,7 @@ export class LinkSet {
     if (timer === undefined) return
     clearTimeout(timer)
     this.parked.delete(name)
+    this.aliveMemo = undefined
     const was = this.parkedAs.get(name)
     this.parkedAs.delete(name)
     const link = this.links.get(name)
@@ -459,6 +476,7 @@ export class LinkSet {
     this.parked.delete(name)
     this.parkedAs.delete(name)
     this.doubted.delete(name)
+    this.aliveMemo = undefined
     const link = this.links.get(name)
     if (link === undefined) return
     this.links.delete(name)

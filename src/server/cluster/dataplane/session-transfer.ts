@@ -198,7 +198,7 @@ export class SessionFetch {
   /** Peers that had not answered when the time ran out (empty unless it did). */
   unanswered: string[] = []
 
-  constructor (requestId: string, clientId: string, peers: string[], timeoutMs: number) {
+  constructor (requestId: string, clientId: string, peers: readonly string[], timeoutMs: number) {
     this.requestId = requestId
     this.clientId = clientId
     this.waiting = new Set(peers)
