@@ -54,7 +54,7 @@ export function inboundPacket (p: ForwardedPublish, now = Date.now()): InboundPa
     if (left <= 0) return undefined
     properties = { ...properties, messageExpiryInterval: Math.ceil(left / 1000) }
   }
-  return {
+  const packet: InboundPacket = {
     cmd: 'publish',
     topic: p.topic,
     payload: p.payload,
@@ -64,10 +64,11 @@ export function inboundPacket (p: ForwardedPublish, now = Date.now()): InboundPa
     retain: p.retain,
     dup: false,
     brokerId: p.brokerId,
-    brokerCounter: p.brokerCounter,
-    ...(properties === undefined ? {} : { properties }),
-    ...(p.messageExpiry === undefined ? {} : { messageExpiry: p.messageExpiry })
+    brokerCounter: p.brokerCounter
   }
+  if (properties !== undefined) packet.properties = properties
+  if (p.messageExpiry !== undefined) packet.messageExpiry = p.messageExpiry
+  return packet
 }
 
 

@@ -488,11 +488,10 @@ function readPublish (r: Reader): ForwardedPublish {
   for (let n = r.u16(); n > 0; n--) sessions.push(r.str16())
   const properties = readProperties(r)
   const payload = r.bytes()
-  return {
-    origin, brokerId, brokerCounter, topic, payload, qos: qos as Qos, retain: (flags & 4) !== 0, plain: (flags & 8) !== 0, shared, sessions,
-    ...(properties === undefined ? {} : { properties }),
-    ...(messageExpiry === undefined ? {} : { messageExpiry })
-  }
+  const p: ForwardedPublish = { origin, brokerId, brokerCounter, topic, payload, qos: qos as Qos, retain: (flags & 4) !== 0, plain: (flags & 8) !== 0, shared, sessions }
+  if (properties !== undefined) p.properties = properties
+  if (messageExpiry !== undefined) p.messageExpiry = messageExpiry
+  return p
 }
 
 /** Properties: a zero length means none (JSON is at least 2 bytes). */
