@@ -64,6 +64,9 @@ export function serveCommand (): Command {
         log.warn('started with --chaos-control: fault injection is enabled (loopback only)')
       }
       tuneHeap()
+      // Before aedes loads mqtt-packet (quiet-debug.ts).
+      const { quietPacketDebug } = await import('../server/mqtt/quiet-debug.js')
+      if (!quietPacketDebug()) log.debug('mqtt-packet debug calls left as they are (loaded already, or debug not found)')
       // Loaded here rather than at the top: the broker's dependency tree (aedes,
       // fastify, ...) would otherwise slow down every other subcommand's start.
       const { BrokerNode } = await import('../server/node.js')
