@@ -5,8 +5,9 @@
 // message on a node that forwards it, and a tenth of a cross-node QoS 1
 // load's throughput (docs/benchmarks.md).
 //
-// quietPacketDebug(), called before mqtt-packet loads, gives `require('debug')`
-// a factory that hands mqtt-packet's namespaces a function doing nothing,
+// quietPacketDebug(), called before mqtt-packet loads, puts in the debug
+// package's place (the copy mqtt-packet loads) a factory that hands
+// mqtt-packet's namespaces a function doing nothing,
 // unless DEBUG enables them when the process starts (DEBUG=mqtt-packet:*
 // still traces every packet). Every other namespace gets the real debug.
 // Enabling mqtt-packet's namespaces later, with debug.enable(), has no effect.
