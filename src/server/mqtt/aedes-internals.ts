@@ -319,10 +319,70 @@ const WRITE_OPTS: Record<number, { protocolVersion: number }> = { 3: { protocolV
  */
 export function writeToSocket (c: ClientInternals, packet: object): boolean {
   const version = c._wireVersion ?? 4
-  const ack = shortAck(packet as ShortAckFields, version)
-  if (ack !== undefined) return c.conn.write(ack)
+  if ((packet as { cmd?: string }).cmd === 'publish') {
+    if (version < 5) {
+      const ok = writeShortPublish(c.conn, packet as ShortPublishFields)
+      if (ok !== undefined) return ok
+    }
+  } else {
+    const ack = shortAck(packet as ShortAckFields, version)
+    if (ack !== undefined) return c.conn.write(ack)
+  }
   return mqttPacket.writeToStream(packet, c.conn, WRITE_OPTS[version] ?? WRITE_OPTS[4]!)
 }
+
+interface ShortPublishFields { topic?: unknown, payload?: unknown, qos?: unknown, messageId?: unknown, dup?: boolean, retain?: boolean }
+
+/** A payload up to this size is copied into the packet's one buffer; a larger one is written as a second chunk. */
+const INLINE_PAYLOAD = 512
+/** MQTT's largest Remaining Length (four bytes of variable byte integer). */
+const MAX_REMAINING = 268_435_455
+
+/**
+ * Writes an MQTT 3.1/3.1.1 PUBLISH as one buffer (two with a payload over
+ * INLINE_PAYLOAD bytes), the bytes mqtt-packet writes in six: header,
+ * length, topic length, topic, packet id, payload, each a chunk of the
+ * socket's write queue (about 1 KB of a delivery's garbage with mqtt-packet's
+ * debug calls). Returns what write() returned, or undefined for a packet
+ * this does not take (mqtt-packet writes it, or refuses it).
+ */
+export function writeShortPublish (conn: { write: (b: Buffer) => boolean }, p: ShortPublishFields): boolean | undefined {
+  const { topic, messageId } = p
+  const qos = p.qos ?? 0
+  const payload = p.payload ?? EMPTY
+  if (typeof topic !== 'string' || (qos !== 0 && qos !== 1 && qos !== 2)) return undefined
+  if (qos > 0 && (typeof messageId !== 'number' || !Number.isInteger(messageId) || messageId < 0 || messageId > 0xffff)) return undefined
+  const isBuffer = Buffer.isBuffer(payload)
+  if (!isBuffer && typeof payload !== 'string') return undefined
+  const topicBytes = Buffer.byteLength(topic, 'utf8')
+  if (topicBytes > 0xffff) return undefined
+  const payloadBytes = isBuffer ? payload.length : Buffer.byteLength(payload, 'utf8')
+  const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + payloadBytes
+  if (remaining > MAX_REMAINING) return undefined
+  const lengthBytes = remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4
+  const inline = payloadBytes <= INLINE_PAYLOAD
+  const b = Buffer.allocUnsafe(1 + lengthBytes + remaining - (inline ? 0 : payloadBytes))
+  b[0] = 0x30 | (p.dup === true ? 8 : 0) | (qos << 1) | (p.retain === true ? 1 : 0)
+  let off = 1
+  for (let n = remaining; ; off++) {
+    const digit = n % 128
+    n = Math.floor(n / 128)
+    b[off] = n > 0 ? digit | 0x80 : digit
+    if (n === 0) { off++; break }
+  }
+  off = b.writeUInt16BE(topicBytes, off)
+  off += b.write(topic, off, 'utf8')
+  if (qos > 0) off = b.writeUInt16BE(messageId as number, off)
+  if (!inline) {
+    conn.write(b)
+    return conn.write(isBuffer ? payload : Buffer.from(payload as string, 'utf8'))
+  }
+  if (isBuffer) payload.copy(b, off)
+  else b.write(payload as string, off, 'utf8')
+  return conn.write(b)
+}
+
+const EMPTY = Buffer.alloc(0)
 
 /** First byte of PUBACK, PUBREC, PUBREL (QoS bit set, [MQTT-3.6.1-1]) and PUBCOMP. */
 const ACK_HEADER = new Map([['puback', 0x40], ['pubrec', 0x50], ['pubrel', 0x62], ['pubcomp', 0x70]])
