@@ -320,10 +320,8 @@ const WRITE_OPTS: Record<number, { protocolVersion: number }> = { 3: { protocolV
 export function writeToSocket (c: ClientInternals, packet: object): boolean {
   const version = c._wireVersion ?? 4
   if ((packet as { cmd?: string }).cmd === 'publish') {
-    if (version < 5) {
-      const ok = writeShortPublish(c.conn, packet as ShortPublishFields)
-      if (ok !== undefined) return ok
-    }
+    const ok = writeShortPublish(c.conn, packet as ShortPublishFields, version)
+    if (ok !== undefined) return ok
   } else {
     const ack = shortAck(packet as ShortAckFields, version)
     if (ack !== undefined) return c.conn.write(ack)
@@ -331,7 +329,15 @@ export function writeToSocket (c: ClientInternals, packet: object): boolean {
   return mqttPacket.writeToStream(packet, c.conn, WRITE_OPTS[version] ?? WRITE_OPTS[4]!)
 }
 
-interface ShortPublishFields { topic?: unknown, payload?: unknown, qos?: unknown, messageId?: unknown, dup?: boolean, retain?: boolean }
+interface ShortPublishFields { topic?: unknown, payload?: unknown, qos?: unknown, messageId?: unknown, dup?: boolean, retain?: boolean, properties?: unknown }
+
+/** No MQTT 5 property to write: none, or only keys set to undefined (mqtt-packet skips those). */
+function noProperties (properties: unknown): boolean {
+  if (properties === undefined) return true
+  if (typeof properties !== 'object' || properties === null || Array.isArray(properties)) return false
+  for (const key in properties) if ((properties as Record<string, unknown>)[key] !== undefined) return false
+  return true
+}
 
 /** A payload up to this size is copied into the packet's one buffer; a larger one is written as a second chunk. */
 const INLINE_PAYLOAD = 512
@@ -339,25 +345,28 @@ const INLINE_PAYLOAD = 512
 const MAX_REMAINING = 268_435_455
 
 /**
- * Writes an MQTT 3.1/3.1.1 PUBLISH as one buffer (two with a payload over
- * INLINE_PAYLOAD bytes), the bytes mqtt-packet writes in six: header,
- * length, topic length, topic, packet id, payload, each a chunk of the
- * socket's write queue (about 1 KB of a delivery's garbage with mqtt-packet's
- * debug calls). Returns what write() returned, or undefined for a packet
- * this does not take (mqtt-packet writes it, or refuses it).
+ * Writes a PUBLISH as one buffer (two with a payload over INLINE_PAYLOAD
+ * bytes), the bytes mqtt-packet writes in six or seven: header, length,
+ * topic length, topic, packet id, (MQTT 5) property length, payload, each a
+ * chunk of the socket's write queue (about 1 KB of a delivery's garbage
+ * with mqtt-packet's debug calls). MQTT 5 only without properties. Returns
+ * what write() returned, or undefined for a packet this does not take
+ * (mqtt-packet writes it, or refuses it).
  */
-export function writeShortPublish (conn: { write: (b: Buffer) => boolean }, p: ShortPublishFields): boolean | undefined {
+export function writeShortPublish (conn: { write: (b: Buffer) => boolean }, p: ShortPublishFields, version: number): boolean | undefined {
   const { topic, messageId } = p
   const qos = p.qos ?? 0
   const payload = p.payload ?? EMPTY
   if (typeof topic !== 'string' || (qos !== 0 && qos !== 1 && qos !== 2)) return undefined
+  const v5 = version === 5
+  if (v5 && !noProperties(p.properties)) return undefined
   if (qos > 0 && (typeof messageId !== 'number' || !Number.isInteger(messageId) || messageId < 0 || messageId > 0xffff)) return undefined
   const isBuffer = Buffer.isBuffer(payload)
   if (!isBuffer && typeof payload !== 'string') return undefined
   const topicBytes = Buffer.byteLength(topic, 'utf8')
   if (topicBytes > 0xffff) return undefined
   const payloadBytes = isBuffer ? payload.length : Buffer.byteLength(payload, 'utf8')
-  const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + payloadBytes
+  const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + (v5 ? 1 : 0) + payloadBytes
   if (remaining > MAX_REMAINING) return undefined
   const lengthBytes = remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4
   const inline = payloadBytes <= INLINE_PAYLOAD
@@ -373,6 +382,8 @@ export function writeShortPublish (conn: { write: (b: Buffer) => boolean }, p: S
   off = b.writeUInt16BE(topicBytes, off)
   off += b.write(topic, off, 'utf8')
   if (qos > 0) off = b.writeUInt16BE(messageId as number, off)
+  // MQTT 5: a property length of 0.
+  if (v5) b[off++] = 0
   if (!inline) {
     conn.write(b)
     return conn.write(isBuffer ? payload : Buffer.from(payload as string, 'utf8'))

@@ -1,6 +1,6 @@
 // Packets written without mqtt-packet (aedes-internals.ts): four-byte
-// acknowledgements (shortAck) and MQTT 3.1/3.1.1 PUBLISHes in one or two
-// buffers (writeShortPublish). The same bytes mqtt-packet writes, and
+// acknowledgements (shortAck) and PUBLISHes without MQTT 5 properties in
+// one or two buffers (writeShortPublish). The same bytes mqtt-packet writes, and
 // anything else left to it.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -36,24 +36,24 @@ test('an acknowledgement with more than an id is left to mqtt-packet', () => {
 })
 
 /** What writeShortPublish writes, as one buffer, and the number of writes (undefined: left to mqtt-packet). */
-function written (packet: Record<string, unknown>): { bytes: Buffer, writes: number } | undefined {
+function written (packet: Record<string, unknown>, version = 4): { bytes: Buffer, writes: number } | undefined {
   const chunks: Buffer[] = []
-  const r = writeShortPublish({ write: (b) => { chunks.push(b); return true } }, packet)
+  const r = writeShortPublish({ write: (b) => { chunks.push(b); return true } }, packet, version)
   if (r === undefined) { assert.equal(chunks.length, 0); return undefined }
   return { bytes: Buffer.concat(chunks), writes: chunks.length }
 }
 
-test('MQTT 3.1 and 3.1.1 PUBLISH: the bytes mqtt-packet writes, in one write (two past 512 bytes of payload)', () => {
+test('PUBLISH without properties: the bytes mqtt-packet writes, in one write (two past 512 bytes of payload)', () => {
   const topics = ['t', 'a/b/c', 'temp/ä/温度', '', 'x'.repeat(300)]
   // Around each size where the Remaining Length takes another byte, and past the inline limit.
   const sizes = [0, 1, 64, 100, 122, 123, 124, 125, 126, 127, 128, 512, 513, 16_370, 16_380, 16_384, 70_000]
-  for (const version of [3, 4]) {
+  for (const version of [3, 4, 5]) {
     for (const topic of topics) {
       for (const size of sizes) {
         for (const [qos, dup, retain] of [[0, false, false], [1, false, true], [2, true, false], [1, true, true]] as const) {
           const payload = Buffer.alloc(size, size % 251)
           const packet = { cmd: 'publish', topic, payload, qos, dup, retain, ...(qos > 0 ? { messageId: 1 + (size % 65535) } : {}) }
-          const out = written(packet)
+          const out = written(packet, version)
           assert.ok(out !== undefined, `${topic} ${size} qos ${qos}`)
           assert.deepEqual(out.bytes, mqttPacket.generate(packet, { protocolVersion: version }), `${topic} ${size} qos ${qos} dup ${dup} retain ${retain}`)
           assert.equal(out.writes, size > 512 ? 2 : 1)
@@ -70,6 +70,11 @@ test('MQTT 3.1 and 3.1.1 PUBLISH: the bytes mqtt-packet writes, in one write (tw
   ]) {
     assert.deepEqual(written(packet)?.bytes, mqttPacket.generate(packet, { protocolVersion: 4 }), JSON.stringify(packet))
   }
+  // MQTT 5 with no property to write: absent, empty, or only keys set to undefined (a topic alias taken off).
+  for (const properties of [undefined, {}, { topicAlias: undefined, subscriptionIdentifier: undefined }]) {
+    const packet = { cmd: 'publish', topic: 'p/5', payload: Buffer.from('v5'), qos: 1, messageId: 9, properties }
+    assert.deepEqual(written(packet, 5)?.bytes, mqttPacket.generate(packet, { protocolVersion: 5 }), JSON.stringify(properties))
+  }
 })
 
 test('a PUBLISH mqtt-packet would refuse or write otherwise is left to it', () => {
@@ -83,4 +88,11 @@ test('a PUBLISH mqtt-packet would refuse or write otherwise is left to it', () =
   ]) {
     assert.equal(written(packet), undefined, JSON.stringify(packet).slice(0, 80))
   }
+  // MQTT 5 with properties to write (or a malformed properties value) goes to mqtt-packet.
+  for (const properties of [{ messageExpiryInterval: 30 }, { topicAlias: 1 }, { userProperties: { a: 'b' } }, null, [1]]) {
+    assert.equal(written({ cmd: 'publish', topic: 't', payload: Buffer.alloc(1), qos: 0, properties }, 5), undefined, JSON.stringify(properties))
+  }
+  // Properties are ignored before MQTT 5, as mqtt-packet ignores them.
+  const v4 = { cmd: 'publish', topic: 't', payload: Buffer.alloc(1), qos: 0, properties: { messageExpiryInterval: 30 } }
+  assert.deepEqual(written(v4, 4)?.bytes, mqttPacket.generate(v4, { protocolVersion: 4 }))
 })
