@@ -303,7 +303,7 @@ export class Forwarding {
     if (messageExpiry === undefined && typeof props?.messageExpiryInterval === 'number' && props.messageExpiryInterval > 0) {
       messageExpiry = Date.now() + props.messageExpiryInterval * 1000
     }
-    const forwarded: ForwardedPublish = {
+    return {
       origin: nodeOfProcess(brokerId),
       brokerId,
       brokerCounter: packet.brokerCounter ?? 0,
@@ -317,7 +317,6 @@ export class Forwarding {
       properties: props,
       messageExpiry
     }
-    return forwarded
   }
 
   /** Queues a message on a link; returns what its acknowledgement waits for. */
