@@ -138,25 +138,46 @@ test('a really full disk (a 2 MiB tmpfs): refused with 0x97, the client stays, t
   const api = node.apiUrl
   const metric = async (line: RegExp): Promise<boolean> => line.test(await (await fetch(`${api}/metrics`)).text())
   const client = held.client = await connect(node.mqttUrl, { protocolVersion: 5 })
-  const { stored, refusal } = await fillUntilRefused(client, 20_000, 300)
+  const { stored, refusal } = await fillUntilRefused(client, 20_000, 300, node.output)
   assert.equal(refusal?.code, 0x97, `refused with quota exceeded after ${stored} x 20 kB on 2 MiB`)
   assert.equal(client.connected, true)
   assert.ok(await metric(/broker_storage_errors_total\{kind="write"\} [1-9]/), 'the failed commit is counted')
   assert.ok(await metric(/broker_storage_full 1/))
-  await freeAndRetry(client, stored, 15_000)
+  await freeAndRetry(client, stored, 15_000, node.output)
   assert.ok(await metric(/broker_storage_full 0/))
   assert.equal(node.child.exitCode, null, 'the node is still running')
 })
 
+/**
+ * A publish's acknowledgement, or a failure naming the publish after
+ * `ms`: a PUBACK that never comes is a broken promise to the client, and
+ * would otherwise show only as the file's timeout. `context`: the node's
+ * output, for a process node.
+ */
+class NoAnswer extends Error {}
+
+async function acked (p: Promise<unknown>, what: string, context?: () => string, ms = 20_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new NoAnswer(`no answer to ${what} within ${ms} ms${context === undefined ? '' : `; node output:\n${context().slice(-4000)}`}`)) }, ms)
+  })
+  try {
+    await Promise.race([p, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** Retained QoS 1 publishes of `bytes` each until one is refused (at most `max`). */
-async function fillUntilRefused (client: MqttClient, bytes: number, max: number): Promise<{ stored: number, refusal: (Error & { code?: number }) | undefined }> {
+async function fillUntilRefused (client: MqttClient, bytes: number, max: number, context?: () => string): Promise<{ stored: number, refusal: (Error & { code?: number }) | undefined }> {
   const payload = Buffer.alloc(bytes, 1)
   let stored = 0
   for (let i = 0; i < max; i++) {
     try {
-      await client.publishAsync(`big/${i}`, payload, { qos: 1, retain: true })
+      await acked(client.publishAsync(`big/${i}`, payload, { qos: 1, retain: true }), `retained QoS 1 publish big/${i}`, context)
       stored++
     } catch (err) {
+      if (err instanceof NoAnswer) throw err
       return { stored, refusal: err as Error & { code?: number } }
     }
   }
@@ -164,13 +185,16 @@ async function fillUntilRefused (client: MqttClient, bytes: number, max: number)
 }
 
 /** Clears the retained topics fillUntilRefused stored (allowed while full), then waits until a QoS 1 publish is taken again. */
-async function freeAndRetry (client: MqttClient, stored: number, timeout: number): Promise<void> {
-  for (let i = 0; i < stored; i++) await client.publishAsync(`big/${i}`, '', { qos: 1, retain: true })
+async function freeAndRetry (client: MqttClient, stored: number, timeout: number, context?: () => string): Promise<void> {
+  for (let i = 0; i < stored; i++) await acked(client.publishAsync(`big/${i}`, '', { qos: 1, retain: true }), `the clear of big/${i}`, context)
   await waitFor(async () => {
     try {
-      await client.publishAsync('plain/qos1', 'again', { qos: 1 })
+      await acked(client.publishAsync('plain/qos1', 'again', { qos: 1 }), 'a QoS 1 publish while full', context)
       return true
-    } catch { return false }
+    } catch (err) {
+      if (err instanceof NoAnswer) throw err
+      return false
+    }
   }, { timeout, message: 'a QoS 1 publish to be accepted again' })
 }
 
