@@ -4,6 +4,7 @@ import { setFlagsFromString } from 'node:v8'
 import { BrokerHaError } from '../errors.js'
 import { effectiveConfigText, loadConfig, type FlagValue } from '../config/index.js'
 import { createLogger } from '../log.js'
+import { quietPacketDebug } from '../server/mqtt/quiet-debug.js'
 
 interface ServeFlags {
   config?: string
@@ -65,7 +66,6 @@ export function serveCommand (): Command {
       }
       tuneHeap()
       // Before aedes loads mqtt-packet (quiet-debug.ts).
-      const { quietPacketDebug } = await import('../server/mqtt/quiet-debug.js')
       if (!quietPacketDebug()) log.debug('mqtt-packet debug calls left as they are (loaded already, or debug not found)')
       // Loaded here rather than at the top: the broker's dependency tree (aedes,
       // fastify, ...) would otherwise slow down every other subcommand's start.

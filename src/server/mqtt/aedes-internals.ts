@@ -7,6 +7,7 @@ import type { EventEmitter } from 'node:events'
 import { Socket } from 'node:net'
 import { createRequire } from 'node:module'
 import type { Aedes, Client } from 'aedes'
+import { shortAck, writeShortPublish } from './wire-writes.js'
 
 const require = createRequire(import.meta.url)
 const mqttPacket = require('mqtt-packet') as {
@@ -320,104 +321,13 @@ const WRITE_OPTS: Record<number, { protocolVersion: number }> = { 3: { protocolV
 export function writeToSocket (c: ClientInternals, packet: object): boolean {
   const version = c._wireVersion ?? 4
   if ((packet as { cmd?: string }).cmd === 'publish') {
-    const ok = writeShortPublish(c.conn, packet as ShortPublishFields, version)
+    const ok = writeShortPublish(c.conn, packet, version)
     if (ok !== undefined) return ok
   } else {
-    const ack = shortAck(packet as ShortAckFields, version)
+    const ack = shortAck(packet, version)
     if (ack !== undefined) return c.conn.write(ack)
   }
   return mqttPacket.writeToStream(packet, c.conn, WRITE_OPTS[version] ?? WRITE_OPTS[4]!)
-}
-
-interface ShortPublishFields { topic?: unknown, payload?: unknown, qos?: unknown, messageId?: unknown, dup?: boolean, retain?: boolean, properties?: unknown }
-
-/** No MQTT 5 property to write: none, or only keys set to undefined (mqtt-packet skips those). */
-function noProperties (properties: unknown): boolean {
-  if (properties === undefined) return true
-  if (typeof properties !== 'object' || properties === null || Array.isArray(properties)) return false
-  for (const key in properties) if ((properties as Record<string, unknown>)[key] !== undefined) return false
-  return true
-}
-
-/** A payload up to this size is copied into the packet's one buffer; a larger one is written as a second chunk. */
-const INLINE_PAYLOAD = 512
-/** MQTT's largest Remaining Length (four bytes of variable byte integer). */
-const MAX_REMAINING = 268_435_455
-
-/**
- * Writes a PUBLISH as one buffer (two with a payload over INLINE_PAYLOAD
- * bytes), the bytes mqtt-packet writes in six or seven: header, length,
- * topic length, topic, packet id, (MQTT 5) property length, payload, each a
- * chunk of the socket's write queue (about 1 KB of a delivery's garbage
- * with mqtt-packet's debug calls). MQTT 5 only without properties. Returns
- * what write() returned, or undefined for a packet this does not take
- * (mqtt-packet writes it, or refuses it).
- */
-export function writeShortPublish (conn: { write: (b: Buffer) => boolean }, p: ShortPublishFields, version: number): boolean | undefined {
-  const { topic, messageId } = p
-  const qos = p.qos ?? 0
-  const payload = p.payload ?? EMPTY
-  if (typeof topic !== 'string' || (qos !== 0 && qos !== 1 && qos !== 2)) return undefined
-  const v5 = version === 5
-  if (v5 && !noProperties(p.properties)) return undefined
-  if (qos > 0 && (typeof messageId !== 'number' || !Number.isInteger(messageId) || messageId < 0 || messageId > 0xffff)) return undefined
-  const isBuffer = Buffer.isBuffer(payload)
-  if (!isBuffer && typeof payload !== 'string') return undefined
-  const topicBytes = Buffer.byteLength(topic, 'utf8')
-  if (topicBytes > 0xffff) return undefined
-  const payloadBytes = isBuffer ? payload.length : Buffer.byteLength(payload, 'utf8')
-  const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + (v5 ? 1 : 0) + payloadBytes
-  if (remaining > MAX_REMAINING) return undefined
-  const lengthBytes = remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4
-  const inline = payloadBytes <= INLINE_PAYLOAD
-  const b = Buffer.allocUnsafe(1 + lengthBytes + remaining - (inline ? 0 : payloadBytes))
-  b[0] = 0x30 | (p.dup === true ? 8 : 0) | (qos << 1) | (p.retain === true ? 1 : 0)
-  let off = 1
-  for (let n = remaining; ; off++) {
-    const digit = n % 128
-    n = Math.floor(n / 128)
-    b[off] = n > 0 ? digit | 0x80 : digit
-    if (n === 0) { off++; break }
-  }
-  off = b.writeUInt16BE(topicBytes, off)
-  off += b.write(topic, off, 'utf8')
-  if (qos > 0) off = b.writeUInt16BE(messageId as number, off)
-  // MQTT 5: a property length of 0.
-  if (v5) b[off++] = 0
-  if (!inline) {
-    conn.write(b)
-    return conn.write(isBuffer ? payload : Buffer.from(payload as string, 'utf8'))
-  }
-  if (isBuffer) payload.copy(b, off)
-  else b.write(payload as string, off, 'utf8')
-  return conn.write(b)
-}
-
-const EMPTY = Buffer.alloc(0)
-
-/** First byte of PUBACK, PUBREC, PUBREL (QoS bit set, [MQTT-3.6.1-1]) and PUBCOMP. */
-const ACK_HEADER = new Map([['puback', 0x40], ['pubrec', 0x50], ['pubrel', 0x62], ['pubcomp', 0x70]])
-
-interface ShortAckFields { cmd?: string, messageId?: unknown, dup?: boolean, reasonCode?: number, properties?: unknown }
-
-/**
- * The four bytes of an acknowledgement that has only its packet id: every
- * one before MQTT 5, and an MQTT 5 success without properties (reason code
- * and properties omitted, section 3.4.2.1). mqtt-packet writes the same
- * bytes as three writes (header, length, id), each a chunk of the socket's
- * queue: a QoS 1 publisher's PUBACKs were a tenth of what a publish allocated.
- * Undefined for anything else, which mqtt-packet writes.
- */
-export function shortAck (p: ShortAckFields, version: number): Buffer | undefined {
-  const header = p.cmd === undefined ? undefined : ACK_HEADER.get(p.cmd)
-  const id = p.messageId
-  if (header === undefined || typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > 0xffff || p.dup === true) return undefined
-  if (version === 5 && (p.reasonCode !== 0 || p.properties !== undefined)) return undefined
-  const b = Buffer.allocUnsafe(4)
-  b[0] = header
-  b[1] = 2
-  b.writeUInt16BE(id, 2)
-  return b
 }
 
 /** A packet encoded for a protocol version (size checks, pre-built DISCONNECTs). */

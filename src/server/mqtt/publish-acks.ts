@@ -24,6 +24,7 @@ import { internals, writePacket, brokerInternals, type InboundPacket } from './a
 import type { Client } from 'aedes'
 import { outboundOf } from './delivery.js'
 import { BrokerHaError } from '../../errors.js'
+import { wireSize } from './wire-writes.js'
 
 /** aedes.publish as aedes calls it for a client's message (its typings omit the client). */
 type PublishWithClient = (packet: InboundPacket, client: Client, done: (err?: Error | null) => void) => void
@@ -31,11 +32,6 @@ type PublishWithClient = (packet: InboundPacket, client: Client, done: (err?: Er
 const NOT_AUTHORIZED = 0x87
 const TOPIC_ALIAS_INVALID = 0x94
 const QUOTA_EXCEEDED = 0x97
-
-function wireSize (remaining: number): number {
-  const lengthBytes = remaining >= 2_097_152 ? 4 : remaining >= 16_384 ? 3 : remaining >= 128 ? 2 : 1
-  return 1 + lengthBytes + remaining
-}
 
 function levels (topic: string): number {
   let n = 1

@@ -1,11 +1,11 @@
-// Packets written without mqtt-packet (aedes-internals.ts): four-byte
+// Packets written without mqtt-packet (wire-writes.ts): four-byte
 // acknowledgements (shortAck) and PUBLISHes without MQTT 5 properties in
 // one or two buffers (writeShortPublish). The same bytes mqtt-packet writes, and
 // anything else left to it.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
-import { shortAck, writeShortPublish } from '../../../src/server/mqtt/aedes-internals.js'
+import { shortAck, writeShortPublish } from '../../../src/server/mqtt/wire-writes.js'
 
 const require = createRequire(import.meta.url)
 const mqttPacket = require('mqtt-packet') as { generate: (packet: object, opts: { protocolVersion: number }) => Buffer }

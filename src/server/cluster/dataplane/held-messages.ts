@@ -58,14 +58,7 @@ export class HeldMessages {
     this.settling += h.payload.length + DATA_HEADER
   }
 
-  /** Resolves when `seq` is settled (true) or orphaned or stopped (false); undefined when it is not held. */
-  whenSettled (seq: number): Promise<boolean> | undefined {
-    const h = this.holds.get(seq)
-    if (h === undefined) return undefined
-    return new Promise((resolve) => { addWaiter(h, resolve) })
-  }
-
-  /** whenSettled without a promise: calls `cb` once; false (and never calls it) when `seq` is not held. */
+  /** Calls `cb` once `seq` is settled (true) or orphaned or stopped (false); false (and never calls it) when `seq` is not held. */
   onSettled (seq: number, cb: Waiter): boolean {
     const h = this.holds.get(seq)
     if (h === undefined) return false
@@ -73,7 +66,7 @@ export class HeldMessages {
     return true
   }
 
-  /** whenSettled of every message held up to `seq`, oldest first. */
+  /** Settlement of every message held up to `seq`, oldest first (as onSettled). */
   whenSettledUpTo (seq: number): Array<Promise<boolean>> {
     const waits: Array<Promise<boolean>> = []
     for (const h of this.holds.values()) {

@@ -18,7 +18,7 @@
 //   when the link is down or the send buffer is full they are shed (counted).
 // - Held messages (publishes) are reliable messages the receiver settles when
 //   it is done with them (settle()); the sender keeps each until its HELD
-//   report (frame-codec.ts), not just its ACK: whenHeld() is what a
+//   report (frame-codec.ts), not just its ACK: onHeld() is what a
 //   publisher's acknowledgement waits for, and unheld() is what a node taking
 //   over the receiver's sessions asks for when the receiver died first. A
 //   receiver that restarts (a new `process` in its HELLO) settles nothing of
@@ -181,15 +181,11 @@ export class PeerLink {
   }
 
   /**
-   * Resolves true once the peer settled held message `seq` (or had, or it
-   * was never held), false when the link stops or the peer restarted before
-   * settling it.
+   * Calls `cb` once: true when the peer settled held message `seq` (or had,
+   * or it was never held: at once), false when the link stops or the peer
+   * restarted before settling it. A callback, not a promise: a publisher's
+   * acknowledgement waits here for every message (held-waits.ts).
    */
-  whenHeld (seq: number): Promise<boolean> {
-    return new Promise((resolve) => { this.onHeld(seq, resolve) })
-  }
-
-  /** whenHeld with a callback, called once (at once when `seq` is not held): one closure per publish, not three promises. */
   onHeld (seq: number, cb: (held: boolean) => void): void {
     if (!this.holds.onSettled(seq, cb)) cb(this.state !== 'stopped' || seq <= this.ackedUpTo)
   }

@@ -54,7 +54,7 @@ test('held messages: each waiter is told once, true when settled, false when orp
   const told: Array<[number, boolean]> = []
   for (const seq of [1, 2, 2, 3, 4, 5]) assert.equal(h.onSettled(seq, (held) => told.push([seq, held])), true)
   assert.equal(h.onSettled(9, () => assert.fail('not held')), false)
-  const third = h.whenSettled(3)
+  const third = new Promise<boolean>((resolve) => h.onSettled(3, resolve))
   h.settled(2, [4])
   assert.deepEqual(told, [[1, true], [2, true], [2, true], [4, true]])
   assert.equal(h.size, 2)
@@ -62,7 +62,7 @@ test('held messages: each waiter is told once, true when settled, false when orp
   assert.equal(await third, false)
   assert.deepEqual(told.slice(4), [[3, false], [5, false]])
   h.add(6, payload)
-  const sixth = h.whenSettled(6)
+  const sixth = new Promise<boolean>((resolve) => h.onSettled(6, resolve))
   h.stop()
   assert.equal(await sixth, false)
   assert.equal(h.size, 0)

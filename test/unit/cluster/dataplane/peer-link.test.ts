@@ -554,7 +554,7 @@ test('a held message stays with the sender until the receiver settles it: out of
       assert.equal(p.a.link.send(seqPayload(i, 1000), 'held'), 'queued')
       seqs.push(p.a.link.lastQueuedSeq)
     }
-    const held = seqs.map((s) => { let v: boolean | undefined; void p.a.link.whenHeld(s).then((x) => { v = x }); return () => v })
+    const held = seqs.map((s) => { let v: boolean | undefined; p.a.link.onHeld(s, (x) => { v = x }); return () => v })
     await waitFor(() => p.b.received.length === 3 && p.a.link.unackedCount === 0, { message: 'delivered and acknowledged' })
     assert.ok(p.b.received.every((r) => r.info.hold === true && r.info.source !== undefined))
     assert.equal(p.a.link.unheldCount, 3, 'acknowledged is not held')
@@ -606,7 +606,7 @@ test('a receiver that restarts settles nothing of its predecessor: those message
     a.link.send(seqPayload(2), 'held')
     a.link.send(seqPayload(3), 'reliable')
     let firstHeld: boolean | undefined
-    void a.link.whenHeld(first).then((v) => { firstHeld = v })
+    a.link.onHeld(first, (v) => { firstHeld = v })
     await waitFor(() => b.received.length === 3, { message: 'delivered to the first process' })
     // The first process dies without settling; a new one listens on another port.
     b.link.stop()
