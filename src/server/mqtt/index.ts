@@ -7,6 +7,7 @@
 //   aedes-internals.ts       every private part of aedes we touch
 //   options.ts               config -> aedes options
 //   persistence.ts           the session store aedes runs on (limits, queues, observer)
+//   empty-replay.ts          no stream pipeline for aedes' empty replay at CONNECT
 //   outgoing-queues.ts       persistent sessions' queues and their ledgers
 //   session-sender.ts        delivery of a stored session's queue, in order, within its window
 //   delivery.ts              live delivery: de-duplication, QoS downgrade, Receive Maximum, packet size
@@ -56,6 +57,7 @@ import { AedesHooks } from './hooks.js'
 import { MqttIntrospection, type MessageCounts } from './introspection.js'
 import { internals, brokerInternals, encodePacket, dropEndOfStreamWatch, fastListenerTable, closeClient } from './aedes-internals.js'
 import { ClientLog } from './client-log.js'
+import { skipEmptyReplay } from './empty-replay.js'
 import { Listeners, describeConnection, remoteOf, formatRemote, type ConnectionInfo } from './listeners/index.js'
 import { certificateIdentityLayer } from './listeners/identity.js'
 
@@ -151,6 +153,7 @@ export class MqttServer {
       }
     })
     this.persistence.replay = 'sender'
+    if (!skipEmptyReplay()) log.debug('stream.pipeline left as it is: aedes pipes an empty replay at every CONNECT')
     this.persistence.onQueueChange = (clientId) => this.senders.get(clientId)?.kick()
     this.metrics = new MqttMetrics(registry, {
       connections: () => this.sockets.size,

@@ -23,6 +23,7 @@ import { createRequire } from 'node:module'
 import type { LimitName } from './metrics.js'
 import { OutgoingQueues, type StoredPacket } from './outgoing-queues.js'
 import { stampOf } from './message-stamp.js'
+import { emptyReplay } from './empty-replay.js'
 import type { PersistenceObserver, StoredSubscription } from './persistence-observer.js'
 
 export type { StoredPacket }
@@ -115,13 +116,6 @@ export function memoryPersistence (): AedesPersistence {
   const MemoryPersistence = require('aedes-persistence/asyncPersistence.js') as new () => AedesPersistence
   return new MemoryPersistence()
 }
-
-/**
- * A stream that ends at its first read. aedes pipes this into a transform at
- * every connect (connect.js emptyQueue) and only then says connected; made
- * by Readable.from([]), it took an async iterator and more ticks to end.
- */
-const EMPTY = (): Readable => new Readable({ objectMode: true, read () { this.push(null) } })
 
 export class SessionStore implements AedesPersistence {
   readonly inner: AedesPersistence
@@ -380,7 +374,7 @@ export class SessionStore implements AedesPersistence {
   }
 
   outgoingStream (client: ClientRef): Readable {
-    if (this.replay === 'sender') return EMPTY()
+    if (this.replay === 'sender') return emptyReplay()
     return Readable.from(this.outgoing.entries(client.id).map((p) => ({ ...p })))
   }
 
