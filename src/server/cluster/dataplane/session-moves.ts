@@ -85,6 +85,24 @@ const EARLY_MS = 5000
 /** A CONNECT noted by preConnect that never reached authentication (refused, dropped) is forgotten after this. */
 const CONNECTING_TTL_MS = 30_000
 
+/**
+ * Sets `key` as the map's last entry. Entries noted this way with one TTL sit
+ * in the order they expire, so dropExpired stops at the first one alive: a
+ * burst of CONNECTs costs each one what expired, not every CONNECT under way.
+ */
+export function noteLast<V> (map: Map<string, V>, key: string, value: V): void {
+  map.delete(key)
+  map.set(key, value)
+}
+
+/** Drops the expired entries at the front of a map kept by noteLast (a clock stepped back only delays a few). */
+export function dropExpired (map: Map<string, { until: number }>, now: number): void {
+  for (const [key, entry] of map) {
+    if (entry.until >= now) return
+    map.delete(key)
+  }
+}
+
 /** Sessions this node serves while they move away, and follows once they left. */
 interface Leaving { clientId: string, to: string, filters: string[], until: number, requestId: string, replica?: string | undefined, since?: number }
 
@@ -164,10 +182,10 @@ export class SessionMoves {
     return (client, packet, callback) => {
       if (typeof packet.clientId === 'string' && packet.clientId !== '') {
         const now = Date.now()
-        for (const [id, c] of this.connectingIds) if (c.until < now) this.connectingIds.delete(id)
-        for (const [id, a] of this.attempts) if (a.until < now) this.attempts.delete(id)
-        this.connectingIds.set(packet.clientId, { resume: packet.clean !== true, until: now + CONNECTING_TTL_MS })
-        this.attempts.set(packet.clientId, { stamp: this.ctx.clock.now(), until: now + CONNECTING_TTL_MS })
+        dropExpired(this.connectingIds, now)
+        dropExpired(this.attempts, now)
+        noteLast(this.connectingIds, packet.clientId, { resume: packet.clean !== true, until: now + CONNECTING_TTL_MS })
+        noteLast(this.attempts, packet.clientId, { stamp: this.ctx.clock.now(), until: now + CONNECTING_TTL_MS })
       }
       next(client, packet, callback)
     }
