@@ -16,6 +16,8 @@
 //   topic-aliases.ts         server-to-client topic aliases (MQTT 5)
 //   inbound.ts               per-connection packet pipeline (ordering, protocol errors, inflight)
 //   publish-acks.ts          QoS 1 PUBACK after the publish
+//   wire-writes.ts           PUBACK/PUBREC/PUBREL/PUBCOMP and plain PUBLISH encoded in one buffer
+//   quiet-debug.ts           mqtt-packet's debug calls silenced unless DEBUG asks for them
 //   shared-subscriptions.ts  $share/group/filter on one node
 //   refusal.ts               refusing CONNACKs (connection limit, client id, keep alive)
 //   keep-alive.ts            the keep alive a connection gets (Server Keep Alive, max_keepalive)
