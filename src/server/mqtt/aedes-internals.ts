@@ -2,7 +2,10 @@
 // place. aedes is pinned to that exact version; if it moves, this file is
 // the list of things to re-check (aedes.js, lib/client.js, lib/write.js,
 // lib/handlers/*). Nothing outside this file reaches into aedes' objects
-// except through these names.
+// except through these names. Two files lean on how aedes is written rather
+// than on its objects, and need the same re-check: empty-replay.ts (aedes
+// pipes persistence.outgoingStream() with stream.pipeline) and
+// quiet-debug.ts (mqtt-packet's debug namespaces).
 import type { EventEmitter } from 'node:events'
 import { Socket } from 'node:net'
 import { createRequire } from 'node:module'

@@ -6,6 +6,9 @@
 // of short-lived objects per connect (an AbortController, an AbortError with
 // its stack, end-of-stream listeners on both streams), a quarter of what a
 // connect allocates, and a few ticks before the client counts as connected.
+// aedes pipes the same stream once more when a clean client goes
+// (lib/client.js, emptyOutgoingQueue); the session store drops that queue
+// whole itself (persistence.ts, cleanSubscriptions).
 //
 // skipEmptyReplay() puts in stream.pipeline's place a function that answers
 // at once, on the next tick, for the one stream NOTHING_TO_REPLAY, and hands
