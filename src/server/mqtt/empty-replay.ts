@@ -14,8 +14,8 @@
 // at once, on the next tick, for the one stream NOTHING_TO_REPLAY, and hands
 // every other call to the real pipeline unchanged. aedes imports pipeline
 // from 'stream' as an ES module; syncBuiltinESMExports() carries the change
-// to that binding. emptyReplay() gives NOTHING_TO_REPLAY only once this is
-// in place: otherwise a fresh empty stream, which the real pipeline ends.
+// to that binding. emptyReplay() gives NOTHING_TO_REPLAY only while this is
+// stream.pipeline: otherwise a fresh empty stream, which any pipeline ends.
 import stream, { Readable } from 'node:stream'
 import { syncBuiltinESMExports } from 'node:module'
 import { promisify } from 'node:util'
@@ -27,17 +27,18 @@ const empty = (): Readable => new Readable({ objectMode: true, read () { this.pu
 
 /** The stream the skipping pipeline answers for: never read. */
 const NOTHING_TO_REPLAY = empty()
-let skipping = false
-
-/** The stream for aedes' replay at CONNECT when it has nothing to replay. */
-export function emptyReplay (): Readable { return skipping ? NOTHING_TO_REPLAY : empty() }
 
 type Pipeline = ((...args: unknown[]) => unknown) & { [SKIPPING]?: true, [promisify.custom]?: unknown }
 
+const skipping = (): boolean => (stream.pipeline as unknown as Pipeline)[SKIPPING] === true
+
+/** The stream for aedes' replay at CONNECT when it has nothing to replay. */
+export function emptyReplay (): Readable { return skipping() ? NOTHING_TO_REPLAY : empty() }
+
 /** Installs the pipeline that skips NOTHING_TO_REPLAY; false when stream.pipeline cannot be replaced. */
 export function skipEmptyReplay (): boolean {
+  if (skipping()) return true
   const real = stream.pipeline as unknown as Pipeline
-  if (real[SKIPPING] === true) return (skipping = true)
   const skipper: Pipeline = function (this: unknown, ...args: unknown[]): unknown {
     if (args[0] !== NOTHING_TO_REPLAY) return real.apply(this, args)
     const done = args[args.length - 1]
@@ -52,6 +53,5 @@ export function skipEmptyReplay (): boolean {
   } catch {
     return false
   }
-  skipping = (stream.pipeline as unknown as Pipeline)[SKIPPING] === true
-  return skipping
+  return skipping()
 }

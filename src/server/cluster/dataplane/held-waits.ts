@@ -19,10 +19,10 @@ export interface HeldSource {
 
 interface Wait { resolve: () => void, deadline: number, open: boolean }
 
+/** `queue[head]` is the oldest open wait: close() moves `head` past the closed ones. */
 class PeerWaits {
   readonly queue: Wait[] = []
   head = 0
-  open = 0
   timer: NodeJS.Timeout | undefined
 }
 
@@ -48,7 +48,6 @@ export class HeldWaits {
       if (waits === undefined) { waits = new PeerWaits(); this.peers.set(peer, waits) }
       const w: Wait = { resolve, deadline: Date.now() + this.timeoutMs, open: true }
       waits.queue.push(w)
-      waits.open++
       const owner = waits
       link.onHeld(seq, (held) => { this.close(owner, w, held ? undefined : 'peer-gone') })
       if (w.open && owner.timer === undefined) this.arm(peer, owner)
@@ -70,7 +69,6 @@ export class HeldWaits {
   private close (waits: PeerWaits, w: Wait, reason: UnreplicatedReason | undefined): void {
     if (!w.open) return
     w.open = false
-    waits.open--
     if (reason !== undefined) this.unreplicated[reason]++
     w.resolve()
     // Settlements come mostly in order: what is closed at the front goes.
@@ -96,23 +94,12 @@ export class HeldWaits {
     waits.timer = undefined
     const now = Date.now()
     let expired = 0
-    while (waits.head < waits.queue.length) {
-      const w = waits.queue[waits.head]!
-      if (w.open) {
-        if (w.deadline > now) break
-        expired++
-        this.close(waits, w, 'timeout')
-      } else {
-        waits.head++
-      }
+    for (let w = waits.queue[waits.head]; w !== undefined && w.deadline <= now; w = waits.queue[waits.head]) {
+      expired++
+      this.close(waits, w, 'timeout')
     }
-    if (waits.open === 0) {
-      waits.queue.length = 0
-      waits.head = 0
-      if (this.peers.get(peer) === waits) this.peers.delete(peer)
-    } else {
-      this.arm(peer, waits)
-    }
+    if (waits.head < waits.queue.length) this.arm(peer, waits)
+    else if (this.peers.get(peer) === waits) this.peers.delete(peer)
     if (expired > 0) this.timedOut(peer, expired)
   }
 }
